@@ -1,0 +1,287 @@
+//! The attachment API between `contrail-cni-plugin` (client, on every agent node, `mode: mesos`)
+//! and `contrail-mesos-manager` (server, on the master). The prose contract is
+//! `docs/attachment-api.md`; these types are its only implementation and both sides use them,
+//! so the JSON cannot drift. Field names are kebab-case like the rest of Contrail's JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// Version prefix of every path.
+pub const API_PREFIX: &str = "/v1";
+/// `POST` registers one attachment; `GET` lists them.
+pub const ATTACHMENTS_PATH: &str = "/v1/attachments";
+
+/// Path of one attachment: `DELETE` deregisters it, `GET` reads it.
+pub fn attachment_path(container_id: &str, ifname: &str) -> String {
+    format!("{ATTACHMENTS_PATH}/{container_id}/{ifname}")
+}
+
+/// A Mesos network label, as in `NetworkInfo.labels.labels[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+}
+
+/// A floating IP asked for by the `floating-ips` label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct FloatingIpRequest {
+    /// Pool fq-name: domain, project, virtual network, pool.
+    pub pool: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// The Contrail label vocabulary after translation by the `mesos-delegate` Wasm plugin
+/// (`translate-contrail` in `wit/translator.wit`). Absent labels are `None`/empty; the manager
+/// applies its configured defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ContrailRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// 1 part (a name inside the project) or 3 parts (domain, project, name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Vec<String>>,
+    /// CIDRs with no host bits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnets: Vec<String>,
+    /// The instance-ip address asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floating_ips: Vec<FloatingIpRequest>,
+    /// fq-names (3 parts, or 1 part = inside the project).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_groups: Vec<Vec<String>>,
+    /// Labels outside the vocabulary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other: Vec<Label>,
+}
+
+/// The node the container runs on: the vRouter is found by `ip` first, then by `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Node {
+    /// The CNI config's `contrail.cluster-name` (Contrail's convention: the vrouter's hostname).
+    pub name: String,
+    /// The CNI config's `contrail.vrouter-ip`.
+    pub ip: String,
+}
+
+/// `POST /v1/attachments`: one container interface on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AttachRequest {
+    /// `CNI_CONTAINERID` (the Mesos ContainerID).
+    pub container_id: String,
+    /// `CNI_IFNAME` (`eth0`, `eth1`, ...). (container-id, ifname) is the idempotency key.
+    pub ifname: String,
+    /// `CNI_NETNS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    pub node: Node,
+    /// The CNI network's `name` (e.g. `contrail-cni-plugin`).
+    pub network_name: String,
+    /// The translated labels.
+    pub request: ContrailRequest,
+    /// The raw labels, as Mesos passed them.
+    #[serde(default)]
+    pub labels: Vec<Label>,
+}
+
+/// A VNC object reference in answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ObjectRef {
+    pub uuid: String,
+    pub fq_name: Vec<String>,
+}
+
+/// The answer to a registration (200 when it already existed, 201 when created). Sent only
+/// once every VNC object exists, including the `virtual-router -> virtual-machine` ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Attachment {
+    pub container_id: String,
+    pub ifname: String,
+    /// VM uuid: the container id when it is a UUID, else a name-based (v5) UUID of it.
+    pub vm_uuid: String,
+    /// VM name: the container id. The CNI polls the agent's `/vm-cfg/<vm-name>`.
+    pub vm_name: String,
+    pub vmi_uuid: String,
+    pub vn: ObjectRef,
+    /// The instance-ip address VNC allocated (or the one asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The VMI's MAC address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The `index` annotation, `i/N`.
+    pub index: String,
+    /// Floating IP addresses bound to the VMI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floating_ips: Vec<String>,
+}
+
+/// Answer to `DELETE /v1/attachments/<container-id>/<ifname>`: always 200 when the request was
+/// valid, so a repeated DEL succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DetachResponse {
+    /// False when nothing was registered (already gone).
+    pub found: bool,
+}
+
+/// Machine-readable error kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The body is not a valid request (400).
+    BadRequest,
+    /// A label names something invalid or missing (unknown security group, unknown pool,
+    /// malformed floating IP, subnet clash, address outside the subnet...) (422).
+    BadLabel,
+    /// Missing or wrong bearer token (401).
+    Unauthorized,
+    /// Not found (404), for GET of one attachment.
+    NotFound,
+    /// A conflicting registration exists (409).
+    Conflict,
+    /// The VNC API failed after retries; try again later (503).
+    Unavailable,
+    /// Anything else (500).
+    Internal,
+}
+
+/// Every non-2xx answer has this body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ApiError {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ErrorBody {
+    pub kind: ErrorKind,
+    /// The label at fault, for `bad-label`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, label: Option<&str>, message: impl Into<String>) -> Self {
+        ApiError {
+            error: ErrorBody { kind, label: label.map(str::to_owned), message: message.into() },
+        }
+    }
+
+    /// The HTTP status this error is sent with.
+    pub fn status(&self) -> u16 {
+        match self.error.kind {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::BadLabel => 422,
+            ErrorKind::Internal => 500,
+            ErrorKind::Unavailable => 503,
+        }
+    }
+}
+
+/// The deterministic VM uuid for a container id: the id itself when it is a lowercase canonical
+/// UUID (top-level Mesos ContainerIDs are; the agent's `/vm/<uuid>` routes only match that form),
+/// else a stable UUID derived from it (nested ids look like `parent.child`). Both sides compute
+/// it, so a DEL finds the VM even when the manager was never reached.
+pub fn vm_uuid_for(container_id: &str) -> String {
+    if is_canonical_uuid(container_id) {
+        return container_id.to_owned();
+    }
+    // Two independent 64-bit FNV-1a hashes give 128 bits; version nibble 8 ("custom", RFC 9562)
+    // and the RFC variant bits mark it as derived, never colliding with a real v4 container id.
+    let h1 = fnv1a(0xcbf2_9ce4_8422_2325, container_id.as_bytes());
+    let h2 = fnv1a(0x8422_2325_cbf2_9ce4, container_id.as_bytes());
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&h1.to_be_bytes());
+    b[8..].copy_from_slice(&h2.to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+fn fnv1a(seed: u64, data: &[u8]) -> u64 {
+    data.iter().fold(seed, |h, &c| (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase hex.
+pub fn is_canonical_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_container_ids_are_used_as_is() {
+        let id = "5baff64c-d028-47ba-864e-a5ee679fc069";
+        assert_eq!(vm_uuid_for(id), id);
+        assert!(!is_canonical_uuid("5BAFF64C-D028-47BA-864E-A5EE679FC069"));
+    }
+
+    #[test]
+    fn nested_container_ids_get_a_stable_derived_uuid() {
+        let u = vm_uuid_for("5baff64c-d028-47ba-864e-a5ee679fc069.child");
+        assert!(is_canonical_uuid(&u), "{u}");
+        assert_eq!(u, vm_uuid_for("5baff64c-d028-47ba-864e-a5ee679fc069.child"));
+        assert_ne!(u, vm_uuid_for("5baff64c-d028-47ba-864e-a5ee679fc069.other"));
+        assert_eq!(&u[14..15], "8");
+    }
+
+    #[test]
+    fn request_json_is_kebab_case_and_round_trips() {
+        let req = AttachRequest {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            netns: Some("/var/run/mesos/isolators/network/cni/c1/ns".into()),
+            node: Node { name: "agent-1".into(), ip: "10.0.0.5".into() },
+            network_name: "contrail-cni-plugin".into(),
+            request: ContrailRequest {
+                network: Some(vec!["blue-network".into()]),
+                floating_ips: vec![FloatingIpRequest {
+                    pool: vec!["d".into(), "p".into(), "pub".into(), "pool".into()],
+                    address: Some("10.66.77.123".into()),
+                }],
+                ..Default::default()
+            },
+            labels: vec![Label { key: "networks".into(), value: "blue-network".into() }],
+        };
+        let v = serde_json::to_value(&req).unwrap();
+        assert_eq!(v["container-id"], "c1");
+        assert_eq!(v["network-name"], "contrail-cni-plugin");
+        assert_eq!(v["request"]["floating-ips"][0]["address"], "10.66.77.123");
+        assert!(v["request"].get("subnets").is_none());
+        let back: AttachRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn errors_carry_status_and_label() {
+        let e = ApiError::new(ErrorKind::BadLabel, Some("security-groups"), "unknown group");
+        assert_eq!(e.status(), 422);
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["error"]["kind"], "bad-label");
+        assert_eq!(v["error"]["label"], "security-groups");
+    }
+}

@@ -1,0 +1,1 @@
+//! contrail-cni-plugin: see the README.

@@ -1,0 +1,1 @@
+//! contrail-mesos-manager library.

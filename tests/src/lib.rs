@@ -1,0 +1,6 @@
+//! Test support shared by every integration test in the workspace, and faithful stand-ins for
+//! the peers we cannot run here (vRouter agent, VNC API server, Marathon + Mesos agent). Each
+//! stand-in is built from `shared/contracts/`, never from our own clients.
+
+pub mod netns;
+pub mod paths;

@@ -1,0 +1,35 @@
+//! Where tests find build outputs that cargo does not hand them directly.
+
+use std::path::PathBuf;
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The cargo target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Directory holding the release `.wasm` plugins built by `make wasm`
+/// (`cargo build --release --target wasm32-wasip2 -p contrail-ipam -p mesos-delegate ...`).
+/// Overridable with `CONTRAIL_WASM_DIR`.
+pub fn wasm_dir() -> PathBuf {
+    std::env::var_os("CONTRAIL_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip2").join("release"))
+}
+
+/// Path of a built plugin, e.g. `wasm_plugin("mesos_delegate")`. Panics with the command to
+/// run when it is missing, so a test never silently skips.
+pub fn wasm_plugin(stem: &str) -> PathBuf {
+    let p = wasm_dir().join(format!("{stem}.wasm"));
+    assert!(p.is_file(), "{} is missing: run `make wasm` first", p.display());
+    p
+}
+
+/// Debian's reference CNI plugins.
+pub const REFERENCE_CNI_DIR: &str = "/usr/lib/cni";
