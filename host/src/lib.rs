@@ -1,1 +1,4 @@
-//! contrail-cni-plugin: see the README.
+//! contrail-cni-plugin: see the README and docs/DESIGN.md.
+
+pub mod contrail;
+pub mod net;

@@ -2,5 +2,8 @@
 //! the peers we cannot run here (vRouter agent, VNC API server, Marathon + Mesos agent). Each
 //! stand-in is built from `shared/contracts/`, never from our own clients.
 
+pub mod marathon;
 pub mod netns;
 pub mod paths;
+pub mod vnc;
+pub mod vrouter_agent;

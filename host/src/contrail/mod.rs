@@ -1,0 +1,1 @@
+//! The Contrail path (issue 3). Owned by the Contrail-path work.

@@ -1,0 +1,1 @@
+//! Network namespaces and netlink plumbing. Owned by the Contrail-path work.

@@ -1,0 +1,1 @@
+//! Marathon stand-in (shared/contracts/cni-mesos-marathon.md §3).

@@ -1,0 +1,1 @@
+//! VNC config API stand-in (shared/contracts/vnc-api.md).

@@ -1,0 +1,1 @@
+//! vRouter agent port-IPC stand-in (shared/contracts/contrail.md §1).
