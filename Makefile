@@ -1,0 +1,91 @@
+# contrail-mesos-cni: see README.md.
+#   make demo                      the whole system on one machine (root)
+#   make test                      every test (installs what a fresh machine lacks)
+#   make install CNI_BIN_DIR=dir   what an agent node needs
+
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET_DIR ?= $(CURDIR)/target
+WASM_TARGET := wasm32-wasip2
+WASM_OUT := $(TARGET_DIR)/$(WASM_TARGET)/release
+PLUGIN_CRATES := -p mesos-delegate -p contrail-ipam
+CNI_BIN_DIR ?=
+MANAGER_BIN_DIR ?= /usr/local/bin
+APT_PACKAGES := containernetworking-plugins iproute2 nftables
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build wasm wasm-test host manager lint test test-unit bench install demo clean-demo
+
+all: build
+
+## Install what a fresh machine lacks: the wasm target and Debian's CNI plugins/iproute2.
+deps:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+## The Wasm plugins (release, wasm32-wasip2 components).
+wasm: deps
+	$(CARGO) build --release --target $(WASM_TARGET) $(PLUGIN_CRATES)
+
+## Plugins plus the hostile guest used by the sandbox tests.
+wasm-test: deps
+	$(CARGO) build --release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin
+
+host:
+	$(CARGO) build --release -p contrail-cni-host
+
+manager:
+	$(CARGO) build --release -p contrail-mesos-manager
+
+build: wasm host manager
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -- -D warnings
+
+## Every test. Tests that need root (real network namespaces) run when root; under CI (CI=true)
+## a missing root is a failure, never a silent skip.
+test: deps lint wasm-test
+	@if [ "$$(id -u)" = 0 ]; then echo "running as root: namespace tests included"; \
+	 elif [ "$${CI:-}" = true ]; then echo "CI must run as root" >&2; exit 1; \
+	 else echo "not root: namespace tests will print SKIPPED"; fi
+	CONTRAIL_REQUIRE_ROOT_TESTS=$$([ "$${CI:-}" = true ] && echo 1 || echo 0) \
+	  $(CARGO) test --workspace --no-fail-fast -- --test-threads=4
+
+## Unit tests only (no root, no wasm build needed).
+test-unit:
+	$(CARGO) test --workspace --lib --bins
+
+## Benchmarks: results go to docs/BENCHMARKS.md by hand, with the command.
+bench: build wasm-test
+	$(CARGO) run --release -p contrail-integration --bin contrail-bench -- all
+
+## What an agent node needs: the host, the `mesos` alias (so `"type": "mesos"` delegate configs
+## work unchanged) and the plugins in <dir>/contrail-cni-wasm/, where the host looks by default.
+install: build
+	@if [ -z "$(CNI_BIN_DIR)" ]; then echo "usage: make install CNI_BIN_DIR=<dir> (e.g. /opt/mesosphere/active/cni or /usr/libexec/cni)" >&2; exit 2; fi
+	install -d $(CNI_BIN_DIR) $(CNI_BIN_DIR)/contrail-cni-wasm
+	install -m 0755 $(TARGET_DIR)/release/contrail-cni-plugin $(CNI_BIN_DIR)/contrail-cni-plugin
+	ln -sfn contrail-cni-plugin $(CNI_BIN_DIR)/mesos
+	install -m 0644 $(WASM_OUT)/mesos_delegate.wasm $(CNI_BIN_DIR)/contrail-cni-wasm/mesos-delegate.wasm
+	install -m 0644 $(WASM_OUT)/contrail_ipam.wasm $(CNI_BIN_DIR)/contrail-cni-wasm/contrail-ipam.wasm
+	@for p in $(CNI_BIN_DIR)/contrail-cni-wasm/*.wasm; do \
+	  $(CNI_BIN_DIR)/contrail-cni-plugin plugin check $$p || exit 1; \
+	  $(CNI_BIN_DIR)/contrail-cni-plugin plugin compile $$p || echo "note: $$p not precompiled (cache dir not writable); the first ADD compiles it"; \
+	done
+	@echo "installed into $(CNI_BIN_DIR)"
+
+## The whole system on one machine: stand-ins for Marathon/Mesos agent, VNC and the vRouter
+## agent (with a real bridge dataplane in its own namespace), the real manager and CNI host.
+demo: deps build
+	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root (it creates network namespaces)" >&2; exit 1; }
+	$(CARGO) build --release -p contrail-integration --bin contrail-devstack
+	$(TARGET_DIR)/release/contrail-devstack demo \
+	  --cni-bin $(TARGET_DIR)/release/contrail-cni-plugin \
+	  --wasm-dir $(WASM_OUT) \
+	  --manager-bin $(TARGET_DIR)/release/contrail-mesos-manager
