@@ -3,6 +3,7 @@
 //! stand-in is built from `shared/contracts/`, never from our own clients.
 
 pub mod marathon;
+pub mod mesos_agent;
 pub mod netns;
 pub mod paths;
 pub mod vnc;
