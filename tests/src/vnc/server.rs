@@ -1,0 +1,373 @@
+//! HTTP front of the VNC stand-in (tiny_http, a few threads): the REST routes of
+//! `vnc-api.md` §4 with plain-text errors, plus fault injection for tests (fail the next N
+//! requests with a status, delay answers, require an `X-Auth-Token`).
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::store::{Store, TYPES, VncErr};
+
+/// Knobs tests turn while the server runs.
+#[derive(Default)]
+pub struct Faults {
+    /// The next N requests (any route) fail with `fail_status` and a text body.
+    pub fail_next: AtomicU32,
+    pub fail_status: AtomicU16,
+    /// Every answer is delayed this long.
+    pub delay_ms: AtomicU64,
+    /// Requests whose path starts with this prefix (e.g. "/virtual-machines") are the only ones
+    /// that fail; empty = all.
+    pub fail_prefix: Mutex<String>,
+    /// When set, requests must carry `X-Auth-Token: <token>` (else 401).
+    pub token: Mutex<Option<String>>,
+}
+
+/// A running stand-in.
+pub struct VncServer {
+    pub addr: SocketAddr,
+    store: Arc<Mutex<Store>>,
+    pub faults: Arc<Faults>,
+    /// Requests served, by "METHOD /collection-or-type".
+    pub calls: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
+    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// One port as a vRouter agent would serve it (for the agent stand-in and devstack).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortView {
+    pub vmi_uuid: String,
+    pub vmi_fq_name: Vec<String>,
+    pub vm_uuid: Option<String>,
+    pub vm_name: Option<String>,
+    pub vn_uuid: Option<String>,
+    pub vn_fq_name: Option<Vec<String>>,
+    pub mac: Option<String>,
+    pub ip: Option<String>,
+    pub plen: Option<u8>,
+    pub gateway: Option<String>,
+    pub dns: Option<String>,
+    /// `annotations.key_value_pair` as (key, value).
+    pub annotations: Vec<(String, String)>,
+    /// Virtual routers that refer to the VM.
+    pub vrouters: Vec<String>,
+}
+
+impl VncServer {
+    /// Starts on `127.0.0.1:0` (a random port) with `threads` workers.
+    pub fn start() -> anyhow::Result<VncServer> {
+        Self::start_on("127.0.0.1:0", 4)
+    }
+
+    pub fn start_on(bind: &str, threads: usize) -> anyhow::Result<VncServer> {
+        let server = Arc::new(tiny_http::Server::http(bind).map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?);
+        let addr = server.server_addr().to_ip().ok_or_else(|| anyhow::anyhow!("not an IP listener"))?;
+        let store = Arc::new(Mutex::new(Store::new(&format!("http://{addr}"))));
+        let faults = Arc::new(Faults::default());
+        let calls = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut hs = Vec::new();
+        for _ in 0..threads.max(1) {
+            let (server, store, faults, calls, stop) =
+                (server.clone(), store.clone(), faults.clone(), calls.clone(), stop.clone());
+            hs.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match server.recv_timeout(Duration::from_millis(200)) {
+                        Ok(Some(req)) => handle(req, &store, &faults, &calls),
+                        Ok(None) => {}
+                        Err(_) => break,
+                    }
+                }
+            }));
+        }
+        Ok(VncServer { addr, store, faults, calls, server, stop, threads: hs })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Direct access to the objects (tests, devstack).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fail the next `n` requests with `status` (e.g. 503), optionally only those whose path
+    /// starts with `prefix`.
+    pub fn fail_next(&self, n: u32, status: u16, prefix: &str) {
+        *self.faults.fail_prefix.lock().unwrap() = prefix.to_owned();
+        self.faults.fail_status.store(status, Ordering::SeqCst);
+        self.faults.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.faults.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn require_token(&self, token: Option<&str>) {
+        *self.faults.token.lock().unwrap() = token.map(str::to_owned);
+    }
+
+    pub fn calls(&self, key: &str) -> u64 {
+        self.calls.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    /// Adds a `virtual-router` `[default-global-system-config, name]` with an IP.
+    pub fn add_virtual_router(&self, name: &str, ip: &str) -> String {
+        self.store()
+            .create(
+                "virtual-router",
+                json!({"fq_name": ["default-global-system-config", name], "parent_type": "global-system-config", "virtual_router_ip_address": ip}),
+            )
+            .expect("virtual-router")
+    }
+
+    /// Creates any object (test setup: security groups, pools...). Returns its uuid.
+    pub fn create(&self, ty: &str, body: Value) -> Result<String, VncErr> {
+        self.store().create(ty, body)
+    }
+
+    pub fn count(&self, ty: &str) -> usize {
+        self.store().count(ty)
+    }
+
+    /// Every VMI with its VN, MAC, IP (first instance-ip), VM and vrouters: what a vRouter
+    /// agent learns for its ports.
+    pub fn ports(&self) -> Vec<PortView> {
+        let s = self.store();
+        let mut out = Vec::new();
+        for vmi in s.list_type("virtual-machine-interface") {
+            let vm = vmi.ref_uuids("virtual-machine").first().cloned();
+            let vn = vmi.ref_uuids("virtual-network").first().cloned();
+            let iip = s
+                .back_refs_of(&vmi.uuid)
+                .into_iter()
+                .filter(|(t, _)| t == "instance-ip")
+                .filter_map(|(_, u)| s.get(&u))
+                .next();
+            let ip = iip.and_then(|i| i.prop_str("instance_ip_address")).map(str::to_owned);
+            let subnet = iip.and_then(|i| i.prop_str("subnet_uuid")).and_then(|su| {
+                vn.as_ref().and_then(|vn| s.vn_subnets(vn).iter().find(|a| a.subnet_uuid == su))
+            });
+            let annotations = vmi
+                .props
+                .get("annotations")
+                .and_then(|a| a.get("key_value_pair"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|kv| {
+                            (kv["key"].as_str().unwrap_or("").to_owned(), kv["value"].as_str().unwrap_or("").to_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let vrouters = vm
+                .as_ref()
+                .map(|vm| {
+                    s.back_refs_of(vm)
+                        .into_iter()
+                        .filter(|(t, _)| t == "virtual-router")
+                        .filter_map(|(_, u)| s.get(&u).map(|o| o.name().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(PortView {
+                vmi_uuid: vmi.uuid.clone(),
+                vmi_fq_name: vmi.fq_name.clone(),
+                vm_name: vm.as_ref().and_then(|u| s.get(u)).map(|o| o.name().to_owned()),
+                vm_uuid: vm,
+                vn_fq_name: vn.as_ref().and_then(|u| s.get(u)).map(|o| o.fq_name.clone()),
+                vn_uuid: vn,
+                mac: vmi
+                    .props
+                    .get("virtual_machine_interface_mac_addresses")
+                    .and_then(|m| m["mac_address"][0].as_str())
+                    .map(str::to_owned),
+                ip,
+                plen: subnet.map(|a| a.net.prefix_len()),
+                gateway: subnet.map(|a| a.gateway_addr().to_string()),
+                dns: subnet.map(|a| a.dns_addr().to_string()),
+                annotations,
+                vrouters,
+            });
+        }
+        out
+    }
+}
+
+impl Drop for VncServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn text(status: u16, body: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    tiny_http::Response::from_string(body)
+        .with_status_code(status)
+        .with_header(tiny_http::Header::from_bytes("Content-Type", "text/html; charset=UTF-8").expect("header"))
+}
+
+fn json_resp(status: u16, v: &Value) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    tiny_http::Response::from_string(v.to_string())
+        .with_status_code(status)
+        .with_header(tiny_http::Header::from_bytes("Content-Type", "application/json; charset=UTF-8").expect("header"))
+}
+
+fn handle(
+    mut req: tiny_http::Request,
+    store: &Mutex<Store>,
+    faults: &Faults,
+    calls: &Mutex<std::collections::BTreeMap<String, u64>>,
+) {
+    let delay = faults.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        std::thread::sleep(Duration::from_millis(delay));
+    }
+    let url = req.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let method = req.method().as_str().to_owned();
+    let key = {
+        let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        format!("{method} /{}", seg.first().copied().unwrap_or(""))
+    };
+    *calls.lock().unwrap().entry(key).or_default() += 1;
+    let token = faults.token.lock().unwrap().clone();
+    if let Some(t) = token {
+        let ok = req
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("X-Auth-Token") && h.value.as_str() == t);
+        if !ok {
+            let _ = req.respond(text(401, "Authentication required"));
+            return;
+        }
+    }
+    let fails = faults.fail_next.load(Ordering::SeqCst);
+    if fails > 0 && path.starts_with(faults.fail_prefix.lock().unwrap().as_str()) {
+        faults.fail_next.fetch_sub(1, Ordering::SeqCst);
+        let status = faults.fail_status.load(Ordering::SeqCst);
+        let _ = req.respond(text(status, "Service Unavailable (injected)"));
+        return;
+    }
+    let mut body = String::new();
+    let _ = req.as_reader().read_to_string(&mut body);
+    let resp = route(&method, path, query, &body, store);
+    let _ = match resp {
+        // DELETE answers 200 with an empty body.
+        Ok(Value::String(s)) if s.is_empty() => req.respond(tiny_http::Response::from_string("").with_status_code(200)),
+        Ok(v) => req.respond(json_resp(200, &v)),
+        Err(VncErr { status, text: t }) => req.respond(text(status, &t)),
+    };
+}
+
+fn param<'a>(query: &'a str, k: &str) -> Option<&'a str> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(a, _)| *a == k).map(|(_, v)| v)
+}
+
+fn parse(body: &str) -> Result<Value, VncErr> {
+    serde_json::from_str(body).map_err(|e| VncErr { status: 400, text: format!("Bad Request: {e}") })
+}
+
+/// Routes one request. Pure over the store, so it is also the replay test's entry point.
+pub fn route(method: &str, path: &str, query: &str, body: &str, store: &Mutex<Store>) -> Result<Value, VncErr> {
+    let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').filter(|x| !x.is_empty()).collect();
+    let not_found = || VncErr { status: 404, text: "Not Found".into() };
+    match (method, seg.as_slice()) {
+        ("GET", []) => {
+            let mut links = vec![json!({"link": {"rel": "documentation", "href": format!("{}/documentation/index.html", s.base), "name": "documentation", "method": "GET"}})];
+            links.extend(TYPES.iter().map(
+                |t| json!({"link": {"rel": "collection", "href": format!("{}/{t}s", s.base), "name": t, "method": null}}),
+            ));
+            Ok(json!({"href": s.base, "links": links}))
+        }
+        ("POST", ["fqname-to-id"]) => {
+            let b = parse(body)?;
+            let ty = b["type"].as_str().unwrap_or("");
+            let fq: Vec<String> =
+                b["fq_name"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect();
+            s.uuid_of(ty, &fq)
+                .map(|u| json!({"uuid": u}))
+                .ok_or_else(|| VncErr { status: 404, text: format!("Name {} not found", super::store::py_list(&fq)) })
+        }
+        ("POST", ["id-to-fqname"]) => {
+            let b = parse(body)?;
+            let u = b["uuid"].as_str().unwrap_or("");
+            s.get(u)
+                .map(|o| json!({"fq_name": o.fq_name, "type": o.ty}))
+                .ok_or_else(|| VncErr { status: 404, text: format!("UUID {u} not found") })
+        }
+        ("POST", ["ref-update"]) => {
+            let b = parse(body)?;
+            s.ref_update(&b).map(|u| json!({"uuid": u}))
+        }
+        ("POST", [coll]) => {
+            let ty = coll.strip_suffix('s').filter(|t| TYPES.contains(t)).ok_or_else(not_found)?;
+            let b = parse(body)?;
+            let inner = b.get(ty).cloned().ok_or_else(|| VncErr { status: 400, text: format!("Bad Request: no {ty}") })?;
+            let u = s.create(ty, inner)?;
+            Ok(s.render_created(&u))
+        }
+        ("GET", [coll]) => {
+            let ty = coll.strip_suffix('s').filter(|t| TYPES.contains(t)).ok_or_else(not_found)?;
+            let detail = param(query, "detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
+            let parents: Option<Vec<&str>> = param(query, "parent_id").map(|p| p.split(',').collect());
+            let backs: Option<Vec<&str>> = param(query, "back_ref_id").map(|p| p.split(',').collect());
+            let uuids: Option<Vec<&str>> = param(query, "obj_uuids").map(|p| p.split(',').collect());
+            let mut items = Vec::new();
+            // Upstream lists in the order of its fq-name index: "<fq:name:str>:<uuid>".
+            let mut objs = s.list_type(ty);
+            objs.sort_by_cached_key(|o| format!("{}:{}", o.fq_name.join(":"), o.uuid));
+            for o in objs {
+                if let Some(ps) = &parents
+                    && !o.parent.as_ref().is_some_and(|(_, pu)| ps.contains(&pu.as_str()))
+                {
+                    continue;
+                }
+                if let Some(bs) = &backs
+                    && !o.refs.values().flatten().any(|r| bs.contains(&r.to_uuid.as_str()))
+                {
+                    continue;
+                }
+                if let Some(us) = &uuids
+                    && !us.contains(&o.uuid.as_str())
+                {
+                    continue;
+                }
+                if detail {
+                    items.push(json!({ ty: s.render(o, true) }));
+                } else {
+                    items.push(json!({"href": s.href(ty, &o.uuid), "fq_name": o.fq_name, "uuid": o.uuid}));
+                }
+            }
+            Ok(json!({ format!("{ty}s"): items }))
+        }
+        ("GET", [ty, uuid]) if TYPES.contains(ty) => match s.get(uuid) {
+            Some(o) if o.ty == *ty => Ok(json!({ *ty: s.render(o, false) })),
+            _ => Err(VncErr { status: 404, text: format!("Unknown id: {uuid}") }),
+        },
+        ("PUT", [ty, uuid]) if TYPES.contains(ty) => {
+            let b = parse(body)?;
+            let inner = b.get(*ty).cloned().unwrap_or(json!({}));
+            s.update(ty, uuid, inner)?;
+            Ok(json!({ *ty: {"uuid": uuid, "href": s.href(ty, uuid)} }))
+        }
+        ("DELETE", [ty, uuid]) if TYPES.contains(ty) => {
+            s.delete(ty, uuid)?;
+            Ok(Value::String(String::new()))
+        }
+        _ => Err(not_found()),
+    }
+}

@@ -1,0 +1,757 @@
+//! The in-memory object store behind the VNC stand-in: typed objects with fq_name uniqueness,
+//! parents and children, refs and back-refs (delete rules), and the per-network address
+//! allocators. All behaviour and error texts follow `shared/contracts/vnc-api.md`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use serde_json::{Map, Value, json};
+
+use super::alloc::SubnetAlloc;
+
+/// An error answer: status and plain-text body, exactly as the real server writes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VncErr {
+    pub status: u16,
+    pub text: String,
+}
+
+fn err(status: u16, text: impl Into<String>) -> VncErr {
+    VncErr { status, text: text.into() }
+}
+
+/// Python `repr()` of a list of strings (the form upstream puts in error texts).
+pub fn py_list(v: &[String]) -> String {
+    let parts: Vec<String> = v.iter().map(|s| format!("'{s}'")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn py_value(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{s}'"),
+        Value::Array(a) => format!("[{}]", a.iter().map(py_value).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => format!(
+            "{{{}}}",
+            m.iter().map(|(k, v)| format!("'{k}': {}", py_value(v))).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// The parent type of each type we model (None: parentless, fq_name `[name]`).
+pub fn parent_type_of(ty: &str) -> Option<&'static str> {
+    Some(match ty {
+        "domain" => "config-root",
+        "project" => "domain",
+        "network-ipam" | "virtual-network" | "virtual-machine-interface" | "security-group"
+        | "network-policy" => "project",
+        "floating-ip-pool" | "routing-instance" => "virtual-network",
+        "floating-ip" => "floating-ip-pool",
+        "virtual-router" | "global-vrouter-config" => "global-system-config",
+        "global-system-config" => "config-root",
+        _ => return None,
+    })
+}
+
+/// Types the stand-in serves (`/<type>s` collections and `/<type>/<uuid>` items).
+pub const TYPES: &[&str] = &[
+    "domain",
+    "project",
+    "network-ipam",
+    "virtual-network",
+    "routing-instance",
+    "virtual-machine",
+    "virtual-machine-interface",
+    "instance-ip",
+    "floating-ip-pool",
+    "floating-ip",
+    "security-group",
+    "network-policy",
+    "virtual-router",
+    "global-system-config",
+    "global-vrouter-config",
+];
+
+#[derive(Debug, Clone)]
+pub struct Ref {
+    pub to_uuid: String,
+    pub attr: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Obj {
+    pub ty: String,
+    pub uuid: String,
+    pub fq_name: Vec<String>,
+    /// (parent type, parent uuid).
+    pub parent: Option<(String, String)>,
+    /// Every property other than identity, parent and refs.
+    pub props: Map<String, Value>,
+    /// Ref type (dashed) -> refs, in insertion order.
+    pub refs: BTreeMap<String, Vec<Ref>>,
+    pub created: String,
+    seq: u64,
+}
+
+impl Obj {
+    pub fn name(&self) -> &str {
+        self.fq_name.last().map(String::as_str).unwrap_or("")
+    }
+    pub fn prop_str(&self, k: &str) -> Option<&str> {
+        self.props.get(k).and_then(Value::as_str)
+    }
+    pub fn ref_uuids(&self, ty: &str) -> Vec<String> {
+        self.refs.get(ty).map(|v| v.iter().map(|r| r.to_uuid.clone()).collect()).unwrap_or_default()
+    }
+}
+
+/// The store. `base` is the href prefix, e.g. `http://127.0.0.1:18082`.
+pub struct Store {
+    pub base: String,
+    objs: HashMap<String, Obj>,
+    fq: HashMap<(String, Vec<String>), String>,
+    by_type: HashMap<String, BTreeMap<u64, String>>,
+    children: HashMap<String, BTreeSet<(String, String)>>,
+    back_refs: HashMap<String, BTreeSet<(String, String)>>,
+    /// VN uuid -> subnets with allocation state.
+    allocs: HashMap<String, Vec<SubnetAlloc>>,
+    vn_ids: BTreeSet<u64>,
+    next_sg_id: u64,
+    seq: u64,
+}
+
+fn now_str() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}.{:06}", d.as_secs(), d.subsec_micros())
+}
+
+fn us(ty: &str) -> String {
+    ty.replace('-', "_")
+}
+
+impl Store {
+    /// A store with what a fresh upstream server has at boot: `default-domain`,
+    /// `default-domain:default-project` with its four VNs and `default-network-ipam`,
+    /// `default-global-system-config`.
+    pub fn new(base: &str) -> Store {
+        let mut s = Store {
+            base: base.trim_end_matches('/').to_owned(),
+            objs: HashMap::new(),
+            fq: HashMap::new(),
+            by_type: HashMap::new(),
+            children: HashMap::new(),
+            back_refs: HashMap::new(),
+            allocs: HashMap::new(),
+            vn_ids: BTreeSet::new(),
+            next_sg_id: 8_000_002,
+            seq: 0,
+        };
+        let boot = [
+            ("domain", json!({"fq_name": ["default-domain"]})),
+            ("global-system-config", json!({"fq_name": ["default-global-system-config"]})),
+            ("project", json!({"fq_name": ["default-domain", "default-project"]})),
+            ("network-ipam", json!({"fq_name": ["default-domain", "default-project", "default-network-ipam"]})),
+        ];
+        for (ty, body) in boot {
+            s.create(ty, body).expect("boot object");
+        }
+        for vn in ["__link_local__", "dci-network", "default-virtual-network", "ip-fabric"] {
+            s.create("virtual-network", json!({"fq_name": ["default-domain", "default-project", vn]}))
+                .expect("boot vn");
+        }
+        s
+    }
+
+    pub fn href(&self, ty: &str, uuid: &str) -> String {
+        format!("{}/{}/{}", self.base, ty, uuid)
+    }
+
+    pub fn get(&self, uuid: &str) -> Option<&Obj> {
+        self.objs.get(uuid)
+    }
+
+    pub fn uuid_of(&self, ty: &str, fq: &[String]) -> Option<String> {
+        self.fq.get(&(ty.to_owned(), fq.to_vec())).cloned()
+    }
+
+    /// Objects of a type, in creation order.
+    pub fn list_type(&self, ty: &str) -> Vec<&Obj> {
+        self.by_type
+            .get(ty)
+            .map(|m| m.values().filter_map(|u| self.objs.get(u)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn count(&self, ty: &str) -> usize {
+        self.by_type.get(ty).map(BTreeMap::len).unwrap_or(0)
+    }
+
+    pub fn back_refs_of(&self, uuid: &str) -> Vec<(String, String)> {
+        self.back_refs.get(uuid).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn vn_subnets(&self, vn_uuid: &str) -> &[SubnetAlloc] {
+        self.allocs.get(vn_uuid).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Resolves the refs of a body (`<type>_refs: [{to, attr, uuid?}]`).
+    fn resolve_refs(
+        &self,
+        body: &Map<String, Value>,
+    ) -> Result<BTreeMap<String, Vec<Ref>>, Option<String>> {
+        let mut out = BTreeMap::new();
+        for (k, v) in body {
+            let Some(base) = k.strip_suffix("_refs") else { continue };
+            let rty = base.replace('_', "-");
+            let mut refs = Vec::new();
+            for r in v.as_array().into_iter().flatten() {
+                let by_uuid = r.get("uuid").and_then(Value::as_str).filter(|u| self.objs.contains_key(*u));
+                let uuid = match by_uuid {
+                    Some(u) => Some(u.to_owned()),
+                    None => {
+                        let to: Vec<String> = r
+                            .get("to")
+                            .and_then(Value::as_array)
+                            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                            .unwrap_or_default();
+                        self.uuid_of(&rty, &to)
+                    }
+                };
+                match uuid {
+                    Some(u) => refs.push(Ref { to_uuid: u, attr: r.get("attr").cloned().unwrap_or(Value::Null) }),
+                    None => return Err(Some(rty)),
+                }
+            }
+            out.insert(rty, refs);
+        }
+        Ok(out)
+    }
+
+    fn index_refs(&mut self, ty: &str, uuid: &str, refs: &BTreeMap<String, Vec<Ref>>, add: bool) {
+        for rs in refs.values() {
+            for r in rs {
+                let e = self.back_refs.entry(r.to_uuid.clone()).or_default();
+                if add {
+                    e.insert((ty.to_owned(), uuid.to_owned()));
+                } else {
+                    e.remove(&(ty.to_owned(), uuid.to_owned()));
+                }
+            }
+        }
+    }
+
+    /// `POST /<type>s`. Returns the new object's uuid.
+    pub fn create(&mut self, ty: &str, body: Value) -> Result<String, VncErr> {
+        let Value::Object(mut body) = body else { return Err(err(400, "Bad Request")) };
+        let fq_name: Vec<String> = match body.get("fq_name").and_then(Value::as_array) {
+            Some(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+            None => match (body.get("name").and_then(Value::as_str), parent_type_of(ty)) {
+                (Some(n), None) => vec![n.to_owned()],
+                _ => return Err(err(400, "Bad Request: fq_name required")),
+            },
+        };
+        if fq_name.is_empty() {
+            return Err(err(400, "Bad Request: empty fq_name"));
+        }
+        if let Some(u) = self.uuid_of(ty, &fq_name) {
+            return Err(err(409, format!("{} already exists with uuid: {u}", py_list(&fq_name))));
+        }
+        // Parent.
+        let parent = match parent_type_of(ty) {
+            Some("config-root") => None,
+            Some(pty) if fq_name.len() > 1 => {
+                let pty = body.get("parent_type").and_then(Value::as_str).unwrap_or(pty).to_owned();
+                let pfq = fq_name[..fq_name.len() - 1].to_vec();
+                match self.uuid_of(&pty, &pfq) {
+                    Some(pu) => Some((pty, pu)),
+                    None => return Err(err(404, format!("Name{} not found", py_list(&pfq)))),
+                }
+            }
+            Some(_) => return Err(err(400, "Bad Request: fq_name lacks a parent")),
+            None => None,
+        };
+        let refs = match self.resolve_refs(&body) {
+            Ok(r) => r,
+            Err(_) => {
+                let mut shown = body.clone();
+                shown.insert(
+                    "id_perms".into(),
+                    json!({"permissions": {"owner": "cloud-admin", "owner_access": 7, "group": "cloud-admin-group", "group_access": 7, "other_access": 7}, "uuid": null, "enable": true, "created": null, "last_modified": null, "description": null, "user_visible": true, "creator": null}),
+                );
+                shown.insert("perms2".into(), json!({"owner": "cloud-admin", "owner_access": 7, "global_access": 0, "share": []}));
+                shown.insert("display_name".into(), json!(fq_name.last()));
+                if let Some((_, pu)) = &parent {
+                    shown.insert("parent_uuid".into(), json!(pu));
+                }
+                return Err(err(400, format!("Unknown reference in resource create {}.", py_value(&Value::Object(shown)))));
+            }
+        };
+        let vmi_refs_uuid = body
+            .get("virtual_machine_interface_refs")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().all(|r| r.get("uuid").is_some()));
+        let uuid = match body.get("uuid").and_then(Value::as_str) {
+            Some(u) if uuid::Uuid::parse_str(u).is_ok() => {
+                if self.objs.contains_key(u) {
+                    return Err(err(409, format!("uuid {u} already in use")));
+                }
+                u.to_owned()
+            }
+            _ => uuid::Uuid::new_v4().to_string(),
+        };
+        let mut props = Map::new();
+        for (k, v) in std::mem::take(&mut body) {
+            if k.ends_with("_refs")
+                || matches!(k.as_str(), "fq_name" | "parent_type" | "uuid" | "name" | "parent_uuid" | "href" | "parent_href")
+            {
+                continue;
+            }
+            props.insert(k, v);
+        }
+        let mut obj = Obj {
+            ty: ty.to_owned(),
+            uuid: uuid.clone(),
+            fq_name: fq_name.clone(),
+            parent,
+            props,
+            refs,
+            created: now_str(),
+            seq: 0,
+        };
+        let mut post: Vec<(String, Value)> = Vec::new();
+        let mut new_allocs: Option<Vec<SubnetAlloc>> = None;
+        match ty {
+            "virtual-network" => {
+                let subnets = self.vn_prepare(&mut obj)?;
+                let id = (1..).find(|i| !self.vn_ids.contains(i)).unwrap_or(1);
+                obj.props.insert("virtual_network_network_id".into(), json!(id));
+                obj.props.entry("is_shared").or_insert(json!(false));
+                self.vn_ids.insert(id);
+                new_allocs = Some(subnets);
+                let mut ri = fq_name.clone();
+                ri.push(obj.name().to_owned());
+                post.push(("routing-instance".into(), json!({"fq_name": ri, "parent_type": "virtual-network"})));
+            }
+            "virtual-machine-interface" => {
+                let vns = obj.ref_uuids("virtual-network");
+                if !obj.refs.contains_key("virtual-network") {
+                    return Err(err(500, "KeyError: 'virtual_network_refs'"));
+                }
+                if !obj.props.contains_key("virtual_machine_interface_mac_addresses") {
+                    let h: String = uuid.replace('-', "");
+                    let mac = format!("02:{}:{}:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6], &h[6..8], &h[8..10]);
+                    obj.props.insert("virtual_machine_interface_mac_addresses".into(), json!({"mac_address": [mac]}));
+                }
+                let mut ri_refs = Vec::new();
+                for vn in vns {
+                    if let Some(ri) = self.children_of(&vn, "routing-instance").first() {
+                        ri_refs.push(Ref {
+                            to_uuid: ri.clone(),
+                            attr: json!({"direction": "both", "vlan_tag": null, "src_mac": null, "dst_mac": null, "mpls_label": null, "service_chain_address": null, "ipv6_service_chain_address": null, "protocol": null}),
+                        });
+                    }
+                }
+                if !ri_refs.is_empty() {
+                    obj.refs.insert("routing-instance".into(), ri_refs);
+                }
+            }
+            "instance-ip" => self.iip_allocate(&mut obj, &vmi_refs_uuid)?,
+            "floating-ip" => self.fip_allocate(&mut obj)?,
+            "security-group" => {
+                obj.props.insert("security_group_id".into(), json!(self.next_sg_id));
+                self.next_sg_id += 1;
+                if let Some(rules) = obj
+                    .props
+                    .get_mut("security_group_entries")
+                    .and_then(|e| e.get_mut("policy_rule"))
+                    .and_then(Value::as_array_mut)
+                {
+                    for r in rules {
+                        if let Some(m) = r.as_object_mut() {
+                            m.entry("rule_uuid").or_insert(json!(uuid::Uuid::new_v4().to_string()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.seq += 1;
+        obj.seq = self.seq;
+        self.index_refs(ty, &uuid, &obj.refs.clone(), true);
+        if let Some((_, pu)) = &obj.parent {
+            self.children.entry(pu.clone()).or_default().insert((ty.to_owned(), uuid.clone()));
+        }
+        self.fq.insert((ty.to_owned(), fq_name), uuid.clone());
+        self.by_type.entry(ty.to_owned()).or_default().insert(obj.seq, uuid.clone());
+        self.objs.insert(uuid.clone(), obj);
+        if let Some(a) = new_allocs {
+            self.allocs.insert(uuid.clone(), a);
+        }
+        for (cty, cbody) in post {
+            self.create(&cty, cbody)?;
+        }
+        Ok(uuid)
+    }
+
+    fn children_of(&self, uuid: &str, cty: &str) -> Vec<String> {
+        self.children
+            .get(uuid)
+            .map(|s| s.iter().filter(|(t, _)| t == cty).map(|(_, u)| u.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Validates and fills the VN's `network_ipam_refs[].attr.ipam_subnets`.
+    fn vn_prepare(&self, obj: &mut Obj) -> Result<Vec<SubnetAlloc>, VncErr> {
+        let mut allocs: Vec<SubnetAlloc> = Vec::new();
+        for r in obj.refs.get_mut("network-ipam").into_iter().flatten() {
+            let Some(subs) = r.attr.get_mut("ipam_subnets").and_then(Value::as_array_mut) else { continue };
+            for s in subs.iter_mut() {
+                let su = s
+                    .get("subnet_uuid")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let a = SubnetAlloc::from_ipam_subnet(s, su.clone()).map_err(|(st, t)| err(st, t))?;
+                for other in &allocs {
+                    if other.net.contains(&a.net.network()) || a.net.contains(&other.net.network()) {
+                        return Err(err(
+                            400,
+                            format!("Overlapping addresses: [IPNetwork('{}'), IPNetwork('{}')]", other.net, a.net),
+                        ));
+                    }
+                }
+                if let Some(m) = s.as_object_mut() {
+                    m.insert("subnet_uuid".into(), json!(su));
+                    m.entry("default_gateway").or_insert(json!(a.gateway_addr().to_string()));
+                    m.entry("dns_server_address").or_insert(json!(a.dns_addr().to_string()));
+                }
+                allocs.push(a);
+            }
+        }
+        Ok(allocs)
+    }
+
+    fn exhausted(&self, vn_uuid: &str) -> VncErr {
+        let fq = self.objs.get(vn_uuid).map(|o| o.fq_name.clone()).unwrap_or_default();
+        err(400, format!("Virtual-Network({}) has exhausted subnet([])", py_list(&fq)))
+    }
+
+    /// Picks the address of an instance-ip (requested or allocated) in its VN.
+    fn iip_allocate(&mut self, obj: &mut Obj, vmi_refs_have_uuid: &bool) -> Result<(), VncErr> {
+        let Some(vn) = obj.ref_uuids("virtual-network").first().cloned() else {
+            return Err(err(400, "can only join an iterable"));
+        };
+        let (addr, su) = self.take_address(&vn, obj.prop_str("instance_ip_address").map(str::to_owned), || {
+            // The gateway check upstream needs the VMI ref uuids, and it is only reached
+            // when a VMI with a VM ref is attached.
+            Some(*vmi_refs_have_uuid)
+        }, &obj.ref_uuids("virtual-machine-interface"))?;
+        obj.props.insert("instance_ip_address".into(), json!(addr));
+        obj.props.insert("subnet_uuid".into(), json!(su));
+        Ok(())
+    }
+
+    fn fip_allocate(&mut self, obj: &mut Obj) -> Result<(), VncErr> {
+        let pool = obj.parent.as_ref().map(|p| p.1.clone()).unwrap_or_default();
+        let vn = self.objs.get(&pool).and_then(|p| p.parent.as_ref()).map(|p| p.1.clone()).unwrap_or_default();
+        let (addr, _) = self.take_address(&vn, obj.prop_str("floating_ip_address").map(str::to_owned), || None, &[])?;
+        obj.props.insert("floating_ip_address".into(), json!(addr));
+        Ok(())
+    }
+
+    /// `gateway_check`: None = no VM port (gateway may be taken); Some(has_uuid) = VM port.
+    fn take_address(
+        &mut self,
+        vn: &str,
+        requested: Option<String>,
+        gateway_check: impl Fn() -> Option<bool>,
+        vmis: &[String],
+    ) -> Result<(String, String), VncErr> {
+        let vm_port = vmis.iter().any(|v| {
+            self.objs.get(v).is_some_and(|o| o.refs.get("virtual-machine").is_some_and(|r| !r.is_empty()))
+        });
+        let exhausted = self.exhausted(vn);
+        let subs = self.allocs.entry(vn.to_owned()).or_default();
+        match requested {
+            Some(r) => {
+                let a: Ipv4Addr = r.parse().map_err(|_| err(500, "</pre>"))?;
+                let Some(s) = subs.iter_mut().find(|s| s.contains(a)) else { return Err(exhausted) };
+                if a == s.gateway_addr() && vm_port {
+                    return Err(match gateway_check() {
+                        Some(false) => err(500, "KeyError: 'uuid'"),
+                        _ => err(400, "Gateway IP cannot be used by VM port"),
+                    });
+                }
+                match s.reserve(a, true) {
+                    Ok(()) => Ok((r, s.subnet_uuid.clone())),
+                    Err(_) => Err(err(409, "IP address already in use")),
+                }
+            }
+            None => {
+                for s in subs.iter_mut() {
+                    if let Ok(a) = s.allocate() {
+                        return Ok((a.to_string(), s.subnet_uuid.clone()));
+                    }
+                }
+                Err(exhausted)
+            }
+        }
+    }
+
+    fn free_address(&mut self, obj: &Obj) {
+        let (vn, addr) = match obj.ty.as_str() {
+            "instance-ip" => (obj.ref_uuids("virtual-network").first().cloned(), obj.prop_str("instance_ip_address")),
+            "floating-ip" => {
+                let pool = obj.parent.as_ref().map(|p| p.1.clone()).unwrap_or_default();
+                (self.objs.get(&pool).and_then(|p| p.parent.as_ref()).map(|p| p.1.clone()), obj.prop_str("floating_ip_address"))
+            }
+            _ => return,
+        };
+        if let (Some(vn), Some(Ok(a))) = (vn, addr.map(str::parse::<Ipv4Addr>)) {
+            for s in self.allocs.get_mut(&vn).into_iter().flatten() {
+                if s.contains(a) {
+                    s.free(a);
+                }
+            }
+        }
+    }
+
+    /// `DELETE /<type>/<uuid>`.
+    pub fn delete(&mut self, ty: &str, uuid: &str) -> Result<(), VncErr> {
+        match self.objs.get(uuid) {
+            Some(o) if o.ty == ty => {}
+            _ => return Err(err(404, format!("ID {uuid} does not exist"))),
+        }
+        let kids: Vec<String> = self
+            .children
+            .get(uuid)
+            .map(|s| {
+                s.iter()
+                    .filter(|(t, _)| t != "routing-instance")
+                    .map(|(t, u)| self.href(t, u))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !kids.is_empty() {
+            return Err(err(409, format!("Delete when children still present: {}", py_list(&kids))));
+        }
+        let referrers: Vec<String> = self
+            .back_refs
+            .get(uuid)
+            .map(|s| s.iter().filter(|(t, _)| t != "routing-instance").map(|(t, u)| self.href(t, u)).collect())
+            .unwrap_or_default();
+        if !referrers.is_empty() {
+            return Err(err(409, format!("Delete when resource still referred: {}", py_list(&referrers))));
+        }
+        for ri in self.children_of(uuid, "routing-instance") {
+            // A VN's routing instance goes with it; VMIs that still point at it block the VN
+            // delete above through their VN refs.
+            let back: Vec<(String, String)> = self.back_refs_of(&ri);
+            for (bt, bu) in back {
+                if let Some(o) = self.objs.get_mut(&bu) {
+                    o.refs.remove("routing-instance");
+                }
+                let _ = bt;
+            }
+            self.remove(&ri);
+        }
+        self.remove(uuid);
+        Ok(())
+    }
+
+    fn remove(&mut self, uuid: &str) {
+        let Some(obj) = self.objs.remove(uuid) else { return };
+        self.free_address(&obj);
+        self.index_refs(&obj.ty.clone(), uuid, &obj.refs, false);
+        if let Some((_, pu)) = &obj.parent
+            && let Some(s) = self.children.get_mut(pu)
+        {
+            s.remove(&(obj.ty.clone(), uuid.to_owned()));
+        }
+        self.children.remove(uuid);
+        self.back_refs.remove(uuid);
+        self.fq.remove(&(obj.ty.clone(), obj.fq_name.clone()));
+        if let Some(m) = self.by_type.get_mut(&obj.ty) {
+            m.remove(&obj.seq);
+        }
+        if obj.ty == "virtual-network" {
+            self.allocs.remove(uuid);
+            if let Some(id) = obj.props.get("virtual_network_network_id").and_then(Value::as_u64) {
+                self.vn_ids.remove(&id);
+            }
+        }
+    }
+
+    /// `PUT /<type>/<uuid>`: merges properties; a `<ref>_refs` key replaces that ref list.
+    pub fn update(&mut self, ty: &str, uuid: &str, body: Value) -> Result<(), VncErr> {
+        match self.objs.get(uuid) {
+            Some(o) if o.ty == ty => {}
+            _ => return Err(err(404, format!("Unknown id: {uuid}"))),
+        }
+        let Value::Object(body) = body else { return Err(err(400, "Bad Request")) };
+        let new_refs = self.resolve_refs(&body).map_err(|_| {
+            err(400, format!("Unknown reference in resource update {}", py_value(&Value::Object(body.clone()))))
+        })?;
+        let old = self.objs.get(uuid).map(|o| o.refs.clone()).unwrap_or_default();
+        self.index_refs(ty, uuid, &old, false);
+        let o = self.objs.get_mut(uuid).expect("checked");
+        for (k, v) in body {
+            if k.ends_with("_refs")
+                || matches!(k.as_str(), "fq_name" | "parent_type" | "uuid" | "name" | "parent_uuid" | "href" | "parent_href")
+            {
+                continue;
+            }
+            o.props.insert(k, v);
+        }
+        for (k, v) in new_refs {
+            o.refs.insert(k, v);
+        }
+        let refs = o.refs.clone();
+        self.index_refs(ty, uuid, &refs, true);
+        Ok(())
+    }
+
+    /// `POST /ref-update`.
+    pub fn ref_update(&mut self, body: &Value) -> Result<String, VncErr> {
+        let ty = body["type"].as_str().unwrap_or("");
+        let uuid = body["uuid"].as_str().unwrap_or("");
+        let rty = body["ref-type"].as_str().unwrap_or("");
+        let op = body["operation"].as_str().unwrap_or("");
+        let mut ruuid = body["ref-uuid"].as_str().map(str::to_owned);
+        if ruuid.is_none()
+            && let Some(fq) = body["ref-fq-name"].as_array()
+        {
+            let fq: Vec<String> = fq.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect();
+            ruuid = self.uuid_of(rty, &fq);
+        }
+        match self.objs.get(uuid) {
+            Some(o) if o.ty == ty => {}
+            _ => return Err(err(404, format!("Unknown id: {uuid}"))),
+        }
+        let Some(ruuid) = ruuid else { return Err(err(404, "Unknown id: None")) };
+        match self.objs.get(&ruuid) {
+            Some(o) if o.ty == rty => {}
+            _ => return Err(err(404, format!("Unknown id: {ruuid}"))),
+        }
+        let attr = body.get("attr").cloned().unwrap_or(Value::Null);
+        let o = self.objs.get_mut(uuid).expect("checked");
+        let list = o.refs.entry(rty.to_owned()).or_default();
+        list.retain(|r| r.to_uuid != ruuid);
+        match op {
+            "ADD" => {
+                list.push(Ref { to_uuid: ruuid.clone(), attr });
+                self.back_refs.entry(ruuid).or_default().insert((ty.to_owned(), uuid.to_owned()));
+            }
+            "DELETE" => {
+                if let Some(s) = self.back_refs.get_mut(&ruuid) {
+                    s.remove(&(ty.to_owned(), uuid.to_owned()));
+                }
+            }
+            _ => return Err(err(400, format!("Bad Request: operation {op}"))),
+        }
+        Ok(uuid.to_owned())
+    }
+
+    fn ref_json(&self, r: &Ref, with_href: bool) -> Value {
+        let mut m = Map::new();
+        if let Some(t) = self.objs.get(&r.to_uuid) {
+            m.insert("to".into(), json!(t.fq_name));
+            m.insert("attr".into(), r.attr.clone());
+            m.insert("uuid".into(), json!(r.to_uuid));
+            if with_href {
+                m.insert("href".into(), json!(self.href(&t.ty, &r.to_uuid)));
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// The body of `GET /<type>/<uuid>` (inside `{"<type>": ...}`). `detail`: the list form
+    /// (no children, back-refs or parent_href; refs without href), as the real server does.
+    pub fn render(&self, o: &Obj, detail: bool) -> Value {
+        let mut m = Map::new();
+        m.insert("uuid".into(), json!(o.uuid));
+        m.insert("name".into(), json!(o.name()));
+        if !o.props.contains_key("display_name") {
+            m.insert("display_name".into(), json!(o.name()));
+        }
+        if let Some((pt, _)) = &o.parent {
+            m.insert("parent_type".into(), json!(pt));
+        }
+        m.insert("fq_name".into(), json!(o.fq_name));
+        for (k, v) in &o.props {
+            m.insert(k.clone(), v.clone());
+        }
+        for (rty, refs) in &o.refs {
+            if refs.is_empty() {
+                continue;
+            }
+            let v: Vec<Value> = refs.iter().map(|r| self.ref_json(r, !detail)).collect();
+            m.insert(format!("{}_refs", us(rty)), Value::Array(v));
+        }
+        if !detail {
+            let mut kids: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for (cty, cu) in self.children.get(&o.uuid).into_iter().flatten() {
+                if let Some(c) = self.objs.get(cu) {
+                    kids.entry(format!("{}s", us(cty))).or_default().push(
+                        json!({"to": c.fq_name, "uuid": cu, "href": self.href(cty, cu)}),
+                    );
+                }
+            }
+            for (k, v) in kids {
+                m.insert(k, Value::Array(v));
+            }
+            let mut backs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for (bty, bu) in self.back_refs.get(&o.uuid).into_iter().flatten() {
+                if bty == "routing-instance" {
+                    continue;
+                }
+                if let Some(b) = self.objs.get(bu) {
+                    let attr = b
+                        .refs
+                        .get(&o.ty)
+                        .and_then(|rs| rs.iter().find(|r| r.to_uuid == o.uuid))
+                        .map(|r| r.attr.clone())
+                        .unwrap_or(Value::Null);
+                    backs.entry(format!("{}_back_refs", us(bty))).or_default().push(
+                        json!({"to": b.fq_name, "attr": attr, "uuid": bu, "href": self.href(bty, bu)}),
+                    );
+                }
+            }
+            for (k, v) in backs {
+                m.insert(k, Value::Array(v));
+            }
+        }
+        if let Some((_, pu)) = &o.parent {
+            m.insert("parent_uuid".into(), json!(pu));
+        }
+        m.insert(
+            "id_perms".into(),
+            json!({"permissions": {"owner": "cloud-admin", "owner_access": 7, "group": "cloud-admin-group", "group_access": 7, "other_access": 7}, "uuid": {"uuid_mslong": 0, "uuid_lslong": 0}, "enable": true, "created": o.created, "last_modified": o.created, "description": null, "user_visible": true, "creator": null}),
+        );
+        m.insert("perms2".into(), json!({"owner": "cloud-admin", "owner_access": 7, "global_access": 0, "share": []}));
+        m.insert("href".into(), json!(self.href(&o.ty, &o.uuid)));
+        if !detail && let Some((pt, pu)) = &o.parent {
+            m.insert("parent_href".into(), json!(self.href(pt, pu)));
+        }
+        Value::Object(m)
+    }
+
+    /// The answer to a create: name, fq_name, uuid, href (+ parent_type/uuid/href).
+    pub fn render_created(&self, uuid: &str) -> Value {
+        let o = &self.objs[uuid];
+        let mut m = Map::new();
+        m.insert("name".into(), json!(o.name()));
+        m.insert("fq_name".into(), json!(o.fq_name));
+        m.insert("uuid".into(), json!(o.uuid));
+        m.insert("href".into(), json!(self.href(&o.ty, &o.uuid)));
+        if let Some((pt, pu)) = &o.parent {
+            m.insert("parent_type".into(), json!(pt));
+            m.insert("parent_uuid".into(), json!(pu));
+            m.insert("parent_href".into(), json!(self.href(pt, pu)));
+        }
+        json!({ o.ty.clone(): Value::Object(m) })
+    }
+}
