@@ -1,1 +1,10 @@
-//! plugin
+//! `contrail-ipam`: the IPAM component (`contrail:cni-plugin/ipam`). Turns the vRouter agent's
+//! answer for one port (`GET /vm/<vm>/<vmi>`, contract §1.4) and the network configuration into
+//! the interface's addresses, routes and DNS. Pure logic in [`ipam`]; `component.rs` is glue.
+
+pub mod ipam;
+
+// Only for the component: natively, the export names (`contrail:cni-plugin/...`) are not valid
+// in an ELF linker version script, so a native cdylib with them does not link.
+#[cfg(target_arch = "wasm32")]
+mod component;
