@@ -1,1 +1,103 @@
-//! The Contrail path (issue 3). Owned by the Contrail-path work.
+//! The Contrail path (issue 3): a network of type `contrail-cni-plugin` / `contrail-k8s-cni`.
+//!
+//! ADD: translate the Mesos labels (Wasm `translate-contrail`) → register with the manager
+//! (`mode: mesos`) → poll the agent's `GET /vm-cfg/<key>` → veth pair over netlink → port file +
+//! `POST /vm` → `GET /vm/<vm>/<vmi>` → Wasm IPAM → addresses and routes in the netns. Any failure
+//! after a side effect rolls everything back ([`ops::add`]). DEL, CHECK and STATUS: see [`ops`].
+//!
+//! Modules: [`config`] (the `contrail` section), [`agent`] (vRouter agent client), [`manager`]
+//! (attachment API client), [`portfile`] (port files + per-VM lock), [`naming`] (tap names, k8s
+//! names), [`ops`] (the logic, over traits).
+
+pub mod agent;
+pub mod config;
+pub mod error;
+pub mod manager;
+pub mod naming;
+pub mod ops;
+pub mod portfile;
+
+use std::path::Path;
+
+use contrail_mesos_api::ContrailRequest;
+
+use crate::Invocation;
+use crate::cni::config::Label;
+use crate::cni::{CniError, CniResult, Command};
+use crate::wasm::{InvocationRecord, IpamConfig, Plugins, VrouterPort};
+
+pub use config::ContrailConfig;
+use error::code;
+
+/// [`ops::Policy`] over the real Wasm plugins.
+struct WasmPolicy<'a> {
+    plugins: &'a Plugins,
+    record: InvocationRecord,
+}
+
+impl ops::Policy for WasmPolicy<'_> {
+    fn translate(&self, labels: &[Label]) -> Result<ContrailRequest, CniError> {
+        self.plugins.translate_contrail(&self.record, labels)
+    }
+
+    fn ipam(&self, port: &VrouterPort, primary: bool) -> Result<IpamConfig, CniError> {
+        self.plugins.ipam_configure(&self.record, port, primary)
+    }
+}
+
+/// Entry point from the dispatcher.
+pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
+    let cfg = ContrailConfig::from_netconf(inv.conf.raw())?;
+    let agent = agent::HttpAgent::new(&cfg.agent_base());
+    if inv.command == Command::Status {
+        return ops::status(&cfg, &agent).map(|()| None);
+    }
+    if inv.command == Command::Gc {
+        // Port files carry no attachment list the runtime could validate against here; GC is
+        // informational for us (DEL is the cleanup path).
+        return Ok(None);
+    }
+    let manager = cfg
+        .manager_base()
+        .map(|base| manager::HttpManager::new(&base, cfg.mesos_token.clone(), cfg.mesos_timeout));
+    let labels = if inv.command == Command::Add {
+        inv.conf.mesos_labels()?
+    } else {
+        vec![]
+    };
+    let network_name = inv.conf.name()?.unwrap_or_default().to_owned();
+    let ctx = ops::Ctx {
+        cfg: &cfg,
+        container_id: &inv.args.container_id,
+        ifname: &inv.args.ifname,
+        netns: inv.args.netns.as_deref().map(Path::new),
+        cni_args: inv.args.args.as_deref(),
+        network_name: &network_name,
+        labels,
+    };
+    let mut net = crate::net::Netlink::new()?;
+    let policy = WasmPolicy {
+        plugins: &inv.plugins,
+        record: inv.record(),
+    };
+    let mut deps = ops::Deps {
+        agent: &agent,
+        manager: manager.as_ref().map(|m| m as &dyn manager::Manager),
+        net: &mut net,
+        policy: &policy,
+    };
+    match inv.command {
+        Command::Add => ops::add(&ctx, &mut deps).map(Some),
+        Command::Del => ops::del(&ctx, &mut deps).map(|()| None),
+        Command::Check => {
+            let prev = inv.conf.prev_result()?.ok_or_else(|| {
+                CniError::new(
+                    code::INVALID_CONFIG,
+                    "CHECK needs prevResult in the network config",
+                )
+            })?;
+            ops::check(&ctx, &prev, &mut deps).map(|()| None)
+        }
+        Command::Status | Command::Gc | Command::Version => Ok(None),
+    }
+}

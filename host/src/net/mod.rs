@@ -1,1 +1,154 @@
-//! Network namespaces and netlink plumbing. Owned by the Contrail-path work.
+//! Network namespaces and netlink plumbing for the Contrail path.
+//!
+//! * [`netns`]: open and verify a netns, run a closure on a thread inside it (the process never
+//!   changes namespace).
+//! * [`link`]: the rtnetlink implementation of [`NetOps`], one netlink connection per namespace
+//!   per invocation, on a current-thread tokio runtime.
+//!
+//! The Contrail logic only sees the [`NetOps`] trait, so it is unit-testable without root.
+
+pub mod link;
+pub mod netns;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+pub use link::Netlink;
+pub use netns::NetNs;
+
+/// Errors of the netns/netlink layer. The Contrail path maps them to CNI error 121, except
+/// [`NetError::IfnameExists`] (the spec's "interface already exists" ADD error).
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot open network namespace {path}: {source}")]
+    NetnsOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a network namespace")]
+    NotNetns { path: PathBuf },
+    #[error("cannot enter network namespace {path}: {source}")]
+    Setns {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("netlink: {op}: {msg}")]
+    Netlink {
+        op: String,
+        /// The kernel's errno when the kernel refused the request.
+        errno: Option<i32>,
+        msg: String,
+    },
+    #[error("interface {name} already exists in the container namespace")]
+    IfnameExists { name: String },
+    #[error("interface {name} not found")]
+    NotFound { name: String },
+    #[error("namespace worker thread panicked")]
+    Panic,
+}
+
+impl NetError {
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetError::Netlink { errno, .. } => *errno,
+            _ => None,
+        }
+    }
+}
+
+/// The veth pair to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethSpec {
+    /// Host end (stays in the namespace of the caller), e.g. `tap1a2b3c4d5e6`.
+    pub host_name: String,
+    /// Container end, created directly inside the container namespace with this name.
+    pub container_name: String,
+    /// MAC of the container end (the VMI's MAC). The host end keeps a kernel-chosen MAC, like
+    /// Contrail's CNI: the vRouter answers ARP itself.
+    pub mac: Option<[u8; 6]>,
+    pub mtu: u32,
+}
+
+/// A route to set inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteSpec {
+    pub dst: IpNet,
+    /// None = on-link.
+    pub gw: Option<IpAddr>,
+}
+
+/// What the kernel says about one container interface (for CHECK).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfaceState {
+    pub name: String,
+    pub index: u32,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    pub up: bool,
+    /// Addresses on the interface (permanent and dynamic; link-local IPv6 included).
+    pub addrs: Vec<IpNet>,
+    /// Routes of the main table that leave through the interface.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// The kernel operations the Contrail path needs. Implemented over netlink by [`Netlink`] and
+/// by fakes in unit tests.
+pub trait NetOps {
+    /// Creates the veth pair: host end here, container end inside `netns`, both up, MTU set, the
+    /// container end with its MAC. Fails with [`NetError::IfnameExists`] when the container
+    /// already has an interface of that name.
+    fn create_veth(&mut self, netns: &Path, spec: &VethSpec) -> Result<(), NetError>;
+    /// Puts addresses and routes on `ifname` inside `netns`.
+    fn configure(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        addrs: &[IpNet],
+        routes: &[RouteSpec],
+    ) -> Result<(), NetError>;
+    /// Deletes a host-side link by name (a veth end takes its peer with it). Ok(false) when
+    /// there was nothing to delete.
+    fn delete_host_link(&mut self, name: &str) -> Result<bool, NetError>;
+    /// Whether a host-side link of that name exists.
+    fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError>;
+    /// The state of `ifname` inside `netns`, None when absent.
+    fn inspect(&mut self, netns: &Path, ifname: &str) -> Result<Option<IfaceState>, NetError>;
+}
+
+/// `02:42:ac:11:00:02` -> bytes.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split([':', '-']);
+    for b in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+pub fn format_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse_and_format() {
+        let m = parse_mac("02:AB:cd:00:11:ff").unwrap();
+        assert_eq!(format_mac(&m), "02:ab:cd:00:11:ff");
+        assert!(parse_mac("02:ab:cd:00:11").is_none());
+        assert!(parse_mac("02:ab:cd:00:11:ff:00").is_none());
+        assert!(parse_mac("02:ab:cd:00:11:fg").is_none());
+        assert!(parse_mac("2:ab:cd:00:11:ff").is_none());
+    }
+}

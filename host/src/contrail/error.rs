@@ -1,0 +1,46 @@
+//! Errors of the Contrail path are the dispatcher's [`CniError`]; this module adds the codes'
+//! short names and the conversions from the lower layers.
+
+pub use crate::cni::error::CniError as Error;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+pub mod code {
+    pub use crate::cni::error::{
+        AGENT, INTERNAL, INVALID_CONFIG, INVALID_ENV, MANAGER, NETLINK, NOT_AVAILABLE, PORT_FILE,
+        TRY_AGAIN_LATER as TRY_AGAIN,
+    };
+}
+
+/// Prefixes the message with the step that failed (`create veth: ...`), so an operator reading
+/// the CNI error knows how far the ADD got.
+pub fn at_step(mut e: Error, step: &str) -> Error {
+    e.msg = format!("{step}: {}", e.msg);
+    e
+}
+
+impl From<crate::net::NetError> for Error {
+    fn from(e: crate::net::NetError) -> Error {
+        use crate::net::NetError as N;
+        match &e {
+            N::NetnsOpen { .. } | N::NotNetns { .. } => {
+                Error::new(code::INVALID_ENV, e.to_string())
+                    .with_details("CNI_NETNS must name a network namespace")
+            }
+            // The spec's "interface already exists" is a configuration/runtime error the
+            // runtime must fix, not something a retry heals.
+            N::IfnameExists { .. } => Error::new(code::INVALID_CONFIG, e.to_string()),
+            _ => Error::new(code::NETLINK, e.to_string()),
+        }
+    }
+}
+
+impl From<super::agent::AgentError> for Error {
+    fn from(e: super::agent::AgentError) -> Error {
+        use super::agent::AgentError as A;
+        match &e {
+            A::Unreachable(_) => Error::new(code::TRY_AGAIN, e.to_string()),
+            _ => Error::new(code::AGENT, e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! The Contrail path's logic: ADD, DEL, CHECK, STATUS over the [`Agent`], [`Manager`],
+//! [`NetOps`] and [`Policy`] traits, so it runs against fakes without root.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use contrail_mesos_api::{AttachRequest, ContrailRequest, Node, vm_uuid_for};
+use ipnet::IpNet;
+
+use super::agent::{Agent, AgentError, VmPort, VmiCfg};
+use super::config::{ContrailConfig, Mode};
+use super::error::{Error, Result, at_step, code};
+use super::manager::Manager;
+use super::naming::{eth_index, k8s_pod, k8s_vm_name, tap_name};
+use super::portfile::{PortMsg, VmDir, go_time_now};
+use crate::cni::config::Label;
+use crate::cni::result::{CniResult, Interface, IpConfig, Route};
+use crate::net::{NetError, NetOps, RouteSpec, VethSpec, format_mac, parse_mac};
+use crate::wasm::{IpamConfig, VrouterPort};
+
+/// The two Wasm plugins, as the Contrail logic sees them.
+pub trait Policy {
+    /// `translate-contrail`: the Mesos labels in Contrail's vocabulary.
+    fn translate(&self, labels: &[Label]) -> Result<ContrailRequest>;
+    /// `configure`: the IP configuration of one port.
+    fn ipam(&self, port: &VrouterPort, primary: bool) -> Result<IpamConfig>;
+}
+
+/// One invocation, as the Contrail logic needs it.
+#[derive(Debug, Clone)]
+pub struct Ctx<'a> {
+    pub cfg: &'a ContrailConfig,
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+    pub netns: Option<&'a Path>,
+    pub cni_args: Option<&'a str>,
+    pub network_name: &'a str,
+    pub labels: Vec<Label>,
+}
+
+pub struct Deps<'a> {
+    pub agent: &'a dyn Agent,
+    /// None in k8s mode or when `mesos-ip` is not configured.
+    pub manager: Option<&'a dyn Manager>,
+    pub net: &'a mut dyn NetOps,
+    pub policy: &'a dyn Policy,
+}
+
+/// How the workload is named towards the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    mode: Mode,
+    /// Key of `/vm-cfg/<key>` and the port-file directory.
+    vm_name: String,
+    /// Known up front in Mesos mode (the container id, or a uuid derived from it); learned
+    /// from vm-cfg in Kubernetes mode.
+    vm_uuid: Option<String>,
+}
+
+fn identity(ctx: &Ctx) -> Result<Identity> {
+    let pod = ctx.cni_args.and_then(k8s_pod);
+    let mode = ctx.cfg.mode.unwrap_or(if pod.is_some() {
+        Mode::K8s
+    } else {
+        Mode::Mesos
+    });
+    match mode {
+        Mode::K8s => {
+            let (ns, name) = pod.ok_or_else(|| {
+                Error::new(
+                    code::INVALID_ENV,
+                    "contrail.mode is k8s but CNI_ARGS has no K8S_POD_NAMESPACE and K8S_POD_NAME",
+                )
+            })?;
+            Ok(Identity {
+                mode,
+                vm_name: k8s_vm_name(&ctx.cfg.cluster_name, &ns, &name),
+                vm_uuid: None,
+            })
+        }
+        Mode::Mesos => Ok(Identity {
+            mode,
+            vm_name: ctx.container_id.to_owned(),
+            vm_uuid: Some(vm_uuid_for(ctx.container_id)),
+        }),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// One poll's outcome.
+enum Poll<T> {
+    Done(T),
+    /// Not there yet; the string says what was seen (for the final error).
+    NotYet(String),
+    Fatal(Error),
+}
+
+/// Per-request timeout: a poll must not outlive the budget, and a request never gets less than
+/// a fraction of a second (a loaded agent answers slowly, not never).
+fn request_timeout(cfg: &ContrailConfig) -> Duration {
+    cfg.poll_timeout
+        .clamp(Duration::from_millis(500), Duration::from_secs(10))
+}
+
+/// Polls with exponential backoff (5 ms doubling, capped at min(poll-timeout, 500 ms)) until
+/// `poll-timeout * poll-retries` has passed. Contrail's CNI slept a fixed `poll-timeout`
+/// between polls (3 s by default) and, in R2008, did not sleep at all on a partial answer.
+fn poll<T>(
+    cfg: &ContrailConfig,
+    what: &str,
+    mut attempt: impl FnMut(Duration) -> Poll<T>,
+) -> Result<T> {
+    let start = Instant::now();
+    let deadline = start + cfg.poll_budget();
+    let cap = cfg
+        .poll_timeout
+        .min(Duration::from_millis(500))
+        .max(Duration::from_millis(5));
+    let mut step = Duration::from_millis(5).min(cap);
+    let mut polls = 0u32;
+    loop {
+        polls += 1;
+        let now = Instant::now();
+        let timeout = request_timeout(cfg)
+            .min(deadline.saturating_duration_since(now))
+            .max(Duration::from_millis(50));
+        let last = match attempt(timeout) {
+            Poll::Done(v) => {
+                tracing::debug!(what, polls, ms = ms(start.elapsed()), "poll done");
+                return Ok(v);
+            }
+            Poll::Fatal(e) => return Err(e),
+            Poll::NotYet(why) => why,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::new(
+                code::TRY_AGAIN,
+                format!(
+                    "gave up after {:.1} s and {polls} polls waiting for {what}; last answer: {last}",
+                    start.elapsed().as_secs_f64()
+                ),
+            )
+            .with_details(format!(
+                "contrail.poll-timeout {} s x contrail.poll-retries {} bound the wait",
+                cfg.poll_timeout.as_secs_f64(),
+                cfg.poll_retries
+            )));
+        }
+        std::thread::sleep(step.min(deadline - now));
+        step = (step * 2).min(cap);
+    }
+}
+
+/// Which vm-cfg element is this interface's.
+fn select_vmi<'v>(
+    cfgs: &'v [VmiCfg],
+    ifname: &str,
+    want: Option<&str>,
+) -> std::result::Result<&'v VmiCfg, Poll<()>> {
+    if let Some(id) = want {
+        return cfgs.iter().find(|c| c.id == id).ok_or_else(|| {
+            Poll::NotYet(format!(
+                "VMI {id} not among the {} configured VMIs",
+                cfgs.len()
+            ))
+        });
+    }
+    if let Some(c) = cfgs
+        .iter()
+        .find(|c| c.annotations.get("interface").is_some_and(|i| i == ifname))
+    {
+        return Ok(c);
+    }
+    // The `index` annotation i/N: wait for all N VMIs (the manager creates them one by one),
+    // then take the i-th for eth<i>.
+    if let Some((_, n)) = cfgs.iter().find_map(VmiCfg::index) {
+        if (cfgs.len() as u32) < n {
+            return Err(Poll::NotYet(format!(
+                "{} of {n} VMIs configured",
+                cfgs.len()
+            )));
+        }
+        if let Some(i) = eth_index(ifname) {
+            if let Some(c) = cfgs
+                .iter()
+                .find(|c| c.index().is_some_and(|(ci, _)| ci == i))
+            {
+                return Ok(c);
+            }
+        }
+    }
+    if cfgs.len() == 1 && (cfgs[0].index().is_none() || ifname == "eth0") {
+        return Ok(&cfgs[0]);
+    }
+    Err(Poll::Fatal(Error::new(
+        code::INVALID_CONFIG,
+        format!(
+            "none of the VM's {} VMIs is for interface {ifname} (no matching `interface` or `index` annotation)",
+            cfgs.len()
+        ),
+    )))
+}
+
+fn agent_poll_reason(e: &AgentError) -> Option<String> {
+    match e {
+        // Retry what a restarting or overloaded agent does; a 4xx other than 404 will not heal.
+        AgentError::Unreachable(m) => Some(m.clone()),
+        AgentError::Status { status, body } if *status >= 500 => Some(format!("{status} {body}")),
+        AgentError::Malformed(m) => Some(format!("malformed answer: {m}")),
+        _ => None,
+    }
+}
+
+fn to_vrouter_port(p: &VmPort) -> VrouterPort {
+    VrouterPort {
+        id: p.id.clone(),
+        ip_address: p.ip_address.clone(),
+        plen: p.plen,
+        gateway: p.gateway.clone(),
+        dns_server: p.dns_server.clone(),
+        mac_address: p.mac_address.clone(),
+        v6_ip_address: p.v6_ip_address.clone(),
+        v6_plen: p.v6_plen,
+        v6_gateway: p.v6_gateway.clone(),
+        v6_dns_server: p.v6_dns_server.clone(),
+    }
+}
+
+/// What a failed ADD has to undo, undone on drop unless disarmed (RAII rollback).
+struct Rollback<'d, 'a> {
+    deps: &'d mut Deps<'a>,
+    cfg: &'d ContrailConfig,
+    container_id: String,
+    ifname: String,
+    registered: bool,
+    veth: Option<String>,
+    /// (vm-name, vmi-uuid, vm-uuid, posted)
+    port: Option<(String, String, String, bool)>,
+    armed: bool,
+}
+
+impl Rollback<'_, '_> {
+    fn run(&mut self) {
+        let t = Instant::now();
+        if let Some((vm_name, vmi, vm_uuid, posted)) = self.port.take() {
+            if let Err(e) = release_port(
+                self.deps.agent,
+                self.cfg,
+                &self.container_id,
+                &vm_name,
+                &vmi,
+                &vm_uuid,
+                posted,
+            ) {
+                tracing::warn!(container_id = %self.container_id, error = %e, "rollback: port file / agent");
+            }
+        }
+        if let Some(tap) = self.veth.take() {
+            if let Err(e) = self.deps.net.delete_host_link(&tap) {
+                tracing::warn!(container_id = %self.container_id, error = %e, "rollback: veth {tap}");
+            }
+        }
+        if self.registered {
+            self.registered = false;
+            if let Some(m) = self.deps.manager {
+                if let Err(e) = m.detach(&self.container_id, &self.ifname) {
+                    tracing::warn!(container_id = %self.container_id, error = %e, "rollback: manager");
+                }
+            }
+        }
+        tracing::info!(container_id = %self.container_id, ms = ms(t.elapsed()), "ADD rolled back");
+    }
+}
+
+impl Drop for Rollback<'_, '_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.run();
+        }
+    }
+}
+
+/// Removes this port's file and, when it was the VM's last, the directory and the agent's
+/// subscriptions (`DELETE /vm/<uuid>` drops every subscription of the VM, contract §1.5, so it
+/// is only sent by the last one out; a sibling's leftover subscription on a DEL of one of
+/// several networks goes with the VM's last DEL). All under the VM directory lock.
+fn release_port(
+    agent: &dyn Agent,
+    cfg: &ContrailConfig,
+    container_id: &str,
+    vm_name: &str,
+    vmi: &str,
+    vm_uuid: &str,
+    posted: bool,
+) -> Result<bool> {
+    let pf = |e: std::io::Error| {
+        Error::new(
+            code::PORT_FILE,
+            format!("port file of {vm_name}/{vmi}: {e}"),
+        )
+    };
+    let Some(dir) = VmDir::lock(&cfg.config_dir, vm_name, false).map_err(pf)? else {
+        return Ok(false);
+    };
+    dir.remove(vmi).map_err(pf)?;
+    let last = dir.remove_if_empty().map_err(pf)?;
+    if last && posted {
+        let body = PortMsg::delete_body(container_id, vm_uuid);
+        if let Err(e) = agent.delete_vm(vm_uuid, &body, request_timeout(cfg)) {
+            // The agent keeps no state across restarts other than port files, and ours is
+            // gone: an agent that is down now will not resurrect the subscription.
+            tracing::warn!(container_id, error = %e, "DELETE /vm/{vm_uuid} failed; the port file is gone");
+        }
+    }
+    Ok(last)
+}
+
+/// ADD. Returns the result in the canonical (1.1.0) shape.
+pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
+    let t0 = Instant::now();
+    let cfg = ctx.cfg;
+    let netns = ctx
+        .netns
+        .ok_or_else(|| Error::new(code::INVALID_ENV, "CNI_NETNS is required for ADD"))?;
+    let mut id = identity(ctx)?;
+    let mut rb = Rollback {
+        deps,
+        cfg,
+        container_id: ctx.container_id.to_owned(),
+        ifname: ctx.ifname.to_owned(),
+        registered: false,
+        veth: None,
+        port: None,
+        armed: true,
+    };
+    let cid = ctx.container_id;
+    let lap = |step: &str, t: &mut Instant| {
+        tracing::info!(
+            container_id = cid,
+            step,
+            ms = ms(t.elapsed()),
+            "ADD step done"
+        );
+        *t = Instant::now();
+    };
+    let mut t = Instant::now();
+
+    // 1-2. Mesos: labels -> Contrail request -> manager, which answers once VNC has the objects.
+    let mut want_vmi = None;
+    let mut mac = None;
+    let mut primary = None;
+    if id.mode == Mode::Mesos {
+        if let Some(m) = rb.deps.manager {
+            let request = rb
+                .deps
+                .policy
+                .translate(&ctx.labels)
+                .map_err(|e| at_step(e, "translate labels"))?;
+            let req = AttachRequest {
+                container_id: cid.to_owned(),
+                ifname: ctx.ifname.to_owned(),
+                netns: Some(netns.to_string_lossy().into_owned()),
+                node: Node {
+                    name: cfg.cluster_name.clone(),
+                    ip: cfg.vrouter_ip.clone(),
+                },
+                network_name: ctx.network_name.to_owned(),
+                request,
+                labels: ctx.labels.clone(),
+            };
+            rb.registered = true; // a timed-out POST may still have registered: undo either way
+            let att = m
+                .attach(&req)
+                .map_err(|e| at_step(e, "register with the manager"))?;
+            id.vm_name = att.vm_name.clone();
+            id.vm_uuid = Some(att.vm_uuid.clone());
+            want_vmi = Some(att.vmi_uuid.clone());
+            mac = att.mac.clone();
+            primary = att
+                .index
+                .split_once('/')
+                .and_then(|(i, _)| i.parse::<u32>().ok())
+                .map(|i| i == 0);
+            lap("register", &mut t);
+        }
+    }
+
+    // 3. Wait until the agent has the VMI config.
+    let agent = rb.deps.agent;
+    let what = format!(
+        "the vRouter agent at {} to have the config of VM {} (GET /vm-cfg/{})",
+        agent.endpoint(),
+        id.vm_name,
+        id.vm_name
+    );
+    let vmi = poll(cfg, &what, |timeout| {
+        match agent.vm_cfg(&id.vm_name, timeout) {
+            Ok(None) => Poll::NotYet("404 (not configured yet)".into()),
+            Ok(Some(cfgs)) => match select_vmi(&cfgs, ctx.ifname, want_vmi.as_deref()) {
+                Ok(c) => Poll::Done(c.clone()),
+                Err(Poll::NotYet(s)) => Poll::NotYet(s),
+                Err(Poll::Fatal(e)) => Poll::Fatal(e),
+                Err(Poll::Done(())) => unreachable!(),
+            },
+            Err(e) => match agent_poll_reason(&e) {
+                Some(r) => Poll::NotYet(r),
+                None => Poll::Fatal(e.into()),
+            },
+        }
+    })
+    .map_err(|e| at_step(e, "wait for the VMI config"))?;
+    lap("vm-cfg", &mut t);
+    let vm_uuid = match (&id.vm_uuid, &vmi.vm_uuid) {
+        (Some(u), _) => u.clone(),
+        (None, Some(u)) => u.clone(),
+        (None, None) => {
+            return Err(Error::new(
+                code::AGENT,
+                "the agent's vm-cfg answer has no vm-uuid",
+            ));
+        }
+    };
+    let vn_uuid = vmi.vn_id.clone().unwrap_or_default();
+    let mac_text = vmi.mac.clone().or(mac).ok_or_else(|| {
+        Error::new(
+            code::AGENT,
+            format!("no MAC address for VMI {} (vm-cfg or manager)", vmi.id),
+        )
+    })?;
+    let mac = parse_mac(&mac_text).ok_or_else(|| {
+        Error::new(
+            code::AGENT,
+            format!("VMI {} has a malformed MAC address {mac_text:?}", vmi.id),
+        )
+    })?;
+    let primary = vmi
+        .index()
+        .map(|(i, _)| i == 0)
+        .or(primary)
+        .unwrap_or(ctx.ifname == "eth0");
+
+    // 4. The veth pair.
+    let tap = tap_name(cid, ctx.ifname);
+    let spec = VethSpec {
+        host_name: tap.clone(),
+        container_name: ctx.ifname.to_owned(),
+        mac: Some(mac),
+        mtu: cfg.mtu,
+    };
+    let created = match rb.deps.net.create_veth(netns, &spec) {
+        Err(NetError::Netlink {
+            errno: Some(libc::EEXIST),
+            ..
+        }) => {
+            // The host name is unique to (container id, ifname) and the container side is
+            // free: a tap left by a lost DEL of this very attachment. Replace it.
+            tracing::warn!(container_id = cid, tap, "replacing a stale host interface");
+            rb.deps
+                .net
+                .delete_host_link(&tap)
+                .and_then(|_| rb.deps.net.create_veth(netns, &spec))
+        }
+        r => r,
+    };
+    created.map_err(|e| at_step(e.into(), "create veth"))?;
+    rb.veth = Some(tap.clone());
+    // Contrail disables router advertisements on the tap (087f7957f7); best effort, the file
+    // is absent when IPv6 is disabled.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tap}/accept_ra"), b"0");
+    lap("veth", &mut t);
+
+    // 5. Port file, then POST /vm, under the VM's directory lock.
+    let msg = PortMsg {
+        time: go_time_now(),
+        vm_id: cid.to_owned(),
+        vm_uuid: vm_uuid.clone(),
+        vm_name: id.vm_name.clone(),
+        host_ifname: tap.clone(),
+        vm_ifname: ctx.ifname.to_owned(),
+        vm_namespace: netns.to_string_lossy().into_owned(),
+        vn_uuid,
+        vmi_uuid: vmi.id.clone(),
+    };
+    let body = msg.to_body();
+    {
+        let pf = |e: std::io::Error| {
+            Error::new(
+                code::PORT_FILE,
+                format!(
+                    "{}/{}/{}: {e}",
+                    cfg.config_dir.display(),
+                    id.vm_name,
+                    vmi.id
+                ),
+            )
+        };
+        let dir = VmDir::lock(&cfg.config_dir, &id.vm_name, true)
+            .map_err(pf)
+            .and_then(|d| d.ok_or_else(|| pf(std::io::ErrorKind::NotFound.into())))
+            .map_err(|e| at_step(e, "write port file"))?;
+        dir.write(&vmi.id, &body)
+            .map_err(|e| at_step(pf(e), "write port file"))?;
+        rb.port = Some((id.vm_name.clone(), vmi.id.clone(), vm_uuid.clone(), false));
+        rb.deps
+            .agent
+            .add_port(&body, request_timeout(cfg))
+            .map_err(|e| at_step(e.into(), "POST /vm"))?;
+        if let Some(p) = rb.port.as_mut() {
+            p.3 = true;
+        }
+    }
+    lap("port", &mut t);
+
+    // 6. The port's IP configuration, then the IPAM plugin.
+    let what = format!(
+        "the vRouter agent at {} to report port {} of VM {vm_uuid} (GET /vm/{vm_uuid}/{})",
+        agent.endpoint(),
+        vmi.id,
+        vmi.id
+    );
+    let port = poll(cfg, &what, |timeout| {
+        match agent.get_port(&vm_uuid, &vmi.id, timeout) {
+            Ok(Some(p)) => Poll::Done(p),
+            Ok(None) => Poll::NotYet("404 (not active yet)".into()),
+            Err(e) => match agent_poll_reason(&e) {
+                Some(r) => Poll::NotYet(r),
+                None => Poll::Fatal(e.into()),
+            },
+        }
+    })
+    .map_err(|e| at_step(e, "get the port's IP configuration"))?;
+    lap("vm-port", &mut t);
+    let ipcfg = rb
+        .deps
+        .policy
+        .ipam(&to_vrouter_port(&port), primary)
+        .map_err(|e| at_step(e, "IPAM plugin"))?;
+    lap("ipam", &mut t);
+
+    // 7. Addresses and routes inside the netns.
+    let addrs: Vec<IpNet> = ipcfg.ips.iter().map(|i| i.address).collect();
+    let routes: Vec<RouteSpec> = ipcfg
+        .routes
+        .iter()
+        .map(|r| RouteSpec {
+            dst: r.dst,
+            gw: r.gw,
+        })
+        .collect();
+    rb.deps
+        .net
+        .configure(netns, ctx.ifname, &addrs, &routes)
+        .map_err(|e| at_step(e.into(), "configure addresses and routes"))?;
+    lap("configure", &mut t);
+
+    rb.armed = false;
+    tracing::info!(container_id = cid, ifname = ctx.ifname, tap, vmi = %vmi.id, ms = ms(t0.elapsed()), "ADD done");
+    Ok(CniResult {
+        interfaces: vec![Interface {
+            name: ctx.ifname.to_owned(),
+            mac: Some(format_mac(&mac)),
+            mtu: Some(cfg.mtu),
+            sandbox: Some(netns.to_string_lossy().into_owned()),
+            socket_path: None,
+            pci_id: None,
+        }],
+        ips: ipcfg
+            .ips
+            .iter()
+            .map(|i| IpConfig {
+                interface: Some(0),
+                ..i.clone()
+            })
+            .collect(),
+        routes: ipcfg.routes.clone(),
+        dns: ipcfg.dns.clone(),
+    })
+}
+
+/// DEL: Mesos semantics (no prevResult, maybe no netns). Repeatable; succeeds when everything is
+/// already gone; ignores a stale DEL (port file written by another container id).
+pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
+    let t0 = Instant::now();
+    let cfg = ctx.cfg;
+    let cid = ctx.container_id;
+    let tap = tap_name(cid, ctx.ifname);
+    // Without the pod's name a k8s DEL cannot find the port file; it still removes the veth.
+    let id = identity(ctx).ok();
+    if let Some(id) = &id {
+        let pf = |e: std::io::Error| {
+            Error::new(
+                code::PORT_FILE,
+                format!("{}/{}: {e}", cfg.config_dir.display(), id.vm_name),
+            )
+        };
+        if let Some(dir) = VmDir::lock(&cfg.config_dir, &id.vm_name, false).map_err(pf)? {
+            let entries = dir.entries().map_err(pf)?;
+            let mine = entries.iter().find(|(_, m)| m.vm_ifname == ctx.ifname);
+            if let Some((vmi, msg)) = mine {
+                if !msg.vm_id.is_empty() && msg.vm_id != cid {
+                    // Contrail #1694317: a late DEL of an earlier container must not tear
+                    // down the newer one that reuses the name.
+                    tracing::warn!(container_id = cid, owner = %msg.vm_id, "stale DEL ignored: the port file belongs to another container");
+                    return Ok(());
+                }
+                let vmi = vmi.clone();
+                let vm_uuid = if msg.vm_uuid.is_empty() {
+                    id.vm_uuid.clone().unwrap_or_default()
+                } else {
+                    msg.vm_uuid.clone()
+                };
+                drop(dir);
+                // Veth first: the agent then sees the tap vanish before the unsubscribe.
+                deps.net.delete_host_link(&tap)?;
+                release_port(
+                    deps.agent,
+                    cfg,
+                    cid,
+                    &id.vm_name,
+                    &vmi,
+                    &vm_uuid,
+                    !vm_uuid.is_empty(),
+                )?;
+            } else {
+                drop(dir);
+            }
+        }
+    }
+    let removed = deps.net.delete_host_link(&tap)?;
+    if let (Some(id), Some(m)) = (&id, deps.manager) {
+        if id.mode == Mode::Mesos {
+            m.detach(cid, ctx.ifname)
+                .map_err(|e| at_step(e, "deregister from the manager"))?;
+        }
+    }
+    tracing::info!(
+        container_id = cid,
+        ifname = ctx.ifname,
+        tap,
+        removed,
+        ms = ms(t0.elapsed()),
+        "DEL done"
+    );
+    Ok(())
+}
+
+/// CHECK: the interface, its MAC, addresses and routes are still what ADD reported.
+pub fn check(ctx: &Ctx, prev: &CniResult, deps: &mut Deps) -> Result<()> {
+    let netns = ctx
+        .netns
+        .ok_or_else(|| Error::new(code::INVALID_ENV, "CNI_NETNS is required for CHECK"))?;
+    let fail = |m: String| Error::new(code::INVALID_CONFIG, m);
+    let st = deps.net.inspect(netns, ctx.ifname)?.ok_or_else(|| {
+        fail(format!(
+            "interface {} is missing in {}",
+            ctx.ifname,
+            netns.display()
+        ))
+    })?;
+    let idx = prev.interfaces.iter().position(|i| i.name == ctx.ifname);
+    if let Some(want) = idx.and_then(|i| prev.interfaces[i].mac.as_deref()) {
+        let have = st.mac.map(|m| format_mac(&m)).unwrap_or_default();
+        if parse_mac(want) != st.mac {
+            return Err(fail(format!(
+                "interface {} has MAC {have}, expected {want}",
+                ctx.ifname
+            )));
+        }
+    }
+    if !st.up {
+        return Err(fail(format!("interface {} is down", ctx.ifname)));
+    }
+    for ip in prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.is_none() || ip.interface == idx)
+    {
+        if !st.addrs.contains(&ip.address) {
+            return Err(fail(format!(
+                "address {} is missing on {}",
+                ip.address, ctx.ifname
+            )));
+        }
+    }
+    for r in &prev.routes {
+        let ok = st
+            .routes
+            .iter()
+            .any(|h| h.dst == r.dst && (r.gw.is_none() || h.gw == r.gw));
+        if !ok {
+            let via =
+                r.gw.map(|g: IpAddr| format!(" via {g}"))
+                    .unwrap_or_default();
+            return Err(fail(format!(
+                "route {}{via} is missing on {}",
+                r.dst, ctx.ifname
+            )));
+        }
+    }
+    let tap = tap_name(ctx.container_id, ctx.ifname);
+    if !deps.net.host_link_exists(&tap)? {
+        return Err(fail(format!("host interface {tap} is missing")));
+    }
+    Ok(())
+}
+
+/// STATUS: 50 when the agent does not answer.
+pub fn status(cfg: &ContrailConfig, agent: &dyn Agent) -> Result<()> {
+    agent
+        .ping(request_timeout(cfg).min(Duration::from_secs(2)))
+        .map_err(|e| {
+            Error::new(
+                code::NOT_AVAILABLE,
+                format!(
+                    "vRouter agent at {} does not respond: {e}",
+                    agent.endpoint()
+                ),
+            )
+        })
+}
+
+/// Result routes by the CNI canonical type, for tests and callers.
+pub fn routes_of(r: &CniResult) -> Vec<RouteSpec> {
+    r.routes
+        .iter()
+        .map(|x: &Route| RouteSpec {
+            dst: x.dst,
+            gw: x.gw,
+        })
+        .collect()
+}

@@ -1,0 +1,427 @@
+//! [`NetOps`] over rtnetlink (the user's choice), on a current-thread tokio runtime owned by this
+//! value. One netlink connection per namespace per invocation: the host connection is opened on
+//! the calling thread, a container connection on a scoped thread that joined the container's
+//! namespace (the socket keeps that namespace afterwards), then everything runs from the caller.
+//! No `ip` subprocesses, no sleeps.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteScope,
+};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkVeth, RouteMessageBuilder};
+use tokio::runtime::Runtime;
+
+use super::netns::NetNs;
+use super::{IfaceState, NetError, NetOps, RouteSpec, VethSpec};
+
+const ENODEV: i32 = libc::ENODEV;
+const EEXIST: i32 = libc::EEXIST;
+
+/// The rtnetlink-backed implementation. Connections are opened lazily and cached per namespace
+/// for the lifetime of the value (one CNI invocation).
+pub struct Netlink {
+    rt: Runtime,
+    host: Option<Handle>,
+    ns: HashMap<PathBuf, (NetNs, Handle)>,
+}
+
+fn nl_err(op: impl Into<String>, e: rtnetlink::Error) -> NetError {
+    let errno = match &e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    };
+    let msg = match errno {
+        Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
+        None => e.to_string(),
+    };
+    NetError::Netlink {
+        op: op.into(),
+        errno,
+        msg,
+    }
+}
+
+fn io_err(op: &str, e: std::io::Error) -> NetError {
+    NetError::Netlink {
+        op: op.into(),
+        errno: e.raw_os_error(),
+        msg: e.to_string(),
+    }
+}
+
+impl Netlink {
+    pub fn new() -> Result<Netlink, NetError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| io_err("tokio runtime", e))?;
+        Ok(Netlink {
+            rt,
+            host: None,
+            ns: HashMap::new(),
+        })
+    }
+
+    /// Opens a connection on the current thread's namespace. Must run with the runtime entered
+    /// (the socket registers with its reactor).
+    fn connect(rt: &Runtime) -> Result<Handle, NetError> {
+        let _guard = rt.enter();
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| io_err("open netlink socket", e))?;
+        rt.spawn(conn);
+        Ok(handle)
+    }
+
+    fn host(&mut self) -> Result<Handle, NetError> {
+        if self.host.is_none() {
+            self.host = Some(Self::connect(&self.rt)?);
+        }
+        Ok(self.host.clone().expect("just set"))
+    }
+
+    /// The connection inside `path` (and the namespace fd, for `IFLA_NET_NS_FD`).
+    fn in_ns(&mut self, path: &Path) -> Result<(&NetNs, Handle), NetError> {
+        if !self.ns.contains_key(path) {
+            let ns = NetNs::open(path)?;
+            let rt = &self.rt;
+            let handle = ns.run(|| Self::connect(rt))?;
+            self.ns.insert(path.to_owned(), (ns, handle));
+        }
+        let (ns, h) = self.ns.get(path).expect("just inserted");
+        Ok((ns, h.clone()))
+    }
+
+    async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkMessage>, NetError> {
+        match h.link().get().match_name(name).execute().try_next().await {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                let e = nl_err(format!("get link {name}"), e);
+                if e.errno() == Some(ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+fn build_veth(spec: &VethSpec, ns_fd: i32) -> LinkMessage {
+    let mut peer = LinkMessage::default();
+    // The peer is born up, named and in the container namespace: no rename, no move, so
+    // parallel ADDs never see each other's temporary names.
+    peer.header.flags = LinkFlags::Up;
+    peer.header.change_mask = LinkFlags::Up;
+    peer.attributes
+        .push(LinkAttribute::IfName(spec.container_name.clone()));
+    peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+    if let Some(mac) = spec.mac {
+        peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    peer.attributes.push(LinkAttribute::NetNsFd(ns_fd));
+    LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        .name(spec.host_name.clone())
+        .mtu(spec.mtu)
+        .up()
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build()
+}
+
+fn route_message(index: u32, r: &RouteSpec, onlink: bool) -> Result<RouteMessage, NetError> {
+    fn bad(r: &RouteSpec, e: impl std::fmt::Display) -> NetError {
+        NetError::Netlink {
+            op: format!("route {}", r.dst),
+            errno: None,
+            msg: e.to_string(),
+        }
+    }
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(r.dst.addr(), r.dst.prefix_len())
+        .map_err(|e| bad(r, e))?
+        .output_interface(index);
+    match r.gw {
+        Some(gw) => {
+            b = b.gateway(gw).map_err(|e| bad(r, e))?;
+            if onlink {
+                b = b.onlink();
+            }
+        }
+        None => b = b.scope(RouteScope::Link),
+    }
+    Ok(b.build())
+}
+
+fn parse_route(m: &RouteMessage) -> Option<(u32, RouteSpec)> {
+    let h: &RouteHeader = &m.header;
+    let mut table = h.table as u32;
+    let mut oif = None;
+    let mut dst = None;
+    let mut gw = None;
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = Some(IpAddr::V4(*a)),
+            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = Some(IpAddr::V6(*a)),
+            RouteAttribute::Gateway(RouteAddress::Inet(a)) => gw = Some(IpAddr::V4(*a)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(a)) => gw = Some(IpAddr::V6(*a)),
+            _ => {}
+        }
+    }
+    if table != 254 {
+        return None;
+    }
+    let dst = dst.unwrap_or(match h.address_family {
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    });
+    let dst = IpNet::new(dst, h.destination_prefix_length).ok()?;
+    Some((oif?, RouteSpec { dst, gw }))
+}
+
+fn parse_addr(m: &AddressMessage) -> Option<IpNet> {
+    let mut local = None;
+    let mut address = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => local = Some(*ip),
+            AddressAttribute::Address(ip) => address = Some(*ip),
+            _ => {}
+        }
+    }
+    IpNet::new(local.or(address)?, m.header.prefix_len).ok()
+}
+
+impl NetOps for Netlink {
+    fn create_veth(&mut self, netns: &Path, spec: &VethSpec) -> Result<(), NetError> {
+        let host = self.host()?;
+        let (ns, cont) = self.in_ns(netns)?;
+        let msg = build_veth(spec, std::os::fd::AsRawFd::as_raw_fd(&ns.fd()));
+        let res = self.rt.block_on(host.link().add(msg).execute());
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = nl_err(format!("create veth {}", spec.host_name), e);
+                if e.errno() != Some(EEXIST) {
+                    return Err(e);
+                }
+                // EEXIST: say which side collided. The container side is the spec's
+                // "interface already exists" error; the host side is reported as is.
+                let exists = self
+                    .rt
+                    .block_on(Self::link_by_name(&cont, &spec.container_name))?
+                    .is_some();
+                if exists {
+                    Err(NetError::IfnameExists {
+                        name: spec.container_name.clone(),
+                    })
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    fn configure(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        addrs: &[IpNet],
+        routes: &[RouteSpec],
+    ) -> Result<(), NetError> {
+        let (_, h) = self.in_ns(netns)?;
+        self.rt.block_on(async {
+            let link = Self::link_by_name(&h, ifname)
+                .await?
+                .ok_or_else(|| NetError::NotFound {
+                    name: ifname.to_owned(),
+                })?;
+            let index = link.header.index;
+            for a in addrs {
+                let mut req = h.address().add(index, a.addr(), a.prefix_len());
+                if a.addr().is_ipv6() {
+                    // The address is the VMI's, unique by construction: skip DAD so the
+                    // address is usable at once (DAD would delay it by ~1 s).
+                    req.message_mut()
+                        .attributes
+                        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+                }
+                req.execute()
+                    .await
+                    .map_err(|e| nl_err(format!("add address {a}"), e))?;
+            }
+            for r in routes {
+                // A gateway outside every configured subnet needs `onlink`, or the kernel
+                // refuses it (ENETUNREACH).
+                let onlink =
+                    r.gw.is_some_and(|gw| !addrs.iter().any(|a| a.contains(&gw)));
+                let msg = route_message(index, r, onlink)?;
+                h.route()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| nl_err(format!("add route {}", r.dst), e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_host_link(&mut self, name: &str) -> Result<bool, NetError> {
+        let h = self.host()?;
+        self.rt.block_on(async {
+            let Some(link) = Self::link_by_name(&h, name).await? else {
+                return Ok(false);
+            };
+            match h.link().del(link.header.index).execute().await {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    let e = nl_err(format!("delete link {name}"), e);
+                    if e.errno() == Some(ENODEV) {
+                        Ok(false)
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        })
+    }
+
+    fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError> {
+        let h = self.host()?;
+        Ok(self.rt.block_on(Self::link_by_name(&h, name))?.is_some())
+    }
+
+    fn inspect(&mut self, netns: &Path, ifname: &str) -> Result<Option<IfaceState>, NetError> {
+        let (_, h) = self.in_ns(netns)?;
+        self.rt.block_on(async {
+            let Some(link) = Self::link_by_name(&h, ifname).await? else {
+                return Ok(None);
+            };
+            let index = link.header.index;
+            let mut st = IfaceState {
+                name: ifname.to_owned(),
+                index,
+                mac: None,
+                mtu: None,
+                up: link.header.flags.contains(LinkFlags::Up),
+                addrs: vec![],
+                routes: vec![],
+            };
+            for a in &link.attributes {
+                match a {
+                    LinkAttribute::Address(b) if b.len() == 6 => {
+                        st.mac = Some(b.as_slice().try_into().expect("len 6"))
+                    }
+                    LinkAttribute::Mtu(m) => st.mtu = Some(*m),
+                    _ => {}
+                }
+            }
+            let mut addrs = h.address().get().set_link_index_filter(index).execute();
+            while let Some(m) = addrs
+                .try_next()
+                .await
+                .map_err(|e| nl_err("dump addresses", e))?
+            {
+                if m.header.index == index {
+                    st.addrs.extend(parse_addr(&m));
+                }
+            }
+            for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+                let mut q = RouteMessage::default();
+                q.header.address_family = family;
+                let mut routes = h.route().get(q).execute();
+                while let Some(m) = routes
+                    .try_next()
+                    .await
+                    .map_err(|e| nl_err("dump routes", e))?
+                {
+                    if let Some((oif, r)) = parse_route(&m) {
+                        if oif == index && !m.header.flags.contains(RouteFlags::Cloned) {
+                            st.routes.push(r);
+                        }
+                    }
+                }
+            }
+            Ok(Some(st))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_message_creates_the_peer_up_in_the_netns_with_mac_and_mtu() {
+        let spec = VethSpec {
+            host_name: "tapabcdefghijk".into(),
+            container_name: "eth0".into(),
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            mtu: 1400,
+        };
+        let m = build_veth(&spec, 7);
+        assert!(m.header.flags.contains(LinkFlags::Up));
+        assert!(
+            m.attributes
+                .contains(&LinkAttribute::IfName("tapabcdefghijk".into()))
+        );
+        assert!(m.attributes.contains(&LinkAttribute::Mtu(1400)));
+        let info = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => Some(i),
+                _ => None,
+            })
+            .expect("link info");
+        let peer = info
+            .iter()
+            .find_map(|i| match i {
+                netlink_packet_route::link::LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) => {
+                    Some(p)
+                }
+                _ => None,
+            })
+            .expect("peer");
+        assert!(peer.header.flags.contains(LinkFlags::Up));
+        assert!(
+            peer.attributes
+                .contains(&LinkAttribute::IfName("eth0".into()))
+        );
+        assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(7)));
+        assert!(
+            peer.attributes
+                .contains(&LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]))
+        );
+        assert!(peer.attributes.contains(&LinkAttribute::Mtu(1400)));
+    }
+
+    #[test]
+    fn routes_without_gateway_are_link_scoped_and_foreign_gateways_onlink() {
+        let r = RouteSpec {
+            dst: "10.0.0.0/8".parse().unwrap(),
+            gw: None,
+        };
+        let m = route_message(3, &r, false).unwrap();
+        assert_eq!(m.header.scope, RouteScope::Link);
+        let r = RouteSpec {
+            dst: "0.0.0.0/0".parse().unwrap(),
+            gw: Some("1.2.3.4".parse().unwrap()),
+        };
+        let m = route_message(3, &r, true).unwrap();
+        assert!(m.header.flags.contains(RouteFlags::Onlink));
+        assert!(m.attributes.contains(&RouteAttribute::Oif(3)));
+        let (oif, back) = parse_route(&m).unwrap();
+        assert_eq!((oif, back), (3, r));
+    }
+}
