@@ -1,6 +1,12 @@
 //! contrail-cni-plugin: see the README and docs/DESIGN.md.
 
+pub mod cli;
 pub mod cni;
 pub mod contrail;
+pub mod delegate;
+pub mod dispatch;
+pub mod logging;
 pub mod net;
 pub mod wasm;
+
+pub use dispatch::{Invocation, run_cni};

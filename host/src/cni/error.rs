@@ -49,6 +49,8 @@ pub const NETLINK: u32 = 121;
 pub const PORT_FILE: u32 = 122;
 /// 123: manager (attachment API) error.
 pub const MANAGER: u32 = 123;
+/// 999: a Wasm plugin returned an error with code 0 (wit/types.wit; Go's `ErrInternal`).
+pub const PLUGIN_CODE_ZERO: u32 = 999;
 
 /// A CNI error. `details` is empty when there is nothing more to say (then it is left out of the
 /// JSON, as Go's `types.Error` does with `omitempty`).

@@ -7,7 +7,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 
 use super::bindings::{self, Level};
 use crate::cni::error::{
-    CniError, WASM_LOAD, WASM_MALFORMED, WASM_MEMORY, WASM_TIMEOUT, WASM_TRAP,
+    CniError, PLUGIN_CODE_ZERO, WASM_LOAD, WASM_MALFORMED, WASM_MEMORY, WASM_TIMEOUT, WASM_TRAP,
 };
 
 /// `host.log`: lines are cut at 4 KiB and at most 256 are kept per call (wit/types.wit).
@@ -201,15 +201,18 @@ pub fn classify(err: wasmtime::Error, state: &State, limits: Limits) -> CniError
     }
 }
 
-/// A `plugin-error` returned by the guest, checked: code 0 is not an error, so it is a
-/// malformed answer.
+/// A `plugin-error` returned by the guest. Code 0 is not an error code; wit/types.wit
+/// promises plugin authors that the host turns it into 999 (Go's `ErrInternal`), and says so.
 pub fn plugin_error(plugin: &str, e: bindings::PluginError) -> CniError {
     if e.code == 0 {
         return CniError::new(
-            WASM_MALFORMED,
-            format!("Wasm plugin {plugin} returned an error with code 0"),
+            PLUGIN_CODE_ZERO,
+            format!(
+                "Wasm plugin {plugin} returned an error with code 0: {}",
+                truncate(e.msg, TEXT_MAX)
+            ),
         )
-        .with_details(truncate(e.msg, TEXT_MAX));
+        .with_details(truncate(e.details, TEXT_MAX));
     }
     let details = if e.details.is_empty() {
         format!("from Wasm plugin {plugin}")

@@ -1,0 +1,241 @@
+//! Running a delegate CNI plugin the way libcni does: found by name in `CNI_PATH`, the same
+//! environment with `CNI_COMMAND` set, the config on stdin, stderr relayed to ours, stdout
+//! read as a result or an error, "text file busy" retried.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::Duration;
+
+use crate::cni::Command;
+use crate::cni::error::{CniError, DELEGATE_EXEC, DELEGATE_FAILED, INVALID_ENV};
+
+/// libcni: up to 5 attempts, 1 s apart, when the binary is being written ("text file busy").
+const BUSY_ATTEMPTS: u32 = 5;
+const BUSY_WAIT: Duration = Duration::from_secs(1);
+/// How much of the delegate's stderr we keep for an error message (all of it is relayed).
+const STDERR_TAIL: usize = 4096;
+/// A delegate's stdout larger than this is garbage.
+const STDOUT_MAX: u64 = 4 << 20;
+
+/// A plugin name must be a plain file name: a `type` with `/` could run anything.
+pub fn valid_plugin_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
+/// `type` looked up in the `CNI_PATH` dirs (first executable regular file wins).
+pub fn find_in_path(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if path.is_empty() {
+        return Err(
+            CniError::new(INVALID_ENV, "required env variables [CNI_PATH] missing")
+                .with_details(format!("needed to find the delegate plugin {name:?}")),
+        );
+    }
+    for dir in path {
+        let p = dir.join(name);
+        if let Ok(m) = std::fs::metadata(&p)
+            && m.is_file()
+            && m.permissions().mode() & 0o111 != 0
+        {
+            return Ok(p);
+        }
+    }
+    Err(CniError::new(
+        DELEGATE_EXEC,
+        format!("failed to find plugin {name:?} in path {path:?}"),
+    ))
+}
+
+/// What a finished delegate printed.
+#[derive(Debug)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+}
+
+fn spawn(binary: &Path, command: Command, environ: &[(String, String)]) -> Result<Child, CniError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let res = Process::new(binary)
+            .env_clear()
+            .envs(environ.iter().map(|(k, v)| (k, v)))
+            .env("CNI_COMMAND", command.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        match res {
+            Ok(c) => return Ok(c),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < BUSY_ATTEMPTS => {
+                tracing::debug!(plugin = %binary.display(), "text file busy; retrying");
+                std::thread::sleep(BUSY_WAIT);
+            }
+            Err(e) => {
+                return Err(CniError::new(
+                    DELEGATE_EXEC,
+                    format!("cannot run delegate {}: {e}", binary.display()),
+                ));
+            }
+        }
+    }
+}
+
+/// Runs `binary` with `command`. Exit 0 → its stdout. Otherwise error 102: the delegate's own
+/// CNI error (code/msg/details carried in `details` as JSON), or its stderr when stdout is
+/// empty (libcni's fallback).
+pub fn exec(
+    binary: &Path,
+    command: Command,
+    environ: &[(String, String)],
+    stdin: &[u8],
+) -> Result<Output, CniError> {
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut child = spawn(binary, command, environ)?;
+    let mut child_in = child.stdin.take().expect("piped");
+    let mut child_err = child.stderr.take().expect("piped");
+    let mut child_out = child.stdout.take().expect("piped");
+    let (stdout, tail) = std::thread::scope(|s| {
+        // Writing stdin on its own thread: a delegate that prints before reading must not
+        // deadlock against us.
+        s.spawn(move || {
+            let _ = child_in.write_all(stdin);
+        });
+        let relay = s.spawn(move || {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut ours = std::io::stderr();
+            while let Ok(n) = child_err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = ours.write_all(&buf[..n]);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            tail
+        });
+        let mut out = Vec::new();
+        let _ = (&mut child_out).take(STDOUT_MAX).read_to_end(&mut out);
+        // Drain anything beyond the cap so the delegate is not blocked on a full pipe.
+        let _ = std::io::copy(&mut child_out, &mut std::io::sink());
+        (out, relay.join().unwrap_or_default())
+    });
+    let status = child
+        .wait()
+        .map_err(|e| CniError::new(DELEGATE_EXEC, format!("waiting for delegate {name}: {e}")))?;
+    if status.success() {
+        return Ok(Output { stdout });
+    }
+    let how = match status.code() {
+        Some(c) => format!("exit status {c}"),
+        None => "killed by a signal".to_owned(),
+    };
+    let parsed = serde_json::from_slice::<serde_json::Value>(&stdout).ok();
+    if let Some(e) = parsed.as_ref().and_then(CniError::from_json) {
+        return Err(CniError::new(
+            DELEGATE_FAILED,
+            format!(
+                "delegate plugin {name} failed ({command}): {}",
+                e.msg,
+                command = command.as_str()
+            ),
+        )
+        .with_details(
+            serde_json::json!({"code": e.code, "msg": e.msg, "details": e.details}).to_string(),
+        ));
+    }
+    let text = if stdout.iter().all(u8::is_ascii_whitespace) {
+        tail
+    } else {
+        stdout
+    };
+    let text = String::from_utf8_lossy(&text);
+    Err(CniError::new(
+        DELEGATE_FAILED,
+        format!(
+            "delegate plugin {name} failed ({}, {how}) without a CNI error",
+            command.as_str()
+        ),
+    )
+    .with_details(text.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_names() {
+        for bad in ["", ".", "..", "../bin/sh", "/bin/sh", "a/b"] {
+            assert!(!valid_plugin_name(bad), "{bad}");
+        }
+        assert!(valid_plugin_name("host-local"));
+    }
+
+    #[test]
+    fn lookup() {
+        let d = tempfile::tempdir().unwrap();
+        let exe = d.path().join("tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        std::fs::write(d.path().join("plain"), "x").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = vec![PathBuf::from("/nonexistent"), d.path().to_owned()];
+        assert_eq!(find_in_path("tool", &path).unwrap(), exe);
+        assert_eq!(
+            find_in_path("plain", &path).unwrap_err().code,
+            DELEGATE_EXEC
+        );
+        assert_eq!(find_in_path("tool", &[]).unwrap_err().code, INVALID_ENV);
+    }
+
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        let p = dir.join("fake");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn runs_with_env_and_stdin() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(
+            d.path(),
+            r#"read line; echo "{\"cmd\":\"$CNI_COMMAND\",\"x\":\"$X\",\"in\":$line}""#,
+        );
+        let env = vec![
+            ("X".to_owned(), "y".to_owned()),
+            ("CNI_COMMAND".to_owned(), "ADD".to_owned()),
+        ];
+        let out = exec(&p, Command::Del, &env, b"{\"a\":1}\n").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"cmd": "DEL", "x": "y", "in": {"a": 1}})
+        );
+    }
+
+    #[test]
+    fn delegate_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(
+            d.path(),
+            r#"echo '{"cniVersion":"0.4.0","code":7,"msg":"no ips","details":"d"}'; exit 1"#,
+        );
+        let e = exec(&p, Command::Add, &[], b"{}").unwrap_err();
+        assert_eq!(e.code, DELEGATE_FAILED);
+        assert!(e.msg.contains("no ips"), "{e:?}");
+        let det: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+        assert_eq!(det["code"], 7);
+        let p = script(d.path(), "echo boom >&2; exit 3");
+        let e = exec(&p, Command::Add, &[], b"{}").unwrap_err();
+        assert_eq!(e.code, DELEGATE_FAILED);
+        assert!(e.msg.contains("exit status 3"), "{e:?}");
+        assert_eq!(e.details, "boom");
+    }
+}
