@@ -25,8 +25,8 @@
 //!
 //! Errors: code 6 when the config is not JSON, code 7 for everything else.
 
+use guest_support::Json;
 use ipnet::IpNet;
-use serde_json::Value;
 use std::net::IpAddr;
 
 pub const DECODE_FAILED: u32 = 6;
@@ -230,13 +230,13 @@ fn iface(port: &Port, family: Family) -> Result<Option<Iface>, PluginError> {
 
 /// Compute the interface configuration. `config` is the whole network configuration (JSON).
 pub fn configure(config: &str, port: &Port, primary: bool) -> Result<IpConfig, PluginError> {
-    let config: Value = serde_json::from_str(config).map_err(|e| {
+    let config = Json::parse(config).map_err(|e| {
         PluginError::new(
             DECODE_FAILED,
             format!("network config: not valid JSON: {e}"),
         )
     })?;
-    if !config.is_object() {
+    if config.as_object().is_none() {
         return Err(PluginError::new(
             DECODE_FAILED,
             "network config: must be a JSON object",
@@ -297,13 +297,13 @@ pub fn configure(config: &str, port: &Port, primary: bool) -> Result<IpConfig, P
 
 /// `ipam.routes` of the config, validated, with the gateway each one will use.
 fn config_routes<'a>(
-    config: &Value,
+    config: &Json,
     port: &Port,
     by_family: &impl Fn(Family) -> Option<&'a Iface>,
 ) -> Result<Vec<(IpNet, Option<IpAddr>)>, PluginError> {
     let ipam = match config.get("ipam") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(v @ Value::Object(_)) => v,
+        None | Some(Json::Null) => return Ok(Vec::new()),
+        Some(v @ Json::Object(_)) => v,
         Some(other) => {
             return Err(PluginError::invalid(format!(
                 "network config: \"ipam\" must be an object, got {other}"
@@ -311,8 +311,8 @@ fn config_routes<'a>(
         }
     };
     let list = match ipam.get("routes") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(list)) => list,
+        None | Some(Json::Null) => return Ok(Vec::new()),
+        Some(Json::Array(list)) => list,
         Some(other) => {
             return Err(PluginError::invalid(format!(
                 "network config: \"ipam.routes\" must be a list, got {other}"
@@ -325,7 +325,7 @@ fn config_routes<'a>(
             |why: String| PluginError::invalid(format!("network config: ipam.routes[{n}]: {why}"));
         let dst_s = r
             .get("dst")
-            .and_then(Value::as_str)
+            .and_then(Json::as_str)
             .ok_or_else(|| bad(format!("needs a string \"dst\", got {r}")))?;
         let dst: IpNet = dst_s
             .parse()
@@ -346,8 +346,8 @@ fn config_routes<'a>(
             )));
         };
         let gw = match r.get("gw") {
-            None | Some(Value::Null) => iface.gateway,
-            Some(Value::String(s)) => {
+            None | Some(Json::Null) => iface.gateway,
+            Some(Json::String(s)) => {
                 let g: IpAddr = s
                     .parse()
                     .map_err(|_| bad(format!("gw \"{s}\" is not an IP address")))?;
@@ -369,10 +369,10 @@ fn config_routes<'a>(
     Ok(out)
 }
 
-fn string_list(v: Option<&Value>, what: &str) -> Result<Vec<String>, PluginError> {
+fn string_list(v: Option<&Json>, what: &str) -> Result<Vec<String>, PluginError> {
     match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(items)) => items
             .iter()
             .map(|i| {
                 i.as_str().map(str::to_string).ok_or_else(|| {
@@ -389,7 +389,7 @@ fn string_list(v: Option<&Value>, what: &str) -> Result<Vec<String>, PluginError
 }
 
 fn dns<'a>(
-    config: &Value,
+    config: &Json,
     port: &Port,
     by_family: &impl Fn(Family) -> Option<&'a Iface>,
 ) -> Result<Dns, PluginError> {
@@ -412,8 +412,8 @@ fn dns<'a>(
     }
     let mut dns = Dns::default();
     match config.get("dns") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(d)) => {
+        None | Some(Json::Null) => {}
+        Some(Json::Object(d)) => {
             for s in string_list(d.get("nameservers"), "dns.nameservers")? {
                 let a: IpAddr = s.trim().parse().map_err(|_| {
                     PluginError::invalid(format!(
@@ -425,9 +425,9 @@ fn dns<'a>(
                 }
             }
             dns.domain = match d.get("domain") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) if s.trim().is_empty() => None,
-                Some(Value::String(s)) => Some(s.trim().to_string()),
+                None | Some(Json::Null) => None,
+                Some(Json::String(s)) if s.trim().is_empty() => None,
+                Some(Json::String(s)) => Some(s.trim().to_string()),
                 Some(other) => {
                     return Err(PluginError::invalid(format!(
                         "network config: \"dns.domain\" must be a string, got {other}"

@@ -19,7 +19,7 @@
 //! The command does not matter: DEL gets exactly the ADD translation, so host-local releases
 //! the address the label asked for.
 
-use serde_json::{Map, Value, json};
+use guest_support::json::{Json, Object};
 
 use crate::Label;
 use crate::cni_args::{self, LABEL};
@@ -43,14 +43,14 @@ pub struct DelegateRequest<'a> {
 
 /// Returns the delegate's network configuration as JSON text.
 pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginError> {
-    let delegate: Value = serde_json::from_str(req.delegate)
+    let delegate = Json::parse(req.delegate)
         .map_err(|e| PluginError::invalid(format!("delegate: not valid JSON: {e}")))?;
-    let Value::Object(mut delegate) = delegate else {
+    let Json::Object(mut delegate) = delegate else {
         return Err(PluginError::invalid("delegate: must be a JSON object"));
     };
     match delegate.get("type") {
-        Some(Value::String(t)) if !t.is_empty() => {}
-        Some(Value::String(_)) | None => {
+        Some(Json::String(t)) if !t.is_empty() => {}
+        Some(Json::String(_)) | None => {
             return Err(PluginError::invalid(
                 "delegate: missing \"type\" (the delegate plugin's name)",
             ));
@@ -68,13 +68,13 @@ pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginErr
         )));
     }
 
-    let outer: Value = serde_json::from_str(req.config).map_err(|e| {
+    let outer = Json::parse(req.config).map_err(|e| {
         PluginError::new(
             DECODE_FAILED,
             format!("network config: not valid JSON: {e}"),
         )
     })?;
-    let Value::Object(outer) = outer else {
+    let Json::Object(outer) = outer else {
         return Err(PluginError::new(
             DECODE_FAILED,
             "network config: must be a JSON object",
@@ -95,9 +95,9 @@ pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginErr
     };
 
     // args: the block's own, then Mesos' namespace, then the conventional `cni` keys.
-    let mut args = match delegate.shift_remove("args") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m,
+    let mut args = match delegate.remove("args") {
+        None => Object::new(),
+        Some(Json::Object(m)) => m,
         Some(other) => {
             return Err(PluginError::invalid(format!(
                 "delegate: \"args\" must be an object, got {other}"
@@ -105,11 +105,11 @@ pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginErr
         }
     };
     if let Some(mesos) = outer.get("args").and_then(|a| a.get("org.apache.mesos")) {
-        args.insert("org.apache.mesos".into(), mesos.clone());
+        args.insert("org.apache.mesos", mesos.clone());
     }
-    let mut cni = match args.shift_remove("cni") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m,
+    let mut cni = match args.remove("cni") {
+        None => Object::new(),
+        Some(Json::Object(m)) => m,
         Some(other) => {
             return Err(PluginError::invalid(format!(
                 "delegate: \"args.cni\" must be an object, got {other}"
@@ -128,39 +128,39 @@ pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginErr
         }
         if ips.len() > configured || !cni.contains_key("ips") {
             cni.insert(
-                "ips".into(),
-                Value::Array(ips.iter().map(|i| Value::String(i.to_string())).collect()),
+                "ips",
+                Json::Array(ips.iter().map(|i| Json::String(i.to_string())).collect()),
             );
         }
     }
     if let Some(mac) = &parsed.mac {
-        cni.insert("mac".into(), Value::String(mac.clone()));
+        cni.insert("mac", Json::String(mac.clone()));
     }
     if !req.labels.is_empty() {
-        let labels = match cni.get_mut("labels") {
-            None => {
-                cni.insert("labels".into(), Value::Array(Vec::new()));
-                cni.get_mut("labels").expect("just inserted")
-            }
-            Some(v) if v.is_array() => v,
+        let mut list = match cni.remove("labels") {
+            None => Vec::new(),
+            Some(Json::Array(list)) => list,
             Some(other) => {
                 return Err(PluginError::invalid(format!(
                     "delegate: \"args.cni.labels\" must be a list, got {other}"
                 )));
             }
         };
-        let labels = labels.as_array_mut().expect("checked array");
         for l in req.labels {
-            labels.push(json!({"key": l.key, "value": l.value}));
+            let mut entry = Object::new();
+            entry.insert("key", Json::from(l.key.as_str()));
+            entry.insert("value", Json::from(l.value.as_str()));
+            list.push(Json::Object(entry));
         }
+        cni.insert("labels", Json::Array(list));
     }
     if !cni.is_empty() {
-        args.insert("cni".into(), Value::Object(cni));
+        args.insert("cni", Json::Object(cni));
     }
 
-    let mut runtime_config = match delegate.shift_remove("runtimeConfig") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m,
+    let mut runtime_config = match delegate.remove("runtimeConfig") {
+        None => Object::new(),
+        Some(Json::Object(m)) => m,
         Some(other) => {
             return Err(PluginError::invalid(format!(
                 "delegate: \"runtimeConfig\" must be an object, got {other}"
@@ -169,7 +169,7 @@ pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginErr
     };
     match outer.get("runtimeConfig") {
         None => {}
-        Some(Value::Object(m)) => runtime_config.extend(m.clone()),
+        Some(Json::Object(m)) => runtime_config.extend(m.clone()),
         Some(other) => {
             return Err(PluginError::invalid(format!(
                 "network config: \"runtimeConfig\" must be an object, got {other}"
@@ -179,33 +179,33 @@ pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginErr
     let declares_mac = delegate
         .get("capabilities")
         .and_then(|c| c.get("mac"))
-        .and_then(Value::as_bool)
+        .and_then(Json::as_bool)
         .unwrap_or(false);
     if let (Some(mac), true) = (&parsed.mac, declares_mac) {
-        runtime_config.insert("mac".into(), Value::String(mac.clone()));
+        runtime_config.insert("mac", Json::String(mac.clone()));
     }
 
     // cniVersion and name first, for readability of logged configs.
-    delegate.shift_remove("cniVersion");
-    let mut out = Map::new();
-    out.insert("cniVersion".into(), Value::String(req.cni_version.into()));
-    out.insert("name".into(), Value::String(req.network_name.into()));
+    delegate.remove("cniVersion");
+    let mut out = Object::new();
+    out.insert("cniVersion", Json::String(req.cni_version.into()));
+    out.insert("name", Json::String(req.network_name.into()));
     out.extend(delegate);
     if !args.is_empty() {
-        out.insert("args".into(), Value::Object(args));
+        out.insert("args", Json::Object(args));
     }
     if !runtime_config.is_empty() {
-        out.insert("runtimeConfig".into(), Value::Object(runtime_config));
+        out.insert("runtimeConfig", Json::Object(runtime_config));
     }
     if let Some(prev) = outer.get("prevResult") {
-        out.insert("prevResult".into(), prev.clone());
+        out.insert("prevResult", prev.clone());
     }
-    Ok(Value::Object(out).to_string())
+    Ok(Json::Object(out).to_string())
 }
 
 /// The block's own `args.cni.ips`, which must be a list of addresses: the label's addresses are
 /// deduplicated against them.
-fn existing_ips(cni: &Map<String, Value>) -> Result<Vec<crate::net::AddrWithPrefix>, PluginError> {
+fn existing_ips(cni: &Object) -> Result<Vec<crate::net::AddrWithPrefix>, PluginError> {
     let Some(v) = cni.get("ips") else {
         return Ok(Vec::new());
     };
@@ -226,6 +226,8 @@ fn existing_ips(cni: &Map<String, Value>) -> Result<Vec<crate::net::AddrWithPref
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
     /// The seed-003 network configuration, with `args` injected exactly as Mesos does for the

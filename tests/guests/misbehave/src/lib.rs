@@ -71,11 +71,13 @@ mod component {
             std::panic::set_hook(Box::new(|info| {
                 host::log(Level::Error, &format!("misbehave-plugin panicked: {info}"));
             }));
-            let config: serde_json::Value = serde_json::from_str(&req.invocation.config)
+            // guest_support::Json, not serde_json::Value: Value's hashing would call a WASI
+            // import, which traps before any mode could run.
+            let config = guest_support::Json::parse(&req.invocation.config)
                 .map_err(|e| error(7, format!("misbehave: config is not JSON: {e}")))?;
             let mode = config
                 .get("misbehave")
-                .and_then(|m| m.as_str())
+                .and_then(guest_support::Json::as_str)
                 .ok_or_else(|| error(7, "misbehave: config has no string \"misbehave\"".into()))?;
             match mode {
                 "loop" => {
