@@ -1,0 +1,349 @@
+//! Sandbox tests: the hostile guest (`tests/guests/misbehave`, modes documented at its top)
+//! loops, allocates without bound, traps, answers garbage; each must end in the right CNI error
+//! within the cap and leave nothing behind. Also: corrupt cache entries are rebuilt, and
+//! swapping a `.wasm` changes behaviour with no rebuild. Needs `make wasm`.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use contrail_cni_host::cni::config::WasmSettings;
+use contrail_cni_host::cni::{CniError, Command};
+use contrail_cni_host::wasm::{InvocationRecord, Plugins, VrouterPort};
+use contrail_integration::paths::wasm_plugin;
+
+struct Sandbox {
+    plugins_dir: tempfile::TempDir,
+    cache_dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let s = Sandbox {
+            plugins_dir: tempfile::tempdir().unwrap(),
+            cache_dir: tempfile::tempdir().unwrap(),
+        };
+        s.install("misbehave_plugin", "contrail-ipam.wasm");
+        s
+    }
+
+    fn install(&self, stem: &str, as_name: &str) {
+        // Write to a temp name and rename, as an operator's deploy would (no torn reads).
+        let tmp = self.plugins_dir.path().join(".incoming");
+        fs::copy(wasm_plugin(stem), &tmp).unwrap();
+        fs::rename(&tmp, self.plugins_dir.path().join(as_name)).unwrap();
+    }
+
+    fn plugins(&self, memory_limit_mb: u64, timeout_ms: u64) -> Plugins {
+        Plugins::new(
+            WasmSettings {
+                plugin_dir: Some(self.plugins_dir.path().to_owned()),
+                cache_dir: Some(self.cache_dir.path().to_owned()),
+                memory_limit_mb,
+                timeout_ms,
+                ..WasmSettings::default()
+            },
+            "c0ffee",
+        )
+    }
+
+    fn cache_entries(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(self.cache_dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Nothing but complete `.cwasm` entries in the cache, nothing new in the plugin dir.
+    fn assert_clean(&self, expected_entries: usize) {
+        let entries = self.cache_entries();
+        assert_eq!(entries.len(), expected_entries, "cache: {entries:?}");
+        for e in &entries {
+            let name = e.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.ends_with(".cwasm") && !name.starts_with('.'),
+                "stray file in cache: {name}"
+            );
+        }
+        let plugins: Vec<_> = fs::read_dir(self.plugins_dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(plugins, vec!["contrail-ipam.wasm"], "plugin dir changed");
+    }
+}
+
+fn record(mode: &str) -> InvocationRecord {
+    InvocationRecord {
+        command: Command::Add,
+        container_id: "c0ffee".into(),
+        ifname: "eth0".into(),
+        netns: Some("/run/netns/x".into()),
+        network_name: "n".into(),
+        cni_version: "0.2.0".into(),
+        config: format!(
+            r#"{{"cniVersion":"0.2.0","name":"n","type":"contrail-cni-plugin","misbehave":"{mode}"}}"#
+        ),
+    }
+}
+
+fn port() -> VrouterPort {
+    VrouterPort {
+        id: "vmi-1".into(),
+        ip_address: Some("10.47.255.250".into()),
+        plen: Some(12),
+        gateway: Some("10.47.255.254".into()),
+        dns_server: Some("10.47.255.253".into()),
+        mac_address: Some("02:aa:bb:cc:dd:ee".into()),
+        ..VrouterPort::default()
+    }
+}
+
+fn call(
+    p: &Plugins,
+    mode: &str,
+) -> (
+    Result<contrail_cni_host::wasm::IpamConfig, CniError>,
+    Duration,
+) {
+    let t = Instant::now();
+    let r = p.ipam_configure(&record(mode), &port(), true);
+    (r, t.elapsed())
+}
+
+#[test]
+fn ok_mode_works_so_the_failures_below_mean_something() {
+    let s = Sandbox::new();
+    let (r, _) = call(&s.plugins(16, 1000), "ok");
+    let r = r.unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.1.2.3/24");
+    assert_eq!(r.ips[0].gateway.unwrap().to_string(), "10.1.2.1");
+    s.assert_clean(1);
+}
+
+#[test]
+fn endless_loop_hits_the_time_limit() {
+    let s = Sandbox::new();
+    let p = s.plugins(16, 200);
+    // Load first so compile time does not count against the cap measured below.
+    call(&p, "ok").0.unwrap();
+    let (r, took) = call(&p, "loop");
+    let e = r.unwrap_err();
+    assert_eq!(e.code, 112, "{e:?}");
+    assert!(
+        e.msg.contains("contrail-ipam.wasm") && e.msg.contains("200 ms"),
+        "{e:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_millis(700),
+        "took {took:?}"
+    );
+    s.assert_clean(1);
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_limit() {
+    let s = Sandbox::new();
+    let (r, took) = call(&s.plugins(16, 5000), "alloc");
+    let e = r.unwrap_err();
+    assert_eq!(e.code, 113, "{e:?}");
+    assert!(
+        e.msg.contains("contrail-ipam.wasm") && e.msg.contains("16 MiB"),
+        "{e:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "ended by the memory cap, not the clock: {took:?}"
+    );
+    s.assert_clean(1);
+}
+
+#[test]
+fn a_trap_is_reported_with_the_plugin_name() {
+    let s = Sandbox::new();
+    let (r, _) = call(&s.plugins(16, 1000), "trap");
+    let e = r.unwrap_err();
+    assert_eq!(e.code, 111, "{e:?}");
+    assert!(e.msg.contains("contrail-ipam.wasm"), "{e:?}");
+    s.assert_clean(1);
+}
+
+#[test]
+fn garbage_answers_are_malformed() {
+    let s = Sandbox::new();
+    let (r, _) = call(&s.plugins(16, 1000), "garbage");
+    let e = r.unwrap_err();
+    assert_eq!(e.code, 114, "{e:?}");
+    assert!(e.msg.contains("not-an-ip/99"), "{e:?}");
+}
+
+#[test]
+fn error_code_zero_becomes_999_as_the_wit_promises() {
+    let s = Sandbox::new();
+    let (r, _) = call(&s.plugins(16, 1000), "error0");
+    let e = r.unwrap_err();
+    assert_eq!(e.code, 999, "{e:?}");
+    assert!(
+        e.msg.contains("contrail-ipam.wasm") && e.msg.contains("code 0"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_log_flood_is_capped_and_bounded_in_time() {
+    let s = Sandbox::new();
+    let p = s.plugins(16, 500);
+    call(&p, "ok").0.unwrap();
+    let (r, took) = call(&p, "log-flood");
+    match r {
+        Ok(c) => assert_eq!(c.ips[0].address.to_string(), "10.1.2.3/24"),
+        Err(e) => assert_eq!(e.code, 112, "{e:?}"),
+    }
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+}
+
+#[test]
+fn a_plugin_of_the_wrong_world_does_not_load() {
+    let s = Sandbox::new();
+    // The translator is a label-translator, not an ipam-plugin.
+    s.install("mesos_delegate", "contrail-ipam.wasm");
+    let (r, _) = call(&s.plugins(16, 1000), "ok");
+    let e = r.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    // Not a component at all.
+    fs::write(
+        s.plugins_dir.path().join("contrail-ipam.wasm"),
+        b"\0asm\x01\0\0\0",
+    )
+    .unwrap();
+    let e = call(&s.plugins(16, 1000), "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    fs::remove_file(s.plugins_dir.path().join("contrail-ipam.wasm")).unwrap();
+    let e = call(&s.plugins(16, 1000), "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_rebuilt_not_executed() {
+    let s = Sandbox::new();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+    let entries = s.cache_entries();
+    assert_eq!(entries.len(), 1);
+    let good = fs::read(&entries[0]).unwrap();
+
+    // Flip one byte of the artifact (the code part, far from the header).
+    let mut bad = good.clone();
+    let i = bad.len() / 2;
+    bad[i] ^= 0xff;
+    fs::write(&entries[0], &bad).unwrap();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(fs::read(&entries[0]).unwrap(), good, "entry rebuilt");
+
+    // Truncated, and an empty file.
+    fs::write(&entries[0], &good[..good.len() / 3]).unwrap();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+    fs::write(&entries[0], b"").unwrap();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(fs::read(&entries[0]).unwrap(), good);
+    s.assert_clean(1);
+}
+
+#[test]
+fn swapping_the_wasm_changes_behaviour_without_a_rebuild() {
+    let s = Sandbox::new();
+    let (r, _) = call(&s.plugins(16, 1000), "ok");
+    assert_eq!(
+        r.unwrap().ips[0].address.to_string(),
+        "10.1.2.3/24",
+        "misbehave's answer"
+    );
+
+    s.install("contrail_ipam", "contrail-ipam.wasm");
+    let (r, _) = call(&s.plugins(16, 1000), "ok");
+    let r = r.unwrap();
+    assert_eq!(
+        r.ips[0].address.to_string(),
+        "10.47.255.250/12",
+        "the real IPAM's answer: {r:?}"
+    );
+    // One entry per content hash; both complete.
+    s.assert_clean(2);
+}
+
+#[test]
+fn an_unwritable_cache_dir_still_works_in_memory() {
+    let s = Sandbox::new();
+    let file = s.cache_dir.path().join("not-a-dir");
+    fs::write(&file, b"x").unwrap();
+    let p = Plugins::new(
+        WasmSettings {
+            plugin_dir: Some(s.plugins_dir.path().to_owned()),
+            cache_dir: Some(file.join("sub")),
+            ..WasmSettings::default()
+        },
+        "c0ffee",
+    );
+    p.ipam_configure(&record("ok"), &port(), true).unwrap();
+    assert_eq!(fs::read(&file).unwrap(), b"x");
+}
+
+/// The CLI validates plugins before deployment.
+#[test]
+fn plugin_check_and_compile_commands() {
+    let bin = env!("CARGO_BIN_EXE_contrail-cni-plugin");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tr = wasm_plugin("mesos_delegate");
+    let (code, out, _) = run(&["plugin", "check", tr.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("label-translator"), "{out}");
+    let (code, out, _) = run(&[
+        "plugin",
+        "check",
+        wasm_plugin("contrail_ipam").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("ipam-plugin"), "{out}");
+
+    let d = tempfile::tempdir().unwrap();
+    let junk = d.path().join("junk.wasm");
+    fs::write(&junk, b"hello").unwrap();
+    let (code, _, err) = run(&["plugin", "check", junk.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("junk.wasm"), "{err}");
+
+    let cache = d.path().join("cache");
+    let (code, out, err) = run(&[
+        "plugin",
+        "compile",
+        tr.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("compiled:"), "{out}");
+    let (code, out, _) = run(&[
+        "plugin",
+        "compile",
+        tr.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("already compiled"), "{out}");
+    assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+    let (code, out, _) = run(&["version"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("1.1.0") && out.contains("contrail:cni-plugin@0.1.0"),
+        "{out}"
+    );
+}
