@@ -1,1 +1,15 @@
-//! contrail-mesos-manager library.
+//! contrail-mesos-manager: the master-side daemon that turns container attachments (from
+//! `contrail-cni-plugin`, `docs/attachment-api.md`) into Contrail VNC objects, watches Marathon
+//! to learn which tasks run, and reconciles VNC with what runs. See `docs/manager.md`.
+
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod marathon;
+pub mod metrics;
+pub mod reconcile;
+pub mod server;
+pub mod service;
+pub mod signals;
+pub mod vnc;
+pub mod watcher;

@@ -1,1 +1,93 @@
-fn main() {}
+//! `contrail-mesos-manager`: see `docs/manager.md`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use contrail_mesos_manager::config::Config;
+use contrail_mesos_manager::{app, signals};
+
+/// Master-side daemon for Contrail on Mesos/Marathon.
+///
+/// Serves the attachment API that `contrail-cni-plugin` (mode: mesos) calls on every ADD/DEL,
+/// creates and deletes the Contrail VNC objects of each container interface (project, network,
+/// VM, VMI, instance-ip, floating IPs, the vrouter ref), watches Marathon's event stream and
+/// lists, and deletes what it owns when the task is gone even if the DEL never came.
+///
+/// Configuration: defaults, then the TOML file (--config), then environment variables
+/// CONTRAIL_MESOS_MANAGER_<SECTION>_<KEY> (e.g. CONTRAIL_MESOS_MANAGER_API_TOKEN,
+/// CONTRAIL_MESOS_MANAGER_VNC_URLS=http://a:8082,http://b:8082), then the flags below.
+/// `--print-config` shows the result. Endpoints: POST/GET /v1/attachments,
+/// DELETE/GET /v1/attachments/<container-id>/<ifname>, GET /healthz, GET /metrics.
+/// SIGTERM/SIGINT stop it gracefully.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (sections api, vnc, cluster, marathon, reconcile, log).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address of the attachment API ([api] listen).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// VNC API server URL; repeat for several ([vnc] urls).
+    #[arg(long = "vnc-url", value_name = "URL")]
+    vnc_urls: Vec<String>,
+    /// Marathon URL; repeat for an HA list ([marathon] urls).
+    #[arg(long = "marathon-url", value_name = "URL")]
+    marathon_urls: Vec<String>,
+    /// Log file; default stderr ([log] file).
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<String>,
+    /// Log filter, e.g. info, debug, contrail_mesos_manager=debug ([log] level).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)?;
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if cfg.log.file.is_empty() {
+        b.with_writer(std::io::stderr).init();
+    } else {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&cfg.log.file)?;
+        b.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init();
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(l) = cli.listen {
+        cfg.api.listen = l;
+    }
+    if !cli.vnc_urls.is_empty() {
+        cfg.vnc.urls = cli.vnc_urls;
+    }
+    if !cli.marathon_urls.is_empty() {
+        cfg.marathon.urls = cli.marathon_urls;
+    }
+    if let Some(f) = cli.log_file {
+        cfg.log.file = f;
+    }
+    if let Some(l) = cli.log_level {
+        cfg.log.level = l;
+    }
+    if cli.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    init_logging(&cfg)?;
+    signals::install()?;
+    let app = app::start(&cfg)?;
+    tracing::info!(addr = %app.api.addr, "contrail-mesos-manager running");
+    while !signals::signalled() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("signal received; shutting down");
+    app.shutdown(Duration::from_secs(5));
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Wiring: builds the clients, rebuilds the cache from VNC, starts the API server and (with
+//! Marathon URLs) the watcher and the periodic reconciler. Used by `main` and by tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::marathon::{HttpMarathon, HttpMarathonConfig, MarathonApi};
+use crate::metrics::Metrics;
+use crate::reconcile::Policy;
+use crate::server::ApiServer;
+use crate::service::Manager;
+use crate::vnc::{HttpVnc, HttpVncConfig, VncApi, Writer, WriterConfig};
+use crate::watcher::{WatchConfig, Watcher};
+
+pub struct App {
+    pub api: ApiServer,
+    pub mgr: Arc<Manager>,
+    pub watcher: Option<Arc<Watcher>>,
+    pub shutdown: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn opt(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// The manager core over an HTTP VNC client.
+pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> Arc<Manager> {
+    let api: Arc<dyn VncApi> = Arc::new(HttpVnc::new(
+        HttpVncConfig {
+            urls: cfg.vnc.urls.clone(),
+            token: opt(&cfg.vnc.token),
+            timeout: Duration::from_secs(cfg.vnc.timeout_secs),
+            connect_timeout: Duration::from_secs(cfg.vnc.connect_timeout_secs),
+            attempts: cfg.vnc.attempts,
+            backoff: Duration::from_millis(cfg.vnc.backoff_ms),
+        },
+        metrics.clone(),
+    ));
+    let writer = Writer {
+        api,
+        cfg: WriterConfig {
+            owner: cfg.cluster.owner.clone(),
+            cluster: cfg.cluster.name.clone(),
+            domain: cfg.cluster.domain.clone(),
+            project: cfg.cluster.project.clone(),
+            network: cfg.cluster.network.clone(),
+            subnet: opt(&cfg.cluster.subnet),
+        },
+        cache: Arc::new(Cache::default()),
+    };
+    Arc::new(Manager::new(writer, metrics))
+}
+
+pub fn start(cfg: &Config) -> anyhow::Result<App> {
+    let metrics = Arc::new(Metrics::default());
+    let mgr = manager(cfg, metrics);
+    // Resync from VNC before answering anything. VNC may come up after us: retry.
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1.. {
+        match mgr.rebuild() {
+            Ok(n) => {
+                tracing::info!(attachments = n, "cache rebuilt from VNC");
+                break;
+            }
+            Err(e) if attempt < 10 => {
+                tracing::warn!(error = %e, attempt, "cache rebuild failed; retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => anyhow::bail!("cache rebuild from VNC failed: {e}"),
+        }
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let api = ApiServer::start(&cfg.api.listen, cfg.api.workers, cfg.api_token()?, mgr.clone())?;
+    let mut threads = Vec::new();
+    let mut watcher = None;
+    if !cfg.marathon.urls.is_empty() {
+        let m: Arc<dyn MarathonApi> = Arc::new(HttpMarathon::new(HttpMarathonConfig {
+            urls: cfg.marathon.urls.clone(),
+            token: opt(&cfg.marathon.token),
+            timeout: Duration::from_secs(cfg.marathon.timeout_secs),
+            stall_timeout: Duration::from_secs(cfg.marathon.stall_timeout_secs),
+        }));
+        let w = Arc::new(Watcher::new(
+            mgr.clone(),
+            m,
+            WatchConfig {
+                policy: Policy { grace_secs: cfg.reconcile.grace_secs, delete_unjoined: cfg.reconcile.delete_unjoined },
+                interval: Duration::from_secs(cfg.reconcile.interval_secs.max(1)),
+                backoff_min: Duration::from_millis(cfg.marathon.backoff_min_ms),
+                backoff_max: Duration::from_millis(cfg.marathon.backoff_max_ms),
+            },
+            shutdown.clone(),
+        ));
+        let (a, b) = (w.clone(), w.clone());
+        threads.push(std::thread::Builder::new().name("marathon-stream".into()).spawn(move || a.run_stream())?);
+        threads.push(std::thread::Builder::new().name("reconciler".into()).spawn(move || b.run_periodic())?);
+        watcher = Some(w);
+    } else {
+        tracing::warn!("no Marathon URL configured: no watcher and no reconciler");
+    }
+    Ok(App { api, mgr, watcher, shutdown, threads })
+}
+
+impl App {
+    /// Stops the API (in-flight requests finish), then the watcher threads. A thread blocked
+    /// on the event stream is left behind after `grace`; the process is exiting anyway.
+    pub fn shutdown(self, grace: Duration) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.api.shutdown();
+        let deadline = std::time::Instant::now() + grace;
+        for t in self.threads {
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Configuration: defaults, then the TOML file, then environment variables
+//! `CONTRAIL_MESOS_MANAGER_<SECTION>_<KEY>` (key dashes as underscores; lists comma-separated),
+//! then command-line flags (applied by `main`).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub const ENV_PREFIX: &str = "CONTRAIL_MESOS_MANAGER_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Listen address of the attachment API, `/healthz` and `/metrics`.
+    pub listen: String,
+    /// Bearer token the CNI must send; empty = no authentication.
+    pub token: String,
+    /// File holding the token (first line), read when `token` is empty.
+    pub token_file: String,
+    /// Worker threads (each blocks on VNC for one request).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct VncConfig {
+    /// VNC API servers, tried in turn on connection failure.
+    pub urls: Vec<String>,
+    /// Keystone token sent as `X-Auth-Token`; empty = none.
+    pub token: String,
+    pub timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Attempts per call for 5xx and connection errors.
+    pub attempts: u32,
+    pub backoff_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Annotation `cluster` on every owned object.
+    pub name: String,
+    /// Annotation `owner`; only objects with it (and the cluster) are ever deleted.
+    pub owner: String,
+    /// Defaults for the `domain-name`, `project-name` and `networks` labels.
+    pub domain: String,
+    pub project: String,
+    pub network: String,
+    /// Subnet for a default network the manager must create; empty = never create one
+    /// without a `network-subnets` label.
+    pub subnet: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MarathonConfig {
+    /// Marathon URLs (HA: tried in turn). Empty = no watcher, no reconciler.
+    pub urls: Vec<String>,
+    /// DC/OS ACL token, sent as `Authorization: token=<t>`; empty = none.
+    pub token: String,
+    pub timeout_secs: u64,
+    /// The event stream is reconnected after this long without a byte.
+    pub stall_timeout_secs: u64,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Seconds between full passes.
+    pub interval_secs: u64,
+    /// Seconds an attachment never seen in Marathon is protected.
+    pub grace_secs: u64,
+    /// Delete attachments never joined to a Marathon task after the grace period. Turn off
+    /// when other Mesos frameworks use the Contrail network.
+    pub delete_unjoined: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Log file; empty = stderr.
+    pub file: String,
+    /// tracing filter, e.g. `info` or `contrail_mesos_manager=debug`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub vnc: VncConfig,
+    pub cluster: ClusterConfig,
+    pub marathon: MarathonConfig,
+    pub reconcile: ReconcileConfig,
+    pub log: LogConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: "0.0.0.0:6991".into(), token: String::new(), token_file: String::new(), workers: 16 }
+    }
+}
+impl Default for VncConfig {
+    fn default() -> Self {
+        VncConfig {
+            urls: vec!["http://127.0.0.1:8082".into()],
+            token: String::new(),
+            timeout_secs: 10,
+            connect_timeout_secs: 3,
+            attempts: 5,
+            backoff_ms: 100,
+        }
+    }
+}
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            name: "mesos".into(),
+            owner: "contrail-mesos-manager".into(),
+            domain: "default-domain".into(),
+            project: "default-project".into(),
+            network: "mesos-default-network".into(),
+            subnet: String::new(),
+        }
+    }
+}
+impl Default for MarathonConfig {
+    fn default() -> Self {
+        MarathonConfig {
+            urls: vec![],
+            token: String::new(),
+            timeout_secs: 30,
+            stall_timeout_secs: 30,
+            backoff_min_ms: 500,
+            backoff_max_ms: 30_000,
+        }
+    }
+}
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig { interval_secs: 60, grace_secs: 300, delete_unjoined: true }
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { file: String::new(), level: "info".into() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("environment variable {var}: {msg}")]
+    Env { var: String, msg: String },
+}
+
+impl Config {
+    /// Defaults ← file (when given) ← environment (`vars`, normally `std::env::vars()`).
+    pub fn load(file: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = toml::Value::try_from(Config::default()).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if let Some(p) = file {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+            let file_v: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?;
+            merge(&mut table, file_v);
+        }
+        for (k, v) in vars {
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            apply_env(&mut table, &k, rest, &v)?;
+        }
+        let cfg: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// The API token, from `token` or `token-file`.
+    pub fn api_token(&self) -> Result<Option<String>, ConfigError> {
+        if !self.api.token.is_empty() {
+            return Ok(Some(self.api.token.clone()));
+        }
+        if self.api.token_file.is_empty() {
+            return Ok(None);
+        }
+        let t = std::fs::read_to_string(&self.api.token_file)
+            .map_err(|source| ConfigError::Read { path: self.api.token_file.clone(), source })?;
+        Ok(t.lines().next().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(bv) if bv.is_table() && v.is_table() => merge(bv, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// `API_TOKEN` → `[api] token`; the value is typed after the default's type.
+fn apply_env(table: &mut toml::Value, var: &str, rest: &str, val: &str) -> Result<(), ConfigError> {
+    let env_err = |msg: String| ConfigError::Env { var: var.to_owned(), msg };
+    let (section, key) = rest.split_once('_').ok_or_else(|| env_err("expected <SECTION>_<KEY>".into()))?;
+    let section = section.to_ascii_lowercase();
+    let key = key.to_ascii_lowercase().replace('_', "-");
+    let sec = table
+        .get_mut(&section)
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| env_err(format!("no section [{section}]")))?;
+    let cur = sec.get(&key).ok_or_else(|| env_err(format!("no key {key} in [{section}]")))?;
+    let new = match cur {
+        toml::Value::Array(_) => toml::Value::Array(
+            val.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.to_owned())).collect(),
+        ),
+        toml::Value::Integer(_) => toml::Value::Integer(val.trim().parse().map_err(|e| env_err(format!("{e}")))?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(val.trim().parse().map_err(|e| env_err(format!("{e}")))?),
+        _ => toml::Value::String(val.to_owned()),
+    };
+    sec.insert(key, new);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("cmm-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("m.toml");
+        std::fs::write(&p, "[api]\nlisten = \"127.0.0.1:1\"\n[reconcile]\ngrace-secs = 5\n").unwrap();
+        let env = vec![
+            ("CONTRAIL_MESOS_MANAGER_VNC_URLS".to_owned(), "http://a:1, http://b:2".to_owned()),
+            ("CONTRAIL_MESOS_MANAGER_RECONCILE_DELETE_UNJOINED".to_owned(), "false".to_owned()),
+            ("CONTRAIL_MESOS_MANAGER_API_WORKERS".to_owned(), "3".to_owned()),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let c = Config::load(Some(&p), env).unwrap();
+        assert_eq!(c.api.listen, "127.0.0.1:1");
+        assert_eq!(c.api.workers, 3);
+        assert_eq!(c.reconcile.grace_secs, 5);
+        assert!(!c.reconcile.delete_unjoined);
+        assert_eq!(c.vnc.urls, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(c.cluster.owner, "contrail-mesos-manager");
+        let bad = Config::load(None, vec![("CONTRAIL_MESOS_MANAGER_API_NOPE".to_owned(), "1".to_owned())]);
+        assert!(bad.is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = std::env::temp_dir().join(format!("cmm-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("m.toml");
+        std::fs::write(&p, "[api]\nlisen = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&p), Vec::<(String, String)>::new()).is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,178 @@
+//! The Marathon edge: lists (`/v2/apps?embed=apps.tasks`, `/v2/pods/::status`) and the event
+//! stream, over a list of Marathon URLs (HA: a failure moves to the next). Leader redirects
+//! are followed by ureq; the stream's stall timeout is ureq's per-read timeout.
+
+use std::collections::VecDeque;
+use std::io::{BufReader, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::model::{AppList, Event, PodStatus, TaskView, pod_tasks};
+use super::sse::{SseEvent, SseParser};
+
+/// The exact filter of the seed design; Marathon matches `event_type` exactly.
+pub const EVENTS_PATH: &str = "/v2/events?event_type=status_update_event&event_type=instance_changed_event";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MarathonError {
+    #[error("Marathon {url} answered {status}")]
+    Status { url: String, status: u16 },
+    #[error("Marathon {url}: {msg}")]
+    Transport { url: String, msg: String },
+    #[error("Marathon {url}: undecodable answer: {msg}")]
+    Decode { url: String, msg: String },
+    #[error("Marathon event stream silent for longer than the stall timeout")]
+    Stalled,
+}
+
+/// An open event stream.
+pub trait EventStream: Send {
+    /// The next event; `Ok(None)` when the server closed the stream.
+    fn next_event(&mut self) -> Result<Option<Event>, MarathonError>;
+}
+
+pub trait MarathonApi: Send + Sync {
+    /// Every app task and pod container Marathon knows, in one snapshot.
+    fn list_tasks(&self) -> Result<Vec<TaskView>, MarathonError>;
+    fn events(&self) -> Result<Box<dyn EventStream>, MarathonError>;
+    /// Which URL is in use (logs, tests).
+    fn current_url(&self) -> String;
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpMarathonConfig {
+    pub urls: Vec<String>,
+    /// Sent as `Authorization: token=<t>` (DC/OS ACL token) when set.
+    pub token: Option<String>,
+    pub timeout: Duration,
+    /// The stream is declared dead after this long without a byte (heartbeats come every 10 s).
+    pub stall_timeout: Duration,
+}
+
+pub struct HttpMarathon {
+    cfg: HttpMarathonConfig,
+    lists: ureq::Agent,
+    stream: ureq::Agent,
+    current: AtomicUsize,
+}
+
+impl HttpMarathon {
+    pub fn new(cfg: HttpMarathonConfig) -> HttpMarathon {
+        let lists: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(cfg.timeout))
+            .max_redirects(5)
+            .build()
+            .into();
+        // No global or body timeout on the stream: it is meant to stay open. Only the silence
+        // between two reads is bounded.
+        let stream: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_connect(Some(cfg.timeout))
+            .timeout_recv_response(Some(cfg.timeout))
+            .timeout_per_read(Some(cfg.stall_timeout))
+            .max_redirects(5)
+            .build()
+            .into();
+        HttpMarathon { cfg, lists, stream, current: AtomicUsize::new(0) }
+    }
+
+    fn base(&self) -> String {
+        let n = self.cfg.urls.len().max(1);
+        self.cfg.urls.get(self.current.load(Ordering::Relaxed) % n).map(|u| u.trim_end_matches('/').to_owned()).unwrap_or_default()
+    }
+
+    fn rotate(&self) {
+        self.current.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, MarathonError> {
+        let url = format!("{}{path}", self.base());
+        let mut rb = self.lists.get(&url).header("Accept", "application/json");
+        if let Some(t) = &self.cfg.token {
+            rb = rb.header("Authorization", format!("token={t}"));
+        }
+        let resp = rb.call().map_err(|e| {
+            self.rotate();
+            MarathonError::Transport { url: url.clone(), msg: e.to_string() }
+        })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            self.rotate();
+            return Err(MarathonError::Status { url, status });
+        }
+        // Streamed decode: no 10 MB body limit, no intermediate copy of a large app list.
+        serde_json::from_reader(BufReader::new(resp.into_body().into_reader()))
+            .map_err(|e| MarathonError::Decode { url, msg: e.to_string() })
+    }
+}
+
+impl MarathonApi for HttpMarathon {
+    fn list_tasks(&self) -> Result<Vec<TaskView>, MarathonError> {
+        let apps: AppList = self.get_json("/v2/apps?embed=apps.tasks")?;
+        let pods: Vec<PodStatus> = self.get_json("/v2/pods/::status")?;
+        let mut out: Vec<TaskView> = apps.tasks().collect();
+        out.extend(pod_tasks(pods));
+        Ok(out)
+    }
+
+    fn events(&self) -> Result<Box<dyn EventStream>, MarathonError> {
+        let url = format!("{}{EVENTS_PATH}", self.base());
+        // Jetty compares each Accept header to "text/event-stream" exactly: nothing else.
+        let mut rb = self.stream.get(&url).header("Accept", "text/event-stream");
+        if let Some(t) = &self.cfg.token {
+            rb = rb.header("Authorization", format!("token={t}"));
+        }
+        let resp = rb.call().map_err(|e| {
+            self.rotate();
+            MarathonError::Transport { url: url.clone(), msg: e.to_string() }
+        })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            self.rotate();
+            return Err(MarathonError::Status { url, status });
+        }
+        Ok(Box::new(HttpEventStream {
+            reader: Box::new(resp.into_body().into_reader()),
+            parser: SseParser::new(),
+            pending: VecDeque::new(),
+        }))
+    }
+
+    fn current_url(&self) -> String {
+        self.base()
+    }
+}
+
+struct HttpEventStream {
+    reader: Box<dyn Read + Send>,
+    parser: SseParser,
+    pending: VecDeque<SseEvent>,
+}
+
+impl EventStream for HttpEventStream {
+    fn next_event(&mut self) -> Result<Option<Event>, MarathonError> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(Some(Event::parse(&e.event, &e.data)));
+            }
+            match self.reader.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.pending.extend(self.parser.push(&buf[..n])),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                    return Err(MarathonError::Stalled);
+                }
+                Err(e) => {
+                    // ureq reports its own timeouts as io::Error with kind Other.
+                    if e.to_string().to_ascii_lowercase().contains("timeout") {
+                        return Err(MarathonError::Stalled);
+                    }
+                    return Err(MarathonError::Transport { url: String::new(), msg: e.to_string() });
+                }
+            }
+        }
+    }
+}

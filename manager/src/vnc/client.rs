@@ -1,0 +1,253 @@
+//! The VNC API edge: a trait (so the writer and reconciler are testable) and its ureq
+//! implementation. VNC errors are plain text, so the agent never turns statuses into errors;
+//! 5xx and connection errors are retried with capped exponential backoff, 4xx never are.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::model::{ListEnvelope, VncObject};
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VncError {
+    /// The server answered with a non-2xx status and this plain-text body.
+    #[error("VNC answered {status}: {body}")]
+    Status { status: u16, body: String },
+    /// No answer (connect, timeout, reset), after retries.
+    #[error("VNC unreachable: {0}")]
+    Transport(String),
+    /// A 2xx answer we could not decode.
+    #[error("VNC answer not understood: {0}")]
+    Decode(String),
+}
+
+impl VncError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            VncError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+    pub fn body(&self) -> &str {
+        match self {
+            VncError::Status { body, .. } => body,
+            _ => "",
+        }
+    }
+    /// `409 ['a', 'b'] already exists with uuid: <uuid>` → the existing uuid.
+    pub fn existing_uuid(&self) -> Option<String> {
+        if self.status() != Some(409) {
+            return None;
+        }
+        let (_, tail) = self.body().split_once("already exists with uuid: ")?;
+        let u = tail.trim();
+        uuid::Uuid::parse_str(u).ok().map(|_| u.to_owned())
+    }
+    /// Worth retrying: 5xx or no answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            VncError::Status { status, .. } => *status >= 500,
+            VncError::Transport(_) => true,
+            VncError::Decode(_) => false,
+        }
+    }
+}
+
+/// `POST /ref-update` operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefOp {
+    Add,
+    Delete,
+}
+
+/// The calls the manager makes. Object bodies are the inner objects (`{"fq_name": ...}`),
+/// not the `{"<type>": ...}` envelope.
+pub trait VncApi: Send + Sync {
+    /// Creates; returns the uuid.
+    fn create(&self, ty: &str, obj: Value) -> Result<String, VncError>;
+    fn read(&self, ty: &str, uuid: &str) -> Result<VncObject, VncError>;
+    fn update(&self, ty: &str, uuid: &str, obj: Value) -> Result<(), VncError>;
+    fn delete(&self, ty: &str, uuid: &str) -> Result<(), VncError>;
+    /// `GET /<type>s?detail=True`, every object of the type.
+    fn list(&self, ty: &str) -> Result<Vec<VncObject>, VncError>;
+    /// `POST /fqname-to-id`; `None` on 404.
+    fn fqname_to_id(&self, ty: &str, fq_name: &[String]) -> Result<Option<String>, VncError>;
+    fn ref_update(&self, ty: &str, uuid: &str, ref_ty: &str, ref_uuid: &str, op: RefOp) -> Result<(), VncError>;
+}
+
+/// Settings of the HTTP client.
+#[derive(Debug, Clone)]
+pub struct HttpVncConfig {
+    /// API servers; a connection failure moves to the next.
+    pub urls: Vec<String>,
+    /// Keystone-style token, sent as `X-Auth-Token`.
+    pub token: Option<String>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Attempts per call (1 = no retry).
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
+pub struct HttpVnc {
+    cfg: HttpVncConfig,
+    agent: ureq::Agent,
+    current: AtomicUsize,
+    metrics: Arc<Metrics>,
+}
+
+impl HttpVnc {
+    pub fn new(cfg: HttpVncConfig, metrics: Arc<Metrics>) -> HttpVnc {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .timeout_global(Some(cfg.timeout))
+            .timeout_connect(Some(cfg.connect_timeout))
+            .max_idle_connections_per_host(64)
+            .max_idle_connections(128)
+            .build()
+            .into();
+        HttpVnc { cfg, agent, current: AtomicUsize::new(0), metrics }
+    }
+
+    fn base(&self) -> String {
+        let i = self.current.load(Ordering::Relaxed) % self.cfg.urls.len().max(1);
+        self.cfg.urls.get(i).map(|u| u.trim_end_matches('/').to_owned()).unwrap_or_default()
+    }
+
+    /// One exchange: returns (status, body text) or a transport error.
+    fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), VncError> {
+        let url = format!("{}{path}", self.base());
+        let res = match (method, body) {
+            ("GET", _) => self.with_token(self.agent.get(&url)).call(),
+            ("DELETE", _) => self.with_token(self.agent.delete(&url)).call(),
+            ("PUT", Some(b)) => self.with_token(self.agent.put(&url)).content_type("application/json").send(b.to_string().as_bytes()),
+            (_, Some(b)) => self.with_token(self.agent.post(&url)).content_type("application/json").send(b.to_string().as_bytes()),
+            (_, None) => self.with_token(self.agent.post(&url)).send_empty(),
+        };
+        match res {
+            Ok(mut r) => {
+                let status = r.status().as_u16();
+                let text = r
+                    .body_mut()
+                    .with_config()
+                    .limit(256 * 1024 * 1024)
+                    .read_to_string()
+                    .map_err(|e| VncError::Transport(e.to_string()))?;
+                Ok((status, text))
+            }
+            Err(e) => {
+                // Try the next API server on the next attempt.
+                self.current.fetch_add(1, Ordering::Relaxed);
+                Err(VncError::Transport(format!("{url}: {e}")))
+            }
+        }
+    }
+
+    fn with_token<B>(&self, rb: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.cfg.token {
+            Some(t) => rb.header("X-Auth-Token", t),
+            None => rb,
+        }
+    }
+
+    /// Exchange with retries; maps non-2xx to `VncError::Status`.
+    fn call(&self, op: &str, method: &str, path: &str, body: Option<&Value>) -> Result<String, VncError> {
+        let mut delay = self.cfg.backoff;
+        let attempts = self.cfg.attempts.max(1);
+        for attempt in 1..=attempts {
+            let t0 = Instant::now();
+            let r = self.exchange(method, path, body).and_then(|(status, text)| {
+                if (200..300).contains(&status) { Ok(text) } else { Err(VncError::Status { status, body: text }) }
+            });
+            // 404/409 are answers, not failures of the call.
+            let ok = match &r {
+                Ok(_) => true,
+                Err(e) => matches!(e.status(), Some(404) | Some(409)),
+            };
+            self.metrics.vnc_call(op, t0.elapsed(), ok);
+            match r {
+                Err(e) if e.is_transient() && attempt < attempts => {
+                    tracing::warn!(op, path, attempt, error = %e, "VNC call failed; retrying");
+                    self.metrics.vnc_retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    fn call_json<T: DeserializeOwned>(&self, op: &str, method: &str, path: &str, body: Option<&Value>) -> Result<T, VncError> {
+        let text = self.call(op, method, path, body)?;
+        serde_json::from_str(&text).map_err(|e| VncError::Decode(format!("{path}: {e}")))
+    }
+}
+
+impl VncApi for HttpVnc {
+    fn create(&self, ty: &str, obj: Value) -> Result<String, VncError> {
+        let v: Value = self.call_json("create", "POST", &format!("/{ty}s"), Some(&json!({ ty: obj })))?;
+        v[ty]["uuid"].as_str().map(str::to_owned).ok_or_else(|| VncError::Decode(format!("create {ty}: no uuid")))
+    }
+
+    fn read(&self, ty: &str, uuid: &str) -> Result<VncObject, VncError> {
+        let mut v: serde_json::Map<String, Value> = self.call_json("read", "GET", &format!("/{ty}/{uuid}"), None)?;
+        let inner = v.remove(ty).ok_or_else(|| VncError::Decode(format!("read {ty}: no envelope")))?;
+        serde_json::from_value(inner).map_err(|e| VncError::Decode(format!("read {ty}: {e}")))
+    }
+
+    fn update(&self, ty: &str, uuid: &str, obj: Value) -> Result<(), VncError> {
+        self.call("update", "PUT", &format!("/{ty}/{uuid}"), Some(&json!({ ty: obj }))).map(|_| ())
+    }
+
+    fn delete(&self, ty: &str, uuid: &str) -> Result<(), VncError> {
+        self.call("delete", "DELETE", &format!("/{ty}/{uuid}"), None).map(|_| ())
+    }
+
+    fn list(&self, ty: &str) -> Result<Vec<VncObject>, VncError> {
+        // Decoded into the slim `VncObject` (unknown fields skipped), so 10,000s of objects
+        // stay small in memory.
+        let env: ListEnvelope = self.call_json("list", "GET", &format!("/{ty}s?detail=True"), None)?;
+        Ok(env.into_objects())
+    }
+
+    fn fqname_to_id(&self, ty: &str, fq_name: &[String]) -> Result<Option<String>, VncError> {
+        match self.call_json::<Value>("fqname-to-id", "POST", "/fqname-to-id", Some(&json!({"type": ty, "fq_name": fq_name}))) {
+            Ok(v) => Ok(v["uuid"].as_str().map(str::to_owned)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ref_update(&self, ty: &str, uuid: &str, ref_ty: &str, ref_uuid: &str, op: RefOp) -> Result<(), VncError> {
+        let body = json!({"type": ty, "uuid": uuid, "ref-type": ref_ty, "ref-uuid": ref_uuid,
+            "operation": if op == RefOp::Add { "ADD" } else { "DELETE" }, "attr": null});
+        self.call("ref-update", "POST", "/ref-update", Some(&body)).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_uuid_is_parsed_from_the_409_text() {
+        let e = VncError::Status {
+            status: 409,
+            body: "['default-domain', 'p1'] already exists with uuid: fc210677-dc78-4a15-8901-57c30e4b445a".into(),
+        };
+        assert_eq!(e.existing_uuid().as_deref(), Some("fc210677-dc78-4a15-8901-57c30e4b445a"));
+        let e = VncError::Status { status: 409, body: "IP address already in use".into() };
+        assert_eq!(e.existing_uuid(), None);
+        assert!(VncError::Status { status: 503, body: String::new() }.is_transient());
+        assert!(!VncError::Status { status: 400, body: String::new() }.is_transient());
+    }
+}
