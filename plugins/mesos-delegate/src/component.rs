@@ -46,7 +46,16 @@ impl wit::Guest for Component {
     fn translate_delegate(req: wit::DelegateRequest) -> Result<String, wit::PluginError> {
         install_panic_hook();
         let labels = to_labels(req.labels);
+        use crate::delegate::Command;
+        use contrail::cni_plugin::types::Command as WitCommand;
         let out = crate::delegate::translate_delegate(&crate::delegate::DelegateRequest {
+            command: match req.invocation.command {
+                WitCommand::Add => Command::Add,
+                WitCommand::Del => Command::Del,
+                WitCommand::Check => Command::Check,
+                WitCommand::Status => Command::Status,
+                WitCommand::Gc => Command::Gc,
+            },
             network_name: &req.invocation.network_name,
             cni_version: &req.invocation.cni_version,
             config: &req.invocation.config,

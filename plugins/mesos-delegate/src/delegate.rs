@@ -26,9 +26,23 @@ use crate::cni_args::{self, LABEL};
 use crate::error::{DECODE_FAILED, PluginError};
 use crate::net::parse_addr_with_prefix;
 
+/// The CNI operation (WIT `command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Status,
+    Gc,
+}
+
 /// The parts of the WIT `delegate-request` the translation needs.
 #[derive(Debug, Clone)]
 pub struct DelegateRequest<'a> {
+    /// Carried so the contract is explicit: the translation must not depend on it. DEL has to
+    /// reproduce ADD's config (host-local releases by the requested address); the seed plugin
+    /// hard-coded its DEL config instead.
+    pub command: Command,
     /// The network's `name` (`invocation.network-name`).
     pub network_name: &'a str,
     /// The network's `cniVersion` (`invocation.cni-version`).
@@ -287,6 +301,7 @@ mod tests {
         ignore_unknown: bool,
     ) -> Result<Value, PluginError> {
         let out = translate_delegate(&DelegateRequest {
+            command: Command::Add,
             network_name: "test-delegate",
             cni_version: version,
             config,
@@ -339,15 +354,15 @@ mod tests {
 
     #[test]
     fn del_translation_is_identical_to_add() {
-        // The command is not an input of the translation at all; what the seed got wrong was a
-        // hard-coded DEL config. Prove the same inputs give byte-identical output twice, with
-        // a rich label (several IPs, MAC), which is what a DEL replays from the checkpoint.
+        // A DEL replays the checkpointed config; whatever ADD asked the delegate for, DEL must
+        // ask for too, for every command the host may run.
         let block = seed_delegate_block();
         let l = labels(&[(
             "CNI_ARGS",
             "IP=192.168.122.176/24,fd00::6;MAC=02:00:00:00:00:07",
         )]);
-        let req = DelegateRequest {
+        let req = |command| DelegateRequest {
+            command,
             network_name: "test-delegate",
             cni_version: "0.3.1",
             config: SEED_CONFIG,
@@ -355,13 +370,20 @@ mod tests {
             delegate: &block,
             ignore_unknown: false,
         };
-        let add = translate_delegate(&req).unwrap();
-        let del = translate_delegate(&req).unwrap();
-        assert_eq!(add, del);
-        assert!(
-            add.contains("\"ips\":[\"192.168.122.176/24\",\"fd00::6\"]"),
-            "{add}"
+        let add = translate_delegate(&req(Command::Add)).unwrap();
+        for command in [Command::Del, Command::Check, Command::Status, Command::Gc] {
+            assert_eq!(
+                translate_delegate(&req(command)).unwrap(),
+                add,
+                "{command:?}"
+            );
+        }
+        let v: Value = serde_json::from_str(&add).unwrap();
+        assert_eq!(
+            v["args"]["cni"]["ips"],
+            json!(["192.168.122.176/24", "fd00::6"])
         );
+        assert_eq!(v["args"]["cni"]["mac"], "02:00:00:00:00:07");
     }
 
     #[test]
