@@ -2,7 +2,6 @@
 //! `vnc-api.md` §4 with plain-text errors, plus fault injection for tests (fail the next N
 //! requests with a status, delay answers, require an `X-Auth-Token`).
 
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
