@@ -1,0 +1,340 @@
+//! The delegate path end to end through the real binary, with a scripted fake delegate (the
+//! role of libcni's `noop` test plugin), so it runs without root: what the delegate receives
+//! (translated config, same environment, CNI_COMMAND), result conversion, error relay,
+//! rollback DEL, CHECK/STATUS/GC forwarding, and stdout hygiene with logging on.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use contrail_integration::paths::wasm_plugin;
+use serde_json::{Value, json};
+
+const FAKE: &str = r#"#!/bin/sh
+d=$(dirname "$0")
+cat > "$d/stdin.$CNI_COMMAND"
+env > "$d/env.$CNI_COMMAND"
+echo "fake delegate $CNI_COMMAND on stderr" >&2
+[ -f "$d/reply.$CNI_COMMAND" ] && cat "$d/reply.$CNI_COMMAND"
+[ -f "$d/exit.$CNI_COMMAND" ] && exit "$(cat "$d/exit.$CNI_COMMAND")"
+exit 0
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let s = Setup {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let fake = s.bin().join("fake");
+        fs::create_dir_all(s.bin()).unwrap();
+        fs::write(&fake, FAKE).unwrap();
+        fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir_all(s.path("wasm")).unwrap();
+        fs::copy(
+            wasm_plugin("mesos_delegate"),
+            s.path("wasm/mesos-delegate.wasm"),
+        )
+        .unwrap();
+        s
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn bin(&self) -> PathBuf {
+        self.path("bin")
+    }
+
+    fn reply(&self, command: &str, stdout: &str, exit: i32) {
+        fs::write(self.bin().join(format!("reply.{command}")), stdout).unwrap();
+        fs::write(self.bin().join(format!("exit.{command}")), exit.to_string()).unwrap();
+    }
+
+    /// What the fake delegate got on stdin for `command`, if it ran.
+    fn seen(&self, command: &str) -> Option<Value> {
+        fs::read(self.bin().join(format!("stdin.{command}")))
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    fn seen_env(&self, command: &str) -> String {
+        fs::read_to_string(self.bin().join(format!("env.{command}"))).unwrap()
+    }
+
+    fn conf(&self, version: &str, labels: Value) -> Value {
+        json!({
+            "cniVersion": version,
+            "name": "net1",
+            "type": "mesos",
+            "delegate": {"type": "fake", "ipam": {"type": "host-local", "subnet": "10.5.0.0/16"}},
+            "args": {"org.apache.mesos": {"network_info": {"name": "net1", "labels": labels}}},
+            "wasm": {"plugin-dir": self.path("wasm"), "cache-dir": self.path("cache")},
+            "log-file": self.path("log/cni.log"),
+            "log-level": "debug",
+        })
+    }
+
+    fn run(&self, command: &str, extra_env: &[(&str, &str)], conf: &Value) -> Out {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"));
+        cmd.env_clear()
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", "5baff64c-d028-47ba-864e-a5ee679fc069")
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_NETNS", "/var/run/mesos/isolators/network/cni/x/ns")
+            .env("CNI_PATH", format!("/nonexistent:{}", self.bin().display()))
+            .env("PATH", "/usr/bin:/bin")
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&serde_json::to_vec(conf).unwrap())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+fn label(v: &str) -> Value {
+    json!({"labels": [{"key": "CNI_ARGS", "value": v}]})
+}
+
+const RESULT_100: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","mac":"0a:00:00:00:00:01","sandbox":"/x"}],"ips":[{"interface":0,"address":"10.5.0.9/16","gateway":"10.5.0.1"},{"interface":0,"address":"fd00::9/64"}],"routes":[{"dst":"0.0.0.0/0"},{"dst":"::/0","gw":"fd00::1"}],"dns":{"nameservers":["10.5.0.2"]}}"#;
+
+#[test]
+fn add_translates_passes_the_environment_and_converts_the_result() {
+    let s = Setup::new();
+    s.reply("ADD", RESULT_100, 0);
+    let out = s.run(
+        "ADD",
+        &[("EXTRA_AGENT_VAR", "kept")],
+        &s.conf("0.2.0", label("IP=10.5.0.9")),
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout,
+        "{\"cniVersion\":\"0.2.0\",\"ip4\":{\"ip\":\"10.5.0.9/16\",\"gateway\":\"10.5.0.1\",\"routes\":[{\"dst\":\"0.0.0.0/0\"}]},\"ip6\":{\"ip\":\"fd00::9/64\",\"routes\":[{\"dst\":\"::/0\",\"gw\":\"fd00::1\"}]},\"dns\":{\"nameservers\":[\"10.5.0.2\"]}}\n"
+    );
+    // The delegate got the translated config: label IP in args.cni.ips, name/cniVersion carried.
+    let got = s.seen("ADD").unwrap();
+    assert_eq!(got["type"], "fake");
+    assert_eq!(got["name"], "net1");
+    assert_eq!(got["cniVersion"], "0.2.0");
+    assert_eq!(got["args"]["cni"]["ips"], json!(["10.5.0.9"]));
+    assert_eq!(got["ipam"]["subnet"], "10.5.0.0/16");
+    // Same environment, CNI_COMMAND set.
+    let env = s.seen_env("ADD");
+    for want in [
+        "CNI_COMMAND=ADD",
+        "CNI_CONTAINERID=5baff64c-d028-47ba-864e-a5ee679fc069",
+        "CNI_IFNAME=eth0",
+        "CNI_NETNS=/var/run/mesos/isolators/network/cni/x/ns",
+        "EXTRA_AGENT_VAR=kept",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing in {env}");
+    }
+    // Its stderr is relayed; our logs went to the log file, never stdout.
+    assert!(
+        out.stderr.contains("fake delegate ADD on stderr"),
+        "{}",
+        out.stderr
+    );
+    let log = fs::read_to_string(s.path("log/cni.log")).unwrap();
+    assert!(log.contains("done") && log.contains("ADD"), "{log}");
+    assert!(s.seen("DEL").is_none(), "no rollback on success");
+
+    // The same result in 1.1.0 and 0.4.0.
+    let out = s.run("ADD", &[], &s.conf("1.1.0", label("IP=10.5.0.9")));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["cniVersion"], "1.1.0");
+    assert!(v["ips"][0].get("version").is_none());
+    let out = s.run("ADD", &[], &s.conf("0.4.0", label("IP=10.5.0.9")));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["ips"][1]["version"], "6");
+}
+
+#[test]
+fn a_failing_delegate_is_relayed_and_rolled_back() {
+    let s = Setup::new();
+    s.reply(
+        "ADD",
+        r#"{"cniVersion":"0.2.0","code":11,"msg":"busy","details":"try later"}"#,
+        1,
+    );
+    let out = s.run("ADD", &[], &s.conf("0.2.0", label("IP=10.5.0.9")));
+    assert_eq!(out.code, 1);
+    let e: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(e["code"], 102);
+    assert!(e["msg"].as_str().unwrap().contains("busy"), "{e}");
+    let inner: Value = serde_json::from_str(e["details"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        inner,
+        json!({"code": 11, "msg": "busy", "details": "try later"})
+    );
+    // Rollback: the delegate's DEL ran with the same translated config.
+    assert_eq!(s.seen("DEL").unwrap(), s.seen("ADD").unwrap());
+    assert_eq!(out.stdout.lines().count(), 1);
+}
+
+#[test]
+fn garbage_or_an_unconvertible_result_is_rolled_back() {
+    let s = Setup::new();
+    s.reply("ADD", "this is not json", 0);
+    let out = s.run("ADD", &[], &s.conf("0.2.0", label("IP=10.5.0.9")));
+    let e: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (out.code, e["code"].clone()),
+        (1, json!(102)),
+        "{}",
+        out.stdout
+    );
+    assert!(s.seen("DEL").is_some(), "rolled back");
+
+    let s = Setup::new();
+    // A 1.0.0 result with no address cannot be written as 0.2.0.
+    s.reply(
+        "ADD",
+        r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"dns":{}}"#,
+        0,
+    );
+    let out = s.run("ADD", &[], &s.conf("0.2.0", label("IP=10.5.0.9")));
+    let e: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        e["msg"], "cannot convert: no valid IP addresses",
+        "{}",
+        out.stdout
+    );
+    assert!(s.seen("DEL").is_some(), "rolled back");
+}
+
+#[test]
+fn del_uses_the_same_translation_and_survives_a_bad_label() {
+    let s = Setup::new();
+    let out = s.run(
+        "DEL",
+        &[("CNI_NETNS", "")],
+        &s.conf("0.2.0", label("IP=10.5.0.9")),
+    );
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    let got = s.seen("DEL").unwrap();
+    assert_eq!(got["args"]["cni"]["ips"], json!(["10.5.0.9"]));
+    assert!(
+        !s.seen_env("DEL")
+            .lines()
+            .any(|l| l.starts_with("CNI_NETNS=/")),
+        "no netns passed on"
+    );
+
+    // A label the translator refuses: DEL still reaches the delegate (untranslated block).
+    let s = Setup::new();
+    let out = s.run("DEL", &[], &s.conf("0.2.0", label("IP=banana")));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let got = s.seen("DEL").unwrap();
+    assert_eq!(
+        (got["name"].clone(), got["cniVersion"].clone()),
+        (json!("net1"), json!("0.2.0"))
+    );
+    assert!(got["args"]["cni"].get("ips").is_none());
+
+    // The delegate's own DEL error is reported.
+    let s = Setup::new();
+    s.reply("DEL", r#"{"code":5,"msg":"disk"}"#, 1);
+    let out = s.run("DEL", &[], &s.conf("0.2.0", label("IP=10.5.0.9")));
+    let e: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(e["code"], 102);
+}
+
+#[test]
+fn check_status_gc_are_forwarded() {
+    let s = Setup::new();
+    let mut conf = s.conf("1.1.0", label("IP=10.5.0.9"));
+    conf["prevResult"] = serde_json::from_str(RESULT_100).unwrap();
+    let out = s.run("CHECK", &[], &conf);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{}", out.stderr);
+    let got = s.seen("CHECK").unwrap();
+    assert_eq!(got["prevResult"]["ips"][0]["address"], "10.5.0.9/16");
+    assert_eq!(got["args"]["cni"]["ips"], json!(["10.5.0.9"]));
+
+    let out = s.run("STATUS", &[], &s.conf("1.1.0", json!({})));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(s.seen("STATUS").is_some());
+    s.reply("STATUS", r#"{"code":50,"msg":"not ready"}"#, 1);
+    let out = s.run("STATUS", &[], &s.conf("1.1.0", json!({})));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout).unwrap()["code"],
+        102
+    );
+
+    let mut gc = s.conf("1.1.0", json!({}));
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "a", "ifname": "eth0"}]);
+    let out = s.run("GC", &[], &gc);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        s.seen("GC").unwrap()["cni.dev/valid-attachments"][0]["containerID"],
+        "a"
+    );
+
+    // CHECK on a 0.2.0 config is refused by skel, as Go's does; nothing runs.
+    let s = Setup::new();
+    let out = s.run("CHECK", &[], &s.conf("0.2.0", json!({})));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.stdout).unwrap()["code"],
+        1
+    );
+    assert!(s.seen("CHECK").is_none());
+}
+
+#[test]
+fn misconfigured_delegate_blocks_are_config_errors() {
+    let s = Setup::new();
+    for (delegate, code) in [
+        (json!(null), 7),
+        (json!({"ipam": {}}), 7),
+        (json!({"type": "../../bin/sh"}), 7),
+        (json!({"type": "absent"}), 101),
+    ] {
+        let mut conf = s.conf("0.2.0", json!({}));
+        if delegate.is_null() {
+            conf.as_object_mut().unwrap().remove("delegate");
+        } else {
+            conf["delegate"] = delegate.clone();
+        }
+        let out = s.run("ADD", &[], &conf);
+        let e: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(e["code"], code, "{delegate}: {e}");
+    }
+    // A missing translator plugin is a load error naming the file.
+    let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+    conf["wasm"]["translator"] = json!("nope.wasm");
+    let e: Value = serde_json::from_str(&s.run("ADD", &[], &conf).stdout).unwrap();
+    assert_eq!(e["code"], 110);
+    assert!(e["msg"].as_str().unwrap().contains("nope.wasm"), "{e}");
+    // Only `mesos` (or a delegate block) and the Contrail types are served.
+    let mut conf = s.conf("0.2.0", json!({}));
+    conf["type"] = json!("bridge");
+    conf.as_object_mut().unwrap().remove("delegate");
+    let e: Value = serde_json::from_str(&s.run("ADD", &[], &conf).stdout).unwrap();
+    assert_eq!(e["code"], 7);
+    assert!(s.seen("ADD").is_none());
+}
