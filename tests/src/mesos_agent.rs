@@ -40,7 +40,10 @@ impl NetworkRequest {
     pub fn new(name: &str, labels: &[(&str, &str)]) -> Self {
         NetworkRequest {
             name: name.to_owned(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             port_mappings: Vec::new(),
             app_style_ip_addresses: true,
         }
@@ -54,11 +57,18 @@ impl NetworkRequest {
         if self.app_style_ip_addresses {
             ni.insert("ip_addresses".into(), json!([{"protocol": "IPv4"}]));
         }
-        let labels: Vec<Value> =
-            self.labels.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+        let labels: Vec<Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v}))
+            .collect();
         ni.insert(
             "labels".into(),
-            if labels.is_empty() { json!({}) } else { json!({ "labels": labels }) },
+            if labels.is_empty() {
+                json!({})
+            } else {
+                json!({ "labels": labels })
+            },
         );
         ni.insert("name".into(), json!(self.name));
         if !self.port_mappings.is_empty() {
@@ -100,7 +110,10 @@ impl Container {
 
     /// Every address Mesos would report for the container, in network order.
     pub fn ips(&self) -> Vec<String> {
-        self.attached.iter().flat_map(|a| a.ip4.iter().chain(a.ip6.iter()).cloned()).collect()
+        self.attached
+            .iter()
+            .flat_map(|a| a.ip4.iter().chain(a.ip6.iter()).cloned())
+            .collect()
     }
 }
 
@@ -141,6 +154,8 @@ pub struct MesosAgent {
     pub root_dir: PathBuf,
     /// `PATH` given to plugins.
     pub path_env: String,
+    /// Container namespaces are named `<prefix><container id start>`.
+    pub netns_prefix: String,
 }
 
 impl MesosAgent {
@@ -150,6 +165,7 @@ impl MesosAgent {
             plugins_dir: plugins_dir.to_owned(),
             root_dir: root_dir.to_owned(),
             path_env: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            netns_prefix: "mesos-".into(),
         }
     }
 
@@ -158,16 +174,24 @@ impl MesosAgent {
     /// plugin missing from the plugins dir are skipped.
     pub fn network_configs(&self) -> BTreeMap<String, Value> {
         let mut out = BTreeMap::new();
-        let Ok(entries) = fs::read_dir(&self.config_dir) else { return out };
+        let Ok(entries) = fs::read_dir(&self.config_dir) else {
+            return out;
+        };
         let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         paths.sort();
         for p in paths {
             if p.is_dir() {
                 continue;
             }
-            let Ok(text) = fs::read_to_string(&p) else { continue };
-            let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
-            let (Some(name), Some(ty)) = (v["name"].as_str(), v["type"].as_str()) else { continue };
+            let Ok(text) = fs::read_to_string(&p) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let (Some(name), Some(ty)) = (v["name"].as_str(), v["type"].as_str()) else {
+                continue;
+            };
             if !self.plugins_dir.join(ty).exists() || out.contains_key(name) {
                 continue;
             }
@@ -189,7 +213,11 @@ impl MesosAgent {
         networks: &[NetworkRequest],
     ) -> Result<Container, CniFailure> {
         let configs = self.network_configs();
-        let netns_name = format!("mesos-{}", &container_id[..container_id.len().min(12)]);
+        let netns_name = format!(
+            "{}{}",
+            self.netns_prefix,
+            &container_id[..container_id.len().min(12)]
+        );
         create_netns(&netns_name).map_err(|e| CniFailure {
             network: String::new(),
             command: "create namespace",
@@ -197,8 +225,11 @@ impl MesosAgent {
             stdout: String::new(),
             stderr: e,
         })?;
-        let container =
-            Container { container_id: container_id.to_owned(), netns_name, attached: Vec::new() };
+        let container = Container {
+            container_id: container_id.to_owned(),
+            netns_name,
+            attached: Vec::new(),
+        };
 
         // Checkpoint every network.conf before any exec, as the isolator does.
         let mut jobs = Vec::new();
@@ -233,14 +264,8 @@ impl MesosAgent {
                     let netns_path = &netns_path;
                     s.spawn(move || {
                         let type_ = type_of(conf);
-                        let out = self.exec(
-                            "ADD",
-                            container_id,
-                            ifname,
-                            Some(netns_path),
-                            conf,
-                            &type_,
-                        );
+                        let out =
+                            self.exec("ADD", container_id, ifname, Some(netns_path), conf, &type_);
                         match out {
                             Ok(stdout) => {
                                 let info_dir = conf.parent().unwrap().join(ifname);
@@ -263,7 +288,10 @@ impl MesosAgent {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("cni thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("cni thread"))
+                .collect()
         });
 
         let mut container = container;
@@ -291,8 +319,11 @@ impl MesosAgent {
         let mut jobs = Vec::new();
         if !skip_del {
             if let Ok(entries) = fs::read_dir(&cdir) {
-                let mut nets: Vec<PathBuf> =
-                    entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+                let mut nets: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect();
                 nets.sort();
                 for (i, dir) in nets.iter().enumerate() {
                     let conf = dir.join("network.conf");
@@ -308,7 +339,11 @@ impl MesosAgent {
                                 .map(|e| e.file_name().to_string_lossy().into_owned())
                         })
                         .unwrap_or_else(|| format!("eth{i}"));
-                    jobs.push((dir.file_name().unwrap().to_string_lossy().into_owned(), ifname, conf));
+                    jobs.push((
+                        dir.file_name().unwrap().to_string_lossy().into_owned(),
+                        ifname,
+                        conf,
+                    ));
                 }
             }
         }
@@ -320,15 +355,25 @@ impl MesosAgent {
                 .map(|(net, ifname, conf)| {
                     let netns = netns_alive.then_some(netns_path.as_path());
                     s.spawn(move || {
-                        self.exec("DEL", &container.container_id, ifname, netns, conf, &type_of(conf))
-                            .map_err(|mut f| {
-                                f.network = net.clone();
-                                f
-                            })
+                        self.exec(
+                            "DEL",
+                            &container.container_id,
+                            ifname,
+                            netns,
+                            conf,
+                            &type_of(conf),
+                        )
+                        .map_err(|mut f| {
+                            f.network = net.clone();
+                            f
+                        })
                     })
                 })
                 .collect();
-            handles.into_iter().filter_map(|h| h.join().expect("cni thread").err()).collect()
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().expect("cni thread").err())
+                .collect()
         });
         delete_netns(&container.netns_name);
         if errors.is_empty() {
@@ -397,8 +442,14 @@ fn strip_prefix(ip: Option<&str>) -> Option<String> {
 
 /// `ip netns add <name>` with `lo` up.
 pub fn create_netns(name: &str) -> Result<(), String> {
-    for args in [vec!["netns", "add", name], vec!["-n", name, "link", "set", "lo", "up"]] {
-        let out = Command::new("ip").args(&args).output().map_err(|e| e.to_string())?;
+    for args in [
+        vec!["netns", "add", name],
+        vec!["-n", name, "link", "set", "lo", "up"],
+    ] {
+        let out = Command::new("ip")
+            .args(&args)
+            .output()
+            .map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
@@ -408,7 +459,10 @@ pub fn create_netns(name: &str) -> Result<(), String> {
 
 /// `ip netns delete <name>`, ignoring "not found".
 pub fn delete_netns(name: &str) {
-    let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
+    let _ = Command::new("ip")
+        .args(["netns", "delete", name])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Writes a network config file into a config dir (helper for tests and the devstack).
@@ -464,7 +518,10 @@ mod tests {
 
     #[test]
     fn prefixes_are_stripped_like_mesos_does() {
-        assert_eq!(strip_prefix(Some("10.0.0.5/24")).as_deref(), Some("10.0.0.5"));
+        assert_eq!(
+            strip_prefix(Some("10.0.0.5/24")).as_deref(),
+            Some("10.0.0.5")
+        );
         assert_eq!(strip_prefix(None), None);
     }
 }

@@ -21,17 +21,28 @@ pub struct Dataplane {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
 /// A bridge name for a VN: `vn` + 12 hex chars of its uuid (≤ 15, IFNAMSIZ).
 pub fn bridge_name(vn_uuid: &str) -> String {
-    let hex: String = vn_uuid.chars().filter(|c| c.is_ascii_hexdigit()).take(12).collect();
+    let hex: String = vn_uuid
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(12)
+        .collect();
     format!("vn{hex}")
 }
 
@@ -66,6 +77,11 @@ impl Dataplane {
     /// Releases a tap (it may already be gone with its container).
     pub fn detach(&self, tap: &str) {
         let _ = ip(&["link", "set", tap, "nomaster"]);
+    }
+
+    /// The bridge of a network, once it exists.
+    pub fn bridge_of(&self, vn_uuid: &str) -> Option<String> {
+        self.bridges.lock().unwrap().get(vn_uuid).cloned()
     }
 
     /// Names of the bridges this dataplane made.

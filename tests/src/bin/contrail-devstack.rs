@@ -1,0 +1,280 @@
+//! `contrail-devstack demo`: the whole system on one machine (`make demo`).
+//!
+//! Starts the stack (see `devstack::stack`), deploys two Marathon apps with two instances each on
+//! two Contrail networks (blue and red, with Contrail labels), shows each task's IP as Mesos
+//! records it, proves with real packets that blue reaches blue and red reaches red but blue
+//! cannot reach red, then scales down, destroys the apps and shows that nothing is left. Exits 0
+//! only when every check held; cleans up after itself, also on Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use contrail_integration::devstack::probe::{Echo, reachable};
+use contrail_integration::devstack::{RunSpec, Stack, StackOptions};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "The whole contrail-mesos-cni system on one machine")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the demo (root).
+    Demo {
+        /// The `contrail-cni-plugin` binary.
+        #[arg(long)]
+        cni_bin: PathBuf,
+        /// Directory with `mesos_delegate.wasm` and `contrail_ipam.wasm`.
+        #[arg(long)]
+        wasm_dir: PathBuf,
+        /// The `contrail-mesos-manager` binary.
+        #[arg(long)]
+        manager_bin: PathBuf,
+        /// Keep the work directory (logs) after the run.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: i32) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+struct Report {
+    checks: Vec<(String, bool)>,
+    started: Instant,
+}
+
+impl Report {
+    fn step(&self, msg: &str) {
+        println!("[{:>5.1}s] {msg}", self.started.elapsed().as_secs_f64());
+    }
+    fn check(&mut self, what: &str, ok: bool) -> bool {
+        println!("          {} {what}", if ok { "ok  " } else { "FAIL" });
+        self.checks.push((what.to_owned(), ok));
+        ok
+    }
+}
+
+fn interrupted() -> Result<(), String> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn app(id: &str, network: &str, subnet: &str) -> serde_json::Value {
+    // Seed 001 §3.1 labels on Marathon's `networks` form.
+    json!({"id": id, "instances": 2, "cmd": "sleep 3600", "cpus": 0.1, "mem": 32,
+        "networks": [{"mode": "container", "name": "contrail-cni-plugin", "labels": {
+            "networks": network, "network-subnets": subnet,
+            "project-name": "default-project", "domain-name": "default-domain"}}]})
+}
+
+fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
+    r.step("deploying /blue (2 instances, blue-network 10.10.1.0/24) and /red (2 instances, red-network 10.10.2.0/24)");
+    for (id, net, subnet) in [
+        ("/blue", "blue-network", "10.10.1.0/24"),
+        ("/red", "red-network", "10.10.2.0/24"),
+    ] {
+        let spec = RunSpec::from_app(&app(id, net, subnet))?;
+        stack
+            .scheduler
+            .deploy(spec)
+            .map_err(|e| format!("deploy {id}: {e}"))?;
+        interrupted()?;
+    }
+
+    r.step("tasks and the IPs Mesos recorded from the CNI's 0.2.0 result:");
+    let mut ips: Vec<(String, String, IpAddr)> = Vec::new(); // (app, netns, ip)
+    for id in ["/blue", "/red"] {
+        for (task, cid, ns, nets) in stack.scheduler.instances(id) {
+            for (_, ifname, ip) in nets {
+                let ip_s = ip.clone().unwrap_or_else(|| "-".into());
+                println!("          {task:<50} container {:.8}… {ifname} {ip_s}", cid);
+                if let Some(ip) = ip.and_then(|i| i.parse().ok()) {
+                    ips.push((id.to_owned(), ns.clone(), ip));
+                }
+            }
+        }
+    }
+    r.check(
+        "every task got an address on its own network",
+        ips.len() == 4
+            && ips.iter().all(|(app, _, ip)| {
+                ip.to_string().starts_with(if app == "/blue" {
+                    "10.10.1."
+                } else {
+                    "10.10.2."
+                })
+            }),
+    );
+    let marathon_ips: usize = stack.marathon.tasks().iter().map(|t| t.ips.len()).sum();
+    r.check(
+        "Marathon reports the same addresses for the tasks",
+        marathon_ips == 4,
+    );
+    let joined = Stack::wait_for(Duration::from_secs(10), || {
+        stack.vnc.count("virtual-machine") == 4 && stack.vnc.count("instance-ip") == 4
+    });
+    r.check(
+        "VNC holds 4 virtual-machines, 4 VMIs, 4 instance-ips",
+        joined && stack.vnc.count("virtual-machine-interface") == 4,
+    );
+    interrupted()?;
+
+    r.step("real packets (TCP) between the containers:");
+    let ns = |app: &str, i: usize| -> (PathBuf, IpAddr) {
+        let v: Vec<_> = ips.iter().filter(|(a, _, _)| a == app).collect();
+        (PathBuf::from("/run/netns").join(&v[i].1), v[i].2)
+    };
+    let (blue0, _) = ns("/blue", 0);
+    let (blue1, blue1_ip) = ns("/blue", 1);
+    let (red0, red0_ip) = ns("/red", 0);
+    let (red1, red1_ip) = ns("/red", 1);
+    let echo_blue1 = Echo::start(&blue1, blue1_ip).map_err(|e| e.to_string())?;
+    let echo_red0 = Echo::start(&red0, red0_ip).map_err(|e| e.to_string())?;
+    let echo_red1 = Echo::start(&red1, red1_ip).map_err(|e| e.to_string())?;
+    let t = Duration::from_secs(2);
+    r.check(
+        &format!("blue → blue {} reachable", echo_blue1.addr),
+        reachable(&blue0, echo_blue1.addr, t),
+    );
+    r.check(
+        &format!("red → red {} reachable", echo_red1.addr),
+        reachable(&red0, echo_red1.addr, t),
+    );
+    r.check(
+        &format!("blue → red {} blocked (isolated networks)", echo_red0.addr),
+        !reachable(&blue0, echo_red0.addr, Duration::from_secs(1)),
+    );
+    r.check(
+        &format!("red → blue {} blocked (isolated networks)", echo_blue1.addr),
+        !reachable(
+            &red1,
+            SocketAddr::new(blue1_ip, echo_blue1.addr.port()),
+            Duration::from_secs(1),
+        ),
+    );
+    drop((echo_blue1, echo_red0, echo_red1));
+    interrupted()?;
+
+    r.step("scaling /blue down to 1 instance");
+    stack.scheduler.scale("/blue", 1)?;
+    let ok = Stack::wait_for(Duration::from_secs(10), || {
+        stack.vnc.count("virtual-machine") == 3
+    });
+    r.check(
+        "the killed task's VNC objects, tap and namespace are gone",
+        ok && stack.taps().len() == 3 && stack.container_netns().len() == 3,
+    );
+
+    r.step("destroying /blue and /red");
+    stack.scheduler.destroy("/blue")?;
+    stack.scheduler.destroy("/red")?;
+    let clean = Stack::wait_for(Duration::from_secs(10), || {
+        stack.vnc_counts().iter().all(|(_, n)| *n == 0)
+    });
+    let counts = stack.vnc_counts();
+    r.check(&format!("no VNC objects left {counts:?}"), clean);
+    r.check(
+        &format!("no taps left {:?}", stack.taps()),
+        stack.taps().is_empty(),
+    );
+    r.check(
+        &format!("no port files left {:?}", stack.port_files()),
+        stack.port_files().is_empty(),
+    );
+    r.check(
+        &format!("no container namespaces left {:?}", stack.container_netns()),
+        stack.container_netns().is_empty(),
+    );
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let Cmd::Demo {
+        cni_bin,
+        wasm_dir,
+        manager_bin,
+        keep,
+    } = cli.cmd;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("contrail-devstack demo needs root: it creates network namespaces");
+        std::process::exit(2);
+    }
+    // Ctrl-C/SIGTERM: finish the current step, then clean up (Stack's Drop) and exit non-zero.
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_signal),
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { nix::sys::signal::sigaction(sig, &action) }.expect("sigaction");
+    }
+
+    let mut r = Report {
+        checks: vec![],
+        started: Instant::now(),
+    };
+    r.step("starting the stack: VNC API, Marathon, vRouter agent + dataplane, contrail-mesos-manager, Mesos agent");
+    let opts = StackOptions {
+        cni_bin,
+        wasm_dir,
+        manager_bin,
+        reconcile_interval_secs: 5,
+        reconcile_grace_secs: 10,
+    };
+    let mut stack = match Stack::start(&opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("could not start the stack: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "          work dir {} (logs: cni.log, manager.log)",
+        stack.work_dir().display()
+    );
+    let res = demo(&stack, &mut r);
+    if keep {
+        stack.keep_work_dir = true;
+        println!("          keeping {}", stack.work_dir().display());
+    }
+    drop(stack);
+
+    let failed: Vec<_> = r.checks.iter().filter(|(_, ok)| !ok).collect();
+    println!();
+    match (&res, failed.is_empty()) {
+        (Ok(()), true) => {
+            println!(
+                "demo passed: {} checks held in {:.1}s",
+                r.checks.len(),
+                r.started.elapsed().as_secs_f64()
+            );
+        }
+        _ => {
+            if let Err(e) = &res {
+                println!("demo stopped: {e}");
+            }
+            for (what, _) in failed {
+                println!("failed: {what}");
+            }
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Real packets between container namespaces: a TCP echo listener whose socket is created inside
+//! the destination namespace, and a connect from a thread that joined the source namespace. A
+//! connect that times out (no SYN-ACK, no RST) means the packet was dropped on the way — what
+//! isolation between two virtual networks looks like.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::sched::{CloneFlags, setns};
+
+/// Runs `f` on a fresh thread that joined the namespace at `netns` (the caller's thread is never
+/// moved).
+pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    let file = File::open(netns)?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            Ok(f())
+        })
+        .join()
+        .expect("netns thread")
+    })
+}
+
+/// A TCP echo service inside a namespace, stopped on drop.
+pub struct Echo {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Echo {
+    pub fn start(netns: &Path, ip: IpAddr) -> std::io::Result<Echo> {
+        let listener = in_netns(netns, || TcpListener::bind((ip, 0)))??;
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 64];
+                        if let Ok(n) = s.read(&mut buf) {
+                            let _ = s.write_all(&buf[..n]);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(Echo { addr, stop })
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// True when a TCP exchange from inside `from` to `to` completes within `timeout`.
+pub fn reachable(from: &Path, to: SocketAddr, timeout: Duration) -> bool {
+    in_netns(from, || {
+        let Ok(mut s) = TcpStream::connect_timeout(&to, timeout) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(timeout));
+        if s.write_all(b"hello").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).is_ok() && &buf == b"hello"
+    })
+    .unwrap_or(false)
+}

@@ -1,0 +1,426 @@
+//! Marathon's scheduling, reduced to what the network sees: an app or pod definition becomes
+//! instances; each instance is a Mesos container launched by the agent stand-in
+//! ([`crate::mesos_agent`]) on the app's networks, and its tasks are reported to the Marathon
+//! stand-in ([`crate::marathon`]) with the IPs Mesos recorded from the 0.2.0 result, which emits
+//! the `status_update_event`s the manager follows. Kill, scale and destroy behave as Marathon's
+//! do: `TASK_KILLING`, the container is destroyed (CNI DEL), `TASK_KILLED`.
+//!
+//! Network translation follows `cni-mesos-marathon.md` §3.2: `networks: [{mode: container, name,
+//! labels}]` (named container networks only), or the legacy `ipAddress: {networkName, labels}`;
+//! apps get `ip_addresses: [{}]`, pods none.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::marathon::{FakePodInstance, MarathonServer};
+use crate::mesos_agent::{Container, MesosAgent, NetworkRequest};
+
+/// An app or pod as far as networking goes.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// `/app-id`.
+    pub id: String,
+    pub instances: usize,
+    pub networks: Vec<NetworkRequest>,
+    /// Pod container names (empty for an app).
+    pub containers: Vec<String>,
+}
+
+fn labels_of(v: &Value) -> Vec<(String, String)> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn normalise_id(id: &str) -> String {
+    if id.starts_with('/') {
+        id.to_owned()
+    } else {
+        format!("/{id}")
+    }
+}
+
+impl RunSpec {
+    /// From a Marathon app definition (`POST /v2/apps` body).
+    pub fn from_app(v: &Value) -> Result<RunSpec, String> {
+        let id = v["id"].as_str().ok_or("app: missing id")?;
+        let mut networks = Vec::new();
+        if let Some(ip) = v.get("ipAddress").filter(|x| !x.is_null()) {
+            if v.get("networks").is_some() {
+                return Err("cannot mix deprecated and canonical network APIs".into());
+            }
+            let name = ip["networkName"]
+                .as_str()
+                .ok_or("ipAddress.networkName is required here")?;
+            networks.push(NetworkRequest {
+                name: name.into(),
+                labels: labels_of(&ip["labels"]),
+                port_mappings: vec![],
+                app_style_ip_addresses: true,
+            });
+        }
+        for n in v["networks"].as_array().into_iter().flatten() {
+            match n["mode"].as_str().unwrap_or("container") {
+                "host" => {}
+                "container/bridge" => networks.push(NetworkRequest {
+                    name: "mesos-bridge".into(),
+                    labels: labels_of(&n["labels"]),
+                    port_mappings: vec![],
+                    app_style_ip_addresses: true,
+                }),
+                "container" => {
+                    let name = n["name"]
+                        .as_str()
+                        .ok_or("container network without a name")?;
+                    networks.push(NetworkRequest {
+                        name: name.into(),
+                        labels: labels_of(&n["labels"]),
+                        port_mappings: vec![],
+                        app_style_ip_addresses: true,
+                    });
+                }
+                m => return Err(format!("unknown network mode {m}")),
+            }
+        }
+        Ok(RunSpec {
+            id: normalise_id(id),
+            instances: v["instances"].as_u64().unwrap_or(1) as usize,
+            networks,
+            containers: vec![],
+        })
+    }
+
+    /// From a Marathon pod definition (`POST /v2/pods` body): containers share the instance's
+    /// network namespace; `ip_addresses` is not set for pods.
+    pub fn from_pod(v: &Value) -> Result<RunSpec, String> {
+        let mut spec = RunSpec::from_app(
+            &json!({"id": v["id"], "instances": v["scaling"]["instances"].as_u64().unwrap_or(1), "networks": v["networks"]}),
+        )?;
+        for n in &mut spec.networks {
+            n.app_style_ip_addresses = false;
+        }
+        spec.containers = v["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect();
+        if spec.containers.is_empty() {
+            return Err("pod: no containers".into());
+        }
+        Ok(spec)
+    }
+
+    fn is_pod(&self) -> bool {
+        !self.containers.is_empty()
+    }
+}
+
+/// A running instance.
+pub struct Instance {
+    /// App task id, or pod instance id.
+    pub id: String,
+    pub container: Container,
+}
+
+struct RunState {
+    spec: RunSpec,
+    instances: Vec<Instance>,
+}
+
+pub struct Scheduler {
+    pub marathon: Arc<MarathonServer>,
+    pub agent: MesosAgent,
+    /// The agent's hostname as Marathon reports it.
+    pub host: String,
+    runs: Mutex<BTreeMap<String, RunState>>,
+}
+
+impl Scheduler {
+    pub fn new(marathon: Arc<MarathonServer>, agent: MesosAgent, host: &str) -> Self {
+        Scheduler {
+            marathon,
+            agent,
+            host: host.into(),
+            runs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Deploys an app or pod and waits until every instance runs. Returns the instance ids.
+    pub fn deploy(&self, spec: RunSpec) -> Result<Vec<String>, String> {
+        {
+            let mut runs = self.runs.lock().unwrap();
+            if runs.contains_key(&spec.id) {
+                return Err(format!("{} already exists", spec.id));
+            }
+            runs.insert(
+                spec.id.clone(),
+                RunState {
+                    spec: spec.clone(),
+                    instances: vec![],
+                },
+            );
+        }
+        self.scale(&spec.id, spec.instances)
+    }
+
+    /// Scales to `n` instances, launching in parallel (as Marathon offers do) or killing the
+    /// youngest first (`killSelection: YOUNGEST_FIRST`). Returns the ids of running instances.
+    pub fn scale(&self, id: &str, n: usize) -> Result<Vec<String>, String> {
+        let id = normalise_id(id);
+        let (spec, current) = {
+            let runs = self.runs.lock().unwrap();
+            let r = runs
+                .get(&id)
+                .ok_or_else(|| format!("{id} does not exist"))?;
+            (r.spec.clone(), r.instances.len())
+        };
+        if n > current {
+            let launched: Vec<Result<Instance, String>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (current..n)
+                    .map(|_| s.spawn(|| self.launch(&spec)))
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().expect("launch thread"))
+                    .collect()
+            });
+            let mut first_err = None;
+            let mut runs = self.runs.lock().unwrap();
+            let r = runs.get_mut(&id).expect("run");
+            for l in launched {
+                match l {
+                    Ok(i) => r.instances.push(i),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+        } else {
+            loop {
+                let victim = {
+                    let mut runs = self.runs.lock().unwrap();
+                    let r = runs.get_mut(&id).expect("run");
+                    if r.instances.len() <= n {
+                        break;
+                    }
+                    r.instances.pop().expect("instance")
+                };
+                self.kill(&spec, victim, false)?;
+            }
+        }
+        Ok(self.instance_ids(&id))
+    }
+
+    /// Destroys an app or pod: every instance is killed (with CNI DEL).
+    pub fn destroy(&self, id: &str) -> Result<(), String> {
+        let id = normalise_id(id);
+        self.scale(&id, 0)?;
+        self.runs.lock().unwrap().remove(&id);
+        Ok(())
+    }
+
+    /// Kills one instance the way a crashed agent loses it: the container goes away but the CNI
+    /// DEL never runs. Marathon still reports the task's end (`TASK_LOST`/`TASK_KILLED`) unless
+    /// `silently`, in which case the task just vanishes from the lists (a missed event).
+    pub fn lose_instance(&self, id: &str, silently: bool) -> Result<String, String> {
+        let id = normalise_id(id);
+        let (spec, victim) = {
+            let mut runs = self.runs.lock().unwrap();
+            let r = runs
+                .get_mut(&id)
+                .ok_or_else(|| format!("{id} does not exist"))?;
+            (r.spec.clone(), r.instances.pop().ok_or("no instance")?)
+        };
+        let iid = victim.id.clone();
+        if silently {
+            self.agent
+                .destroy(&victim.container, true)
+                .map_err(|e| e.to_string())?;
+            if spec.is_pod() {
+                // A pod instance that vanished from the lists without an event.
+                self.marathon.end_pod_instance(&iid, "Gone");
+            } else {
+                self.marathon.remove_task_silently(&iid);
+            }
+        } else {
+            self.kill(&spec, victim, true)?;
+        }
+        Ok(iid)
+    }
+
+    pub fn instance_ids(&self, id: &str) -> Vec<String> {
+        let runs = self.runs.lock().unwrap();
+        runs.get(&normalise_id(id))
+            .map(|r| r.instances.iter().map(|i| i.id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// (instance id, container id, netns name, [(network, ifname, ip)]) for every instance.
+    #[allow(clippy::type_complexity)]
+    pub fn instances(
+        &self,
+        id: &str,
+    ) -> Vec<(
+        String,
+        String,
+        String,
+        Vec<(String, String, Option<String>)>,
+    )> {
+        let runs = self.runs.lock().unwrap();
+        runs.get(&normalise_id(id))
+            .map(|r| {
+                r.instances
+                    .iter()
+                    .map(|i| {
+                        (
+                            i.id.clone(),
+                            i.container.container_id.clone(),
+                            i.container.netns_name.clone(),
+                            i.container
+                                .attached
+                                .iter()
+                                .map(|a| (a.network.clone(), a.ifname.clone(), a.ip4.clone()))
+                                .collect(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn run_ids(&self) -> Vec<String> {
+        self.runs.lock().unwrap().keys().cloned().collect()
+    }
+
+    fn launch(&self, spec: &RunSpec) -> Result<Instance, String> {
+        let cid = uuid::Uuid::new_v4().to_string();
+        let short = spec.id.trim_start_matches('/').replace('/', "_");
+        let container = self
+            .agent
+            .launch(&cid, &spec.networks)
+            .map_err(|e| e.to_string())?;
+        let ips = container.ips();
+        let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+        if spec.is_pod() {
+            let instance_id = format!("{short}.instance-{}", uuid::Uuid::new_v4());
+            let containers: Vec<(String, String)> = spec
+                .containers
+                .iter()
+                .map(|c| (format!("{instance_id}.{c}"), "TASK_RUNNING".to_owned()))
+                .collect();
+            self.marathon.add_pod_instance(FakePodInstance {
+                pod_id: spec.id.clone(),
+                id: instance_id.clone(),
+                host: self.host.clone(),
+                ips: ips.clone(),
+                containers: containers.clone(),
+            });
+            for (task, state) in &containers {
+                self.status_event(&spec.id, task, state, &ip_refs);
+            }
+            Ok(Instance {
+                id: instance_id,
+                container,
+            })
+        } else {
+            let task_id = format!("{short}.{}", uuid::Uuid::new_v4());
+            self.marathon
+                .add_task(&spec.id, &task_id, &self.host, &ip_refs, "TASK_RUNNING");
+            Ok(Instance {
+                id: task_id,
+                container,
+            })
+        }
+    }
+
+    fn kill(&self, spec: &RunSpec, inst: Instance, lost: bool) -> Result<(), String> {
+        if spec.is_pod() {
+            let ips = inst.container.ips();
+            let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+            for c in &spec.containers {
+                self.status_event(
+                    &spec.id,
+                    &format!("{}.{c}", inst.id),
+                    "TASK_KILLING",
+                    &ip_refs,
+                );
+            }
+            let res = self.agent.destroy(&inst.container, lost);
+            self.marathon
+                .end_pod_instance(&inst.id, if lost { "Gone" } else { "Killed" });
+            res.map_err(|e| e.to_string())
+        } else {
+            self.marathon.set_task_state(&inst.id, "TASK_KILLING");
+            let res = self.agent.destroy(&inst.container, lost);
+            self.marathon
+                .set_task_state(&inst.id, if lost { "TASK_LOST" } else { "TASK_KILLED" });
+            res.map_err(|e| e.to_string())
+        }
+    }
+
+    fn status_event(&self, run_id: &str, task: &str, state: &str, ips: &[&str]) {
+        let ips: Vec<Value> = ips
+            .iter()
+            .map(|i| json!({"ipAddress": i, "protocol": "IPv4"}))
+            .collect();
+        self.marathon.emit(
+            "status_update_event",
+            &json!({"slaveId": "S0", "taskId": task, "taskStatus": state, "message": "", "appId": run_id,
+                "host": self.host, "ipAddresses": ips, "ports": [], "version": "2026-11-23T09:00:00.000Z",
+                "eventType": "status_update_event", "timestamp": "2026-11-23T09:00:00.000Z"}),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_sample_app_and_legacy_ip_address_translate_to_networks() {
+        // seed 001 §3.5 (networks) and the Contrail example (legacy ipAddress).
+        let app = json!({"id": "/app-no-1", "instances": 1,
+            "networks": [{"name": "contrail-cni-plugin", "mode": "container"}]});
+        let s = RunSpec::from_app(&app).unwrap();
+        assert_eq!(s.networks.len(), 1);
+        assert_eq!(s.networks[0].name, "contrail-cni-plugin");
+        let legacy = json!({"id": "app-id-1", "ipAddress": {"networkName": "contrail-cni-plugin",
+            "labels": {"networks": "blue-network", "network-subnets": "5.5.5.0/24"}}});
+        let s = RunSpec::from_app(&legacy).unwrap();
+        assert_eq!(s.id, "/app-id-1");
+        assert_eq!(s.networks[0].labels.len(), 2);
+        let mixed = json!({"id": "x", "ipAddress": {"networkName": "n"}, "networks": []});
+        assert!(RunSpec::from_app(&mixed).is_err());
+    }
+
+    #[test]
+    fn host_networks_are_not_cni_and_bridge_maps_to_mesos_bridge() {
+        let app = json!({"id": "/a", "networks": [{"mode": "host"}]});
+        assert!(RunSpec::from_app(&app).unwrap().networks.is_empty());
+        let app = json!({"id": "/a", "networks": [{"mode": "container/bridge"}]});
+        assert_eq!(
+            RunSpec::from_app(&app).unwrap().networks[0].name,
+            "mesos-bridge"
+        );
+    }
+
+    #[test]
+    fn pods_share_networks_and_carry_no_ip_addresses() {
+        let pod = json!({"id": "/pod", "scaling": {"instances": 2},
+            "containers": [{"name": "a"}, {"name": "b"}],
+            "networks": [{"name": "contrail-cni-plugin", "mode": "container", "labels": {"networks": "blue"}}]});
+        let s = RunSpec::from_pod(&pod).unwrap();
+        assert_eq!(s.instances, 2);
+        assert_eq!(s.containers, vec!["a", "b"]);
+        assert!(!s.networks[0].app_style_ip_addresses);
+    }
+}

@@ -1,0 +1,375 @@
+//! The whole system on one machine. Everything runs inside a "node" network namespace that the
+//! stack creates and the calling thread joins (threads and processes started afterwards inherit
+//! it), so servers listen on that namespace's 127.0.0.1 and taps and bridges live there: the
+//! machine's own links, routes and sysctls are never touched.
+//!
+//! ```text
+//!  node namespace
+//!  ├─ VNC API stand-in (in-process)  <──── contrail-mesos-manager (child process, real binary)
+//!  ├─ Marathon stand-in (in-process) <──── manager's watcher (REST + SSE)
+//!  ├─ vRouter agent stand-in + bridge per VN, fed from VNC (in-process)
+//!  └─ Mesos agent stand-in: execs contrail-cni-plugin (real binary, copied as `make install` does)
+//!       └─ container namespaces (ip netns), veth `tap…` host ends on the VN bridges
+//! ```
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, setns};
+use serde_json::json;
+
+use crate::marathon::MarathonServer;
+use crate::mesos_agent::{MesosAgent, write_network_config};
+use crate::vnc::VncServer;
+
+use super::agent::DevAgent;
+use super::scheduler::Scheduler;
+
+/// The CNI network name of the Contrail network (seed 001).
+pub const CONTRAIL_NETWORK: &str = "contrail-cni-plugin";
+/// The node's name: the vrouter's fq_name and the CNI's `cluster-name`.
+pub const NODE_NAME: &str = "devstack-node-1";
+
+/// Where the built artifacts are.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub cni_bin: PathBuf,
+    pub wasm_dir: PathBuf,
+    pub manager_bin: PathBuf,
+    /// Manager reconcile period and grace (seconds); short in tests.
+    pub reconcile_interval_secs: u64,
+    pub reconcile_grace_secs: u64,
+}
+
+impl StackOptions {
+    /// Paths of a `cargo build` of the workspace (release for the demo, else debug).
+    pub fn from_target_dir(profile: &str) -> Self {
+        let t = crate::paths::target_dir();
+        StackOptions {
+            cni_bin: t.join(profile).join("contrail-cni-plugin"),
+            wasm_dir: crate::paths::wasm_dir(),
+            manager_bin: t.join(profile).join("contrail-mesos-manager"),
+            reconcile_interval_secs: 2,
+            reconcile_grace_secs: 3,
+        }
+    }
+}
+
+/// The node namespace, joined by the creating thread; deleted on drop.
+pub struct NodeNetns {
+    pub name: String,
+}
+
+impl NodeNetns {
+    /// Creates the namespace and moves the calling thread into it.
+    pub fn enter(name: &str) -> Result<NodeNetns, String> {
+        crate::mesos_agent::create_netns(name)?;
+        let node = NodeNetns {
+            name: name.to_owned(),
+        };
+        let f = fs::File::open(node.path()).map_err(|e| e.to_string())?;
+        setns(&f, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {name}: {e}"))?;
+        Ok(node)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for NodeNetns {
+    fn drop(&mut self) {
+        crate::mesos_agent::delete_netns(&self.name);
+    }
+}
+
+pub struct Stack {
+    pub work: tempfile::TempDir,
+    pub vnc: Arc<VncServer>,
+    pub marathon: Arc<MarathonServer>,
+    pub agent: DevAgent,
+    pub scheduler: Scheduler,
+    pub manager_url: String,
+    pub cni_bin_dir: PathBuf,
+    pub config_dir: PathBuf,
+    /// `contrail.config-dir`: the port files.
+    pub ports_dir: PathBuf,
+    manager_cfg: PathBuf,
+    manager_bin: PathBuf,
+    manager: Option<Child>,
+    /// Leave the work directory (logs, configs) behind when dropped.
+    pub keep_work_dir: bool,
+    // Dropped last: the namespace holding everything above.
+    _node: NodeNetns,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn copy_exe(from: &Path, to: &Path) -> Result<(), String> {
+    fs::copy(from, to).map_err(|e| format!("copy {} → {}: {e}", from.display(), to.display()))?;
+    Ok(())
+}
+
+impl Stack {
+    /// Starts everything; the calling thread is moved into a new node namespace.
+    pub fn start(opts: &StackOptions) -> Result<Stack, String> {
+        for (what, p) in [("CNI host", &opts.cni_bin), ("manager", &opts.manager_bin)] {
+            if !p.is_file() {
+                return Err(format!(
+                    "{what} binary {} is missing: run `make build`",
+                    p.display()
+                ));
+            }
+        }
+        let node = NodeNetns::enter(&format!("cdsnode{}", std::process::id()))?;
+        let work = tempfile::Builder::new()
+            .prefix("contrail-devstack")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let root = work.path();
+
+        // Contrail side: VNC with this node's vrouter provisioned (Contrail's provisioning does
+        // that on a real node), the agent fed from VNC.
+        let vnc = Arc::new(VncServer::start_on("127.0.0.1:0", 4).map_err(|e| e.to_string())?);
+        vnc.add_virtual_router(NODE_NAME, "127.0.0.1");
+        let agent = DevAgent::start(vnc.clone(), NODE_NAME);
+        let marathon = Arc::new(MarathonServer::start().map_err(|e| e.to_string())?);
+
+        // Agent node install, as `make install CNI_BIN_DIR=...` lays it out.
+        let cni_bin_dir = root.join("cni-bin");
+        let wasm = cni_bin_dir.join("contrail-cni-wasm");
+        fs::create_dir_all(&wasm).map_err(|e| e.to_string())?;
+        copy_exe(&opts.cni_bin, &cni_bin_dir.join("contrail-cni-plugin"))?;
+        std::os::unix::fs::symlink("contrail-cni-plugin", cni_bin_dir.join("mesos"))
+            .map_err(|e| e.to_string())?;
+        copy_exe(
+            &opts.wasm_dir.join("mesos_delegate.wasm"),
+            &wasm.join("mesos-delegate.wasm"),
+        )?;
+        copy_exe(
+            &opts.wasm_dir.join("contrail_ipam.wasm"),
+            &wasm.join("contrail-ipam.wasm"),
+        )?;
+
+        // The manager on the "master".
+        let mport = free_port();
+        let manager_url = format!("http://127.0.0.1:{mport}");
+        let manager_cfg = root.join("contrail-mesos-manager.toml");
+        let cfg = format!(
+            "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\n\n\
+             [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n\
+             [reconcile]\ninterval-secs = {}\ngrace-secs = {}\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",
+            vnc.url(),
+            marathon.url(),
+            opts.reconcile_interval_secs,
+            opts.reconcile_grace_secs,
+            root.join("manager.log").display()
+        );
+        fs::write(&manager_cfg, cfg).map_err(|e| e.to_string())?;
+
+        // The Contrail CNI network, in the agent's --network_cni_config_dir.
+        let config_dir = root.join("net.d");
+        let ports_dir = root.join("ports");
+        let conf = json!({
+            "cniVersion": "0.2.0",
+            "name": CONTRAIL_NETWORK,
+            "type": "contrail-cni-plugin",
+            "contrail": {
+                "vrouter-ip": "127.0.0.1", "vrouter-port": agent.port(), "cluster-name": NODE_NAME,
+                "config-dir": ports_dir, "poll-timeout": 1, "poll-retries": 10,
+                "log-file": root.join("cni.log"), "log-level": "debug",
+                "mode": "mesos", "mesos-ip": "127.0.0.1", "mesos-port": mport.to_string(), "mtu": 1500
+            },
+            "wasm": { "cache-dir": root.join("wasm-cache") }
+        });
+        write_network_config(&config_dir, "contrail-cni-plugin.conf", &conf)
+            .map_err(|e| e.to_string())?;
+
+        let mut mesos = MesosAgent::new(&config_dir, &cni_bin_dir, &root.join("mesos-cni-root"));
+        mesos.netns_prefix = format!("mesos{}-", std::process::id() % 100_000);
+        let scheduler = Scheduler::new(marathon.clone(), mesos, NODE_NAME);
+        let mut stack = Stack {
+            work,
+            vnc,
+            marathon,
+            agent,
+            scheduler,
+            manager_url,
+            cni_bin_dir,
+            config_dir,
+            ports_dir,
+            manager_cfg,
+            manager_bin: opts.manager_bin.clone(),
+            manager: None,
+            keep_work_dir: false,
+            _node: node,
+        };
+        stack.start_manager()?;
+        Ok(stack)
+    }
+
+    /// Starts the manager and waits for `/healthz`.
+    pub fn start_manager(&mut self) -> Result<(), String> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.work.path().join("manager.stderr"))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new(&self.manager_bin)
+            .arg("--config")
+            .arg(&self.manager_cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("spawn manager: {e}"))?;
+        self.manager = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(1)))
+            .proxy(None)
+            .build()
+            .into();
+        while Instant::now() < deadline {
+            if agent
+                .get(&format!("{}/healthz", self.manager_url))
+                .call()
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if let Some(Ok(Some(st))) = self.manager.as_mut().map(|c| c.try_wait()) {
+                return Err(format!(
+                    "manager exited: {st}; see {}",
+                    self.work.path().join("manager.stderr").display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err("manager did not answer /healthz within 20 s".into())
+    }
+
+    /// Kills the manager with SIGKILL (a crash), without waiting for anything.
+    pub fn kill_manager(&mut self) {
+        if let Some(mut c) = self.manager.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the manager gracefully (SIGTERM) and waits.
+    pub fn stop_manager(&mut self) {
+        if let Some(mut c) = self.manager.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// VNC objects the manager owns, by type (what must be gone at the end).
+    pub fn vnc_counts(&self) -> Vec<(&'static str, usize)> {
+        [
+            "virtual-machine",
+            "virtual-machine-interface",
+            "instance-ip",
+            "floating-ip",
+        ]
+        .into_iter()
+        .map(|t| (t, self.vnc.count(t)))
+        .collect()
+    }
+
+    /// Host-side interfaces named `tap…` in the node namespace.
+    pub fn taps(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-j", "link", "show"])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["ifname"].as_str())
+            .filter(|n| n.starts_with("tap"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Port files left under `contrail.config-dir`.
+    pub fn port_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for d in fs::read_dir(&self.ports_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if d.path().is_dir() {
+                out.extend(
+                    fs::read_dir(d.path())
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|f| f.path()),
+                );
+            } else {
+                out.push(d.path());
+            }
+        }
+        out
+    }
+
+    /// Container namespaces the Mesos agent stand-in made that still exist.
+    pub fn container_netns(&self) -> Vec<String> {
+        fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&self.scheduler.agent.netns_prefix))
+            .collect()
+    }
+
+    /// Polls `cond` every 100 ms up to `limit`; true when it held.
+    pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if cond() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // Containers first (their DELs need the manager and agent), then the manager.
+        for id in self.scheduler.run_ids() {
+            let _ = self.scheduler.destroy(&id);
+        }
+        self.stop_manager();
+        if self.keep_work_dir {
+            if let Ok(empty) = tempfile::tempdir() {
+                let _ = std::mem::replace(&mut self.work, empty).keep();
+            }
+        }
+    }
+}
