@@ -18,7 +18,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteScope,
 };
-use rtnetlink::{Handle, LinkMessageBuilder, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use tokio::runtime::Runtime;
 
 use super::netns::NetNs;
@@ -118,10 +118,10 @@ impl Netlink {
 
 fn build_veth(spec: &VethSpec, ns_fd: i32) -> LinkMessage {
     let mut peer = LinkMessage::default();
-    // The peer is born up, named and in the container namespace: no rename, no move, so
-    // parallel ADDs never see each other's temporary names.
-    peer.header.flags = LinkFlags::Up;
-    peer.header.change_mask = LinkFlags::Up;
+    // The peer is born named and in the container namespace: no rename, no move, so parallel
+    // ADDs never see each other's temporary names. It cannot be born up: the kernel opens it
+    // before the pair is linked and answers ENOTCONN (seen on 6.18, `ip` fails the same way),
+    // so `create_veth` sets it up by name right after.
     peer.attributes
         .push(LinkAttribute::IfName(spec.container_name.clone()));
     peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
@@ -209,7 +209,12 @@ impl NetOps for Netlink {
         let msg = build_veth(spec, std::os::fd::AsRawFd::as_raw_fd(&ns.fd()));
         let res = self.rt.block_on(host.link().add(msg).execute());
         match res {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let up = LinkUnspec::new_with_name(&spec.container_name).up().build();
+                self.rt
+                    .block_on(cont.link().set(up).execute())
+                    .map_err(|e| nl_err(format!("set {} up", spec.container_name), e))
+            }
             Err(e) => {
                 let e = nl_err(format!("create veth {}", spec.host_name), e);
                 if e.errno() != Some(EEXIST) {

@@ -1,0 +1,679 @@
+//! The Contrail path end to end, in real network namespaces (root): the real binary, run inside
+//! a test-owned "node" namespace (so its taps never touch the machine's own namespace), against
+//! the vRouter agent and attachment-API stand-ins listening on the node's 127.0.0.1.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use contrail_integration::attach_standin::AttachStandin;
+use contrail_integration::netns::{TestNetns, require_root};
+use contrail_integration::paths::wasm_plugin;
+use contrail_integration::vrouter_agent::{AgentStandin, VmiSpec, mac_for};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_contrail-cni-plugin");
+
+/// A node: its namespace, the agent (and manager) stand-ins inside it, a port dir and a Wasm
+/// cache.
+struct Node {
+    ns: TestNetns,
+    agent: Arc<AgentStandin>,
+    manager: Option<AttachStandin>,
+    dir: tempfile::TempDir,
+}
+
+fn wasm_cache() -> PathBuf {
+    // Shared across tests of this binary so the plugins are compiled once.
+    let p = std::env::temp_dir().join("contrail-cni-test-wasm-cache");
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+impl Node {
+    fn new(with_manager: bool) -> Node {
+        let ns = TestNetns::new("n");
+        let agent = Arc::new(AgentStandin::start_in_netns(&ns.path()));
+        let manager =
+            with_manager.then(|| AttachStandin::start_in_netns(&ns.path(), agent.clone()));
+        Node {
+            ns,
+            agent,
+            manager,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn ports_dir(&self) -> PathBuf {
+        self.dir.path().join("ports")
+    }
+
+    fn conf(&self, version: &str) -> Value {
+        let mut c = json!({
+            "cniVersion": version,
+            "name": "contrail-cni-plugin",
+            "type": "contrail-cni-plugin",
+            "contrail": {
+                "vrouter-ip": "127.0.0.1",
+                "vrouter-port": self.agent.port(),
+                "cluster-name": "node1",
+                "config-dir": self.ports_dir(),
+                "poll-timeout": 0.2,
+                "poll-retries": 10,
+                "log-file": self.dir.path().join("cni.log"),
+                "log-level": "debug",
+                "mode": "mesos",
+                "mtu": 1400
+            },
+            "wasm": {
+                "translator": wasm_plugin("mesos_delegate"),
+                "ipam": wasm_plugin("contrail_ipam"),
+                "cache-dir": wasm_cache()
+            },
+            "args": {"org.apache.mesos": {"network_info": {
+                "name": "contrail-cni-plugin",
+                "labels": {"labels": [
+                    {"key": "networks", "value": "blue-network"},
+                    {"key": "network-subnets", "value": "5.5.5.0/24"}
+                ]},
+                "ip_addresses": [{"protocol": "IPv4"}]
+            }}}
+        });
+        if let Some(m) = &self.manager {
+            c["contrail"]["mesos-ip"] = json!("127.0.0.1");
+            c["contrail"]["mesos-port"] = json!(m.port().to_string());
+        }
+        c
+    }
+
+    /// Runs the plugin inside the node namespace. Returns (exit ok, stdout JSON or Null).
+    fn cni(
+        &self,
+        cmd: &str,
+        cid: &str,
+        ifname: &str,
+        netns: Option<&Path>,
+        conf: &Value,
+    ) -> (bool, Value) {
+        self.cni_args(cmd, cid, ifname, netns, conf, None)
+    }
+
+    fn cni_args(
+        &self,
+        cmd: &str,
+        cid: &str,
+        ifname: &str,
+        netns: Option<&Path>,
+        conf: &Value,
+        args: Option<&str>,
+    ) -> (bool, Value) {
+        let node = File::open(self.ns.path()).unwrap();
+        let fd = node.as_raw_fd();
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", cid)
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", "/usr/lib/cni")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(n) = netns {
+            c.env("CNI_NETNS", n);
+        }
+        if let Some(a) = args {
+            c.env("CNI_ARGS", a);
+        }
+        // SAFETY: setns is async-signal-safe; the fd outlives the spawn.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = c.spawn().expect("spawn plugin");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(node);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(json!({"raw": text}))
+        };
+        if !out.status.success() {
+            eprintln!(
+                "{cmd} {cid} {ifname}: {v}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        (out.status.success(), v)
+    }
+
+    fn taps(&self) -> Vec<String> {
+        let v = self.ns.links();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str())
+            .filter(|n| n.starts_with("tap"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn tap(&self, name: &str) -> Option<Value> {
+        self.ns
+            .links()
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["ifname"] == name)
+            .cloned()
+    }
+
+    fn port_files(&self) -> Vec<PathBuf> {
+        let mut out = vec![];
+        if let Ok(d) = std::fs::read_dir(self.ports_dir()) {
+            for e in d.flatten() {
+                out.push(e.path());
+                if let Ok(d2) = std::fs::read_dir(e.path()) {
+                    out.extend(d2.flatten().map(|e| e.path()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn link<'a>(links: &'a Value, name: &str) -> Option<&'a Value> {
+    links
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["ifname"] == name)
+}
+
+fn cid(n: u32) -> String {
+    format!(
+        "5baff64c-d028-47ba-864e-{:012x}",
+        0xa5ee_0000_0000u64 + std::process::id() as u64 * 1000 + n as u64
+    )
+}
+
+/// The whole ADD → verify → DEL → verify cycle, Mesos mode with the manager.
+#[test]
+fn contrail_add_verify_del_mesos() {
+    if !require_root("contrail_add_verify_del_mesos") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(1);
+    let conf = node.conf("0.2.0");
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+
+    // The manager stand-in allocated 5.5.5.2/24; gateway .254, DNS .253 (Contrail's service
+    // addresses). Result in 0.2.0 for Mesos.
+    assert_eq!(res["cniVersion"], "0.2.0");
+    assert_eq!(res["ip4"]["ip"], "5.5.5.2/24");
+    assert_eq!(res["ip4"]["gateway"], "5.5.5.254");
+    assert_eq!(
+        res["ip4"]["routes"][0],
+        json!({"dst": "0.0.0.0/0", "gw": "5.5.5.254"})
+    );
+    assert_eq!(res["dns"]["nameservers"], json!(["5.5.5.253"]));
+
+    // Inside the container.
+    let att = node.manager.as_ref().unwrap().attachments().pop().unwrap();
+    let links = ct.links();
+    let eth0 = link(&links, "eth0").expect("eth0 in the container");
+    assert_eq!(eth0["address"], mac_for(&att.vmi_uuid));
+    assert_eq!(eth0["mtu"], 1400);
+    assert!(
+        eth0["flags"].as_array().unwrap().contains(&json!("UP")),
+        "{eth0}"
+    );
+    let addrs = ct.ip(&["-j", "-4", "addr", "show", "dev", "eth0"]);
+    let addrs: Value = serde_json::from_str(&addrs).unwrap();
+    let a = &addrs[0]["addr_info"][0];
+    assert_eq!(
+        (a["local"].as_str(), a["prefixlen"].as_u64()),
+        (Some("5.5.5.2"), Some(24))
+    );
+    let routes: Value = serde_json::from_str(&ct.ip(&["-j", "-4", "route", "show"])).unwrap();
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "default" && r["gateway"] == "5.5.5.254" && r["dev"] == "eth0"),
+        "{routes}"
+    );
+
+    // On the node: one tap, up, MTU 1400, 14 characters.
+    let taps = node.taps();
+    assert_eq!(taps.len(), 1, "{taps:?}");
+    let tap = &taps[0];
+    assert_eq!(tap.len(), 14);
+    let t = node.tap(tap).unwrap();
+    assert!(t["flags"].as_array().unwrap().contains(&json!("UP")), "{t}");
+    assert_eq!(t["mtu"], 1400);
+
+    // The port file is exactly the POST /vm body the agent received.
+    let posts = node.agent.requests_matching("POST", "/vm");
+    assert_eq!(posts.len(), 1);
+    let file = node.ports_dir().join(&id).join(&att.vmi_uuid);
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(bytes, posts[0].body);
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "time",
+            "vm-id",
+            "vm-uuid",
+            "vm-name",
+            "host-ifname",
+            "vm-ifname",
+            "vm-namespace",
+            "vn-uuid",
+            "vmi-uuid"
+        ]
+    );
+    assert_eq!(body["vm-id"], id.as_str());
+    assert_eq!(body["vm-uuid"], id.as_str());
+    assert_eq!(body["vm-name"], id.as_str());
+    assert_eq!(body["host-ifname"], tap.as_str());
+    assert_eq!(body["vm-ifname"], "eth0");
+    assert_eq!(body["vm-namespace"], ct.path().to_str().unwrap());
+    assert_eq!(body["vmi-uuid"], att.vmi_uuid.as_str());
+    assert!(
+        String::from_utf8(bytes)
+            .unwrap()
+            .starts_with("{\n\t\"time\": \"")
+    );
+    // The manager got the translated labels.
+    let reg: Value =
+        serde_json::from_slice(&node.manager.as_ref().unwrap().requests()[0].body).unwrap();
+    assert_eq!(reg["request"]["network"], json!(["blue-network"]));
+    assert_eq!(reg["request"]["subnets"], json!(["5.5.5.0/24"]));
+    assert_eq!(reg["node"], json!({"name": "node1", "ip": "127.0.0.1"}));
+
+    // DEL: nothing left anywhere.
+    let (ok, out) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{out}");
+    assert_eq!(out, Value::Null);
+    assert!(node.taps().is_empty());
+    assert!(link(&ct.links(), "eth0").is_none());
+    assert!(node.port_files().is_empty(), "{:?}", node.port_files());
+    assert!(node.agent.subscriptions().is_empty());
+    assert_eq!(
+        node.agent
+            .requests_matching("DELETE", &format!("/vm/{id}"))
+            .len(),
+        1
+    );
+    assert!(node.manager.as_ref().unwrap().attachments().is_empty());
+
+    // DEL again: still success, nothing to do.
+    let (ok, out) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{out}");
+}
+
+#[test]
+fn contrail_agent_answers_after_polls() {
+    if !require_root("contrail_agent_answers_after_polls") {
+        return;
+    }
+    let node = Node::new(true);
+    node.agent.set_cfg_after_polls(4);
+    let ct = TestNetns::new("c");
+    let id = cid(2);
+    let conf = node.conf("0.2.0");
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    assert_eq!(node.agent.requests_matching("GET", "/vm-cfg/").len(), 5);
+    let (ok, _) = node.cni("DEL", &id, "eth0", None, &conf);
+    assert!(ok);
+    assert!(node.taps().is_empty());
+}
+
+#[test]
+fn contrail_agent_down_is_error_11_and_leaves_nothing() {
+    if !require_root("contrail_agent_down_is_error_11_and_leaves_nothing") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(3);
+    let mut conf = node.conf("0.2.0");
+    // Nothing listens there in the node namespace.
+    conf["contrail"]["vrouter-port"] = json!(1);
+    conf["contrail"]["poll-retries"] = json!(3);
+    let t = std::time::Instant::now();
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(!ok);
+    assert_eq!(res["code"], 11, "{res}");
+    let msg = res["msg"].as_str().unwrap();
+    assert!(msg.contains("/vm-cfg/") && msg.contains(&id), "{msg}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    assert!(node.taps().is_empty());
+    assert!(link(&ct.links(), "eth0").is_none());
+    assert!(node.port_files().is_empty());
+    // The registration was rolled back.
+    assert!(node.manager.as_ref().unwrap().attachments().is_empty());
+    assert_eq!(
+        node.manager
+            .as_ref()
+            .unwrap()
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn contrail_post_failure_rolls_back_everything() {
+    if !require_root("contrail_post_failure_rolls_back_everything") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(4);
+    let conf = node.conf("0.2.0");
+    node.agent.fail_next("POST /vm", 500, 1);
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(!ok);
+    assert_eq!(res["code"], 120, "{res}");
+    assert!(
+        res["msg"].as_str().unwrap().starts_with("POST /vm"),
+        "{res}"
+    );
+    assert!(node.taps().is_empty());
+    assert!(link(&ct.links(), "eth0").is_none());
+    assert!(node.port_files().is_empty());
+    assert!(node.manager.as_ref().unwrap().attachments().is_empty());
+}
+
+#[test]
+fn contrail_twenty_parallel_adds() {
+    if !require_root("contrail_twenty_parallel_adds") {
+        return;
+    }
+    let node = Node::new(true);
+    let conf = node.conf("0.2.0");
+    // Warm the Wasm artifact cache so 20 processes do not all compile the plugins.
+    let warm = TestNetns::new("w");
+    assert!(
+        node.cni("ADD", &cid(99), "eth0", Some(&warm.path()), &conf)
+            .0
+    );
+    assert!(
+        node.cni("DEL", &cid(99), "eth0", Some(&warm.path()), &conf)
+            .0
+    );
+    let cts: Vec<TestNetns> = (0..20).map(|_| TestNetns::new("p")).collect();
+    let results: Vec<(bool, Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = cts
+            .iter()
+            .enumerate()
+            .map(|(i, ct)| {
+                let (node, conf) = (&node, &conf);
+                s.spawn(move || {
+                    node.cni("ADD", &cid(100 + i as u32), "eth0", Some(&ct.path()), conf)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips = std::collections::HashSet::new();
+    for (ok, r) in &results {
+        assert!(ok, "{r}");
+        ips.insert(r["ip4"]["ip"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ips.len(), 20);
+    assert_eq!(node.taps().len(), 20);
+    for ct in &cts {
+        assert!(link(&ct.links(), "eth0").is_some());
+    }
+    std::thread::scope(|s| {
+        for (i, ct) in cts.iter().enumerate() {
+            let (node, conf) = (&node, &conf);
+            s.spawn(move || {
+                assert!(
+                    node.cni("DEL", &cid(100 + i as u32), "eth0", Some(&ct.path()), conf)
+                        .0
+                )
+            });
+        }
+    });
+    assert!(node.taps().is_empty());
+    assert!(node.port_files().is_empty());
+    assert!(node.agent.subscriptions().is_empty());
+}
+
+#[test]
+fn contrail_two_networks_on_one_container() {
+    if !require_root("contrail_two_networks_on_one_container") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(5);
+    let conf0 = node.conf("0.2.0");
+    let mut conf1 = node.conf("0.2.0");
+    conf1["args"]["org.apache.mesos"]["network_info"]["labels"]["labels"] = json!([{"key": "networks", "value": "red-network"}, {"key": "network-subnets", "value": "6.6.6.0/24"}]);
+    // Mesos ADDs a container's networks in parallel.
+    let (r0, r1) = std::thread::scope(|s| {
+        let a = s.spawn(|| node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf0));
+        let b = s.spawn(|| node.cni("ADD", &id, "eth1", Some(&ct.path()), &conf1));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(r0.0 && r1.0, "{} {}", r0.1, r1.1);
+    assert!(r0.1["ip4"]["ip"].as_str().unwrap().starts_with("5.5.5."));
+    assert!(r1.1["ip4"]["ip"].as_str().unwrap().starts_with("6.6.6."));
+    // Only the primary interface gets the default route.
+    assert!(r0.1["ip4"]["routes"].is_array());
+    assert!(
+        r1.1["ip4"]
+            .get("routes")
+            .is_none_or(|r| r.as_array().unwrap().is_empty()),
+        "{}",
+        r1.1
+    );
+    let links = ct.links();
+    assert!(link(&links, "eth0").is_some() && link(&links, "eth1").is_some());
+    assert_eq!(node.taps().len(), 2);
+    assert_eq!(node.agent.subscriptions().len(), 2);
+
+    // DEL eth1 only: eth0's subscription must survive. DELETE /vm drops all of the VM's, so
+    // it is not sent while another port file remains; eth1's now inert subscription (its tap
+    // and VMI are gone) goes with the VM's last DEL.
+    let eth0_vmi = node
+        .manager
+        .as_ref()
+        .unwrap()
+        .attachments()
+        .into_iter()
+        .find(|a| a.ifname == "eth0")
+        .unwrap()
+        .vmi_uuid;
+    assert!(node.cni("DEL", &id, "eth1", Some(&ct.path()), &conf1).0);
+    assert!(
+        node.agent
+            .subscriptions()
+            .contains_key(&(id.clone(), eth0_vmi.clone()))
+    );
+    assert!(node.agent.requests_matching("DELETE", "/vm/").is_empty());
+    assert_eq!(node.port_files().len(), 2, "{:?}", node.port_files()); // dir + eth0's file
+    assert!(link(&ct.links(), "eth1").is_none());
+    assert!(link(&ct.links(), "eth0").is_some());
+    assert_eq!(node.taps().len(), 1);
+    // The last one out unsubscribes the VM.
+    assert!(node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf0).0);
+    assert!(node.agent.subscriptions().is_empty());
+    assert_eq!(node.agent.requests_matching("DELETE", "/vm/").len(), 1);
+    assert!(node.port_files().is_empty());
+    assert!(node.taps().is_empty());
+}
+
+#[test]
+fn contrail_del_without_netns_and_twice() {
+    if !require_root("contrail_del_without_netns_and_twice") {
+        return;
+    }
+    let node = Node::new(true);
+    let id = cid(6);
+    let conf = node.conf("0.2.0");
+    {
+        let ct = TestNetns::new("c");
+        assert!(node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf).0);
+        // The container's namespace goes away (reboot, runtime cleanup) before the DEL; the
+        // kernel then removes the veth pair itself.
+    }
+    for _ in 0..2 {
+        let (ok, out) = node.cni("DEL", &id, "eth0", None, &conf);
+        assert!(ok, "{out}");
+    }
+    assert!(node.port_files().is_empty());
+    assert!(node.agent.subscriptions().is_empty());
+    assert!(node.manager.as_ref().unwrap().attachments().is_empty());
+
+    // Netns still alive but not passed: the veth is found by its host name.
+    let ct = TestNetns::new("c");
+    let id = cid(7);
+    assert!(node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf).0);
+    assert!(node.cni("DEL", &id, "eth0", None, &conf).0);
+    assert!(node.taps().is_empty());
+    assert!(link(&ct.links(), "eth0").is_none());
+}
+
+#[test]
+fn contrail_stale_del_is_ignored_k8s() {
+    if !require_root("contrail_stale_del_is_ignored_k8s") {
+        return;
+    }
+    let node = Node::new(false);
+    let ct = TestNetns::new("c");
+    let mut conf = node.conf("0.3.1");
+    conf["contrail"]["mode"] = json!("k8s");
+    conf["contrail"]["cluster-name"] = json!("k8s");
+    let vm_uuid = "0f1e2d3c-0000-4000-8000-00000000000a";
+    let vmi = "0f1e2d3c-0000-4000-8000-00000000000b";
+    let mut spec = VmiSpec::mesos(vm_uuid, vmi, 0, 1, "10.47.255.250", 12);
+    spec.vm_name = "k8s__default__web-1".into();
+    node.agent.add_vmi(spec);
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-1";
+    let new_cid = "bbbbbbbbbbbb";
+    let (ok, res) = node.cni_args("ADD", new_cid, "eth0", Some(&ct.path()), &conf, Some(args));
+    assert!(ok, "{res}");
+    assert_eq!(res["ips"][0]["address"], "10.47.255.250/12");
+    let file = node.ports_dir().join("k8s__default__web-1").join(vmi);
+    let body: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(body["vm-uuid"], vm_uuid);
+    assert_eq!(body["vm-id"], new_cid);
+
+    // A late DEL of the pod's previous sandbox: must not touch the new one.
+    let (ok, out) = node.cni_args("DEL", "aaaaaaaaaaaa", "eth0", None, &conf, Some(args));
+    assert!(ok, "{out}");
+    assert!(file.exists());
+    assert!(link(&ct.links(), "eth0").is_some());
+    assert_eq!(node.taps().len(), 1);
+    assert!(node.agent.requests_matching("DELETE", "/vm/").is_empty());
+
+    let (ok, _) = node.cni_args("DEL", new_cid, "eth0", Some(&ct.path()), &conf, Some(args));
+    assert!(ok);
+    assert!(!file.exists());
+    assert!(node.taps().is_empty());
+    assert_eq!(
+        node.agent
+            .requests_matching("DELETE", &format!("/vm/{vm_uuid}"))
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn contrail_add_when_ifname_exists_fails_cleanly() {
+    if !require_root("contrail_add_when_ifname_exists_fails_cleanly") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    ct.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "other0",
+    ]);
+    let id = cid(8);
+    let conf = node.conf("0.2.0");
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(!ok);
+    assert!(
+        res["msg"].as_str().unwrap().contains("already exists"),
+        "{res}"
+    );
+    assert!(node.taps().is_empty());
+    assert!(node.port_files().is_empty());
+    assert!(node.manager.as_ref().unwrap().attachments().is_empty());
+    // The dummy is untouched.
+    // The runtime's eth0 is untouched.
+    assert!(ct.ip(&["link", "show", "eth0"]).contains("eth0@other0"));
+}
+
+#[test]
+fn contrail_check_detects_a_changed_address() {
+    if !require_root("contrail_check_detects_a_changed_address") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(9);
+    let conf = node.conf("1.0.0");
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    let mut check = conf.clone();
+    check["prevResult"] = res.clone();
+    let (ok, out) = node.cni("CHECK", &id, "eth0", Some(&ct.path()), &check);
+    assert!(ok, "{out}");
+    let addr = res["ips"][0]["address"].as_str().unwrap();
+    ct.ip(&["addr", "del", addr, "dev", "eth0"]);
+    ct.ip(&["addr", "add", "5.5.5.77/24", "dev", "eth0"]);
+    let (ok, out) = node.cni("CHECK", &id, "eth0", Some(&ct.path()), &check);
+    assert!(!ok);
+    assert!(out["msg"].as_str().unwrap().contains(addr), "{out}");
+    assert!(node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf).0);
+}
+
+#[test]
+fn contrail_status_is_50_when_the_agent_is_down() {
+    if !require_root("contrail_status_is_50_when_the_agent_is_down") {
+        return;
+    }
+    let node = Node::new(false);
+    let conf = node.conf("1.1.0");
+    assert!(node.cni("STATUS", "", "", None, &conf).0);
+    let mut down = conf.clone();
+    down["contrail"]["vrouter-port"] = json!(1);
+    let (ok, out) = node.cni("STATUS", "", "", None, &down);
+    assert!(!ok);
+    assert_eq!(out["code"], 50, "{out}");
+}
