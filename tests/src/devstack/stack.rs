@@ -34,6 +34,8 @@ pub const CONTRAIL_NETWORK: &str = "contrail-cni-plugin";
 /// The node's name: the vrouter's fq_name and the CNI's `cluster-name`.
 pub const NODE_NAME: &str = "devstack-node-1";
 
+static STACKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Where the built artifacts are.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -130,7 +132,10 @@ impl Stack {
                 ));
             }
         }
-        let node = NodeNetns::enter(&format!("cdsnode{}", std::process::id()))?;
+        // Unique per stack: tests start several stacks in one process.
+        let seq = STACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{}x{seq}", std::process::id() % 100_000);
+        let node = NodeNetns::enter(&format!("cdsnode{tag}"))?;
         let work = tempfile::Builder::new()
             .prefix("contrail-devstack")
             .tempdir()
@@ -195,7 +200,7 @@ impl Stack {
             .map_err(|e| e.to_string())?;
 
         let mut mesos = MesosAgent::new(&config_dir, &cni_bin_dir, &root.join("mesos-cni-root"));
-        mesos.netns_prefix = format!("mesos{}-", std::process::id() % 100_000);
+        mesos.netns_prefix = format!("mesos{tag}-");
         let scheduler = Scheduler::new(marathon.clone(), mesos, NODE_NAME);
         let mut stack = Stack {
             work,
