@@ -151,16 +151,16 @@ impl ContrailConfig {
         if c.vrouter_port == 0 {
             return Err(bad("vrouter-port", &Value::from(0), "a port number"));
         }
-        if c.mesos_token.is_none() {
-            if let Some(f) = token_file {
-                let t = std::fs::read_to_string(&f).map_err(|e| {
-                    Error::new(
-                        code::INVALID_CONFIG,
-                        format!("contrail.mesos-token-file {f}: {e}"),
-                    )
-                })?;
-                c.mesos_token = Some(t.trim().to_owned());
-            }
+        if c.mesos_token.is_none()
+            && let Some(f) = token_file
+        {
+            let t = std::fs::read_to_string(&f).map_err(|e| {
+                Error::new(
+                    code::INVALID_CONFIG,
+                    format!("contrail.mesos-token-file {f}: {e}"),
+                )
+            })?;
+            c.mesos_token = Some(t.trim().to_owned());
         }
         Ok(c)
     }

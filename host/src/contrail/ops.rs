@@ -185,13 +185,12 @@ fn select_vmi<'v>(
                 cfgs.len()
             )));
         }
-        if let Some(i) = eth_index(ifname) {
-            if let Some(c) = cfgs
+        if let Some(i) = eth_index(ifname)
+            && let Some(c) = cfgs
                 .iter()
                 .find(|c| c.index().is_some_and(|(ci, _)| ci == i))
-            {
-                return Ok(c);
-            }
+        {
+            return Ok(c);
         }
     }
     if cfgs.len() == 1 && (cfgs[0].index().is_none() || ifname == "eth0") {
@@ -247,8 +246,8 @@ struct Rollback<'d, 'a> {
 impl Rollback<'_, '_> {
     fn run(&mut self) {
         let t = Instant::now();
-        if let Some((vm_name, vmi, vm_uuid, posted)) = self.port.take() {
-            if let Err(e) = release_port(
+        if let Some((vm_name, vmi, vm_uuid, posted)) = self.port.take()
+            && let Err(e) = release_port(
                 self.deps.agent,
                 self.cfg,
                 &self.container_id,
@@ -256,22 +255,20 @@ impl Rollback<'_, '_> {
                 &vmi,
                 &vm_uuid,
                 posted,
-            ) {
-                tracing::warn!(container_id = %self.container_id, error = %e, "rollback: port file / agent");
-            }
+            )
+        {
+            tracing::warn!(container_id = %self.container_id, error = %e, "rollback: port file / agent");
         }
-        if let Some(tap) = self.veth.take() {
-            if let Err(e) = self.deps.net.delete_host_link(&tap) {
-                tracing::warn!(container_id = %self.container_id, error = %e, "rollback: veth {tap}");
-            }
+        if let Some(tap) = self.veth.take()
+            && let Err(e) = self.deps.net.delete_host_link(&tap)
+        {
+            tracing::warn!(container_id = %self.container_id, error = %e, "rollback: veth {tap}");
         }
-        if self.registered {
-            self.registered = false;
-            if let Some(m) = self.deps.manager {
-                if let Err(e) = m.detach(&self.container_id, &self.ifname) {
-                    tracing::warn!(container_id = %self.container_id, error = %e, "rollback: manager");
-                }
-            }
+        if std::mem::take(&mut self.registered)
+            && let Some(m) = self.deps.manager
+            && let Err(e) = m.detach(&self.container_id, &self.ifname)
+        {
+            tracing::warn!(container_id = %self.container_id, error = %e, "rollback: manager");
         }
         tracing::info!(container_id = %self.container_id, ms = ms(t.elapsed()), "ADD rolled back");
     }
@@ -354,40 +351,40 @@ pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
     let mut want_vmi = None;
     let mut mac = None;
     let mut primary = None;
-    if id.mode == Mode::Mesos {
-        if let Some(m) = rb.deps.manager {
-            let request = rb
-                .deps
-                .policy
-                .translate(&ctx.labels)
-                .map_err(|e| at_step(e, "translate labels"))?;
-            let req = AttachRequest {
-                container_id: cid.to_owned(),
-                ifname: ctx.ifname.to_owned(),
-                netns: Some(netns.to_string_lossy().into_owned()),
-                node: Node {
-                    name: cfg.cluster_name.clone(),
-                    ip: cfg.vrouter_ip.clone(),
-                },
-                network_name: ctx.network_name.to_owned(),
-                request,
-                labels: ctx.labels.clone(),
-            };
-            rb.registered = true; // a timed-out POST may still have registered: undo either way
-            let att = m
-                .attach(&req)
-                .map_err(|e| at_step(e, "register with the manager"))?;
-            id.vm_name = att.vm_name.clone();
-            id.vm_uuid = Some(att.vm_uuid.clone());
-            want_vmi = Some(att.vmi_uuid.clone());
-            mac = att.mac.clone();
-            primary = att
-                .index
-                .split_once('/')
-                .and_then(|(i, _)| i.parse::<u32>().ok())
-                .map(|i| i == 0);
-            lap("register", &mut t);
-        }
+    if id.mode == Mode::Mesos
+        && let Some(m) = rb.deps.manager
+    {
+        let request = rb
+            .deps
+            .policy
+            .translate(&ctx.labels)
+            .map_err(|e| at_step(e, "translate labels"))?;
+        let req = AttachRequest {
+            container_id: cid.to_owned(),
+            ifname: ctx.ifname.to_owned(),
+            netns: Some(netns.to_string_lossy().into_owned()),
+            node: Node {
+                name: cfg.cluster_name.clone(),
+                ip: cfg.vrouter_ip.clone(),
+            },
+            network_name: ctx.network_name.to_owned(),
+            request,
+            labels: ctx.labels.clone(),
+        };
+        rb.registered = true; // a timed-out POST may still have registered: undo either way
+        let att = m
+            .attach(&req)
+            .map_err(|e| at_step(e, "register with the manager"))?;
+        id.vm_name = att.vm_name.clone();
+        id.vm_uuid = Some(att.vm_uuid.clone());
+        want_vmi = Some(att.vmi_uuid.clone());
+        mac = att.mac.clone();
+        primary = att
+            .index
+            .split_once('/')
+            .and_then(|(i, _)| i.parse::<u32>().ok())
+            .map(|i| i == 0);
+        lap("register", &mut t);
     }
 
     // 3. Wait until the agent has the VMI config.
@@ -632,11 +629,11 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
         }
     }
     let removed = deps.net.delete_host_link(&tap)?;
-    if let (Some(id), Some(m)) = (&id, deps.manager) {
-        if id.mode == Mode::Mesos {
-            m.detach(cid, ctx.ifname)
-                .map_err(|e| at_step(e, "deregister from the manager"))?;
-        }
+    if let (Some(id), Some(m)) = (&id, deps.manager)
+        && id.mode == Mode::Mesos
+    {
+        m.detach(cid, ctx.ifname)
+            .map_err(|e| at_step(e, "deregister from the manager"))?;
     }
     tracing::info!(
         container_id = cid,
@@ -733,4 +730,399 @@ pub fn routes_of(r: &CniResult) -> Vec<RouteSpec> {
             gw: x.gw,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cni::result::Dns;
+    use crate::net::IfaceState;
+
+    const CID: &str = "5baff64c-d028-47ba-864e-a5ee679fc069";
+    const VMI: &str = "a1b2c3d4-0000-4000-8000-000000000001";
+
+    #[derive(Default)]
+    struct FakeAgent {
+        cfg_404s: RefCell<u32>,
+        fail_post: bool,
+        calls: RefCell<Vec<String>>,
+        subs: RefCell<BTreeMap<String, Vec<u8>>>,
+    }
+
+    impl Agent for FakeAgent {
+        fn vm_cfg(
+            &self,
+            key: &str,
+            _: Duration,
+        ) -> std::result::Result<Option<Vec<VmiCfg>>, AgentError> {
+            self.calls.borrow_mut().push(format!("GET /vm-cfg/{key}"));
+            let mut n = self.cfg_404s.borrow_mut();
+            if *n > 0 {
+                *n -= 1;
+                return Ok(None);
+            }
+            Ok(Some(vec![VmiCfg {
+                id: VMI.into(),
+                vm_uuid: Some(CID.into()),
+                vn_id: Some("vn".into()),
+                mac: Some("02:00:00:00:00:01".into()),
+                annotations: [("index".to_string(), "0/1".to_string())].into(),
+                ..Default::default()
+            }]))
+        }
+        fn add_port(&self, body: &[u8], _: Duration) -> std::result::Result<(), AgentError> {
+            self.calls.borrow_mut().push("POST /vm".into());
+            if self.fail_post {
+                return Err(AgentError::Status {
+                    status: 500,
+                    body: "{}".into(),
+                });
+            }
+            self.subs.borrow_mut().insert(VMI.into(), body.to_vec());
+            Ok(())
+        }
+        fn get_port(
+            &self,
+            _: &str,
+            vmi: &str,
+            _: Duration,
+        ) -> std::result::Result<Option<VmPort>, AgentError> {
+            self.calls.borrow_mut().push(format!("GET /vm/{vmi}"));
+            Ok(Some(VmPort {
+                id: vmi.into(),
+                ip_address: Some("10.0.0.5".into()),
+                plen: Some(24),
+                gateway: Some("10.0.0.254".into()),
+                ..Default::default()
+            }))
+        }
+        fn delete_vm(
+            &self,
+            vm: &str,
+            _: &[u8],
+            _: Duration,
+        ) -> std::result::Result<(), AgentError> {
+            self.calls.borrow_mut().push(format!("DELETE /vm/{vm}"));
+            self.subs.borrow_mut().clear();
+            Ok(())
+        }
+        fn ping(&self, _: Duration) -> std::result::Result<(), AgentError> {
+            Err(AgentError::Unreachable("refused".into()))
+        }
+        fn endpoint(&self) -> String {
+            "fake:9091".into()
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeNet {
+        links: Vec<String>,
+        fail_configure: bool,
+    }
+
+    impl NetOps for FakeNet {
+        fn create_veth(&mut self, _: &Path, spec: &VethSpec) -> std::result::Result<(), NetError> {
+            self.links.push(spec.host_name.clone());
+            Ok(())
+        }
+        fn configure(
+            &mut self,
+            _: &Path,
+            _: &str,
+            _: &[IpNet],
+            _: &[RouteSpec],
+        ) -> std::result::Result<(), NetError> {
+            if self.fail_configure {
+                return Err(NetError::Netlink {
+                    op: "add route".into(),
+                    errno: Some(101),
+                    msg: "unreachable".into(),
+                });
+            }
+            Ok(())
+        }
+        fn delete_host_link(&mut self, name: &str) -> std::result::Result<bool, NetError> {
+            let before = self.links.len();
+            self.links.retain(|l| l != name);
+            Ok(before != self.links.len())
+        }
+        fn host_link_exists(&mut self, name: &str) -> std::result::Result<bool, NetError> {
+            Ok(self.links.iter().any(|l| l == name))
+        }
+        fn inspect(
+            &mut self,
+            _: &Path,
+            _: &str,
+        ) -> std::result::Result<Option<IfaceState>, NetError> {
+            Ok(None)
+        }
+    }
+
+    struct FakePolicy;
+
+    impl Policy for FakePolicy {
+        fn translate(&self, _: &[Label]) -> Result<ContrailRequest> {
+            Ok(ContrailRequest::default())
+        }
+        fn ipam(&self, port: &VrouterPort, primary: bool) -> Result<IpamConfig> {
+            let ip: IpAddr = port.ip_address.as_deref().unwrap().parse().unwrap();
+            let gw: IpAddr = port.gateway.as_deref().unwrap().parse().unwrap();
+            Ok(IpamConfig {
+                ips: vec![IpConfig {
+                    interface: None,
+                    address: IpNet::new(ip, 24).unwrap(),
+                    gateway: Some(gw),
+                }],
+                routes: if primary {
+                    vec![Route::new("0.0.0.0/0".parse().unwrap(), Some(gw))]
+                } else {
+                    vec![]
+                },
+                dns: Dns::default(),
+            })
+        }
+    }
+
+    fn cfg(dir: &Path) -> ContrailConfig {
+        ContrailConfig {
+            config_dir: dir.to_owned(),
+            poll_timeout: Duration::from_millis(20),
+            poll_retries: 5,
+            mode: Some(Mode::Mesos),
+            ..Default::default()
+        }
+    }
+
+    fn ctx<'a>(cfg: &'a ContrailConfig, netns: &'a Path) -> Ctx<'a> {
+        Ctx {
+            cfg,
+            container_id: CID,
+            ifname: "eth0",
+            netns: Some(netns),
+            cni_args: None,
+            network_name: "contrail-cni-plugin",
+            labels: vec![],
+        }
+    }
+
+    #[test]
+    fn add_then_del_without_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent {
+            cfg_404s: RefCell::new(2),
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let r = add(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert_eq!(r.ips[0].address.to_string(), "10.0.0.5/24");
+        assert_eq!(r.ips[0].interface, Some(0));
+        assert_eq!(r.routes.len(), 1);
+        assert_eq!(r.interfaces[0].mac.as_deref(), Some("02:00:00:00:00:01"));
+        let file = tmp.path().join(CID).join(VMI);
+        assert_eq!(std::fs::read(&file).unwrap(), agent.subs.borrow()[VMI]);
+        assert_eq!(
+            agent
+                .calls
+                .borrow()
+                .iter()
+                .filter(|c| c.starts_with("GET /vm-cfg"))
+                .count(),
+            3
+        );
+        assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
+
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        del(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert!(net.links.is_empty());
+        assert!(!tmp.path().join(CID).exists());
+        assert!(agent.subs.borrow().is_empty());
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        del(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert_eq!(
+            agent
+                .calls
+                .borrow()
+                .iter()
+                .filter(|c| c.starts_with("DELETE"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn failure_after_side_effects_rolls_back_and_names_the_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet {
+            fail_configure: true,
+            ..Default::default()
+        };
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::NETLINK);
+        assert!(
+            e.msg.starts_with("configure addresses and routes:"),
+            "{}",
+            e.msg
+        );
+        assert!(net.links.is_empty());
+        assert!(!tmp.path().join(CID).exists());
+        assert!(agent.subs.borrow().is_empty());
+
+        let agent = FakeAgent {
+            fail_post: true,
+            ..Default::default()
+        };
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::AGENT);
+        assert!(e.msg.starts_with("POST /vm:"), "{}", e.msg);
+        assert!(net.links.is_empty());
+        assert!(!tmp.path().join(CID).exists());
+        // Not posted: no DELETE needed.
+        assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
+    }
+
+    #[test]
+    fn polling_is_bounded_backs_off_and_says_what_it_waited_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path()); // budget 100 ms, step cap 20 ms
+        let agent = FakeAgent {
+            cfg_404s: RefCell::new(u32::MAX),
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let t = Instant::now();
+        let e = add(&ctx(&cfg, Path::new("/x")), &mut deps).unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(e.code, code::TRY_AGAIN);
+        assert!(
+            e.msg.contains(&format!("GET /vm-cfg/{CID}")) && e.msg.contains("404"),
+            "{}",
+            e.msg
+        );
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
+        // 5, 10, 20, 20, 20, 20, 5 ms...: a handful of polls, not a spin.
+        let polls = agent.calls.borrow().len();
+        assert!((4..=12).contains(&polls), "{polls}");
+        assert!(net.links.is_empty());
+    }
+
+    #[test]
+    fn vmi_selection() {
+        let mk = |id: &str, ann: &[(&str, &str)]| VmiCfg {
+            id: id.into(),
+            annotations: ann
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let two = vec![mk("a", &[("index", "0/2")]), mk("b", &[("index", "1/2")])];
+        assert_eq!(select_vmi(&two, "eth1", None).ok().unwrap().id, "b");
+        assert_eq!(select_vmi(&two, "eth0", Some("b")).ok().unwrap().id, "b");
+        assert!(matches!(
+            select_vmi(&two, "eth0", Some("c")),
+            Err(Poll::NotYet(_))
+        ));
+        // Partial set: wait for the rest instead of failing (Contrail R2008 spun here).
+        assert!(matches!(
+            select_vmi(&two[..1], "eth1", None),
+            Err(Poll::NotYet(_))
+        ));
+        let named = vec![
+            mk("a", &[("index", "0/2")]),
+            mk("b", &[("index", "1/2"), ("interface", "net1")]),
+        ];
+        assert_eq!(select_vmi(&named, "net1", None).ok().unwrap().id, "b");
+        assert!(matches!(
+            select_vmi(&two, "net9", None),
+            Err(Poll::Fatal(_))
+        ));
+        // No index annotation (CEM-24753 crashed the Go CNI): a single VMI is taken.
+        assert_eq!(
+            select_vmi(&[mk("x", &[])], "eth0", None).ok().unwrap().id,
+            "x"
+        );
+    }
+
+    #[test]
+    fn stale_del_touches_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        add(&ctx(&cfg, ns), &mut deps).unwrap();
+        // Rewrite the port file as if a newer container with the same name owned it.
+        let file = tmp.path().join(CID).join(VMI);
+        let mut m: PortMsg = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        m.vm_id = "newer".into();
+        std::fs::write(&file, m.to_body()).unwrap();
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        del(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert!(file.exists());
+        assert_eq!(net.links.len(), 1);
+        assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
+    }
+
+    #[test]
+    fn status_is_50_when_the_agent_does_not_answer() {
+        let e = status(&ContrailConfig::default(), &FakeAgent::default()).unwrap_err();
+        assert_eq!(e.code, 50);
+        assert!(e.msg.contains("fake:9091"));
+    }
 }

@@ -350,10 +350,11 @@ impl NetOps for Netlink {
                     .await
                     .map_err(|e| nl_err("dump routes", e))?
                 {
-                    if let Some((oif, r)) = parse_route(&m) {
-                        if oif == index && !m.header.flags.contains(RouteFlags::Cloned) {
-                            st.routes.push(r);
-                        }
+                    if let Some((oif, r)) = parse_route(&m)
+                        && oif == index
+                        && !m.header.flags.contains(RouteFlags::Cloned)
+                    {
+                        st.routes.push(r);
                     }
                 }
             }
@@ -367,7 +368,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn veth_message_creates_the_peer_up_in_the_netns_with_mac_and_mtu() {
+    fn veth_message_creates_the_peer_in_the_netns_with_mac_and_mtu() {
         let spec = VethSpec {
             host_name: "tapabcdefghijk".into(),
             container_name: "eth0".into(),
@@ -398,7 +399,8 @@ mod tests {
                 _ => None,
             })
             .expect("peer");
-        assert!(peer.header.flags.contains(LinkFlags::Up));
+        // Set up afterwards (the kernel refuses an up peer at creation).
+        assert!(!peer.header.flags.contains(LinkFlags::Up));
         assert!(
             peer.attributes
                 .contains(&LinkAttribute::IfName("eth0".into()))
