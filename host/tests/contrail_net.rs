@@ -74,3 +74,58 @@ fn contrail_net_veth_configure_inspect_delete() {
         assert!(nl.inspect(&ctp, "eth0").unwrap().is_none());
     });
 }
+
+#[test]
+fn contrail_net_retire_frees_names_at_once_and_deletes_in_background() {
+    if !require_root("contrail_net_retire_frees_names_at_once_and_deletes_in_background") {
+        return;
+    }
+    let node = TestNetns::new("n");
+    let ct = TestNetns::new("c");
+    let ctp = ct.path();
+    in_node(&node, || {
+        let mut nl = Netlink::new().unwrap();
+        let spec = VethSpec {
+            host_name: "tapretire00001".into(),
+            container_name: "eth0".into(),
+            mac: None,
+            mtu: 1500,
+        };
+        nl.create_veth(&ctp, &spec).unwrap();
+        assert!(
+            nl.retire(Some(&ctp), "eth0", "tapretire00001", true)
+                .unwrap()
+        );
+        // The container name is free immediately: the same ADD again works at once.
+        assert!(nl.inspect(&ctp, "eth0").unwrap().is_none());
+        let again = VethSpec {
+            host_name: "tapretire00002".into(),
+            ..spec.clone()
+        };
+        nl.create_veth(&ctp, &again).unwrap();
+        // The old pair goes away in the background.
+        let t = std::time::Instant::now();
+        while nl.host_link_exists("tapretire00001").unwrap() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(3));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // A retire whose container-side name is not our peer leaves that interface alone.
+        ct.ip(&[
+            "link", "add", "eth1", "type", "veth", "peer", "name", "other1",
+        ]);
+        let third = VethSpec {
+            host_name: "tapretire00003".into(),
+            container_name: "eth2".into(),
+            mac: None,
+            mtu: 1500,
+        };
+        nl.create_veth(&ctp, &third).unwrap();
+        assert!(
+            nl.retire(Some(&ctp), "eth1", "tapretire00003", true)
+                .unwrap()
+        );
+        assert!(nl.inspect(&ctp, "eth1").unwrap().is_some());
+        assert!(!nl.retire(None, "eth0", "tapmissing0000", true).unwrap());
+        nl.delete_host_link("tapretire00002").unwrap();
+    });
+}

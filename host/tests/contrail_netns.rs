@@ -196,6 +196,23 @@ impl Node {
     }
 }
 
+/// DEL frees the names at once and the kernel finishes the veth teardown in a detached child
+/// (`async-teardown`): what is gone must be gone within a bounded time.
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(3),
+            "still not true after 3 s: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn only_lo(ns: &TestNetns) -> bool {
+    ns.links().as_array().unwrap().len() == 1
+}
+
 fn link<'a>(links: &'a Value, name: &str) -> Option<&'a Value> {
     links
         .as_array()
@@ -321,8 +338,9 @@ fn contrail_add_verify_del_mesos() {
     let (ok, out) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
     assert!(ok, "{out}");
     assert_eq!(out, Value::Null);
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
     assert!(link(&ct.links(), "eth0").is_none());
+    eventually("container has only lo", || only_lo(&ct));
     assert!(node.port_files().is_empty(), "{:?}", node.port_files());
     assert!(node.agent.subscriptions().is_empty());
     assert_eq!(
@@ -353,7 +371,7 @@ fn contrail_agent_answers_after_polls() {
     assert_eq!(node.agent.requests_matching("GET", "/vm-cfg/").len(), 5);
     let (ok, _) = node.cni("DEL", &id, "eth0", None, &conf);
     assert!(ok);
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
 }
 
 #[test]
@@ -375,7 +393,7 @@ fn contrail_agent_down_is_error_11_and_leaves_nothing() {
     let msg = res["msg"].as_str().unwrap();
     assert!(msg.contains("/vm-cfg/") && msg.contains(&id), "{msg}");
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
     assert!(link(&ct.links(), "eth0").is_none());
     assert!(node.port_files().is_empty());
     // The registration was rolled back.
@@ -409,7 +427,7 @@ fn contrail_post_failure_rolls_back_everything() {
         res["msg"].as_str().unwrap().starts_with("POST /vm"),
         "{res}"
     );
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
     assert!(link(&ct.links(), "eth0").is_none());
     assert!(node.port_files().is_empty());
     assert!(node.manager.as_ref().unwrap().attachments().is_empty());
@@ -467,7 +485,7 @@ fn contrail_twenty_parallel_adds() {
             });
         }
     });
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
     assert!(node.port_files().is_empty());
     assert!(node.agent.subscriptions().is_empty());
 }
@@ -534,7 +552,7 @@ fn contrail_two_networks_on_one_container() {
     assert!(node.agent.subscriptions().is_empty());
     assert_eq!(node.agent.requests_matching("DELETE", "/vm/").len(), 1);
     assert!(node.port_files().is_empty());
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
 }
 
 #[test]
@@ -564,7 +582,7 @@ fn contrail_del_without_netns_and_twice() {
     let id = cid(7);
     assert!(node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf).0);
     assert!(node.cni("DEL", &id, "eth0", None, &conf).0);
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
     assert!(link(&ct.links(), "eth0").is_none());
 }
 
@@ -604,7 +622,7 @@ fn contrail_stale_del_is_ignored_k8s() {
     let (ok, _) = node.cni_args("DEL", new_cid, "eth0", Some(&ct.path()), &conf, Some(args));
     assert!(ok);
     assert!(!file.exists());
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
     assert_eq!(
         node.agent
             .requests_matching("DELETE", &format!("/vm/{vm_uuid}"))
@@ -631,7 +649,7 @@ fn contrail_add_when_ifname_exists_fails_cleanly() {
         res["msg"].as_str().unwrap().contains("already exists"),
         "{res}"
     );
-    assert!(node.taps().is_empty());
+    eventually("no taps", || node.taps().is_empty());
     assert!(node.port_files().is_empty());
     assert!(node.manager.as_ref().unwrap().attachments().is_empty());
     // The dummy is untouched.
@@ -676,4 +694,29 @@ fn contrail_status_is_50_when_the_agent_is_down() {
     let (ok, out) = node.cni("STATUS", "", "", None, &down);
     assert!(!ok);
     assert_eq!(out["code"], 50, "{out}");
+}
+
+/// The names are free as soon as DEL returns: an immediate re-ADD of the same container and
+/// interface in the same namespace never collides with the teardown still running.
+#[test]
+fn contrail_readd_right_after_del() {
+    if !require_root("contrail_readd_right_after_del") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(10);
+    let conf = node.conf("0.2.0");
+    for round in 0..5 {
+        let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+        assert!(ok, "round {round}: {res}");
+        assert_eq!(node.taps().len(), 1, "round {round}");
+        let (ok, res) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
+        assert!(ok, "round {round}: {res}");
+        assert!(link(&ct.links(), "eth0").is_none());
+    }
+    eventually("no taps", || node.taps().is_empty());
+    eventually("container has only lo", || only_lo(&ct));
+    assert!(node.port_files().is_empty());
+    assert!(node.agent.subscriptions().is_empty());
 }

@@ -37,6 +37,9 @@ pub struct ContrailConfig {
     pub mesos_port: u16,
     pub mesos_token: Option<String>,
     pub mesos_timeout: Duration,
+    /// DEL frees the interface names at once and leaves the kernel's slow veth teardown to a
+    /// detached child (`async-teardown`, default true).
+    pub async_teardown: bool,
 }
 
 pub const DEFAULT_CONFIG_DIR: &str = "/var/lib/contrail/ports/vm";
@@ -59,6 +62,7 @@ impl Default for ContrailConfig {
             mesos_port: DEFAULT_MESOS_PORT,
             mesos_token: None,
             mesos_timeout: Duration::from_secs(30),
+            async_teardown: true,
         }
     }
 }
@@ -144,6 +148,9 @@ impl ContrailConfig {
                 "mesos-token" => c.mesos_token = Some(string(k, v)?),
                 "mesos-token-file" => token_file = Some(string(k, v)?),
                 "mesos-timeout" => c.mesos_timeout = Duration::from_secs_f64(number(k, v)?),
+                "async-teardown" => {
+                    c.async_teardown = v.as_bool().ok_or_else(|| bad(k, v, "true or false"))?
+                }
                 // Contrail keys we accept and do not use (veth only; no meta-plugin detection).
                 _ => {}
             }

@@ -588,6 +588,8 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
     let tap = tap_name(cid, ctx.ifname);
     // Without the pod's name a k8s DEL cannot find the port file; it still removes the veth.
     let id = identity(ctx).ok();
+    // (vmi uuid, vm uuid) of this interface's port file.
+    let mut port = None;
     if let Some(id) = &id {
         let pf = |e: std::io::Error| {
             Error::new(
@@ -597,38 +599,37 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
         };
         if let Some(dir) = VmDir::lock(&cfg.config_dir, &id.vm_name, false).map_err(pf)? {
             let entries = dir.entries().map_err(pf)?;
-            let mine = entries.iter().find(|(_, m)| m.vm_ifname == ctx.ifname);
-            if let Some((vmi, msg)) = mine {
+            if let Some((vmi, msg)) = entries.iter().find(|(_, m)| m.vm_ifname == ctx.ifname) {
                 if !msg.vm_id.is_empty() && msg.vm_id != cid {
                     // Contrail #1694317: a late DEL of an earlier container must not tear
                     // down the newer one that reuses the name.
                     tracing::warn!(container_id = cid, owner = %msg.vm_id, "stale DEL ignored: the port file belongs to another container");
                     return Ok(());
                 }
-                let vmi = vmi.clone();
                 let vm_uuid = if msg.vm_uuid.is_empty() {
                     id.vm_uuid.clone().unwrap_or_default()
                 } else {
                     msg.vm_uuid.clone()
                 };
-                drop(dir);
-                // Veth first: the agent then sees the tap vanish before the unsubscribe.
-                deps.net.delete_host_link(&tap)?;
-                release_port(
-                    deps.agent,
-                    cfg,
-                    cid,
-                    &id.vm_name,
-                    &vmi,
-                    &vm_uuid,
-                    !vm_uuid.is_empty(),
-                )?;
-            } else {
-                drop(dir);
+                port = Some((vmi.clone(), vm_uuid));
             }
         }
     }
-    let removed = deps.net.delete_host_link(&tap)?;
+    // Veth first: the agent then sees the tap vanish before the unsubscribe.
+    let removed = deps
+        .net
+        .retire(ctx.netns, ctx.ifname, &tap, cfg.async_teardown)?;
+    if let (Some(id), Some((vmi, vm_uuid))) = (&id, &port) {
+        release_port(
+            deps.agent,
+            cfg,
+            cid,
+            &id.vm_name,
+            vmi,
+            vm_uuid,
+            !vm_uuid.is_empty(),
+        )?;
+    }
     if let (Some(id), Some(m)) = (&id, deps.manager)
         && id.mode == Mode::Mesos
     {
@@ -848,6 +849,15 @@ mod tests {
             let before = self.links.len();
             self.links.retain(|l| l != name);
             Ok(before != self.links.len())
+        }
+        fn retire(
+            &mut self,
+            _: Option<&Path>,
+            _: &str,
+            name: &str,
+            _: bool,
+        ) -> std::result::Result<bool, NetError> {
+            self.delete_host_link(name)
         }
         fn host_link_exists(&mut self, name: &str) -> std::result::Result<bool, NetError> {
             Ok(self.links.iter().any(|l| l == name))

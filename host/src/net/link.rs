@@ -116,6 +116,54 @@ impl Netlink {
     }
 }
 
+/// Deletes link `index` of the caller's namespace from a detached grandchild process, so the
+/// CNI process can exit while the kernel does its slow RCU wait (the runtime waits for our exit
+/// and for EOF on our stdout, so the grandchild closes its stdio first). Deleting by index is
+/// safe against a new ADD reusing the name: ifindexes are not reused soon (cyclic allocation).
+/// The message is built before `fork`; the child only makes async-signal-safe syscalls.
+fn spawn_deleter(index: u32) -> std::io::Result<()> {
+    use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage};
+    use netlink_packet_route::RouteNetlinkMessage;
+    use std::os::fd::AsRawFd;
+
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::DelLink(msg));
+    // No ACK wanted: nobody reads it, and the kernel does the work inside sendmsg anyway.
+    req.header.flags = NLM_F_REQUEST;
+    req.finalize();
+    let mut buf = vec![0u8; req.buffer_len()];
+    req.serialize(&mut buf);
+    let mut sock = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    let fd = sock.as_raw_fd();
+    // SAFETY: between fork and _exit the children only call async-signal-safe functions
+    // (fork, setsid, close, send, _exit) on memory prepared before the fork.
+    unsafe {
+        match libc::fork() {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => {
+                // Child: detach and let a grandchild do the work, so nobody has to reap it.
+                libc::setsid();
+                if libc::fork() == 0 {
+                    for std_fd in 0..3 {
+                        libc::close(std_fd);
+                    }
+                    libc::send(fd, buf.as_ptr().cast(), buf.len(), 0);
+                    libc::_exit(0);
+                }
+                libc::_exit(0);
+            }
+            child => {
+                let mut status = 0;
+                libc::waitpid(child, &mut status, 0);
+            }
+        }
+    }
+    drop(sock);
+    Ok(())
+}
+
 fn build_veth(spec: &VethSpec, ns_fd: i32) -> LinkMessage {
     let mut peer = LinkMessage::default();
     // The peer is born named and in the container namespace: no rename, no move, so parallel
@@ -299,6 +347,71 @@ impl NetOps for Netlink {
                 }
             }
         })
+    }
+
+    fn retire(
+        &mut self,
+        netns: Option<&Path>,
+        ifname: &str,
+        host_name: &str,
+        background: bool,
+    ) -> Result<bool, NetError> {
+        if !background {
+            return self.delete_host_link(host_name);
+        }
+        let host = self.host()?;
+        let Some(tap) = self.rt.block_on(Self::link_by_name(&host, host_name))? else {
+            return Ok(false);
+        };
+        let tap_index = tap.header.index;
+        let peer_index = tap.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Link(i) => Some(*i),
+            _ => None,
+        });
+        // Free the container-side name now, so a new ADD in this namespace never meets the
+        // old interface: down (a rename needs it) and renamed to a name unique in the
+        // namespace. Only when it really is our peer (its index is the tap's peer index and
+        // it points back at the tap).
+        if let (Some(path), Some(peer_index)) = (netns, peer_index) {
+            // A namespace that is gone took the container end with it.
+            if let Ok((_, cont)) = self.in_ns(path) {
+                let link = self.rt.block_on(Self::link_by_name(&cont, ifname))?;
+                let ours = link.is_some_and(|l| {
+                    l.header.index == peer_index
+                        && l.attributes.contains(&LinkAttribute::Link(tap_index))
+                });
+                if ours {
+                    let down = LinkUnspec::new_with_index(peer_index).down().build();
+                    let rename = LinkUnspec::new_with_index(peer_index)
+                        .name(format!("cnirm{peer_index}"))
+                        .build();
+                    self.rt
+                        .block_on(async {
+                            cont.link().set(down).execute().await?;
+                            cont.link().set(rename).execute().await
+                        })
+                        .map_err(|e| nl_err(format!("retire {ifname}"), e))?;
+                }
+            }
+        }
+        match spawn_deleter(tap_index) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                // No background child: do it here, just slower.
+                tracing::warn!(error = %e, "background veth delete unavailable, deleting inline");
+                self.rt
+                    .block_on(host.link().del(tap_index).execute())
+                    .map(|()| true)
+                    .or_else(|e| {
+                        let e = nl_err(format!("delete link {host_name}"), e);
+                        if e.errno() == Some(ENODEV) {
+                            Ok(false)
+                        } else {
+                            Err(e)
+                        }
+                    })
+            }
+        }
     }
 
     fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError> {

@@ -111,6 +111,17 @@ pub trait NetOps {
     /// Deletes a host-side link by name (a veth end takes its peer with it). Ok(false) when
     /// there was nothing to delete.
     fn delete_host_link(&mut self, name: &str) -> Result<bool, NetError>;
+    /// DEL's teardown of the veth whose host end is `host_name` (and whose container end is
+    /// `ifname` inside `netns`, when given). Both names are free when this returns; with
+    /// `background`, the kernel's slow part (a veth delete waits ~25-30 ms for RCU) runs in a
+    /// detached child. Ok(false) when there was no such link.
+    fn retire(
+        &mut self,
+        netns: Option<&Path>,
+        ifname: &str,
+        host_name: &str,
+        background: bool,
+    ) -> Result<bool, NetError>;
     /// Whether a host-side link of that name exists.
     fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError>;
     /// The state of `ifname` inside `netns`, None when absent.
