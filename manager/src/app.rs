@@ -76,7 +76,12 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
         }
     }
     let shutdown = Arc::new(AtomicBool::new(false));
-    let api = ApiServer::start(&cfg.api.listen, cfg.api.workers, cfg.api_token()?, mgr.clone())?;
+    let api = ApiServer::start(
+        &cfg.api.listen,
+        cfg.api.workers,
+        cfg.api_token()?,
+        mgr.clone(),
+    )?;
     let mut threads = Vec::new();
     let mut watcher = None;
     if !cfg.marathon.urls.is_empty() {
@@ -90,7 +95,10 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
             mgr.clone(),
             m,
             WatchConfig {
-                policy: Policy { grace_secs: cfg.reconcile.grace_secs, delete_unjoined: cfg.reconcile.delete_unjoined },
+                policy: Policy {
+                    grace_secs: cfg.reconcile.grace_secs,
+                    delete_unjoined: cfg.reconcile.delete_unjoined,
+                },
                 interval: Duration::from_secs(cfg.reconcile.interval_secs.max(1)),
                 backoff_min: Duration::from_millis(cfg.marathon.backoff_min_ms),
                 backoff_max: Duration::from_millis(cfg.marathon.backoff_max_ms),
@@ -98,13 +106,27 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
             shutdown.clone(),
         ));
         let (a, b) = (w.clone(), w.clone());
-        threads.push(std::thread::Builder::new().name("marathon-stream".into()).spawn(move || a.run_stream())?);
-        threads.push(std::thread::Builder::new().name("reconciler".into()).spawn(move || b.run_periodic())?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("marathon-stream".into())
+                .spawn(move || a.run_stream())?,
+        );
+        threads.push(
+            std::thread::Builder::new()
+                .name("reconciler".into())
+                .spawn(move || b.run_periodic())?,
+        );
         watcher = Some(w);
     } else {
         tracing::warn!("no Marathon URL configured: no watcher and no reconciler");
     }
-    Ok(App { api, mgr, watcher, shutdown, threads })
+    Ok(App {
+        api,
+        mgr,
+        watcher,
+        shutdown,
+        threads,
+    })
 }
 
 impl App {

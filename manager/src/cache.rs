@@ -46,7 +46,10 @@ impl Cache {
         r(&self.attachments).get(key).cloned()
     }
     pub fn put(&self, o: Owned) {
-        let k = (o.attachment.container_id.clone(), o.attachment.ifname.clone());
+        let k = (
+            o.attachment.container_id.clone(),
+            o.attachment.ifname.clone(),
+        );
         w(&self.attachments).insert(k, o);
     }
     pub fn remove(&self, key: &Key) -> Option<Owned> {
@@ -63,14 +66,25 @@ impl Cache {
     }
     /// Attachments for which `pred` holds (cloned; the lock is not held by the caller).
     pub fn filter(&self, pred: impl Fn(&Owned) -> bool) -> Vec<Owned> {
-        r(&self.attachments).values().filter(|o| pred(o)).cloned().collect()
+        r(&self.attachments)
+            .values()
+            .filter(|o| pred(o))
+            .cloned()
+            .collect()
     }
     /// Attachments of one container.
     pub fn of_container(&self, cid: &str) -> Vec<Owned> {
-        r(&self.attachments).values().filter(|o| o.attachment.container_id == cid).cloned().collect()
+        r(&self.attachments)
+            .values()
+            .filter(|o| o.attachment.container_id == cid)
+            .cloned()
+            .collect()
     }
     pub fn set_task(&self, cid: &str, task: &str) {
-        for o in w(&self.attachments).values_mut().filter(|o| o.attachment.container_id == cid) {
+        for o in w(&self.attachments)
+            .values_mut()
+            .filter(|o| o.attachment.container_id == cid)
+        {
             o.task_id = Some(task.to_owned());
         }
     }
@@ -78,7 +92,13 @@ impl Cache {
         let mut m = w(&self.attachments);
         m.clear();
         for o in all {
-            m.insert((o.attachment.container_id.clone(), o.attachment.ifname.clone()), o);
+            m.insert(
+                (
+                    o.attachment.container_id.clone(),
+                    o.attachment.ifname.clone(),
+                ),
+                o,
+            );
         }
     }
 

@@ -99,7 +99,12 @@ pub struct Config {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: "0.0.0.0:6991".into(), token: String::new(), token_file: String::new(), workers: 16 }
+        ApiConfig {
+            listen: "0.0.0.0:6991".into(),
+            token: String::new(),
+            token_file: String::new(),
+            workers: 16,
+        }
     }
 }
 impl Default for VncConfig {
@@ -140,19 +145,29 @@ impl Default for MarathonConfig {
 }
 impl Default for ReconcileConfig {
     fn default() -> Self {
-        ReconcileConfig { interval_secs: 60, grace_secs: 300, delete_unjoined: true }
+        ReconcileConfig {
+            interval_secs: 60,
+            grace_secs: 300,
+            delete_unjoined: true,
+        }
     }
 }
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { file: String::new(), level: "info".into() }
+        LogConfig {
+            file: String::new(),
+            level: "info".into(),
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config: {0}")]
     Parse(String),
     #[error("environment variable {var}: {msg}")]
@@ -161,18 +176,30 @@ pub enum ConfigError {
 
 impl Config {
     /// Defaults ← file (when given) ← environment (`vars`, normally `std::env::vars()`).
-    pub fn load(file: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let mut table = toml::Value::try_from(Config::default()).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
         if let Some(p) = file {
-            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
-            let file_v: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?;
+            let file_v: toml::Value = toml::from_str(&text)
+                .map_err(|e| ConfigError::Parse(format!("{}: {e}", p.display())))?;
             merge(&mut table, file_v);
         }
         for (k, v) in vars {
-            let Some(rest) = k.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             apply_env(&mut table, &k, rest, &v)?;
         }
-        let cfg: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let cfg: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         Ok(cfg)
     }
 
@@ -184,9 +211,15 @@ impl Config {
         if self.api.token_file.is_empty() {
             return Ok(None);
         }
-        let t = std::fs::read_to_string(&self.api.token_file)
-            .map_err(|source| ConfigError::Read { path: self.api.token_file.clone(), source })?;
-        Ok(t.lines().next().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()))
+        let t =
+            std::fs::read_to_string(&self.api.token_file).map_err(|source| ConfigError::Read {
+                path: self.api.token_file.clone(),
+                source,
+            })?;
+        Ok(t.lines()
+            .next()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty()))
     }
 
     pub fn to_toml(&self) -> String {
@@ -212,21 +245,36 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
 
 /// `API_TOKEN` → `[api] token`; the value is typed after the default's type.
 fn apply_env(table: &mut toml::Value, var: &str, rest: &str, val: &str) -> Result<(), ConfigError> {
-    let env_err = |msg: String| ConfigError::Env { var: var.to_owned(), msg };
-    let (section, key) = rest.split_once('_').ok_or_else(|| env_err("expected <SECTION>_<KEY>".into()))?;
+    let env_err = |msg: String| ConfigError::Env {
+        var: var.to_owned(),
+        msg,
+    };
+    let (section, key) = rest
+        .split_once('_')
+        .ok_or_else(|| env_err("expected <SECTION>_<KEY>".into()))?;
     let section = section.to_ascii_lowercase();
     let key = key.to_ascii_lowercase().replace('_', "-");
     let sec = table
         .get_mut(&section)
         .and_then(toml::Value::as_table_mut)
         .ok_or_else(|| env_err(format!("no section [{section}]")))?;
-    let cur = sec.get(&key).ok_or_else(|| env_err(format!("no key {key} in [{section}]")))?;
+    let cur = sec
+        .get(&key)
+        .ok_or_else(|| env_err(format!("no key {key} in [{section}]")))?;
     let new = match cur {
         toml::Value::Array(_) => toml::Value::Array(
-            val.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.to_owned())).collect(),
+            val.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
         ),
-        toml::Value::Integer(_) => toml::Value::Integer(val.trim().parse().map_err(|e| env_err(format!("{e}")))?),
-        toml::Value::Boolean(_) => toml::Value::Boolean(val.trim().parse().map_err(|e| env_err(format!("{e}")))?),
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(val.trim().parse().map_err(|e| env_err(format!("{e}")))?)
+        }
+        toml::Value::Boolean(_) => {
+            toml::Value::Boolean(val.trim().parse().map_err(|e| env_err(format!("{e}")))?)
+        }
         _ => toml::Value::String(val.to_owned()),
     };
     sec.insert(key, new);
@@ -242,11 +290,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cmm-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("m.toml");
-        std::fs::write(&p, "[api]\nlisten = \"127.0.0.1:1\"\n[reconcile]\ngrace-secs = 5\n").unwrap();
+        std::fs::write(
+            &p,
+            "[api]\nlisten = \"127.0.0.1:1\"\n[reconcile]\ngrace-secs = 5\n",
+        )
+        .unwrap();
         let env = vec![
-            ("CONTRAIL_MESOS_MANAGER_VNC_URLS".to_owned(), "http://a:1, http://b:2".to_owned()),
-            ("CONTRAIL_MESOS_MANAGER_RECONCILE_DELETE_UNJOINED".to_owned(), "false".to_owned()),
-            ("CONTRAIL_MESOS_MANAGER_API_WORKERS".to_owned(), "3".to_owned()),
+            (
+                "CONTRAIL_MESOS_MANAGER_VNC_URLS".to_owned(),
+                "http://a:1, http://b:2".to_owned(),
+            ),
+            (
+                "CONTRAIL_MESOS_MANAGER_RECONCILE_DELETE_UNJOINED".to_owned(),
+                "false".to_owned(),
+            ),
+            (
+                "CONTRAIL_MESOS_MANAGER_API_WORKERS".to_owned(),
+                "3".to_owned(),
+            ),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
         let c = Config::load(Some(&p), env).unwrap();
@@ -256,7 +317,10 @@ mod tests {
         assert!(!c.reconcile.delete_unjoined);
         assert_eq!(c.vnc.urls, vec!["http://a:1", "http://b:2"]);
         assert_eq!(c.cluster.owner, "contrail-mesos-manager");
-        let bad = Config::load(None, vec![("CONTRAIL_MESOS_MANAGER_API_NOPE".to_owned(), "1".to_owned())]);
+        let bad = Config::load(
+            None,
+            vec![("CONTRAIL_MESOS_MANAGER_API_NOPE".to_owned(), "1".to_owned())],
+        );
         assert!(bad.is_err());
         std::fs::remove_dir_all(dir).ok();
     }

@@ -6,7 +6,15 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// VNC operations, one label value each.
-pub const VNC_OPS: [&str; 7] = ["create", "read", "update", "delete", "list", "fqname-to-id", "ref-update"];
+pub const VNC_OPS: [&str; 7] = [
+    "create",
+    "read",
+    "update",
+    "delete",
+    "list",
+    "fqname-to-id",
+    "ref-update",
+];
 /// Latency buckets in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0];
 
@@ -70,35 +78,128 @@ impl Metrics {
         let mut g = |name: &str, help: &str, ty: &str, v: String| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {ty}\n{name} {v}");
         };
-        g("contrail_mesos_attachments", "Attachments the manager owns.", "gauge", self.attachments.load(Relaxed).to_string());
-        g("contrail_mesos_attach_success_total", "Registrations answered 200/201.", "counter", self.attach_ok.load(Relaxed).to_string());
-        g("contrail_mesos_attach_errors_total", "Registrations answered with an error.", "counter", self.attach_err.load(Relaxed).to_string());
-        g("contrail_mesos_detach_total", "Deregistrations.", "counter", self.detach_total.load(Relaxed).to_string());
-        g("contrail_mesos_vnc_retries_total", "VNC calls retried after 5xx or connection errors.", "counter", self.vnc_retries.load(Relaxed).to_string());
-        g("contrail_mesos_sse_reconnects_total", "Marathon event stream (re)connections.", "counter", self.sse_reconnects.load(Relaxed).to_string());
-        g("contrail_mesos_sse_events_total", "Marathon events received.", "counter", self.sse_events.load(Relaxed).to_string());
-        g("contrail_mesos_marathon_lists_total", "Full Marathon re-lists.", "counter", self.marathon_lists.load(Relaxed).to_string());
-        g("contrail_mesos_marathon_errors_total", "Failed Marathon calls.", "counter", self.marathon_errors.load(Relaxed).to_string());
-        g("contrail_mesos_reconcile_runs_total", "Reconcile passes.", "counter", self.reconcile_runs.load(Relaxed).to_string());
-        g("contrail_mesos_reconcile_deletions_total", "Attachments or objects deleted by the reconciler.", "counter", self.reconcile_deletions.load(Relaxed).to_string());
-        g("contrail_mesos_event_deletions_total", "Attachments deleted on terminal Marathon events.", "counter", self.event_deletions.load(Relaxed).to_string());
-        g("contrail_mesos_task_joins_total", "VM display names set to a Marathon task id.", "counter", self.joins.load(Relaxed).to_string());
-        let _ = writeln!(o, "# HELP contrail_mesos_vnc_calls_total VNC API calls by operation.\n# TYPE contrail_mesos_vnc_calls_total counter");
+        g(
+            "contrail_mesos_attachments",
+            "Attachments the manager owns.",
+            "gauge",
+            self.attachments.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_attach_success_total",
+            "Registrations answered 200/201.",
+            "counter",
+            self.attach_ok.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_attach_errors_total",
+            "Registrations answered with an error.",
+            "counter",
+            self.attach_err.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_detach_total",
+            "Deregistrations.",
+            "counter",
+            self.detach_total.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_vnc_retries_total",
+            "VNC calls retried after 5xx or connection errors.",
+            "counter",
+            self.vnc_retries.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_sse_reconnects_total",
+            "Marathon event stream (re)connections.",
+            "counter",
+            self.sse_reconnects.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_sse_events_total",
+            "Marathon events received.",
+            "counter",
+            self.sse_events.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_marathon_lists_total",
+            "Full Marathon re-lists.",
+            "counter",
+            self.marathon_lists.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_marathon_errors_total",
+            "Failed Marathon calls.",
+            "counter",
+            self.marathon_errors.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_reconcile_runs_total",
+            "Reconcile passes.",
+            "counter",
+            self.reconcile_runs.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_reconcile_deletions_total",
+            "Attachments or objects deleted by the reconciler.",
+            "counter",
+            self.reconcile_deletions.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_event_deletions_total",
+            "Attachments deleted on terminal Marathon events.",
+            "counter",
+            self.event_deletions.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_task_joins_total",
+            "VM display names set to a Marathon task id.",
+            "counter",
+            self.joins.load(Relaxed).to_string(),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP contrail_mesos_vnc_calls_total VNC API calls by operation.\n# TYPE contrail_mesos_vnc_calls_total counter"
+        );
         for (i, op) in VNC_OPS.iter().enumerate() {
-            let _ = writeln!(o, "contrail_mesos_vnc_calls_total{{op=\"{op}\"}} {}", self.vnc_calls[i].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "contrail_mesos_vnc_calls_total{{op=\"{op}\"}} {}",
+                self.vnc_calls[i].load(Relaxed)
+            );
         }
-        let _ = writeln!(o, "# HELP contrail_mesos_vnc_errors_total Failed VNC API calls (after retries) by operation.\n# TYPE contrail_mesos_vnc_errors_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP contrail_mesos_vnc_errors_total Failed VNC API calls (after retries) by operation.\n# TYPE contrail_mesos_vnc_errors_total counter"
+        );
         for (i, op) in VNC_OPS.iter().enumerate() {
-            let _ = writeln!(o, "contrail_mesos_vnc_errors_total{{op=\"{op}\"}} {}", self.vnc_errors[i].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "contrail_mesos_vnc_errors_total{{op=\"{op}\"}} {}",
+                self.vnc_errors[i].load(Relaxed)
+            );
         }
         let h = &self.vnc_latency;
-        let _ = writeln!(o, "# HELP contrail_mesos_vnc_latency_seconds VNC API call latency (one HTTP exchange).\n# TYPE contrail_mesos_vnc_latency_seconds histogram");
+        let _ = writeln!(
+            o,
+            "# HELP contrail_mesos_vnc_latency_seconds VNC API call latency (one HTTP exchange).\n# TYPE contrail_mesos_vnc_latency_seconds histogram"
+        );
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(o, "contrail_mesos_vnc_latency_seconds_bucket{{le=\"{b}\"}} {}", h.counts[i].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "contrail_mesos_vnc_latency_seconds_bucket{{le=\"{b}\"}} {}",
+                h.counts[i].load(Relaxed)
+            );
         }
         let n = h.count.load(Relaxed);
-        let _ = writeln!(o, "contrail_mesos_vnc_latency_seconds_bucket{{le=\"+Inf\"}} {n}");
-        let _ = writeln!(o, "contrail_mesos_vnc_latency_seconds_sum {}", h.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            o,
+            "contrail_mesos_vnc_latency_seconds_bucket{{le=\"+Inf\"}} {n}"
+        );
+        let _ = writeln!(
+            o,
+            "contrail_mesos_vnc_latency_seconds_sum {}",
+            h.sum_us.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(o, "contrail_mesos_vnc_latency_seconds_count {n}");
         o
     }

@@ -32,9 +32,16 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Deregister (container id, ifname).
-    Delete { container_id: String, ifname: String, reason: &'static str },
+    Delete {
+        container_id: String,
+        ifname: String,
+        reason: &'static str,
+    },
     /// Set the container's VM display name to the task id.
-    Join { container_id: String, task_id: String },
+    Join {
+        container_id: String,
+        task_id: String,
+    },
     /// Delete one orphan object.
     DeleteObject { ty: String, uuid: String },
 }
@@ -84,8 +91,12 @@ impl TaskIndex {
     /// Removes the tasks of an instance (`<instance>` or `<instance>.<container>`).
     pub fn remove_instance(&mut self, instance_id: &str) -> Vec<String> {
         let prefix = format!("{instance_id}.");
-        let ids: Vec<String> =
-            self.by_id.keys().filter(|k| *k == instance_id || k.starts_with(&prefix)).cloned().collect();
+        let ids: Vec<String> = self
+            .by_id
+            .keys()
+            .filter(|k| *k == instance_id || k.starts_with(&prefix))
+            .cloned()
+            .collect();
         for id in &ids {
             self.remove(id);
         }
@@ -113,12 +124,20 @@ impl TaskIndex {
     }
 
     fn node_has_ipless_task(&self, o: &Owned) -> bool {
-        self.by_id.values().any(|t| t.ips.is_empty() && (t.host == o.node.name || t.host == o.node.ip))
+        self.by_id
+            .values()
+            .any(|t| t.ips.is_empty() && (t.host == o.node.name || t.host == o.node.ip))
     }
 }
 
 /// One pass over a complete snapshot.
-pub fn reconcile(owned: &[Owned], orphans: &[Orphan], tasks: &TaskIndex, now: u64, policy: Policy) -> Vec<Action> {
+pub fn reconcile(
+    owned: &[Owned],
+    orphans: &[Orphan],
+    tasks: &TaskIndex,
+    now: u64,
+    policy: Policy,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut joined_cids = std::collections::HashSet::new();
     for o in owned {
@@ -126,13 +145,20 @@ pub fn reconcile(owned: &[Owned], orphans: &[Orphan], tasks: &TaskIndex, now: u6
         let young = now.saturating_sub(o.created_at) < policy.grace_secs;
         if let Some(t) = tasks.matching(o) {
             if o.task_id.as_deref() != Some(t.id.as_str()) && joined_cids.insert(cid.clone()) {
-                actions.push(Action::Join { container_id: cid.clone(), task_id: t.id.clone() });
+                actions.push(Action::Join {
+                    container_id: cid.clone(),
+                    task_id: t.id.clone(),
+                });
             }
             continue;
         }
         match &o.task_id {
             Some(t) if tasks.by_id.contains_key(t) => {}
-            Some(_) => actions.push(Action::Delete { container_id: cid.clone(), ifname: o.attachment.ifname.clone(), reason: "task ended" }),
+            Some(_) => actions.push(Action::Delete {
+                container_id: cid.clone(),
+                ifname: o.attachment.ifname.clone(),
+                reason: "task ended",
+            }),
             None if young || !policy.delete_unjoined || tasks.node_has_ipless_task(o) => {}
             None => actions.push(Action::Delete {
                 container_id: cid.clone(),
@@ -143,7 +169,10 @@ pub fn reconcile(owned: &[Owned], orphans: &[Orphan], tasks: &TaskIndex, now: u6
     }
     for x in orphans {
         if now.saturating_sub(x.created_at) >= policy.grace_secs {
-            actions.push(Action::DeleteObject { ty: x.ty.clone(), uuid: x.uuid.clone() });
+            actions.push(Action::DeleteObject {
+                ty: x.ty.clone(),
+                uuid: x.uuid.clone(),
+            });
         }
     }
     actions
@@ -155,7 +184,10 @@ pub fn affected_by_task<'a>(owned: &'a [Owned], task: &TaskView) -> Vec<&'a Owne
         .iter()
         .filter(|o| {
             o.task_id.as_deref() == Some(task.id.as_str())
-                || o.attachment.ip.as_ref().is_some_and(|ip| task.ips.contains(ip))
+                || o.attachment
+                    .ip
+                    .as_ref()
+                    .is_some_and(|ip| task.ips.contains(ip))
         })
         .collect()
 }
@@ -173,7 +205,10 @@ mod tests {
                 vm_uuid: "vm".into(),
                 vm_name: cid.into(),
                 vmi_uuid: format!("vmi-{cid}"),
-                vn: ObjectRef { uuid: "vn".into(), fq_name: vec!["d".into(), "p".into(), "n".into()] },
+                vn: ObjectRef {
+                    uuid: "vn".into(),
+                    fq_name: vec!["d".into(), "p".into(), "n".into()],
+                },
                 ip: Some(ip.into()),
                 mac: None,
                 index: "0/1".into(),
@@ -181,23 +216,40 @@ mod tests {
             },
             iip_uuid: Some("iip".into()),
             fip_uuids: vec![],
-            node: Node { name: node.into(), ip: format!("ip-{node}") },
+            node: Node {
+                name: node.into(),
+                ip: format!("ip-{node}"),
+            },
             created_at,
             task_id: task.map(str::to_owned),
         }
     }
 
     fn task(id: &str, host: &str, ips: &[&str], state: &str) -> TaskView {
-        TaskView { id: id.into(), host: host.into(), ips: ips.iter().map(|s| s.to_string()).collect(), state: state.into() }
+        TaskView {
+            id: id.into(),
+            host: host.into(),
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            state: state.into(),
+        }
     }
 
-    const P: Policy = Policy { grace_secs: 100, delete_unjoined: true };
+    const P: Policy = Policy {
+        grace_secs: 100,
+        delete_unjoined: true,
+    };
 
     #[test]
     fn a_running_task_joins_its_attachment_once() {
         let ix = TaskIndex::from_tasks([task("app.1", "a1", &["10.0.0.2"], "TASK_RUNNING")]);
         let o = [owned("c1", "10.0.0.2", "a1", 0, None)];
-        assert_eq!(reconcile(&o, &[], &ix, 1000, P), vec![Action::Join { container_id: "c1".into(), task_id: "app.1".into() }]);
+        assert_eq!(
+            reconcile(&o, &[], &ix, 1000, P),
+            vec![Action::Join {
+                container_id: "c1".into(),
+                task_id: "app.1".into()
+            }]
+        );
         let o = [owned("c1", "10.0.0.2", "a1", 0, Some("app.1"))];
         assert!(reconcile(&o, &[], &ix, 1000, P).is_empty());
     }
@@ -206,7 +258,13 @@ mod tests {
     fn a_joined_attachment_whose_task_ended_is_deleted_even_when_young() {
         let ix = TaskIndex::from_tasks([task("app.1", "a1", &["10.0.0.2"], "TASK_KILLED")]);
         let o = [owned("c1", "10.0.0.2", "a1", 999, Some("app.1"))];
-        assert!(matches!(reconcile(&o, &[], &ix, 1000, P).as_slice(), [Action::Delete { reason: "task ended", .. }]));
+        assert!(matches!(
+            reconcile(&o, &[], &ix, 1000, P).as_slice(),
+            [Action::Delete {
+                reason: "task ended",
+                ..
+            }]
+        ));
     }
 
     #[test]
@@ -215,7 +273,10 @@ mod tests {
         let o = [owned("c1", "10.0.0.2", "a1", 950, None)];
         assert!(reconcile(&o, &[], &ix, 1000, P).is_empty());
         assert_eq!(reconcile(&o, &[], &ix, 1050, P).len(), 1);
-        let keep = Policy { delete_unjoined: false, ..P };
+        let keep = Policy {
+            delete_unjoined: false,
+            ..P
+        };
         assert!(reconcile(&o, &[], &ix, 5000, keep).is_empty());
     }
 
@@ -235,12 +296,23 @@ mod tests {
             task("b.1", "n2", &["10.0.0.2"], "TASK_RUNNING"),
         ]);
         let o = [owned("c1", "10.0.0.2", "n2", 0, None)];
-        assert_eq!(reconcile(&o, &[], &ix, 1000, P), vec![Action::Join { container_id: "c1".into(), task_id: "b.1".into() }]);
+        assert_eq!(
+            reconcile(&o, &[], &ix, 1000, P),
+            vec![Action::Join {
+                container_id: "c1".into(),
+                task_id: "b.1".into()
+            }]
+        );
     }
 
     #[test]
     fn orphans_wait_for_the_grace() {
-        let x = [Orphan { ty: "virtual-machine".into(), uuid: "u".into(), container_id: "c".into(), created_at: 950 }];
+        let x = [Orphan {
+            ty: "virtual-machine".into(),
+            uuid: "u".into(),
+            container_id: "c".into(),
+            created_at: 950,
+        }];
         assert!(reconcile(&[], &x, &TaskIndex::default(), 1000, P).is_empty());
         assert_eq!(reconcile(&[], &x, &TaskIndex::default(), 1100, P).len(), 1);
     }
@@ -265,6 +337,12 @@ mod tests {
         ix.upsert(task("pod.i.c1", "n", &["10.0.0.3"], "TASK_FINISHED"));
         let o = [owned("c1", "10.0.0.3", "n", 0, Some("pod.i.c1"))];
         // Rejoined to the surviving container, not deleted.
-        assert_eq!(reconcile(&o, &[], &ix, 1000, P), vec![Action::Join { container_id: "c1".into(), task_id: "pod.i.c2".into() }]);
+        assert_eq!(
+            reconcile(&o, &[], &ix, 1000, P),
+            vec![Action::Join {
+                container_id: "c1".into(),
+                task_id: "pod.i.c2".into()
+            }]
+        );
     }
 }

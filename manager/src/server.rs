@@ -28,7 +28,10 @@ type Resp = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
 fn json<T: Serialize>(status: u16, v: &T) -> Resp {
     tiny_http::Response::from_string(serde_json::to_string(v).unwrap_or_default())
         .with_status_code(status)
-        .with_header(tiny_http::Header::from_bytes("Content-Type", "application/json").expect("static header"))
+        .with_header(
+            tiny_http::Header::from_bytes("Content-Type", "application/json")
+                .expect("static header"),
+        )
 }
 
 fn error(e: ApiError) -> Resp {
@@ -36,14 +39,26 @@ fn error(e: ApiError) -> Resp {
 }
 
 impl ApiServer {
-    pub fn start(listen: &str, workers: usize, token: Option<String>, mgr: Arc<Manager>) -> anyhow::Result<ApiServer> {
-        let server = Arc::new(tiny_http::Server::http(listen).map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?);
-        let addr = server.server_addr().to_ip().ok_or_else(|| anyhow::anyhow!("{listen} is not an IP listener"))?;
+    pub fn start(
+        listen: &str,
+        workers: usize,
+        token: Option<String>,
+        mgr: Arc<Manager>,
+    ) -> anyhow::Result<ApiServer> {
+        let server = Arc::new(
+            tiny_http::Server::http(listen)
+                .map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?,
+        );
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| anyhow::anyhow!("{listen} is not an IP listener"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let token = Arc::new(token.filter(|t| !t.is_empty()));
         let mut hs = Vec::new();
         for i in 0..workers.max(1) {
-            let (server, stop, mgr, token) = (server.clone(), stop.clone(), mgr.clone(), token.clone());
+            let (server, stop, mgr, token) =
+                (server.clone(), stop.clone(), mgr.clone(), token.clone());
             hs.push(
                 std::thread::Builder::new()
                     .name(format!("api-{i}"))
@@ -63,7 +78,12 @@ impl ApiServer {
             );
         }
         tracing::info!(%addr, workers, "attachment API listening");
-        Ok(ApiServer { addr, server, stop, workers: hs })
+        Ok(ApiServer {
+            addr,
+            server,
+            stop,
+            workers: hs,
+        })
     }
 
     /// Stops accepting; requests in flight finish.
@@ -80,7 +100,10 @@ fn authorized(req: &tiny_http::Request, token: Option<&str>) -> bool {
     let Some(t) = token else { return true };
     req.headers().iter().any(|h| {
         h.field.equiv("Authorization")
-            && h.value.as_str().strip_prefix("Bearer ").is_some_and(|v| constant_time_eq(v.trim().as_bytes(), t.as_bytes()))
+            && h.value
+                .as_str()
+                .strip_prefix("Bearer ")
+                .is_some_and(|v| constant_time_eq(v.trim().as_bytes(), t.as_bytes()))
     })
 }
 
@@ -94,10 +117,20 @@ fn handle(mut req: tiny_http::Request, mgr: &Manager, token: Option<&str>) {
     let path = url.split('?').next().unwrap_or("").to_owned();
     let resp = match (method.as_str(), path.as_str()) {
         ("GET", "/healthz") => tiny_http::Response::from_string("ok\n").with_status_code(200),
-        ("GET", "/metrics") => tiny_http::Response::from_string(mgr.metrics.render())
-            .with_header(tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4").expect("static header")),
-        _ if !path.starts_with(ATTACHMENTS_PATH) => error(ApiError::new(ErrorKind::NotFound, None, format!("no route {path}"))),
-        _ if !authorized(&req, token) => error(ApiError::new(ErrorKind::Unauthorized, None, "missing or wrong bearer token")),
+        ("GET", "/metrics") => tiny_http::Response::from_string(mgr.metrics.render()).with_header(
+            tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4")
+                .expect("static header"),
+        ),
+        _ if !path.starts_with(ATTACHMENTS_PATH) => error(ApiError::new(
+            ErrorKind::NotFound,
+            None,
+            format!("no route {path}"),
+        )),
+        _ if !authorized(&req, token) => error(ApiError::new(
+            ErrorKind::Unauthorized,
+            None,
+            "missing or wrong bearer token",
+        )),
         _ => route(&mut req, &method, &path, mgr),
     };
     if let Err(e) = req.respond(resp) {
@@ -107,16 +140,30 @@ fn handle(mut req: tiny_http::Request, mgr: &Manager, token: Option<&str>) {
 
 fn route(req: &mut tiny_http::Request, method: &str, path: &str, mgr: &Manager) -> Resp {
     let rest = path[ATTACHMENTS_PATH.len()..].trim_start_matches('/');
-    let parts: Vec<&str> = if rest.is_empty() { vec![] } else { rest.split('/').collect() };
+    let parts: Vec<&str> = if rest.is_empty() {
+        vec![]
+    } else {
+        rest.split('/').collect()
+    };
     match (method, parts.as_slice()) {
         ("POST", []) => {
             let mut body = Vec::new();
             if let Err(e) = req.as_reader().take(MAX_BODY).read_to_end(&mut body) {
-                return error(ApiError::new(ErrorKind::BadRequest, None, format!("reading the body: {e}")));
+                return error(ApiError::new(
+                    ErrorKind::BadRequest,
+                    None,
+                    format!("reading the body: {e}"),
+                ));
             }
             let ar: AttachRequest = match serde_json::from_slice(&body) {
                 Ok(r) => r,
-                Err(e) => return error(ApiError::new(ErrorKind::BadRequest, None, format!("not an AttachRequest: {e}"))),
+                Err(e) => {
+                    return error(ApiError::new(
+                        ErrorKind::BadRequest,
+                        None,
+                        format!("not an AttachRequest: {e}"),
+                    ));
+                }
             };
             match mgr.attach(&ar) {
                 Ok((a, true)) => json(201, &a),
@@ -127,12 +174,22 @@ fn route(req: &mut tiny_http::Request, method: &str, path: &str, mgr: &Manager) 
         ("GET", []) => json(200, &serde_json::json!({ "attachments": mgr.list() })),
         ("GET", [cid, ifname]) => match mgr.get(cid, ifname) {
             Some(a) => json(200, &a),
-            None => error(ApiError::new(ErrorKind::NotFound, None, format!("{cid}/{ifname} is not registered"))),
+            None => error(ApiError::new(
+                ErrorKind::NotFound,
+                None,
+                format!("{cid}/{ifname} is not registered"),
+            )),
         },
-        ("DELETE", [cid, ifname]) if !cid.is_empty() && !ifname.is_empty() => match mgr.detach(cid, ifname) {
-            Ok(found) => json(200, &DetachResponse { found }),
-            Err(e) => error(e),
-        },
-        _ => error(ApiError::new(ErrorKind::NotFound, None, format!("no route {method} {path}"))),
+        ("DELETE", [cid, ifname]) if !cid.is_empty() && !ifname.is_empty() => {
+            match mgr.detach(cid, ifname) {
+                Ok(found) => json(200, &DetachResponse { found }),
+                Err(e) => error(e),
+            }
+        }
+        _ => error(ApiError::new(
+            ErrorKind::NotFound,
+            None,
+            format!("no route {method} {path}"),
+        )),
     }
 }

@@ -23,7 +23,9 @@ pub struct Manager {
 impl From<AttachError> for ApiError {
     fn from(e: AttachError) -> ApiError {
         match e {
-            AttachError::BadLabel { label, message } => ApiError::new(ErrorKind::BadLabel, Some(label), message),
+            AttachError::BadLabel { label, message } => {
+                ApiError::new(ErrorKind::BadLabel, Some(label), message)
+            }
             AttachError::Conflict(m) => ApiError::new(ErrorKind::Conflict, None, m),
             AttachError::Unavailable(m) => ApiError::new(ErrorKind::Unavailable, None, m),
             AttachError::Internal(m) => ApiError::new(ErrorKind::Internal, None, m),
@@ -32,18 +34,28 @@ impl From<AttachError> for ApiError {
 }
 
 fn stripe(cid: &str) -> usize {
-    cid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| (h ^ c as u64).wrapping_mul(0x100_0000_01b3)) as usize % STRIPES
+    cid.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+        (h ^ c as u64).wrapping_mul(0x100_0000_01b3)
+    }) as usize
+        % STRIPES
 }
 
 impl Manager {
     pub fn new(writer: Writer, metrics: Arc<Metrics>) -> Manager {
         let cache = writer.cache.clone();
-        Manager { writer, cache, metrics, locks: (0..STRIPES).map(|_| Mutex::new(())).collect() }
+        Manager {
+            writer,
+            cache,
+            metrics,
+            locks: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
     }
 
     /// Runs `f` holding the container's lock.
     pub fn with_container<T>(&self, cid: &str, f: impl FnOnce() -> T) -> T {
-        let _g = self.locks[stripe(cid)].lock().unwrap_or_else(|p| p.into_inner());
+        let _g = self.locks[stripe(cid)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         f()
     }
 
@@ -57,8 +69,16 @@ impl Manager {
     }
 
     pub fn attach(&self, req: &AttachRequest) -> Result<(Attachment, bool), ApiError> {
-        if req.container_id.is_empty() || req.ifname.is_empty() || req.container_id.contains('/') || req.ifname.contains('/') {
-            return Err(ApiError::new(ErrorKind::BadRequest, None, "container-id and ifname must be non-empty and contain no '/'"));
+        if req.container_id.is_empty()
+            || req.ifname.is_empty()
+            || req.container_id.contains('/')
+            || req.ifname.contains('/')
+        {
+            return Err(ApiError::new(
+                ErrorKind::BadRequest,
+                None,
+                "container-id and ifname must be non-empty and contain no '/'",
+            ));
         }
         let r = self.with_container(&req.container_id, || self.writer.attach(req));
         match &r {
@@ -70,19 +90,25 @@ impl Manager {
                 tracing::warn!(cid = %req.container_id, ifname = %req.ifname, error = %e, "registration failed");
             }
         }
-        self.metrics.attachments.store(self.cache.len() as i64, Relaxed);
+        self.metrics
+            .attachments
+            .store(self.cache.len() as i64, Relaxed);
         r.map_err(ApiError::from)
     }
 
     pub fn detach(&self, cid: &str, ifname: &str) -> Result<bool, ApiError> {
         let r = self.with_container(cid, || self.writer.detach(cid, ifname));
         self.metrics.detach_total.fetch_add(1, Relaxed);
-        self.metrics.attachments.store(self.cache.len() as i64, Relaxed);
+        self.metrics
+            .attachments
+            .store(self.cache.len() as i64, Relaxed);
         r.map_err(ApiError::from)
     }
 
     pub fn get(&self, cid: &str, ifname: &str) -> Option<Attachment> {
-        self.cache.get(&(cid.to_owned(), ifname.to_owned())).map(|o| o.attachment)
+        self.cache
+            .get(&(cid.to_owned(), ifname.to_owned()))
+            .map(|o| o.attachment)
     }
 
     pub fn list(&self) -> Vec<Attachment> {

@@ -42,8 +42,20 @@ pub struct PassStats {
 }
 
 impl Watcher {
-    pub fn new(mgr: Arc<Manager>, marathon: Arc<dyn MarathonApi>, cfg: WatchConfig, shutdown: Arc<AtomicBool>) -> Watcher {
-        Watcher { mgr, marathon, cfg, index: Mutex::new(TaskIndex::default()), shutdown, pass: Mutex::new(()) }
+    pub fn new(
+        mgr: Arc<Manager>,
+        marathon: Arc<dyn MarathonApi>,
+        cfg: WatchConfig,
+        shutdown: Arc<AtomicBool>,
+    ) -> Watcher {
+        Watcher {
+            mgr,
+            marathon,
+            cfg,
+            index: Mutex::new(TaskIndex::default()),
+            shutdown,
+            pass: Mutex::new(()),
+        }
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, TaskIndex> {
@@ -61,7 +73,11 @@ impl Watcher {
         let ix = TaskIndex::from_tasks(tasks);
         let n_tasks = ix.len();
         *self.index() = ix;
-        let scan = self.mgr.writer.scan().map_err(|e| anyhow::anyhow!("scanning VNC: {e}"))?;
+        let scan = self
+            .mgr
+            .writer
+            .scan()
+            .map_err(|e| anyhow::anyhow!("scanning VNC: {e}"))?;
         // VNC is the authority: the cache follows the scan.
         self.mgr.cache.replace_all(scan.owned.clone());
         let actions = {
@@ -72,8 +88,17 @@ impl Watcher {
         st.tasks = n_tasks;
         st.owned = scan.owned.len();
         self.mgr.metrics.reconcile_runs.fetch_add(1, Relaxed);
-        self.mgr.metrics.attachments.store(self.mgr.cache.len() as i64, Relaxed);
-        tracing::info!(tasks = st.tasks, owned = st.owned, deleted = st.deleted, joined = st.joined, "reconcile pass");
+        self.mgr
+            .metrics
+            .attachments
+            .store(self.mgr.cache.len() as i64, Relaxed);
+        tracing::info!(
+            tasks = st.tasks,
+            owned = st.owned,
+            deleted = st.deleted,
+            joined = st.joined,
+            "reconcile pass"
+        );
         Ok(st)
     }
 
@@ -82,24 +107,45 @@ impl Watcher {
         let w = &self.mgr.writer;
         for a in actions {
             match a {
-                Action::Delete { container_id, ifname, reason } => {
+                Action::Delete {
+                    container_id,
+                    ifname,
+                    reason,
+                } => {
                     tracing::info!(cid = %container_id, %ifname, reason, "deleting attachment");
-                    match self.mgr.with_container(&container_id, || w.detach(&container_id, &ifname)) {
+                    match self
+                        .mgr
+                        .with_container(&container_id, || w.detach(&container_id, &ifname))
+                    {
                         Ok(_) => {
                             st.deleted += 1;
-                            let m = if from_reconciler { &self.mgr.metrics.reconcile_deletions } else { &self.mgr.metrics.event_deletions };
+                            let m = if from_reconciler {
+                                &self.mgr.metrics.reconcile_deletions
+                            } else {
+                                &self.mgr.metrics.event_deletions
+                            };
                             m.fetch_add(1, Relaxed);
                         }
-                        Err(e) => tracing::warn!(cid = %container_id, %ifname, error = %e, "delete failed; next pass retries"),
+                        Err(e) => {
+                            tracing::warn!(cid = %container_id, %ifname, error = %e, "delete failed; next pass retries")
+                        }
                     }
                 }
-                Action::Join { container_id, task_id } => {
-                    match self.mgr.with_container(&container_id, || w.join_task(&container_id, &task_id)) {
+                Action::Join {
+                    container_id,
+                    task_id,
+                } => {
+                    match self
+                        .mgr
+                        .with_container(&container_id, || w.join_task(&container_id, &task_id))
+                    {
                         Ok(()) => {
                             st.joined += 1;
                             self.mgr.metrics.joins.fetch_add(1, Relaxed);
                         }
-                        Err(e) => tracing::warn!(cid = %container_id, %task_id, error = %e, "join failed"),
+                        Err(e) => {
+                            tracing::warn!(cid = %container_id, %task_id, error = %e, "join failed")
+                        }
                     }
                 }
                 Action::DeleteObject { ty, uuid } => {
@@ -123,17 +169,27 @@ impl Watcher {
     /// given to a new container.
     pub fn apply(&self, ev: Event) -> PassStats {
         self.mgr.metrics.sse_events.fetch_add(1, Relaxed);
-        let policy = Policy { delete_unjoined: false, ..self.cfg.policy };
+        let policy = Policy {
+            delete_unjoined: false,
+            ..self.cfg.policy
+        };
         let affected = match ev {
             Event::StatusUpdate(t) => {
                 self.index().upsert(t.clone());
-                self.mgr.cache.filter(|o| affected_by_task(std::slice::from_ref(o), &t).len() == 1)
+                self.mgr
+                    .cache
+                    .filter(|o| affected_by_task(std::slice::from_ref(o), &t).len() == 1)
             }
-            Event::InstanceChanged { instance_id, condition } if is_terminal_condition(&condition) => {
+            Event::InstanceChanged {
+                instance_id,
+                condition,
+            } if is_terminal_condition(&condition) => {
                 let ids = self.index().remove_instance(&instance_id);
                 let prefix = format!("{instance_id}.");
                 self.mgr.cache.filter(|o| {
-                    o.task_id.as_deref().is_some_and(|t| t == instance_id || t.starts_with(&prefix) || ids.iter().any(|i| i == t))
+                    o.task_id.as_deref().is_some_and(|t| {
+                        t == instance_id || t.starts_with(&prefix) || ids.iter().any(|i| i == t)
+                    })
                 })
             }
             _ => return PassStats::default(),
@@ -151,7 +207,9 @@ impl Watcher {
     fn sleep(&self, d: Duration) {
         let end = Instant::now() + d;
         while !self.shutdown.load(Ordering::Relaxed) && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(20).min(end.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                Duration::from_millis(20).min(end.saturating_duration_since(Instant::now())),
+            );
         }
     }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use contrail_integration::marathon::MarathonServer;
 use contrail_integration::vnc::VncServer;
-use contrail_mesos_api::{AttachRequest, Attachment, ContrailRequest, FloatingIpRequest, Label, Node, vm_uuid_for};
+use contrail_mesos_api::{
+    AttachRequest, Attachment, ContrailRequest, FloatingIpRequest, Label, Node, vm_uuid_for,
+};
 use contrail_mesos_manager::app::{self, App};
 use contrail_mesos_manager::config::Config;
 use serde_json::{Value, json};
@@ -39,7 +41,10 @@ fn vnc() -> VncServer {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 fn request(cid: &str, ifname: &str, r: ContrailRequest) -> AttachRequest {
@@ -47,15 +52,25 @@ fn request(cid: &str, ifname: &str, r: ContrailRequest) -> AttachRequest {
         container_id: cid.into(),
         ifname: ifname.into(),
         netns: Some(format!("/var/run/mesos/isolators/network/cni/{cid}/ns")),
-        node: Node { name: "agent-1".into(), ip: "10.0.0.5".into() },
+        node: Node {
+            name: "agent-1".into(),
+            ip: "10.0.0.5".into(),
+        },
         network_name: "contrail-cni-plugin".into(),
         request: r,
-        labels: vec![Label { key: "networks".into(), value: "blue".into() }],
+        labels: vec![Label {
+            key: "networks".into(),
+            value: "blue".into(),
+        }],
     }
 }
 
 fn blue() -> ContrailRequest {
-    ContrailRequest { network: Some(vec!["blue".into()]), subnets: vec!["5.5.5.0/24".into()], ..Default::default() }
+    ContrailRequest {
+        network: Some(vec!["blue".into()]),
+        subnets: vec!["5.5.5.0/24".into()],
+        ..Default::default()
+    }
 }
 
 fn post(app: &App, req: &AttachRequest) -> (u16, Value) {
@@ -70,11 +85,17 @@ fn post(app: &App, req: &AttachRequest) -> (u16, Value) {
 
 fn delete(app: &App, cid: &str, ifname: &str) -> (u16, Value) {
     let mut r = agent()
-        .delete(format!("http://{}/v1/attachments/{cid}/{ifname}", app.api.addr))
+        .delete(format!(
+            "http://{}/v1/attachments/{cid}/{ifname}",
+            app.api.addr
+        ))
         .header("Authorization", format!("Bearer {TOKEN}"))
         .call()
         .expect("delete");
-    (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    (
+        r.status().as_u16(),
+        r.body_mut().read_json().unwrap_or(Value::Null),
+    )
 }
 
 /// Polls `cond` up to `tries` times, 50 ms apart.
@@ -95,17 +116,39 @@ fn cid(n: u32) -> String {
 #[test]
 fn attach_and_detach_with_every_label() {
     let v = vnc();
-    let sg = v.create("security-group", json!({"fq_name": ["default-domain", "p1", "sg-web"], "parent_type": "project"}));
+    let sg = v.create(
+        "security-group",
+        json!({"fq_name": ["default-domain", "p1", "sg-web"], "parent_type": "project"}),
+    );
     assert!(sg.is_err(), "project p1 does not exist yet");
-    v.create("project", json!({"fq_name": ["default-domain", "p1"], "parent_type": "domain"})).unwrap();
-    v.create("security-group", json!({"fq_name": ["default-domain", "p1", "sg-web"], "parent_type": "project"})).unwrap();
-    let ipam = v.create("network-ipam", json!({"fq_name": ["default-domain", "p1", "pub-ipam"], "parent_type": "project"})).unwrap();
-    v.create("virtual-network", json!({"fq_name": ["default-domain", "p1", "public"], "parent_type": "project",
+    v.create(
+        "project",
+        json!({"fq_name": ["default-domain", "p1"], "parent_type": "domain"}),
+    )
+    .unwrap();
+    v.create(
+        "security-group",
+        json!({"fq_name": ["default-domain", "p1", "sg-web"], "parent_type": "project"}),
+    )
+    .unwrap();
+    let ipam = v
+        .create(
+            "network-ipam",
+            json!({"fq_name": ["default-domain", "p1", "pub-ipam"], "parent_type": "project"}),
+        )
+        .unwrap();
+    v.create(
+        "virtual-network",
+        json!({"fq_name": ["default-domain", "p1", "public"], "parent_type": "project",
         "network_ipam_refs": [{"to": ["default-domain", "p1", "pub-ipam"], "uuid": ipam,
-            "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "10.66.77.0", "ip_prefix_len": 24}}]}}]}))
-        .unwrap();
-    v.create("floating-ip-pool", json!({"fq_name": ["default-domain", "p1", "public", "pool"], "parent_type": "virtual-network"}))
-        .unwrap();
+            "attr": {"ipam_subnets": [{"subnet": {"ip_prefix": "10.66.77.0", "ip_prefix_len": 24}}]}}]}),
+    )
+    .unwrap();
+    v.create(
+        "floating-ip-pool",
+        json!({"fq_name": ["default-domain", "p1", "public", "pool"], "parent_type": "virtual-network"}),
+    )
+    .unwrap();
     let app = app::start(&config(&v, &[])).unwrap();
     let c = cid(1);
     let req = request(
@@ -118,8 +161,24 @@ fn attach_and_detach_with_every_label() {
             subnets: vec!["5.5.5.0/24".into()],
             ip: Some("5.5.5.10".into()),
             floating_ips: vec![
-                FloatingIpRequest { pool: vec!["default-domain".into(), "p1".into(), "public".into(), "pool".into()], address: Some("10.66.77.123".into()) },
-                FloatingIpRequest { pool: vec!["default-domain".into(), "p1".into(), "public".into(), "pool".into()], address: None },
+                FloatingIpRequest {
+                    pool: vec![
+                        "default-domain".into(),
+                        "p1".into(),
+                        "public".into(),
+                        "pool".into(),
+                    ],
+                    address: Some("10.66.77.123".into()),
+                },
+                FloatingIpRequest {
+                    pool: vec![
+                        "default-domain".into(),
+                        "p1".into(),
+                        "public".into(),
+                        "pool".into(),
+                    ],
+                    address: None,
+                },
             ],
             security_groups: vec![vec!["sg-web".into()]],
             other: vec![],
@@ -143,7 +202,10 @@ fn attach_and_detach_with_every_label() {
     assert_eq!(p.vm_uuid.as_deref(), Some(c.as_str()));
     assert_eq!(p.vrouters, ["agent-1"]);
     assert!(p.annotations.contains(&("index".into(), "0/1".into())));
-    assert!(p.annotations.contains(&("owner".into(), "contrail-mesos-manager".into())));
+    assert!(
+        p.annotations
+            .contains(&("owner".into(), "contrail-mesos-manager".into()))
+    );
     {
         let s = v.store();
         let vmi = s.get(&a.vmi_uuid).unwrap();
@@ -173,14 +235,35 @@ fn attach_and_detach_with_every_label() {
     assert_eq!(v.count("instance-ip"), 0);
     assert_eq!(v.count("floating-ip"), 0);
     assert_eq!(v.count("virtual-machine"), 0);
-    assert!(v.store().uuid_of("virtual-network", &["default-domain".into(), "p1".into(), "blue".into()]).is_some());
+    assert!(
+        v.store()
+            .uuid_of(
+                "virtual-network",
+                &["default-domain".into(), "p1".into(), "blue".into()]
+            )
+            .is_some()
+    );
     assert_eq!(delete(&app, &c, "eth0"), (200, json!({"found": false})));
     // /healthz and /metrics.
-    let mut r = agent().get(format!("http://{}/metrics", app.api.addr)).call().unwrap();
+    let mut r = agent()
+        .get(format!("http://{}/metrics", app.api.addr))
+        .call()
+        .unwrap();
     let m = r.body_mut().read_to_string().unwrap();
-    assert!(m.contains("contrail_mesos_vnc_calls_total{op=\"create\"}"), "{m}");
+    assert!(
+        m.contains("contrail_mesos_vnc_calls_total{op=\"create\"}"),
+        "{m}"
+    );
     assert!(m.contains("contrail_mesos_attachments 0"));
-    assert_eq!(agent().get(format!("http://{}/healthz", app.api.addr)).call().unwrap().status().as_u16(), 200);
+    assert_eq!(
+        agent()
+            .get(format!("http://{}/healthz", app.api.addr))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
     app.shutdown(Duration::from_secs(1));
 }
 
@@ -190,25 +273,67 @@ fn each_bad_label_is_a_422_naming_it_and_leaves_nothing() {
     let app = app::start(&config(&v, &[])).unwrap();
     assert_eq!(post(&app, &request(&cid(1), "eth0", blue())).0, 201);
     let cases: Vec<(&str, ContrailRequest)> = vec![
-        ("security-groups", ContrailRequest { security_groups: vec![vec!["nope".into()]], ..blue() }),
         (
-            "floating-ips",
+            "security-groups",
             ContrailRequest {
-                floating_ips: vec![FloatingIpRequest { pool: vec!["default-domain".into(), "default-project".into(), "x".into(), "y".into()], address: None }],
+                security_groups: vec![vec!["nope".into()]],
                 ..blue()
             },
         ),
         (
             "floating-ips",
             ContrailRequest {
-                floating_ips: vec![FloatingIpRequest { pool: vec!["a".into(), "b".into(), "c".into(), "d".into()], address: Some("10.1.1.300".into()) }],
+                floating_ips: vec![FloatingIpRequest {
+                    pool: vec![
+                        "default-domain".into(),
+                        "default-project".into(),
+                        "x".into(),
+                        "y".into(),
+                    ],
+                    address: None,
+                }],
                 ..blue()
             },
         ),
-        ("network-subnets", ContrailRequest { subnets: vec!["5.5.0.0/16".into()], ..blue() }),
-        ("network-ip", ContrailRequest { ip: Some("6.6.6.6".into()), ..blue() }),
-        ("network-ip", ContrailRequest { ip: Some("5.5.5.253".into()), ..blue() }),
-        ("networks", ContrailRequest { network: Some(vec!["unknown".into()]), subnets: vec![], ..blue() }),
+        (
+            "floating-ips",
+            ContrailRequest {
+                floating_ips: vec![FloatingIpRequest {
+                    pool: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+                    address: Some("10.1.1.300".into()),
+                }],
+                ..blue()
+            },
+        ),
+        (
+            "network-subnets",
+            ContrailRequest {
+                subnets: vec!["5.5.0.0/16".into()],
+                ..blue()
+            },
+        ),
+        (
+            "network-ip",
+            ContrailRequest {
+                ip: Some("6.6.6.6".into()),
+                ..blue()
+            },
+        ),
+        (
+            "network-ip",
+            ContrailRequest {
+                ip: Some("5.5.5.253".into()),
+                ..blue()
+            },
+        ),
+        (
+            "networks",
+            ContrailRequest {
+                network: Some(vec!["unknown".into()]),
+                subnets: vec![],
+                ..blue()
+            },
+        ),
     ];
     // The default network may be created from the configured subnet, so "networks" only
     // fails without it: use a manager with no default subnet for that case.
@@ -229,7 +354,11 @@ fn each_bad_label_is_a_422_naming_it_and_leaves_nothing() {
             t.shutdown(Duration::from_secs(1));
         }
     }
-    assert_eq!(v.count("virtual-machine"), 1, "only the good attachment remains");
+    assert_eq!(
+        v.count("virtual-machine"),
+        1,
+        "only the good attachment remains"
+    );
     assert_eq!(v.count("virtual-machine-interface"), 1);
     // Malformed body and missing token.
     let r = agent()
@@ -238,7 +367,10 @@ fn each_bad_label_is_a_422_naming_it_and_leaves_nothing() {
         .send("{\"nope\": 1}")
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    let r = agent().post(format!("http://{}/v1/attachments", app.api.addr)).send_json(request(&cid(9), "eth0", blue())).unwrap();
+    let r = agent()
+        .post(format!("http://{}/v1/attachments", app.api.addr))
+        .send_json(request(&cid(9), "eth0", blue()))
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     app.shutdown(Duration::from_secs(1));
 }
@@ -338,9 +470,17 @@ fn a_killed_task_loses_its_objects_without_a_del() {
     let ip = b["ip"].as_str().unwrap().to_owned();
     m.add_task("/web", "web.1", "agent-1", &[&ip], "TASK_RUNNING");
     let vm = vm_uuid_for(&cid(1));
-    wait_for("the join", 200, || v.store().get(&vm).and_then(|o| o.prop_str("display_name").map(str::to_owned)).as_deref() == Some("web.1"));
+    wait_for("the join", 200, || {
+        v.store()
+            .get(&vm)
+            .and_then(|o| o.prop_str("display_name").map(str::to_owned))
+            .as_deref()
+            == Some("web.1")
+    });
     m.kill_task("web.1");
-    wait_for("the cleanup", 200, || v.count("virtual-machine-interface") == 0 && v.count("virtual-machine") == 0);
+    wait_for("the cleanup", 200, || {
+        v.count("virtual-machine-interface") == 0 && v.count("virtual-machine") == 0
+    });
     assert_eq!(v.count("instance-ip"), 0);
     assert_eq!(app.mgr.cache.len(), 0);
     app.shutdown(Duration::from_secs(1));
@@ -360,14 +500,29 @@ fn a_lost_del_is_removed_by_the_reconciler_after_a_dropped_stream() {
     let ip2 = b2["ip"].as_str().unwrap().to_owned();
     m.add_task("/web", "web.1", "agent-1", &[&ip1], "TASK_RUNNING");
     m.add_task("/web", "web.2", "agent-1", &[&ip2], "TASK_RUNNING");
-    wait_for("both joins", 200, || app.mgr.cache.all().iter().filter(|o| o.task_id.is_some()).count() == 2);
+    wait_for("both joins", 200, || {
+        app.mgr
+            .cache
+            .all()
+            .iter()
+            .filter(|o| o.task_id.is_some())
+            .count()
+            == 2
+    });
     // web.1 dies while the manager is not listening: the event is lost, and so is the DEL.
     let lists = m.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst);
     m.remove_task_silently("web.1");
     m.drop_streams();
-    wait_for("a re-list", 200, || m.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst) > lists);
-    wait_for("the reconcile", 200, || v.count("virtual-machine-interface") == 1);
-    assert!(v.store().get(&vm_uuid_for(&cid(2))).is_some(), "the running task keeps its objects");
+    wait_for("a re-list", 200, || {
+        m.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst) > lists
+    });
+    wait_for("the reconcile", 200, || {
+        v.count("virtual-machine-interface") == 1
+    });
+    assert!(
+        v.store().get(&vm_uuid_for(&cid(2))).is_some(),
+        "the running task keeps its objects"
+    );
     assert!(v.store().get(&vm_uuid_for(&cid(1))).is_none());
     // The reconciler never touches what it does not own.
     assert!(v.count("virtual-network") >= 5);
@@ -382,19 +537,58 @@ fn redirected_and_silent_streams_reconnect_and_relist() {
     standby.set_leader(Some(&leader.url()));
     let app = app::start(&config(&v, &[standby.url()])).unwrap();
     wait_for("the redirected stream", 200, || leader.subscribers() == 1);
-    assert_eq!(standby.knobs.stream_connects.load(std::sync::atomic::Ordering::SeqCst), 0);
-    assert_eq!(leader.knobs.refused.load(std::sync::atomic::Ordering::SeqCst), 0, "Accept was exactly text/event-stream");
+    assert_eq!(
+        standby
+            .knobs
+            .stream_connects
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert_eq!(
+        leader
+            .knobs
+            .refused
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "Accept was exactly text/event-stream"
+    );
     // Silence longer than the stall timeout (1 s): reconnect, then a fresh list.
-    let lists = leader.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst)
-        + standby.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst);
+    let lists = leader
+        .knobs
+        .app_lists
+        .load(std::sync::atomic::Ordering::SeqCst)
+        + standby
+            .knobs
+            .app_lists
+            .load(std::sync::atomic::Ordering::SeqCst);
     leader.set_silent(true);
-    wait_for("a reconnect", 200, || leader.knobs.stream_connects.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    wait_for("a reconnect", 200, || {
+        leader
+            .knobs
+            .stream_connects
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2
+    });
     leader.set_silent(false);
     wait_for("the re-list", 200, || {
-        leader.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst) + standby.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst) > lists
+        leader
+            .knobs
+            .app_lists
+            .load(std::sync::atomic::Ordering::SeqCst)
+            + standby
+                .knobs
+                .app_lists
+                .load(std::sync::atomic::Ordering::SeqCst)
+            > lists
     });
-    let mut r = agent().get(format!("http://{}/metrics", app.api.addr)).call().unwrap();
+    let mut r = agent()
+        .get(format!("http://{}/metrics", app.api.addr))
+        .call()
+        .unwrap();
     let text = r.body_mut().read_to_string().unwrap();
-    assert!(!text.contains("contrail_mesos_sse_reconnects_total 0\n"), "{text}");
+    assert!(
+        !text.contains("contrail_mesos_sse_reconnects_total 0\n"),
+        "{text}"
+    );
     app.shutdown(Duration::from_secs(2));
 }

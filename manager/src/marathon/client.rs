@@ -11,7 +11,8 @@ use super::model::{AppList, Event, PodStatus, TaskView, pod_tasks};
 use super::sse::{SseEvent, SseParser};
 
 /// The exact filter of the seed design; Marathon matches `event_type` exactly.
-pub const EVENTS_PATH: &str = "/v2/events?event_type=status_update_event&event_type=instance_changed_event";
+pub const EVENTS_PATH: &str =
+    "/v2/events?event_type=status_update_event&event_type=instance_changed_event";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MarathonError {
@@ -76,12 +77,21 @@ impl HttpMarathon {
             .max_redirects(5)
             .build()
             .into();
-        HttpMarathon { cfg, lists, stream, current: AtomicUsize::new(0) }
+        HttpMarathon {
+            cfg,
+            lists,
+            stream,
+            current: AtomicUsize::new(0),
+        }
     }
 
     fn base(&self) -> String {
         let n = self.cfg.urls.len().max(1);
-        self.cfg.urls.get(self.current.load(Ordering::Relaxed) % n).map(|u| u.trim_end_matches('/').to_owned()).unwrap_or_default()
+        self.cfg
+            .urls
+            .get(self.current.load(Ordering::Relaxed) % n)
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_default()
     }
 
     fn rotate(&self) {
@@ -96,7 +106,10 @@ impl HttpMarathon {
         }
         let resp = rb.call().map_err(|e| {
             self.rotate();
-            MarathonError::Transport { url: url.clone(), msg: e.to_string() }
+            MarathonError::Transport {
+                url: url.clone(),
+                msg: e.to_string(),
+            }
         })?;
         let status = resp.status().as_u16();
         if status != 200 {
@@ -104,8 +117,12 @@ impl HttpMarathon {
             return Err(MarathonError::Status { url, status });
         }
         // Streamed decode: no 10 MB body limit, no intermediate copy of a large app list.
-        serde_json::from_reader(BufReader::new(resp.into_body().into_reader()))
-            .map_err(|e| MarathonError::Decode { url, msg: e.to_string() })
+        serde_json::from_reader(BufReader::new(resp.into_body().into_reader())).map_err(|e| {
+            MarathonError::Decode {
+                url,
+                msg: e.to_string(),
+            }
+        })
     }
 }
 
@@ -127,7 +144,10 @@ impl MarathonApi for HttpMarathon {
         }
         let resp = rb.call().map_err(|e| {
             self.rotate();
-            MarathonError::Transport { url: url.clone(), msg: e.to_string() }
+            MarathonError::Transport {
+                url: url.clone(),
+                msg: e.to_string(),
+            }
         })?;
         let status = resp.status().as_u16();
         if status != 200 {
@@ -162,7 +182,12 @@ impl EventStream for HttpEventStream {
             match self.reader.read(&mut buf) {
                 Ok(0) => return Ok(None),
                 Ok(n) => self.pending.extend(self.parser.push(&buf[..n])),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    ) =>
+                {
                     return Err(MarathonError::Stalled);
                 }
                 Err(e) => {
@@ -170,7 +195,10 @@ impl EventStream for HttpEventStream {
                     if e.to_string().to_ascii_lowercase().contains("timeout") {
                         return Err(MarathonError::Stalled);
                     }
-                    return Err(MarathonError::Transport { url: String::new(), msg: e.to_string() });
+                    return Err(MarathonError::Transport {
+                        url: String::new(),
+                        msg: e.to_string(),
+                    });
                 }
             }
         }

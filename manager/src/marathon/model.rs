@@ -78,7 +78,13 @@ pub struct TaskView {
 pub fn is_terminal_state(s: &str) -> bool {
     matches!(
         s,
-        "TASK_FINISHED" | "TASK_FAILED" | "TASK_KILLED" | "TASK_ERROR" | "TASK_LOST" | "TASK_DROPPED" | "TASK_GONE"
+        "TASK_FINISHED"
+            | "TASK_FAILED"
+            | "TASK_KILLED"
+            | "TASK_ERROR"
+            | "TASK_LOST"
+            | "TASK_DROPPED"
+            | "TASK_GONE"
             | "TASK_GONE_BY_OPERATOR"
     )
 }
@@ -86,17 +92,23 @@ pub fn is_terminal_state(s: &str) -> bool {
 /// Instance conditions (`instance_changed_event`) after which the instance is gone. Unknown
 /// strings (Marathon renamed some across versions) are not terminal.
 pub fn is_terminal_condition(c: &str) -> bool {
-    matches!(c, "Failed" | "Finished" | "Killed" | "Gone" | "Dropped" | "Error" | "UnreachableInactive")
+    matches!(
+        c,
+        "Failed" | "Finished" | "Killed" | "Gone" | "Dropped" | "Error" | "UnreachableInactive"
+    )
 }
 
 impl AppList {
     pub fn tasks(self) -> impl Iterator<Item = TaskView> {
-        self.apps.into_iter().flat_map(|a| a.tasks).map(|t| TaskView {
-            ips: t.ip_addresses.into_iter().map(|i| i.ip_address).collect(),
-            id: t.id,
-            host: t.host,
-            state: t.state,
-        })
+        self.apps
+            .into_iter()
+            .flat_map(|a| a.tasks)
+            .map(|t| TaskView {
+                ips: t.ip_addresses.into_iter().map(|i| i.ip_address).collect(),
+                id: t.id,
+                host: t.host,
+                state: t.state,
+            })
     }
 }
 
@@ -104,9 +116,18 @@ impl AppList {
 /// instance's addresses.
 pub fn pod_tasks(pods: Vec<PodStatus>) -> impl Iterator<Item = TaskView> {
     pods.into_iter().flat_map(|p| p.instances).flat_map(|i| {
-        let ips: Vec<String> = i.networks.iter().flat_map(|n| n.addresses.iter().cloned()).collect();
+        let ips: Vec<String> = i
+            .networks
+            .iter()
+            .flat_map(|n| n.addresses.iter().cloned())
+            .collect();
         let host = i.agent_hostname.clone().unwrap_or_default();
-        i.containers.into_iter().map(move |c| TaskView { id: c.container_id, host: host.clone(), ips: ips.clone(), state: c.status })
+        i.containers.into_iter().map(move |c| TaskView {
+            id: c.container_id,
+            host: host.clone(),
+            ips: ips.clone(),
+            state: c.status,
+        })
     })
 }
 
@@ -115,7 +136,10 @@ pub fn pod_tasks(pods: Vec<PodStatus>) -> impl Iterator<Item = TaskView> {
 pub enum Event {
     Attached,
     StatusUpdate(TaskView),
-    InstanceChanged { instance_id: String, condition: String },
+    InstanceChanged {
+        instance_id: String,
+        condition: String,
+    },
     Other(String),
 }
 
@@ -154,7 +178,10 @@ impl Event {
                 Err(_) => Event::Other(name.to_owned()),
             },
             "instance_changed_event" => match serde_json::from_str::<InstanceChangedJson>(data) {
-                Ok(i) => Event::InstanceChanged { instance_id: i.instance_id, condition: i.condition },
+                Ok(i) => Event::InstanceChanged {
+                    instance_id: i.instance_id,
+                    condition: i.condition,
+                },
                 Err(_) => Event::Other(name.to_owned()),
             },
             other => Event::Other(other.to_owned()),
@@ -186,8 +213,19 @@ mod tests {
             "status_update_event",
             r#"{"slaveId":"S4","taskId":"p.instance-f.sleep1","taskStatus":"TASK_KILLING","message":"","appId":"/p","host":"192.168.65.111","ipAddresses":[{"ipAddress":"9.0.1.3","protocol":"IPv4"}],"ports":[],"version":"v","eventType":"status_update_event","timestamp":"t"}"#,
         );
-        assert!(matches!(e, Event::StatusUpdate(ref t) if t.ips == ["9.0.1.3"] && t.state == "TASK_KILLING"));
-        let e = Event::parse("instance_changed_event", r#"{"instanceId":"pod-multi.instance-a","condition":"Failed","runSpecId":"/p","agentId":null,"host":null,"runSpecVersion":"v","timestamp":"t","eventType":"instance_changed_event"}"#);
-        assert_eq!(e, Event::InstanceChanged { instance_id: "pod-multi.instance-a".into(), condition: "Failed".into() });
+        assert!(
+            matches!(e, Event::StatusUpdate(ref t) if t.ips == ["9.0.1.3"] && t.state == "TASK_KILLING")
+        );
+        let e = Event::parse(
+            "instance_changed_event",
+            r#"{"instanceId":"pod-multi.instance-a","condition":"Failed","runSpecId":"/p","agentId":null,"host":null,"runSpecVersion":"v","timestamp":"t","eventType":"instance_changed_event"}"#,
+        );
+        assert_eq!(
+            e,
+            Event::InstanceChanged {
+                instance_id: "pod-multi.instance-a".into(),
+                condition: "Failed".into()
+            }
+        );
     }
 }

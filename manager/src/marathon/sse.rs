@@ -51,7 +51,10 @@ impl SseParser {
             // Blank line: dispatch, unless nothing was collected (heartbeats).
             let event = self.event.take();
             let data = self.data.take()?;
-            return Some(SseEvent { event: event.unwrap_or_else(|| "message".into()), data });
+            return Some(SseEvent {
+                event: event.unwrap_or_else(|| "message".into()),
+                data,
+            });
         }
         if line[0] == b':' {
             return None;
@@ -96,7 +99,13 @@ mod tests {
             got.extend(p.push(std::slice::from_ref(b)));
         }
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1], SseEvent { event: "status_update_event".into(), data: "{\"x\":2}".into() });
+        assert_eq!(
+            got[1],
+            SseEvent {
+                event: "status_update_event".into(),
+                data: "{\"x\":2}".into()
+            }
+        );
     }
 
     #[test]

@@ -79,7 +79,14 @@ pub trait VncApi: Send + Sync {
     fn list(&self, ty: &str) -> Result<Vec<VncObject>, VncError>;
     /// `POST /fqname-to-id`; `None` on 404.
     fn fqname_to_id(&self, ty: &str, fq_name: &[String]) -> Result<Option<String>, VncError>;
-    fn ref_update(&self, ty: &str, uuid: &str, ref_ty: &str, ref_uuid: &str, op: RefOp) -> Result<(), VncError>;
+    fn ref_update(
+        &self,
+        ty: &str,
+        uuid: &str,
+        ref_ty: &str,
+        ref_uuid: &str,
+        op: RefOp,
+    ) -> Result<(), VncError>;
 }
 
 /// Settings of the HTTP client.
@@ -114,22 +121,42 @@ impl HttpVnc {
             .max_idle_connections(128)
             .build()
             .into();
-        HttpVnc { cfg, agent, current: AtomicUsize::new(0), metrics }
+        HttpVnc {
+            cfg,
+            agent,
+            current: AtomicUsize::new(0),
+            metrics,
+        }
     }
 
     fn base(&self) -> String {
         let i = self.current.load(Ordering::Relaxed) % self.cfg.urls.len().max(1);
-        self.cfg.urls.get(i).map(|u| u.trim_end_matches('/').to_owned()).unwrap_or_default()
+        self.cfg
+            .urls
+            .get(i)
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_default()
     }
 
     /// One exchange: returns (status, body text) or a transport error.
-    fn exchange(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), VncError> {
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String), VncError> {
         let url = format!("{}{path}", self.base());
         let res = match (method, body) {
             ("GET", _) => self.with_token(self.agent.get(&url)).call(),
             ("DELETE", _) => self.with_token(self.agent.delete(&url)).call(),
-            ("PUT", Some(b)) => self.with_token(self.agent.put(&url)).content_type("application/json").send(b.to_string().as_bytes()),
-            (_, Some(b)) => self.with_token(self.agent.post(&url)).content_type("application/json").send(b.to_string().as_bytes()),
+            ("PUT", Some(b)) => self
+                .with_token(self.agent.put(&url))
+                .content_type("application/json")
+                .send(b.to_string().as_bytes()),
+            (_, Some(b)) => self
+                .with_token(self.agent.post(&url))
+                .content_type("application/json")
+                .send(b.to_string().as_bytes()),
             (_, None) => self.with_token(self.agent.post(&url)).send_empty(),
         };
         match res {
@@ -159,14 +186,26 @@ impl HttpVnc {
     }
 
     /// Exchange with retries; maps non-2xx to `VncError::Status`.
-    fn call(&self, op: &str, method: &str, path: &str, body: Option<&Value>) -> Result<String, VncError> {
+    fn call(
+        &self,
+        op: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<String, VncError> {
         let mut delay = self.cfg.backoff;
         let attempts = self.cfg.attempts.max(1);
         for attempt in 1..=attempts {
             let t0 = Instant::now();
-            let r = self.exchange(method, path, body).and_then(|(status, text)| {
-                if (200..300).contains(&status) { Ok(text) } else { Err(VncError::Status { status, body: text }) }
-            });
+            let r = self
+                .exchange(method, path, body)
+                .and_then(|(status, text)| {
+                    if (200..300).contains(&status) {
+                        Ok(text)
+                    } else {
+                        Err(VncError::Status { status, body: text })
+                    }
+                });
             // 404/409 are answers, not failures of the call.
             let ok = match &r {
                 Ok(_) => true,
@@ -186,7 +225,13 @@ impl HttpVnc {
         unreachable!("the loop returns on its last attempt")
     }
 
-    fn call_json<T: DeserializeOwned>(&self, op: &str, method: &str, path: &str, body: Option<&Value>) -> Result<T, VncError> {
+    fn call_json<T: DeserializeOwned>(
+        &self,
+        op: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, VncError> {
         let text = self.call(op, method, path, body)?;
         serde_json::from_str(&text).map_err(|e| VncError::Decode(format!("{path}: {e}")))
     }
@@ -194,43 +239,104 @@ impl HttpVnc {
 
 impl VncApi for HttpVnc {
     fn create(&self, ty: &str, obj: Value) -> Result<String, VncError> {
-        let v: Value = self.call_json("create", "POST", &format!("/{ty}s"), Some(&json!({ ty: obj })))?;
-        v[ty]["uuid"].as_str().map(str::to_owned).ok_or_else(|| VncError::Decode(format!("create {ty}: no uuid")))
+        let v: Value = self.call_json(
+            "create",
+            "POST",
+            &format!("/{ty}s"),
+            Some(&json!({ ty: obj })),
+        )?;
+        v[ty]["uuid"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| VncError::Decode(format!("create {ty}: no uuid")))
     }
 
     fn read(&self, ty: &str, uuid: &str) -> Result<VncObject, VncError> {
-        let mut v: serde_json::Map<String, Value> = self.call_json("read", "GET", &format!("/{ty}/{uuid}"), None)?;
-        let inner = v.remove(ty).ok_or_else(|| VncError::Decode(format!("read {ty}: no envelope")))?;
+        let mut v: serde_json::Map<String, Value> =
+            self.call_json("read", "GET", &format!("/{ty}/{uuid}"), None)?;
+        let inner = v
+            .remove(ty)
+            .ok_or_else(|| VncError::Decode(format!("read {ty}: no envelope")))?;
         serde_json::from_value(inner).map_err(|e| VncError::Decode(format!("read {ty}: {e}")))
     }
 
     fn update(&self, ty: &str, uuid: &str, obj: Value) -> Result<(), VncError> {
-        self.call("update", "PUT", &format!("/{ty}/{uuid}"), Some(&json!({ ty: obj }))).map(|_| ())
+        self.call(
+            "update",
+            "PUT",
+            &format!("/{ty}/{uuid}"),
+            Some(&json!({ ty: obj })),
+        )
+        .map(|_| ())
     }
 
     fn delete(&self, ty: &str, uuid: &str) -> Result<(), VncError> {
-        self.call("delete", "DELETE", &format!("/{ty}/{uuid}"), None).map(|_| ())
+        self.call("delete", "DELETE", &format!("/{ty}/{uuid}"), None)
+            .map(|_| ())
     }
 
     fn list(&self, ty: &str) -> Result<Vec<VncObject>, VncError> {
-        // Decoded into the slim `VncObject` (unknown fields skipped), so 10,000s of objects
-        // stay small in memory.
-        let env: ListEnvelope = self.call_json("list", "GET", &format!("/{ty}s?detail=True"), None)?;
-        Ok(env.into_objects())
+        // Streamed straight from the socket into the slim `VncObject` (unknown fields
+        // skipped): a 10,000-object detail list is tens of MB of JSON, never held as text.
+        let url = format!("{}/{ty}s?detail=True", self.base());
+        let mut delay = self.cfg.backoff;
+        for attempt in 1..=self.cfg.attempts.max(1) {
+            let t0 = Instant::now();
+            let r = match self.with_token(self.agent.get(&url)).call() {
+                Ok(resp) if resp.status().as_u16() == 200 => {
+                    serde_json::from_reader::<_, ListEnvelope>(std::io::BufReader::new(
+                        resp.into_body().into_reader(),
+                    ))
+                    .map(ListEnvelope::into_objects)
+                    .map_err(|e| VncError::Decode(format!("{url}: {e}")))
+                }
+                Ok(mut resp) => Err(VncError::Status {
+                    status: resp.status().as_u16(),
+                    body: resp.body_mut().read_to_string().unwrap_or_default(),
+                }),
+                Err(e) => {
+                    self.current.fetch_add(1, Ordering::Relaxed);
+                    Err(VncError::Transport(format!("{url}: {e}")))
+                }
+            };
+            self.metrics.vnc_call("list", t0.elapsed(), r.is_ok());
+            match r {
+                Err(e) if e.is_transient() && attempt < self.cfg.attempts => {
+                    self.metrics.vnc_retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+        Err(VncError::Transport(format!("{url}: no attempt made")))
     }
 
     fn fqname_to_id(&self, ty: &str, fq_name: &[String]) -> Result<Option<String>, VncError> {
-        match self.call_json::<Value>("fqname-to-id", "POST", "/fqname-to-id", Some(&json!({"type": ty, "fq_name": fq_name}))) {
+        match self.call_json::<Value>(
+            "fqname-to-id",
+            "POST",
+            "/fqname-to-id",
+            Some(&json!({"type": ty, "fq_name": fq_name})),
+        ) {
             Ok(v) => Ok(v["uuid"].as_str().map(str::to_owned)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    fn ref_update(&self, ty: &str, uuid: &str, ref_ty: &str, ref_uuid: &str, op: RefOp) -> Result<(), VncError> {
+    fn ref_update(
+        &self,
+        ty: &str,
+        uuid: &str,
+        ref_ty: &str,
+        ref_uuid: &str,
+        op: RefOp,
+    ) -> Result<(), VncError> {
         let body = json!({"type": ty, "uuid": uuid, "ref-type": ref_ty, "ref-uuid": ref_uuid,
             "operation": if op == RefOp::Add { "ADD" } else { "DELETE" }, "attr": null});
-        self.call("ref-update", "POST", "/ref-update", Some(&body)).map(|_| ())
+        self.call("ref-update", "POST", "/ref-update", Some(&body))
+            .map(|_| ())
     }
 }
 
@@ -244,10 +350,28 @@ mod tests {
             status: 409,
             body: "['default-domain', 'p1'] already exists with uuid: fc210677-dc78-4a15-8901-57c30e4b445a".into(),
         };
-        assert_eq!(e.existing_uuid().as_deref(), Some("fc210677-dc78-4a15-8901-57c30e4b445a"));
-        let e = VncError::Status { status: 409, body: "IP address already in use".into() };
+        assert_eq!(
+            e.existing_uuid().as_deref(),
+            Some("fc210677-dc78-4a15-8901-57c30e4b445a")
+        );
+        let e = VncError::Status {
+            status: 409,
+            body: "IP address already in use".into(),
+        };
         assert_eq!(e.existing_uuid(), None);
-        assert!(VncError::Status { status: 503, body: String::new() }.is_transient());
-        assert!(!VncError::Status { status: 400, body: String::new() }.is_transient());
+        assert!(
+            VncError::Status {
+                status: 503,
+                body: String::new()
+            }
+            .is_transient()
+        );
+        assert!(
+            !VncError::Status {
+                status: 400,
+                body: String::new()
+            }
+            .is_transient()
+        );
     }
 }

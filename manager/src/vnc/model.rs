@@ -80,14 +80,23 @@ impl VncObject {
     }
 
     pub fn mac(&self) -> Option<&str> {
-        self.virtual_machine_interface_mac_addresses.as_ref()?.mac_address.first().map(String::as_str)
+        self.virtual_machine_interface_mac_addresses
+            .as_ref()?
+            .mac_address
+            .first()
+            .map(String::as_str)
     }
 
     /// The CIDRs on the VN's IPAM refs (`attr.ipam_subnets[].subnet`).
     pub fn subnets(&self) -> Vec<ipnet::IpNet> {
         let mut out = Vec::new();
         for r in &self.network_ipam_refs {
-            let Some(subs) = r.attr.as_ref().and_then(|a| a.get("ipam_subnets")).and_then(Value::as_array) else {
+            let Some(subs) = r
+                .attr
+                .as_ref()
+                .and_then(|a| a.get("ipam_subnets"))
+                .and_then(Value::as_array)
+            else {
                 continue;
             };
             for s in subs {
@@ -104,16 +113,25 @@ impl VncObject {
 
 /// `{"<type>s": [{"<type>": {...}}]}` of a detail list.
 #[derive(Debug, Deserialize)]
-pub struct ListEnvelope(std::collections::HashMap<String, Vec<std::collections::HashMap<String, VncObject>>>);
+pub struct ListEnvelope(
+    std::collections::HashMap<String, Vec<std::collections::HashMap<String, VncObject>>>,
+);
 
 impl ListEnvelope {
     pub fn into_objects(self) -> Vec<VncObject> {
-        self.0.into_values().flatten().flat_map(|m| m.into_values()).collect()
+        self.0
+            .into_values()
+            .flatten()
+            .flat_map(|m| m.into_values())
+            .collect()
     }
 }
 
 /// `annotations` as VNC's `KeyValuePairs`.
 pub fn annotations(pairs: &[(&str, &str)]) -> Value {
-    let kv: Vec<Value> = pairs.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+    let kv: Vec<Value> = pairs
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
     json!({ "key_value_pair": kv })
 }

@@ -33,7 +33,10 @@ pub struct WriterConfig {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AttachError {
     #[error("label {label}: {message}")]
-    BadLabel { label: &'static str, message: String },
+    BadLabel {
+        label: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -43,7 +46,10 @@ pub enum AttachError {
 }
 
 fn bad(label: &'static str, message: impl Into<String>) -> AttachError {
-    AttachError::BadLabel { label, message: message.into() }
+    AttachError::BadLabel {
+        label,
+        message: message.into(),
+    }
 }
 
 impl From<VncError> for AttachError {
@@ -57,7 +63,10 @@ impl From<VncError> for AttachError {
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Name of the VMI and the instance-ip of one attachment.
@@ -83,7 +92,12 @@ struct Plan {
 }
 
 impl Writer {
-    fn owner_pairs<'a>(&'a self, cid: &'a str, ifname: &'a str, created: &'a str) -> Vec<(&'a str, &'a str)> {
+    fn owner_pairs<'a>(
+        &'a self,
+        cid: &'a str,
+        ifname: &'a str,
+        created: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
         vec![
             ("owner", self.cfg.owner.as_str()),
             ("cluster", self.cfg.cluster.as_str()),
@@ -96,7 +110,10 @@ impl Writer {
     fn plan(&self, req: &AttachRequest) -> Result<Plan, AttachError> {
         let r = &req.request;
         let domain = r.domain.clone().unwrap_or_else(|| self.cfg.domain.clone());
-        let project = r.project.clone().unwrap_or_else(|| self.cfg.project.clone());
+        let project = r
+            .project
+            .clone()
+            .unwrap_or_else(|| self.cfg.project.clone());
         let project_fq = vec![domain.clone(), project];
         let vn_fq = match r.network.as_deref() {
             None => {
@@ -110,41 +127,75 @@ impl Writer {
                 f
             }
             Some(f) if f.len() == 3 => f.to_vec(),
-            Some(f) => return Err(bad("networks", format!("{} is neither a name nor domain:project:name", f.join(":")))),
+            Some(f) => {
+                return Err(bad(
+                    "networks",
+                    format!("{} is neither a name nor domain:project:name", f.join(":")),
+                ));
+            }
         };
         let mut subnets = Vec::new();
         for s in &r.subnets {
-            let n: ipnet::IpNet = s.parse().map_err(|_| bad("network-subnets", format!("{s} is not a CIDR")))?;
+            let n: ipnet::IpNet = s
+                .parse()
+                .map_err(|_| bad("network-subnets", format!("{s} is not a CIDR")))?;
             if n.trunc() != n {
                 return Err(bad("network-subnets", format!("{s} has host bits set")));
             }
             subnets.push(n);
         }
         let ip = match &r.ip {
-            Some(a) => Some(a.parse::<IpAddr>().map_err(|_| bad("network-ip", format!("{a} is not an IP address")))?),
+            Some(a) => Some(
+                a.parse::<IpAddr>()
+                    .map_err(|_| bad("network-ip", format!("{a} is not an IP address")))?,
+            ),
             None => None,
         };
         let sgs = r
             .security_groups
             .iter()
             .map(|g| match g.len() {
-                1 => Ok(vec![project_fq[0].clone(), project_fq[1].clone(), g[0].clone()]),
+                1 => Ok(vec![
+                    project_fq[0].clone(),
+                    project_fq[1].clone(),
+                    g[0].clone(),
+                ]),
                 3 => Ok(g.clone()),
-                _ => Err(bad("security-groups", format!("{} is not a security group fq-name", g.join(":")))),
+                _ => Err(bad(
+                    "security-groups",
+                    format!("{} is not a security group fq-name", g.join(":")),
+                )),
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut fips = Vec::new();
         for f in &r.floating_ips {
             if f.pool.len() != 4 {
-                return Err(bad("floating-ips", format!("pool {} is not domain:project:network:pool", f.pool.join(":"))));
+                return Err(bad(
+                    "floating-ips",
+                    format!(
+                        "pool {} is not domain:project:network:pool",
+                        f.pool.join(":")
+                    ),
+                ));
             }
             let a = match &f.address {
-                Some(a) => Some(a.parse::<IpAddr>().map_err(|_| bad("floating-ips", format!("{a} is not an IP address")))?),
+                Some(a) => Some(
+                    a.parse::<IpAddr>()
+                        .map_err(|_| bad("floating-ips", format!("{a} is not an IP address")))?,
+                ),
                 None => None,
             };
             fips.push((f.pool.clone(), a));
         }
-        Ok(Plan { domain, project_fq, vn_fq, subnets, ip, sgs, fips })
+        Ok(Plan {
+            domain,
+            project_fq,
+            vn_fq,
+            subnets,
+            ip,
+            sgs,
+            fips,
+        })
     }
 
     /// A shared object's uuid by fq_name, cached.
@@ -180,7 +231,10 @@ impl Writer {
                 self.cache.put_name("project", &p.project_fq, &u);
                 Ok(u)
             }
-            Err(e) if e.is_not_found() => Err(bad("domain-name", format!("domain {} does not exist", p.domain))),
+            Err(e) if e.is_not_found() => Err(bad(
+                "domain-name",
+                format!("domain {} does not exist", p.domain),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -206,13 +260,19 @@ impl Writer {
             };
             for want in &p.subnets {
                 if !subnets.contains(want) {
-                    let overlap = subnets.iter().any(|s| s.contains(&want.network()) || want.contains(&s.network()));
+                    let overlap = subnets
+                        .iter()
+                        .any(|s| s.contains(&want.network()) || want.contains(&s.network()));
                     let have: Vec<String> = subnets.iter().map(|s| s.to_string()).collect();
                     return Err(bad(
                         "network-subnets",
                         format!(
                             "{want} {} network {} whose subnets are [{}]",
-                            if overlap { "clashes with" } else { "is not a subnet of" },
+                            if overlap {
+                                "clashes with"
+                            } else {
+                                "is not a subnet of"
+                            },
                             p.vn_fq.join(":"),
                             have.join(", ")
                         ),
@@ -228,11 +288,16 @@ impl Writer {
         let mut subnets = p.subnets.clone();
         if subnets.is_empty() {
             match &self.cfg.subnet {
-                Some(s) => subnets.push(s.parse().map_err(|_| AttachError::Internal(format!("config subnet {s} is not a CIDR")))?),
+                Some(s) => subnets.push(s.parse().map_err(|_| {
+                    AttachError::Internal(format!("config subnet {s} is not a CIDR"))
+                })?),
                 None => {
                     return Err(bad(
                         "networks",
-                        format!("network {} does not exist and no network-subnets label says how to create it", p.vn_fq.join(":")),
+                        format!(
+                            "network {} does not exist and no network-subnets label says how to create it",
+                            p.vn_fq.join(":")
+                        ),
                     ));
                 }
             }
@@ -243,10 +308,16 @@ impl Writer {
             // A network in another project gets its IPAM there.
             ipam_fq = vec![p.vn_fq[0].clone(), p.vn_fq[1].clone(), p.vn_fq[2].clone()];
         }
-        let (ipam, _) = match self.create_or_reuse("network-ipam", json!({"fq_name": ipam_fq, "parent_type": "project"})) {
+        let (ipam, _) = match self.create_or_reuse(
+            "network-ipam",
+            json!({"fq_name": ipam_fq, "parent_type": "project"}),
+        ) {
             Ok(x) => x,
             Err(e) if e.is_not_found() => {
-                return Err(bad("networks", format!("project {}:{} does not exist", p.vn_fq[0], p.vn_fq[1])));
+                return Err(bad(
+                    "networks",
+                    format!("project {}:{} does not exist", p.vn_fq[0], p.vn_fq[1]),
+                ));
             }
             Err(e) => return Err(e.into()),
         };
@@ -268,7 +339,9 @@ impl Writer {
                 self.cache.put_name("virtual-network", &p.vn_fq, &u);
                 self.ensure_network(p)
             }
-            Err(e) if matches!(e.status(), Some(400) | Some(409)) => Err(bad("network-subnets", e.body().to_owned())),
+            Err(e) if matches!(e.status(), Some(400) | Some(409)) => {
+                Err(bad("network-subnets", e.body().to_owned()))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -290,7 +363,11 @@ impl Writer {
             .into_iter()
             .map(|o| {
                 let name = o.fq_name.last().cloned().unwrap_or_default();
-                (o.uuid, name, o.virtual_router_ip_address.unwrap_or_default())
+                (
+                    o.uuid,
+                    name,
+                    o.virtual_router_ip_address.unwrap_or_default(),
+                )
             })
             .collect();
         let u = pick(&all);
@@ -314,8 +391,16 @@ impl Writer {
                     p.vn_fq.join(":")
                 )));
             }
-            match self.api.read("virtual-machine-interface", &o.attachment.vmi_uuid) {
-                Ok(vmi) if vmi.virtual_network_refs.iter().any(|r| r.uuid == o.attachment.vn.uuid) => {
+            match self
+                .api
+                .read("virtual-machine-interface", &o.attachment.vmi_uuid)
+            {
+                Ok(vmi)
+                    if vmi
+                        .virtual_network_refs
+                        .iter()
+                        .any(|r| r.uuid == o.attachment.vn.uuid) =>
+                {
                     if o.iip_uuid.is_some() {
                         return Ok((o.attachment, false));
                     }
@@ -332,25 +417,41 @@ impl Writer {
         if let Some(ip) = p.ip
             && !subnets.iter().any(|s| s.contains(&ip))
         {
-            return Err(bad("network-ip", format!("{ip} is outside the subnets of {}", p.vn_fq.join(":"))));
+            return Err(bad(
+                "network-ip",
+                format!("{ip} is outside the subnets of {}", p.vn_fq.join(":")),
+            ));
         }
         let mut sg_refs = Vec::new();
         for g in &p.sgs {
             match self.lookup("security-group", g)? {
                 Some(u) => sg_refs.push(json!({"to": g, "uuid": u})),
-                None => return Err(bad("security-groups", format!("security group {} does not exist", g.join(":")))),
+                None => {
+                    return Err(bad(
+                        "security-groups",
+                        format!("security group {} does not exist", g.join(":")),
+                    ));
+                }
             }
         }
         let mut pools = Vec::new();
         for (pool, addr) in &p.fips {
             match self.lookup("floating-ip-pool", pool)? {
                 Some(u) => pools.push((pool.clone(), u, *addr)),
-                None => return Err(bad("floating-ips", format!("floating-ip pool {} does not exist", pool.join(":")))),
+                None => {
+                    return Err(bad(
+                        "floating-ips",
+                        format!("floating-ip pool {} does not exist", pool.join(":")),
+                    ));
+                }
             }
         }
-        let vrouter = self
-            .find_vrouter(&req.node)?
-            .ok_or_else(|| AttachError::Unavailable(format!("no virtual-router named {} or with IP {}", req.node.name, req.node.ip)))?;
+        let vrouter = self.find_vrouter(&req.node)?.ok_or_else(|| {
+            AttachError::Unavailable(format!(
+                "no virtual-router named {} or with IP {}",
+                req.node.name, req.node.ip
+            ))
+        })?;
 
         let created_at = now_secs().to_string();
         let owner = self.owner_pairs(cid, ifname, &created_at);
@@ -370,31 +471,47 @@ impl Writer {
         let index = index_of(ifname, self.cache.of_container(cid).len());
         let vmi_uuid = uuid::Uuid::new_v4().to_string();
         let h = vmi_uuid.replace('-', "");
-        let mac = format!("02:{}:{}:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6], &h[6..8], &h[8..10]);
+        let mac = format!(
+            "02:{}:{}:{}:{}:{}",
+            &h[0..2],
+            &h[2..4],
+            &h[4..6],
+            &h[6..8],
+            &h[8..10]
+        );
         let mut vmi_ann = owner.clone();
-        vmi_ann.extend([("index", index.as_str()), ("node-name", req.node.name.as_str()), ("node-ip", req.node.ip.as_str()),
-            ("network", req.network_name.as_str())]);
+        vmi_ann.extend([
+            ("index", index.as_str()),
+            ("node-name", req.node.name.as_str()),
+            ("node-ip", req.node.ip.as_str()),
+            ("network", req.network_name.as_str()),
+        ]);
         let vmi_body = json!({"uuid": vmi_uuid, "fq_name": vmi_fq, "parent_type": "project", "display_name": name,
             "virtual_network_refs": [{"to": p.vn_fq, "uuid": vn}],
             "virtual_machine_refs": [{"to": [cid], "uuid": vm_uuid}],
             "security_group_refs": sg_refs,
             "virtual_machine_interface_mac_addresses": {"mac_address": [mac]},
             "annotations": annotations(&vmi_ann)});
-        let (vmi_uuid, created, mac, index) = match self.create_or_reuse("virtual-machine-interface", vmi_body)? {
-            (u, true) => (u, true, mac, index),
-            (u, false) => {
-                let o = self.api.read("virtual-machine-interface", &u)?;
-                if !o.virtual_network_refs.iter().any(|r| r.uuid == vn) {
-                    return Err(AttachError::Conflict(format!("{cid}/{ifname} is registered on another network")));
+        let (vmi_uuid, created, mac, index) =
+            match self.create_or_reuse("virtual-machine-interface", vmi_body)? {
+                (u, true) => (u, true, mac, index),
+                (u, false) => {
+                    let o = self.api.read("virtual-machine-interface", &u)?;
+                    if !o.virtual_network_refs.iter().any(|r| r.uuid == vn) {
+                        return Err(AttachError::Conflict(format!(
+                            "{cid}/{ifname} is registered on another network"
+                        )));
+                    }
+                    let mac = o.mac().unwrap_or_default().to_owned();
+                    let idx = o.annotation("index").unwrap_or(&index).to_owned();
+                    (u, false, mac, idx)
                 }
-                let mac = o.mac().unwrap_or_default().to_owned();
-                let idx = o.annotation("index").unwrap_or(&index).to_owned();
-                (u, false, mac, idx)
-            }
-        };
+            };
         let _ = project;
 
-        let result = self.attach_addresses(req, &p, &vn, &vmi_fq, &vmi_uuid, &owner, &pools, &vm_uuid, &vrouter);
+        let result = self.attach_addresses(
+            req, &p, &vn, &vmi_fq, &vmi_uuid, &owner, &pools, &vm_uuid, &vrouter,
+        );
         let (iip_uuid, ip, fips, fip_uuids) = match result {
             Ok(x) => x,
             Err(e) => {
@@ -413,7 +530,10 @@ impl Writer {
             vm_uuid: vm_uuid.clone(),
             vm_name: cid.to_owned(),
             vmi_uuid: vmi_uuid.clone(),
-            vn: ObjectRef { uuid: vn.clone(), fq_name: p.vn_fq.clone() },
+            vn: ObjectRef {
+                uuid: vn.clone(),
+                fq_name: p.vn_fq.clone(),
+            },
             ip: Some(ip),
             mac: Some(mac),
             index,
@@ -456,7 +576,11 @@ impl Writer {
                 (u, o.instance_ip_address.unwrap_or_default())
             }
             Err(e) if matches!(e.status(), Some(400) | Some(409)) => {
-                let label = if p.ip.is_some() { "network-ip" } else { "network-subnets" };
+                let label = if p.ip.is_some() {
+                    "network-ip"
+                } else {
+                    "network-subnets"
+                };
                 return Err(bad(label, e.body().to_owned()));
             }
             Err(e) => return Err(e.into()),
@@ -483,13 +607,22 @@ impl Writer {
                     fip_uuids.push(u);
                 }
                 Err(e) if matches!(e.status(), Some(400) | Some(409)) => {
-                    return Err(bad("floating-ips", format!("{}: {}", pool_fq.join(":"), e.body())));
+                    return Err(bad(
+                        "floating-ips",
+                        format!("{}: {}", pool_fq.join(":"), e.body()),
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
         // Without this ref the agent never learns the port; ADD of an existing ref is a no-op.
-        self.api.ref_update("virtual-router", vrouter, "virtual-machine", vm_uuid, RefOp::Add)?;
+        self.api.ref_update(
+            "virtual-router",
+            vrouter,
+            "virtual-machine",
+            vm_uuid,
+            RefOp::Add,
+        )?;
         Ok((iip_uuid, ip, fips, fip_uuids))
     }
 
@@ -501,7 +634,9 @@ impl Writer {
         let mut found = false;
         // The VMI: from the cache, else from the instance-ip, else from the VM's back-refs.
         let mut vmi_uuid = cached.as_ref().map(|o| o.attachment.vmi_uuid.clone());
-        let iip = self.api.fqname_to_id("instance-ip", std::slice::from_ref(&name))?;
+        let iip = self
+            .api
+            .fqname_to_id("instance-ip", std::slice::from_ref(&name))?;
         let vm_uuid = vm_uuid_for(cid);
         let vm = match self.api.read("virtual-machine", &vm_uuid) {
             Ok(v) => Some(v),
@@ -511,7 +646,11 @@ impl Writer {
         if vmi_uuid.is_none()
             && let Some(vm) = &vm
         {
-            vmi_uuid = vm.virtual_machine_interface_back_refs.iter().find(|r| r.to.last() == Some(&name)).map(|r| r.uuid.clone());
+            vmi_uuid = vm
+                .virtual_machine_interface_back_refs
+                .iter()
+                .find(|r| r.to.last() == Some(&name))
+                .map(|r| r.uuid.clone());
         }
         let vmi = match &vmi_uuid {
             Some(u) => match self.api.read("virtual-machine-interface", u) {
@@ -523,14 +662,25 @@ impl Writer {
         };
         let other_vmis = vm
             .as_ref()
-            .map(|vm| vm.virtual_machine_interface_back_refs.iter().filter(|r| Some(&r.uuid) != vmi_uuid.as_ref()).count())
+            .map(|vm| {
+                vm.virtual_machine_interface_back_refs
+                    .iter()
+                    .filter(|r| Some(&r.uuid) != vmi_uuid.as_ref())
+                    .count()
+            })
             .unwrap_or(0);
         // 1. The vrouter ref, when this was the VM's last interface.
         if let Some(vm) = &vm
             && other_vmis == 0
         {
             for vr in &vm.virtual_router_back_refs {
-                ignore_404(self.api.ref_update("virtual-router", &vr.uuid, "virtual-machine", &vm.uuid, RefOp::Delete))?;
+                ignore_404(self.api.ref_update(
+                    "virtual-router",
+                    &vr.uuid,
+                    "virtual-machine",
+                    &vm.uuid,
+                    RefOp::Delete,
+                ))?;
             }
         }
         // 2. Floating IPs, 3. instance-ips, 4. the VMI.
@@ -570,7 +720,11 @@ impl Writer {
 
     /// Sets the VM's display name to the Marathon task id.
     pub fn join_task(&self, cid: &str, task_id: &str) -> Result<(), AttachError> {
-        ignore_404(self.api.update("virtual-machine", &vm_uuid_for(cid), json!({"display_name": task_id})))?;
+        ignore_404(self.api.update(
+            "virtual-machine",
+            &vm_uuid_for(cid),
+            json!({"display_name": task_id}),
+        ))?;
         self.cache.set_task(cid, task_id);
         Ok(())
     }
@@ -581,7 +735,13 @@ impl Writer {
             && let Ok(vm) = self.api.read(ty, uuid)
         {
             for vr in &vm.virtual_router_back_refs {
-                ignore_404(self.api.ref_update("virtual-router", &vr.uuid, ty, uuid, RefOp::Delete))?;
+                ignore_404(self.api.ref_update(
+                    "virtual-router",
+                    &vr.uuid,
+                    ty,
+                    uuid,
+                    RefOp::Delete,
+                ))?;
             }
         }
         match self.api.delete(ty, uuid) {
@@ -596,15 +756,37 @@ impl Writer {
     /// gone). Used at start and by the reconciler.
     pub fn scan(&self) -> Result<Scan, AttachError> {
         let mine = |o: &VncObject| {
-            o.annotation("owner") == Some(self.cfg.owner.as_str()) && o.annotation("cluster") == Some(self.cfg.cluster.as_str())
+            o.annotation("owner") == Some(self.cfg.owner.as_str())
+                && o.annotation("cluster") == Some(self.cfg.cluster.as_str())
         };
-        let vms: Vec<VncObject> = self.api.list("virtual-machine")?.into_iter().filter(mine).collect();
-        let vmis: Vec<VncObject> = self.api.list("virtual-machine-interface")?.into_iter().filter(mine).collect();
-        let iips: Vec<VncObject> = self.api.list("instance-ip")?.into_iter().filter(mine).collect();
-        let fips: Vec<VncObject> = self.api.list("floating-ip")?.into_iter().filter(mine).collect();
+        let vms: Vec<VncObject> = self
+            .api
+            .list("virtual-machine")?
+            .into_iter()
+            .filter(mine)
+            .collect();
+        let vmis: Vec<VncObject> = self
+            .api
+            .list("virtual-machine-interface")?
+            .into_iter()
+            .filter(mine)
+            .collect();
+        let iips: Vec<VncObject> = self
+            .api
+            .list("instance-ip")?
+            .into_iter()
+            .filter(mine)
+            .collect();
+        let fips: Vec<VncObject> = self
+            .api
+            .list("floating-ip")?
+            .into_iter()
+            .filter(mine)
+            .collect();
         let mut by_vmi_iip: std::collections::HashMap<String, &VncObject> = Default::default();
         let mut orphans = Vec::new();
-        let vmi_set: std::collections::HashSet<&str> = vmis.iter().map(|v| v.uuid.as_str()).collect();
+        let vmi_set: std::collections::HashSet<&str> =
+            vmis.iter().map(|v| v.uuid.as_str()).collect();
         for i in &iips {
             match i.virtual_machine_interface_refs.first() {
                 Some(r) if vmi_set.contains(r.uuid.as_str()) => {
@@ -616,17 +798,24 @@ impl Writer {
         let mut by_vmi_fip: std::collections::HashMap<String, Vec<&VncObject>> = Default::default();
         for f in &fips {
             match f.virtual_machine_interface_refs.first() {
-                Some(r) if vmi_set.contains(r.uuid.as_str()) => by_vmi_fip.entry(r.uuid.clone()).or_default().push(f),
+                Some(r) if vmi_set.contains(r.uuid.as_str()) => {
+                    by_vmi_fip.entry(r.uuid.clone()).or_default().push(f)
+                }
                 _ => orphans.push(Orphan::of("floating-ip", f)),
             }
         }
-        let vm_by_uuid: std::collections::HashMap<&str, &VncObject> = vms.iter().map(|v| (v.uuid.as_str(), v)).collect();
+        let vm_by_uuid: std::collections::HashMap<&str, &VncObject> =
+            vms.iter().map(|v| (v.uuid.as_str(), v)).collect();
         let mut vm_used = std::collections::HashSet::new();
         let mut owned = Vec::new();
         for v in &vmis {
             let cid = v.annotation("container-id").unwrap_or_default().to_owned();
             let ifname = v.annotation("ifname").unwrap_or_default().to_owned();
-            let vm_uuid = v.virtual_machine_refs.first().map(|r| r.uuid.clone()).unwrap_or_default();
+            let vm_uuid = v
+                .virtual_machine_refs
+                .first()
+                .map(|r| r.uuid.clone())
+                .unwrap_or_default();
             vm_used.insert(vm_uuid.clone());
             let task_id = vm_by_uuid
                 .get(vm_uuid.as_str())
@@ -642,11 +831,17 @@ impl Writer {
                     vm_uuid,
                     vm_name: cid,
                     vmi_uuid: v.uuid.clone(),
-                    vn: ObjectRef { uuid: vn.uuid, fq_name: vn.to },
+                    vn: ObjectRef {
+                        uuid: vn.uuid,
+                        fq_name: vn.to,
+                    },
                     ip: iip.and_then(|i| i.instance_ip_address.clone()),
                     mac: v.mac().map(str::to_owned),
                     index: v.annotation("index").unwrap_or("0/1").to_owned(),
-                    floating_ips: fs.iter().filter_map(|f| f.floating_ip_address.clone()).collect(),
+                    floating_ips: fs
+                        .iter()
+                        .filter_map(|f| f.floating_ip_address.clone())
+                        .collect(),
                 },
                 iip_uuid: iip.map(|i| i.uuid.clone()),
                 fip_uuids: fs.iter().map(|f| f.uuid.clone()).collect(),
@@ -654,7 +849,10 @@ impl Writer {
                     name: v.annotation("node-name").unwrap_or_default().to_owned(),
                     ip: v.annotation("node-ip").unwrap_or_default().to_owned(),
                 },
-                created_at: v.annotation("created-at").and_then(|s| s.parse().ok()).unwrap_or(0),
+                created_at: v
+                    .annotation("created-at")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
                 task_id,
             });
         }
@@ -689,7 +887,10 @@ impl Orphan {
             ty: ty.to_owned(),
             uuid: o.uuid.clone(),
             container_id: o.annotation("container-id").unwrap_or_default().to_owned(),
-            created_at: o.annotation("created-at").and_then(|s| s.parse().ok()).unwrap_or(0),
+            created_at: o
+                .annotation("created-at")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
         }
     }
 }
@@ -705,7 +906,14 @@ fn ignore_404(r: Result<(), VncError>) -> Result<(), VncError> {
 /// of interfaces already registered; N = i + 1. Mesos gives each network its own ADD and the
 /// manager cannot know how many follow, so N counts the interfaces up to this one.
 pub fn index_of(ifname: &str, registered: usize) -> String {
-    let digits: String = ifname.chars().rev().take_while(char::is_ascii_digit).collect::<Vec<_>>().into_iter().rev().collect();
+    let digits: String = ifname
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     let i = digits.parse::<usize>().unwrap_or(registered);
     format!("{i}/{}", i + 1)
 }

@@ -117,7 +117,12 @@ impl MarathonServer {
                 }
             }
         });
-        Ok(MarathonServer { addr, state, knobs, stop })
+        Ok(MarathonServer {
+            addr,
+            state,
+            knobs,
+            stop,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -138,7 +143,14 @@ impl MarathonServer {
     }
 
     /// Adds a task to the lists without any event (as if the event was missed).
-    pub fn add_task_silently(&self, app_id: &str, task_id: &str, host: &str, ips: &[&str], state: &str) {
+    pub fn add_task_silently(
+        &self,
+        app_id: &str,
+        task_id: &str,
+        host: &str,
+        ips: &[&str],
+        state: &str,
+    ) {
         let t = FakeTask {
             app_id: app_id.into(),
             id: task_id.into(),
@@ -153,7 +165,9 @@ impl MarathonServer {
     pub fn set_task_state(&self, task_id: &str, state: &str) {
         let t = {
             let mut s = lock(&self.state);
-            let Some(t) = s.apps.get_mut(task_id) else { return };
+            let Some(t) = s.apps.get_mut(task_id) else {
+                return;
+            };
             t.state = state.into();
             let t = t.clone();
             if is_terminal(state) {
@@ -189,7 +203,11 @@ impl MarathonServer {
     }
 
     fn emit_status(&self, t: &FakeTask) {
-        let ips: Vec<Value> = t.ips.iter().map(|i| json!({"ipAddress": i, "protocol": "IPv4"})).collect();
+        let ips: Vec<Value> = t
+            .ips
+            .iter()
+            .map(|i| json!({"ipAddress": i, "protocol": "IPv4"}))
+            .collect();
         self.emit(
             "status_update_event",
             &json!({"slaveId": "S0", "taskId": t.id, "taskStatus": t.state, "message": "", "appId": t.app_id,
@@ -227,7 +245,11 @@ impl MarathonServer {
     }
 
     pub fn subscribers(&self) -> usize {
-        lock(&self.state).subs.iter().filter(|s| !s.closed.load(Ordering::SeqCst)).count()
+        lock(&self.state)
+            .subs
+            .iter()
+            .filter(|s| !s.closed.load(Ordering::SeqCst))
+            .count()
     }
 
     pub fn set_leader(&self, leader: Option<&str>) {
@@ -259,7 +281,16 @@ impl Drop for MarathonServer {
 }
 
 pub fn is_terminal(state: &str) -> bool {
-    matches!(state, "TASK_FINISHED" | "TASK_FAILED" | "TASK_KILLED" | "TASK_ERROR" | "TASK_LOST" | "TASK_DROPPED" | "TASK_GONE")
+    matches!(
+        state,
+        "TASK_FINISHED"
+            | "TASK_FAILED"
+            | "TASK_KILLED"
+            | "TASK_ERROR"
+            | "TASK_LOST"
+            | "TASK_DROPPED"
+            | "TASK_GONE"
+    )
 }
 
 fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str, extra: &str) {
@@ -282,7 +313,10 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
         return;
     }
     let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    let (method, target) = (
+        parts.next().unwrap_or("").to_owned(),
+        parts.next().unwrap_or("").to_owned(),
+    );
     let mut accepts = Vec::new();
     loop {
         let mut h = String::new();
@@ -303,8 +337,14 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
             let st = lock(state);
             let mut apps: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
             for t in st.apps.values() {
-                let ips: Vec<Value> = t.ips.iter().map(|i| json!({"ipAddress": i, "protocol": "IPv4"})).collect();
-                apps.entry(&t.app_id).or_default().push(json!({"id": t.id, "appId": t.app_id, "host": t.host,
+                let ips: Vec<Value> = t
+                    .ips
+                    .iter()
+                    .map(|i| json!({"ipAddress": i, "protocol": "IPv4"}))
+                    .collect();
+                apps.entry(&t.app_id)
+                    .or_default()
+                    .push(json!({"id": t.id, "appId": t.app_id, "host": t.host,
                     "slaveId": "S0", "state": t.state, "ipAddresses": ips, "ports": [], "stagedAt": now_iso()}));
             }
             let embed = query.contains("embed=apps.tasks");
@@ -319,7 +359,13 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                     a
                 })
                 .collect();
-            respond(&mut s, "200 OK", "application/json", &json!({"apps": list}).to_string(), leader_hdr);
+            respond(
+                &mut s,
+                "200 OK",
+                "application/json",
+                &json!({"apps": list}).to_string(),
+                leader_hdr,
+            );
         }
         ("GET", "/v2/tasks") => {
             let st = lock(state);
@@ -329,7 +375,13 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                 .map(|t| json!({"id": t.id, "appId": t.app_id, "host": t.host, "state": t.state,
                     "ipAddresses": t.ips.iter().map(|i| json!({"ipAddress": i, "protocol": "IPv4"})).collect::<Vec<_>>()}))
                 .collect();
-            respond(&mut s, "200 OK", "application/json", &json!({"tasks": tasks}).to_string(), leader_hdr);
+            respond(
+                &mut s,
+                "200 OK",
+                "application/json",
+                &json!({"tasks": tasks}).to_string(),
+                leader_hdr,
+            );
         }
         ("GET", "/v2/pods/::status") => {
             let st = lock(state);
@@ -341,16 +393,26 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                     .map(|(id, status)| json!({"name": id.rsplit('.').next().unwrap_or(""), "status": status,
                         "statusSince": now_iso(), "containerId": id, "endpoints": [], "lastUpdated": now_iso(), "lastChanged": now_iso()}))
                     .collect();
-                by_pod.entry(&p.pod_id).or_default().push(json!({"id": p.id, "status": "STABLE", "statusSince": now_iso(),
+                by_pod.entry(&p.pod_id).or_default().push(
+                    json!({"id": p.id, "status": "STABLE", "statusSince": now_iso(),
                     "agentHostname": p.host, "networks": [{"name": "contrail-cni-plugin", "addresses": p.ips}],
-                    "containers": containers, "specReference": "", "lastUpdated": now_iso(), "lastChanged": now_iso()}));
+                    "containers": containers, "specReference": "", "lastUpdated": now_iso(), "lastChanged": now_iso()}),
+                );
             }
             let body: Vec<Value> = by_pod
                 .into_iter()
-                .map(|(id, inst)| json!({"id": id, "spec": {"id": id}, "status": "STABLE", "statusSince": now_iso(),
-                    "instances": inst, "lastUpdated": now_iso(), "lastChanged": now_iso()}))
+                .map(|(id, inst)| {
+                    json!({"id": id, "spec": {"id": id}, "status": "STABLE", "statusSince": now_iso(),
+                    "instances": inst, "lastUpdated": now_iso(), "lastChanged": now_iso()})
+                })
                 .collect();
-            respond(&mut s, "200 OK", "application/json", &Value::Array(body).to_string(), leader_hdr);
+            respond(
+                &mut s,
+                "200 OK",
+                "application/json",
+                &Value::Array(body).to_string(),
+                leader_hdr,
+            );
         }
         ("GET", "/v2/events") => {
             if let Some(leader) = lock(&knobs.leader).clone() {
@@ -361,7 +423,13 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
             }
             if !accepts.iter().any(|a| a == "text/event-stream") {
                 knobs.refused.fetch_add(1, Ordering::SeqCst);
-                respond(&mut s, "405 Method Not Allowed", "text/plain", "HTTP method GET is not supported by this URL", "");
+                respond(
+                    &mut s,
+                    "405 Method Not Allowed",
+                    "text/plain",
+                    "HTTP method GET is not supported by this URL",
+                    "",
+                );
                 return;
             }
             let filter: Vec<String> = query
@@ -375,7 +443,13 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
     }
 }
 
-fn stream(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBool, filter: Vec<String>) {
+fn stream(
+    mut s: TcpStream,
+    state: &Mutex<State>,
+    knobs: &Knobs,
+    stop: &AtomicBool,
+    filter: Vec<String>,
+) {
     knobs.stream_connects.fetch_add(1, Ordering::SeqCst);
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n";
     let attached = json!({"remoteAddress": s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
@@ -383,10 +457,19 @@ fn stream(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBo
     // event_stream_attached goes to every subscriber, whatever its filter (Marathon sends it
     // on attach, before filtering applies).
     let first = format!("event: event_stream_attached\r\ndata: {attached}\r\n\r\n");
-    if s.write_all(head.as_bytes()).and_then(|_| s.write_all(first.as_bytes())).and_then(|_| s.flush()).is_err() {
+    if s.write_all(head.as_bytes())
+        .and_then(|_| s.write_all(first.as_bytes()))
+        .and_then(|_| s.flush())
+        .is_err()
+    {
         return;
     }
-    let sub = Arc::new(Sub { frames: Mutex::new(VecDeque::new()), cv: Condvar::new(), closed: AtomicBool::new(false), filter });
+    let sub = Arc::new(Sub {
+        frames: Mutex::new(VecDeque::new()),
+        cv: Condvar::new(),
+        closed: AtomicBool::new(false),
+        filter,
+    });
     lock(state).subs.push(sub.clone());
     let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
     loop {
@@ -404,7 +487,9 @@ fn stream(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBo
             let q = lock(&sub.frames);
             let (mut q, _) = sub
                 .cv
-                .wait_timeout_while(q, hb, |q| q.is_empty() && !sub.closed.load(Ordering::SeqCst))
+                .wait_timeout_while(q, hb, |q| {
+                    q.is_empty() && !sub.closed.load(Ordering::SeqCst)
+                })
                 .unwrap_or_else(|p| p.into_inner());
             q.drain(..).collect()
         };
@@ -413,7 +498,11 @@ fn stream(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBo
         }
         let ok = if frames.is_empty() {
             // Jetty's heartbeat: "\r", flush, "\n", flush.
-            s.write_all(b"\r").and_then(|_| s.flush()).and_then(|_| s.write_all(b"\n")).and_then(|_| s.flush()).is_ok()
+            s.write_all(b"\r")
+                .and_then(|_| s.flush())
+                .and_then(|_| s.write_all(b"\n"))
+                .and_then(|_| s.flush())
+                .is_ok()
         } else {
             frames.iter().all(|f| s.write_all(f).is_ok()) && s.flush().is_ok()
         };
@@ -433,7 +522,11 @@ mod tests {
 
     fn raw_get(addr: SocketAddr, path: &str, accept: &str) -> TcpStream {
         let mut s = TcpStream::connect(addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n\r\n"
+        )
+        .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s
     }
@@ -457,7 +550,11 @@ mod tests {
     fn stream_is_crlf_attached_first_with_bare_cr_heartbeats() {
         let m = MarathonServer::start().unwrap();
         m.set_heartbeat(Duration::from_millis(50));
-        let mut s = raw_get(m.addr, "/v2/events?event_type=status_update_event", "text/event-stream");
+        let mut s = raw_get(
+            m.addr,
+            "/v2/events?event_type=status_update_event",
+            "text/event-stream",
+        );
         let head = read_until(&mut s, b"\r\n\r\nevent: event_stream_attached\r\ndata: ");
         let text = String::from_utf8_lossy(&head);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
@@ -473,11 +570,16 @@ mod tests {
     fn wrong_accept_is_405_and_non_leader_redirects() {
         let m = MarathonServer::start().unwrap();
         let mut s = raw_get(m.addr, "/v2/events", "text/event-stream, */*");
-        assert!(String::from_utf8_lossy(&read_until(&mut s, b"\r\n\r\n")).starts_with("HTTP/1.1 405"));
+        assert!(
+            String::from_utf8_lossy(&read_until(&mut s, b"\r\n\r\n")).starts_with("HTTP/1.1 405")
+        );
         m.set_leader(Some("http://127.0.0.1:1"));
         let mut s = raw_get(m.addr, "/v2/events", "text/event-stream");
         let t = String::from_utf8_lossy(&read_until(&mut s, b"\r\n\r\n")).into_owned();
-        assert!(t.starts_with("HTTP/1.1 302") && t.contains("Location: http://127.0.0.1:1/v2/events"), "{t}");
+        assert!(
+            t.starts_with("HTTP/1.1 302") && t.contains("Location: http://127.0.0.1:1/v2/events"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -96,7 +96,16 @@ impl SubnetAlloc {
             pools.push((first, last.saturating_sub(1)));
         }
         let hint = if from_start { first } else { last };
-        Ok(SubnetAlloc { subnet_uuid, net, gateway, dns, pools, from_start, used: BTreeSet::new(), hint })
+        Ok(SubnetAlloc {
+            subnet_uuid,
+            net,
+            gateway,
+            dns,
+            pools,
+            from_start,
+            used: BTreeSet::new(),
+            hint,
+        })
     }
 
     fn in_pool(&self, a: u32) -> bool {
@@ -217,12 +226,24 @@ mod tests {
     fn requested_addresses() {
         let v = json!({"subnet": {"ip_prefix": "10.1.1.0", "ip_prefix_len": 24}});
         let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into()).unwrap();
-        assert_eq!(s.reserve("10.1.1.255".parse().unwrap(), false), Err(AllocError::InUse));
-        assert_eq!(s.reserve("10.1.1.0".parse().unwrap(), false), Err(AllocError::InUse));
-        assert_eq!(s.reserve("10.1.1.253".parse().unwrap(), false), Err(AllocError::InUse));
+        assert_eq!(
+            s.reserve("10.1.1.255".parse().unwrap(), false),
+            Err(AllocError::InUse)
+        );
+        assert_eq!(
+            s.reserve("10.1.1.0".parse().unwrap(), false),
+            Err(AllocError::InUse)
+        );
+        assert_eq!(
+            s.reserve("10.1.1.253".parse().unwrap(), false),
+            Err(AllocError::InUse)
+        );
         assert_eq!(s.reserve("10.1.1.254".parse().unwrap(), true), Ok(()));
         assert_eq!(s.reserve("10.1.1.10".parse().unwrap(), false), Ok(()));
-        assert_eq!(s.reserve("10.1.1.10".parse().unwrap(), false), Err(AllocError::InUse));
+        assert_eq!(
+            s.reserve("10.1.1.10".parse().unwrap(), false),
+            Err(AllocError::InUse)
+        );
         assert_eq!(s.allocate().unwrap().to_string(), "10.1.1.252");
     }
 }

@@ -11,7 +11,9 @@ use super::VncServer;
 const REAL_BASE: &str = "http://127.0.0.1:18082";
 
 fn transcript(name: &str) -> Vec<Value> {
-    let p = crate::paths::workspace_root().join("../shared/contracts").join(name);
+    let p = crate::paths::workspace_root()
+        .join("../shared/contracts")
+        .join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).expect("transcript json")
 }
@@ -35,13 +37,23 @@ fn map_value(v: &Value, map: &HashMap<String, String>) -> Value {
     match v {
         Value::String(s) => Value::String(map_text(s, map)),
         Value::Array(a) => Value::Array(a.iter().map(|x| map_value(x, map)).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), map_value(x, map))).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), map_value(x, map)))
+                .collect(),
+        ),
         x => x.clone(),
     }
 }
 
 /// Compares shapes; learns uuid mappings (real -> ours) on the way. Returns mismatches.
-fn compare(real: &Value, ours: &Value, path: &str, map: &mut HashMap<String, String>, out: &mut Vec<String>) {
+fn compare(
+    real: &Value,
+    ours: &Value,
+    path: &str,
+    map: &mut HashMap<String, String>,
+    out: &mut Vec<String>,
+) {
     match (real, ours) {
         (Value::Object(a), Value::Object(b)) => {
             let skip = |k: &str| k == "id_perms" || k == "perms2";
@@ -68,7 +80,9 @@ fn compare(real: &Value, ours: &Value, path: &str, map: &mut HashMap<String, Str
         (Value::String(a), Value::String(b)) => {
             if is_uuid(a) && is_uuid(b) {
                 match map.get(a) {
-                    Some(m) if m != b => out.push(format!("{path}: uuid {a} maps to {m}, ours {b}")),
+                    Some(m) if m != b => {
+                        out.push(format!("{path}: uuid {a} maps to {m}, ours {b}"))
+                    }
                     Some(_) => {}
                     None => {
                         map.insert(a.clone(), b.clone());
@@ -107,7 +121,10 @@ fn compare(real: &Value, ours: &Value, path: &str, map: &mut HashMap<String, Str
 fn replay(name: &str) {
     let srv = VncServer::start().expect("start");
     let ours_base = srv.url();
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let mut map: HashMap<String, String> = HashMap::new();
     let mut problems = Vec::new();
     for (i, step) in transcript(name).iter().enumerate() {
@@ -115,29 +132,47 @@ fn replay(name: &str) {
         let path = map_text(step["path"].as_str().unwrap(), &map);
         let mut url = format!("{ours_base}{path}");
         if let Some(params) = step["params"].as_object() {
-            let q: Vec<String> =
-                params.iter().map(|(k, v)| format!("{k}={}", map_text(v.as_str().unwrap_or(""), &map))).collect();
+            let q: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", map_text(v.as_str().unwrap_or(""), &map)))
+                .collect();
             url = format!("{url}?{}", q.join("&"));
         }
         let body = if step["request"].is_null() {
             None
         } else {
-            Some(map_value(&step["request"], &map).to_string().replace(REAL_BASE, &ours_base))
+            Some(
+                map_value(&step["request"], &map)
+                    .to_string()
+                    .replace(REAL_BASE, &ours_base),
+            )
         };
         let resp = match (method, body) {
             ("GET", _) => agent.get(&url).call(),
             ("DELETE", _) => agent.delete(&url).call(),
-            ("POST", Some(b)) => agent.post(&url).content_type("application/json").send(b.as_bytes()),
-            ("PUT", Some(b)) => agent.put(&url).content_type("application/json").send(b.as_bytes()),
+            ("POST", Some(b)) => agent
+                .post(&url)
+                .content_type("application/json")
+                .send(b.as_bytes()),
+            ("PUT", Some(b)) => agent
+                .put(&url)
+                .content_type("application/json")
+                .send(b.as_bytes()),
             (m, _) => panic!("step {i}: method {m}"),
         };
         let mut resp = resp.unwrap_or_else(|e| panic!("step {i}: {e}"));
         let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default().replace(&ours_base, REAL_BASE);
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .unwrap_or_default()
+            .replace(&ours_base, REAL_BASE);
         let note = step["note"].as_str().unwrap_or("");
         let want = step["status"].as_u64().unwrap() as u16;
         if status != want {
-            problems.push(format!("step {i} ({note}): status {status}, want {want}; body {text}"));
+            problems.push(format!(
+                "step {i} ({note}): status {status}, want {want}; body {text}"
+            ));
             continue;
         }
         match &step["response"] {
@@ -150,7 +185,9 @@ fn replay(name: &str) {
                     text == want_text || (want_text == "\"\"" && text.is_empty())
                 };
                 if !ok {
-                    problems.push(format!("step {i} ({note}): text {text:?}, want {want_text:?}"));
+                    problems.push(format!(
+                        "step {i} ({note}): text {text:?}, want {want_text:?}"
+                    ));
                 }
             }
             real => {
@@ -169,7 +206,12 @@ fn replay(name: &str) {
             }
         }
     }
-    assert!(problems.is_empty(), "{name}: {} mismatches:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{name}: {} mismatches:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 #[test]

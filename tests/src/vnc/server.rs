@@ -66,16 +66,26 @@ impl VncServer {
     }
 
     pub fn start_on(bind: &str, threads: usize) -> anyhow::Result<VncServer> {
-        let server = Arc::new(tiny_http::Server::http(bind).map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?);
-        let addr = server.server_addr().to_ip().ok_or_else(|| anyhow::anyhow!("not an IP listener"))?;
+        let server = Arc::new(
+            tiny_http::Server::http(bind).map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?,
+        );
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| anyhow::anyhow!("not an IP listener"))?;
         let store = Arc::new(Mutex::new(Store::new(&format!("http://{addr}"))));
         let faults = Arc::new(Faults::default());
         let calls = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut hs = Vec::new();
         for _ in 0..threads.max(1) {
-            let (server, store, faults, calls, stop) =
-                (server.clone(), store.clone(), faults.clone(), calls.clone(), stop.clone());
+            let (server, store, faults, calls, stop) = (
+                server.clone(),
+                store.clone(),
+                faults.clone(),
+                calls.clone(),
+                stop.clone(),
+            );
             hs.push(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match server.recv_timeout(Duration::from_millis(200)) {
@@ -86,7 +96,15 @@ impl VncServer {
                 }
             }));
         }
-        Ok(VncServer { addr, store, faults, calls, server, stop, threads: hs })
+        Ok(VncServer {
+            addr,
+            store,
+            faults,
+            calls,
+            server,
+            stop,
+            threads: hs,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -107,7 +125,9 @@ impl VncServer {
     }
 
     pub fn set_delay(&self, d: Duration) {
-        self.faults.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+        self.faults
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn require_token(&self, token: Option<&str>) {
@@ -151,9 +171,12 @@ impl VncServer {
                 .filter(|(t, _)| t == "instance-ip")
                 .filter_map(|(_, u)| s.get(&u))
                 .next();
-            let ip = iip.and_then(|i| i.prop_str("instance_ip_address")).map(str::to_owned);
+            let ip = iip
+                .and_then(|i| i.prop_str("instance_ip_address"))
+                .map(str::to_owned);
             let subnet = iip.and_then(|i| i.prop_str("subnet_uuid")).and_then(|su| {
-                vn.as_ref().and_then(|vn| s.vn_subnets(vn).iter().find(|a| a.subnet_uuid == su))
+                vn.as_ref()
+                    .and_then(|vn| s.vn_subnets(vn).iter().find(|a| a.subnet_uuid == su))
             });
             let annotations = vmi
                 .props
@@ -163,7 +186,10 @@ impl VncServer {
                 .map(|a| {
                     a.iter()
                         .map(|kv| {
-                            (kv["key"].as_str().unwrap_or("").to_owned(), kv["value"].as_str().unwrap_or("").to_owned())
+                            (
+                                kv["key"].as_str().unwrap_or("").to_owned(),
+                                kv["value"].as_str().unwrap_or("").to_owned(),
+                            )
                         })
                         .collect()
                 })
@@ -181,9 +207,15 @@ impl VncServer {
             out.push(PortView {
                 vmi_uuid: vmi.uuid.clone(),
                 vmi_fq_name: vmi.fq_name.clone(),
-                vm_name: vm.as_ref().and_then(|u| s.get(u)).map(|o| o.name().to_owned()),
+                vm_name: vm
+                    .as_ref()
+                    .and_then(|u| s.get(u))
+                    .map(|o| o.name().to_owned()),
                 vm_uuid: vm,
-                vn_fq_name: vn.as_ref().and_then(|u| s.get(u)).map(|o| o.fq_name.clone()),
+                vn_fq_name: vn
+                    .as_ref()
+                    .and_then(|u| s.get(u))
+                    .map(|o| o.fq_name.clone()),
                 vn_uuid: vn,
                 mac: vmi
                     .props
@@ -215,13 +247,19 @@ impl Drop for VncServer {
 fn text(status: u16, body: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     tiny_http::Response::from_string(body)
         .with_status_code(status)
-        .with_header(tiny_http::Header::from_bytes("Content-Type", "text/html; charset=UTF-8").expect("header"))
+        .with_header(
+            tiny_http::Header::from_bytes("Content-Type", "text/html; charset=UTF-8")
+                .expect("header"),
+        )
 }
 
 fn json_resp(status: u16, v: &Value) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
     tiny_http::Response::from_string(v.to_string())
         .with_status_code(status)
-        .with_header(tiny_http::Header::from_bytes("Content-Type", "application/json; charset=UTF-8").expect("header"))
+        .with_header(
+            tiny_http::Header::from_bytes("Content-Type", "application/json; charset=UTF-8")
+                .expect("header"),
+        )
 }
 
 fn handle(
@@ -265,28 +303,52 @@ fn handle(
     let resp = route(&method, path, query, &body, store);
     let _ = match resp {
         // DELETE answers 200 with an empty body.
-        Ok(Value::String(s)) if s.is_empty() => req.respond(tiny_http::Response::from_string("").with_status_code(200)),
+        Ok(Value::String(s)) if s.is_empty() => {
+            req.respond(tiny_http::Response::from_string("").with_status_code(200))
+        }
         Ok(v) => req.respond(json_resp(200, &v)),
         Err(VncErr { status, text: t }) => req.respond(text(status, &t)),
     };
 }
 
 fn param<'a>(query: &'a str, k: &str) -> Option<&'a str> {
-    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(a, _)| *a == k).map(|(_, v)| v)
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(a, _)| *a == k)
+        .map(|(_, v)| v)
 }
 
 fn parse(body: &str) -> Result<Value, VncErr> {
-    serde_json::from_str(body).map_err(|e| VncErr { status: 400, text: format!("Bad Request: {e}") })
+    serde_json::from_str(body).map_err(|e| VncErr {
+        status: 400,
+        text: format!("Bad Request: {e}"),
+    })
 }
 
 /// Routes one request. Pure over the store, so it is also the replay test's entry point.
-pub fn route(method: &str, path: &str, query: &str, body: &str, store: &Mutex<Store>) -> Result<Value, VncErr> {
+pub fn route(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &str,
+    store: &Mutex<Store>,
+) -> Result<Value, VncErr> {
     let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
-    let seg: Vec<&str> = path.trim_start_matches('/').split('/').filter(|x| !x.is_empty()).collect();
-    let not_found = || VncErr { status: 404, text: "Not Found".into() };
+    let seg: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|x| !x.is_empty())
+        .collect();
+    let not_found = || VncErr {
+        status: 404,
+        text: "Not Found".into(),
+    };
     match (method, seg.as_slice()) {
         ("GET", []) => {
-            let mut links = vec![json!({"link": {"rel": "documentation", "href": format!("{}/documentation/index.html", s.base), "name": "documentation", "method": "GET"}})];
+            let mut links = vec![
+                json!({"link": {"rel": "documentation", "href": format!("{}/documentation/index.html", s.base), "name": "documentation", "method": "GET"}}),
+            ];
             links.extend(TYPES.iter().map(
                 |t| json!({"link": {"rel": "collection", "href": format!("{}/{t}s", s.base), "name": t, "method": null}}),
             ));
@@ -295,48 +357,77 @@ pub fn route(method: &str, path: &str, query: &str, body: &str, store: &Mutex<St
         ("POST", ["fqname-to-id"]) => {
             let b = parse(body)?;
             let ty = b["type"].as_str().unwrap_or("");
-            let fq: Vec<String> =
-                b["fq_name"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect();
+            let fq: Vec<String> = b["fq_name"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect();
             s.uuid_of(ty, &fq)
                 .map(|u| json!({"uuid": u}))
-                .ok_or_else(|| VncErr { status: 404, text: format!("Name {} not found", super::store::py_list(&fq)) })
+                .ok_or_else(|| VncErr {
+                    status: 404,
+                    text: format!("Name {} not found", super::store::py_list(&fq)),
+                })
         }
         ("POST", ["id-to-fqname"]) => {
             let b = parse(body)?;
             let u = b["uuid"].as_str().unwrap_or("");
             s.get(u)
                 .map(|o| json!({"fq_name": o.fq_name, "type": o.ty}))
-                .ok_or_else(|| VncErr { status: 404, text: format!("UUID {u} not found") })
+                .ok_or_else(|| VncErr {
+                    status: 404,
+                    text: format!("UUID {u} not found"),
+                })
         }
         ("POST", ["ref-update"]) => {
             let b = parse(body)?;
             s.ref_update(&b).map(|u| json!({"uuid": u}))
         }
         ("POST", [coll]) => {
-            let ty = coll.strip_suffix('s').filter(|t| TYPES.contains(t)).ok_or_else(not_found)?;
+            let ty = coll
+                .strip_suffix('s')
+                .filter(|t| TYPES.contains(t))
+                .ok_or_else(not_found)?;
             let b = parse(body)?;
-            let inner = b.get(ty).cloned().ok_or_else(|| VncErr { status: 400, text: format!("Bad Request: no {ty}") })?;
+            let inner = b.get(ty).cloned().ok_or_else(|| VncErr {
+                status: 400,
+                text: format!("Bad Request: no {ty}"),
+            })?;
             let u = s.create(ty, inner)?;
             Ok(s.render_created(&u))
         }
         ("GET", [coll]) => {
-            let ty = coll.strip_suffix('s').filter(|t| TYPES.contains(t)).ok_or_else(not_found)?;
+            let ty = coll
+                .strip_suffix('s')
+                .filter(|t| TYPES.contains(t))
+                .ok_or_else(not_found)?;
             let detail = param(query, "detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
-            let parents: Option<Vec<&str>> = param(query, "parent_id").map(|p| p.split(',').collect());
-            let backs: Option<Vec<&str>> = param(query, "back_ref_id").map(|p| p.split(',').collect());
-            let uuids: Option<Vec<&str>> = param(query, "obj_uuids").map(|p| p.split(',').collect());
+            let parents: Option<Vec<&str>> =
+                param(query, "parent_id").map(|p| p.split(',').collect());
+            let backs: Option<Vec<&str>> =
+                param(query, "back_ref_id").map(|p| p.split(',').collect());
+            let uuids: Option<Vec<&str>> =
+                param(query, "obj_uuids").map(|p| p.split(',').collect());
             let mut items = Vec::new();
             // Upstream lists in the order of its fq-name index: "<fq:name:str>:<uuid>".
             let mut objs = s.list_type(ty);
             objs.sort_by_cached_key(|o| format!("{}:{}", o.fq_name.join(":"), o.uuid));
             for o in objs {
                 if let Some(ps) = &parents
-                    && !o.parent.as_ref().is_some_and(|(_, pu)| ps.contains(&pu.as_str()))
+                    && !o
+                        .parent
+                        .as_ref()
+                        .is_some_and(|(_, pu)| ps.contains(&pu.as_str()))
                 {
                     continue;
                 }
                 if let Some(bs) = &backs
-                    && !o.refs.values().flatten().any(|r| bs.contains(&r.to_uuid.as_str()))
+                    && !o
+                        .refs
+                        .values()
+                        .flatten()
+                        .any(|r| bs.contains(&r.to_uuid.as_str()))
                 {
                     continue;
                 }
@@ -348,14 +439,19 @@ pub fn route(method: &str, path: &str, query: &str, body: &str, store: &Mutex<St
                 if detail {
                     items.push(json!({ ty: s.render(o, true) }));
                 } else {
-                    items.push(json!({"href": s.href(ty, &o.uuid), "fq_name": o.fq_name, "uuid": o.uuid}));
+                    items.push(
+                        json!({"href": s.href(ty, &o.uuid), "fq_name": o.fq_name, "uuid": o.uuid}),
+                    );
                 }
             }
             Ok(json!({ format!("{ty}s"): items }))
         }
         ("GET", [ty, uuid]) if TYPES.contains(ty) => match s.get(uuid) {
             Some(o) if o.ty == *ty => Ok(json!({ *ty: s.render(o, false) })),
-            _ => Err(VncErr { status: 404, text: format!("Unknown id: {uuid}") }),
+            _ => Err(VncErr {
+                status: 404,
+                text: format!("Unknown id: {uuid}"),
+            }),
         },
         ("PUT", [ty, uuid]) if TYPES.contains(ty) => {
             let b = parse(body)?;

@@ -17,7 +17,10 @@ pub struct VncErr {
 }
 
 fn err(status: u16, text: impl Into<String>) -> VncErr {
-    VncErr { status, text: text.into() }
+    VncErr {
+        status,
+        text: text.into(),
+    }
 }
 
 /// Python `repr()` of a list of strings (the form upstream puts in error texts).
@@ -33,10 +36,16 @@ fn py_value(v: &Value) -> String {
         Value::Bool(false) => "False".into(),
         Value::Number(n) => n.to_string(),
         Value::String(s) => format!("'{s}'"),
-        Value::Array(a) => format!("[{}]", a.iter().map(py_value).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(py_value).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(m) => format!(
             "{{{}}}",
-            m.iter().map(|(k, v)| format!("'{k}': {}", py_value(v))).collect::<Vec<_>>().join(", ")
+            m.iter()
+                .map(|(k, v)| format!("'{k}': {}", py_value(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -46,7 +55,10 @@ pub fn parent_type_of(ty: &str) -> Option<&'static str> {
     Some(match ty {
         "domain" => "config-root",
         "project" => "domain",
-        "network-ipam" | "virtual-network" | "virtual-machine-interface" | "security-group"
+        "network-ipam"
+        | "virtual-network"
+        | "virtual-machine-interface"
+        | "security-group"
         | "network-policy" => "project",
         "floating-ip-pool" | "routing-instance" => "virtual-network",
         "floating-ip" => "floating-ip-pool",
@@ -104,7 +116,10 @@ impl Obj {
         self.props.get(k).and_then(Value::as_str)
     }
     pub fn ref_uuids(&self, ty: &str) -> Vec<String> {
-        self.refs.get(ty).map(|v| v.iter().map(|r| r.to_uuid.clone()).collect()).unwrap_or_default()
+        self.refs
+            .get(ty)
+            .map(|v| v.iter().map(|r| r.to_uuid.clone()).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -124,7 +139,9 @@ pub struct Store {
 }
 
 fn now_str() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!("{}.{:06}", d.as_secs(), d.subsec_micros())
 }
 
@@ -151,16 +168,33 @@ impl Store {
         };
         let boot = [
             ("domain", json!({"fq_name": ["default-domain"]})),
-            ("global-system-config", json!({"fq_name": ["default-global-system-config"]})),
-            ("project", json!({"fq_name": ["default-domain", "default-project"]})),
-            ("network-ipam", json!({"fq_name": ["default-domain", "default-project", "default-network-ipam"]})),
+            (
+                "global-system-config",
+                json!({"fq_name": ["default-global-system-config"]}),
+            ),
+            (
+                "project",
+                json!({"fq_name": ["default-domain", "default-project"]}),
+            ),
+            (
+                "network-ipam",
+                json!({"fq_name": ["default-domain", "default-project", "default-network-ipam"]}),
+            ),
         ];
         for (ty, body) in boot {
             s.create(ty, body).expect("boot object");
         }
-        for vn in ["__link_local__", "dci-network", "default-virtual-network", "ip-fabric"] {
-            s.create("virtual-network", json!({"fq_name": ["default-domain", "default-project", vn]}))
-                .expect("boot vn");
+        for vn in [
+            "__link_local__",
+            "dci-network",
+            "default-virtual-network",
+            "ip-fabric",
+        ] {
+            s.create(
+                "virtual-network",
+                json!({"fq_name": ["default-domain", "default-project", vn]}),
+            )
+            .expect("boot vn");
         }
         s
     }
@@ -190,7 +224,10 @@ impl Store {
     }
 
     pub fn back_refs_of(&self, uuid: &str) -> Vec<(String, String)> {
-        self.back_refs.get(uuid).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.back_refs
+            .get(uuid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn vn_subnets(&self, vn_uuid: &str) -> &[SubnetAlloc] {
@@ -204,24 +241,36 @@ impl Store {
     ) -> Result<BTreeMap<String, Vec<Ref>>, Option<String>> {
         let mut out = BTreeMap::new();
         for (k, v) in body {
-            let Some(base) = k.strip_suffix("_refs") else { continue };
+            let Some(base) = k.strip_suffix("_refs") else {
+                continue;
+            };
             let rty = base.replace('_', "-");
             let mut refs = Vec::new();
             for r in v.as_array().into_iter().flatten() {
-                let by_uuid = r.get("uuid").and_then(Value::as_str).filter(|u| self.objs.contains_key(*u));
+                let by_uuid = r
+                    .get("uuid")
+                    .and_then(Value::as_str)
+                    .filter(|u| self.objs.contains_key(*u));
                 let uuid = match by_uuid {
                     Some(u) => Some(u.to_owned()),
                     None => {
                         let to: Vec<String> = r
                             .get("to")
                             .and_then(Value::as_array)
-                            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_owned))
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         self.uuid_of(&rty, &to)
                     }
                 };
                 match uuid {
-                    Some(u) => refs.push(Ref { to_uuid: u, attr: r.get("attr").cloned().unwrap_or(Value::Null) }),
+                    Some(u) => refs.push(Ref {
+                        to_uuid: u,
+                        attr: r.get("attr").cloned().unwrap_or(Value::Null),
+                    }),
                     None => return Err(Some(rty)),
                 }
             }
@@ -245,9 +294,14 @@ impl Store {
 
     /// `POST /<type>s`. Returns the new object's uuid.
     pub fn create(&mut self, ty: &str, body: Value) -> Result<String, VncErr> {
-        let Value::Object(mut body) = body else { return Err(err(400, "Bad Request")) };
+        let Value::Object(mut body) = body else {
+            return Err(err(400, "Bad Request"));
+        };
         let fq_name: Vec<String> = match body.get("fq_name").and_then(Value::as_array) {
-            Some(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+            Some(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
             None => match (body.get("name").and_then(Value::as_str), parent_type_of(ty)) {
                 (Some(n), None) => vec![n.to_owned()],
                 _ => return Err(err(400, "Bad Request: fq_name required")),
@@ -257,13 +311,20 @@ impl Store {
             return Err(err(400, "Bad Request: empty fq_name"));
         }
         if let Some(u) = self.uuid_of(ty, &fq_name) {
-            return Err(err(409, format!("{} already exists with uuid: {u}", py_list(&fq_name))));
+            return Err(err(
+                409,
+                format!("{} already exists with uuid: {u}", py_list(&fq_name)),
+            ));
         }
         // Parent.
         let parent = match parent_type_of(ty) {
             Some("config-root") => None,
             Some(pty) if fq_name.len() > 1 => {
-                let pty = body.get("parent_type").and_then(Value::as_str).unwrap_or(pty).to_owned();
+                let pty = body
+                    .get("parent_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or(pty)
+                    .to_owned();
                 let pfq = fq_name[..fq_name.len() - 1].to_vec();
                 match self.uuid_of(&pty, &pfq) {
                     Some(pu) => Some((pty, pu)),
@@ -281,12 +342,21 @@ impl Store {
                     "id_perms".into(),
                     json!({"permissions": {"owner": "cloud-admin", "owner_access": 7, "group": "cloud-admin-group", "group_access": 7, "other_access": 7}, "uuid": null, "enable": true, "created": null, "last_modified": null, "description": null, "user_visible": true, "creator": null}),
                 );
-                shown.insert("perms2".into(), json!({"owner": "cloud-admin", "owner_access": 7, "global_access": 0, "share": []}));
+                shown.insert(
+                    "perms2".into(),
+                    json!({"owner": "cloud-admin", "owner_access": 7, "global_access": 0, "share": []}),
+                );
                 shown.insert("display_name".into(), json!(fq_name.last()));
                 if let Some((_, pu)) = &parent {
                     shown.insert("parent_uuid".into(), json!(pu));
                 }
-                return Err(err(400, format!("Unknown reference in resource create {}.", py_value(&Value::Object(shown)))));
+                return Err(err(
+                    400,
+                    format!(
+                        "Unknown reference in resource create {}.",
+                        py_value(&Value::Object(shown))
+                    ),
+                ));
             }
         };
         let vmi_refs_uuid = body
@@ -305,7 +375,16 @@ impl Store {
         let mut props = Map::new();
         for (k, v) in std::mem::take(&mut body) {
             if k.ends_with("_refs")
-                || matches!(k.as_str(), "fq_name" | "parent_type" | "uuid" | "name" | "parent_uuid" | "href" | "parent_href")
+                || matches!(
+                    k.as_str(),
+                    "fq_name"
+                        | "parent_type"
+                        | "uuid"
+                        | "name"
+                        | "parent_uuid"
+                        | "href"
+                        | "parent_href"
+                )
             {
                 continue;
             }
@@ -327,23 +406,40 @@ impl Store {
             "virtual-network" => {
                 let subnets = self.vn_prepare(&mut obj)?;
                 let id = (1..).find(|i| !self.vn_ids.contains(i)).unwrap_or(1);
-                obj.props.insert("virtual_network_network_id".into(), json!(id));
+                obj.props
+                    .insert("virtual_network_network_id".into(), json!(id));
                 obj.props.entry("is_shared").or_insert(json!(false));
                 self.vn_ids.insert(id);
                 new_allocs = Some(subnets);
                 let mut ri = fq_name.clone();
                 ri.push(obj.name().to_owned());
-                post.push(("routing-instance".into(), json!({"fq_name": ri, "parent_type": "virtual-network"})));
+                post.push((
+                    "routing-instance".into(),
+                    json!({"fq_name": ri, "parent_type": "virtual-network"}),
+                ));
             }
             "virtual-machine-interface" => {
                 let vns = obj.ref_uuids("virtual-network");
                 if !obj.refs.contains_key("virtual-network") {
                     return Err(err(500, "KeyError: 'virtual_network_refs'"));
                 }
-                if !obj.props.contains_key("virtual_machine_interface_mac_addresses") {
+                if !obj
+                    .props
+                    .contains_key("virtual_machine_interface_mac_addresses")
+                {
                     let h: String = uuid.replace('-', "");
-                    let mac = format!("02:{}:{}:{}:{}:{}", &h[0..2], &h[2..4], &h[4..6], &h[6..8], &h[8..10]);
-                    obj.props.insert("virtual_machine_interface_mac_addresses".into(), json!({"mac_address": [mac]}));
+                    let mac = format!(
+                        "02:{}:{}:{}:{}:{}",
+                        &h[0..2],
+                        &h[2..4],
+                        &h[4..6],
+                        &h[6..8],
+                        &h[8..10]
+                    );
+                    obj.props.insert(
+                        "virtual_machine_interface_mac_addresses".into(),
+                        json!({"mac_address": [mac]}),
+                    );
                 }
                 let mut ri_refs = Vec::new();
                 for vn in vns {
@@ -361,7 +457,8 @@ impl Store {
             "instance-ip" => self.iip_allocate(&mut obj, &vmi_refs_uuid)?,
             "floating-ip" => self.fip_allocate(&mut obj)?,
             "security-group" => {
-                obj.props.insert("security_group_id".into(), json!(self.next_sg_id));
+                obj.props
+                    .insert("security_group_id".into(), json!(self.next_sg_id));
                 self.next_sg_id += 1;
                 if let Some(rules) = obj
                     .props
@@ -371,7 +468,8 @@ impl Store {
                 {
                     for r in rules {
                         if let Some(m) = r.as_object_mut() {
-                            m.entry("rule_uuid").or_insert(json!(uuid::Uuid::new_v4().to_string()));
+                            m.entry("rule_uuid")
+                                .or_insert(json!(uuid::Uuid::new_v4().to_string()));
                         }
                     }
                 }
@@ -382,10 +480,16 @@ impl Store {
         obj.seq = self.seq;
         self.index_refs(ty, &uuid, &obj.refs.clone(), true);
         if let Some((_, pu)) = &obj.parent {
-            self.children.entry(pu.clone()).or_default().insert((ty.to_owned(), uuid.clone()));
+            self.children
+                .entry(pu.clone())
+                .or_default()
+                .insert((ty.to_owned(), uuid.clone()));
         }
         self.fq.insert((ty.to_owned(), fq_name), uuid.clone());
-        self.by_type.entry(ty.to_owned()).or_default().insert(obj.seq, uuid.clone());
+        self.by_type
+            .entry(ty.to_owned())
+            .or_default()
+            .insert(obj.seq, uuid.clone());
         self.objs.insert(uuid.clone(), obj);
         if let Some(a) = new_allocs {
             self.allocs.insert(uuid.clone(), a);
@@ -399,7 +503,12 @@ impl Store {
     fn children_of(&self, uuid: &str, cty: &str) -> Vec<String> {
         self.children
             .get(uuid)
-            .map(|s| s.iter().filter(|(t, _)| t == cty).map(|(_, u)| u.clone()).collect())
+            .map(|s| {
+                s.iter()
+                    .filter(|(t, _)| t == cty)
+                    .map(|(_, u)| u.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -407,26 +516,35 @@ impl Store {
     fn vn_prepare(&self, obj: &mut Obj) -> Result<Vec<SubnetAlloc>, VncErr> {
         let mut allocs: Vec<SubnetAlloc> = Vec::new();
         for r in obj.refs.get_mut("network-ipam").into_iter().flatten() {
-            let Some(subs) = r.attr.get_mut("ipam_subnets").and_then(Value::as_array_mut) else { continue };
+            let Some(subs) = r.attr.get_mut("ipam_subnets").and_then(Value::as_array_mut) else {
+                continue;
+            };
             for s in subs.iter_mut() {
                 let su = s
                     .get("subnet_uuid")
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                let a = SubnetAlloc::from_ipam_subnet(s, su.clone()).map_err(|(st, t)| err(st, t))?;
+                let a =
+                    SubnetAlloc::from_ipam_subnet(s, su.clone()).map_err(|(st, t)| err(st, t))?;
                 for other in &allocs {
-                    if other.net.contains(&a.net.network()) || a.net.contains(&other.net.network()) {
+                    if other.net.contains(&a.net.network()) || a.net.contains(&other.net.network())
+                    {
                         return Err(err(
                             400,
-                            format!("Overlapping addresses: [IPNetwork('{}'), IPNetwork('{}')]", other.net, a.net),
+                            format!(
+                                "Overlapping addresses: [IPNetwork('{}'), IPNetwork('{}')]",
+                                other.net, a.net
+                            ),
                         ));
                     }
                 }
                 if let Some(m) = s.as_object_mut() {
                     m.insert("subnet_uuid".into(), json!(su));
-                    m.entry("default_gateway").or_insert(json!(a.gateway_addr().to_string()));
-                    m.entry("dns_server_address").or_insert(json!(a.dns_addr().to_string()));
+                    m.entry("default_gateway")
+                        .or_insert(json!(a.gateway_addr().to_string()));
+                    m.entry("dns_server_address")
+                        .or_insert(json!(a.dns_addr().to_string()));
                 }
                 allocs.push(a);
             }
@@ -435,8 +553,15 @@ impl Store {
     }
 
     fn exhausted(&self, vn_uuid: &str) -> VncErr {
-        let fq = self.objs.get(vn_uuid).map(|o| o.fq_name.clone()).unwrap_or_default();
-        err(400, format!("Virtual-Network({}) has exhausted subnet([])", py_list(&fq)))
+        let fq = self
+            .objs
+            .get(vn_uuid)
+            .map(|o| o.fq_name.clone())
+            .unwrap_or_default();
+        err(
+            400,
+            format!("Virtual-Network({}) has exhausted subnet([])", py_list(&fq)),
+        )
     }
 
     /// Picks the address of an instance-ip (requested or allocated) in its VN.
@@ -444,11 +569,16 @@ impl Store {
         let Some(vn) = obj.ref_uuids("virtual-network").first().cloned() else {
             return Err(err(400, "can only join an iterable"));
         };
-        let (addr, su) = self.take_address(&vn, obj.prop_str("instance_ip_address").map(str::to_owned), || {
-            // The gateway check upstream needs the VMI ref uuids, and it is only reached
-            // when a VMI with a VM ref is attached.
-            Some(*vmi_refs_have_uuid)
-        }, &obj.ref_uuids("virtual-machine-interface"))?;
+        let (addr, su) = self.take_address(
+            &vn,
+            obj.prop_str("instance_ip_address").map(str::to_owned),
+            || {
+                // The gateway check upstream needs the VMI ref uuids, and it is only reached
+                // when a VMI with a VM ref is attached.
+                Some(*vmi_refs_have_uuid)
+            },
+            &obj.ref_uuids("virtual-machine-interface"),
+        )?;
         obj.props.insert("instance_ip_address".into(), json!(addr));
         obj.props.insert("subnet_uuid".into(), json!(su));
         Ok(())
@@ -456,8 +586,18 @@ impl Store {
 
     fn fip_allocate(&mut self, obj: &mut Obj) -> Result<(), VncErr> {
         let pool = obj.parent.as_ref().map(|p| p.1.clone()).unwrap_or_default();
-        let vn = self.objs.get(&pool).and_then(|p| p.parent.as_ref()).map(|p| p.1.clone()).unwrap_or_default();
-        let (addr, _) = self.take_address(&vn, obj.prop_str("floating_ip_address").map(str::to_owned), || None, &[])?;
+        let vn = self
+            .objs
+            .get(&pool)
+            .and_then(|p| p.parent.as_ref())
+            .map(|p| p.1.clone())
+            .unwrap_or_default();
+        let (addr, _) = self.take_address(
+            &vn,
+            obj.prop_str("floating_ip_address").map(str::to_owned),
+            || None,
+            &[],
+        )?;
         obj.props.insert("floating_ip_address".into(), json!(addr));
         Ok(())
     }
@@ -471,14 +611,18 @@ impl Store {
         vmis: &[String],
     ) -> Result<(String, String), VncErr> {
         let vm_port = vmis.iter().any(|v| {
-            self.objs.get(v).is_some_and(|o| o.refs.get("virtual-machine").is_some_and(|r| !r.is_empty()))
+            self.objs
+                .get(v)
+                .is_some_and(|o| o.refs.get("virtual-machine").is_some_and(|r| !r.is_empty()))
         });
         let exhausted = self.exhausted(vn);
         let subs = self.allocs.entry(vn.to_owned()).or_default();
         match requested {
             Some(r) => {
                 let a: Ipv4Addr = r.parse().map_err(|_| err(500, "</pre>"))?;
-                let Some(s) = subs.iter_mut().find(|s| s.contains(a)) else { return Err(exhausted) };
+                let Some(s) = subs.iter_mut().find(|s| s.contains(a)) else {
+                    return Err(exhausted);
+                };
                 if a == s.gateway_addr() && vm_port {
                     return Err(match gateway_check() {
                         Some(false) => err(500, "KeyError: 'uuid'"),
@@ -503,10 +647,19 @@ impl Store {
 
     fn free_address(&mut self, obj: &Obj) {
         let (vn, addr) = match obj.ty.as_str() {
-            "instance-ip" => (obj.ref_uuids("virtual-network").first().cloned(), obj.prop_str("instance_ip_address")),
+            "instance-ip" => (
+                obj.ref_uuids("virtual-network").first().cloned(),
+                obj.prop_str("instance_ip_address"),
+            ),
             "floating-ip" => {
                 let pool = obj.parent.as_ref().map(|p| p.1.clone()).unwrap_or_default();
-                (self.objs.get(&pool).and_then(|p| p.parent.as_ref()).map(|p| p.1.clone()), obj.prop_str("floating_ip_address"))
+                (
+                    self.objs
+                        .get(&pool)
+                        .and_then(|p| p.parent.as_ref())
+                        .map(|p| p.1.clone()),
+                    obj.prop_str("floating_ip_address"),
+                )
             }
             _ => return,
         };
@@ -536,15 +689,29 @@ impl Store {
             })
             .unwrap_or_default();
         if !kids.is_empty() {
-            return Err(err(409, format!("Delete when children still present: {}", py_list(&kids))));
+            return Err(err(
+                409,
+                format!("Delete when children still present: {}", py_list(&kids)),
+            ));
         }
         let referrers: Vec<String> = self
             .back_refs
             .get(uuid)
-            .map(|s| s.iter().filter(|(t, _)| t != "routing-instance").map(|(t, u)| self.href(t, u)).collect())
+            .map(|s| {
+                s.iter()
+                    .filter(|(t, _)| t != "routing-instance")
+                    .map(|(t, u)| self.href(t, u))
+                    .collect()
+            })
             .unwrap_or_default();
         if !referrers.is_empty() {
-            return Err(err(409, format!("Delete when resource still referred: {}", py_list(&referrers))));
+            return Err(err(
+                409,
+                format!(
+                    "Delete when resource still referred: {}",
+                    py_list(&referrers)
+                ),
+            ));
         }
         for ri in self.children_of(uuid, "routing-instance") {
             // A VN's routing instance goes with it; VMIs that still point at it block the VN
@@ -563,7 +730,9 @@ impl Store {
     }
 
     fn remove(&mut self, uuid: &str) {
-        let Some(obj) = self.objs.remove(uuid) else { return };
+        let Some(obj) = self.objs.remove(uuid) else {
+            return;
+        };
         self.free_address(&obj);
         self.index_refs(&obj.ty.clone(), uuid, &obj.refs, false);
         if let Some((_, pu)) = &obj.parent
@@ -579,7 +748,11 @@ impl Store {
         }
         if obj.ty == "virtual-network" {
             self.allocs.remove(uuid);
-            if let Some(id) = obj.props.get("virtual_network_network_id").and_then(Value::as_u64) {
+            if let Some(id) = obj
+                .props
+                .get("virtual_network_network_id")
+                .and_then(Value::as_u64)
+            {
                 self.vn_ids.remove(&id);
             }
         }
@@ -591,16 +764,37 @@ impl Store {
             Some(o) if o.ty == ty => {}
             _ => return Err(err(404, format!("Unknown id: {uuid}"))),
         }
-        let Value::Object(body) = body else { return Err(err(400, "Bad Request")) };
+        let Value::Object(body) = body else {
+            return Err(err(400, "Bad Request"));
+        };
         let new_refs = self.resolve_refs(&body).map_err(|_| {
-            err(400, format!("Unknown reference in resource update {}", py_value(&Value::Object(body.clone()))))
+            err(
+                400,
+                format!(
+                    "Unknown reference in resource update {}",
+                    py_value(&Value::Object(body.clone()))
+                ),
+            )
         })?;
-        let old = self.objs.get(uuid).map(|o| o.refs.clone()).unwrap_or_default();
+        let old = self
+            .objs
+            .get(uuid)
+            .map(|o| o.refs.clone())
+            .unwrap_or_default();
         self.index_refs(ty, uuid, &old, false);
         let o = self.objs.get_mut(uuid).expect("checked");
         for (k, v) in body {
             if k.ends_with("_refs")
-                || matches!(k.as_str(), "fq_name" | "parent_type" | "uuid" | "name" | "parent_uuid" | "href" | "parent_href")
+                || matches!(
+                    k.as_str(),
+                    "fq_name"
+                        | "parent_type"
+                        | "uuid"
+                        | "name"
+                        | "parent_uuid"
+                        | "href"
+                        | "parent_href"
+                )
             {
                 continue;
             }
@@ -624,14 +818,19 @@ impl Store {
         if ruuid.is_none()
             && let Some(fq) = body["ref-fq-name"].as_array()
         {
-            let fq: Vec<String> = fq.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect();
+            let fq: Vec<String> = fq
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect();
             ruuid = self.uuid_of(rty, &fq);
         }
         match self.objs.get(uuid) {
             Some(o) if o.ty == ty => {}
             _ => return Err(err(404, format!("Unknown id: {uuid}"))),
         }
-        let Some(ruuid) = ruuid else { return Err(err(404, "Unknown id: None")) };
+        let Some(ruuid) = ruuid else {
+            return Err(err(404, "Unknown id: None"));
+        };
         match self.objs.get(&ruuid) {
             Some(o) if o.ty == rty => {}
             _ => return Err(err(404, format!("Unknown id: {ruuid}"))),
@@ -642,8 +841,14 @@ impl Store {
         list.retain(|r| r.to_uuid != ruuid);
         match op {
             "ADD" => {
-                list.push(Ref { to_uuid: ruuid.clone(), attr });
-                self.back_refs.entry(ruuid).or_default().insert((ty.to_owned(), uuid.to_owned()));
+                list.push(Ref {
+                    to_uuid: ruuid.clone(),
+                    attr,
+                });
+                self.back_refs
+                    .entry(ruuid)
+                    .or_default()
+                    .insert((ty.to_owned(), uuid.to_owned()));
             }
             "DELETE" => {
                 if let Some(s) = self.back_refs.get_mut(&ruuid) {
@@ -695,9 +900,9 @@ impl Store {
             let mut kids: BTreeMap<String, Vec<Value>> = BTreeMap::new();
             for (cty, cu) in self.children.get(&o.uuid).into_iter().flatten() {
                 if let Some(c) = self.objs.get(cu) {
-                    kids.entry(format!("{}s", us(cty))).or_default().push(
-                        json!({"to": c.fq_name, "uuid": cu, "href": self.href(cty, cu)}),
-                    );
+                    kids.entry(format!("{}s", us(cty)))
+                        .or_default()
+                        .push(json!({"to": c.fq_name, "uuid": cu, "href": self.href(cty, cu)}));
                 }
             }
             for (k, v) in kids {
@@ -715,9 +920,10 @@ impl Store {
                         .and_then(|rs| rs.iter().find(|r| r.to_uuid == o.uuid))
                         .map(|r| r.attr.clone())
                         .unwrap_or(Value::Null);
-                    backs.entry(format!("{}_back_refs", us(bty))).or_default().push(
-                        json!({"to": b.fq_name, "attr": attr, "uuid": bu, "href": self.href(bty, bu)}),
-                    );
+                    backs
+                        .entry(format!("{}_back_refs", us(bty)))
+                        .or_default()
+                        .push(json!({"to": b.fq_name, "attr": attr, "uuid": bu, "href": self.href(bty, bu)}));
                 }
             }
             for (k, v) in backs {
@@ -731,7 +937,10 @@ impl Store {
             "id_perms".into(),
             json!({"permissions": {"owner": "cloud-admin", "owner_access": 7, "group": "cloud-admin-group", "group_access": 7, "other_access": 7}, "uuid": {"uuid_mslong": 0, "uuid_lslong": 0}, "enable": true, "created": o.created, "last_modified": o.created, "description": null, "user_visible": true, "creator": null}),
         );
-        m.insert("perms2".into(), json!({"owner": "cloud-admin", "owner_access": 7, "global_access": 0, "share": []}));
+        m.insert(
+            "perms2".into(),
+            json!({"owner": "cloud-admin", "owner_access": 7, "global_access": 0, "share": []}),
+        );
         m.insert("href".into(), json!(self.href(&o.ty, &o.uuid)));
         if !detail && let Some((pt, pu)) = &o.parent {
             m.insert("parent_href".into(), json!(self.href(pt, pu)));

@@ -1,0 +1,223 @@
+//! Measurements (ignored by default; see docs/bench/manager.md for the command and results):
+//! attachments per second through the attachment API against the VNC stand-in on loopback,
+//! then, with 10,000 running tasks, the manager binary's restart time (cache rebuild), first
+//! reconcile pass, peak RSS, and an in-process steady-state reconcile pass.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use contrail_integration::marathon::MarathonServer;
+use contrail_integration::vnc::VncServer;
+use contrail_mesos_api::{AttachRequest, ContrailRequest, Node};
+use contrail_mesos_manager::app;
+use contrail_mesos_manager::config::Config;
+use contrail_mesos_manager::marathon::{HttpMarathon, HttpMarathonConfig};
+use contrail_mesos_manager::reconcile::Policy;
+use contrail_mesos_manager::watcher::{WatchConfig, Watcher};
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn req(i: usize) -> AttachRequest {
+    AttachRequest {
+        container_id: format!("5baff64c-d028-47ba-864e-{i:012x}"),
+        ifname: "eth0".into(),
+        netns: None,
+        node: Node {
+            name: format!("agent-{}", i % 10),
+            ip: format!("10.0.0.{}", i % 10),
+        },
+        network_name: "contrail-cni-plugin".into(),
+        request: ContrailRequest {
+            network: Some(vec!["bench".into()]),
+            subnets: vec!["10.32.0.0/16".into()],
+            ..Default::default()
+        },
+        labels: vec![],
+    }
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    let mut r = match ureq::get(format!("http://{addr}/metrics")).call() {
+        Ok(r) => r,
+        Err(_) => return -1.0,
+    };
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "benchmark: cargo test --release -p contrail-mesos-manager --test bench -- --ignored --nocapture"]
+fn bench_attachments_restart_reconcile() {
+    let n = env_usize("BENCH_TASKS", 10_000);
+    let clients = env_usize("BENCH_CLIENTS", 16);
+    let vnc = VncServer::start_on("127.0.0.1:0", 8).unwrap();
+    for a in 0..10 {
+        vnc.add_virtual_router(&format!("agent-{a}"), &format!("10.0.0.{a}"));
+    }
+    let mut cfg = Config::default();
+    cfg.api.listen = "127.0.0.1:0".into();
+    cfg.api.workers = 16;
+    cfg.vnc.urls = vec![vnc.url()];
+    cfg.log.level = "warn".into();
+    let a = app::start(&cfg).unwrap();
+    let addr = a.api.addr.to_string();
+    // Warm-up creates the project network once.
+    assert_eq!(
+        ureq::post(format!("http://{addr}/v1/attachments"))
+            .send_json(req(n + 1))
+            .unwrap()
+            .status()
+            .as_u16(),
+        201
+    );
+
+    // 1. Attachments per second.
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let hs: Vec<_> = (0..clients)
+        .map(|_| {
+            let (next, addr) = (next.clone(), addr.clone());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let r = agent
+                        .post(format!("http://{addr}/v1/attachments"))
+                        .send_json(req(i))
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 201);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let el = t0.elapsed();
+    println!(
+        "BENCH attachments: {n} in {:.2} s = {:.0} attachments/s ({clients} clients, 16 workers)",
+        el.as_secs_f64(),
+        n as f64 / el.as_secs_f64()
+    );
+    let ips: Vec<(String, String)> = vnc
+        .ports()
+        .into_iter()
+        .filter_map(|p| Some((p.vm_name?, p.ip?)))
+        .collect();
+    a.shutdown(Duration::from_secs(1));
+
+    // 2. 10,000 running tasks in Marathon, one per attachment.
+    let m = MarathonServer::start().unwrap();
+    for (i, (cid, ip)) in ips.iter().enumerate() {
+        let node = format!("agent-{}", i % 10);
+        m.add_task_silently(
+            "/bench",
+            &format!("bench.{cid}"),
+            &node,
+            &[ip],
+            "TASK_RUNNING",
+        );
+    }
+    let bin = env!("CARGO_BIN_EXE_contrail-mesos-manager");
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:16991",
+            "--vnc-url",
+            &vnc.url(),
+            "--marathon-url",
+            &m.url(),
+            "--log-level",
+            "warn",
+        ])
+        .env("CONTRAIL_MESOS_MANAGER_RECONCILE_GRACE_SECS", "3600")
+        .spawn()
+        .unwrap();
+    let maddr = "127.0.0.1:16991";
+    let mut ready = None;
+    let mut reconciled = None;
+    for _ in 0..6000 {
+        if ready.is_none() && ureq::get(format!("http://{maddr}/healthz")).call().is_ok() {
+            ready = Some(t0.elapsed());
+        }
+        if ready.is_some() && metric(maddr, "contrail_mesos_reconcile_runs_total") >= 1.0 {
+            reconciled = Some(t0.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hwm = vm_hwm_kib(child.id());
+    let joins = metric(maddr, "contrail_mesos_task_joins_total");
+    let deletions = metric(maddr, "contrail_mesos_reconcile_deletions_total");
+    let _ = child.kill();
+    let _ = child.wait();
+    let ready = ready.expect("manager ready");
+    let reconciled = reconciled.expect("first reconcile");
+    println!(
+        "BENCH restart with {} attachments: ready (cache rebuilt, API up) in {:.2} s; first reconcile pass (10,000 joins) done {:.2} s after ready; peak RSS {:.1} MiB; joins {joins}; deletions {deletions}",
+        ips.len(),
+        ready.as_secs_f64(),
+        (reconciled - ready).as_secs_f64(),
+        hwm as f64 / 1024.0
+    );
+
+    // 3. Steady-state pass in process (all joined already): list, scan, diff.
+    let metrics = Arc::new(contrail_mesos_manager::metrics::Metrics::default());
+    let mgr = app::manager(&cfg, metrics);
+    let marathon = Arc::new(HttpMarathon::new(HttpMarathonConfig {
+        urls: vec![m.url()],
+        token: None,
+        timeout: Duration::from_secs(30),
+        stall_timeout: Duration::from_secs(30),
+    }));
+    let w = Watcher::new(
+        mgr,
+        marathon,
+        WatchConfig {
+            policy: Policy {
+                grace_secs: 3600,
+                delete_unjoined: true,
+            },
+            interval: Duration::from_secs(3600),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+        },
+        Arc::new(AtomicBool::new(false)),
+    );
+    let t0 = Instant::now();
+    let st = w.relist_and_reconcile().unwrap();
+    println!(
+        "BENCH steady reconcile pass: {} tasks, {} owned, {} deleted, {} joined in {:.2} s",
+        st.tasks,
+        st.owned,
+        st.deleted,
+        st.joined,
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(st.deleted, 0);
+}
