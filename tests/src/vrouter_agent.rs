@@ -13,8 +13,10 @@
 //! CNI run in that namespace reaches it on its own 127.0.0.1).
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -152,7 +154,6 @@ struct Shared {
 pub struct AgentStandin {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -177,44 +178,63 @@ impl AgentStandin {
 
     /// Serves on `addr` (e.g. "127.0.0.1:9091").
     pub fn start_on(addr: &str) -> Self {
-        let server = tiny_http::Server::http(addr).expect("bind agent stand-in");
-        Self::serve(server)
+        Self::serve(TcpListener::bind(addr).expect("bind agent stand-in"))
     }
 
     /// Creates the listening socket inside the network namespace at `netns` (a thread joins it
     /// just for the bind; the socket keeps that namespace), then serves from here.
     pub fn start_in_netns(netns: &Path) -> Self {
         let f = std::fs::File::open(netns).expect("open netns");
-        let server = std::thread::scope(|s| {
+        let listener = std::thread::scope(|s| {
             s.spawn(|| {
                 nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-                tiny_http::Server::http("127.0.0.1:0").expect("bind agent stand-in in netns")
+                TcpListener::bind("127.0.0.1:0").expect("bind agent stand-in in netns")
             })
             .join()
             .expect("bind thread")
         });
-        Self::serve(server)
+        Self::serve(listener)
     }
 
-    fn serve(server: tiny_http::Server) -> Self {
-        let addr = server.server_addr().to_ip().expect("ip listener");
-        let server = Arc::new(server);
+    /// A minimal HTTP/1.1 server: one thread per connection, keep-alive, the whole answer in
+    /// one write. (tiny_http hands each request through three threads and writes head and
+    /// body separately; on a loaded 2-core machine that added ~4 ms per request, a latency
+    /// the real agent does not have and that would swamp the CNI's own timings.)
+    fn serve(listener: TcpListener) -> Self {
+        let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
         });
-        let (srv, sh) = (server.clone(), shared.clone());
+        let sh = shared.clone();
         let thread = std::thread::spawn(move || {
-            for req in srv.incoming_requests() {
+            let fd = listener.as_raw_fd();
+            loop {
+                // Wake up regularly to notice Drop (the listener may live in another netns,
+                // where Drop could not connect to it).
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                let n = unsafe { libc::poll(&mut pfd, 1, 50) };
+                if sh.state.lock().unwrap().stopping {
+                    return;
+                }
+                if n <= 0 {
+                    continue;
+                }
+                let Ok((stream, _)) = listener.accept() else {
+                    continue;
+                };
                 let sh = sh.clone();
-                // One thread per request: a hanging or delayed answer must not block others.
-                std::thread::spawn(move || handle(&sh, req));
+                std::thread::spawn(move || serve_connection(&sh, stream));
             }
         });
         AgentStandin {
             addr,
             shared,
-            server,
             thread: Some(thread),
         }
     }
@@ -292,18 +312,70 @@ impl Drop for AgentStandin {
     fn drop(&mut self) {
         self.state().stopping = true;
         self.shared.wake.notify_all();
-        self.server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn handle(sh: &Shared, mut req: tiny_http::Request) {
-    let method = req.method().as_str().to_uppercase();
-    let path = req.url().split('?').next().unwrap_or("").to_owned();
-    let mut body = Vec::new();
-    let _ = req.as_reader().take(1 << 20).read_to_end(&mut body);
+/// Reads requests off one connection until it closes.
+fn serve_connection(sh: &Shared, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut it = line.split_whitespace();
+        let (Some(method), Some(target)) = (it.next(), it.next()) else {
+            return;
+        };
+        let method = method.to_uppercase();
+        let path = target.split('?').next().unwrap_or("").to_owned();
+        let mut len = 0usize;
+        let mut close = false;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => len = v.trim().parse().unwrap_or(0),
+                    "connection" => close = v.trim().eq_ignore_ascii_case("close"),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; len.min(1 << 20)];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let Some((status, text)) = handle(sh, method, path, body) else {
+            return;
+        };
+        // The agent's reason phrase is always "OK" (contract §1.1); clients must not care.
+        let raw = format!(
+            "HTTP/1.1 {status} OK\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        if writer.write_all(raw.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+/// One request: record, knobs, route. None when the stand-in stopped while hanging.
+fn handle(sh: &Shared, method: String, path: String, body: Vec<u8>) -> Option<(u16, String)> {
     let (delay, forced) = {
         let mut st = sh.state.lock().unwrap();
         st.requests.push(Recorded {
@@ -326,25 +398,18 @@ fn handle(sh: &Shared, mut req: tiny_http::Request) {
         while st.hang && !st.stopping {
             st = sh.wake.wait(st).unwrap();
         }
+        if st.stopping {
+            return None;
+        }
         (st.delay, forced)
     };
     if !delay.is_zero() {
         std::thread::sleep(delay);
     }
-    let (status, text) = match forced {
+    Some(match forced {
         Some(s) => (s, err_body("{ Internal Error }")),
         None => route(sh, &method, &path, &body),
-    };
-    let resp = tiny_http::Response::from_string(text)
-        .with_status_code(status)
-        .with_header(
-            tiny_http::Header::from_bytes(
-                &b"Content-Type"[..],
-                &b"application/json; charset=UTF-8"[..],
-            )
-            .unwrap(),
-        );
-    let _ = req.respond(resp);
+    })
 }
 
 fn not_found() -> (u16, String) {

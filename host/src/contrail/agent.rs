@@ -190,6 +190,7 @@ impl HttpAgent {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<(u16, String), AgentError> {
+        let started = std::time::Instant::now();
         let url = format!("{}{}", self.base, path);
         let t = Some(timeout.max(Duration::from_millis(10)));
         let res = match method {
@@ -238,6 +239,13 @@ impl HttpAgent {
             .limit(4 << 20)
             .read_to_string()
             .map_err(|e| AgentError::Unreachable(format!("{method} {path}: reading body: {e}")))?;
+        tracing::debug!(
+            method,
+            path,
+            status,
+            us = started.elapsed().as_micros() as u64,
+            "agent"
+        );
         Ok((status, text))
     }
 }

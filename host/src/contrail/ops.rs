@@ -615,10 +615,12 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
             }
         }
     }
+    let t_lookup = t0.elapsed();
     // Veth first: the agent then sees the tap vanish before the unsubscribe.
     let removed = deps
         .net
         .retire(ctx.netns, ctx.ifname, &tap, cfg.async_teardown)?;
+    let t_veth = t0.elapsed();
     if let (Some(id), Some((vmi, vm_uuid))) = (&id, &port) {
         release_port(
             deps.agent,
@@ -641,6 +643,8 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
         ifname = ctx.ifname,
         tap,
         removed,
+        port_file_ms = ms(t_lookup),
+        veth_ms = ms(t_veth - t_lookup),
         ms = ms(t0.elapsed()),
         "DEL done"
     );

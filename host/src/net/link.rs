@@ -380,6 +380,7 @@ impl NetOps for Netlink {
                     l.header.index == peer_index
                         && l.attributes.contains(&LinkAttribute::Link(tap_index))
                 });
+                tracing::debug!(ours, "container end of {host_name} checked");
                 if ours {
                     let down = LinkUnspec::new_with_index(peer_index).down().build();
                     let rename = LinkUnspec::new_with_index(peer_index)
@@ -394,7 +395,13 @@ impl NetOps for Netlink {
                 }
             }
         }
-        match spawn_deleter(tap_index) {
+        let t = std::time::Instant::now();
+        let spawned = spawn_deleter(tap_index);
+        tracing::debug!(
+            us = t.elapsed().as_micros() as u64,
+            "background deleter spawned"
+        );
+        match spawned {
             Ok(()) => Ok(true),
             Err(e) => {
                 // No background child: do it here, just slower.

@@ -1,0 +1,395 @@
+//! ADD/DEL latency of the Contrail path against the vRouter agent stand-in answering at once,
+//! compared in the same run with Debian's `bridge` + `host-local` and with a floor (the same
+//! kernel operations done by `ip -batch`). Root; ignored by default. Run (see
+//! docs/bench/contrail.md):
+//!
+//! ```text
+//! cargo build --release -p contrail-cni-host --bin contrail-cni-plugin
+//! CONTRAIL_BENCH_BIN=target/release/contrail-cni-plugin \
+//!   cargo test -p contrail-cni-host --test contrail_bench -- --ignored --nocapture
+//! ```
+//!
+//! Everything runs inside a test-owned "node" namespace (plugins exec'd with `setns` in
+//! `pre_exec`, no `ip netns exec` mount games), so the machine's namespace is untouched.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use contrail_integration::netns::{TestNetns, require_root};
+use contrail_integration::paths::wasm_plugin;
+use contrail_integration::vrouter_agent::{AgentStandin, VmiSpec, mac_for};
+use serde_json::{Value, json};
+
+fn bin() -> PathBuf {
+    std::env::var_os("CONTRAIL_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_contrail-cni-plugin")))
+}
+
+/// Runs `prog` with `env`, `stdin`, inside the namespace `ns_fd`; returns (ok, stdout, elapsed).
+fn run_in(
+    ns_fd: RawFd,
+    prog: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    stdin: &[u8],
+) -> (bool, String, Duration) {
+    let mut c = Command::new(prog);
+    c.args(args)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    // SAFETY: setns is async-signal-safe; the fd outlives the spawn.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let t = Instant::now();
+    let mut child = c.spawn().expect("spawn");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let el = t.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        eprintln!(
+            "{} {args:?} failed: {text} {}",
+            prog.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (out.status.success(), text, el)
+}
+
+fn cni_env(cmd: &str, cid: &str, netns: Option<&Path>) -> Vec<(&'static str, String)> {
+    let mut e = vec![
+        ("CNI_COMMAND", cmd.to_owned()),
+        ("CNI_CONTAINERID", cid.to_owned()),
+        ("CNI_IFNAME", "eth0".to_owned()),
+        ("CNI_PATH", "/usr/lib/cni".to_owned()),
+    ];
+    if let Some(n) = netns {
+        e.push(("CNI_NETNS", n.display().to_string()));
+    }
+    e
+}
+
+#[derive(Default)]
+struct Series(Vec<Duration>);
+
+impl Series {
+    fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+    fn pct(&self, p: f64) -> f64 {
+        let mut v: Vec<f64> = self.0.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        v.sort_by(f64::total_cmp);
+        let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+        v[i]
+    }
+}
+
+fn cid(i: u32) -> String {
+    format!(
+        "be0c0000-0000-4000-8000-{:012x}",
+        std::process::id() as u64 * 100_000 + i as u64
+    )
+}
+
+#[test]
+#[ignore = "benchmark: run explicitly (root)"]
+fn contrail_bench() {
+    if !require_root("contrail_bench") {
+        return;
+    }
+    let iters: u32 = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let parallel: u32 = std::env::var("BENCH_PARALLEL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let node = TestNetns::new("bn");
+    let node_f = File::open(node.path()).unwrap();
+    let nfd = node_f.as_raw_fd();
+    let agent = AgentStandin::start_in_netns(&node.path());
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("wasm-cache");
+    let conf = json!({
+        "cniVersion": "0.2.0", "name": "contrail-cni-plugin", "type": "contrail-cni-plugin",
+        "contrail": {
+            "vrouter-ip": "127.0.0.1", "vrouter-port": agent.port(), "cluster-name": "node1",
+            "config-dir": tmp.path().join("ports"), "poll-timeout": 1, "poll-retries": 5,
+            "log-file": tmp.path().join("cni.log"), "log-level": "debug", "mode": "mesos", "mtu": 1400
+        },
+        "wasm": {"translator": wasm_plugin("mesos_delegate"), "ipam": wasm_plugin("contrail_ipam"), "cache-dir": cache},
+        "args": {"org.apache.mesos": {"network_info": {"name": "contrail-cni-plugin", "labels": {"labels": []}}}}
+    })
+    .to_string();
+    let reference = json!({
+        "cniVersion": "0.4.0", "name": "benchnet", "type": "bridge", "bridge": "cnibench0",
+        "isGateway": true, "mtu": 1400,
+        "ipam": {"type": "host-local", "subnet": "10.77.0.0/16", "dataDir": tmp.path().join("host-local")}
+    })
+    .to_string();
+    let bridge = Path::new("/usr/lib/cni/bridge");
+    let ip = Path::new("/usr/sbin/ip");
+
+    // The agent knows every container up front: "answering at once".
+    let n_total = iters + parallel + 1;
+    for i in 0..n_total {
+        let id = cid(i);
+        let vmi = format!("b0b00000-0000-4000-8000-{:012x}", i);
+        agent.add_vmi(VmiSpec::mesos(
+            &id,
+            &vmi,
+            0,
+            1,
+            &format!("10.{}.{}.{}", 40 + i / 65536, (i / 256) % 256, i % 256 + 1),
+            8,
+        ));
+    }
+    // Warm-up (Wasm artifact cache, bridge creation): not measured.
+    {
+        let ct = TestNetns::new("bw");
+        let id = cid(n_total - 1);
+        assert!(
+            run_in(
+                nfd,
+                &bin(),
+                &[],
+                &cni_env("ADD", &id, Some(&ct.path())),
+                conf.as_bytes()
+            )
+            .0
+        );
+        assert!(
+            run_in(
+                nfd,
+                &bin(),
+                &[],
+                &cni_env("DEL", &id, Some(&ct.path())),
+                conf.as_bytes()
+            )
+            .0
+        );
+        assert!(
+            run_in(
+                nfd,
+                bridge,
+                &[],
+                &cni_env("ADD", "warm", Some(&ct.path())),
+                reference.as_bytes()
+            )
+            .0
+        );
+        assert!(
+            run_in(
+                nfd,
+                bridge,
+                &[],
+                &cni_env("DEL", "warm", Some(&ct.path())),
+                reference.as_bytes()
+            )
+            .0
+        );
+    }
+
+    let (mut ours_add, mut ours_del) = (Series::default(), Series::default());
+    let (mut ref_add, mut ref_del) = (Series::default(), Series::default());
+    let (mut floor_add, mut floor_del) = (Series::default(), Series::default());
+    for i in 0..iters {
+        // Interleaved, so all three see the same machine load.
+        let ct = TestNetns::new("b");
+        let id = cid(i);
+        let (ok, out, d) = run_in(
+            nfd,
+            &bin(),
+            &[],
+            &cni_env("ADD", &id, Some(&ct.path())),
+            conf.as_bytes(),
+        );
+        assert!(ok, "{out}");
+        ours_add.push(d);
+        let (ok, out, d) = run_in(
+            nfd,
+            &bin(),
+            &[],
+            &cni_env("DEL", &id, Some(&ct.path())),
+            conf.as_bytes(),
+        );
+        assert!(ok, "{out}");
+        ours_del.push(d);
+
+        let rid = format!("ref{i}");
+        let (ok, out, d) = run_in(
+            nfd,
+            bridge,
+            &[],
+            &cni_env("ADD", &rid, Some(&ct.path())),
+            reference.as_bytes(),
+        );
+        assert!(ok, "{out}");
+        ref_add.push(d);
+        let (ok, out, d) = run_in(
+            nfd,
+            bridge,
+            &[],
+            &cni_env("DEL", &rid, Some(&ct.path())),
+            reference.as_bytes(),
+        );
+        assert!(ok, "{out}");
+        ref_del.push(d);
+
+        // Floor: the kernel operations of our ADD by `ip -batch`. The kernel refuses to create
+        // the veth peer already up (ENOTCONN), so the container side needs a second `ip`
+        // inside the container namespace.
+        let ct_f = File::open(ct.path()).unwrap();
+        let tap = format!("tapfloor{i:05}");
+        let host_batch = format!(
+            "link add {tap} mtu 1400 up type veth peer name eth0 mtu 1400 address {} netns {}\n",
+            mac_for(&tap),
+            ct.name()
+        );
+        let ct_batch = "link set eth0 up\naddr add 10.99.0.2/8 dev eth0\nroute add default via 10.255.255.254\n";
+        let t = Instant::now();
+        assert!(run_in(nfd, ip, &["-batch", "-"], &[], host_batch.as_bytes()).0);
+        assert!(
+            run_in(
+                ct_f.as_raw_fd(),
+                ip,
+                &["-batch", "-"],
+                &[],
+                ct_batch.as_bytes()
+            )
+            .0
+        );
+        floor_add.push(t.elapsed());
+        let (ok, _, d) = run_in(
+            nfd,
+            ip,
+            &["-batch", "-"],
+            &[],
+            format!("link del {tap}\n").as_bytes(),
+        );
+        assert!(ok);
+        floor_del.push(d);
+    }
+
+    // 100 ADDs at once, 100 DELs at once.
+    let cts: Vec<TestNetns> = (0..parallel).map(|_| TestNetns::new("q")).collect();
+    let t = Instant::now();
+    let fails = std::thread::scope(|s| {
+        let hs: Vec<_> = cts
+            .iter()
+            .enumerate()
+            .map(|(i, ct)| {
+                let (conf, id) = (&conf, cid(iters + i as u32));
+                s.spawn(move || {
+                    run_in(
+                        nfd,
+                        &bin(),
+                        &[],
+                        &cni_env("ADD", &id, Some(&ct.path())),
+                        conf.as_bytes(),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| !ok)
+            .count()
+    });
+    let par_add = t.elapsed();
+    let t = Instant::now();
+    let del_fails = std::thread::scope(|s| {
+        let hs: Vec<_> = cts
+            .iter()
+            .enumerate()
+            .map(|(i, ct)| {
+                let (conf, id) = (&conf, cid(iters + i as u32));
+                s.spawn(move || {
+                    run_in(
+                        nfd,
+                        &bin(),
+                        &[],
+                        &cni_env("DEL", &id, Some(&ct.path())),
+                        conf.as_bytes(),
+                    )
+                    .0
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| !ok)
+            .count()
+    });
+    let par_del = t.elapsed();
+    // Everything gone (the background teardown included) before the namespaces are dropped.
+    let t = Instant::now();
+    loop {
+        let links: Value = serde_json::from_str(&node.ip(&["-j", "link", "show"])).unwrap();
+        let taps = links
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("tap")))
+            .count();
+        if taps == 0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{taps} taps left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let settle = t.elapsed();
+
+    let row =
+        |name: &str, s: &Series| format!("| {name} | {:.1} | {:.1} |", s.pct(0.5), s.pct(0.9));
+    println!("\n## Contrail path latency ({iters} iterations, interleaved; ms)\n");
+    println!("| what | median | p90 |\n|---|---|---|");
+    println!("{}", row("ours ADD", &ours_add));
+    println!("{}", row("reference ADD (bridge + host-local)", &ref_add));
+    println!("{}", row("floor ADD (ip -batch, 2 processes)", &floor_add));
+    println!("{}", row("ours DEL", &ours_del));
+    println!("{}", row("reference DEL", &ref_del));
+    println!("{}", row("floor DEL (ip -batch link del)", &floor_del));
+    println!(
+        "\nratios: ADD ours/reference {:.2}, ours/floor {:.2}; DEL ours/reference {:.2}",
+        ours_add.pct(0.5) / ref_add.pct(0.5),
+        ours_add.pct(0.5) / floor_add.pct(0.5),
+        ours_del.pct(0.5) / ref_del.pct(0.5)
+    );
+    println!(
+        "parallel: {parallel} ADDs in {:.0} ms ({fails} failed); {parallel} DELs in {:.0} ms ({del_fails} failed); background teardown finished {:.0} ms later",
+        par_add.as_secs_f64() * 1e3,
+        par_del.as_secs_f64() * 1e3,
+        settle.as_secs_f64() * 1e3
+    );
+    // Where one sequential ADD and DEL spent their time (our log, step timings).
+    let log = std::fs::read_to_string(tmp.path().join("cni.log")).unwrap_or_default();
+    let last = cid(iters - 1);
+    let from = log.find(&last).unwrap_or(0);
+    let until = log[from..].find("command=\"DEL\"").map_or(log.len(), |i| from + i);
+    for l in log[log[..from].rfind('\n').map_or(0, |i| i + 1)..until].lines() {
+        println!("log: {l}");
+    }
+    assert_eq!(fails, 0);
+    assert_eq!(del_fails, 0);
+    let _ = node.ip(&["link", "del", "cnibench0"]);
+}
