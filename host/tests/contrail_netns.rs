@@ -720,3 +720,68 @@ fn contrail_readd_right_after_del() {
     assert!(node.port_files().is_empty());
     assert!(node.agent.subscriptions().is_empty());
 }
+
+#[test]
+fn contrail_hanging_agent_times_out_with_11() {
+    if !require_root("contrail_hanging_agent_times_out_with_11") {
+        return;
+    }
+    let node = Node::new(true);
+    node.agent.set_hang(true);
+    let ct = TestNetns::new("c");
+    let id = cid(11);
+    let mut conf = node.conf("0.2.0");
+    conf["contrail"]["poll-retries"] = json!(3); // 0.6 s budget
+    let t = std::time::Instant::now();
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(!ok);
+    assert_eq!(res["code"], 11, "{res}");
+    // Every request has its own timeout: a hung agent cannot hold the ADD past the budget.
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    node.agent.set_hang(false);
+    eventually("no taps", || node.taps().is_empty());
+    assert!(node.port_files().is_empty());
+    assert!(node.manager.as_ref().unwrap().attachments().is_empty());
+}
+
+#[test]
+fn contrail_manager_4xx_is_error_7_and_5xx_is_11() {
+    if !require_root("contrail_manager_4xx_is_error_7_and_5xx_is_11") {
+        return;
+    }
+    use contrail_mesos_api::ErrorKind;
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(12);
+    let conf = node.conf("0.2.0");
+    let m = node.manager.as_ref().unwrap();
+    m.fail_next(
+        ErrorKind::BadLabel,
+        Some("security-groups"),
+        "unknown security group sg-x",
+        1,
+    );
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(!ok);
+    assert_eq!(res["code"], 7, "{res}");
+    assert!(
+        res["msg"]
+            .as_str()
+            .unwrap()
+            .contains("unknown security group sg-x"),
+        "{res}"
+    );
+    m.fail_next(ErrorKind::Unavailable, None, "VNC down", 1);
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(!ok);
+    assert_eq!(res["code"], 11, "{res}");
+    assert!(node.taps().is_empty());
+    assert!(
+        node.agent.requests().is_empty(),
+        "the agent is not asked before the manager answered"
+    );
+}

@@ -1,0 +1,100 @@
+//! The skel as a process: exit codes, one JSON document on stdout, nothing else there.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn run(env: &[(&str, &str)], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn one_json(stdout: &str) -> Value {
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "exactly one line on stdout: {stdout:?}"
+    );
+    serde_json::from_str(stdout).unwrap()
+}
+
+#[test]
+fn version_answers_what_we_speak() {
+    let (code, out, _) = run(&[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"1.0.0"}"#);
+    assert_eq!(code, 0);
+    let v = one_json(&out);
+    assert_eq!(v["cniVersion"], "1.0.0");
+    assert_eq!(
+        v["supportedVersions"],
+        serde_json::json!([
+            "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"
+        ])
+    );
+}
+
+#[test]
+fn errors_are_json_on_stdout_with_exit_1() {
+    let add = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/run/netns/none"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    for (env, stdin, code) in [
+        (&[][..], "{}", 4),
+        (&[("CNI_COMMAND", "ADD")][..], "{}", 4),
+        (&add[..], "garbage", 6),
+        (&add[..], r#"{"cniVersion":"0.2.0","type":"mesos"}"#, 7),
+        (
+            &add[..],
+            r#"{"cniVersion":"0.5.0","name":"n","type":"mesos"}"#,
+            1,
+        ),
+        (
+            &add[..],
+            r#"{"cniVersion":"0.2.0","name":"n","type":"weird"}"#,
+            7,
+        ),
+        (
+            &add[..],
+            r#"{"cniVersion":"0.2.0","name":"n","type":"mesos","wasm":{"timeout-ms":-1}}"#,
+            7,
+        ),
+    ] {
+        let (exit, out, _) = run(env, stdin);
+        assert_eq!(exit, 1, "{env:?} {stdin}");
+        let v = one_json(&out);
+        assert_eq!(v["code"], code, "{env:?} {stdin}: {v}");
+        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["cniVersion"].is_string());
+    }
+}
+
+#[test]
+fn arguments_select_the_cli_and_bad_ones_fail() {
+    let out = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
