@@ -1,0 +1,317 @@
+//! Timings of the delegate path (issue 2 item 9), medians over repeated runs in one session:
+//!
+//! 1. the Wasm step per ADD, in process: load the translator from the artifact cache,
+//!    instantiate, call `translate-delegate` (a fresh `Plugins` each time, as each CNI process
+//!    has); plus `Engine::new` and the one-time compile, reported separately;
+//! 2. whole-process ADD and DEL (exec → exit) of the installed `mesos` delegating to
+//!    `bridge` + `host-local`, against `bridge` called directly with the equivalent config, in
+//!    the same namespaces, interleaved. Needs root; skipped otherwise.
+//!
+//! It reports; it never fails the build (errors are printed and the section skipped).
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use contrail_cni_host::cni::Command as CniCommand;
+use contrail_cni_host::cni::config::{Label, WasmSettings};
+use contrail_cni_host::wasm::{self, InvocationRecord, Plugins};
+use contrail_integration::netns::{TestNetns, is_root};
+use contrail_integration::paths::{REFERENCE_CNI_DIR, wasm_dir};
+use serde_json::json;
+
+fn stats(name: &str, mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let med = ms(v[v.len() / 2]);
+    println!(
+        "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+        v.len(),
+        med,
+        ms(v[0]),
+        ms(v[v.len() * 9 / 10]),
+        ms(*v.last().unwrap())
+    );
+    med
+}
+
+fn header() {
+    println!("| what | runs | median ms | min ms | p90 ms | max ms |");
+    println!("|---|---|---|---|---|---|");
+}
+
+fn wasm_step(translator: &Path) {
+    let cache = tempfile::tempdir().unwrap();
+    let plugin_dir = translator.parent().unwrap().to_owned();
+    let settings = WasmSettings {
+        plugin_dir: Some(plugin_dir),
+        translator: Some(translator.to_owned()),
+        cache_dir: Some(cache.path().to_owned()),
+        ..WasmSettings::default()
+    };
+    let config = json!({"cniVersion": "0.2.0", "name": "net1", "type": "mesos",
+        "delegate": {"type": "bridge", "bridge": "mbr0", "ipam": {"type": "host-local", "subnet": "10.99.0.0/24"}},
+        "args": {"org.apache.mesos": {"network_info": {"name": "net1",
+            "labels": {"labels": [{"key": "CNI_ARGS", "value": "IP=10.99.0.42"}]}}}}});
+    let record = InvocationRecord {
+        command: CniCommand::Add,
+        container_id: "5baff64c-d028-47ba-864e-a5ee679fc069".into(),
+        ifname: "eth0".into(),
+        netns: Some("/run/netns/x".into()),
+        network_name: "net1".into(),
+        cni_version: "0.2.0".into(),
+        config: config.to_string(),
+    };
+    let labels = vec![Label {
+        key: "CNI_ARGS".into(),
+        value: "IP=10.99.0.42".into(),
+    }];
+    let delegate = config["delegate"].to_string();
+    let call = || {
+        let p = Plugins::new(settings.clone(), "5baff64c-d028-47ba-864e-a5ee679fc069");
+        let t = Instant::now();
+        let out = p.translate_delegate(&record, &labels, &delegate, false);
+        (t.elapsed(), out)
+    };
+
+    println!("\n### Wasm step (in process, release build)\n");
+    println!(
+        "translator: `{}` ({} bytes)\n",
+        translator.display(),
+        fs::metadata(translator).unwrap().len()
+    );
+    header();
+    let mut engine_new = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let e = wasmtime::Engine::new(&wasm::engine::engine_config()).unwrap();
+        engine_new.push(t.elapsed());
+        drop(e);
+    }
+    stats("`Engine::new` (once per process)", engine_new);
+    let (first, out) = call();
+    if let Err(e) = out {
+        println!("translate-delegate failed: {e:?}");
+        return;
+    }
+    stats(
+        "first ADD after a new .wasm: compile + store + instantiate + call",
+        vec![first],
+    );
+    let runs: Vec<Duration> = (0..300).map(|_| call().0).collect();
+    stats(
+        "Wasm step per ADD: cache load (verify + deserialize) + instantiate + call",
+        runs,
+    );
+    let engine = wasm::engine::engine().unwrap();
+    let loads: Vec<Duration> = (0..300)
+        .map(|_| {
+            let t = Instant::now();
+            let l = wasm::cache::load(engine, translator, Some(cache.path())).unwrap();
+            assert_eq!(l.origin, wasm::cache::Origin::Cache);
+            t.elapsed()
+        })
+        .collect();
+    stats(
+        "of which: cache load alone (read + blake3 x2 + deserialize)",
+        loads,
+    );
+
+    // Breakdown of the cache load, step by step.
+    let entry = wasm::cache::load(engine, translator, Some(cache.path()))
+        .unwrap()
+        .entry
+        .unwrap();
+    let time = |f: &dyn Fn()| -> Vec<Duration> {
+        (0..300)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect()
+    };
+    let wasm_bytes = fs::read(translator).unwrap();
+    let entry_bytes = fs::read(&entry).unwrap();
+    let artifact = &entry_bytes[116..];
+    println!("\nartifact: {} bytes\n", entry_bytes.len());
+    header();
+    stats(
+        "read the .wasm",
+        time(&|| drop(fs::read(translator).unwrap())),
+    );
+    stats(
+        "blake3 of the .wasm (cache key)",
+        time(&|| drop(blake3::hash(&wasm_bytes))),
+    );
+    stats(
+        "read the cache entry",
+        time(&|| drop(fs::read(&entry).unwrap())),
+    );
+    stats(
+        "blake3 of the artifact (integrity)",
+        time(&|| drop(blake3::hash(artifact))),
+    );
+    stats(
+        "`Component::deserialize`",
+        // SAFETY: the artifact was produced by this engine (verified entry).
+        time(&|| {
+            drop(unsafe { wasmtime::component::Component::deserialize(engine, artifact) }.unwrap())
+        }),
+    );
+}
+
+/// Runs `program` inside the netns `node` (setns in the child: no extra process).
+fn run_in(
+    node: &Path,
+    program: &Path,
+    env: &[(String, String)],
+    stdin: &[u8],
+) -> (Duration, bool, String) {
+    let ns = fs::File::open(node).unwrap();
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe setns between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let t = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = t.elapsed();
+    (
+        took,
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn whole_process(host_bin: &Path, translator: &Path) {
+    println!("\n### Whole process, ADD and DEL (exec → exit), bridge + host-local\n");
+    if !is_root() {
+        println!("SKIPPED: needs root (network namespaces)");
+        return;
+    }
+    let node = TestNetns::new("bn");
+    let install = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let dir = install.path();
+    fs::copy(host_bin, dir.join("contrail-cni-plugin")).unwrap();
+    symlink("contrail-cni-plugin", dir.join("mesos")).unwrap();
+    fs::create_dir(dir.join("contrail-cni-wasm")).unwrap();
+    fs::copy(
+        translator,
+        dir.join("contrail-cni-wasm/mesos-delegate.wasm"),
+    )
+    .unwrap();
+    for p in ["bridge", "host-local"] {
+        symlink(Path::new(REFERENCE_CNI_DIR).join(p), dir.join(p)).unwrap();
+    }
+    let delegate = json!({"type": "bridge", "bridge": "mbr0", "isGateway": true,
+        "ipam": {"type": "host-local", "subnet": "10.99.0.0/24", "dataDir": data.path()}});
+    let mesos_conf = json!({
+        "args": {"org.apache.mesos": {"network_info": {"ip_addresses": [{"protocol": "IPv4"}],
+            "labels": {"labels": [{"key": "CNI_ARGS", "value": "IP=10.99.0.42"}]}, "name": "net1"}}},
+        "cniVersion": "0.2.0", "delegate": delegate, "name": "net1", "type": "mesos",
+        "wasm": {"cache-dir": cache.path()}});
+    // What the reference plugin gets when called directly: the same thing the translator
+    // produces (the address via args.cni.ips).
+    let mut direct_conf = delegate.clone();
+    direct_conf["name"] = json!("net1");
+    direct_conf["cniVersion"] = json!("0.2.0");
+    direct_conf["args"] = json!({"cni": {"ips": ["10.99.0.42"]}});
+    let container = TestNetns::new("bc");
+    let env = |cmd: &str| -> Vec<(String, String)> {
+        vec![
+            ("CNI_COMMAND".into(), cmd.into()),
+            (
+                "CNI_CONTAINERID".into(),
+                "5baff64c-d028-47ba-864e-a5ee679fc069".into(),
+            ),
+            ("CNI_PATH".into(), dir.display().to_string()),
+            ("CNI_IFNAME".into(), "eth0".into()),
+            ("CNI_NETNS".into(), container.path().display().to_string()),
+            ("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ]
+    };
+    let mesos = dir.join("mesos");
+    let bridge = dir.join("bridge");
+    let mesos_in = serde_json::to_vec(&mesos_conf).unwrap();
+    let direct_in = serde_json::to_vec(&direct_conf).unwrap();
+    // Warm-up: compiles the translator once (that cost is reported above) and creates the
+    // bridge, so every measured ADD does the same work.
+    for (p, i) in [(&mesos, &mesos_in), (&bridge, &direct_in)] {
+        let (_, ok, out) = run_in(&node.path(), p, &env("ADD"), i);
+        assert!(ok, "warm-up ADD failed: {out}");
+        let (_, ok, out) = run_in(&node.path(), p, &env("DEL"), i);
+        assert!(ok, "warm-up DEL failed: {out}");
+    }
+    let (mut m_add, mut m_del, mut d_add, mut d_del) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..40 {
+        for (p, i, add, del) in [
+            (&mesos, &mesos_in, &mut m_add, &mut m_del),
+            (&bridge, &direct_in, &mut d_add, &mut d_del),
+        ] {
+            let (t, ok, out) = run_in(&node.path(), p, &env("ADD"), i);
+            assert!(ok, "ADD failed: {out}");
+            add.push(t);
+            let (t, ok, out) = run_in(&node.path(), p, &env("DEL"), i);
+            assert!(ok, "DEL failed: {out}");
+            del.push(t);
+        }
+    }
+    header();
+    let ma = stats("ADD via `mesos` (delegate path)", m_add);
+    let da = stats("ADD of `bridge` directly", d_add);
+    let md = stats("DEL via `mesos` (delegate path)", m_del);
+    let dd = stats("DEL of `bridge` directly", d_del);
+    println!(
+        "\nDelegate-path overhead (difference of medians): ADD {:.3} ms, DEL {:.3} ms",
+        ma - da,
+        md - dd
+    );
+    // `true` as the floor of a process exec on this machine.
+    let truth: Vec<Duration> = (0..40)
+        .map(|_| run_in(&node.path(), Path::new("/bin/true"), &[], b"").0)
+        .collect();
+    header();
+    stats("`/bin/true` (exec floor)", truth);
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let host_bin = PathBuf::from(env!("CARGO_BIN_EXE_contrail-cni-plugin"));
+    let translator = wasm_dir().join("mesos_delegate.wasm");
+    if !translator.is_file() {
+        println!(
+            "SKIPPED: {} missing (run `make wasm`)",
+            translator.display()
+        );
+        return;
+    }
+    println!("## Delegate path timings\n");
+    println!(
+        "host binary: `{}`; machine: {} cores",
+        host_bin.display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    wasm_step(&translator);
+    whole_process(&host_bin, &translator);
+}
