@@ -74,9 +74,18 @@ fn sync_once(
         if !p.vrouters.iter().any(|v| v == node) {
             continue;
         }
-        let (Some(vm_uuid), Some(vn_uuid), Some(mac)) =
-            (p.vm_uuid.clone(), p.vn_uuid.clone(), p.mac.clone())
-        else {
+        // A port is published once VNC holds all of it, its instance-ip included. The manager
+        // creates the VMI before its instance-ip, and a container's second VMI is visible
+        // through the VM (already referred by the vrouter) before its address exists. A real
+        // agent answers `GET /vm/<vm>/<vmi>` for such a port with 404 "Missing IPAM entry …
+        // Retry" (contract §1.4), which the CNI polls; the port-IPC stand-in would answer 200
+        // without any address instead, which the CNI's IPAM step takes as final.
+        let (Some(vm_uuid), Some(vn_uuid), Some(mac), Some(_)) = (
+            p.vm_uuid.clone(),
+            p.vn_uuid.clone(),
+            p.mac.clone(),
+            p.ip.as_ref(),
+        ) else {
             continue;
         };
         let spec = VmiSpec {
@@ -94,12 +103,11 @@ fn sync_once(
             project_uuid: p.vmi_fq_name.get(1).cloned().unwrap_or_default(),
             ..Default::default()
         };
-        if let (Some(gw), Some(plen)) = (&spec.gateway, spec.plen) {
-            if let Err(e) =
+        if let (Some(gw), Some(plen)) = (&spec.gateway, spec.plen)
+            && let Err(e) =
                 dataplane.ensure_network(&spec.vn_uuid, gw.parse().ok(), Some(plen as u8))
-            {
-                tracing::warn!("dataplane: {e}");
-            }
+        {
+            tracing::warn!("dataplane: {e}");
         }
         seen.insert(spec.vmi_uuid.clone(), spec);
     }

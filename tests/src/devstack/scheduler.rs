@@ -205,6 +205,9 @@ impl Scheduler {
                 return Err(e);
             }
         } else {
+            // Every victim is killed (its namespace goes even when its DEL fails, as Mesos
+            // destroys the container anyway); the first failure is reported at the end.
+            let mut first_err = None;
             loop {
                 let victim = {
                     let mut runs = self.runs.lock().unwrap();
@@ -214,18 +217,24 @@ impl Scheduler {
                     }
                     r.instances.pop().expect("instance")
                 };
-                self.kill(&spec, victim, false)?;
+                if let Err(e) = self.kill(&spec, victim, false) {
+                    first_err.get_or_insert(e);
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
             }
         }
         Ok(self.instance_ids(&id))
     }
 
     /// Destroys an app or pod: every instance is killed (with CNI DEL).
+    /// The app is gone afterwards even when a DEL failed (that failure is returned).
     pub fn destroy(&self, id: &str) -> Result<(), String> {
         let id = normalise_id(id);
-        self.scale(&id, 0)?;
+        let res = self.scale(&id, 0);
         self.runs.lock().unwrap().remove(&id);
-        Ok(())
+        res.map(|_| ())
     }
 
     /// Kills one instance the way a crashed agent loses it: the container goes away but the CNI

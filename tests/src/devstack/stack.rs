@@ -16,7 +16,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
@@ -31,6 +31,9 @@ use super::scheduler::Scheduler;
 
 /// The CNI network name of the Contrail network (seed 001).
 pub const CONTRAIL_NETWORK: &str = "contrail-cni-plugin";
+/// A second CNI network with the same plugin and `contrail` section: Mesos refuses to join one
+/// CNI network twice, so a task on two Contrail virtual networks (`eth0`, `eth1`) names both.
+pub const CONTRAIL_NETWORK_2: &str = "contrail-cni-plugin-2";
 /// The node's name: the vrouter's fq_name and the CNI's `cluster-name`.
 pub const NODE_NAME: &str = "devstack-node-1";
 
@@ -102,7 +105,8 @@ pub struct Stack {
     pub ports_dir: PathBuf,
     manager_cfg: PathBuf,
     manager_bin: PathBuf,
-    manager: Option<Child>,
+    /// Behind a lock so a test can kill and restart the manager while other threads deploy.
+    manager: Mutex<Option<Child>>,
     /// Leave the work directory (logs, configs) behind when dropped.
     pub keep_work_dir: bool,
     // Dropped last: the namespace holding everything above.
@@ -198,11 +202,15 @@ impl Stack {
         });
         write_network_config(&config_dir, "contrail-cni-plugin.conf", &conf)
             .map_err(|e| e.to_string())?;
+        let mut conf2 = conf.clone();
+        conf2["name"] = json!(CONTRAIL_NETWORK_2);
+        write_network_config(&config_dir, "contrail-cni-plugin-2.conf", &conf2)
+            .map_err(|e| e.to_string())?;
 
         let mut mesos = MesosAgent::new(&config_dir, &cni_bin_dir, &root.join("mesos-cni-root"));
         mesos.netns_prefix = format!("mesos{tag}-");
         let scheduler = Scheduler::new(marathon.clone(), mesos, NODE_NAME);
-        let mut stack = Stack {
+        let stack = Stack {
             work,
             vnc,
             marathon,
@@ -214,7 +222,7 @@ impl Stack {
             ports_dir,
             manager_cfg,
             manager_bin: opts.manager_bin.clone(),
-            manager: None,
+            manager: Mutex::new(None),
             keep_work_dir: false,
             _node: node,
         };
@@ -222,8 +230,16 @@ impl Stack {
         Ok(stack)
     }
 
-    /// Starts the manager and waits for `/healthz`.
-    pub fn start_manager(&mut self) -> Result<(), String> {
+    fn manager(&self) -> MutexGuard<'_, Option<Child>> {
+        self.manager.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the manager (unless it runs) and waits for `/healthz`.
+    pub fn start_manager(&self) -> Result<(), String> {
+        let mut manager = self.manager();
+        if let Some(Ok(None)) = manager.as_mut().map(|c| c.try_wait()) {
+            return Ok(());
+        }
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -236,7 +252,7 @@ impl Stack {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("spawn manager: {e}"))?;
-        self.manager = Some(child);
+        *manager = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(1)))
@@ -251,7 +267,7 @@ impl Stack {
             {
                 return Ok(());
             }
-            if let Some(Ok(Some(st))) = self.manager.as_mut().map(|c| c.try_wait()) {
+            if let Some(Ok(Some(st))) = manager.as_mut().map(|c| c.try_wait()) {
                 return Err(format!(
                     "manager exited: {st}; see {}",
                     self.work.path().join("manager.stderr").display()
@@ -263,22 +279,47 @@ impl Stack {
     }
 
     /// Kills the manager with SIGKILL (a crash), without waiting for anything.
-    pub fn kill_manager(&mut self) {
-        if let Some(mut c) = self.manager.take() {
+    pub fn kill_manager(&self) {
+        if let Some(mut c) = self.manager().take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// Stops the manager gracefully (SIGTERM) and waits.
-    pub fn stop_manager(&mut self) {
-        if let Some(mut c) = self.manager.take() {
+    pub fn stop_manager(&self) {
+        if let Some(mut c) = self.manager().take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(c.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
             let _ = c.wait();
         }
+    }
+
+    /// One value of the manager's `/metrics` (e.g. `contrail_mesos_event_deletions_total`);
+    /// None when the manager does not answer.
+    pub fn manager_metric(&self, name: &str) -> Option<f64> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .proxy(None)
+            .build()
+            .into();
+        let text = agent
+            .get(&format!("{}/metrics", self.manager_url))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Name of the node namespace (under /run/netns) everything runs in.
+    pub fn node_netns(&self) -> &str {
+        &self._node.name
     }
 
     pub fn work_dir(&self) -> &Path {
@@ -371,10 +412,10 @@ impl Drop for Stack {
             let _ = self.scheduler.destroy(&id);
         }
         self.stop_manager();
-        if self.keep_work_dir {
-            if let Ok(empty) = tempfile::tempdir() {
-                let _ = std::mem::replace(&mut self.work, empty).keep();
-            }
+        if self.keep_work_dir
+            && let Ok(empty) = tempfile::tempdir()
+        {
+            let _ = std::mem::replace(&mut self.work, empty).keep();
         }
     }
 }
