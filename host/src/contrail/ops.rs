@@ -25,6 +25,9 @@ pub trait Policy {
     fn translate(&self, labels: &[Label]) -> Result<ContrailRequest>;
     /// `configure`: the IP configuration of one port.
     fn ipam(&self, port: &VrouterPort, primary: bool) -> Result<IpamConfig>;
+    /// Gets the IPAM plugin ready (load, type-check) ahead of [`Policy::ipam`]; called on a
+    /// thread while the agent is polled. Best effort.
+    fn prefetch(&self) {}
 }
 
 /// One invocation, as the Contrail logic needs it.
@@ -44,7 +47,7 @@ pub struct Deps<'a> {
     /// None in k8s mode or when `mesos-ip` is not configured.
     pub manager: Option<&'a dyn Manager>,
     pub net: &'a mut dyn NetOps,
-    pub policy: &'a dyn Policy,
+    pub policy: &'a (dyn Policy + Sync),
 }
 
 /// How the workload is named towards the agent.
@@ -319,6 +322,16 @@ fn release_port(
 
 /// ADD. Returns the result in the canonical (1.1.0) shape.
 pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
+    let policy = deps.policy;
+    std::thread::scope(|s| {
+        // Loading the IPAM component (~3 ms) overlaps the agent round trips instead of
+        // following them.
+        s.spawn(|| policy.prefetch());
+        add_steps(ctx, deps)
+    })
+}
+
+fn add_steps(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
     let t0 = Instant::now();
     let cfg = ctx.cfg;
     let netns = ctx
