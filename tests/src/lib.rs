@@ -2,8 +2,8 @@
 //! the peers we cannot run here (vRouter agent, VNC API server, Marathon + Mesos agent). Each
 //! stand-in is built from `shared/contracts/`, never from our own clients.
 
-pub mod devstack;
 pub mod attach_standin;
+pub mod devstack;
 pub mod marathon;
 pub mod mesos_agent;
 pub mod netns;

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 /// The workspace root (this crate lives in `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The cargo target directory (honours `CARGO_TARGET_DIR`).
@@ -27,7 +30,11 @@ pub fn wasm_dir() -> PathBuf {
 /// run when it is missing, so a test never silently skips.
 pub fn wasm_plugin(stem: &str) -> PathBuf {
     let p = wasm_dir().join(format!("{stem}.wasm"));
-    assert!(p.is_file(), "{} is missing: run `make wasm` first", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run `make wasm` first",
+        p.display()
+    );
     p
 }
 
