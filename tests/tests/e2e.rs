@@ -1165,3 +1165,35 @@ fn lost_del_without_any_event_is_cleaned_up_by_the_reconciler() {
     });
     h.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The reconciler's grace against a slow ADD
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_add_slower_than_the_grace_period_keeps_its_objects() {
+    if !require_root("an_add_slower_than_the_grace_period_keeps_its_objects") {
+        return;
+    }
+    let h = Harness::start(&options());
+    let s = h.s();
+    // The agent configures the VM only after 20 polls (5 ms doubling to 500 ms: about 7 s,
+    // inside the CNI's 10 s budget), longer than grace (3 s) + interval (2 s): the attachment
+    // is unjoined and past its grace while the ADD still runs. Marathon lists the task as
+    // TASK_STAGING without IPs meanwhile, which is what keeps the reconciler off it.
+    s.agent.standin.set_cfg_after_polls(20);
+    let labels: &[(&str, &str)] = &[
+        ("networks", "slow-net"),
+        ("network-subnets", "10.90.0.0/24"),
+    ];
+    s.scheduler
+        .deploy(app("/slow", 1, &[(CONTRAIL_NETWORK, labels)]))
+        .expect("deploy /slow");
+    s.agent.standin.set_cfg_after_polls(0);
+    wait_ok(CONVERGE, "1 instance", || {
+        app_converged(s, "/slow", 1, &[net("eth0", "slow-net", "10.90.0.0/24")])
+    });
+    s.scheduler.destroy("/slow").expect("destroy /slow");
+    wait_ok(CONVERGE, "nothing left after destroy", || nothing_left(s));
+    h.finish();
+}

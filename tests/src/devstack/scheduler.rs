@@ -310,38 +310,60 @@ impl Scheduler {
         self.runs.lock().unwrap().keys().cloned().collect()
     }
 
+    /// Launches one instance as Marathon and Mesos do: the task is known (`TASK_STAGING`, no
+    /// IPs yet) before the container's networks are set up, and reports its IPs with
+    /// `TASK_RUNNING` once the CNI ADDs returned; a failed launch ends as `TASK_FAILED`. The
+    /// manager's reconciler relies on that window: an unjoined attachment is kept while a task
+    /// on its node has no IPs yet.
     fn launch(&self, spec: &RunSpec) -> Result<Instance, String> {
         let cid = uuid::Uuid::new_v4().to_string();
         let short = spec.id.trim_start_matches('/').replace('/', "_");
-        let container = self
-            .agent
-            .launch(&cid, &spec.networks)
-            .map_err(|e| e.to_string())?;
-        let ips = container.ips();
-        let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
         if spec.is_pod() {
             let instance_id = format!("{short}.instance-{}", uuid::Uuid::new_v4());
-            let containers: Vec<(String, String)> = spec
-                .containers
-                .iter()
-                .map(|c| (format!("{instance_id}.{c}"), "TASK_RUNNING".to_owned()))
-                .collect();
-            self.marathon.add_pod_instance(FakePodInstance {
-                pod_id: spec.id.clone(),
-                id: instance_id.clone(),
-                host: self.host.clone(),
-                ips: ips.clone(),
-                containers: containers.clone(),
-            });
-            for (task, state) in &containers {
-                self.status_event(&spec.id, task, state, &ip_refs);
-            }
+            let report = |ips: &[String], state: &str| {
+                let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+                let containers: Vec<(String, String)> = spec
+                    .containers
+                    .iter()
+                    .map(|c| (format!("{instance_id}.{c}"), state.to_owned()))
+                    .collect();
+                self.marathon.add_pod_instance(FakePodInstance {
+                    pod_id: spec.id.clone(),
+                    id: instance_id.clone(),
+                    host: self.host.clone(),
+                    ips: ips.to_vec(),
+                    containers: containers.clone(),
+                });
+                for (task, state) in &containers {
+                    self.status_event(&spec.id, task, state, &ip_refs);
+                }
+            };
+            report(&[], "TASK_STAGING");
+            let container = match self.agent.launch(&cid, &spec.networks) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.marathon.end_pod_instance(&instance_id, "Failed");
+                    return Err(e.to_string());
+                }
+            };
+            report(&container.ips(), "TASK_RUNNING");
             Ok(Instance {
                 id: instance_id,
                 container,
             })
         } else {
             let task_id = format!("{short}.{}", uuid::Uuid::new_v4());
+            self.marathon
+                .add_task(&spec.id, &task_id, &self.host, &[], "TASK_STAGING");
+            let container = match self.agent.launch(&cid, &spec.networks) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.marathon.set_task_state(&task_id, "TASK_FAILED");
+                    return Err(e.to_string());
+                }
+            };
+            let ips = container.ips();
+            let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
             self.marathon
                 .add_task(&spec.id, &task_id, &self.host, &ip_refs, "TASK_RUNNING");
             Ok(Instance {
