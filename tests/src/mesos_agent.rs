@@ -253,6 +253,7 @@ impl MesosAgent {
             fs::create_dir_all(&dir).expect("checkpoint dir");
             let path = dir.join("network.conf");
             fs::write(&path, serde_json::to_vec(&conf).unwrap()).expect("checkpoint");
+            fs::create_dir_all(dir.join(&ifname)).expect("interface dir");
             jobs.push((req.name.clone(), ifname, path));
         }
 
@@ -268,9 +269,8 @@ impl MesosAgent {
                             self.exec("ADD", container_id, ifname, Some(netns_path), conf, &type_);
                         match out {
                             Ok(stdout) => {
-                                let info_dir = conf.parent().unwrap().join(ifname);
-                                let _ = fs::create_dir_all(&info_dir);
-                                let _ = fs::write(info_dir.join("network.info"), &stdout);
+                                let info = conf.parent().unwrap().join(ifname).join("network.info");
+                                let _ = fs::write(info, &stdout);
                                 let v: Value = serde_json::from_str(&stdout).unwrap_or_default();
                                 Ok(Attached {
                                     network: net.clone(),
@@ -317,34 +317,29 @@ impl MesosAgent {
     pub fn destroy(&self, container: &Container, skip_del: bool) -> Result<(), CniFailure> {
         let cdir = self.container_dir(&container.container_id);
         let mut jobs = Vec::new();
-        if !skip_del {
-            if let Ok(entries) = fs::read_dir(&cdir) {
-                let mut nets: Vec<PathBuf> = entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect();
-                nets.sort();
-                for (i, dir) in nets.iter().enumerate() {
-                    let conf = dir.join("network.conf");
-                    if !conf.exists() {
-                        continue; // ADD never ran: Mesos skips DEL.
-                    }
-                    // ifname: the one checkpointed with the result, else by order.
-                    let ifname = fs::read_dir(dir)
-                        .ok()
-                        .and_then(|es| {
-                            es.flatten()
-                                .find(|e| e.path().is_dir())
-                                .map(|e| e.file_name().to_string_lossy().into_owned())
-                        })
-                        .unwrap_or_else(|| format!("eth{i}"));
-                    jobs.push((
-                        dir.file_name().unwrap().to_string_lossy().into_owned(),
-                        ifname,
-                        conf,
-                    ));
+        if !skip_del && let Ok(entries) = fs::read_dir(&cdir) {
+            let mut nets: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
+            nets.sort();
+            for dir in nets {
+                let conf = dir.join("network.conf");
+                if !conf.exists() {
+                    continue; // ADD never ran: Mesos skips DEL.
                 }
+                // The interface dir was made before ADD ran (as Mesos does), so DEL knows the
+                // ifname even when ADD failed.
+                let Some(ifname) = fs::read_dir(&dir).ok().and_then(|es| {
+                    es.flatten()
+                        .find(|e| e.path().is_dir())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                }) else {
+                    continue;
+                };
+                let net = dir.file_name().unwrap().to_string_lossy().into_owned();
+                jobs.push((net, ifname, conf));
             }
         }
         let netns_path = container.netns_path();
