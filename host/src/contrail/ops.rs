@@ -46,7 +46,7 @@ pub struct Deps<'a> {
     pub agent: &'a dyn Agent,
     /// None in k8s mode or when `mesos-ip` is not configured.
     pub manager: Option<&'a dyn Manager>,
-    pub net: &'a mut dyn NetOps,
+    pub net: &'a mut (dyn NetOps + Send),
     pub policy: &'a (dyn Policy + Sync),
 }
 
@@ -408,22 +408,29 @@ fn add_steps(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
         id.vm_name,
         id.vm_name
     );
-    let vmi = poll(cfg, &what, |timeout| {
-        match agent.vm_cfg(&id.vm_name, timeout) {
-            Ok(None) => Poll::NotYet("404 (not configured yet)".into()),
-            Ok(Some(cfgs)) => match select_vmi(&cfgs, ctx.ifname, want_vmi.as_deref()) {
-                Ok(c) => Poll::Done(c.clone()),
-                Err(Poll::NotYet(s)) => Poll::NotYet(s),
-                Err(Poll::Fatal(e)) => Poll::Fatal(e),
-                Err(Poll::Done(())) => unreachable!(),
-            },
-            Err(e) => match agent_poll_reason(&e) {
-                Some(r) => Poll::NotYet(r),
-                None => Poll::Fatal(e.into()),
-            },
-        }
-    })
-    .map_err(|e| at_step(e, "wait for the VMI config"))?;
+    // The netlink connections (a thread joins the container's namespace for one) open while
+    // the agent is polled.
+    let net = &mut *rb.deps.net;
+    let (vmi, _) = std::thread::scope(|scope| {
+        let prep = scope.spawn(move || net.prepare(Some(netns)));
+        let vmi = poll(cfg, &what, |timeout| {
+            match agent.vm_cfg(&id.vm_name, timeout) {
+                Ok(None) => Poll::NotYet("404 (not configured yet)".into()),
+                Ok(Some(cfgs)) => match select_vmi(&cfgs, ctx.ifname, want_vmi.as_deref()) {
+                    Ok(c) => Poll::Done(c.clone()),
+                    Err(Poll::NotYet(s)) => Poll::NotYet(s),
+                    Err(Poll::Fatal(e)) => Poll::Fatal(e),
+                    Err(Poll::Done(())) => unreachable!(),
+                },
+                Err(e) => match agent_poll_reason(&e) {
+                    Some(r) => Poll::NotYet(r),
+                    None => Poll::Fatal(e.into()),
+                },
+            }
+        });
+        (vmi, prep.join())
+    });
+    let vmi = vmi.map_err(|e| at_step(e, "wait for the VMI config"))?;
     lap("vm-cfg", &mut t);
     let vm_uuid = match (&id.vm_uuid, &vmi.vm_uuid) {
         (Some(u), _) => u.clone(),

@@ -251,6 +251,19 @@ fn parse_addr(m: &AddressMessage) -> Option<IpNet> {
 }
 
 impl NetOps for Netlink {
+    fn prepare(&mut self, netns: Option<&Path>) -> Result<(), NetError> {
+        let t = std::time::Instant::now();
+        self.host()?;
+        if let Some(p) = netns {
+            self.in_ns(p)?;
+        }
+        tracing::debug!(
+            us = t.elapsed().as_micros() as u64,
+            "netlink connections ready"
+        );
+        Ok(())
+    }
+
     fn create_veth(&mut self, netns: &Path, spec: &VethSpec) -> Result<(), NetError> {
         let host = self.host()?;
         let (ns, cont) = self.in_ns(netns)?;

@@ -96,6 +96,11 @@ pub struct IfaceState {
 /// The kernel operations the Contrail path needs. Implemented over netlink by [`Netlink`] and
 /// by fakes in unit tests.
 pub trait NetOps {
+    /// Opens what later calls need (netlink connections in this namespace and in `netns`), so
+    /// that it can overlap other work. Best effort: later calls report the errors.
+    fn prepare(&mut self, _netns: Option<&Path>) -> Result<(), NetError> {
+        Ok(())
+    }
     /// Creates the veth pair: host end here, container end inside `netns`, both up, MTU set, the
     /// container end with its MAC. Fails with [`NetError::IfnameExists`] when the container
     /// already has an interface of that name.
