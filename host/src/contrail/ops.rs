@@ -102,6 +102,16 @@ enum Poll<T> {
     Fatal(Error),
 }
 
+/// True when the agent's port answer carries an IPv4 or IPv6 address (empty strings and the
+/// unspecified addresses count as absent, as the IPAM plugin treats them).
+fn has_address(p: &VmPort) -> bool {
+    let set = |a: &Option<String>| {
+        a.as_deref()
+            .is_some_and(|s| !s.is_empty() && s != "0.0.0.0" && s != "::")
+    };
+    set(&p.ip_address) || set(&p.v6_ip_address)
+}
+
 /// Per-request timeout: a poll must not outlive the budget, and a request never gets less than
 /// a fraction of a second (a loaded agent answers slowly, not never).
 fn request_timeout(cfg: &ContrailConfig) -> Duration {
@@ -542,6 +552,12 @@ fn add_steps(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
     );
     let port = poll(cfg, &what, |timeout| {
         match agent.get_port(&vm_uuid, &vmi.id, timeout) {
+            // A port the agent knows before its instance-ip reached it has no address yet
+            // (a real agent says 404 "Missing IPAM entry ... Retry"; a 200 without one is the
+            // same state), so it is polled on rather than handed to IPAM as an error.
+            Ok(Some(p)) if !has_address(&p) => {
+                Poll::NotYet("200 without an address (no instance-ip yet)".into())
+            }
             Ok(Some(p)) => Poll::Done(p),
             Ok(None) => Poll::NotYet("404 (not active yet)".into()),
             Err(e) => match agent_poll_reason(&e) {
@@ -772,6 +788,8 @@ mod tests {
     #[derive(Default)]
     struct FakeAgent {
         cfg_404s: RefCell<u32>,
+        /// `GET /vm/...` answers 200 without an address this many times first.
+        port_unaddressed: RefCell<u32>,
         fail_post: bool,
         calls: RefCell<Vec<String>>,
         subs: RefCell<BTreeMap<String, Vec<u8>>>,
@@ -816,6 +834,14 @@ mod tests {
             _: Duration,
         ) -> std::result::Result<Option<VmPort>, AgentError> {
             self.calls.borrow_mut().push(format!("GET /vm/{vmi}"));
+            let mut n = self.port_unaddressed.borrow_mut();
+            if *n > 0 {
+                *n -= 1;
+                return Ok(Some(VmPort {
+                    id: vmi.into(),
+                    ..Default::default()
+                }));
+            }
             Ok(Some(VmPort {
                 id: vmi.into(),
                 ip_address: Some("10.0.0.5".into()),
@@ -940,6 +966,34 @@ mod tests {
             network_name: "contrail-cni-plugin",
             labels: vec![],
         }
+    }
+
+    #[test]
+    fn a_port_without_an_address_yet_is_polled_again() {
+        // The VMI is visible through its VM before its instance-ip exists (seen in the devstack
+        // with a second network); the address must be waited for, not refused by IPAM.
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent {
+            port_unaddressed: RefCell::new(2),
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let r = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap();
+        assert_eq!(r.ips[0].address.to_string(), "10.0.0.5/24");
+        let gets = agent
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("GET /vm/"))
+            .count();
+        assert_eq!(gets, 3);
     }
 
     #[test]
