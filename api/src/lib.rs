@@ -176,7 +176,11 @@ pub struct ErrorBody {
 impl ApiError {
     pub fn new(kind: ErrorKind, label: Option<&str>, message: impl Into<String>) -> Self {
         ApiError {
-            error: ErrorBody { kind, label: label.map(str::to_owned), message: message.into() },
+            error: ErrorBody {
+                kind,
+                label: label.map(str::to_owned),
+                message: message.into(),
+            },
         }
     }
 
@@ -212,11 +216,20 @@ pub fn vm_uuid_for(container_id: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn fnv1a(seed: u64, data: &[u8]) -> u64 {
-    data.iter().fold(seed, |h, &c| (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    data.iter().fold(seed, |h, &c| {
+        (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, lowercase hex.
@@ -255,7 +268,10 @@ mod tests {
             container_id: "c1".into(),
             ifname: "eth0".into(),
             netns: Some("/var/run/mesos/isolators/network/cni/c1/ns".into()),
-            node: Node { name: "agent-1".into(), ip: "10.0.0.5".into() },
+            node: Node {
+                name: "agent-1".into(),
+                ip: "10.0.0.5".into(),
+            },
             network_name: "contrail-cni-plugin".into(),
             request: ContrailRequest {
                 network: Some(vec!["blue-network".into()]),
@@ -265,7 +281,10 @@ mod tests {
                 }],
                 ..Default::default()
             },
-            labels: vec![Label { key: "networks".into(), value: "blue-network".into() }],
+            labels: vec![Label {
+                key: "networks".into(),
+                value: "blue-network".into(),
+            }],
         };
         let v = serde_json::to_value(&req).unwrap();
         assert_eq!(v["container-id"], "c1");
@@ -278,7 +297,11 @@ mod tests {
 
     #[test]
     fn errors_carry_status_and_label() {
-        let e = ApiError::new(ErrorKind::BadLabel, Some("security-groups"), "unknown group");
+        let e = ApiError::new(
+            ErrorKind::BadLabel,
+            Some("security-groups"),
+            "unknown group",
+        );
         assert_eq!(e.status(), 422);
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["error"]["kind"], "bad-label");
