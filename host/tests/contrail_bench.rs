@@ -385,7 +385,9 @@ fn contrail_bench() {
     let log = std::fs::read_to_string(tmp.path().join("cni.log")).unwrap_or_default();
     let last = cid(iters - 1);
     let from = log.find(&last).unwrap_or(0);
-    let until = log[from..].find("command=\"DEL\"").map_or(log.len(), |i| from + i);
+    let until = log[from..]
+        .find("command=\"DEL\"")
+        .map_or(log.len(), |i| from + i);
     for l in log[log[..from].rfind('\n').map_or(0, |i| i + 1)..until].lines() {
         println!("log: {l}");
     }
