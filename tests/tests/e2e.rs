@@ -1197,3 +1197,78 @@ fn an_add_slower_than_the_grace_period_keeps_its_objects() {
     wait_ok(CONVERGE, "nothing left after destroy", || nothing_left(s));
     h.finish();
 }
+
+/// Marathon's REST write API on the stand-in (issue 5: apps and pods are accepted on Marathon's
+/// REST API): a deployment answers at once and runs in the background; bad and conflicting
+/// definitions get Marathon's status codes; scale and destroy go through the same path.
+#[test]
+fn marathon_rest_api_deploys_scales_and_destroys() {
+    if !require_root("marathon_rest_api_deploys_scales_and_destroys") {
+        return;
+    }
+    use contrail_integration::devstack::marathon_api::Marathon;
+    let h = Harness::start(&options());
+    let s = h.s();
+    let api = Marathon::new(&s.marathon.url());
+    let app = json!({"id": "/rest", "instances": 2, "cmd": "sleep 3600",
+        "networks": [{"mode": "container", "name": CONTRAIL_NETWORK, "labels": {
+            "networks": "rest-network", "network-subnets": "10.44.0.0/24"}}]});
+    let (status, body) = api.call("POST", "/v2/apps", Some(&app)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], "/rest");
+    assert!(body["deployments"][0]["id"].is_string(), "{body}");
+    let (status, _) = api.call("POST", "/v2/apps", Some(&app)).unwrap();
+    assert_eq!(status, 409, "a second app with the same id");
+    let (status, _) = api
+        .call(
+            "POST",
+            "/v2/apps",
+            Some(&json!({"id": "/bad", "networks": [{"mode": "container"}]})),
+        )
+        .unwrap();
+    assert_eq!(status, 422, "a container network without a name");
+    let (status, _) = api.call("DELETE", "/v2/apps/nope", None).unwrap();
+    assert_eq!(status, 404);
+
+    api.wait_running("/rest", 2).unwrap();
+    let ips = api.task_ips().unwrap();
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    assert!(ips.iter().all(|ip| ip.starts_with("10.44.0.")), "{ips:?}");
+    h.note_links();
+
+    let (status, _) = api
+        .call("PUT", "/v2/apps/rest", Some(&json!({"instances": 3})))
+        .unwrap();
+    assert_eq!(status, 200);
+    api.wait_running("/rest", 3).unwrap();
+    wait_ok(Duration::from_secs(20), "3 VMs in VNC", || {
+        let n = s.vnc.count("virtual-machine");
+        if n == 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} VMs"))
+        }
+    });
+    h.note_links();
+
+    let (status, _) = api.call("DELETE", "/v2/apps/rest", None).unwrap();
+    assert_eq!(status, 200);
+    wait_ok(Duration::from_secs(30), "everything gone", || {
+        let counts = s.vnc_counts();
+        if s.scheduler.run_ids().is_empty()
+            && counts.iter().all(|(_, n)| *n == 0)
+            && s.taps().is_empty()
+            && s.port_files().is_empty()
+            && s.container_netns().is_empty()
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "{counts:?} taps {:?} netns {:?}",
+                s.taps(),
+                s.container_netns()
+            ))
+        }
+    });
+    h.finish();
+}

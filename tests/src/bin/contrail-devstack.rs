@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use contrail_integration::devstack::marathon_api::Marathon;
 use contrail_integration::devstack::probe::{Echo, reachable};
-use contrail_integration::devstack::{RunSpec, Stack, StackOptions};
+use contrail_integration::devstack::{Stack, StackOptions};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -81,16 +82,19 @@ fn app(id: &str, network: &str, subnet: &str) -> serde_json::Value {
 }
 
 fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
-    r.step("deploying /blue (2 instances, blue-network 10.10.1.0/24) and /red (2 instances, red-network 10.10.2.0/24)");
+    r.step("POST /v2/apps: /blue (2 instances, blue-network 10.10.1.0/24) and /red (2 instances, red-network 10.10.2.0/24)");
+    let api = Marathon::new(&stack.marathon.url());
     for (id, net, subnet) in [
         ("/blue", "blue-network", "10.10.1.0/24"),
         ("/red", "red-network", "10.10.2.0/24"),
     ] {
-        let spec = RunSpec::from_app(&app(id, net, subnet))?;
-        stack
-            .scheduler
-            .deploy(spec)
-            .map_err(|e| format!("deploy {id}: {e}"))?;
+        let (status, _) = api.call("POST", "/v2/apps", Some(&app(id, net, subnet)))?;
+        if status != 201 {
+            return Err(format!("POST /v2/apps {id}: HTTP {status}"));
+        }
+    }
+    for id in ["/blue", "/red"] {
+        api.wait_running(id, 2)?;
         interrupted()?;
     }
 
@@ -118,10 +122,13 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
                 })
             }),
     );
-    let marathon_ips: usize = stack.marathon.tasks().iter().map(|t| t.ips.len()).sum();
+    let mut from_marathon = api.task_ips()?;
+    let mut from_mesos: Vec<String> = ips.iter().map(|(_, _, ip)| ip.to_string()).collect();
+    from_marathon.sort();
+    from_mesos.sort();
     r.check(
-        "Marathon reports the same addresses for the tasks",
-        marathon_ips == 4,
+        "Marathon's /v2/apps?embed=apps.tasks reports the same addresses",
+        from_marathon == from_mesos,
     );
     let joined = Stack::wait_for(Duration::from_secs(10), || {
         stack.vnc.count("virtual-machine") == 4 && stack.vnc.count("instance-ip") == 4
@@ -174,19 +181,27 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
     drop((echo_blue1, echo_red0, echo_red1));
     interrupted()?;
 
-    r.step("scaling /blue down to 1 instance");
-    stack.scheduler.scale("/blue", 1)?;
-    let ok = Stack::wait_for(Duration::from_secs(10), || {
+    r.step("PUT /v2/apps/blue {\"instances\": 1}");
+    api.call("PUT", "/v2/apps/blue", Some(&json!({"instances": 1})))?;
+    api.wait_running("/blue", 1)?;
+    // Marathon shows the task KILLING at once; the DEL and cleanup follow.
+    let ok = Stack::wait_for(Duration::from_secs(20), || {
         stack.vnc.count("virtual-machine") == 3
+            && stack.taps().len() == 3
+            && stack.container_netns().len() == 3
     });
     r.check(
         "the killed task's VNC objects, tap and namespace are gone",
-        ok && stack.taps().len() == 3 && stack.container_netns().len() == 3,
+        ok,
     );
 
-    r.step("destroying /blue and /red");
-    stack.scheduler.destroy("/blue")?;
-    stack.scheduler.destroy("/red")?;
+    r.step("DELETE /v2/apps/blue, DELETE /v2/apps/red");
+    api.call("DELETE", "/v2/apps/blue", None)?;
+    api.call("DELETE", "/v2/apps/red", None)?;
+    let gone = Stack::wait_for(Duration::from_secs(20), || {
+        stack.scheduler.run_ids().is_empty()
+    });
+    r.check("Marathon finished both destroy deployments", gone);
     let clean = Stack::wait_for(Duration::from_secs(10), || {
         stack.vnc_counts().iter().all(|(_, n)| *n == 0)
     });

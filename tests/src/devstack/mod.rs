@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod dataplane;
+pub mod marathon_api;
 pub mod probe;
 pub mod scheduler;
 pub mod stack;

@@ -97,7 +97,8 @@ pub struct Stack {
     pub vnc: Arc<VncServer>,
     pub marathon: Arc<MarathonServer>,
     pub agent: DevAgent,
-    pub scheduler: Scheduler,
+    /// Also reachable over Marathon's REST write API (`marathon_api`).
+    pub scheduler: Arc<Scheduler>,
     pub manager_url: String,
     pub cni_bin_dir: PathBuf,
     pub config_dir: PathBuf,
@@ -209,7 +210,11 @@ impl Stack {
 
         let mut mesos = MesosAgent::new(&config_dir, &cni_bin_dir, &root.join("mesos-cni-root"));
         mesos.netns_prefix = format!("mesos{tag}-");
-        let scheduler = Scheduler::new(marathon.clone(), mesos, NODE_NAME);
+        let scheduler = Arc::new(Scheduler::new(marathon.clone(), mesos, NODE_NAME));
+        let weak = Arc::downgrade(&scheduler);
+        marathon.set_write_handler(Arc::new(move |m: &str, p: &str, b: &str| {
+            super::marathon_api::handle(&weak, m, p, b)
+        }));
         let stack = Stack {
             work,
             vnc,

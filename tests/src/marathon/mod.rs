@@ -65,7 +65,13 @@ pub struct Knobs {
     pub stream_connects: AtomicU64,
     /// Event stream requests refused with 405 (bad Accept).
     pub refused: AtomicU64,
+    /// Handles the write routes (`POST /v2/apps`, `PUT`/`DELETE /v2/apps/<id>`, pods...),
+    /// which need a scheduler behind them (the devstack installs one).
+    pub writes: Mutex<Option<WriteHandler>>,
 }
+
+/// `(method, path, body) -> (status, JSON body)` for requests the read side does not serve.
+pub type WriteHandler = Arc<dyn Fn(&str, &str, &str) -> (u16, Value) + Send + Sync>;
 
 pub struct MarathonServer {
     pub addr: SocketAddr,
@@ -100,6 +106,7 @@ impl MarathonServer {
             app_lists: AtomicU64::new(0),
             stream_connects: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            writes: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (st, kn, sp) = (state.clone(), knobs.clone(), stop.clone());
@@ -268,6 +275,11 @@ impl MarathonServer {
         *lock(&self.knobs.max_outstanding) = n;
     }
 
+    /// Serves Marathon's write routes with `handler` (see [`WriteHandler`]).
+    pub fn set_write_handler(&self, handler: WriteHandler) {
+        *lock(&self.knobs.writes) = Some(handler);
+    }
+
     pub fn tasks(&self) -> Vec<FakeTask> {
         lock(&self.state).apps.values().cloned().collect()
     }
@@ -318,16 +330,23 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
         parts.next().unwrap_or("").to_owned(),
     );
     let mut accepts = Vec::new();
+    let mut content_length = 0usize;
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).is_err() || h.trim_end().is_empty() {
             break;
         }
-        if let Some((k, v)) = h.trim_end().split_once(':')
-            && k.eq_ignore_ascii_case("accept")
-        {
-            accepts.push(v.trim().to_owned());
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            if k.eq_ignore_ascii_case("accept") {
+                accepts.push(v.trim().to_owned());
+            } else if k.eq_ignore_ascii_case("content-length") {
+                content_length = v.trim().parse().unwrap_or(0);
+            }
         }
+    }
+    let mut body = vec![0u8; content_length.min(1 << 20)];
+    if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+        return;
     }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let leader_hdr = "X-Marathon-Leader: http://self\r\n";
@@ -439,7 +458,37 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                 .collect();
             stream(s, state, knobs, stop, filter);
         }
+        (m, p) if m != "GET" || p.starts_with("/v2/apps/") || p.starts_with("/v2/pods/") => {
+            let handler = lock(&knobs.writes).clone();
+            match handler {
+                Some(h) => {
+                    let (status, v) = h(m, p, &String::from_utf8_lossy(&body));
+                    let status = format!("{status} {}", reason(status));
+                    respond(
+                        &mut s,
+                        &status,
+                        "application/json",
+                        &v.to_string(),
+                        leader_hdr,
+                    );
+                }
+                None => respond(&mut s, "404 Not Found", "text/plain", "not found", ""),
+            }
+        }
         _ => respond(&mut s, "404 Not Found", "text/plain", "not found", ""),
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        400 => "Bad Request",
+        404 => "Not Found",
+        409 => "Conflict",
+        422 => "Unprocessable Entity",
+        _ => "Error",
     }
 }
 
