@@ -3,7 +3,7 @@
 //! annotations); it only saves reads: every write path still goes to VNC, and a VNC answer
 //! that disagrees (404, a different ref) replaces the cached entry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use contrail_mesos_api::{Attachment, Node};
@@ -25,13 +25,20 @@ pub type Key = (String, String);
 
 #[derive(Default)]
 pub struct Cache {
-    attachments: RwLock<HashMap<Key, Owned>>,
+    /// Ordered by (container id, ifname), so a container's interfaces are one range scan
+    /// (registration and joins look them up; a full scan per call is quadratic at 10,000).
+    attachments: RwLock<BTreeMap<Key, Owned>>,
     /// (type, fq_name) -> uuid of shared (not owned) objects.
     names: RwLock<HashMap<(String, Vec<String>), String>>,
     /// VN uuid -> its subnets.
     subnets: RwLock<HashMap<String, Vec<ipnet::IpNet>>>,
     /// (uuid, name, ip) of virtual routers.
     vrouters: RwLock<Vec<(String, String, String)>>,
+}
+
+/// Keys `(cid, *)`: from `(cid, "")` up to, not including, `(cid + "\0", "")`.
+fn container_range(cid: &str) -> std::ops::Range<Key> {
+    (cid.to_owned(), String::new())..(format!("{cid}\0"), String::new())
 }
 
 fn r<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -75,16 +82,16 @@ impl Cache {
     /// Attachments of one container.
     pub fn of_container(&self, cid: &str) -> Vec<Owned> {
         r(&self.attachments)
-            .values()
-            .filter(|o| o.attachment.container_id == cid)
-            .cloned()
+            .range(container_range(cid))
+            .map(|(_, o)| o.clone())
             .collect()
     }
+    /// Number of registered interfaces of one container.
+    pub fn count_of_container(&self, cid: &str) -> usize {
+        r(&self.attachments).range(container_range(cid)).count()
+    }
     pub fn set_task(&self, cid: &str, task: &str) {
-        for o in w(&self.attachments)
-            .values_mut()
-            .filter(|o| o.attachment.container_id == cid)
-        {
+        for (_, o) in w(&self.attachments).range_mut(container_range(cid)) {
             o.task_id = Some(task.to_owned());
         }
     }

@@ -46,7 +46,7 @@ impl ApiServer {
         mgr: Arc<Manager>,
     ) -> anyhow::Result<ApiServer> {
         let server = Arc::new(
-            tiny_http::Server::http(listen)
+            tiny_http::Server::from_listener(nodelay_listener(listen)?, None)
                 .map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?,
         );
         let addr = server
@@ -94,6 +94,34 @@ impl ApiServer {
             let _ = w.join();
         }
     }
+}
+
+/// A listener whose accepted connections have `TCP_NODELAY` (Linux copies it from the
+/// listening socket). tiny_http writes an answer through a 1 KiB buffer, so an answer over
+/// 1 KiB leaves as two segments; with Nagle the second waits for the client's delayed ACK
+/// (40 ms) on every keep-alive exchange.
+pub fn nodelay_listener(listen: &str) -> anyhow::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd as _;
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket fd and a c_int option value of the stated size.
+        let rc = unsafe {
+            libc::setsockopt(
+                l.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "TCP_NODELAY on the listener");
+        }
+    }
+    Ok(l)
 }
 
 fn authorized(req: &tiny_http::Request, token: Option<&str>) -> bool {

@@ -468,7 +468,7 @@ impl Writer {
         let name = port_name(cid, ifname);
         let mut vmi_fq = p.project_fq.clone();
         vmi_fq.push(name.clone());
-        let index = index_of(ifname, self.cache.of_container(cid).len());
+        let index = index_of(ifname, self.cache.count_of_container(cid));
         let vmi_uuid = uuid::Uuid::new_v4().to_string();
         let h = vmi_uuid.replace('-', "");
         let mac = format!(

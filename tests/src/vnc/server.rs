@@ -67,7 +67,8 @@ impl VncServer {
 
     pub fn start_on(bind: &str, threads: usize) -> anyhow::Result<VncServer> {
         let server = Arc::new(
-            tiny_http::Server::http(bind).map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?,
+            tiny_http::Server::from_listener(nodelay_listener(bind)?, None)
+                .map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?,
         );
         let addr = server
             .server_addr()
@@ -242,6 +243,31 @@ impl Drop for VncServer {
             let _ = t.join();
         }
     }
+}
+
+/// A listener whose accepted connections have `TCP_NODELAY` (Linux copies it from the
+/// listening socket). tiny_http writes through a 1 KiB buffer, so an answer over 1 KiB (any
+/// object read) leaves as two segments, and with Nagle the second waited for the client's
+/// delayed ACK: 40 ms per read on a keep-alive connection, which the real server (whose
+/// answers do not stall) does not have.
+fn nodelay_listener(bind: &str) -> anyhow::Result<std::net::TcpListener> {
+    use std::os::fd::AsRawFd as _;
+    let l = std::net::TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket fd and a c_int option value of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        anyhow::bail!("TCP_NODELAY: {}", std::io::Error::last_os_error());
+    }
+    Ok(l)
 }
 
 fn text(status: u16, body: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
