@@ -32,6 +32,37 @@ fn deploy_async(
     });
 }
 
+/// `POST /v2/apps` or `/v2/pods`: validate, refuse a duplicate id, deploy in the background.
+fn create(
+    sched: Arc<Scheduler>,
+    body: &str,
+    parse: fn(&Value) -> Result<RunSpec, String>,
+    duplicate: &str,
+) -> (u16, Value) {
+    let v: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => return error(400, &format!("Invalid JSON: {e}")),
+    };
+    let spec = match parse(&v) {
+        Ok(s) => s,
+        Err(e) => {
+            let details = json!([{"path": "/", "errors": [e]}]);
+            return (
+                422,
+                json!({"message": "Object is not valid", "details": details}),
+            );
+        }
+    };
+    if sched.run_ids().contains(&spec.id) {
+        return error(409, &format!("{duplicate} [{}] already exists.", spec.id));
+    }
+    let mut answer = v;
+    answer["id"] = json!(spec.id);
+    answer["deployments"] = json!([{"id": deployment()["deploymentId"]}]);
+    deploy_async(sched, spec.id.clone(), move |s| s.deploy(spec).map(drop));
+    (201, answer)
+}
+
 /// Routes one write request. The scheduler is held weakly: the Marathon server outlives no
 /// stack, and a strong reference here would make the two keep each other alive.
 pub fn handle(sched: &Weak<Scheduler>, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -42,52 +73,8 @@ pub fn handle(sched: &Weak<Scheduler>, method: &str, path: &str, body: &str) -> 
         serde_json::from_str::<Value>(body).map_err(|e| error(400, &format!("Invalid JSON: {e}")))
     };
     match (method, path) {
-        ("POST", "/v2/apps") => {
-            let v = match parsed() {
-                Ok(v) => v,
-                Err(e) => return e,
-            };
-            let spec = match RunSpec::from_app(&v) {
-                Ok(s) => s,
-                Err(e) => {
-                    return (
-                        422,
-                        json!({"message": "Object is not valid", "details": [{"path": "/", "errors": [e]}]}),
-                    );
-                }
-            };
-            if sched.run_ids().contains(&spec.id) {
-                return error(
-                    409,
-                    &format!("An app with id [{}] already exists.", spec.id),
-                );
-            }
-            let mut answer = v.clone();
-            answer["id"] = json!(spec.id);
-            answer["deployments"] = json!([{"id": deployment()["deploymentId"]}]);
-            deploy_async(sched, spec.id.clone(), move |s| s.deploy(spec).map(drop));
-            (201, answer)
-        }
-        ("POST", "/v2/pods") => {
-            let v = match parsed() {
-                Ok(v) => v,
-                Err(e) => return e,
-            };
-            let spec = match RunSpec::from_pod(&v) {
-                Ok(s) => s,
-                Err(e) => {
-                    return (
-                        422,
-                        json!({"message": "Object is not valid", "details": [{"path": "/", "errors": [e]}]}),
-                    );
-                }
-            };
-            if sched.run_ids().contains(&spec.id) {
-                return error(409, &format!("Pod {} already exists.", spec.id));
-            }
-            deploy_async(sched, spec.id.clone(), move |s| s.deploy(spec).map(drop));
-            (201, v)
-        }
+        ("POST", "/v2/apps") => create(sched, body, RunSpec::from_app, "An app with id"),
+        ("POST", "/v2/pods") => create(sched, body, RunSpec::from_pod, "A pod with id"),
         (m, p) if p.starts_with("/v2/apps/") || p.starts_with("/v2/pods/") => {
             let id = p
                 .trim_start_matches("/v2/apps")
