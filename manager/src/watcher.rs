@@ -78,15 +78,17 @@ impl Watcher {
             .writer
             .scan()
             .map_err(|e| anyhow::anyhow!("scanning VNC: {e}"))?;
-        // VNC is the authority: the cache follows the scan.
-        self.mgr.cache.replace_all(scan.owned.clone());
         let actions = {
             let ix = self.index();
             reconcile(&scan.owned, &scan.orphans, &ix, now_secs(), self.cfg.policy)
         };
+        let n_owned = scan.owned.len();
+        // VNC is the authority: the cache follows the scan (moved, not copied).
+        self.mgr.cache.replace_all(scan.owned);
+        drop(scan.orphans);
         let mut st = self.execute(actions, true);
         st.tasks = n_tasks;
-        st.owned = scan.owned.len();
+        st.owned = n_owned;
         self.mgr.metrics.reconcile_runs.fetch_add(1, Relaxed);
         self.mgr
             .metrics

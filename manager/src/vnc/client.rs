@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::model::{ListEnvelope, VncObject};
+use super::model::{ListStream, VncObject};
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -76,7 +76,15 @@ pub trait VncApi: Send + Sync {
     fn update(&self, ty: &str, uuid: &str, obj: Value) -> Result<(), VncError>;
     fn delete(&self, ty: &str, uuid: &str) -> Result<(), VncError>;
     /// `GET /<type>s?detail=True`, every object of the type.
-    fn list(&self, ty: &str) -> Result<Vec<VncObject>, VncError>;
+    fn list(&self, ty: &str) -> Result<Vec<VncObject>, VncError> {
+        let mut v = Vec::new();
+        self.list_each(ty, &mut |o| v.push(o))?;
+        Ok(v)
+    }
+    /// The same list, each object handed to `f` as it is decoded (nothing else is kept).
+    /// A failure once the body started is returned, not retried: `f` may have seen part of
+    /// the list, and the caller discards what it gathered.
+    fn list_each(&self, ty: &str, f: &mut dyn FnMut(VncObject)) -> Result<(), VncError>;
     /// `POST /fqname-to-id`; `None` on 404.
     fn fqname_to_id(&self, ty: &str, fq_name: &[String]) -> Result<Option<String>, VncError>;
     fn ref_update(
@@ -275,20 +283,24 @@ impl VncApi for HttpVnc {
             .map(|_| ())
     }
 
-    fn list(&self, ty: &str) -> Result<Vec<VncObject>, VncError> {
-        // Streamed straight from the socket into the slim `VncObject` (unknown fields
-        // skipped): a 10,000-object detail list is tens of MB of JSON, never held as text.
+    fn list_each(&self, ty: &str, f: &mut dyn FnMut(VncObject)) -> Result<(), VncError> {
+        // Streamed straight from the socket, object by object, into the slim `VncObject`
+        // (unknown fields skipped): a 10,000-object detail list is tens of MB of JSON, never
+        // held as text nor as a whole list.
+        use serde::de::DeserializeSeed as _;
         let url = format!("{}/{ty}s?detail=True", self.base());
         let mut delay = self.cfg.backoff;
         for attempt in 1..=self.cfg.attempts.max(1) {
             let t0 = Instant::now();
             let r = match self.with_token(self.agent.get(&url)).call() {
                 Ok(resp) if resp.status().as_u16() == 200 => {
-                    serde_json::from_reader::<_, ListEnvelope>(std::io::BufReader::new(
+                    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(
                         resp.into_body().into_reader(),
-                    ))
-                    .map(ListEnvelope::into_objects)
-                    .map_err(|e| VncError::Decode(format!("{url}: {e}")))
+                    ));
+                    ListStream(&mut *f)
+                        .deserialize(&mut de)
+                        .and_then(|()| de.end())
+                        .map_err(|e| VncError::Decode(format!("{url}: {e}")))
                 }
                 Ok(mut resp) => Err(VncError::Status {
                     status: resp.status().as_u16(),
@@ -301,6 +313,7 @@ impl VncApi for HttpVnc {
             };
             self.metrics.vnc_call("list", t0.elapsed(), r.is_ok());
             match r {
+                // Only failures before the body (status, connect) are retried.
                 Err(e) if e.is_transient() && attempt < self.cfg.attempts => {
                     self.metrics.vnc_retries.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(delay);

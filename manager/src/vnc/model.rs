@@ -111,22 +111,6 @@ impl VncObject {
     }
 }
 
-/// `{"<type>s": [{"<type>": {...}}]}` of a detail list.
-#[derive(Debug, Deserialize)]
-pub struct ListEnvelope(
-    std::collections::HashMap<String, Vec<std::collections::HashMap<String, VncObject>>>,
-);
-
-impl ListEnvelope {
-    pub fn into_objects(self) -> Vec<VncObject> {
-        self.0
-            .into_values()
-            .flatten()
-            .flat_map(|m| m.into_values())
-            .collect()
-    }
-}
-
 /// `annotations` as VNC's `KeyValuePairs`.
 pub fn annotations(pairs: &[(&str, &str)]) -> Value {
     let kv: Vec<Value> = pairs
@@ -134,4 +118,106 @@ pub fn annotations(pairs: &[(&str, &str)]) -> Value {
         .map(|(k, v)| json!({"key": k, "value": v}))
         .collect();
     json!({ "key_value_pair": kv })
+}
+
+/// Streams a detail list `{"<type>s": [{"<type>": {...}}, ...]}`: each object is decoded and
+/// handed to `f` on its own, so only what `f` keeps stays in memory (no whole-list `Vec`, no
+/// per-element map).
+pub struct ListStream<'f>(pub &'f mut dyn FnMut(VncObject));
+
+impl<'de> serde::de::DeserializeSeed<'de> for ListStream<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ListStream<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a VNC detail list")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+        while m.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            m.next_value_seed(Items(&mut *self.0))?;
+        }
+        Ok(())
+    }
+}
+
+struct Items<'f>(&'f mut dyn FnMut(VncObject));
+
+impl<'de> serde::de::DeserializeSeed<'de> for Items<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Items<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of {\"<type>\": {...}}")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
+        while let Some(Wrapped(o)) = s.next_element::<Wrapped>()? {
+            if let Some(o) = o {
+                (self.0)(o);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `{"<type>": {...}}`, the object under whatever single key.
+struct Wrapped(Option<VncObject>);
+
+impl<'de> Deserialize<'de> for Wrapped {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Wrapped;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{\"<type>\": {...}}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Wrapped, A::Error> {
+                let mut out = None;
+                while m.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    out = Some(m.next_value::<VncObject>()?);
+                }
+                Ok(Wrapped(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeSeed as _;
+
+    #[test]
+    fn a_detail_list_streams_object_by_object() {
+        let text = r#"{"virtual-machines": [{"virtual-machine": {"uuid": "a", "fq_name": ["x"], "other": [1, {"y": 2}]}},
+            {"virtual-machine": {"uuid": "b", "display_name": "t"}}]}"#;
+        let mut got = Vec::new();
+        ListStream(&mut |o: VncObject| got.push((o.uuid, o.display_name)))
+            .deserialize(&mut serde_json::Deserializer::from_str(text))
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![("a".into(), None), ("b".into(), Some("t".into()))]
+        );
+        let mut n = 0;
+        ListStream(&mut |_| n += 1)
+            .deserialize(&mut serde_json::Deserializer::from_str(
+                r#"{"floating-ips": []}"#,
+            ))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
 }

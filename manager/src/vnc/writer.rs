@@ -755,112 +755,125 @@ impl Writer {
     /// attachment is incomplete: a VM with no VMI, an instance-ip or floating-ip whose VMI is
     /// gone). Used at start and by the reconciler.
     pub fn scan(&self) -> Result<Scan, AttachError> {
+        // Each list is streamed and every owned object is cut down to what the pass needs as
+        // it is decoded: at 10,000 attachments, holding four lists of whole objects was most
+        // of the manager's peak memory.
         let mine = |o: &VncObject| {
             o.annotation("owner") == Some(self.cfg.owner.as_str())
                 && o.annotation("cluster") == Some(self.cfg.cluster.as_str())
         };
-        let vms: Vec<VncObject> = self
-            .api
-            .list("virtual-machine")?
-            .into_iter()
-            .filter(mine)
-            .collect();
-        let vmis: Vec<VncObject> = self
-            .api
-            .list("virtual-machine-interface")?
-            .into_iter()
-            .filter(mine)
-            .collect();
-        let iips: Vec<VncObject> = self
-            .api
-            .list("instance-ip")?
-            .into_iter()
-            .filter(mine)
-            .collect();
-        let fips: Vec<VncObject> = self
-            .api
-            .list("floating-ip")?
-            .into_iter()
-            .filter(mine)
-            .collect();
-        let mut by_vmi_iip: std::collections::HashMap<String, &VncObject> = Default::default();
-        let mut orphans = Vec::new();
-        let vmi_set: std::collections::HashSet<&str> =
-            vmis.iter().map(|v| v.uuid.as_str()).collect();
-        for i in &iips {
-            match i.virtual_machine_interface_refs.first() {
-                Some(r) if vmi_set.contains(r.uuid.as_str()) => {
-                    by_vmi_iip.insert(r.uuid.clone(), i);
-                }
-                _ => orphans.push(Orphan::of("instance-ip", i)),
+        // (display name, the VM as an orphan should no VMI use it), in list order.
+        let mut vms: Vec<(Option<String>, Orphan)> = Vec::new();
+        self.api.list_each("virtual-machine", &mut |o| {
+            if mine(&o) {
+                vms.push((o.display_name.clone(), Orphan::of("virtual-machine", &o)));
             }
-        }
-        let mut by_vmi_fip: std::collections::HashMap<String, Vec<&VncObject>> = Default::default();
-        for f in &fips {
-            match f.virtual_machine_interface_refs.first() {
-                Some(r) if vmi_set.contains(r.uuid.as_str()) => {
-                    by_vmi_fip.entry(r.uuid.clone()).or_default().push(f)
-                }
-                _ => orphans.push(Orphan::of("floating-ip", f)),
-            }
-        }
-        let vm_by_uuid: std::collections::HashMap<&str, &VncObject> =
-            vms.iter().map(|v| (v.uuid.as_str(), v)).collect();
-        let mut vm_used = std::collections::HashSet::new();
+        })?;
         let mut owned = Vec::new();
-        for v in &vmis {
-            let cid = v.annotation("container-id").unwrap_or_default().to_owned();
-            let ifname = v.annotation("ifname").unwrap_or_default().to_owned();
-            let vm_uuid = v
-                .virtual_machine_refs
-                .first()
-                .map(|r| r.uuid.clone())
-                .unwrap_or_default();
-            vm_used.insert(vm_uuid.clone());
-            let task_id = vm_by_uuid
-                .get(vm_uuid.as_str())
-                .and_then(|vm| vm.display_name.clone())
-                .filter(|d| *d != cid && !d.is_empty());
-            let iip = by_vmi_iip.get(&v.uuid);
-            let fs = by_vmi_fip.get(&v.uuid).cloned().unwrap_or_default();
+        self.api.list_each("virtual-machine-interface", &mut |v| {
+            if !mine(&v) {
+                return;
+            }
+            let ann = |k: &str| v.annotation(k).unwrap_or_default().to_owned();
+            let cid = ann("container-id");
             let vn = v.virtual_network_refs.first().cloned().unwrap_or_default();
             owned.push(Owned {
                 attachment: Attachment {
                     container_id: cid.clone(),
-                    ifname,
-                    vm_uuid,
+                    ifname: ann("ifname"),
+                    vm_uuid: v
+                        .virtual_machine_refs
+                        .first()
+                        .map(|r| r.uuid.clone())
+                        .unwrap_or_default(),
                     vm_name: cid,
                     vmi_uuid: v.uuid.clone(),
                     vn: ObjectRef {
                         uuid: vn.uuid,
                         fq_name: vn.to,
                     },
-                    ip: iip.and_then(|i| i.instance_ip_address.clone()),
+                    ip: None,
                     mac: v.mac().map(str::to_owned),
                     index: v.annotation("index").unwrap_or("0/1").to_owned(),
-                    floating_ips: fs
-                        .iter()
-                        .filter_map(|f| f.floating_ip_address.clone())
-                        .collect(),
+                    floating_ips: Vec::new(),
                 },
-                iip_uuid: iip.map(|i| i.uuid.clone()),
-                fip_uuids: fs.iter().map(|f| f.uuid.clone()).collect(),
+                iip_uuid: None,
+                fip_uuids: Vec::new(),
                 node: Node {
-                    name: v.annotation("node-name").unwrap_or_default().to_owned(),
-                    ip: v.annotation("node-ip").unwrap_or_default().to_owned(),
+                    name: ann("node-name"),
+                    ip: ann("node-ip"),
                 },
                 created_at: v
                     .annotation("created-at")
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0),
-                task_id,
+                task_id: None,
             });
-        }
-        for vm in &vms {
-            if !vm_used.contains(&vm.uuid) {
-                orphans.push(Orphan::of("virtual-machine", vm));
+        })?;
+        // VMI uuid -> position in `owned`, for the instance-ips and floating-ips.
+        let by_vmi: std::collections::HashMap<String, usize> = owned
+            .iter()
+            .enumerate()
+            .map(|(k, o)| (o.attachment.vmi_uuid.clone(), k))
+            .collect();
+        let find = |_: &[Owned], vmi: Option<&str>| by_vmi.get(vmi?).copied();
+        let mut orphans = Vec::new();
+        self.api.list_each("instance-ip", &mut |i| {
+            if !mine(&i) {
+                return;
             }
+            let vmi = i
+                .virtual_machine_interface_refs
+                .first()
+                .map(|r| r.uuid.as_str());
+            match find(&owned, vmi) {
+                // The last one listed wins, as the map this replaced did.
+                Some(k) => {
+                    let o = &mut owned[k];
+                    o.attachment.ip = i.instance_ip_address.clone();
+                    o.iip_uuid = Some(i.uuid.clone());
+                }
+                None => orphans.push(Orphan::of("instance-ip", &i)),
+            }
+        })?;
+        self.api.list_each("floating-ip", &mut |f| {
+            if !mine(&f) {
+                return;
+            }
+            let vmi = f
+                .virtual_machine_interface_refs
+                .first()
+                .map(|r| r.uuid.as_str());
+            match find(&owned, vmi) {
+                Some(k) => {
+                    let o = &mut owned[k];
+                    if let Some(a) = &f.floating_ip_address {
+                        o.attachment.floating_ips.push(a.clone());
+                    }
+                    o.fip_uuids.push(f.uuid.clone());
+                }
+                None => orphans.push(Orphan::of("floating-ip", &f)),
+            }
+        })?;
+        drop(by_vmi);
+        let vm_by_uuid: std::collections::HashMap<&str, &Option<String>> =
+            vms.iter().map(|(d, x)| (x.uuid.as_str(), d)).collect();
+        let mut used = std::collections::HashSet::new();
+        for o in &mut owned {
+            if let Some(display) = vm_by_uuid.get(o.attachment.vm_uuid.as_str()) {
+                o.task_id = display
+                    .as_ref()
+                    .filter(|d| **d != o.attachment.container_id && !d.is_empty())
+                    .cloned();
+            }
+            used.insert(o.attachment.vm_uuid.clone());
         }
+        drop(vm_by_uuid);
+        orphans.extend(
+            vms.into_iter()
+                .map(|(_, x)| x)
+                .filter(|x| !used.contains(&x.uuid)),
+        );
         Ok(Scan { owned, orphans })
     }
 }
