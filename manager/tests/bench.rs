@@ -90,6 +90,7 @@ fn bench_attachments_restart_reconcile() {
     );
 
     // 1. Attachments per second.
+    let calls_before = vnc.calls.lock().unwrap().clone();
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
     let hs: Vec<_> = (0..clients)
@@ -123,6 +124,17 @@ fn bench_attachments_restart_reconcile() {
         el.as_secs_f64(),
         n as f64 / el.as_secs_f64()
     );
+    // VNC round trips per attachment, by request kind (from the stand-in's counters).
+    let per: Vec<String> = vnc
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k, v - calls_before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{k}: {:.2}", v as f64 / n as f64))
+        .collect();
+    println!("BENCH VNC requests per attachment: {}", per.join(", "));
     let ips: Vec<(String, String)> = vnc
         .ports()
         .into_iter()
