@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 WASM_TARGET := wasm32-wasip2
-WASM_OUT := $(TARGET_DIR)/$(WASM_TARGET)/release
+WASM_OUT := $(TARGET_DIR)/$(WASM_TARGET)/wasm-release
 PLUGIN_CRATES := -p mesos-delegate -p contrail-ipam
 CNI_BIN_DIR ?=
 MANAGER_BIN_DIR ?= /usr/local/bin
@@ -27,13 +27,13 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-## The Wasm plugins (release, wasm32-wasip2 components).
+## The Wasm plugins (wasm32-wasip2 components, size-optimised profile wasm-release).
 wasm: deps
-	$(CARGO) build --release --target $(WASM_TARGET) $(PLUGIN_CRATES)
+	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES)
 
 ## Plugins plus the hostile guest used by the sandbox tests.
 wasm-test: deps
-	$(CARGO) build --release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin
+	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin
 
 host:
 	$(CARGO) build --release -p contrail-cni-host

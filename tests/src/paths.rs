@@ -17,13 +17,13 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// Directory holding the release `.wasm` plugins built by `make wasm`
-/// (`cargo build --release --target wasm32-wasip2 -p contrail-ipam -p mesos-delegate ...`).
+/// Directory holding the `.wasm` plugins built by `make wasm`
+/// (`cargo build --profile wasm-release --target wasm32-wasip2 -p contrail-ipam -p mesos-delegate ...`).
 /// Overridable with `CONTRAIL_WASM_DIR`.
 pub fn wasm_dir() -> PathBuf {
     std::env::var_os("CONTRAIL_WASM_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("wasm32-wasip2").join("release"))
+        .unwrap_or_else(|| target_dir().join("wasm32-wasip2").join("wasm-release"))
 }
 
 /// Path of a built plugin, e.g. `wasm_plugin("mesos_delegate")`. Panics with the command to

@@ -7,7 +7,7 @@
 //! dropping it removes everything, also when the test fails. Tests need root: without it they
 //! print SKIPPED (and fail under `CONTRAIL_REQUIRE_ROOT_TESTS=1`). Binaries come from a debug
 //! build: `cargo build -p contrail-cni-host -p contrail-mesos-manager --bins` and
-//! `cargo build --release --target wasm32-wasip2 -p mesos-delegate -p contrail-ipam`.
+//! `cargo build --profile wasm-release --target wasm32-wasip2 -p mesos-delegate -p contrail-ipam`.
 //!
 //! Every wait is bounded ([`Stack::wait_for`]) and nothing asserts on timing: a wait only decides
 //! how long to keep looking for a state that must eventually hold.
@@ -42,7 +42,7 @@ fn options() -> StackOptions {
         o.wasm_dir.join("contrail_ipam.wasm"),
     ];
     let build = "cargo build -p contrail-cni-host -p contrail-mesos-manager --bins && \
-                 cargo build --release --target wasm32-wasip2 -p mesos-delegate -p contrail-ipam";
+                 cargo build --profile wasm-release --target wasm32-wasip2 -p mesos-delegate -p contrail-ipam";
     for p in [&o.cni_bin, &o.manager_bin].into_iter().chain(wasm.iter()) {
         assert!(p.is_file(), "{} is missing: run `{build}`", p.display());
     }

@@ -48,24 +48,15 @@ impl ops::Policy for WasmPolicy<'_> {
         self.plugins.ipam_configure(&self.record, port, primary)
     }
 
-    /// `Plugins` has no public "load only" call; one `configure` on a documentation-range
-    /// port (RFC 5737) loads and caches the component, and its answer is dropped. The
-    /// contrail-ipam plugin is pure and logs nothing on success.
+    /// Loads and type-checks the IPAM component (no call into it).
     fn prefetch(&self) {
-        let port = VrouterPort {
-            id: "prefetch".into(),
-            ip_address: Some("192.0.2.2".into()),
-            plen: Some(24),
-            gateway: Some("192.0.2.1".into()),
-            ..Default::default()
-        };
         let _loading = self.loading.lock();
         let t = std::time::Instant::now();
-        let r = self.plugins.ipam_configure(&self.record, &port, false);
+        let r = self.plugins.preload_ipam();
         tracing::debug!(
             ok = r.is_ok(),
             us = t.elapsed().as_micros() as u64,
-            "IPAM plugin prefetched"
+            "IPAM plugin preloaded"
         );
     }
 }

@@ -4,14 +4,20 @@
 //! after these checks (anything else is a miss: logged, rebuilt, never executed):
 //! * the file name is `<blake3(wasm)>-<engine digest>.cwasm`, so a swapped `.wasm` or a new
 //!   engine/host build is simply another entry;
-//! * the file starts with a header holding the magic, the format version, both of those
-//!   digests in full, the artifact length and blake3 of the artifact; all must match;
+//! * the file is the artifact followed by a trailer holding the magic, the format version,
+//!   both of those digests in full, the artifact length and blake3 of the artifact; all must
+//!   match (the hash is computed over the file's mapped pages on every load);
 //! * the directory and the file must be owned by us or root and not group/world-writable,
 //!   since anyone who can write there could otherwise plant code.
 //!
 //! Entries are written to a temp file in the same directory and renamed into place, so a
-//! concurrent ADD sees either nothing or a whole entry. When the directory cannot be used the
-//! plugin is compiled in memory (slow, but correct) with a warning.
+//! concurrent ADD sees either nothing or a whole entry, and an entry's inode is never written
+//! after the rename. That is what lets a load map the file instead of copying it: the verified
+//! file is opened once, and wasmtime maps that same open file (through `/proc/self/fd`), so
+//! what was hashed is what runs. (The artifact comes first because wasmtime maps a whole file
+//! and expects its ELF image at offset 0; bytes after the ELF image are not looked at.) When
+//! the directory cannot be used the plugin is compiled in memory (slow, but correct) with a
+//! warning.
 
 use std::fs;
 use std::io::Write;
@@ -27,8 +33,10 @@ use super::engine::compatibility_digest;
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/contrail-cni/wasm";
 
 const MAGIC: &[u8; 8] = b"CCNIWASM";
-const FORMAT: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 32 + 32 + 8 + 32;
+/// 2: trailer after the artifact (1 had a header before it).
+const FORMAT: u32 = 2;
+/// Length of the trailer after the artifact.
+pub const TRAILER_LEN: usize = 8 + 4 + 32 + 32 + 8 + 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -101,10 +109,10 @@ fn verify<'a>(
     source: &[u8; 32],
     compat: &[u8; 32],
 ) -> Result<&'a [u8], &'static str> {
-    if bytes.len() < HEADER_LEN {
-        return Err("truncated header");
+    if bytes.len() < TRAILER_LEN {
+        return Err("truncated trailer");
     }
-    let (h, artifact) = bytes.split_at(HEADER_LEN);
+    let (artifact, h) = bytes.split_at(bytes.len() - TRAILER_LEN);
     if &h[..8] != MAGIC {
         return Err("bad magic");
     }
@@ -127,15 +135,110 @@ fn verify<'a>(
 }
 
 fn encode(source: &[u8; 32], compat: &[u8; 32], artifact: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + artifact.len());
+    let mut out = Vec::with_capacity(artifact.len() + TRAILER_LEN);
+    out.extend_from_slice(artifact);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
     out.extend_from_slice(source);
     out.extend_from_slice(compat);
     out.extend_from_slice(&(artifact.len() as u64).to_le_bytes());
     out.extend_from_slice(blake3::hash(artifact).as_bytes());
-    out.extend_from_slice(artifact);
     out
+}
+
+/// A read-only private mapping of a whole file (no copy; pages come from the page cache).
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(file: &fs::File, len: usize) -> std::io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        if len == 0 {
+            return Ok(Mapped {
+                ptr: std::ptr::null_mut(),
+                len: 0,
+            });
+        }
+        // SAFETY: a fresh read-only private mapping of an open file; nothing else aliases it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapped { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives. Entries are never
+        // written in place (new entries are renamed over old ones), so the pages do not change
+        // under us; only root or our own user could do that, and they can run code anyway.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        if self.len != 0 {
+            // SAFETY: unmapping our own mapping; no slice of it outlives `self`.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
+}
+
+/// Loads a verified entry: opened once; trust (owner/mode) checked on the open file; the
+/// trailer and the artifact digest checked over a mapping of it; then wasmtime maps the same
+/// open file. `Ok(None)` when there is no entry; `Err(why)` when it must be rebuilt.
+fn load_entry(
+    engine: &Engine,
+    entry: &Path,
+    source: &[u8; 32],
+    compat: &[u8; 32],
+) -> Result<Option<Component>, String> {
+    use std::os::fd::AsRawFd;
+    let file = match fs::File::open(entry) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read it ({e})")),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat it ({e})"))?;
+    if !(meta.is_file() && trusted(&meta)) {
+        return Err("not trusted (owner/mode)".into());
+    }
+    let len = usize::try_from(meta.len()).map_err(|_| "too large".to_owned())?;
+    let map = Mapped::new(&file, len).map_err(|e| format!("cannot map it ({e})"))?;
+    let artifact = verify(map.bytes(), source, compat)?;
+    // The same open file, not the path: a rename over the entry in between cannot swap in
+    // unverified bytes.
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    // SAFETY: the file holds exactly what `precompile_component` produced with this engine
+    // configuration (artifact digest, engine digest and source digest checked above, in a
+    // directory only we/root can write), followed by our trailer, which wasmtime ignores (it
+    // reads the ELF image through its section table). The inode is never written after it was
+    // renamed into place.
+    let loaded = if by_fd.exists() {
+        unsafe { Component::deserialize_file(engine, &by_fd) }
+    } else {
+        // No /proc: copy the verified bytes instead.
+        unsafe { Component::deserialize(engine, artifact) }
+    };
+    loaded
+        .map(Some)
+        .map_err(|e| format!("refused by the engine ({e:#})"))
 }
 
 /// Writes `data` to `path` atomically (temp file in the same dir, fsync, rename). The temp
@@ -200,42 +303,19 @@ pub fn load_bytes(
     let entry = dir.map(|d| d.join(format!("{}-{}.cwasm", hex(&source), hex(&compat[..8]))));
 
     if let Some(entry) = &entry {
-        match fs::read(entry) {
-            Ok(bytes) => {
-                let meta_ok = fs::metadata(entry).is_ok_and(|m| m.is_file() && trusted(&m));
-                let checked = if meta_ok {
-                    verify(&bytes, &source, &compat)
-                } else {
-                    Err("not trusted (owner/mode)")
-                };
-                match checked {
-                    Ok(artifact) => {
-                        // SAFETY: the bytes are exactly what `precompile_component` produced
-                        // with this engine configuration (digest, engine digest and source
-                        // digest checked above, in a directory only we/root can write).
-                        match unsafe { Component::deserialize(engine, artifact) } {
-                            Ok(component) => {
-                                return Ok(Loaded {
-                                    component,
-                                    origin: Origin::Cache,
-                                    entry: Some(entry.clone()),
-                                });
-                            }
-                            Err(e) => {
-                                tracing::warn!(entry = %entry.display(), "cached Wasm artifact refused by the engine ({e}); rebuilding")
-                            }
-                        }
-                    }
-                    Err(why) => {
-                        tracing::warn!(entry = %entry.display(), "Wasm cache entry rejected: {why}; rebuilding")
-                    }
-                }
+        match load_entry(engine, entry, &source, &compat) {
+            Ok(Some(component)) => {
+                return Ok(Loaded {
+                    component,
+                    origin: Origin::Cache,
+                    entry: Some(entry.clone()),
+                });
+            }
+            Ok(None) => {}
+            Err(why) => {
+                tracing::warn!(entry = %entry.display(), "Wasm cache entry rejected: {why}; rebuilding");
                 // Remove it now so a failed rebuild does not leave a known-bad file behind.
                 let _ = fs::remove_file(entry);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(entry = %entry.display(), "cannot read Wasm cache entry ({e}); rebuilding")
             }
         }
     }
@@ -282,16 +362,19 @@ mod tests {
         assert_eq!(verify(&good, &s, &c), Ok(&b"artifact"[..]));
         assert!(verify(&good, &[9; 32], &c).is_err());
         assert!(verify(&good, &s, &[9; 32]).is_err());
-        assert!(verify(&good[..HEADER_LEN - 1], &s, &c).is_err());
-        assert!(verify(&good[..good.len() - 1], &s, &c).is_err());
+        assert!(verify(&good[..TRAILER_LEN - 1], &s, &c).is_err());
+        assert!(verify(&good[1..], &s, &c).is_err());
+        let mut extended = good.clone();
+        extended.insert(0, 0);
+        assert!(verify(&extended, &s, &c).is_err());
         let mut flipped = good.clone();
-        *flipped.last_mut().unwrap() ^= 1;
+        flipped[0] ^= 1;
         assert_eq!(
             verify(&flipped, &s, &c),
             Err("artifact digest mismatch (corrupt)")
         );
         let mut magic = good;
-        magic[0] = b'X';
+        magic[8] = b'X';
         assert_eq!(verify(&magic, &s, &c), Err("bad magic"));
     }
 

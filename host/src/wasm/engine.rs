@@ -27,6 +27,15 @@ pub fn engine_config() -> Config {
     c.memory_reservation(64 << 20);
     c.memory_guard_size(2 << 20);
     c.memory_reservation_for_growth(16 << 20);
+    // Load cost, not safety: every ADD deserialises an artifact, and its size and the work of
+    // publishing it (unwind registration) are most of the Wasm step.
+    // * No native-address → wasm-offset map: traps still name the plugin and the function
+    //   (the guest's name section), only the `@0x…` wasm offsets go.
+    c.generate_address_map(false);
+    // * No `.eh_frame` for the system unwinder: wasmtime walks Wasm frames itself (frame
+    //   pointers) for traps and backtraces, and host panics are caught at the host-call
+    //   boundary; registering the frames costs time on every load.
+    c.native_unwind_info(false);
     c
 }
 

@@ -239,6 +239,18 @@ impl Plugins {
         Ok(self.ipam.get_or_init(|| Prepared { name, pre }))
     }
 
+    /// Loads and type-checks the IPAM plugin now (cache load, linker, `instantiate_pre`) so a
+    /// later [`Plugins::ipam_configure`] only instantiates and calls. Nothing of the plugin
+    /// runs. Safe to call from another thread while this `Plugins` is in use.
+    pub fn preload_ipam(&self) -> Result<(), CniError> {
+        self.ipam().map(drop)
+    }
+
+    /// [`Plugins::preload_ipam`] for the label translator.
+    pub fn preload_translator(&self) -> Result<(), CniError> {
+        self.translator().map(drop)
+    }
+
     /// Runs `f` on a fresh instance of a prepared plugin with the limits armed.
     fn call<P, I, R>(
         &self,

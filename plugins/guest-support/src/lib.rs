@@ -6,7 +6,7 @@
 //! no WASI: every unknown import traps. A plugin that parsed a JSON object would trap on its
 //! first call. [`Json`] keeps objects as a `Vec` of entries (ordered, no hashing); serde_json is
 //! still the parser and printer. Check a built plugin with
-//! `grep -c insecure-seed target/wasm32-wasip2/release/<plugin>.wasm` (must print 0).
+//! `grep -c insecure-seed target/wasm32-wasip2/wasm-release/<plugin>.wasm` (must print 0).
 
 pub mod json;
 

@@ -20,8 +20,8 @@
 //! A missing or unknown mode, or a config that is not JSON, returns a `plugin-error` with code 7
 //! naming the problem (so a typo in a test is not mistaken for a sandbox result).
 //!
-//! Build: `cargo build --release --target wasm32-wasip2 -p misbehave-plugin` →
-//! `target/wasm32-wasip2/release/misbehave_plugin.wasm`. Everything is compiled for wasm32 only:
+//! Build: `cargo build --profile wasm-release --target wasm32-wasip2 -p misbehave-plugin` →
+//! `target/wasm32-wasip2/wasm-release/misbehave_plugin.wasm`. Everything is compiled for wasm32 only:
 //! the export names do not link natively and the modes make no sense outside the sandbox.
 
 #[cfg(target_arch = "wasm32")]
