@@ -360,6 +360,10 @@ pub fn route(
     body: &str,
     store: &Mutex<Store>,
 ) -> Result<Value, VncErr> {
+    // The body is decoded before the store lock is taken (threads serialise on that lock);
+    // a decode error still surfaces only where each route reads the body, as before.
+    let mut pre = matches!(method, "POST" | "PUT").then(|| parse(body));
+    let mut parse = |_: &str| pre.take().unwrap_or_else(|| parse(body));
     let mut s = store.lock().unwrap_or_else(|p| p.into_inner());
     let seg: Vec<&str> = path
         .trim_start_matches('/')
