@@ -30,20 +30,9 @@ impl VmiCfg {
     }
 }
 
-/// One element of `GET /vm/<vm-uuid>/<vmi-uuid>`: the port's IP configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct VmPort {
-    pub id: String,
-    pub ip_address: Option<String>,
-    pub plen: Option<u32>,
-    pub gateway: Option<String>,
-    pub dns_server: Option<String>,
-    pub mac_address: Option<String>,
-    pub v6_ip_address: Option<String>,
-    pub v6_plen: Option<u32>,
-    pub v6_gateway: Option<String>,
-    pub v6_dns_server: Option<String>,
-}
+/// One element of `GET /vm/<vm-uuid>/<vmi-uuid>`: the port's IP configuration. The same
+/// record the IPAM plugin receives (`wit/ipam.wit` `vrouter-port`), so it is handed on as is.
+pub type VmPort = crate::wasm::VrouterPort;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentError {

@@ -228,21 +228,6 @@ fn agent_poll_reason(e: &AgentError) -> Option<String> {
     }
 }
 
-fn to_vrouter_port(p: &VmPort) -> VrouterPort {
-    VrouterPort {
-        id: p.id.clone(),
-        ip_address: p.ip_address.clone(),
-        plen: p.plen,
-        gateway: p.gateway.clone(),
-        dns_server: p.dns_server.clone(),
-        mac_address: p.mac_address.clone(),
-        v6_ip_address: p.v6_ip_address.clone(),
-        v6_plen: p.v6_plen,
-        v6_gateway: p.v6_gateway.clone(),
-        v6_dns_server: p.v6_dns_server.clone(),
-    }
-}
-
 /// What a failed ADD has to undo, undone on drop unless disarmed (RAII rollback).
 struct Rollback<'d, 'a> {
     deps: &'d mut Deps<'a>,
@@ -571,7 +556,7 @@ fn add_steps(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
     let ipcfg = rb
         .deps
         .policy
-        .ipam(&to_vrouter_port(&port), primary)
+        .ipam(&port, primary)
         .map_err(|e| at_step(e, "IPAM plugin"))?;
     lap("ipam", &mut t);
 
