@@ -1,7 +1,7 @@
 //! ADD/DEL latency of the Contrail path against the vRouter agent stand-in answering at once,
 //! compared in the same run with Debian's `bridge` + `host-local` and with a floor (the same
 //! kernel operations done by `ip -batch`). Root; ignored by default. Run (see
-//! docs/bench/contrail.md):
+//! docs/BENCHMARKS.md (Contrail path section)):
 //!
 //! ```text
 //! cargo build --release -p contrail-cni-host --bin contrail-cni-plugin

@@ -1,4 +1,4 @@
-//! Measurements (ignored by default; see docs/bench/manager.md for the command and results):
+//! Measurements (ignored by default; see docs/BENCHMARKS.md (manager section) for the command and results):
 //! attachments per second through the attachment API against the VNC stand-in on loopback,
 //! then, with 10,000 running tasks, the manager binary's restart time (cache rebuild), first
 //! reconcile pass, peak RSS, and an in-process steady-state reconcile pass.
