@@ -1272,3 +1272,32 @@ fn marathon_rest_api_deploys_scales_and_destroys() {
     });
     h.finish();
 }
+
+/// A deployment still running in the background when the stack goes away (a test that fails
+/// right after `POST /v2/apps`) must not leave its containers behind: teardown waits for it.
+#[test]
+fn a_stack_torn_down_during_a_deployment_leaves_nothing() {
+    if !require_root("a_stack_torn_down_during_a_deployment_leaves_nothing") {
+        return;
+    }
+    use contrail_integration::devstack::marathon_api::Marathon;
+    let h = Harness::start(&options());
+    let api = Marathon::new(&h.s().marathon.url());
+    let app = json!({"id": "/inflight", "instances": 3,
+        "networks": [{"mode": "container", "name": CONTRAIL_NETWORK, "labels": {
+            "networks": "inflight-network", "network-subnets": "10.45.0.0/24"}}]});
+    let (status, _) = api.call("POST", "/v2/apps", Some(&app)).unwrap();
+    assert_eq!(status, 201);
+    let sched = h.s().scheduler.clone();
+    assert!(sched.in_flight() > 0 || !sched.run_ids().is_empty());
+    // finish() drops the stack at once and asserts its namespaces and links are gone. Had the
+    // drop not waited, the launches would still be running here, and a process exiting now
+    // (a failed test) would leave their namespaces behind.
+    h.finish();
+    assert_eq!(
+        sched.in_flight(),
+        0,
+        "teardown returned with deployments in flight"
+    );
+    assert!(sched.run_ids().is_empty(), "{:?}", sched.run_ids());
+}

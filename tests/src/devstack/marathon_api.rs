@@ -25,7 +25,11 @@ fn deploy_async(
     what: String,
     f: impl FnOnce(&Scheduler) -> Result<(), String> + Send + 'static,
 ) {
+    // Counted before the thread starts, so a stack torn down right after the answer still
+    // waits for this deployment (whose containers it must then destroy).
+    let guard = sched.begin_background();
     std::thread::spawn(move || {
+        let _guard = guard;
         if let Err(e) = f(&sched) {
             tracing::warn!("deployment {what} failed: {e}");
         }

@@ -140,15 +140,41 @@ pub struct Scheduler {
     /// The agent's hostname as Marathon reports it.
     pub host: String,
     runs: Mutex<BTreeMap<String, RunState>>,
+    /// Deployments running in the background (Marathon's REST API answers before they finish).
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one background deployment for as long as it lives.
+pub struct InFlight(Arc<Scheduler>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Scheduler {
+    /// Marks a background deployment as started; it ends when the guard drops.
+    pub fn begin_background(self: &Arc<Self>) -> InFlight {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// Background deployments not finished yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub fn new(marathon: Arc<MarathonServer>, agent: MesosAgent, host: &str) -> Self {
         Scheduler {
             marathon,
             agent,
             host: host.into(),
             runs: Mutex::new(BTreeMap::new()),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

@@ -412,7 +412,10 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        // Containers first (their DELs need the manager and agent), then the manager.
+        // Deployments still running in the background (Marathon's REST API) end first: a launch
+        // in flight would otherwise leave its container behind when the process exits.
+        Stack::wait_for(Duration::from_secs(120), || self.scheduler.in_flight() == 0);
+        // Containers next (their DELs need the manager and agent), then the manager.
         for id in self.scheduler.run_ids() {
             let _ = self.scheduler.destroy(&id);
         }
