@@ -51,6 +51,16 @@ fn py_value(v: &Value) -> String {
 }
 
 /// The parent type of each type we model (None: parentless, fq_name `[name]`).
+/// True for a body key that is stored as a property; identity keys (fq_name, uuid, parent...)
+/// and refs (`*_refs`) are handled separately by create and update.
+fn is_property(key: &str) -> bool {
+    !(key.ends_with("_refs")
+        || matches!(
+            key,
+            "fq_name" | "parent_type" | "uuid" | "name" | "parent_uuid" | "href" | "parent_href"
+        ))
+}
+
 pub fn parent_type_of(ty: &str) -> Option<&'static str> {
     Some(match ty {
         "domain" => "config-root",
@@ -374,18 +384,7 @@ impl Store {
         };
         let mut props = Map::new();
         for (k, v) in std::mem::take(&mut body) {
-            if k.ends_with("_refs")
-                || matches!(
-                    k.as_str(),
-                    "fq_name"
-                        | "parent_type"
-                        | "uuid"
-                        | "name"
-                        | "parent_uuid"
-                        | "href"
-                        | "parent_href"
-                )
-            {
+            if !is_property(&k) {
                 continue;
             }
             props.insert(k, v);
@@ -784,18 +783,7 @@ impl Store {
         self.index_refs(ty, uuid, &old, false);
         let o = self.objs.get_mut(uuid).expect("checked");
         for (k, v) in body {
-            if k.ends_with("_refs")
-                || matches!(
-                    k.as_str(),
-                    "fq_name"
-                        | "parent_type"
-                        | "uuid"
-                        | "name"
-                        | "parent_uuid"
-                        | "href"
-                        | "parent_href"
-                )
-            {
+            if !is_property(&k) {
                 continue;
             }
             o.props.insert(k, v);
