@@ -36,9 +36,9 @@ impl TestNetns {
     pub fn new(tag: &str) -> Self {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("ct{}x{}{}", std::process::id(), n, tag);
-        run("ip", &["netns", "add", &name]);
-        // lo up, so loopback traffic inside works like in a real container.
-        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        // With lo up, so loopback traffic inside works like in a real container.
+        crate::mesos_agent::create_netns(&name)
+            .unwrap_or_else(|e| panic!("ip netns add {name}: {e}"));
         TestNetns { name }
     }
 
@@ -58,18 +58,6 @@ impl TestNetns {
         run("ip", &full)
     }
 
-    /// Runs a command inside the namespace (`ip netns exec`), returning (success, stdout+stderr).
-    pub fn exec(&self, cmd: &[&str]) -> (bool, String) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(cmd)
-            .output()
-            .expect("ip netns exec");
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    }
-
     /// JSON view of the links inside (`ip -j link show`).
     pub fn links(&self) -> serde_json::Value {
         serde_json::from_str(&self.ip(&["-j", "link", "show"])).expect("ip -j link")
@@ -83,9 +71,7 @@ impl TestNetns {
 
 impl Drop for TestNetns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .status();
+        crate::mesos_agent::delete_netns(&self.name);
     }
 }
 
@@ -102,18 +88,4 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Names of the links in the machine's own namespace whose name starts with `prefix`
-/// (used to prove a test left no host-side interface behind).
-pub fn host_links_with_prefix(prefix: &str) -> Vec<String> {
-    let out = run("ip", &["-j", "link", "show"]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l["ifname"].as_str())
-        .filter(|n| n.starts_with(prefix))
-        .map(str::to_owned)
-        .collect()
 }
