@@ -425,16 +425,8 @@ impl Scheduler {
     }
 
     fn status_event(&self, run_id: &str, task: &str, state: &str, ips: &[&str]) {
-        let ips: Vec<Value> = ips
-            .iter()
-            .map(|i| json!({"ipAddress": i, "protocol": "IPv4"}))
-            .collect();
-        self.marathon.emit(
-            "status_update_event",
-            &json!({"slaveId": "S0", "taskId": task, "taskStatus": state, "message": "", "appId": run_id,
-                "host": self.host, "ipAddresses": ips, "ports": [], "version": "2026-11-23T09:00:00.000Z",
-                "eventType": "status_update_event", "timestamp": "2026-11-23T09:00:00.000Z"}),
-        );
+        self.marathon
+            .emit_status_update(run_id, task, &self.host, ips, state);
     }
 }
 

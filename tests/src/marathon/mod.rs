@@ -210,15 +210,27 @@ impl MarathonServer {
     }
 
     fn emit_status(&self, t: &FakeTask) {
-        let ips: Vec<Value> = t
-            .ips
+        self.emit_status_update(&t.app_id, &t.id, &t.host, &t.ips, &t.state);
+    }
+
+    /// Emits a `status_update_event` (contract §3.6) for any task, including pod containers,
+    /// whose state the lists do not track.
+    pub fn emit_status_update(
+        &self,
+        app_id: &str,
+        task_id: &str,
+        host: &str,
+        ips: &[impl AsRef<str>],
+        state: &str,
+    ) {
+        let ips: Vec<Value> = ips
             .iter()
-            .map(|i| json!({"ipAddress": i, "protocol": "IPv4"}))
+            .map(|i| json!({"ipAddress": i.as_ref(), "protocol": "IPv4"}))
             .collect();
         self.emit(
             "status_update_event",
-            &json!({"slaveId": "S0", "taskId": t.id, "taskStatus": t.state, "message": "", "appId": t.app_id,
-                "host": t.host, "ipAddresses": ips, "ports": [], "version": now_iso(),
+            &json!({"slaveId": "S0", "taskId": task_id, "taskStatus": state, "message": "", "appId": app_id,
+                "host": host, "ipAddresses": ips, "ports": [], "version": now_iso(),
                 "eventType": "status_update_event", "timestamp": now_iso()}),
         );
     }
