@@ -88,7 +88,7 @@ install: build
 ## agent (with a real bridge dataplane in its own namespace), the real manager and CNI host.
 demo: deps build
 	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root (it creates network namespaces)" >&2; exit 1; }
-	$(CARGO) build --release -p contrail-integration --bin contrail-devstack
+	$(CARGO) build --release -p contrail-devstack --bin contrail-devstack
 	$(TARGET_DIR)/release/contrail-devstack demo \
 	  --cni-bin $(TARGET_DIR)/release/contrail-cni-plugin \
 	  --wasm-dir $(WASM_OUT) \

@@ -3,7 +3,6 @@
 //! stand-in is built from `shared/contracts/`, never from our own clients.
 
 pub mod attach_standin;
-pub mod devstack;
 pub mod marathon;
 pub mod mesos_agent;
 pub mod netns;

@@ -10,6 +10,11 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `tests/fixtures/`: payloads and transcripts copied into the repository (see its README).
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
 /// The cargo target directory (honours `CARGO_TARGET_DIR`).
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

@@ -19,8 +19,8 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use contrail_integration::devstack::stack::{CONTRAIL_NETWORK, CONTRAIL_NETWORK_2, NODE_NAME};
-use contrail_integration::devstack::{RunSpec, Stack, StackOptions};
+use contrail_devstack::stack::{CONTRAIL_NETWORK, CONTRAIL_NETWORK_2, NODE_NAME};
+use contrail_devstack::{RunSpec, Stack, StackOptions};
 use contrail_integration::netns::require_root;
 use contrail_integration::vnc::store::Obj;
 use ipnet::Ipv4Net;
@@ -1206,7 +1206,7 @@ fn marathon_rest_api_deploys_scales_and_destroys() {
     if !require_root("marathon_rest_api_deploys_scales_and_destroys") {
         return;
     }
-    use contrail_integration::devstack::marathon_api::Marathon;
+    use contrail_devstack::marathon_api::Marathon;
     let h = Harness::start(&options());
     let s = h.s();
     let api = Marathon::new(&s.marathon.url());
@@ -1280,7 +1280,7 @@ fn a_stack_torn_down_during_a_deployment_leaves_nothing() {
     if !require_root("a_stack_torn_down_during_a_deployment_leaves_nothing") {
         return;
     }
-    use contrail_integration::devstack::marathon_api::Marathon;
+    use contrail_devstack::marathon_api::Marathon;
     let h = Harness::start(&options());
     let api = Marathon::new(&h.s().marathon.url());
     let app = json!({"id": "/inflight", "instances": 3,

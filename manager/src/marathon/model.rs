@@ -197,7 +197,7 @@ mod tests {
     fn marathon_lb_apps_example_decodes() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/contracts/examples/marathon/marathonlb-marathon15_apps.json"
+            "/../tests/fixtures/examples/marathon/marathonlb-marathon15_apps.json"
         ))
         .expect("example");
         let l: AppList = serde_json::from_str(&text).expect("decode");

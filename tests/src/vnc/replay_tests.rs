@@ -11,9 +11,7 @@ use super::VncServer;
 const REAL_BASE: &str = "http://127.0.0.1:18082";
 
 fn transcript(name: &str) -> Vec<Value> {
-    let p = crate::paths::workspace_root()
-        .join("../shared/contracts")
-        .join(name);
+    let p = crate::paths::fixtures_dir().join("vnc").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).expect("transcript json")
 }

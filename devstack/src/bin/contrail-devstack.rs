@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use contrail_integration::devstack::marathon_api::Marathon;
-use contrail_integration::devstack::probe::{Echo, reachable};
-use contrail_integration::devstack::{Stack, StackOptions};
+use contrail_devstack::marathon_api::Marathon;
+use contrail_devstack::probe::{Echo, reachable};
+use contrail_devstack::{Stack, StackOptions};
 use serde_json::json;
 
 #[derive(Parser)]

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::vnc::VncServer;
-use crate::vrouter_agent::{AgentStandin, VmiSpec};
+use contrail_integration::vnc::VncServer;
+use contrail_integration::vrouter_agent::{AgentStandin, VmiSpec};
 
 use super::dataplane::Dataplane;
 

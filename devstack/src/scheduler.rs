@@ -1,7 +1,7 @@
 //! Marathon's scheduling, reduced to what the network sees: an app or pod definition becomes
 //! instances; each instance is a Mesos container launched by the agent stand-in
-//! ([`crate::mesos_agent`]) on the app's networks, and its tasks are reported to the Marathon
-//! stand-in ([`crate::marathon`]) with the IPs Mesos recorded from the 0.2.0 result, which emits
+//! ([`contrail_integration::mesos_agent`]) on the app's networks, and its tasks are reported to the Marathon
+//! stand-in ([`contrail_integration::marathon`]) with the IPs Mesos recorded from the 0.2.0 result, which emits
 //! the `status_update_event`s the manager follows. Kill, scale and destroy behave as Marathon's
 //! do: `TASK_KILLING`, the container is destroyed (CNI DEL), `TASK_KILLED`.
 //!
@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::marathon::{FakePodInstance, MarathonServer};
-use crate::mesos_agent::{Container, MesosAgent, NetworkRequest};
+use contrail_integration::marathon::{FakePodInstance, MarathonServer};
+use contrail_integration::mesos_agent::{Container, MesosAgent, NetworkRequest};
 
 /// An app or pod as far as networking goes.
 #[derive(Debug, Clone)]

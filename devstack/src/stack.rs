@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use serde_json::json;
 
-use crate::marathon::MarathonServer;
-use crate::mesos_agent::{MesosAgent, write_network_config};
-use crate::vnc::VncServer;
+use contrail_integration::marathon::MarathonServer;
+use contrail_integration::mesos_agent::{MesosAgent, write_network_config};
+use contrail_integration::vnc::VncServer;
 
 use super::agent::DevAgent;
 use super::scheduler::Scheduler;
@@ -53,10 +53,10 @@ pub struct StackOptions {
 impl StackOptions {
     /// Paths of a `cargo build` of the workspace (release for the demo, else debug).
     pub fn from_target_dir(profile: &str) -> Self {
-        let t = crate::paths::target_dir();
+        let t = contrail_integration::paths::target_dir();
         StackOptions {
             cni_bin: t.join(profile).join("contrail-cni-plugin"),
-            wasm_dir: crate::paths::wasm_dir(),
+            wasm_dir: contrail_integration::paths::wasm_dir(),
             manager_bin: t.join(profile).join("contrail-mesos-manager"),
             reconcile_interval_secs: 2,
             reconcile_grace_secs: 3,
@@ -72,7 +72,7 @@ pub struct NodeNetns {
 impl NodeNetns {
     /// Creates the namespace and moves the calling thread into it.
     pub fn enter(name: &str) -> Result<NodeNetns, String> {
-        crate::mesos_agent::create_netns(name)?;
+        contrail_integration::mesos_agent::create_netns(name)?;
         let node = NodeNetns {
             name: name.to_owned(),
         };
@@ -88,7 +88,7 @@ impl NodeNetns {
 
 impl Drop for NodeNetns {
     fn drop(&mut self) {
-        crate::mesos_agent::delete_netns(&self.name);
+        contrail_integration::mesos_agent::delete_netns(&self.name);
     }
 }
 
