@@ -9,3 +9,4 @@ pub mod netns;
 pub mod paths;
 pub mod vnc;
 pub mod vrouter_agent;
+pub mod zookeeper;
