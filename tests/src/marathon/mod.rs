@@ -388,7 +388,8 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                     .push(json!({"id": t.id, "appId": t.app_id, "host": t.host,
                     "slaveId": "S0", "state": t.state, "ipAddresses": ips, "ports": [], "stagedAt": now_iso()}));
             }
-            let embed = query.contains("embed=apps.tasks") && !knobs.omit_tasks.load(Ordering::SeqCst);
+            let embed =
+                query.contains("embed=apps.tasks") && !knobs.omit_tasks.load(Ordering::SeqCst);
             let hide = knobs
                 .empty_lists
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
