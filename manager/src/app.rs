@@ -8,16 +8,18 @@ use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::health::Health;
 use crate::marathon::{HttpMarathon, HttpMarathonConfig, MarathonApi};
 use crate::metrics::Metrics;
 use crate::reconcile::Policy;
-use crate::server::ApiServer;
+use crate::server::{ApiServer, Limits};
 use crate::service::Manager;
 use crate::vnc::{HttpVnc, HttpVncConfig, VncApi, Writer, WriterConfig};
 use crate::watcher::{WatchConfig, Watcher};
 
 pub struct App {
     pub api: ApiServer,
+    pub health: Arc<Health>,
     pub mgr: Arc<Manager>,
     pub watcher: Option<Arc<Watcher>>,
     pub shutdown: Arc<AtomicBool>,
@@ -56,7 +58,25 @@ pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> Arc<Manager> {
     Arc::new(Manager::new(writer, metrics))
 }
 
+/// The HTTP server's limits from `[api]`.
+pub fn limits(cfg: &Config) -> Limits {
+    let a = &cfg.api;
+    Limits {
+        max_body_bytes: a.max_body_bytes,
+        max_header_bytes: a.max_header_bytes,
+        header_timeout: Duration::from_millis(a.header_timeout_ms),
+        body_timeout: Duration::from_millis(a.body_timeout_ms),
+        idle_timeout: Duration::from_secs(a.idle_timeout_secs),
+        write_timeout: Duration::from_secs(a.write_timeout_secs),
+        max_connections: a.max_connections,
+        workers: a.workers,
+        queue_timeout: Duration::from_secs(a.queue_timeout_secs),
+    }
+}
+
 pub fn start(cfg: &Config) -> anyhow::Result<App> {
+    // Refuse an open API before doing anything else.
+    let token = cfg.checked_api_token()?;
     let metrics = Arc::new(Metrics::default());
     let mgr = manager(cfg, metrics);
     // Resync from VNC before answering anything. VNC may come up after us: retry.
@@ -76,21 +96,60 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
         }
     }
     let shutdown = Arc::new(AtomicBool::new(false));
+    let with_marathon = !cfg.marathon.urls.is_empty();
+    let interval = Duration::from_secs(cfg.api.probe_interval_secs.max(1));
+    // A probe may take a VNC timeout (or a Marathon one) before it answers; beyond that plus
+    // two intervals the dependency counts as unreachable.
+    let stale =
+        Duration::from_secs(cfg.vnc.timeout_secs.max(cfg.marathon.timeout_secs)) + 2 * interval;
+    let names: &[&str] = if with_marathon {
+        &["vnc", "marathon"]
+    } else {
+        &["vnc"]
+    };
+    let health = Arc::new(Health::new(names, stale));
+    // The rebuild above just read VNC.
+    health.record("vnc", Ok(()));
+    let mut threads = Vec::new();
+    {
+        let (m, domain) = (mgr.clone(), cfg.cluster.domain.clone());
+        threads.push(health.spawn(
+            "vnc",
+            Box::new(move || {
+                m.writer
+                    .api
+                    .fqname_to_id("domain", std::slice::from_ref(&domain))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
+            interval,
+            shutdown.clone(),
+        )?);
+    }
     let api = ApiServer::start(
         &cfg.api.listen,
-        cfg.api.workers,
-        cfg.api_token()?,
+        limits(cfg),
+        token,
         mgr.clone(),
+        health.clone(),
     )?;
-    let mut threads = Vec::new();
     let mut watcher = None;
-    if !cfg.marathon.urls.is_empty() {
+    if with_marathon {
         let m: Arc<dyn MarathonApi> = Arc::new(HttpMarathon::new(HttpMarathonConfig {
             urls: cfg.marathon.urls.clone(),
             token: opt(&cfg.marathon.token),
             timeout: Duration::from_secs(cfg.marathon.timeout_secs),
             stall_timeout: Duration::from_secs(cfg.marathon.stall_timeout_secs),
         }));
+        {
+            let m = m.clone();
+            threads.push(health.spawn(
+                "marathon",
+                Box::new(move || m.ping().map_err(|e| e.to_string())),
+                interval,
+                shutdown.clone(),
+            )?);
+        }
         let w = Arc::new(Watcher::new(
             mgr.clone(),
             m,
@@ -99,6 +158,8 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
                     grace_secs: cfg.reconcile.grace_secs,
                     delete_unjoined: cfg.reconcile.delete_unjoined,
                 },
+                max_delete_percent: cfg.reconcile.max_delete_percent,
+                confirm_delay: Duration::from_millis(cfg.reconcile.confirm_delay_ms),
                 interval: Duration::from_secs(cfg.reconcile.interval_secs.max(1)),
                 backoff_min: Duration::from_millis(cfg.marathon.backoff_min_ms),
                 backoff_max: Duration::from_millis(cfg.marathon.backoff_max_ms),
@@ -122,6 +183,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
     }
     Ok(App {
         api,
+        health,
         mgr,
         watcher,
         shutdown,
@@ -134,7 +196,7 @@ impl App {
     /// on the event stream is left behind after `grace`; the process is exiting anyway.
     pub fn shutdown(self, grace: Duration) {
         self.shutdown.store(true, Ordering::SeqCst);
-        self.api.shutdown();
+        self.api.shutdown(grace);
         let deadline = std::time::Instant::now() + grace;
         for t in self.threads {
             while !t.is_finished() && std::time::Instant::now() < deadline {

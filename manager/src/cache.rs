@@ -34,6 +34,9 @@ pub struct Cache {
     subnets: RwLock<HashMap<String, Vec<ipnet::IpNet>>>,
     /// (uuid, name, ip) of virtual routers.
     vrouters: RwLock<Vec<(String, String, String)>>,
+    /// Bumped on every change of `attachments`, so a scan taken before a change does not
+    /// overwrite it (`replace_all_if`).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Keys `(cid, *)`: from `(cid, "")` up to, not including, `(cid + "\0", "")`.
@@ -52,15 +55,25 @@ impl Cache {
     pub fn get(&self, key: &Key) -> Option<Owned> {
         r(&self.attachments).get(key).cloned()
     }
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
     pub fn put(&self, o: Owned) {
         let k = (
             o.attachment.container_id.clone(),
             o.attachment.ifname.clone(),
         );
         w(&self.attachments).insert(k, o);
+        self.bump();
     }
     pub fn remove(&self, key: &Key) -> Option<Owned> {
-        w(&self.attachments).remove(key)
+        let r = w(&self.attachments).remove(key);
+        self.bump();
+        r
     }
     pub fn len(&self) -> usize {
         r(&self.attachments).len()
@@ -94,8 +107,30 @@ impl Cache {
         for (_, o) in w(&self.attachments).range_mut(container_range(cid)) {
             o.task_id = Some(task.to_owned());
         }
+        self.bump();
+    }
+    /// `replace_all`, unless the cache changed since `generation` was read: then the
+    /// caller's list may be older than the cache, which is kept. Returns whether it replaced.
+    pub fn replace_all_if(&self, generation: u64, all: Vec<Owned>) -> bool {
+        let mut m = w(&self.attachments);
+        if self.generation() != generation {
+            return false;
+        }
+        m.clear();
+        for o in all {
+            m.insert(
+                (
+                    o.attachment.container_id.clone(),
+                    o.attachment.ifname.clone(),
+                ),
+                o,
+            );
+        }
+        self.bump();
+        true
     }
     pub fn replace_all(&self, all: Vec<Owned>) {
+        self.bump();
         let mut m = w(&self.attachments);
         m.clear();
         for o in all {

@@ -11,14 +11,36 @@ pub const ENV_PREFIX: &str = "CONTRAIL_MESOS_MANAGER_";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Listen address of the attachment API, `/healthz` and `/metrics`.
+    /// Listen address of the attachment API, the health endpoints and `/metrics`. Without a
+    /// token only a loopback address is accepted (see `allow-unauthenticated`).
     pub listen: String,
-    /// Bearer token the CNI must send; empty = no authentication.
+    /// Bearer token the CNI must send; empty = no authentication (loopback only).
     pub token: String,
     /// File holding the token (first line), read when `token` is empty.
     pub token_file: String,
-    /// Worker threads (each blocks on VNC for one request).
+    /// Listen on a non-loopback address without a token. Anyone who reaches the port can then
+    /// list and delete every attachment; logged as a warning at start.
+    pub allow_unauthenticated: bool,
+    /// VNC-bound requests in progress at once (each holds one blocking worker).
     pub workers: usize,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers); at least 8192.
+    pub max_header_bytes: usize,
+    /// The request head must arrive within this (slow clients, slowloris).
+    pub header_timeout_ms: u64,
+    /// The body must arrive within this after the head.
+    pub body_timeout_ms: u64,
+    /// A connection silent for this long is closed (idle keep-alive).
+    pub idle_timeout_secs: u64,
+    /// A write that makes no progress for this long ends the connection.
+    pub write_timeout_secs: u64,
+    /// A VNC-bound request waits at most this long for a worker, then gets 503.
+    pub queue_timeout_secs: u64,
+    /// Seconds between readiness probes of VNC and Marathon.
+    pub probe_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +97,11 @@ pub struct ReconcileConfig {
     /// Delete attachments never joined to a Marathon task after the grace period. Turn off
     /// when other Mesos frameworks use the Contrail network.
     pub delete_unjoined: bool,
+    /// A pass that would delete more than this share (percent) of the owned attachments is
+    /// held: only the deletions a second listing confirms are carried out.
+    pub max_delete_percent: u64,
+    /// Delay before the confirming listing of a held pass.
+    pub confirm_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,10 +127,20 @@ pub struct Config {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            listen: "0.0.0.0:6991".into(),
+            listen: "127.0.0.1:6991".into(),
             token: String::new(),
             token_file: String::new(),
+            allow_unauthenticated: false,
             workers: 16,
+            max_connections: 1024,
+            max_body_bytes: 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            idle_timeout_secs: 120,
+            write_timeout_secs: 10,
+            queue_timeout_secs: 60,
+            probe_interval_secs: 5,
         }
     }
 }
@@ -149,6 +186,8 @@ impl Default for ReconcileConfig {
             interval_secs: 60,
             grace_secs: 300,
             delete_unjoined: true,
+            max_delete_percent: 50,
+            confirm_delay_ms: 2_000,
         }
     }
 }
@@ -220,6 +259,33 @@ impl Config {
             .next()
             .map(|l| l.trim().to_owned())
             .filter(|l| !l.is_empty()))
+    }
+
+    /// The token to require, after checking the listen address is safe without one: with no
+    /// token only loopback is allowed, unless `allow-unauthenticated` says otherwise.
+    pub fn checked_api_token(&self) -> Result<Option<String>, ConfigError> {
+        let token = self.api_token()?;
+        if token.is_none() && !crate::server::is_loopback(&self.api.listen) {
+            if !self.api.allow_unauthenticated {
+                return Err(ConfigError::Parse(format!(
+                    "[api] listen = {:?} is not a loopback address and no token is set: set \
+                     [api] token or token-file (the CNI's contrail.mesos-token), or \
+                     allow-unauthenticated = true to serve anyone who reaches the port",
+                    self.api.listen
+                )));
+            }
+            tracing::warn!(
+                listen = %self.api.listen,
+                "attachment API WITHOUT authentication on a non-loopback address \
+                 (allow-unauthenticated): anyone who reaches it can list and delete attachments"
+            );
+        } else if token.is_none() {
+            tracing::info!(
+                listen = %self.api.listen,
+                "no API token configured: serving on loopback only"
+            );
+        }
+        Ok(token)
     }
 
     pub fn to_toml(&self) -> String {
@@ -323,6 +389,21 @@ mod tests {
         );
         assert!(bad.is_err());
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_is_allowed() {
+        let mut c = Config::default();
+        assert_eq!(c.api.listen, "127.0.0.1:6991");
+        assert_eq!(c.checked_api_token().unwrap(), None);
+        c.api.listen = "0.0.0.0:6991".into();
+        let e = c.checked_api_token().unwrap_err().to_string();
+        assert!(e.contains("allow-unauthenticated"), "{e}");
+        c.api.allow_unauthenticated = true;
+        assert_eq!(c.checked_api_token().unwrap(), None);
+        c.api.allow_unauthenticated = false;
+        c.api.token = "t".into();
+        assert_eq!(c.checked_api_token().unwrap().as_deref(), Some("t"));
     }
 
     #[test]

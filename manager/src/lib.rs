@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod health;
 pub mod leader;
 pub mod marathon;
 pub mod metrics;

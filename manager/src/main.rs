@@ -18,7 +18,9 @@ use contrail_mesos_manager::{app, signals};
 /// CONTRAIL_MESOS_MANAGER_<SECTION>_<KEY> (e.g. CONTRAIL_MESOS_MANAGER_API_TOKEN,
 /// CONTRAIL_MESOS_MANAGER_VNC_URLS=http://a:8082,http://b:8082), then the flags below.
 /// `--print-config` shows the result. Endpoints: POST/GET /v1/attachments,
-/// DELETE/GET /v1/attachments/<container-id>/<ifname>, GET /healthz, GET /metrics.
+/// DELETE/GET /v1/attachments/<container-id>/<ifname>, GET /livez (the process serves),
+/// GET /readyz and /healthz (VNC and Marathon reachable, from background probes), GET /metrics.
+/// Without an API token the manager listens on loopback only (see --allow-unauthenticated).
 /// SIGTERM/SIGINT stop it gracefully.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
@@ -29,6 +31,10 @@ struct Cli {
     /// Listen address of the attachment API ([api] listen).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Serve a non-loopback address without a token ([api] allow-unauthenticated). Anyone who
+    /// reaches the port can then list and delete every attachment.
+    #[arg(long)]
+    allow_unauthenticated: bool,
     /// VNC API server URL; repeat for several ([vnc] urls).
     #[arg(long = "vnc-url", value_name = "URL")]
     vnc_urls: Vec<String>,
@@ -77,6 +83,9 @@ fn main() -> anyhow::Result<()> {
     let mut cfg = Config::load(cli.config.as_deref(), std::env::vars())?;
     if let Some(l) = cli.listen {
         cfg.api.listen = l;
+    }
+    if cli.allow_unauthenticated {
+        cfg.api.allow_unauthenticated = true;
     }
     if !cli.vnc_urls.is_empty() {
         cfg.vnc.urls = cli.vnc_urls;

@@ -56,6 +56,16 @@ pub struct Metrics {
     pub reconcile_deletions: AtomicU64,
     pub event_deletions: AtomicU64,
     pub joins: AtomicU64,
+    /// Accept attempts that found the process out of descriptors.
+    pub accept_exhausted: AtomicU64,
+    /// Reconcile passes held back (deleting too much, or from an empty listing).
+    pub reconcile_held: AtomicU64,
+    /// Deletions held back by the last held pass (0 when the last pass was not held).
+    pub reconcile_held_deletions: AtomicI64,
+    /// Marathon listings not used for deletion because they were incomplete.
+    pub marathon_incomplete: AtomicU64,
+    /// Marathon events that could not be decoded.
+    pub marathon_bad_events: AtomicU64,
 }
 
 pub fn op_index(op: &str) -> usize {
@@ -155,6 +165,36 @@ impl Metrics {
             "VM display names set to a Marathon task id.",
             "counter",
             self.joins.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_accept_exhausted_total",
+            "Accept attempts that found the process out of file descriptors (it backs off and retries).",
+            "counter",
+            self.accept_exhausted.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_reconcile_held_total",
+            "Reconcile passes whose deletions were held for a confirming listing.",
+            "counter",
+            self.reconcile_held.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_reconcile_held_deletions",
+            "Deletions the last held pass did not carry out.",
+            "gauge",
+            self.reconcile_held_deletions.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_marathon_incomplete_lists_total",
+            "Marathon listings not used for deletion (tasks not embedded, counts disagree).",
+            "counter",
+            self.marathon_incomplete.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_marathon_bad_events_total",
+            "Marathon events that could not be decoded (logged).",
+            "counter",
+            self.marathon_bad_events.load(Relaxed).to_string(),
         );
         let _ = writeln!(
             o,

@@ -2,25 +2,31 @@
 //! actions. No I/O, so every rule below is unit-tested.
 //!
 //! Rules:
-//! 1. An attachment is *matched* by a live task that reports its instance-ip address, on its
-//!    node when several tasks report that address (the same subnet can exist in two VNs).
+//! 1. An attachment is *matched* by a live task on its node that reports its instance-ip
+//!    address. The node must match: the same address exists on every node in bridge-style
+//!    networks and in two VNs with the same subnet. Several candidates of different
+//!    instances are ambiguous: the attachment counts as alive and nothing is joined.
 //!    A match whose task id differs from the VM's display name gives `Join`.
 //! 2. An attachment *joined* to a task (the VM display name is a task id, persisted in VNC)
 //!    whose task is no longer live is deleted: the task ended and the DEL never came.
 //! 3. An attachment never joined is protected for `grace` after registration, because Mesos
 //!    reports a task's IPs only after the CNI ADD returned, and Marathon later still. After
 //!    the grace it is deleted only when `delete_unjoined` is set (containers of other
-//!    frameworks never get a Marathon task) and no live task on its node is still without
-//!    IPs (that task may be the one that will report this address).
+//!    frameworks never get a Marathon task) and no task on its node is still starting
+//!    without IPs (that task may be the one that will report this address; a *running* task
+//!    without IPs, e.g. on host networking, never will, so it protects nothing).
 //! 4. Orphans (an owned VM without interface, an instance-ip/floating-ip without VMI: traces
 //!    of a crash mid-registration) are deleted after the grace.
-//! 5. Only owned objects are ever considered: the caller filters by ownership annotations.
+//! 5. Only owned objects are ever considered: the caller filters by ownership annotations,
+//!    and a deletion names the VMI it was decided for, so the executor deletes nothing that
+//!    was re-registered since.
+//! 6. `guard` holds back a pass that deletes too much, or that rests on an empty listing.
 
 use std::collections::HashMap;
 
 use crate::cache::Owned;
 use crate::marathon::TaskView;
-use crate::marathon::model::is_terminal_state;
+use crate::marathon::model::{instance_task_ids, is_starting_state, is_terminal_state};
 use crate::vnc::Orphan;
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +41,8 @@ pub enum Action {
     Delete {
         container_id: String,
         ifname: String,
+        /// The VMI the decision was made for (identity fence).
+        vmi_uuid: String,
         reason: &'static str,
     },
     /// Set the container's VM display name to the task id.
@@ -88,13 +96,14 @@ impl TaskIndex {
         Some(t)
     }
 
-    /// Removes the tasks of an instance (`<instance>` or `<instance>.<container>`).
+    /// Removes the tasks of an instance (`<instance>`, `<instance>.<container>`, and the
+    /// Marathon 1.4-1.7 form, see `instance_task_ids`).
     pub fn remove_instance(&mut self, instance_id: &str) -> Vec<String> {
-        let prefix = format!("{instance_id}.");
+        let roots = instance_task_ids(instance_id);
         let ids: Vec<String> = self
             .by_id
             .keys()
-            .filter(|k| *k == instance_id || k.starts_with(&prefix))
+            .filter(|k| roots.iter().any(|r| is_task_of(k, r)))
             .cloned()
             .collect();
         for id in &ids {
@@ -111,23 +120,130 @@ impl TaskIndex {
         self.by_id.is_empty()
     }
 
-    /// The live task that reports this attachment's address.
-    pub fn matching(&self, o: &Owned) -> Option<&TaskView> {
-        let ip = o.attachment.ip.as_deref()?;
-        let ids = self.by_ip.get(ip)?;
-        let on_node = |t: &&&TaskView| t.host == o.node.name || t.host == o.node.ip;
-        let tasks: Vec<&TaskView> = ids.iter().filter_map(|i| self.by_id.get(i)).collect();
-        match tasks.as_slice() {
-            [one] => Some(*one),
-            many => many.iter().find(on_node).copied(),
+    /// The live tasks on this attachment's node that report its address.
+    fn candidates(&self, o: &Owned) -> Vec<&TaskView> {
+        let Some(ip) = o.attachment.ip.as_deref() else {
+            return vec![];
+        };
+        let mut v: Vec<&TaskView> = self
+            .by_ip
+            .get(ip)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.by_id.get(i))
+            .filter(|t| on_node(t, o))
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// What the listing says about this attachment.
+    pub fn lookup(&self, o: &Owned) -> Lookup<'_> {
+        let c = self.candidates(o);
+        match c.as_slice() {
+            [] => Lookup::None,
+            [one] => Lookup::One(one),
+            // The containers of one pod instance share its addresses: one owner.
+            [first, rest @ ..] if rest.iter().all(|t| same_instance(&first.id, &t.id)) => {
+                Lookup::One(first)
+            }
+            _ => Lookup::Ambiguous,
         }
     }
 
-    fn node_has_ipless_task(&self, o: &Owned) -> bool {
+    /// The live task on the attachment's node that reports its address, when exactly one
+    /// instance does.
+    pub fn matching(&self, o: &Owned) -> Option<&TaskView> {
+        match self.lookup(o) {
+            Lookup::One(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn node_has_starting_task(&self, o: &Owned) -> bool {
         self.by_id
             .values()
-            .any(|t| t.ips.is_empty() && (t.host == o.node.name || t.host == o.node.ip))
+            .any(|t| t.ips.is_empty() && is_starting_state(&t.state) && on_node(t, o))
     }
+}
+
+/// The outcome of looking an attachment up in the listing.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    None,
+    One(&'a TaskView),
+    /// Tasks of several instances on the node report the address: alive, but whose is unknown.
+    Ambiguous,
+}
+
+/// Marathon's `host` is the agent's hostname (or IP); the attachment knows the node's name
+/// (the CNI's `cluster-name`) and the vRouter's IP. A short name matches its FQDN.
+fn on_node(t: &TaskView, o: &Owned) -> bool {
+    let h = t.host.trim();
+    if h.is_empty() {
+        return false;
+    }
+    let short = |s: &str| s.split('.').next().unwrap_or(s).to_ascii_lowercase();
+    h == o.node.ip
+        || h.eq_ignore_ascii_case(&o.node.name)
+        || (h.parse::<std::net::IpAddr>().is_err()
+            && !o.node.name.is_empty()
+            && o.node.name.parse::<std::net::IpAddr>().is_err()
+            && short(h) == short(&o.node.name))
+}
+
+/// Whether `task` is `root` or one of its containers (`root.<container>`).
+fn is_task_of(task: &str, root: &str) -> bool {
+    task == root
+        || task
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Pod container task ids are `<instance>.<container>`; two ids with the same instance part
+/// belong to one instance.
+fn same_instance(a: &str, b: &str) -> bool {
+    let inst = |s: &str| s.rsplit_once('.').map(|(i, _)| i.to_owned());
+    inst(a).is_some() && inst(a) == inst(b) && inst(a).is_some_and(|i| i.contains(".instance-"))
+}
+
+/// Why a pass's deletions are held back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// The listing had no task at all while attachments are joined to tasks: an empty 200
+    /// (Marathon restarting, an ACL that hides every app) looks exactly like this.
+    EmptyListing { joined: usize },
+    /// More than the allowed share of owned attachments would go.
+    TooMany { deletions: usize, owned: usize },
+}
+
+/// Decides whether a pass's attachment deletions may run as they are.
+pub fn guard(
+    owned: &[Owned],
+    tasks: &TaskIndex,
+    actions: &[Action],
+    max_delete_percent: u64,
+) -> Option<Hold> {
+    let deletions = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Delete { .. }))
+        .count();
+    if deletions == 0 {
+        return None;
+    }
+    let joined = owned.iter().filter(|o| o.task_id.is_some()).count();
+    if tasks.is_empty() && joined > 0 {
+        return Some(Hold::EmptyListing { joined });
+    }
+    // One deletion is always allowed: a share of a handful would otherwise block every
+    // small cluster's cleanup.
+    if deletions > 1 && (deletions as u64) * 100 > (owned.len() as u64) * max_delete_percent {
+        return Some(Hold::TooMany {
+            deletions,
+            owned: owned.len(),
+        });
+    }
+    None
 }
 
 /// One pass over a complete snapshot.
@@ -143,28 +259,30 @@ pub fn reconcile(
     for o in owned {
         let cid = &o.attachment.container_id;
         let young = now.saturating_sub(o.created_at) < policy.grace_secs;
-        if let Some(t) = tasks.matching(o) {
-            if o.task_id.as_deref() != Some(t.id.as_str()) && joined_cids.insert(cid.clone()) {
-                actions.push(Action::Join {
-                    container_id: cid.clone(),
-                    task_id: t.id.clone(),
-                });
+        match tasks.lookup(o) {
+            Lookup::One(t) => {
+                if o.task_id.as_deref() != Some(t.id.as_str()) && joined_cids.insert(cid.clone()) {
+                    actions.push(Action::Join {
+                        container_id: cid.clone(),
+                        task_id: t.id.clone(),
+                    });
+                }
+                continue;
             }
-            continue;
+            Lookup::Ambiguous => continue,
+            Lookup::None => {}
         }
+        let delete = |reason| Action::Delete {
+            container_id: cid.clone(),
+            ifname: o.attachment.ifname.clone(),
+            vmi_uuid: o.attachment.vmi_uuid.clone(),
+            reason,
+        };
         match &o.task_id {
             Some(t) if tasks.by_id.contains_key(t) => {}
-            Some(_) => actions.push(Action::Delete {
-                container_id: cid.clone(),
-                ifname: o.attachment.ifname.clone(),
-                reason: "task ended",
-            }),
-            None if young || !policy.delete_unjoined || tasks.node_has_ipless_task(o) => {}
-            None => actions.push(Action::Delete {
-                container_id: cid.clone(),
-                ifname: o.attachment.ifname.clone(),
-                reason: "no task after the grace period",
-            }),
+            Some(_) => actions.push(delete("task ended")),
+            None if young || !policy.delete_unjoined || tasks.node_has_starting_task(o) => {}
+            None => actions.push(delete("no task after the grace period")),
         }
     }
     for x in orphans {
@@ -184,10 +302,11 @@ pub fn affected_by_task<'a>(owned: &'a [Owned], task: &TaskView) -> Vec<&'a Owne
         .iter()
         .filter(|o| {
             o.task_id.as_deref() == Some(task.id.as_str())
-                || o.attachment
-                    .ip
-                    .as_ref()
-                    .is_some_and(|ip| task.ips.contains(ip))
+                || (on_node(task, o)
+                    && o.attachment
+                        .ip
+                        .as_ref()
+                        .is_some_and(|ip| task.ips.contains(ip)))
         })
         .collect()
 }
@@ -302,6 +421,140 @@ mod tests {
                 container_id: "c1".into(),
                 task_id: "b.1".into()
             }]
+        );
+    }
+
+    #[test]
+    fn an_address_on_another_node_is_not_a_match() {
+        // Docker-bridge style addresses exist on every node: a task on n1 reporting
+        // 172.17.0.2 says nothing about the attachment with that address on n2.
+        let ix = TaskIndex::from_tasks([task("a.1", "n1", &["172.17.0.2"], "TASK_RUNNING")]);
+        let o = [owned("c2", "172.17.0.2", "n2", 0, None)];
+        let keep = Policy {
+            delete_unjoined: false,
+            ..P
+        };
+        assert!(reconcile(&o, &[], &ix, 1000, keep).is_empty());
+        // Joined to a task on n2 that ended: deleted even though n1's task has the address.
+        let o = [owned("c2", "172.17.0.2", "n2", 0, Some("b.1"))];
+        assert!(matches!(
+            reconcile(&o, &[], &ix, 1000, P).as_slice(),
+            [Action::Delete {
+                reason: "task ended",
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn the_node_matches_by_ip_name_or_short_name() {
+        let o = owned("c1", "10.0.0.2", "agent-1", 0, None);
+        for host in ["agent-1", "AGENT-1", "agent-1.example.org", "ip-agent-1"] {
+            let ix = TaskIndex::from_tasks([task("a.1", host, &["10.0.0.2"], "TASK_RUNNING")]);
+            assert!(ix.matching(&o).is_some(), "{host}");
+        }
+        let ix = TaskIndex::from_tasks([task("a.1", "agent-10", &["10.0.0.2"], "TASK_RUNNING")]);
+        assert!(ix.matching(&o).is_none());
+    }
+
+    #[test]
+    fn two_instances_with_one_address_on_a_node_are_ambiguous_and_keep_it() {
+        let ix = TaskIndex::from_tasks([
+            task("a.1", "n", &["10.0.0.2"], "TASK_RUNNING"),
+            task("b.1", "n", &["10.0.0.2"], "TASK_RUNNING"),
+        ]);
+        let o = [owned("c1", "10.0.0.2", "n", 0, Some("gone.1"))];
+        assert!(reconcile(&o, &[], &ix, 1000, P).is_empty());
+    }
+
+    #[test]
+    fn a_running_task_without_ips_protects_nothing() {
+        // Host-networking tasks never report a container address.
+        let ix = TaskIndex::from_tasks([task("host.1", "a1", &[], "TASK_RUNNING")]);
+        let o = [owned("c1", "10.0.0.2", "a1", 0, None)];
+        assert_eq!(reconcile(&o, &[], &ix, 5000, P).len(), 1);
+    }
+
+    #[test]
+    fn unreachable_and_lost_tasks_are_still_alive() {
+        for state in ["TASK_UNREACHABLE", "TASK_LOST"] {
+            let ix = TaskIndex::from_tasks([task("a.1", "n", &["10.0.0.2"], state)]);
+            let o = [owned("c1", "10.0.0.2", "n", 0, Some("a.1"))];
+            assert!(reconcile(&o, &[], &ix, 1000, P).is_empty(), "{state}");
+        }
+    }
+
+    #[test]
+    fn marathon_1_4_instances_remove_their_task() {
+        let mut ix = TaskIndex::from_tasks([
+            task("web.5f1d", "n", &["10.0.0.2"], "TASK_RUNNING"),
+            task("web2.5f1d", "n", &["10.0.0.3"], "TASK_RUNNING"),
+        ]);
+        assert_eq!(ix.remove_instance("web.marathon-5f1d"), vec!["web.5f1d"]);
+        assert_eq!(ix.len(), 1);
+    }
+
+    #[test]
+    fn the_guard_holds_mass_deletions_and_empty_listings() {
+        let owned_n = |n: u32| -> Vec<Owned> {
+            (0..n)
+                .map(|i| {
+                    owned(
+                        &format!("c{i}"),
+                        &format!("10.0.0.{i}"),
+                        "n",
+                        0,
+                        Some(&format!("a.{i}")),
+                    )
+                })
+                .collect()
+        };
+        let o = owned_n(20);
+        // Everything ended according to an empty listing.
+        let empty = TaskIndex::default();
+        let a = reconcile(&o, &[], &empty, 1000, P);
+        assert_eq!(a.len(), 20);
+        assert_eq!(
+            guard(&o, &empty, &a, 50),
+            Some(Hold::EmptyListing { joined: 20 })
+        );
+        // 15 of 20 gone: above 50 %.
+        let ix = TaskIndex::from_tasks((0..5).map(|i| {
+            task(
+                &format!("a.{i}"),
+                "n",
+                &[&format!("10.0.0.{i}")],
+                "TASK_RUNNING",
+            )
+        }));
+        let a = reconcile(&o, &[], &ix, 1000, P);
+        assert_eq!(a.len(), 15);
+        assert_eq!(
+            guard(&o, &ix, &a, 50),
+            Some(Hold::TooMany {
+                deletions: 15,
+                owned: 20
+            })
+        );
+        assert_eq!(guard(&o, &ix, &a, 80), None);
+        // One deletion always passes.
+        let o = owned_n(1);
+        let a = reconcile(
+            &o,
+            &[],
+            &TaskIndex::from_tasks([task("x.1", "n", &["9.9.9.9"], "TASK_RUNNING")]),
+            1000,
+            P,
+        );
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            guard(
+                &o,
+                &TaskIndex::from_tasks([task("x.1", "n", &["9.9.9.9"], "TASK_RUNNING")]),
+                &a,
+                50
+            ),
+            None
         );
     }
 

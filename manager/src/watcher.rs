@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::marathon::model::is_terminal_condition;
+use crate::marathon::model::{instance_task_ids, is_terminal_condition};
 use crate::marathon::{Event, MarathonApi};
-use crate::reconcile::{Action, Policy, TaskIndex, affected_by_task, reconcile};
+use crate::reconcile::{Action, Hold, Policy, TaskIndex, affected_by_task, guard, reconcile};
 use crate::service::Manager;
 use crate::vnc::writer::now_secs;
 
@@ -20,6 +20,10 @@ pub struct WatchConfig {
     pub interval: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Share (percent) of owned attachments one pass may delete without confirmation.
+    pub max_delete_percent: u64,
+    /// Delay before the confirming listing of a held pass.
+    pub confirm_delay: Duration,
 }
 
 pub struct Watcher {
@@ -39,6 +43,8 @@ pub struct PassStats {
     pub owned: usize,
     pub deleted: usize,
     pub joined: usize,
+    /// Deletions not carried out (held and not confirmed, or from an incomplete listing).
+    pub held: usize,
 }
 
 impl Watcher {
@@ -62,33 +68,60 @@ impl Watcher {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Full re-list from Marathon, then a full pass against what VNC holds. A failed list
-    /// means no pass: deleting on an incomplete picture is how leaks become outages.
+    /// A full pass: what VNC holds, then what Marathon runs. A failed list means no pass:
+    /// deleting on an incomplete picture is how leaks become outages.
+    ///
+    /// The order is the fence against stale joins: VNC is scanned *first*, so every
+    /// attachment in the pass existed before the listing was taken. Listing first let a
+    /// container created after the listing (and given a dead task's freed address) be
+    /// joined to the dead task still in that older listing, and deleted with it.
     pub fn relist_and_reconcile(&self) -> anyhow::Result<PassStats> {
         let _pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
-        let tasks = self.marathon.list_tasks().inspect_err(|_| {
-            self.mgr.metrics.marathon_errors.fetch_add(1, Relaxed);
-        })?;
-        self.mgr.metrics.marathon_lists.fetch_add(1, Relaxed);
-        let ix = TaskIndex::from_tasks(tasks);
-        let n_tasks = ix.len();
-        *self.index() = ix;
+        let generation = self.mgr.cache.generation();
         let scan = self
             .mgr
             .writer
             .scan()
             .map_err(|e| anyhow::anyhow!("scanning VNC: {e}"))?;
-        let actions = {
-            let ix = self.index();
-            reconcile(&scan.owned, &scan.orphans, &ix, now_secs(), self.cfg.policy)
-        };
+        let listing = self.list()?;
+        let ix = TaskIndex::from_tasks(listing.tasks);
+        let n_tasks = ix.len();
+        let now = now_secs();
+        let mut actions = reconcile(&scan.owned, &scan.orphans, &ix, now, self.cfg.policy);
+        *self.index() = ix;
+        let mut held = 0;
+        if !listing.incomplete.is_empty() {
+            // Joins are safe on a partial listing; deciding what ended is not.
+            let before = actions.len();
+            actions.retain(|a| !matches!(a, Action::Delete { .. }));
+            held = before - actions.len();
+            self.mgr.metrics.marathon_incomplete.fetch_add(1, Relaxed);
+            tracing::warn!(
+                reasons = ?listing.incomplete,
+                held,
+                "Marathon listing incomplete: no attachment deleted in this pass"
+            );
+        } else {
+            let ix = self.index().clone();
+            if let Some(h) = guard(&scan.owned, &ix, &actions, self.cfg.max_delete_percent) {
+                let (kept, h2) = self.confirm(h, &scan.owned, actions);
+                actions = kept;
+                held = h2;
+            }
+        }
+        self.mgr
+            .metrics
+            .reconcile_held_deletions
+            .store(held as i64, Relaxed);
         let n_owned = scan.owned.len();
-        // VNC is the authority: the cache follows the scan (moved, not copied).
-        self.mgr.cache.replace_all(scan.owned);
+        // VNC is the authority: the cache follows the scan (moved, not copied), unless an
+        // API call changed the cache while the scan ran (the scan may predate it).
+        self.mgr.cache.replace_all_if(generation, scan.owned);
         drop(scan.orphans);
         let mut st = self.execute(actions, true);
         st.tasks = n_tasks;
         st.owned = n_owned;
+        st.held = held;
         self.mgr.metrics.reconcile_runs.fetch_add(1, Relaxed);
         self.mgr
             .metrics
@@ -99,9 +132,70 @@ impl Watcher {
             owned = st.owned,
             deleted = st.deleted,
             joined = st.joined,
+            held = st.held,
             "reconcile pass"
         );
         Ok(st)
+    }
+
+    fn list(&self) -> anyhow::Result<crate::marathon::Listing> {
+        let l = self.marathon.list_tasks().inspect_err(|e| {
+            self.mgr.metrics.marathon_errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, "Marathon listing failed");
+        })?;
+        self.mgr.metrics.marathon_lists.fetch_add(1, Relaxed);
+        Ok(l)
+    }
+
+    /// A held pass: waits, lists again, and keeps only the deletions the second listing
+    /// also calls for (joins and orphan deletions are kept as they were). Returns the
+    /// actions to run and how many deletions were dropped.
+    fn confirm(
+        &self,
+        hold: Hold,
+        owned: &[crate::cache::Owned],
+        actions: Vec<Action>,
+    ) -> (Vec<Action>, usize) {
+        self.mgr.metrics.reconcile_held.fetch_add(1, Relaxed);
+        let n_del = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Delete { .. }))
+            .count();
+        tracing::warn!(
+            ?hold,
+            deletions = n_del,
+            delay_ms = self.cfg.confirm_delay.as_millis() as u64,
+            "reconcile pass held: confirming with a second listing before deleting"
+        );
+        self.sleep(self.cfg.confirm_delay);
+        let confirmed: Vec<Action> = match self.list() {
+            Ok(l) if l.incomplete.is_empty() => {
+                let ix = TaskIndex::from_tasks(l.tasks);
+                let again = reconcile(owned, &[], &ix, now_secs(), self.cfg.policy);
+                *self.index() = ix;
+                again
+                    .into_iter()
+                    .filter(|a| matches!(a, Action::Delete { .. }))
+                    .collect()
+            }
+            Ok(l) => {
+                tracing::warn!(reasons = ?l.incomplete, "confirming listing incomplete");
+                vec![]
+            }
+            Err(_) => vec![],
+        };
+        let before = actions.len();
+        let kept: Vec<Action> = actions
+            .into_iter()
+            .filter(|a| !matches!(a, Action::Delete { .. }) || confirmed.contains(a))
+            .collect();
+        let dropped = before - kept.len();
+        tracing::warn!(
+            confirmed = n_del - dropped,
+            dropped,
+            "held deletions: only those the second listing confirmed are carried out"
+        );
+        (kept, dropped)
     }
 
     fn execute(&self, actions: Vec<Action>, from_reconciler: bool) -> PassStats {
@@ -112,14 +206,24 @@ impl Watcher {
                 Action::Delete {
                     container_id,
                     ifname,
+                    vmi_uuid,
                     reason,
                 } => {
-                    tracing::info!(cid = %container_id, %ifname, reason, "deleting attachment");
-                    match self
-                        .mgr
-                        .with_container(&container_id, || w.detach(&container_id, &ifname))
-                    {
-                        Ok(_) => {
+                    tracing::info!(cid = %container_id, %ifname, %vmi_uuid, reason, "deleting attachment");
+                    let key = (container_id.clone(), ifname.clone());
+                    let r = self.mgr.with_container(&container_id, || {
+                        // Identity fence: re-registered since the decision (another VMI)
+                        // means it is not the attachment the decision was about.
+                        match self.mgr.cache.get(&key) {
+                            Some(o) if o.attachment.vmi_uuid != vmi_uuid => Ok(None),
+                            _ => w.detach(&container_id, &ifname).map(Some),
+                        }
+                    });
+                    match r {
+                        Ok(None) => {
+                            tracing::info!(cid = %container_id, %ifname, "re-registered since the decision; kept");
+                        }
+                        Ok(Some(_)) => {
                             st.deleted += 1;
                             let m = if from_reconciler {
                                 &self.mgr.metrics.reconcile_deletions
@@ -187,12 +291,21 @@ impl Watcher {
                 condition,
             } if is_terminal_condition(&condition) => {
                 let ids = self.index().remove_instance(&instance_id);
-                let prefix = format!("{instance_id}.");
+                let roots = instance_task_ids(&instance_id);
                 self.mgr.cache.filter(|o| {
                     o.task_id.as_deref().is_some_and(|t| {
-                        t == instance_id || t.starts_with(&prefix) || ids.iter().any(|i| i == t)
+                        roots.iter().any(|r| {
+                            t == r
+                                || t.strip_prefix(r.as_str())
+                                    .is_some_and(|x| x.starts_with('.'))
+                        }) || ids.iter().any(|i| i == t)
                     })
                 })
+            }
+            Event::Undecodable { name, error } => {
+                self.mgr.metrics.marathon_bad_events.fetch_add(1, Relaxed);
+                tracing::warn!(event = %name, %error, "Marathon event not understood; ignored (the next full pass covers it)");
+                return PassStats::default();
             }
             _ => return PassStats::default(),
         };
@@ -230,6 +343,8 @@ impl Watcher {
                     continue;
                 }
             };
+            // Connected: the outage is over, so the next failure starts from the minimum.
+            backoff = self.cfg.backoff_min;
             self.mgr.metrics.sse_reconnects.fetch_add(1, Relaxed);
             tracing::info!(url = %self.marathon.current_url(), "event stream connected");
             // Events may have been missed while disconnected: start from a fresh snapshot.

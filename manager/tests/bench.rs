@@ -63,6 +63,42 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// `clients` threads register attachments `from..to` (shared counter); returns the elapsed
+/// time and, per client, (attachments done, slowest answer).
+fn load(addr: &str, clients: usize, from: usize, to: usize) -> (Duration, Vec<(usize, Duration)>) {
+    let next = Arc::new(AtomicUsize::new(from));
+    let t0 = Instant::now();
+    let hs: Vec<_> = (0..clients)
+        .map(|_| {
+            let (next, addr) = (next.clone(), addr.to_owned());
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let (mut done, mut worst) = (0, Duration::ZERO);
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= to {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let r = agent
+                        .post(format!("http://{addr}/v1/attachments"))
+                        .send_json(req(i))
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 201);
+                    worst = worst.max(t.elapsed());
+                    done += 1;
+                }
+                (done, worst)
+            })
+        })
+        .collect();
+    let per: Vec<(usize, Duration)> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    (t0.elapsed(), per)
+}
+
 #[test]
 #[ignore = "benchmark: cargo test --release -p contrail-mesos-manager --test bench -- --ignored --nocapture"]
 fn bench_attachments_restart_reconcile() {
@@ -89,41 +125,32 @@ fn bench_attachments_restart_reconcile() {
         201
     );
 
-    // 1. Attachments per second.
+    // 1. Attachments per second, with 8 then 16 clients (half of the attachments each), and
+    // how evenly the server shares itself out: each client's count and slowest answer.
     let calls_before = vnc.calls.lock().unwrap().clone();
-    let next = Arc::new(AtomicUsize::new(0));
-    let t0 = Instant::now();
-    let hs: Vec<_> = (0..clients)
-        .map(|_| {
-            let (next, addr) = (next.clone(), addr.clone());
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .build()
-                    .into();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    let r = agent
-                        .post(format!("http://{addr}/v1/attachments"))
-                        .send_json(req(i))
-                        .unwrap();
-                    assert_eq!(r.status().as_u16(), 201);
-                }
-            })
-        })
-        .collect();
-    for h in hs {
-        h.join().unwrap();
+    let mut first = 0;
+    for clients in [clients / 2, clients].into_iter().filter(|c| *c > 0) {
+        let share = n / 2
+            + if clients == env_usize("BENCH_CLIENTS", 16) {
+                n % 2
+            } else {
+                0
+            };
+        let (el, per) = load(&addr, clients, first, first + share);
+        let counts: Vec<usize> = per.iter().map(|(c, _)| *c).collect();
+        let worst: Vec<f64> = per.iter().map(|(_, w)| w.as_secs_f64() * 1e3).collect();
+        println!(
+            "BENCH attachments: {share} in {:.2} s = {:.0} attachments/s ({clients} clients, {} workers); per client: {}..{} attachments, slowest answer {:.1}..{:.1} ms",
+            el.as_secs_f64(),
+            share as f64 / el.as_secs_f64(),
+            cfg.api.workers,
+            counts.iter().min().unwrap(),
+            counts.iter().max().unwrap(),
+            worst.iter().cloned().fold(f64::MAX, f64::min),
+            worst.iter().cloned().fold(0.0, f64::max),
+        );
+        first += share;
     }
-    let el = t0.elapsed();
-    println!(
-        "BENCH attachments: {n} in {:.2} s = {:.0} attachments/s ({clients} clients, 16 workers)",
-        el.as_secs_f64(),
-        n as f64 / el.as_secs_f64()
-    );
     // VNC round trips per attachment, by request kind (from the stand-in's counters).
     let per: Vec<String> = vnc
         .calls
@@ -132,7 +159,7 @@ fn bench_attachments_restart_reconcile() {
         .iter()
         .map(|(k, v)| (k, v - calls_before.get(k).copied().unwrap_or(0)))
         .filter(|(_, v)| *v > 0)
-        .map(|(k, v)| format!("{k}: {:.2}", v as f64 / n as f64))
+        .map(|(k, v)| format!("{k}: {:.2}", v as f64 / first as f64))
         .collect();
     println!("BENCH VNC requests per attachment: {}", per.join(", "));
     let ips: Vec<(String, String)> = vnc
@@ -174,7 +201,7 @@ fn bench_attachments_restart_reconcile() {
     let mut ready = None;
     let mut reconciled = None;
     for _ in 0..6000 {
-        if ready.is_none() && ureq::get(format!("http://{maddr}/healthz")).call().is_ok() {
+        if ready.is_none() && ureq::get(format!("http://{maddr}/livez")).call().is_ok() {
             ready = Some(t0.elapsed());
         }
         if ready.is_some() && metric(maddr, "contrail_mesos_reconcile_runs_total") >= 1.0 {
@@ -218,6 +245,8 @@ fn bench_attachments_restart_reconcile() {
             interval: Duration::from_secs(3600),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(1),
+            max_delete_percent: 50,
+            confirm_delay: Duration::from_secs(2),
         },
         Arc::new(AtomicBool::new(false)),
     );

@@ -592,3 +592,410 @@ fn redirected_and_silent_streams_reconnect_and_relist() {
     );
     app.shutdown(Duration::from_secs(2));
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile clients and faults. Raw sockets so every byte is under the test's control.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+
+/// Sends `bytes` (a write error is fine: the server may close early) and returns the answer's
+/// head (status line and headers), or "" when the server closed without one.
+fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = s.write_all(bytes);
+    read_head(&mut s)
+}
+
+fn read_head(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn status_of(head: &str) -> u16 {
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+fn get_status(addr: SocketAddr, path: &str) -> u16 {
+    let a: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    a.get(format!("http://{addr}{path}"))
+        .call()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_huge_declared_body_costs_nothing() {
+    let v = vnc();
+    let app = app::start(&config(&v, &[])).unwrap();
+    // tiny_http read the declared body after every answer and aborted the process on the
+    // allocation; a length above isize::MAX killed the worker thread instead.
+    for len in ["1099511627776", "9223372036854775808"] {
+        for _ in 0..17 {
+            let h = raw(
+                app.api.addr,
+                format!("GET /livez HTTP/1.1\r\nHost: m\r\nContent-Length: {len}\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_eq!(status_of(&h), 200, "{h}");
+        }
+        let h = raw(
+            app.api.addr,
+            format!(
+                "POST /v1/attachments HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {len}\r\n\r\n{{"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(status_of(&h), 413, "{h}");
+    }
+    // u64::MAX is no length hyper accepts: a clean 4xx, nothing read.
+    let h = raw(
+        app.api.addr,
+        b"GET /livez HTTP/1.1\r\nHost: m\r\nContent-Length: 18446744073709551615\r\n\r\n",
+    );
+    assert!((400..500).contains(&status_of(&h)), "{h}");
+    assert_eq!(get_status(app.api.addr, "/livez"), 200);
+    assert_eq!(post(&app, &request(&cid(1), "eth0", blue())).0, 201);
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn silent_uploads_do_not_freeze_the_api() {
+    let v = vnc();
+    let mut c = config(&v, &[]);
+    c.api.body_timeout_ms = 2_000;
+    let app = app::start(&c).unwrap();
+    // More silent uploads than workers (8): each declares a body and never sends it.
+    let mut silent: Vec<TcpStream> = (0..24)
+        .map(|_| {
+            let mut s = TcpStream::connect(app.api.addr).unwrap();
+            s.write_all(
+                format!(
+                    "POST /v1/attachments HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Everything else is still served meanwhile.
+    assert_eq!(get_status(app.api.addr, "/livez"), 200);
+    assert_eq!(get_status(app.api.addr, "/healthz"), 200);
+    assert_eq!(post(&app, &request(&cid(1), "eth0", blue())).0, 201);
+    // And each silent upload ends with 408 once its body timeout passes.
+    let s = &mut silent[0];
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let h = read_head(s);
+    assert_eq!(status_of(&h), 408, "{h}");
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_giant_header_is_431_and_an_oversized_body_413() {
+    let v = vnc();
+    let app = app::start(&config(&v, &[])).unwrap();
+    let big = "a".repeat(1 << 20);
+    let h = raw(
+        app.api.addr,
+        format!("GET /livez HTTP/1.1\r\nHost: m\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status_of(&h), 431, "{h}");
+    // Declared too large.
+    let body = "x".repeat(2 << 20);
+    let h = raw(
+        app.api.addr,
+        format!(
+            "POST /v1/attachments HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status_of(&h), 413, "{h}");
+    // Chunked, so only counting tells.
+    let mut req = format!(
+        "POST /v1/attachments HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    for _ in 0..40 {
+        req.push_str(&format!("{:x}\r\n{}\r\n", 64 * 1024, "y".repeat(64 * 1024)));
+    }
+    req.push_str("0\r\n\r\n");
+    let h = raw(app.api.addr, req.as_bytes());
+    assert_eq!(status_of(&h), 413, "{h}");
+    assert_eq!(get_status(app.api.addr, "/livez"), 200);
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn without_a_token_the_api_stays_on_loopback() {
+    let v = vnc();
+    let mut c = config(&v, &[]);
+    c.api.token = String::new();
+    c.api.listen = "0.0.0.0:0".into();
+    let e = app::start(&c).err().expect("an open API must be refused");
+    assert!(e.to_string().contains("allow-unauthenticated"), "{e}");
+    // Loopback without a token: served, no authentication.
+    c.api.listen = "127.0.0.1:0".into();
+    let app = app::start(&c).unwrap();
+    let (st, _) = post(&app, &request(&cid(1), "eth0", blue()));
+    assert_eq!(st, 201);
+    app.shutdown(Duration::from_secs(1));
+    // The default is loopback.
+    assert!(Config::default().api.listen.starts_with("127.0.0.1:"));
+}
+
+#[test]
+fn health_answers_while_vnc_hangs_and_readiness_follows_vnc() {
+    let v = vnc();
+    let mut c = config(&v, &[]);
+    c.api.probe_interval_secs = 1;
+    c.vnc.timeout_secs = 2;
+    c.vnc.attempts = 1;
+    let app = Arc::new(app::start(&c).unwrap());
+    wait_for("ready", 100, || get_status(app.api.addr, "/readyz") == 200);
+    // VNC answers nothing in time: every worker (8) blocks on it, and more requests queue.
+    v.set_delay(Duration::from_secs(5));
+    let hs: Vec<_> = (0..12)
+        .map(|i| {
+            let app = app.clone();
+            std::thread::spawn(move || post(&app, &request(&cid(50 + i), "eth0", blue())).0)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get_status(app.api.addr, "/livez"), 200);
+    let code = get_status(app.api.addr, "/healthz");
+    assert!(
+        code == 200 || code == 503,
+        "{code}: answered, without waiting on VNC"
+    );
+    v.set_delay(Duration::ZERO);
+    for h in hs {
+        h.join().unwrap();
+    }
+    // VNC failing: readiness says so (and liveness does not).
+    v.fail_next(1_000_000, 500, "/");
+    wait_for("not ready", 100, || {
+        get_status(app.api.addr, "/readyz") == 503
+    });
+    assert_eq!(get_status(app.api.addr, "/livez"), 200);
+    v.fail_next(0, 500, "/");
+    wait_for("ready again", 100, || {
+        get_status(app.api.addr, "/readyz") == 200
+    });
+}
+
+/// The manager binary under a low RLIMIT_NOFILE (a child process, killed on drop).
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn out_of_descriptors_the_api_pauses_and_comes_back() {
+    use std::os::unix::process::CommandExt as _;
+    let v = vnc();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfgp = dir.path().join("m.toml");
+    std::fs::write(
+        &cfgp,
+        format!(
+            "[api]\nlisten = \"{addr}\"\nmax-connections = 100000\n[vnc]\nurls = [\"{}\"]\n",
+            v.url()
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_contrail-mesos-manager"));
+    cmd.arg("--config")
+        .arg(&cfgp)
+        .arg("--log-file")
+        .arg(dir.path().join("m.log"));
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let _child = Child(cmd.spawn().expect("manager binary"));
+    wait_for("the manager", 200, || get_status(addr, "/livez") == 200);
+    // Hold more connections than the manager has descriptors.
+    let held: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    assert!(held.len() > 64, "only {} connections", held.len());
+    // Give the accept loop time to hit the limit.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
+    wait_for("the API after the squeeze", 200, || {
+        get_status(addr, "/livez") == 200
+    });
+    let a: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let m = a
+        .get(format!("http://{addr}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let n: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("contrail_mesos_accept_exhausted_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        n > 0,
+        "the squeeze never ran the process out of descriptors:\n{m}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The reconciler against Marathon as it misbehaves.
+
+fn joined_setup(m: &MarathonServer, app: &App, n: u32) {
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    for i in 0..n {
+        let (st, b) = post(app, &request(&cid(i), "eth0", blue()));
+        assert_eq!(st, 201, "{b}");
+        let ip = b["ip"].as_str().unwrap().to_owned();
+        m.add_task(
+            "/web",
+            &format!("web.{i}"),
+            "agent-1",
+            &[&ip],
+            "TASK_RUNNING",
+        );
+    }
+    wait_for("the joins", 200, || {
+        app.mgr
+            .cache
+            .all()
+            .iter()
+            .filter(|o| o.task_id.is_some())
+            .count()
+            == n as usize
+    });
+}
+
+fn relist(m: &MarathonServer, app: &App) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let runs = app.mgr.metrics.reconcile_runs.load(SeqCst);
+    m.drop_streams();
+    wait_for("a full pass", 300, || {
+        app.mgr.metrics.reconcile_runs.load(SeqCst) > runs
+    });
+}
+
+#[test]
+fn an_empty_listing_deletes_nothing_unconfirmed() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    let mut c = config(&v, &[m.url()]);
+    c.reconcile.grace_secs = 0;
+    c.reconcile.confirm_delay_ms = 100;
+    let app = app::start(&c).unwrap();
+    joined_setup(&m, &app, 6);
+    // One 200 with no app at all, then the truth again.
+    m.knobs.empty_lists.store(1, SeqCst);
+    relist(&m, &app);
+    assert!(app.mgr.metrics.reconcile_held.load(SeqCst) >= 1);
+    assert_eq!(v.count("virtual-machine-interface"), 6);
+    assert_eq!(v.count("virtual-machine"), 6);
+    // A shrunken listing: 4 of 6 gone at once is held, and deleted once confirmed.
+    for i in 0..4 {
+        m.remove_task_silently(&format!("web.{i}"));
+    }
+    relist(&m, &app);
+    assert_eq!(v.count("virtual-machine-interface"), 2);
+    assert!(app.mgr.metrics.reconcile_held.load(SeqCst) >= 2);
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_listing_without_tasks_deletes_nothing_and_pods_404_is_no_pods() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    m.knobs.no_pods.store(true, SeqCst);
+    let mut c = config(&v, &[m.url()]);
+    c.reconcile.grace_secs = 0;
+    let app = app::start(&c).unwrap();
+    joined_setup(&m, &app, 2);
+    // tasksRunning = 2 and no `tasks` key: not "zero tasks".
+    m.knobs.omit_tasks.store(true, SeqCst);
+    relist(&m, &app);
+    assert!(app.mgr.metrics.marathon_incomplete.load(SeqCst) >= 1);
+    assert_eq!(v.count("virtual-machine-interface"), 2);
+    // Complete again (and still no pods endpoint): a lost DEL is cleaned up.
+    m.knobs.omit_tasks.store(false, SeqCst);
+    m.remove_task_silently("web.0");
+    relist(&m, &app);
+    wait_for("the cleanup", 200, || {
+        v.count("virtual-machine-interface") == 1
+    });
+    assert!(v.store().get(&vm_uuid_for(&cid(1))).is_some());
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_task_on_another_node_with_the_same_address_is_not_joined() {
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    let app = app::start(&config(&v, &[m.url()])).unwrap();
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    let (_, b) = post(&app, &request(&cid(1), "eth0", blue()));
+    let ip = b["ip"].as_str().unwrap().to_owned();
+    // agent-2 reports the same address (its own bridge network): not ours, never joined.
+    m.add_task("/other", "other.1", "agent-2", &[&ip], "TASK_RUNNING");
+    relist(&m, &app);
+    assert_eq!(app.mgr.cache.all()[0].task_id, None);
+    // So the other node's task ending changes nothing.
+    m.kill_task("other.1");
+    relist(&m, &app);
+    assert_eq!(v.count("virtual-machine-interface"), 1);
+    // Its own task on its own node joins it.
+    m.add_task("/web", "web.1", "agent-1", &[&ip], "TASK_RUNNING");
+    wait_for("the join", 200, || {
+        app.mgr
+            .cache
+            .all()
+            .first()
+            .and_then(|o| o.task_id.clone())
+            .as_deref()
+            == Some("web.1")
+    });
+    app.shutdown(Duration::from_secs(1));
+}

@@ -8,6 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::model::{AppList, Event, PodStatus, TaskView, pod_tasks};
+
+/// One snapshot of what Marathon runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub tasks: Vec<TaskView>,
+    /// Why the listing is not the whole truth (tasks not embedded, counts that disagree);
+    /// empty when it is. An incomplete listing may join, never delete.
+    pub incomplete: Vec<String>,
+}
 use super::sse::{SseEvent, SseParser};
 
 /// The exact filter of the seed design; Marathon matches `event_type` exactly.
@@ -34,7 +43,9 @@ pub trait EventStream: Send {
 
 pub trait MarathonApi: Send + Sync {
     /// Every app task and pod container Marathon knows, in one snapshot.
-    fn list_tasks(&self) -> Result<Vec<TaskView>, MarathonError>;
+    fn list_tasks(&self) -> Result<Listing, MarathonError>;
+    /// A cheap reachability check (`GET /ping`), for readiness.
+    fn ping(&self) -> Result<(), MarathonError>;
     fn events(&self) -> Result<Box<dyn EventStream>, MarathonError>;
     /// Which URL is in use (logs, tests).
     fn current_url(&self) -> String;
@@ -98,7 +109,11 @@ impl HttpMarathon {
         self.current.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, MarathonError> {
+    /// `Ok(None)` on 404.
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, MarathonError> {
         let url = format!("{}{path}", self.base());
         let mut rb = self.lists.get(&url).header("Accept", "application/json");
         if let Some(t) = &self.cfg.token {
@@ -112,27 +127,58 @@ impl HttpMarathon {
             }
         })?;
         let status = resp.status().as_u16();
+        if status == 404 {
+            return Ok(None);
+        }
         if status != 200 {
             self.rotate();
             return Err(MarathonError::Status { url, status });
         }
         // Streamed decode: no 10 MB body limit, no intermediate copy of a large app list.
-        serde_json::from_reader(BufReader::new(resp.into_body().into_reader())).map_err(|e| {
-            MarathonError::Decode {
+        serde_json::from_reader(BufReader::new(resp.into_body().into_reader()))
+            .map(Some)
+            .map_err(|e| MarathonError::Decode {
                 url,
                 msg: e.to_string(),
-            }
-        })
+            })
     }
 }
 
 impl MarathonApi for HttpMarathon {
-    fn list_tasks(&self) -> Result<Vec<TaskView>, MarathonError> {
-        let apps: AppList = self.get_json("/v2/apps?embed=apps.tasks")?;
-        let pods: Vec<PodStatus> = self.get_json("/v2/pods/::status")?;
-        let mut out: Vec<TaskView> = apps.tasks().collect();
-        out.extend(pod_tasks(pods));
-        Ok(out)
+    fn list_tasks(&self) -> Result<Listing, MarathonError> {
+        const APPS: &str = "/v2/apps?embed=apps.tasks";
+        let v: serde_json::Value = self.get_json(APPS)?.ok_or_else(|| MarathonError::Status {
+            url: format!("{}{APPS}", self.base()),
+            status: 404,
+        })?;
+        let apps = AppList::decode(v).map_err(|msg| MarathonError::Decode {
+            url: format!("{}{APPS}", self.base()),
+            msg,
+        })?;
+        let incomplete = apps.incomplete();
+        // Marathon < 1.4 has no pods: its 404 means "no pods", not a failed listing.
+        let pods: Vec<PodStatus> = self.get_json("/v2/pods/::status")?.unwrap_or_default();
+        let mut tasks: Vec<TaskView> = apps.tasks().collect();
+        tasks.extend(pod_tasks(pods));
+        Ok(Listing { tasks, incomplete })
+    }
+
+    fn ping(&self) -> Result<(), MarathonError> {
+        let url = format!("{}/ping", self.base());
+        let resp = self.lists.get(&url).call().map_err(|e| {
+            self.rotate();
+            MarathonError::Transport {
+                url: url.clone(),
+                msg: e.to_string(),
+            }
+        })?;
+        match resp.status().as_u16() {
+            200 => Ok(()),
+            status => {
+                self.rotate();
+                Err(MarathonError::Status { url, status })
+            }
+        }
     }
 
     fn events(&self) -> Result<Box<dyn EventStream>, MarathonError> {

@@ -1,8 +1,12 @@
-//! Marathon: REST lists, the SSE event bus (`cni-mesos-marathon.md` §3) and their models.
+//! Marathon: REST lists, the SSE event bus (`/v2/events`) and their models. Supported:
+//! Marathon 1.4 and later (see `docs/manager.md`); older versions have no pods and answer 404
+//! on `/v2/pods/::status`, which reads as "no pods".
 
 pub mod client;
 pub mod model;
 pub mod sse;
 
-pub use client::{EventStream, HttpMarathon, HttpMarathonConfig, MarathonApi, MarathonError};
+pub use client::{
+    EventStream, HttpMarathon, HttpMarathonConfig, Listing, MarathonApi, MarathonError,
+};
 pub use model::{Event, TaskView};

@@ -1,5 +1,6 @@
-//! The parts of Marathon's JSON the manager uses (`cni-mesos-marathon.md` §3.4-3.6); every
-//! other field is skipped while decoding.
+//! The parts of Marathon's JSON the manager uses (`/v2/apps?embed=apps.tasks`,
+//! `/v2/pods/::status`, the `status_update_event` and `instance_changed_event` events of the
+//! Marathon REST/event-bus docs); every other field is skipped while decoding.
 
 use serde::Deserialize;
 
@@ -24,13 +25,86 @@ pub struct Task {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct App {
     #[serde(default)]
-    pub tasks: Vec<Task>,
+    pub id: String,
+    /// Present only with `embed=apps.tasks`; `None` is "not told", never "no tasks".
+    #[serde(default)]
+    pub tasks: Option<Vec<Task>>,
+    #[serde(rename = "tasksRunning", default)]
+    pub tasks_running: Option<u64>,
+    #[serde(rename = "tasksStaged", default)]
+    pub tasks_staged: Option<u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+impl App {
+    /// Why this app's tasks cannot be taken as the full truth, if they cannot: Marathon
+    /// counts its running and staged tasks in `tasksRunning`/`tasksStaged`; the embedded list
+    /// must hold at least that many (it also holds killing and unreachable ones).
+    pub fn incomplete(&self) -> Option<String> {
+        let counted = self.tasks_running.unwrap_or(0) + self.tasks_staged.unwrap_or(0);
+        match &self.tasks {
+            None if counted > 0 => Some(format!(
+                "app {}: {counted} tasks counted but none embedded (no embed=apps.tasks?)",
+                self.id
+            )),
+            Some(t) if (t.len() as u64) < counted => Some(format!(
+                "app {}: {counted} tasks counted, {} embedded",
+                self.id,
+                t.len()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A `/v2/apps?embed=apps.tasks` answer, decoded app by app.
+#[derive(Debug, Clone, Default)]
 pub struct AppList {
-    #[serde(default)]
     pub apps: Vec<App>,
+}
+
+impl AppList {
+    /// Decodes each app on its own, so a failure names the app, the task and the field
+    /// (`app /web: tasks[1] (web.3f2a...): ipAddresses[0]: invalid type ...`).
+    pub fn decode(v: serde_json::Value) -> Result<AppList, String> {
+        let serde_json::Value::Object(mut top) = v else {
+            return Err("the answer is not a JSON object".into());
+        };
+        let apps = match top.remove("apps") {
+            Some(serde_json::Value::Array(a)) => a,
+            Some(_) => return Err("`apps` is not an array".into()),
+            None => return Err("no `apps` key".into()),
+        };
+        let mut out = Vec::with_capacity(apps.len());
+        for (i, a) in apps.into_iter().enumerate() {
+            let id = a
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("#{i}"));
+            let task_id = |path: &str| -> String {
+                // "tasks[3].host" -> the id of task 3.
+                path.strip_prefix("tasks[")
+                    .and_then(|r| r.split(']').next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| a.get("tasks")?.get(n)?.get("id")?.as_str())
+                    .map(|t| format!(" (task {t})"))
+                    .unwrap_or_default()
+            };
+            match serde_path_to_error::deserialize::<_, App>(&a) {
+                Ok(app) => out.push(app),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    return Err(format!("app {id}: {path}{}: {}", task_id(&path), e.inner()));
+                }
+            }
+        }
+        Ok(AppList { apps: out })
+    }
+
+    /// Why the listing cannot be used to decide what ended, if it cannot.
+    pub fn incomplete(&self) -> Vec<String> {
+        self.apps.iter().filter_map(App::incomplete).collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -74,7 +148,9 @@ pub struct TaskView {
     pub state: String,
 }
 
-/// Mesos task states after which the task's network is gone.
+/// Mesos task states after which Marathon considers the task ended (its
+/// `TaskCondition`/`Condition.isTerminal`). `TASK_LOST` and `TASK_UNREACHABLE` are not: since
+/// Marathon 1.4 they make the instance Unreachable, and it may come back until it is expunged.
 pub fn is_terminal_state(s: &str) -> bool {
     matches!(
         s,
@@ -82,27 +158,45 @@ pub fn is_terminal_state(s: &str) -> bool {
             | "TASK_FAILED"
             | "TASK_KILLED"
             | "TASK_ERROR"
-            | "TASK_LOST"
             | "TASK_DROPPED"
             | "TASK_GONE"
             | "TASK_GONE_BY_OPERATOR"
     )
 }
 
-/// Instance conditions (`instance_changed_event`) after which the instance is gone. Unknown
-/// strings (Marathon renamed some across versions) are not terminal.
+/// States in which a task's CNI ADD may still be running, so it has no address to report yet.
+pub fn is_starting_state(s: &str) -> bool {
+    matches!(s, "" | "TASK_STAGING" | "TASK_STARTING")
+}
+
+/// Instance conditions (`instance_changed_event`) after which the instance is gone
+/// (Marathon's `Condition.isTerminal`). `Unreachable` and `UnreachableInactive` are not: the
+/// instance can come back until Marathon expunges it. Unknown strings are not terminal.
 pub fn is_terminal_condition(c: &str) -> bool {
     matches!(
         c,
-        "Failed" | "Finished" | "Killed" | "Gone" | "Dropped" | "Error" | "UnreachableInactive"
+        "Failed" | "Finished" | "Killed" | "Gone" | "Dropped" | "Error" | "Unknown"
     )
+}
+
+/// The task-id prefixes of an instance id: Marathon >= 1.8 names tasks
+/// `<instance>.<n>`/`<instance>.<container>`; Marathon 1.4-1.7 names an app instance
+/// `<app>.marathon-<uuid>` and its task `<app>.<uuid>`.
+pub fn instance_task_ids(instance_id: &str) -> Vec<String> {
+    let mut v = vec![instance_id.to_owned()];
+    if let Some((app, last)) = instance_id.rsplit_once('.')
+        && let Some(uuid) = last.strip_prefix("marathon-")
+    {
+        v.push(format!("{app}.{uuid}"));
+    }
+    v
 }
 
 impl AppList {
     pub fn tasks(self) -> impl Iterator<Item = TaskView> {
         self.apps
             .into_iter()
-            .flat_map(|a| a.tasks)
+            .flat_map(|a| a.tasks.unwrap_or_default())
             .map(|t| TaskView {
                 ips: t.ip_addresses.into_iter().map(|i| i.ip_address).collect(),
                 id: t.id,
@@ -141,6 +235,11 @@ pub enum Event {
         condition: String,
     },
     Other(String),
+    /// A known event whose payload did not decode: the event name and why.
+    Undecodable {
+        name: String,
+        error: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -164,26 +263,39 @@ struct InstanceChangedJson {
 }
 
 impl Event {
-    /// Decodes an SSE event by its name; undecodable payloads become `Other`.
+    /// Decodes an SSE event by its name; an undecodable payload becomes `Undecodable`, naming
+    /// the field at fault.
     pub fn parse(name: &str, data: &str) -> Event {
         match name {
             "event_stream_attached" => Event::Attached,
-            "status_update_event" => match serde_json::from_str::<StatusUpdateJson>(data) {
+            "status_update_event" => match serde_path_to_error::deserialize::<_, StatusUpdateJson>(
+                &mut serde_json::Deserializer::from_str(data),
+            ) {
                 Ok(s) => Event::StatusUpdate(TaskView {
                     id: s.task_id,
                     host: s.host,
                     ips: s.ip_addresses.into_iter().map(|i| i.ip_address).collect(),
                     state: s.task_status,
                 }),
-                Err(_) => Event::Other(name.to_owned()),
-            },
-            "instance_changed_event" => match serde_json::from_str::<InstanceChangedJson>(data) {
-                Ok(i) => Event::InstanceChanged {
-                    instance_id: i.instance_id,
-                    condition: i.condition,
+                Err(e) => Event::Undecodable {
+                    name: name.to_owned(),
+                    error: format!("{}: {}", e.path(), e.inner()),
                 },
-                Err(_) => Event::Other(name.to_owned()),
             },
+            "instance_changed_event" => {
+                match serde_path_to_error::deserialize::<_, InstanceChangedJson>(
+                    &mut serde_json::Deserializer::from_str(data),
+                ) {
+                    Ok(i) => Event::InstanceChanged {
+                        instance_id: i.instance_id,
+                        condition: i.condition,
+                    },
+                    Err(e) => Event::Undecodable {
+                        name: name.to_owned(),
+                        error: format!("{}: {}", e.path(), e.inner()),
+                    },
+                }
+            }
             other => Event::Other(other.to_owned()),
         }
     }
@@ -200,11 +312,108 @@ mod tests {
             "/../tests/fixtures/examples/marathon/marathonlb-marathon15_apps.json"
         ))
         .expect("example");
-        let l: AppList = serde_json::from_str(&text).expect("decode");
+        let l = AppList::decode(serde_json::from_str(&text).expect("json")).expect("decode");
+        assert!(l.incomplete().is_empty(), "{:?}", l.incomplete());
         let t: Vec<TaskView> = l.tasks().collect();
         assert!(!t.is_empty());
         assert_eq!(t[0].ips, vec!["172.17.0.2".to_owned()]);
         assert_eq!(t[0].state, "TASK_RUNNING");
+    }
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let p = format!(
+            "{}/../tests/fixtures/examples/marathon/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(&p).expect(&p)).expect("json")
+    }
+
+    #[test]
+    fn a_listing_without_embedded_tasks_is_incomplete() {
+        // The marathon-lb capture with its `tasks` removed: tasksRunning = 1, nothing embedded.
+        let mut v = fixture("marathonlb-marathon15_apps.json");
+        for a in v["apps"].as_array_mut().unwrap() {
+            a.as_object_mut().unwrap().remove("tasks");
+        }
+        let l = AppList::decode(v).unwrap();
+        let why = l.incomplete();
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(why[0].contains("/pywebserver"), "{why:?}");
+        // Fewer embedded than counted.
+        let mut v = fixture("marathonlb-marathon15_apps.json");
+        v["apps"][0]["tasksRunning"] = 3.into();
+        assert!(!AppList::decode(v).unwrap().incomplete().is_empty());
+        // The docs' /v2/apps example (no embed, every count 0) is complete and has no tasks.
+        let l = AppList::decode(fixture("marathon-docs-app_list.json")).unwrap();
+        assert!(l.incomplete().is_empty());
+        assert_eq!(l.tasks().count(), 0);
+    }
+
+    #[test]
+    fn a_decode_failure_names_the_app_the_task_and_the_field() {
+        let mut v = fixture("marathonlb-marathon15_apps.json");
+        let tid = v["apps"][0]["tasks"][0]["id"].as_str().unwrap().to_owned();
+        v["apps"][0]["tasks"][0]["ipAddresses"][0]["ipAddress"] = 17.into();
+        let e = AppList::decode(v).unwrap_err();
+        assert!(e.contains("app /pywebserver"), "{e}");
+        assert!(e.contains(&tid), "{e}");
+        assert!(e.contains("ipAddresses[0].ipAddress"), "{e}");
+    }
+
+    #[test]
+    fn terminal_states_and_conditions_follow_marathon() {
+        for s in [
+            "TASK_FINISHED",
+            "TASK_FAILED",
+            "TASK_KILLED",
+            "TASK_ERROR",
+            "TASK_DROPPED",
+            "TASK_GONE",
+            "TASK_GONE_BY_OPERATOR",
+        ] {
+            assert!(is_terminal_state(s), "{s}");
+        }
+        for s in [
+            "TASK_LOST",
+            "TASK_UNREACHABLE",
+            "TASK_RUNNING",
+            "TASK_KILLING",
+        ] {
+            assert!(!is_terminal_state(s), "{s}");
+        }
+        assert!(!is_terminal_condition("UnreachableInactive"));
+        assert!(!is_terminal_condition("Unreachable"));
+        assert!(is_terminal_condition("Killed"));
+    }
+
+    #[test]
+    fn marathon_1_4_instance_ids_map_to_their_task_ids() {
+        assert_eq!(
+            instance_task_ids("web.marathon-9f0c2b8e-0000-11e7-93ae-92361f002671"),
+            vec![
+                "web.marathon-9f0c2b8e-0000-11e7-93ae-92361f002671".to_owned(),
+                "web.9f0c2b8e-0000-11e7-93ae-92361f002671".to_owned()
+            ]
+        );
+        assert_eq!(
+            instance_task_ids("pod.instance-a"),
+            vec!["pod.instance-a".to_owned()]
+        );
+    }
+
+    #[test]
+    fn an_undecodable_event_says_which_field() {
+        let e = Event::parse(
+            "status_update_event",
+            r#"{"taskId":"a.1","taskStatus":"TASK_RUNNING","ipAddresses":"10.0.0.2"}"#,
+        );
+        match e {
+            Event::Undecodable { name, error } => {
+                assert_eq!(name, "status_update_event");
+                assert!(error.contains("ipAddresses"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

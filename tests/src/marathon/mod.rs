@@ -65,6 +65,13 @@ pub struct Knobs {
     pub stream_connects: AtomicU64,
     /// Event stream requests refused with 405 (bad Accept).
     pub refused: AtomicU64,
+    /// The next this many `/v2/apps` answers list no app at all (a restarting Marathon, an
+    /// ACL that hides every app).
+    pub empty_lists: AtomicU64,
+    /// `/v2/apps` leaves out the embedded `tasks` (counts still say how many run).
+    pub omit_tasks: AtomicBool,
+    /// `/v2/pods/::status` answers 404, as Marathon < 1.4 (no pods) does.
+    pub no_pods: AtomicBool,
     /// Handles the write routes (`POST /v2/apps`, `PUT`/`DELETE /v2/apps/<id>`, pods...),
     /// which need a scheduler behind them (the devstack installs one).
     pub writes: Mutex<Option<WriteHandler>>,
@@ -106,6 +113,9 @@ impl MarathonServer {
             app_lists: AtomicU64::new(0),
             stream_connects: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            empty_lists: AtomicU64::new(0),
+            omit_tasks: AtomicBool::new(false),
+            no_pods: AtomicBool::new(false),
             writes: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -378,11 +388,28 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                     .push(json!({"id": t.id, "appId": t.app_id, "host": t.host,
                     "slaveId": "S0", "state": t.state, "ipAddresses": ips, "ports": [], "stagedAt": now_iso()}));
             }
-            let embed = query.contains("embed=apps.tasks");
+            let embed =
+                query.contains("embed=apps.tasks") && !knobs.omit_tasks.load(Ordering::SeqCst);
+            let hide = knobs
+                .empty_lists
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if hide {
+                apps.clear();
+            }
             let list: Vec<Value> = apps
                 .into_iter()
                 .map(|(id, tasks)| {
-                    let mut a = json!({"id": id, "instances": tasks.len(), "networks": [{"mode": "container", "name": "contrail-cni-plugin"}], "tasksRunning": tasks.len()});
+                    // Marathon counts running and staged tasks; killing/unreachable ones are
+                    // embedded but in neither count.
+                    let count = |states: &[&str]| {
+                        tasks
+                            .iter()
+                            .filter(|t| states.contains(&t["state"].as_str().unwrap_or("")))
+                            .count()
+                    };
+                    let mut a = json!({"id": id, "instances": tasks.len(), "networks": [{"mode": "container", "name": "contrail-cni-plugin"}],
+                        "tasksRunning": count(&["TASK_RUNNING"]), "tasksStaged": count(&["TASK_STAGING", "TASK_STARTING"])});
                     if embed {
                         a["tasks"] = Value::Array(tasks);
                         a["deployments"] = json!([]);
@@ -413,6 +440,10 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                 &json!({"tasks": tasks}).to_string(),
                 leader_hdr,
             );
+        }
+        ("GET", "/ping") => respond(&mut s, "200 OK", "text/plain", "pong", ""),
+        ("GET", "/v2/pods/::status") if knobs.no_pods.load(Ordering::SeqCst) => {
+            respond(&mut s, "404 Not Found", "text/plain", "not found", "");
         }
         ("GET", "/v2/pods/::status") => {
             let st = lock(state);
