@@ -1,6 +1,6 @@
 //! One CNI invocation, end to end: skel → logging → dispatch by `type` → result on stdout.
 //!
-//! [`Invocation`] is what both paths receive:
+//! [`Invocation`] (its own module) is what both paths receive:
 //! * `"type": "mesos"` (or any config with a `delegate` block) → [`crate::delegate::run`];
 //! * `"type": "contrail-cni-plugin"` / `"contrail-k8s-cni"` → [`crate::contrail::run`].
 //!
@@ -10,53 +10,10 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
+use crate::cni::CniResult;
 use crate::cni::error::{CniError, INTERNAL, INVALID_CONFIG};
-use crate::cni::skel::{self, Env, Request};
-use crate::cni::{CmdArgs, CniResult, CniVersion, Command, NetConf};
-use crate::wasm::{InvocationRecord, Plugins};
-
-/// A validated invocation and the plugins it may use (loaded on first use).
-pub struct Invocation {
-    pub command: Command,
-    pub args: CmdArgs,
-    pub conf: NetConf,
-    /// The config's `cniVersion`, parsed (results are written in it).
-    pub version: CniVersion,
-    pub plugins: Plugins,
-}
-
-impl Invocation {
-    /// Builds the invocation from a skel request; a bad `wasm` section is error 7.
-    pub fn new(req: Request) -> Result<Self, CniError> {
-        let plugins = Plugins::new(req.conf.wasm()?, &req.args.container_id);
-        Ok(Invocation {
-            command: req.command,
-            args: req.args,
-            conf: req.conf,
-            version: req.version,
-            plugins,
-        })
-    }
-
-    /// The WIT `invocation` record handed to plugins.
-    pub fn record(&self) -> InvocationRecord {
-        InvocationRecord {
-            command: self.command,
-            container_id: self.args.container_id.clone(),
-            ifname: self.args.ifname.clone(),
-            netns: self.args.netns.clone(),
-            network_name: self
-                .conf
-                .name()
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-                .to_owned(),
-            cni_version: self.conf.cni_version().to_owned(),
-            config: self.conf.text().to_owned(),
-        }
-    }
-}
+use crate::cni::skel::{self, Env};
+use crate::invocation::Invocation;
 
 /// Types served by the Contrail path.
 pub const CONTRAIL_TYPES: &[&str] = &["contrail-cni-plugin", "contrail-k8s-cni"];

@@ -5,8 +5,10 @@ pub mod cni;
 pub mod contrail;
 pub mod delegate;
 pub mod dispatch;
+pub mod invocation;
 pub mod logging;
 pub mod net;
 pub mod wasm;
 
-pub use dispatch::{Invocation, run_cni};
+pub use dispatch::run_cni;
+pub use invocation::Invocation;

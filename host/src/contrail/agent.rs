@@ -1,10 +1,12 @@
-//! The vRouter agent's port-IPC API (shared/contracts/contrail.md §1): types, the client trait
-//! the Contrail logic uses, and its HTTP implementation (ureq, one timeout per request, no
-//! proxy from the environment: the agent is node-local).
+//! The vRouter agent's port-IPC API (tf-controller `src/vnsw/agent/port_ipc/`, the REST server
+//! the Contrail CNI `src/container/cni/contrail/vrouter.go` talks to): the wire types, the
+//! client trait the Contrail logic uses, and its HTTP implementation (ureq, one timeout per
+//! request, no proxy from the environment: the agent is node-local).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// One element of `GET /vm-cfg/<key>`: a VMI of the VM as configured (not yet operational).
@@ -30,9 +32,72 @@ impl VmiCfg {
     }
 }
 
-/// One element of `GET /vm/<vm-uuid>/<vmi-uuid>`: the port's IP configuration. The same
-/// record the IPAM plugin receives (`wit/ipam.wit` `vrouter-port`), so it is handed on as is.
-pub type VmPort = crate::wasm::VrouterPort;
+/// One element of `GET /vm/<vm-uuid>/<vmi-uuid>`: the port's IP configuration, with the agent's
+/// own key names. The IPAM plugin receives the same fields (`wit/ipam.wit` `vrouter-port`); the
+/// conversion into that record happens where the plugin is called. Strings that the agent writes
+/// empty count as absent, numbers written as strings are read (older agents did both).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct VrouterPort {
+    #[serde(default, deserialize_with = "lenient::string")]
+    pub id: String,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub ip_address: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    pub plen: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub gateway: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub dns_server: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub mac_address: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub v6_ip_address: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_u32")]
+    pub v6_plen: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub v6_gateway: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub v6_dns_server: Option<String>,
+}
+
+impl VrouterPort {
+    /// True when the answer carries an IPv4 or IPv6 address (empty strings and the
+    /// unspecified addresses count as absent, as the IPAM plugin treats them).
+    pub fn has_address(&self) -> bool {
+        let set = |a: &Option<String>| {
+            a.as_deref()
+                .is_some_and(|s| !s.is_empty() && s != "0.0.0.0" && s != "::")
+        };
+        set(&self.ip_address) || set(&self.v6_ip_address)
+    }
+}
+
+/// Field readers that accept what agents of several releases write: a string or a number for a
+/// string, a number or a numeric string for a number; anything else (or `""`) is absent.
+mod lenient {
+    use super::*;
+
+    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::String(s) if !s.is_empty() => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        opt_string(d).map(Option::unwrap_or_default)
+    }
+
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Ok(match Value::deserialize(d)? {
+            Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentError {
@@ -55,7 +120,7 @@ pub trait Agent {
         vm_uuid: &str,
         vmi_uuid: &str,
         timeout: Duration,
-    ) -> Result<Option<VmPort>, AgentError>;
+    ) -> Result<Option<VrouterPort>, AgentError>;
     fn delete_vm(&self, vm_uuid: &str, body: &[u8], timeout: Duration) -> Result<(), AgentError>;
     /// Any HTTP answer proves the agent serves requests (STATUS).
     fn ping(&self, timeout: Duration) -> Result<(), AgentError>;
@@ -65,7 +130,7 @@ pub trait Agent {
 
 /// Parses one annotation string. The agent sends `"{" + key + ":" + value + "}"`; the key never
 /// contains ':' but values may (fq-names), so split at the first ':' only (Contrail's CNI split on
-/// every ':' and dropped the rest, contract §3.4).
+/// every ':' and dropped the rest: tf-controller `src/container/cni/contrail/vrouter.go`).
 pub fn parse_annotation(s: &str) -> Option<(String, String)> {
     let s = s.trim();
     let inner = s
@@ -131,23 +196,19 @@ pub fn parse_vm_cfg(body: &str) -> Result<Vec<VmiCfg>, AgentError> {
         .collect()
 }
 
-pub fn parse_vm_ports(body: &str) -> Result<Vec<VmPort>, AgentError> {
+pub fn parse_vm_ports(body: &str) -> Result<Vec<VrouterPort>, AgentError> {
     let v: Value = serde_json::from_str(body).map_err(|e| AgentError::Malformed(e.to_string()))?;
-    Ok(elements(v)?
+    elements(v)?
         .into_iter()
-        .map(|o| VmPort {
-            id: str_field(&o, "id").unwrap_or_default(),
-            ip_address: str_field(&o, "ip-address"),
-            plen: u32_field(&o, "plen"),
-            gateway: str_field(&o, "gateway"),
-            dns_server: str_field(&o, "dns-server"),
-            mac_address: str_field(&o, "mac-address"),
-            v6_ip_address: str_field(&o, "v6-ip-address"),
-            v6_plen: u32_field(&o, "v6-plen"),
-            v6_gateway: str_field(&o, "v6-gateway"),
-            v6_dns_server: str_field(&o, "v6-dns-server"),
+        .map(|o| {
+            if !o.is_object() {
+                return Err(AgentError::Malformed(format!(
+                    "port element is not an object: {o}"
+                )));
+            }
+            VrouterPort::deserialize(o).map_err(|e| AgentError::Malformed(e.to_string()))
         })
-        .collect())
+        .collect()
 }
 
 /// The HTTP client.
@@ -199,7 +260,8 @@ impl HttpAgent {
                 .content_type("application/json")
                 .send(body.unwrap_or_default()),
             "DELETE" => match body {
-                // The Go CNI sends a body with DELETE; the agent ignores it (contract §1.5).
+                // The Go CNI sends a body with DELETE; the agent ignores it (it drops every
+                // subscription of the VM named in the path).
                 Some(b) => self
                     .http
                     .delete(&url)
@@ -261,7 +323,7 @@ impl Agent for HttpAgent {
         vm_uuid: &str,
         vmi_uuid: &str,
         timeout: Duration,
-    ) -> Result<Option<VmPort>, AgentError> {
+    ) -> Result<Option<VrouterPort>, AgentError> {
         let path = format!("/vm/{vm_uuid}/{vmi_uuid}");
         match self.exchange("GET", &path, None, timeout)? {
             (200, body) => {
@@ -342,5 +404,11 @@ mod tests {
         .unwrap();
         assert_eq!(p[0].plen, Some(12));
         assert_eq!(p[0].v6_ip_address, None);
+        assert!(p[0].has_address());
+        let p = parse_vm_ports(r#"{"id":"i","ip-address":"","plen":"24","v6-ip-address":"::"}"#)
+            .unwrap();
+        assert_eq!((p[0].ip_address.as_deref(), p[0].plen), (None, Some(24)));
+        assert!(!p[0].has_address());
+        assert!(parse_vm_ports("[1]").is_err());
     }
 }

@@ -1,19 +1,23 @@
 //! The `contrail` section of the network configuration, with Contrail's defaults where a key is
-//! absent (shared/contracts/contrail.md §3.2). Numbers are accepted as JSON numbers or strings
-//! (deployed configs have `"mesos-port": "6991"`, `"log-level": "4"`).
+//! absent (the keys and defaults of tf-controller's `src/container/cni/contrail/contrail-cni.go`
+//! and `vrouter.go`). Numbers are accepted as JSON numbers or strings (deployed configs have
+//! `"mesos-port": "6991"`, `"log-level": "4"`). The section is decoded once into [`Section`]
+//! (unknown keys kept in `extra` and logged), then resolved into [`ContrailConfig`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::error::{Error, Result, code};
+use crate::cni::config::NetConf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Kubernetes: VM name `<cluster>__<ns>__<pod>` from `CNI_ARGS`; no manager.
     K8s,
-    /// Mesos: VM name = container id; registration with the manager when `mesos-ip` is set.
+    /// Mesos: VM name = container id; registration with the manager when one is configured.
     Mesos,
 }
 
@@ -27,12 +31,13 @@ pub struct ContrailConfig {
     pub poll_timeout: Duration,
     /// Contrail's number of polls; `poll_timeout * poll_retries` is the whole wait budget.
     pub poll_retries: u32,
-    pub log_file: Option<String>,
-    pub log_level: Option<String>,
     /// None when the config has no `mode`: decided per invocation (k8s when `CNI_ARGS` names a
     /// pod, Mesos otherwise).
     pub mode: Option<Mode>,
     pub mtu: u32,
+    /// `vif-type`: only `veth` is implemented; nested mode (`macvlan` on `parent-interface`)
+    /// is refused by ADD rather than silently replaced by a veth.
+    pub vif_type: String,
     pub mesos_ip: Option<String>,
     pub mesos_port: u16,
     pub mesos_token: Option<String>,
@@ -54,10 +59,9 @@ impl Default for ContrailConfig {
             config_dir: DEFAULT_CONFIG_DIR.into(),
             poll_timeout: Duration::from_secs(3),
             poll_retries: 20,
-            log_file: None,
-            log_level: None,
             mode: None,
             mtu: 1500,
+            vif_type: "veth".into(),
             mesos_ip: None,
             mesos_port: DEFAULT_MESOS_PORT,
             mesos_token: None,
@@ -67,109 +71,244 @@ impl Default for ContrailConfig {
     }
 }
 
-fn bad(key: &str, v: &Value, want: &str) -> Error {
-    Error::new(
-        code::INVALID_CONFIG,
-        format!("contrail.{key}: expected {want}, got {v}"),
-    )
+/// The `contrail` object as written. Every key is optional (`null` counts as absent).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct Section {
+    #[serde(deserialize_with = "de::string")]
+    pub vrouter_ip: Option<String>,
+    #[serde(deserialize_with = "de::port")]
+    pub vrouter_port: Option<u16>,
+    #[serde(deserialize_with = "de::string")]
+    pub cluster_name: Option<String>,
+    #[serde(deserialize_with = "de::string")]
+    pub config_dir: Option<String>,
+    #[serde(deserialize_with = "de::seconds")]
+    pub poll_timeout: Option<f64>,
+    #[serde(deserialize_with = "de::count")]
+    pub poll_retries: Option<u32>,
+    /// Read by the logger (`crate::logging`) before the section is decoded.
+    #[serde(deserialize_with = "de::string")]
+    pub log_file: Option<String>,
+    #[serde(deserialize_with = "de::string")]
+    pub log_level: Option<String>,
+    #[serde(deserialize_with = "de::mode")]
+    pub mode: Option<Mode>,
+    #[serde(deserialize_with = "de::mtu")]
+    pub mtu: Option<u32>,
+    #[serde(deserialize_with = "de::string")]
+    pub vif_type: Option<String>,
+    #[serde(deserialize_with = "de::string")]
+    pub mesos_ip: Option<String>,
+    #[serde(deserialize_with = "de::port")]
+    pub mesos_port: Option<u16>,
+    #[serde(deserialize_with = "de::string")]
+    pub mesos_token: Option<String>,
+    #[serde(deserialize_with = "de::string")]
+    pub mesos_token_file: Option<String>,
+    #[serde(deserialize_with = "de::seconds")]
+    pub mesos_timeout: Option<f64>,
+    #[serde(deserialize_with = "de::boolean")]
+    pub async_teardown: Option<bool>,
+    /// Every other key: kept, and logged ([`IGNORED`] says why some known ones are unused).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
-fn string(key: &str, v: &Value) -> Result<String> {
-    match v {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        _ => Err(bad(key, v, "a string")),
+/// Keys of Contrail's CNI config that this plugin reads nowhere, and why.
+pub const IGNORED: &[(&str, &str)] = &[
+    (
+        "meta-plugin",
+        "Contrail compares it with the parent process to detect multus; this plugin is always exec'd as the network's own plugin",
+    ),
+    (
+        "network-name",
+        "Contrail overwrites it with the top-level \"name\", and so does this plugin",
+    ),
+    (
+        "parent-interface",
+        "only nested mode (vif-type macvlan) uses it, and nested mode is not supported",
+    ),
+    ("log-dir", "logs go to log-file"),
+];
+
+/// Readers for the section's values: a string may be written as a number, a number as a
+/// string; `null` is absent. The error names what was expected (the key is added by
+/// [`Section::parse`]).
+mod de {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    use super::Mode;
+
+    fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+        Ok(Some(Value::deserialize(d)?).filter(|v| !v.is_null()))
+    }
+
+    fn bad<E: serde::de::Error>(v: &Value, want: &str) -> E {
+        E::custom(format!("expected {want}, got {v}"))
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        value(d)?
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                Value::Number(n) => Ok(n.to_string()),
+                v => Err(bad(&v, "a string")),
+            })
+            .transpose()
+    }
+
+    fn number<E: serde::de::Error>(v: &Value) -> Result<f64, E> {
+        let n = match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        n.filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| bad(v, "a non-negative number"))
+    }
+
+    fn integer<T: TryFrom<u64>, E: serde::de::Error>(v: &Value, want: &str) -> Result<T, E> {
+        let n = number::<E>(v)?;
+        if n.fract() != 0.0 {
+            return Err(bad(v, want));
+        }
+        T::try_from(n as u64).map_err(|_| bad(v, want))
+    }
+
+    pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        value(d)?.map(|v| number(&v)).transpose()
+    }
+
+    pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        value(d)?.map(|v| integer(&v, "a count")).transpose()
+    }
+
+    pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+        value(d)?
+            .map(|v| match integer::<u16, D::Error>(&v, "a port number")? {
+                0 => Err(bad(&v, "a port number")),
+                p => Ok(p),
+            })
+            .transpose()
+    }
+
+    pub fn mtu<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        value(d)?
+            .map(|v| match integer::<u32, D::Error>(&v, "an MTU")? {
+                m @ 68..=65535 => Ok(m),
+                _ => Err(bad(&v, "an MTU between 68 and 65535")),
+            })
+            .transpose()
+    }
+
+    pub fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        value(d)?
+            .map(|v| v.as_bool().ok_or_else(|| bad(&v, "true or false")))
+            .transpose()
+    }
+
+    pub fn mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mode>, D::Error> {
+        value(d)?
+            .map(|v| match v.as_str() {
+                Some("k8s" | "kubernetes") => Ok(Mode::K8s),
+                Some("mesos") => Ok(Mode::Mesos),
+                _ => Err(D::Error::custom(format!(
+                    r#"expected "mesos" or "k8s", got {v}"#
+                ))),
+            })
+            .transpose()
     }
 }
 
-fn number(key: &str, v: &Value) -> Result<f64> {
-    let n = match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    n.filter(|n| n.is_finite() && *n >= 0.0)
-        .ok_or_else(|| bad(key, v, "a non-negative number"))
-}
-
-fn integer<T: TryFrom<u64>>(key: &str, v: &Value, want: &str) -> Result<T> {
-    let n = number(key, v)?;
-    if n.fract() != 0.0 {
-        return Err(bad(key, v, want));
+impl Section {
+    /// Decodes the section; an error names the key (`contrail.mesos-port: expected ...`).
+    pub fn parse(section: &Value) -> Result<Section> {
+        if !section.is_object() {
+            return Err(Error::new(
+                code::INVALID_CONFIG,
+                format!("contrail: expected an object, got {section}"),
+            ));
+        }
+        serde_path_to_error::deserialize(section).map_err(|e| {
+            let key = e.path().to_string();
+            Error::new(
+                code::INVALID_CONFIG,
+                format!("contrail.{key}: {}", e.into_inner()),
+            )
+        })
     }
-    T::try_from(n as u64).map_err(|_| bad(key, v, want))
 }
 
 impl ContrailConfig {
-    /// Parses the `contrail` object of the whole network configuration (absent = all defaults).
-    pub fn from_netconf(conf: &Value) -> Result<ContrailConfig> {
-        let mut c = ContrailConfig::default();
-        let Some(section) = conf.get("contrail") else {
-            return Ok(c);
+    /// The `contrail` section of `conf` (absent = all defaults).
+    pub fn from_netconf(conf: &NetConf) -> Result<ContrailConfig> {
+        match conf.get("contrail").filter(|v| !v.is_null()) {
+            None => Ok(ContrailConfig::default()),
+            Some(v) => Self::from_section(Section::parse(v)?),
+        }
+    }
+
+    fn from_section(s: Section) -> Result<ContrailConfig> {
+        let d = ContrailConfig::default();
+        for key in s.extra.keys() {
+            match IGNORED.iter().find(|(k, _)| k == key) {
+                Some((_, why)) => tracing::debug!("contrail.{key} is not used: {why}"),
+                None => tracing::warn!("contrail.{key}: unknown key, ignored"),
+            }
+        }
+        let mesos_token = match (s.mesos_token, s.mesos_token_file) {
+            (Some(t), _) => Some(t),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(&f)
+                    .map_err(|e| {
+                        Error::new(
+                            code::INVALID_CONFIG,
+                            format!("contrail.mesos-token-file {f}: {e}"),
+                        )
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
         };
-        let obj = section.as_object().ok_or_else(|| {
-            Error::new(
-                code::INVALID_CONFIG,
-                format!("contrail: expected an object, got {section}"),
-            )
-        })?;
-        let mut token_file = None;
-        for (k, v) in obj {
-            if v.is_null() {
-                continue;
-            }
-            match k.as_str() {
-                "vrouter-ip" => c.vrouter_ip = string(k, v)?,
-                "vrouter-port" => c.vrouter_port = integer(k, v, "a port number")?,
-                "cluster-name" => c.cluster_name = string(k, v)?,
-                "config-dir" => c.config_dir = string(k, v)?.into(),
-                "poll-timeout" => c.poll_timeout = Duration::from_secs_f64(number(k, v)?),
-                "poll-retries" => c.poll_retries = integer(k, v, "a count")?,
-                "log-file" => c.log_file = Some(string(k, v)?),
-                "log-level" => c.log_level = Some(string(k, v)?),
-                "mode" => {
-                    c.mode = Some(match string(k, v)?.as_str() {
-                        "k8s" | "kubernetes" => Mode::K8s,
-                        "mesos" => Mode::Mesos,
-                        _ => return Err(bad(k, v, r#""mesos" or "k8s""#)),
-                    })
-                }
-                "mtu" => {
-                    c.mtu = integer(k, v, "an MTU")?;
-                    if !(68..=65535).contains(&c.mtu) {
-                        return Err(bad(k, v, "an MTU between 68 and 65535"));
-                    }
-                }
-                "mesos-ip" => {
-                    let s = string(k, v)?;
-                    c.mesos_ip = (!s.is_empty()).then_some(s);
-                }
-                "mesos-port" => c.mesos_port = integer(k, v, "a port number")?,
-                "mesos-token" => c.mesos_token = Some(string(k, v)?),
-                "mesos-token-file" => token_file = Some(string(k, v)?),
-                "mesos-timeout" => c.mesos_timeout = Duration::from_secs_f64(number(k, v)?),
-                "async-teardown" => {
-                    c.async_teardown = v.as_bool().ok_or_else(|| bad(k, v, "true or false"))?
-                }
-                // Contrail keys we accept and do not use (veth only; no meta-plugin detection).
-                _ => {}
-            }
+        Ok(ContrailConfig {
+            vrouter_ip: s.vrouter_ip.unwrap_or(d.vrouter_ip),
+            vrouter_port: s.vrouter_port.unwrap_or(d.vrouter_port),
+            cluster_name: s.cluster_name.unwrap_or(d.cluster_name),
+            config_dir: s.config_dir.map_or(d.config_dir, PathBuf::from),
+            poll_timeout: s
+                .poll_timeout
+                .map_or(d.poll_timeout, Duration::from_secs_f64),
+            poll_retries: s.poll_retries.unwrap_or(d.poll_retries),
+            mode: s.mode,
+            mtu: s.mtu.unwrap_or(d.mtu),
+            vif_type: s.vif_type.unwrap_or(d.vif_type),
+            mesos_ip: s.mesos_ip.filter(|ip| !ip.is_empty()),
+            mesos_port: s.mesos_port.unwrap_or(d.mesos_port),
+            mesos_token,
+            mesos_timeout: s
+                .mesos_timeout
+                .map_or(d.mesos_timeout, Duration::from_secs_f64),
+            async_teardown: s.async_teardown.unwrap_or(d.async_teardown),
+        })
+    }
+
+    /// What ADD cannot do: nested mode (`vif-type` other than `veth`), in which Contrail's CNI
+    /// puts a macvlan/VLAN sub-interface of `parent-interface` into the container.
+    pub fn check_supported(&self) -> Result<()> {
+        if self.vif_type == "veth" {
+            return Ok(());
         }
-        if c.vrouter_port == 0 {
-            return Err(bad("vrouter-port", &Value::from(0), "a port number"));
-        }
-        if c.mesos_token.is_none()
-            && let Some(f) = token_file
-        {
-            let t = std::fs::read_to_string(&f).map_err(|e| {
-                Error::new(
-                    code::INVALID_CONFIG,
-                    format!("contrail.mesos-token-file {f}: {e}"),
-                )
-            })?;
-            c.mesos_token = Some(t.trim().to_owned());
-        }
-        Ok(c)
+        Err(Error::new(
+            code::INVALID_CONFIG,
+            format!(
+                "contrail.vif-type {:?} is not supported: nested mode (a macvlan sub-interface of parent-interface) is not implemented, only \"veth\"",
+                self.vif_type
+            ),
+        ))
     }
 
     /// The whole time we wait for the agent: what Contrail's `poll-retries` polls spaced by
@@ -202,10 +341,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn parse(v: Value) -> Result<ContrailConfig> {
+        ContrailConfig::from_netconf(&NetConf::from_value(v).unwrap())
+    }
+
     #[test]
     fn defaults_follow_contrail() {
-        let c = ContrailConfig::from_netconf(&json!({"name": "n", "type": "contrail-cni-plugin"}))
-            .unwrap();
+        let c = parse(json!({"name": "n", "type": "contrail-cni-plugin"})).unwrap();
         assert_eq!(c.vrouter_ip, "127.0.0.1");
         assert_eq!(c.vrouter_port, 9091);
         assert_eq!(c.cluster_name, "k8s");
@@ -219,7 +361,7 @@ mod tests {
 
     #[test]
     fn deployed_mesos_config_with_string_numbers() {
-        let c = ContrailConfig::from_netconf(&json!({"contrail": {
+        let c = parse(json!({"contrail": {
             "config-dir": "/var/lib/contrail/ports/vm", "poll-timeout": 5, "poll-retries": 15,
             "log-dir": "/x", "log-file": "/x/o.log", "log-level": "4", "vrouter-port": 9091,
             "vrouter-ip": "10.0.0.5", "mode": "mesos", "cluster-name": "mesos",
@@ -228,32 +370,55 @@ mod tests {
         assert_eq!(c.mode, Some(Mode::Mesos));
         assert_eq!(c.mesos_port, 6991);
         assert_eq!(c.mtu, 1400);
-        assert_eq!(c.log_level.as_deref(), Some("4"));
         assert_eq!(c.manager_base().unwrap(), "http://10.0.0.1:6991");
         assert_eq!(c.agent_base(), "http://10.0.0.5:9091/");
     }
 
     #[test]
     fn fractional_poll_timeout_and_errors_name_the_key() {
-        let c = ContrailConfig::from_netconf(&json!({"contrail": {"poll-timeout": 0.2}})).unwrap();
+        let c = parse(json!({"contrail": {"poll-timeout": 0.2}})).unwrap();
         assert_eq!(c.poll_timeout, Duration::from_millis(200));
-        let e =
-            ContrailConfig::from_netconf(&json!({"contrail": {"mesos-port": "x"}})).unwrap_err();
+        let e = parse(json!({"contrail": {"mesos-port": "x"}})).unwrap_err();
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("contrail.mesos-port"), "{}", e.msg);
-        let e = ContrailConfig::from_netconf(&json!({"contrail": {"mode": "swarm"}})).unwrap_err();
+        let e = parse(json!({"contrail": {"mode": "swarm"}})).unwrap_err();
         assert!(e.msg.contains("contrail.mode"), "{}", e.msg);
-        let e = ContrailConfig::from_netconf(&json!({"contrail": {"mtu": 10}})).unwrap_err();
+        let e = parse(json!({"contrail": {"mtu": 10}})).unwrap_err();
         assert!(e.msg.contains("contrail.mtu"), "{}", e.msg);
-        let e =
-            ContrailConfig::from_netconf(&json!({"contrail": {"poll-retries": 1.5}})).unwrap_err();
+        let e = parse(json!({"contrail": {"poll-retries": 1.5}})).unwrap_err();
         assert!(e.msg.contains("poll-retries"), "{}", e.msg);
     }
 
     #[test]
+    fn unknown_keys_are_kept_and_nested_mode_is_refused() {
+        let s = Section::parse(
+            &json!({"log-dir": "/x", "frobnicate": 1, "vif-type": "macvlan",
+            "parent-interface": "eth1", "mesos-ip": null}),
+        )
+        .unwrap();
+        assert_eq!(
+            s.extra.keys().collect::<Vec<_>>(),
+            ["log-dir", "frobnicate", "parent-interface"]
+        );
+        let c = ContrailConfig::from_section(s).unwrap();
+        assert_eq!(c.mesos_ip, None);
+        let e = c.check_supported().unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(
+            e.msg.contains("vif-type") && e.msg.contains("nested"),
+            "{}",
+            e.msg
+        );
+        ContrailConfig::default().check_supported().unwrap();
+        let e = parse(json!({"contrail": 5})).unwrap_err();
+        assert_eq!(e.code, 7);
+        let e = parse(json!({"contrail": {"vrouter-port": 0}})).unwrap_err();
+        assert!(e.msg.contains("contrail.vrouter-port"), "{}", e.msg);
+    }
+
+    #[test]
     fn ipv6_hosts_are_bracketed() {
-        let c =
-            ContrailConfig::from_netconf(&json!({"contrail": {"vrouter-ip": "fd00::1"}})).unwrap();
+        let c = parse(json!({"contrail": {"vrouter-ip": "fd00::1"}})).unwrap();
         assert_eq!(c.agent_base(), "http://[fd00::1]:9091/");
     }
 }

@@ -1,44 +1,57 @@
-//! The Contrail path (issue 3): a network of type `contrail-cni-plugin` / `contrail-k8s-cni`.
+//! The Contrail path: a network of type `contrail-cni-plugin` / `contrail-k8s-cni`, doing what
+//! tf-controller's `src/container/cni/` plugin does, over the same agent API and port files.
 //!
 //! ADD: translate the Mesos labels (Wasm `translate-contrail`) → register with the manager
 //! (`mode: mesos`) → poll the agent's `GET /vm-cfg/<key>` → veth pair over netlink → port file +
 //! `POST /vm` → `GET /vm/<vm>/<vmi>` → Wasm IPAM → addresses and routes in the netns. Any failure
-//! after a side effect rolls everything back ([`ops::add`]). DEL, CHECK and STATUS: see [`ops`].
+//! after a side effect rolls everything back ([`undo`]).
 //!
-//! Modules: [`config`] (the `contrail` section), [`agent`] (vRouter agent client), [`manager`]
-//! (attachment API client), [`portfile`] (port files + per-VM lock), [`naming`] (tap names, k8s
-//! names), [`ops`] (the logic, over traits).
+//! One module per verb ([`add`], [`del`], [`check`], [`status`], [`gc`]) over the traits of
+//! [`ctx`], so each runs against fakes without root; [`poll`] waits for the agent. Peers:
+//! [`agent`] (vRouter agent client and its wire types), [`manager`] (attachment API client).
+//! [`config`] is the `contrail` section, [`portfile`] the port files and per-VM lock, [`naming`]
+//! the tap and k8s names.
 
+pub mod add;
 pub mod agent;
+pub mod check;
 pub mod config;
+pub mod ctx;
+pub mod del;
 pub mod error;
+#[cfg(test)]
+mod fakes;
+pub mod gc;
 pub mod manager;
 pub mod naming;
-pub mod ops;
+pub mod poll;
 pub mod portfile;
+pub mod status;
+pub mod undo;
 
 use std::path::Path;
 
 use contrail_mesos_api::ContrailRequest;
 
-use crate::Invocation;
 use crate::cni::config::Label;
 use crate::cni::{CniError, CniResult, Command};
-use crate::wasm::{InvocationRecord, IpamConfig, Plugins, VrouterPort};
+use crate::invocation::Invocation;
+use crate::wasm::{InvocationRecord, IpamConfig, Plugins};
+use agent::VrouterPort;
 
 pub use config::ContrailConfig;
 use error::code;
 
-/// [`ops::Policy`] over the real Wasm plugins.
+/// [`ctx::Policy`] over the real Wasm plugins.
 struct WasmPolicy<'a> {
     plugins: &'a Plugins,
     record: InvocationRecord,
-    /// Held by [`ops::Policy::prefetch`] while it loads the IPAM component, so the real call
+    /// Held by [`ctx::Policy::prefetch`] while it loads the IPAM component, so the real call
     /// waits for that load instead of doing it a second time in parallel.
     loading: std::sync::Mutex<()>,
 }
 
-impl ops::Policy for WasmPolicy<'_> {
+impl ctx::Policy for WasmPolicy<'_> {
     fn translate(&self, labels: &[Label]) -> Result<ContrailRequest, CniError> {
         self.plugins.translate_contrail(&self.record, labels)
     }
@@ -63,14 +76,13 @@ impl ops::Policy for WasmPolicy<'_> {
 
 /// Entry point from the dispatcher.
 pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
-    let cfg = ContrailConfig::from_netconf(inv.conf.raw())?;
+    let cfg = ContrailConfig::from_netconf(&inv.conf)?;
     let agent = agent::HttpAgent::new(&cfg.agent_base());
     if inv.command == Command::Status {
-        return ops::status(&cfg, &agent).map(|()| None);
+        return status::status(&cfg, &agent).map(|()| None);
     }
     if inv.command == Command::Gc {
-        // Port files carry no attachment list the runtime could validate against here; GC is
-        // informational for us (DEL is the cleanup path).
+        gc::gc(&inv.conf);
         return Ok(None);
     }
     let manager = cfg
@@ -81,8 +93,8 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     } else {
         vec![]
     };
-    let network_name = inv.conf.name()?.unwrap_or_default().to_owned();
-    let ctx = ops::Ctx {
+    let network_name = inv.network_name().to_owned();
+    let ctx = ctx::Ctx {
         cfg: &cfg,
         container_id: &inv.args.container_id,
         ifname: &inv.args.ifname,
@@ -97,15 +109,15 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         record: inv.record(),
         loading: std::sync::Mutex::new(()),
     };
-    let mut deps = ops::Deps {
+    let mut deps = ctx::Deps {
         agent: &agent,
         manager: manager.as_ref().map(|m| m as &dyn manager::Manager),
         net: &mut net,
         policy: &policy,
     };
     match inv.command {
-        Command::Add => ops::add(&ctx, &mut deps).map(Some),
-        Command::Del => ops::del(&ctx, &mut deps).map(|()| None),
+        Command::Add => add::add(&ctx, &mut deps).map(Some),
+        Command::Del => del::del(&ctx, &mut deps).map(|()| None),
         Command::Check => {
             let prev = inv.conf.prev_result()?.ok_or_else(|| {
                 CniError::new(
@@ -113,7 +125,7 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
                     "CHECK needs prevResult in the network config",
                 )
             })?;
-            ops::check(&ctx, &prev, &mut deps).map(|()| None)
+            check::check(&ctx, &prev, &mut deps).map(|()| None)
         }
         Command::Status | Command::Gc | Command::Version => Ok(None),
     }

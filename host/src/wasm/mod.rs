@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ipnet::IpNet;
-use serde::Deserialize;
 use wasmtime::component::{Component, HasSelf};
 
 use crate::cni::config::{Label, WasmSettings};
@@ -78,22 +77,9 @@ impl InvocationRecord {
     }
 }
 
-/// The vRouter agent's answer for one port (`GET /vm/<vm>/<vmi>`, one array element), with the
-/// agent's own JSON key names so it can be deserialised directly.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct VrouterPort {
-    pub id: String,
-    pub ip_address: Option<String>,
-    pub plen: Option<u32>,
-    pub gateway: Option<String>,
-    pub dns_server: Option<String>,
-    pub mac_address: Option<String>,
-    pub v6_ip_address: Option<String>,
-    pub v6_plen: Option<u32>,
-    pub v6_gateway: Option<String>,
-    pub v6_dns_server: Option<String>,
-}
+/// The agent's port answer lives with the agent client; the IPAM call below converts it into
+/// the WIT record.
+pub use crate::contrail::agent::VrouterPort;
 
 /// What the IPAM plugin computed, checked and typed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

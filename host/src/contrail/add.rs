@@ -1,0 +1,728 @@
+//! ADD: labels → manager → agent → veth → port file + `POST /vm` → agent → Wasm IPAM → addresses
+//! and routes. Each step with a side effect records its [`Undo`]; a failure (or a panic) runs
+//! them in reverse before the error goes back to the runtime.
+
+use std::path::Path;
+use std::time::Instant;
+
+use contrail_mesos_api::{AttachRequest, Node};
+use ipnet::IpNet;
+
+use super::agent::{VmiCfg, VrouterPort};
+use super::config::Mode;
+use super::ctx::{Ctx, Deps, Identity};
+use super::error::{Error, Result, at_step, code};
+use super::naming::{eth_index, tap_name};
+use super::poll::{Poll, agent_poll_reason, ms, poll, request_timeout};
+use super::portfile::{PortMsg, VmDir, go_time_now};
+use super::undo::{Undo, UndoList};
+use crate::cni::result::{CniResult, Interface, IpConfig};
+use crate::net::{NetError, RouteSpec, VethSpec, format_mac, parse_mac};
+
+/// ADD. Returns the result in the canonical (1.1.0) shape.
+pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
+    let netns = ctx
+        .netns
+        .ok_or_else(|| Error::new(code::INVALID_ENV, "CNI_NETNS is required for ADD"))?;
+    ctx.cfg.check_supported()?;
+    let policy = deps.policy;
+    let mut undo = UndoList::default();
+    let out = std::thread::scope(|s| {
+        // Loading the IPAM component (~3 ms) overlaps the agent round trips instead of
+        // following them.
+        s.spawn(|| policy.prefetch());
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            steps(ctx, netns, deps, &mut undo)
+        }))
+    });
+    match out {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => {
+            undo.run(deps, ctx.cfg, ctx.container_id, ctx.ifname);
+            Err(e)
+        }
+        Err(panic) => {
+            undo.run(deps, ctx.cfg, ctx.container_id, ctx.ifname);
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
+/// Logs how long each step took.
+struct Laps<'a> {
+    container_id: &'a str,
+    t: Instant,
+}
+
+impl Laps<'_> {
+    fn done(&mut self, step: &str) {
+        tracing::info!(
+            container_id = self.container_id,
+            step,
+            ms = ms(self.t.elapsed()),
+            "ADD step done"
+        );
+        self.t = Instant::now();
+    }
+}
+
+fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Result<CniResult> {
+    let t0 = Instant::now();
+    let mut laps = Laps {
+        container_id: ctx.container_id,
+        t: Instant::now(),
+    };
+    let mut id = Identity::of(ctx)?;
+    // Before anything is created: a netns that is not one fails at once (not after the agent
+    // poll budget), and an interface that already has this name is the runtime's (a repeated
+    // ADD): refusing now leaves it, its tap and its registration untouched.
+    match deps.net.inspect(netns, ctx.ifname) {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return Err(Error::from(NetError::IfnameExists {
+                name: ctx.ifname.to_owned(),
+            }));
+        }
+        Err(e) => return Err(at_step(e.into(), "open the container's network namespace")),
+    }
+
+    let hints = register(ctx, netns, deps, &mut id, undo)?;
+    if hints.is_some() {
+        laps.done("register");
+    }
+    let hints = hints.unwrap_or_default();
+    let vmi = wait_for_vmi(ctx, netns, deps, &id, hints.vmi.as_deref())?;
+    laps.done("vm-cfg");
+    let plan = Plan::new(ctx, &id, &vmi, &hints)?;
+
+    let tap = create_veth(ctx, netns, deps, &plan)?;
+    undo.push(Undo::Veth { tap: tap.clone() });
+    laps.done("veth");
+
+    subscribe(ctx, netns, deps, &id, &plan, &tap, undo)?;
+    laps.done("port");
+
+    let port = wait_for_port(ctx, deps, &plan)?;
+    laps.done("vm-port");
+    let ipcfg = deps
+        .policy
+        .ipam(&port, plan.primary)
+        .map_err(|e| at_step(e, "IPAM plugin"))?;
+    laps.done("ipam");
+
+    let addrs: Vec<IpNet> = ipcfg.ips.iter().map(|i| i.address).collect();
+    let routes: Vec<RouteSpec> = ipcfg
+        .routes
+        .iter()
+        .map(|r| RouteSpec {
+            dst: r.dst,
+            gw: r.gw,
+        })
+        .collect();
+    deps.net
+        .configure(netns, ctx.ifname, &addrs, &routes)
+        .map_err(|e| at_step(e.into(), "configure addresses and routes"))?;
+    laps.done("configure");
+
+    tracing::info!(container_id = ctx.container_id, ifname = ctx.ifname, tap, vmi = %plan.vmi, ms = ms(t0.elapsed()), "ADD done");
+    Ok(CniResult {
+        interfaces: vec![Interface {
+            name: ctx.ifname.to_owned(),
+            mac: Some(format_mac(&plan.mac)),
+            mtu: Some(ctx.cfg.mtu),
+            sandbox: Some(netns.to_string_lossy().into_owned()),
+            socket_path: None,
+            pci_id: None,
+        }],
+        ips: ipcfg
+            .ips
+            .iter()
+            .map(|i| IpConfig {
+                interface: Some(0),
+                ..i.clone()
+            })
+            .collect(),
+        routes: ipcfg.routes.clone(),
+        dns: ipcfg.dns.clone(),
+    })
+}
+
+/// What the manager's answer tells about the port before the agent does.
+#[derive(Debug, Default)]
+struct Hints {
+    vmi: Option<String>,
+    mac: Option<String>,
+    primary: Option<bool>,
+}
+
+/// Mesos mode with a manager: labels → Contrail request → manager, which answers once VNC has
+/// the objects. None when there is no manager to ask (k8s mode, or none configured).
+fn register(
+    ctx: &Ctx,
+    netns: &Path,
+    deps: &mut Deps,
+    id: &mut Identity,
+    undo: &mut UndoList,
+) -> Result<Option<Hints>> {
+    let (Mode::Mesos, Some(m)) = (id.mode, deps.manager) else {
+        return Ok(None);
+    };
+    let request = deps
+        .policy
+        .translate(&ctx.labels)
+        .map_err(|e| at_step(e, "translate labels"))?;
+    let req = AttachRequest {
+        container_id: ctx.container_id.to_owned(),
+        ifname: ctx.ifname.to_owned(),
+        netns: Some(netns.to_string_lossy().into_owned()),
+        node: Node {
+            name: ctx.cfg.cluster_name.clone(),
+            ip: ctx.cfg.vrouter_ip.clone(),
+        },
+        network_name: ctx.network_name.to_owned(),
+        request,
+        labels: ctx.labels.clone(),
+    };
+    // A timed-out POST may still have registered: undo either way.
+    undo.push(Undo::Registration);
+    let att = m
+        .attach(&req)
+        .map_err(|e| at_step(e, "register with the manager"))?;
+    id.vm_name = att.vm_name.clone();
+    id.vm_uuid = Some(att.vm_uuid.clone());
+    Ok(Some(Hints {
+        vmi: Some(att.vmi_uuid.clone()),
+        mac: att.mac.clone(),
+        primary: att
+            .index
+            .split_once('/')
+            .and_then(|(i, _)| i.parse::<u32>().ok())
+            .map(|i| i == 0),
+    }))
+}
+
+/// Polls `GET /vm-cfg/<vm-name>` until this interface's VMI is configured. The netlink
+/// connections (a thread joins the container's namespace for one) open meanwhile.
+fn wait_for_vmi(
+    ctx: &Ctx,
+    netns: &Path,
+    deps: &mut Deps,
+    id: &Identity,
+    want: Option<&str>,
+) -> Result<VmiCfg> {
+    let agent = deps.agent;
+    let what = format!(
+        "the vRouter agent at {} to have the config of VM {} (GET /vm-cfg/{})",
+        agent.endpoint(),
+        id.vm_name,
+        id.vm_name
+    );
+    let net = &mut *deps.net;
+    let (vmi, _) = std::thread::scope(|scope| {
+        let prep = scope.spawn(move || net.prepare(Some(netns)));
+        let vmi = poll(ctx.cfg, &what, |timeout| {
+            match agent.vm_cfg(&id.vm_name, timeout) {
+                Ok(None) => Poll::NotYet("404 (not configured yet)".into()),
+                Ok(Some(cfgs)) => match select_vmi(&cfgs, ctx.ifname, want) {
+                    Ok(c) => Poll::Done(c.clone()),
+                    Err(p) => p,
+                },
+                Err(e) => match agent_poll_reason(&e) {
+                    Some(r) => Poll::NotYet(r),
+                    None => Poll::Fatal(e.into()),
+                },
+            }
+        });
+        (vmi, prep.join())
+    });
+    vmi.map_err(|e| at_step(e, "wait for the VMI config"))
+}
+
+/// Which vm-cfg element is this interface's. Err is the poll outcome when none is (yet).
+fn select_vmi<'v, T>(
+    cfgs: &'v [VmiCfg],
+    ifname: &str,
+    want: Option<&str>,
+) -> std::result::Result<&'v VmiCfg, Poll<T>> {
+    if let Some(id) = want {
+        return cfgs.iter().find(|c| c.id == id).ok_or_else(|| {
+            Poll::NotYet(format!(
+                "VMI {id} not among the {} configured VMIs",
+                cfgs.len()
+            ))
+        });
+    }
+    if let Some(c) = cfgs
+        .iter()
+        .find(|c| c.annotations.get("interface").is_some_and(|i| i == ifname))
+    {
+        return Ok(c);
+    }
+    // The `index` annotation i/N: wait for all N VMIs (the manager creates them one by one),
+    // then take the i-th for eth<i>.
+    if let Some((_, n)) = cfgs.iter().find_map(VmiCfg::index) {
+        if (cfgs.len() as u32) < n {
+            return Err(Poll::NotYet(format!(
+                "{} of {n} VMIs configured",
+                cfgs.len()
+            )));
+        }
+        if let Some(i) = eth_index(ifname)
+            && let Some(c) = cfgs
+                .iter()
+                .find(|c| c.index().is_some_and(|(ci, _)| ci == i))
+        {
+            return Ok(c);
+        }
+    }
+    if cfgs.len() == 1 && (cfgs[0].index().is_none() || ifname == "eth0") {
+        return Ok(&cfgs[0]);
+    }
+    Err(Poll::Fatal(Error::new(
+        code::INVALID_CONFIG,
+        format!(
+            "none of the VM's {} VMIs is for interface {ifname} (no matching `interface` or `index` annotation)",
+            cfgs.len()
+        ),
+    )))
+}
+
+/// The port as the agent configured it, checked before anything is created for it.
+struct Plan {
+    vmi: String,
+    vm_uuid: String,
+    vn_uuid: String,
+    mac: [u8; 6],
+    primary: bool,
+}
+
+impl Plan {
+    fn new(ctx: &Ctx, id: &Identity, vmi: &VmiCfg, hints: &Hints) -> Result<Plan> {
+        let vm_uuid = id
+            .vm_uuid
+            .clone()
+            .or_else(|| vmi.vm_uuid.clone())
+            .ok_or_else(|| Error::new(code::AGENT, "the agent's vm-cfg answer has no vm-uuid"))?;
+        let mac_text = vmi.mac.clone().or(hints.mac.clone()).ok_or_else(|| {
+            Error::new(
+                code::AGENT,
+                format!("no MAC address for VMI {} (vm-cfg or manager)", vmi.id),
+            )
+        })?;
+        let mac = parse_mac(&mac_text).ok_or_else(|| {
+            Error::new(
+                code::AGENT,
+                format!("VMI {} has a malformed MAC address {mac_text:?}", vmi.id),
+            )
+        })?;
+        Ok(Plan {
+            vmi: vmi.id.clone(),
+            vm_uuid,
+            vn_uuid: vmi.vn_id.clone().unwrap_or_default(),
+            mac,
+            // Only the primary interface gets the default route (the IPAM plugin's rule).
+            primary: vmi
+                .index()
+                .map(|(i, _)| i == 0)
+                .or(hints.primary)
+                .unwrap_or(ctx.ifname == "eth0"),
+        })
+    }
+}
+
+/// Creates the veth pair; returns the host end's name.
+fn create_veth(ctx: &Ctx, netns: &Path, deps: &mut Deps, plan: &Plan) -> Result<String> {
+    let tap = tap_name(ctx.container_id, ctx.ifname);
+    let spec = VethSpec {
+        host_name: tap.clone(),
+        container_name: ctx.ifname.to_owned(),
+        mac: Some(plan.mac),
+        mtu: ctx.cfg.mtu,
+    };
+    let created = match deps.net.create_veth(netns, &spec) {
+        Err(NetError::Netlink {
+            errno: Some(libc::EEXIST),
+            ..
+        }) => {
+            // The host name is unique to (container id, ifname) and the container side was
+            // checked free: a tap left by a lost DEL of this very attachment. Replace it.
+            tracing::warn!(
+                container_id = ctx.container_id,
+                tap,
+                "replacing a stale host interface"
+            );
+            deps.net
+                .delete_host_link(&tap)
+                .and_then(|_| deps.net.create_veth(netns, &spec))
+        }
+        r => r,
+    };
+    created.map_err(|e| at_step(e.into(), "create veth"))?;
+    // Contrail disables router advertisements on the tap (tf-controller
+    // `src/container/cni/contrail/veth.go`); best effort, the file is absent without IPv6.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tap}/accept_ra"), b"0");
+    Ok(tap)
+}
+
+/// Port file, then `POST /vm`, under the VM's directory lock.
+fn subscribe(
+    ctx: &Ctx,
+    netns: &Path,
+    deps: &mut Deps,
+    id: &Identity,
+    plan: &Plan,
+    tap: &str,
+    undo: &mut UndoList,
+) -> Result<()> {
+    let cfg = ctx.cfg;
+    let body = PortMsg {
+        time: go_time_now(),
+        vm_id: ctx.container_id.to_owned(),
+        vm_uuid: plan.vm_uuid.clone(),
+        vm_name: id.vm_name.clone(),
+        host_ifname: tap.to_owned(),
+        vm_ifname: ctx.ifname.to_owned(),
+        vm_namespace: netns.to_string_lossy().into_owned(),
+        vn_uuid: plan.vn_uuid.clone(),
+        vmi_uuid: plan.vmi.clone(),
+    }
+    .to_body();
+    let pf = |e: std::io::Error| {
+        let path = format!("{}/{}/{}", cfg.config_dir.display(), id.vm_name, plan.vmi);
+        at_step(
+            Error::new(code::PORT_FILE, format!("{path}: {e}")),
+            "write port file",
+        )
+    };
+    let dir = VmDir::lock(&cfg.config_dir, &id.vm_name, true)
+        .map_err(pf)?
+        .ok_or_else(|| pf(std::io::ErrorKind::NotFound.into()))?;
+    dir.write(&plan.vmi, &body).map_err(pf)?;
+    undo.push(Undo::Port {
+        vm_name: id.vm_name.clone(),
+        vmi: plan.vmi.clone(),
+        vm_uuid: plan.vm_uuid.clone(),
+        posted: false,
+    });
+    deps.agent
+        .add_port(&body, request_timeout(cfg))
+        .map_err(|e| at_step(e.into(), "POST /vm"))?;
+    undo.mark_posted();
+    Ok(())
+}
+
+/// Polls `GET /vm/<vm>/<vmi>` until the port has an address.
+fn wait_for_port(ctx: &Ctx, deps: &Deps, plan: &Plan) -> Result<VrouterPort> {
+    let agent = deps.agent;
+    let what = format!(
+        "the vRouter agent at {} to report port {} of VM {} (GET /vm/{}/{})",
+        agent.endpoint(),
+        plan.vmi,
+        plan.vm_uuid,
+        plan.vm_uuid,
+        plan.vmi
+    );
+    poll(ctx.cfg, &what, |timeout| {
+        match agent.get_port(&plan.vm_uuid, &plan.vmi, timeout) {
+            // A port the agent knows before its instance-ip reached it has no address yet
+            // (a real agent says 404 "Missing IPAM entry ... Retry"; a 200 without one is the
+            // same state), so it is polled on rather than handed to IPAM as an error.
+            Ok(Some(p)) if !p.has_address() => {
+                Poll::NotYet("200 without an address (no instance-ip yet)".into())
+            }
+            Ok(Some(p)) => Poll::Done(p),
+            Ok(None) => Poll::NotYet("404 (not active yet)".into()),
+            Err(e) => match agent_poll_reason(&e) {
+                Some(r) => Poll::NotYet(r),
+                None => Poll::Fatal(e.into()),
+            },
+        }
+    })
+    .map_err(|e| at_step(e, "get the port's IP configuration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::contrail::del::del;
+    use crate::contrail::fakes::*;
+
+    #[test]
+    fn a_port_without_an_address_yet_is_polled_again() {
+        // The VMI is visible through its VM before its instance-ip exists (seen in the devstack
+        // with a second network); the address must be waited for, not refused by IPAM.
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent {
+            port_unaddressed: RefCell::new(2),
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let r = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap();
+        assert_eq!(r.ips[0].address.to_string(), "10.0.0.5/24");
+        let gets = agent
+            .calls
+            .borrow()
+            .iter()
+            .filter(|c| c.starts_with("GET /vm/"))
+            .count();
+        assert_eq!(gets, 3);
+    }
+
+    #[test]
+    fn add_then_del_without_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent {
+            cfg_404s: RefCell::new(2),
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let r = add(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert_eq!(r.ips[0].address.to_string(), "10.0.0.5/24");
+        assert_eq!(r.ips[0].interface, Some(0));
+        assert_eq!(r.routes.len(), 1);
+        assert_eq!(r.interfaces[0].mac.as_deref(), Some("02:00:00:00:00:01"));
+        let file = tmp.path().join(CID).join(VMI);
+        assert_eq!(std::fs::read(&file).unwrap(), agent.subs.borrow()[VMI]);
+        assert_eq!(
+            agent
+                .calls
+                .borrow()
+                .iter()
+                .filter(|c| c.starts_with("GET /vm-cfg"))
+                .count(),
+            3
+        );
+        assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
+
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        del(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert!(net.links.is_empty());
+        assert!(!tmp.path().join(CID).exists());
+        assert!(agent.subs.borrow().is_empty());
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        del(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert_eq!(
+            agent
+                .calls
+                .borrow()
+                .iter()
+                .filter(|c| c.starts_with("DELETE"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn failure_after_side_effects_rolls_back_and_names_the_step() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet {
+            fail_configure: true,
+            ..Default::default()
+        };
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::NETLINK);
+        assert!(
+            e.msg.starts_with("configure addresses and routes:"),
+            "{}",
+            e.msg
+        );
+        assert!(net.links.is_empty());
+        assert!(!tmp.path().join(CID).exists());
+        assert!(agent.subs.borrow().is_empty());
+
+        let agent = FakeAgent {
+            fail_post: true,
+            ..Default::default()
+        };
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::AGENT);
+        assert!(e.msg.starts_with("POST /vm:"), "{}", e.msg);
+        assert!(net.links.is_empty());
+        assert!(!tmp.path().join(CID).exists());
+        // Not posted: no DELETE needed.
+        assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
+    }
+
+    #[test]
+    fn polling_is_bounded_backs_off_and_says_what_it_waited_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path()); // budget 100 ms, step cap 20 ms
+        let agent = FakeAgent {
+            cfg_404s: RefCell::new(u32::MAX),
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let t = Instant::now();
+        let e = add(&ctx(&cfg, Path::new("/x")), &mut deps).unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(e.code, code::TRY_AGAIN);
+        assert!(
+            e.msg.contains(&format!("GET /vm-cfg/{CID}")) && e.msg.contains("404"),
+            "{}",
+            e.msg
+        );
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
+        // 5, 10, 20, 20, 20, 20, 5 ms...: a handful of polls, not a spin.
+        let polls = agent.calls.borrow().len();
+        assert!((4..=12).contains(&polls), "{polls}");
+        assert!(net.links.is_empty());
+    }
+
+    #[test]
+    fn vmi_selection() {
+        let mk = |id: &str, ann: &[(&str, &str)]| VmiCfg {
+            id: id.into(),
+            annotations: ann
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let two = vec![mk("a", &[("index", "0/2")]), mk("b", &[("index", "1/2")])];
+        assert_eq!(select_vmi::<()>(&two, "eth1", None).ok().unwrap().id, "b");
+        assert_eq!(
+            select_vmi::<()>(&two, "eth0", Some("b")).ok().unwrap().id,
+            "b"
+        );
+        assert!(matches!(
+            select_vmi::<()>(&two, "eth0", Some("c")),
+            Err(Poll::NotYet(_))
+        ));
+        // Partial set: wait for the rest instead of failing (Contrail R2008 spun here).
+        assert!(matches!(
+            select_vmi::<()>(&two[..1], "eth1", None),
+            Err(Poll::NotYet(_))
+        ));
+        let named = vec![
+            mk("a", &[("index", "0/2")]),
+            mk("b", &[("index", "1/2"), ("interface", "net1")]),
+        ];
+        assert_eq!(select_vmi::<()>(&named, "net1", None).ok().unwrap().id, "b");
+        assert!(matches!(
+            select_vmi::<()>(&two, "net9", None),
+            Err(Poll::Fatal(_))
+        ));
+        // No index annotation (CEM-24753 crashed the Go CNI): a single VMI is taken.
+        assert_eq!(
+            select_vmi::<()>(&[mk("x", &[])], "eth0", None)
+                .ok()
+                .unwrap()
+                .id,
+            "x"
+        );
+    }
+
+    #[test]
+    fn rollback_undoes_in_reverse_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let journal = Journal::default();
+        let manager = FakeManager {
+            journal: journal.clone(),
+            ..Default::default()
+        };
+        let mut net = FakeNet {
+            fail_configure: true,
+            journal: journal.clone(),
+            ..Default::default()
+        };
+        let mut deps = Deps {
+            agent: &agent,
+            manager: Some(&manager),
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap_err();
+        // Port (file + DELETE /vm), then the veth, then the registration.
+        assert_eq!(
+            *journal.lock().unwrap(),
+            [
+                "attach",
+                &format!("delete {}", tap_name(CID, "eth0")),
+                "detach"
+            ]
+        );
+        assert!(agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
+        assert!(manager.attached.borrow().is_empty());
+        assert!(!tmp.path().join(CID).exists());
+    }
+
+    #[test]
+    fn a_second_add_of_the_same_interface_leaves_the_first_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let manager = FakeManager::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: Some(&manager),
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        add(&ctx(&cfg, ns), &mut deps).unwrap();
+        let calls = agent.calls.borrow().len();
+        let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains("already exists"), "{}", e.msg);
+        // Nothing was asked of anyone, nothing undone.
+        assert_eq!(agent.calls.borrow().len(), calls);
+        assert_eq!(manager.attached.borrow().len(), 1);
+        assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
+        assert!(tmp.path().join(CID).join(VMI).exists());
+    }
+}

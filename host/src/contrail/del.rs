@@ -1,0 +1,269 @@
+//! DEL, with Mesos' semantics: no `prevResult`, maybe no netns (a DEL after a reboot). It is
+//! repeatable, succeeds when everything is already gone, and ignores a stale DEL (a port file
+//! written by another container id). Every step runs even when an earlier one failed, and the
+//! error names every failure, so one broken peer never keeps the others from being cleaned.
+
+use std::time::Instant;
+
+use super::agent::Agent;
+use super::config::{ContrailConfig, Mode};
+use super::ctx::{Ctx, Deps, Identity};
+use super::error::{Error, Result, code};
+use super::naming::tap_name;
+use super::poll::{ms, request_timeout};
+use super::portfile::{PortMsg, VmDir};
+
+/// Removes this port's file and, when it was the VM's last, the directory and the agent's
+/// subscriptions. `DELETE /vm/<uuid>` drops every subscription of the VM (the agent's port-IPC
+/// handler, tf-controller `src/vnsw/agent/port_ipc/port_ipc_handler.cc`), so it is only sent by
+/// the last one out; a sibling's leftover subscription on a DEL of one of several networks goes
+/// with the VM's last DEL. All under the VM directory lock. Ok(whether it was the last).
+pub fn release_port(
+    agent: &dyn Agent,
+    cfg: &ContrailConfig,
+    container_id: &str,
+    vm_name: &str,
+    vmi: &str,
+    vm_uuid: &str,
+    posted: bool,
+) -> Result<bool> {
+    let pf = |e: std::io::Error| {
+        Error::new(
+            code::PORT_FILE,
+            format!("port file of {vm_name}/{vmi}: {e}"),
+        )
+    };
+    let Some(dir) = VmDir::lock(&cfg.config_dir, vm_name, false).map_err(pf)? else {
+        return Ok(false);
+    };
+    dir.remove(vmi).map_err(pf)?;
+    let last = dir.remove_if_empty().map_err(pf)?;
+    if last && posted {
+        let body = PortMsg::delete_body(container_id, vm_uuid);
+        if let Err(e) = agent.delete_vm(vm_uuid, &body, request_timeout(cfg)) {
+            // The agent keeps no state across restarts other than port files, and ours is
+            // gone: an agent that is down now will not resurrect the subscription.
+            tracing::warn!(container_id, error = %e, "DELETE /vm/{vm_uuid} failed; the port file is gone");
+        }
+    }
+    Ok(last)
+}
+
+/// This interface's port file: (vmi uuid, vm uuid). Ok(None) when there is none, or when it
+/// belongs to another container (a late DEL of an earlier sandbox with the same VM name).
+enum Lookup {
+    Mine { vmi: String, vm_uuid: String },
+    Absent,
+    Stale { owner: String },
+}
+
+fn lookup(ctx: &Ctx, id: &Identity) -> Result<Lookup> {
+    let cfg = ctx.cfg;
+    let pf = |e: std::io::Error| {
+        Error::new(
+            code::PORT_FILE,
+            format!("{}/{}: {e}", cfg.config_dir.display(), id.vm_name),
+        )
+    };
+    let Some(dir) = VmDir::lock(&cfg.config_dir, &id.vm_name, false).map_err(pf)? else {
+        return Ok(Lookup::Absent);
+    };
+    let entries = dir.entries().map_err(pf)?;
+    let Some((vmi, msg)) = entries.iter().find(|(_, m)| m.vm_ifname == ctx.ifname) else {
+        return Ok(Lookup::Absent);
+    };
+    if !msg.vm_id.is_empty() && msg.vm_id != ctx.container_id {
+        return Ok(Lookup::Stale {
+            owner: msg.vm_id.clone(),
+        });
+    }
+    let vm_uuid = if msg.vm_uuid.is_empty() {
+        id.vm_uuid.clone().unwrap_or_default()
+    } else {
+        msg.vm_uuid.clone()
+    };
+    Ok(Lookup::Mine {
+        vmi: vmi.clone(),
+        vm_uuid,
+    })
+}
+
+/// Several failures as one CNI error: the first failure's code, every message.
+fn aggregate(mut errors: Vec<Error>) -> Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        n => {
+            let msg = errors
+                .iter()
+                .map(|e| e.msg.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let details = errors
+                .iter()
+                .map(|e| format!("code {}: {}", e.code, e.msg))
+                .collect::<Vec<_>>()
+                .join("\n");
+            Err(
+                Error::new(errors[0].code, format!("DEL: {n} steps failed: {msg}"))
+                    .with_details(details),
+            )
+        }
+    }
+}
+
+fn step(e: Error, what: &str) -> Error {
+    super::error::at_step(e, what)
+}
+
+pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
+    let t0 = Instant::now();
+    let cfg = ctx.cfg;
+    let cid = ctx.container_id;
+    let tap = tap_name(cid, ctx.ifname);
+    let mut errors = vec![];
+    // Without the pod's name a k8s DEL cannot find the port file; it still removes the veth.
+    let id = Identity::of(ctx).ok();
+    let port = match &id {
+        Some(id) => match lookup(ctx, id) {
+            Ok(Lookup::Stale { owner }) => {
+                // A late DEL of an earlier container must not tear down the newer one that
+                // reuses the name (Contrail's CNI had this bug for Kubernetes sandboxes).
+                tracing::warn!(container_id = cid, owner = %owner, "stale DEL ignored: the port file belongs to another container");
+                return Ok(());
+            }
+            Ok(Lookup::Mine { vmi, vm_uuid }) => Some((vmi, vm_uuid)),
+            Ok(Lookup::Absent) => None,
+            Err(e) => {
+                errors.push(step(e, "read the port file"));
+                None
+            }
+        },
+        None => None,
+    };
+    let t_lookup = t0.elapsed();
+    // Veth first: the agent then sees the tap vanish before the unsubscribe.
+    let removed = deps
+        .net
+        .retire(ctx.netns, ctx.ifname, &tap, cfg.async_teardown)
+        .unwrap_or_else(|e| {
+            errors.push(step(e.into(), "remove the veth"));
+            false
+        });
+    let t_veth = t0.elapsed();
+    if let (Some(id), Some((vmi, vm_uuid))) = (&id, &port)
+        && let Err(e) = release_port(
+            deps.agent,
+            cfg,
+            cid,
+            &id.vm_name,
+            vmi,
+            vm_uuid,
+            !vm_uuid.is_empty(),
+        )
+    {
+        errors.push(step(e, "remove the port file"));
+    }
+    if let (Some(id), Some(m)) = (&id, deps.manager)
+        && id.mode == Mode::Mesos
+        && let Err(e) = m.detach(cid, ctx.ifname)
+    {
+        errors.push(step(e, "deregister from the manager"));
+    }
+    tracing::info!(
+        container_id = cid,
+        ifname = ctx.ifname,
+        tap,
+        removed,
+        failed = errors.len(),
+        port_file_ms = ms(t_lookup),
+        veth_ms = ms(t_veth - t_lookup),
+        ms = ms(t0.elapsed()),
+        "DEL done"
+    );
+    aggregate(errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::contrail::add::add;
+    use crate::contrail::fakes::*;
+
+    #[test]
+    fn stale_del_touches_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        add(&ctx(&cfg, ns), &mut deps).unwrap();
+        // Rewrite the port file as if a newer container with the same name owned it.
+        let file = tmp.path().join(CID).join(VMI);
+        let mut m: PortMsg = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        m.vm_id = "newer".into();
+        std::fs::write(&file, m.to_body()).unwrap();
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        del(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert!(file.exists());
+        assert_eq!(net.links.len(), 1);
+        assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
+    }
+
+    #[test]
+    fn del_keeps_going_after_a_failure_and_reports_every_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let manager = FakeManager::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: Some(&manager),
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        add(&ctx(&cfg, ns), &mut deps).unwrap();
+        assert_eq!(manager.attached.borrow().len(), 1);
+        net.fail_retire = true;
+        let manager = FakeManager {
+            attached: manager.attached,
+            fail_detach: true,
+            ..Default::default()
+        };
+        let mut deps = Deps {
+            agent: &agent,
+            manager: Some(&manager),
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let e = del(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        // The veth could not go and the manager did not answer; the port file and the agent's
+        // subscription went anyway, and the error names both failures.
+        assert!(!tmp.path().join(CID).exists());
+        assert!(agent.subs.borrow().is_empty());
+        assert_eq!(*manager.journal.lock().unwrap(), ["detach"]);
+        assert!(e.msg.starts_with("DEL: 2 steps failed:"), "{}", e.msg);
+        assert!(
+            e.msg.contains("remove the veth") && e.msg.contains("deregister from the manager"),
+            "{}",
+            e.msg
+        );
+        assert_eq!(e.code, code::NETLINK);
+        assert_eq!(e.details.lines().count(), 2, "{}", e.details);
+    }
+}

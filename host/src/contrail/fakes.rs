@@ -1,0 +1,275 @@
+//! Fakes of the agent, the kernel and the Wasm policy, so the Contrail verbs run without root.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use contrail_mesos_api::{AttachRequest, Attachment, ContrailRequest, ObjectRef};
+use ipnet::IpNet;
+
+use super::agent::{Agent, AgentError, VmiCfg, VrouterPort};
+use super::config::{ContrailConfig, Mode};
+use super::ctx::{Ctx, Policy};
+use super::error::{Error, Result};
+use super::manager::Manager;
+use crate::cni::config::Label;
+use crate::cni::result::{Dns, IpConfig, Route};
+use crate::net::{IfaceState, NetError, NetOps, RouteSpec, VethSpec};
+use crate::wasm::IpamConfig;
+
+pub const CID: &str = "5baff64c-d028-47ba-864e-a5ee679fc069";
+pub const VMI: &str = "a1b2c3d4-0000-4000-8000-000000000001";
+
+#[derive(Default)]
+pub struct FakeAgent {
+    pub cfg_404s: RefCell<u32>,
+    /// `GET /vm/...` answers 200 without an address this many times first.
+    pub port_unaddressed: RefCell<u32>,
+    pub fail_post: bool,
+    pub calls: RefCell<Vec<String>>,
+    pub subs: RefCell<BTreeMap<String, Vec<u8>>>,
+}
+
+impl Agent for FakeAgent {
+    fn vm_cfg(
+        &self,
+        key: &str,
+        _: Duration,
+    ) -> std::result::Result<Option<Vec<VmiCfg>>, AgentError> {
+        self.calls.borrow_mut().push(format!("GET /vm-cfg/{key}"));
+        let mut n = self.cfg_404s.borrow_mut();
+        if *n > 0 {
+            *n -= 1;
+            return Ok(None);
+        }
+        Ok(Some(vec![VmiCfg {
+            id: VMI.into(),
+            vm_uuid: Some(CID.into()),
+            vn_id: Some("vn".into()),
+            mac: Some("02:00:00:00:00:01".into()),
+            annotations: [("index".to_string(), "0/1".to_string())].into(),
+            ..Default::default()
+        }]))
+    }
+    fn add_port(&self, body: &[u8], _: Duration) -> std::result::Result<(), AgentError> {
+        self.calls.borrow_mut().push("POST /vm".into());
+        if self.fail_post {
+            return Err(AgentError::Status {
+                status: 500,
+                body: "{}".into(),
+            });
+        }
+        self.subs.borrow_mut().insert(VMI.into(), body.to_vec());
+        Ok(())
+    }
+    fn get_port(
+        &self,
+        _: &str,
+        vmi: &str,
+        _: Duration,
+    ) -> std::result::Result<Option<VrouterPort>, AgentError> {
+        self.calls.borrow_mut().push(format!("GET /vm/{vmi}"));
+        let mut n = self.port_unaddressed.borrow_mut();
+        if *n > 0 {
+            *n -= 1;
+            return Ok(Some(VrouterPort {
+                id: vmi.into(),
+                ..Default::default()
+            }));
+        }
+        Ok(Some(VrouterPort {
+            id: vmi.into(),
+            ip_address: Some("10.0.0.5".into()),
+            plen: Some(24),
+            gateway: Some("10.0.0.254".into()),
+            ..Default::default()
+        }))
+    }
+    fn delete_vm(&self, vm: &str, _: &[u8], _: Duration) -> std::result::Result<(), AgentError> {
+        self.calls.borrow_mut().push(format!("DELETE /vm/{vm}"));
+        self.subs.borrow_mut().clear();
+        Ok(())
+    }
+    fn ping(&self, _: Duration) -> std::result::Result<(), AgentError> {
+        Err(AgentError::Unreachable("refused".into()))
+    }
+    fn endpoint(&self) -> String {
+        "fake:9091".into()
+    }
+}
+
+/// What the fakes did, in order, across fakes (the rollback order is checked with it).
+pub type Journal = Arc<Mutex<Vec<String>>>;
+
+#[derive(Default)]
+pub struct FakeNet {
+    /// Host ends.
+    pub links: Vec<String>,
+    /// Container ends (by ifname).
+    pub container: Vec<String>,
+    pub fail_configure: bool,
+    pub fail_retire: bool,
+    pub journal: Journal,
+}
+
+impl NetOps for FakeNet {
+    fn create_veth(&mut self, _: &Path, spec: &VethSpec) -> std::result::Result<(), NetError> {
+        self.links.push(spec.host_name.clone());
+        self.container.push(spec.container_name.clone());
+        Ok(())
+    }
+    fn configure(
+        &mut self,
+        _: &Path,
+        _: &str,
+        _: &[IpNet],
+        _: &[RouteSpec],
+    ) -> std::result::Result<(), NetError> {
+        if self.fail_configure {
+            return Err(NetError::Netlink {
+                op: "add route".into(),
+                errno: Some(101),
+                msg: "unreachable".into(),
+            });
+        }
+        Ok(())
+    }
+    fn delete_host_link(&mut self, name: &str) -> std::result::Result<bool, NetError> {
+        self.journal.lock().unwrap().push(format!("delete {name}"));
+        let before = self.links.len();
+        self.links.retain(|l| l != name);
+        // One veth per test container: its peer goes with it.
+        if before != self.links.len() {
+            self.container.pop();
+        }
+        Ok(before != self.links.len())
+    }
+    fn retire(
+        &mut self,
+        _: Option<&Path>,
+        _: &str,
+        name: &str,
+        _: bool,
+    ) -> std::result::Result<bool, NetError> {
+        if self.fail_retire {
+            return Err(NetError::Netlink {
+                op: format!("delete link {name}"),
+                errno: Some(16),
+                msg: "busy".into(),
+            });
+        }
+        self.delete_host_link(name)
+    }
+    fn host_link_exists(&mut self, name: &str) -> std::result::Result<bool, NetError> {
+        Ok(self.links.iter().any(|l| l == name))
+    }
+    fn inspect(
+        &mut self,
+        _: &Path,
+        ifname: &str,
+    ) -> std::result::Result<Option<IfaceState>, NetError> {
+        Ok(self
+            .container
+            .iter()
+            .any(|c| c == ifname)
+            .then(|| IfaceState {
+                name: ifname.to_owned(),
+                index: 2,
+                mac: None,
+                mtu: None,
+                up: true,
+                addrs: vec![],
+                routes: vec![],
+            }))
+    }
+}
+
+/// The attachment API, answering from a fixed attachment.
+#[derive(Default)]
+pub struct FakeManager {
+    pub attached: RefCell<Vec<String>>,
+    pub fail_detach: bool,
+    pub journal: Journal,
+}
+
+impl Manager for FakeManager {
+    fn attach(&self, req: &AttachRequest) -> Result<Attachment> {
+        self.attached.borrow_mut().push(req.container_id.clone());
+        self.journal.lock().unwrap().push("attach".into());
+        Ok(Attachment {
+            container_id: req.container_id.clone(),
+            ifname: req.ifname.clone(),
+            vm_uuid: CID.into(),
+            vm_name: CID.into(),
+            vmi_uuid: VMI.into(),
+            vn: ObjectRef {
+                uuid: "vn".into(),
+                fq_name: vec!["d".into(), "p".into(), "n".into()],
+            },
+            ip: None,
+            mac: Some("02:00:00:00:00:01".into()),
+            index: "0/1".into(),
+            floating_ips: vec![],
+        })
+    }
+    fn detach(&self, container_id: &str, _: &str) -> Result<bool> {
+        self.journal.lock().unwrap().push("detach".into());
+        if self.fail_detach {
+            return Err(Error::new(11, "manager at fake did not answer"));
+        }
+        let mut a = self.attached.borrow_mut();
+        let before = a.len();
+        a.retain(|c| c != container_id);
+        Ok(before != a.len())
+    }
+}
+
+pub struct FakePolicy;
+
+impl Policy for FakePolicy {
+    fn translate(&self, _: &[Label]) -> Result<ContrailRequest> {
+        Ok(ContrailRequest::default())
+    }
+    fn ipam(&self, port: &VrouterPort, primary: bool) -> Result<IpamConfig> {
+        let ip: IpAddr = port.ip_address.as_deref().unwrap().parse().unwrap();
+        let gw: IpAddr = port.gateway.as_deref().unwrap().parse().unwrap();
+        Ok(IpamConfig {
+            ips: vec![IpConfig {
+                interface: None,
+                address: IpNet::new(ip, 24).unwrap(),
+                gateway: Some(gw),
+            }],
+            routes: if primary {
+                vec![Route::new("0.0.0.0/0".parse().unwrap(), Some(gw))]
+            } else {
+                vec![]
+            },
+            dns: Dns::default(),
+        })
+    }
+}
+
+pub fn cfg(dir: &Path) -> ContrailConfig {
+    ContrailConfig {
+        config_dir: dir.to_owned(),
+        poll_timeout: Duration::from_millis(20),
+        poll_retries: 5,
+        mode: Some(Mode::Mesos),
+        ..Default::default()
+    }
+}
+
+pub fn ctx<'a>(cfg: &'a ContrailConfig, netns: &'a Path) -> Ctx<'a> {
+    Ctx {
+        cfg,
+        container_id: CID,
+        ifname: "eth0",
+        netns: Some(netns),
+        cni_args: None,
+        network_name: "contrail-cni-plugin",
+        labels: vec![],
+    }
+}

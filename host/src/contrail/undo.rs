@@ -1,0 +1,88 @@
+//! The rollback of a failed ADD: each side effect pushes the step that undoes it, and a failure
+//! runs the list in reverse (the port before the veth before the manager registration, the
+//! opposite of the order ADD made them). Every step runs even when an earlier one failed; a
+//! failed undo is logged, the ADD's own error is what the runtime gets.
+
+use std::time::Instant;
+
+use super::config::ContrailConfig;
+use super::ctx::Deps;
+use super::del::release_port;
+use super::poll::ms;
+
+/// One side effect of an ADD, as what undoes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    /// Registered with the manager (also pushed before the POST: one that timed out may still
+    /// have registered). Undone with `DELETE /v1/attachments/<cid>/<ifname>`.
+    Registration,
+    /// The veth pair, by its host end (the container end goes with it).
+    Veth { tap: String },
+    /// The port file, and the agent subscription once `posted`. Undone under the VM directory
+    /// lock like a DEL, so a sibling interface's subscription survives.
+    Port {
+        vm_name: String,
+        vmi: String,
+        vm_uuid: String,
+        posted: bool,
+    },
+}
+
+/// The undo steps of one ADD, in the order their side effects happened.
+#[derive(Debug, Default)]
+pub struct UndoList {
+    steps: Vec<Undo>,
+}
+
+impl UndoList {
+    pub fn push(&mut self, step: Undo) {
+        self.steps.push(step);
+    }
+
+    /// Records that the port's `POST /vm` went through.
+    pub fn mark_posted(&mut self) {
+        for s in self.steps.iter_mut().rev() {
+            if let Undo::Port { posted, .. } = s {
+                *posted = true;
+                return;
+            }
+        }
+    }
+
+    pub fn steps(&self) -> &[Undo] {
+        &self.steps
+    }
+
+    /// Undoes everything, newest first.
+    pub fn run(self, deps: &mut Deps, cfg: &ContrailConfig, container_id: &str, ifname: &str) {
+        let t = Instant::now();
+        for step in self.steps.into_iter().rev() {
+            let res = match &step {
+                Undo::Port {
+                    vm_name,
+                    vmi,
+                    vm_uuid,
+                    posted,
+                } => release_port(
+                    deps.agent,
+                    cfg,
+                    container_id,
+                    vm_name,
+                    vmi,
+                    vm_uuid,
+                    *posted,
+                )
+                .map(drop),
+                Undo::Veth { tap } => deps.net.delete_host_link(tap).map(drop).map_err(Into::into),
+                Undo::Registration => match deps.manager {
+                    Some(m) => m.detach(container_id, ifname).map(drop),
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = res {
+                tracing::warn!(container_id, ?step, error = %e, "rollback step failed");
+            }
+        }
+        tracing::info!(container_id, ms = ms(t.elapsed()), "ADD rolled back");
+    }
+}
