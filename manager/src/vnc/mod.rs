@@ -1,8 +1,13 @@
 //! Everything that talks to the Contrail VNC config API.
 
 pub mod client;
+pub mod ids;
+pub mod inventory;
 pub mod model;
+pub mod objects;
+pub mod planning;
 pub mod writer;
 
 pub use client::{HttpVnc, HttpVncConfig, RefOp, VncApi, VncError};
-pub use writer::{AttachError, Orphan, Scan, Writer, WriterConfig};
+pub use inventory::{Orphan, Scan};
+pub use writer::{AttachError, Writer, WriterConfig};

@@ -1,0 +1,168 @@
+//! Inventory: every object this manager owns, read back from VNC (start-up cache rebuild and
+//! the reconciler). Ownership is the `owner` and `cluster` annotations, never a name.
+
+use std::collections::{HashMap, HashSet};
+
+use contrail_mesos_api::{Attachment, Node, ObjectRef};
+
+use super::model::VncObject;
+use super::writer::{AttachError, Writer};
+use crate::cache::Owned;
+
+impl Writer {
+    /// Reads every owned object from VNC: attachments, plus orphans (objects whose
+    /// attachment is incomplete: a VM with no VMI, an instance-ip or floating-ip whose VMI is
+    /// gone). Used at start and by the reconciler.
+    pub fn scan(&self) -> Result<Scan, AttachError> {
+        // Each list is streamed and every owned object is cut down to what the pass needs as
+        // it is decoded: at 10,000 attachments, holding four lists of whole objects was most
+        // of the manager's peak memory.
+        let mine = |o: &VncObject| {
+            o.annotation("owner") == Some(self.cfg.owner.as_str())
+                && o.annotation("cluster") == Some(self.cfg.cluster.as_str())
+        };
+        // (display name, the VM as an orphan should no VMI use it), in list order.
+        let mut vms: Vec<(Option<String>, Orphan)> = Vec::new();
+        self.api.list_each("virtual-machine", &mut |o| {
+            if mine(&o) {
+                vms.push((o.display_name.clone(), Orphan::of("virtual-machine", &o)));
+            }
+        })?;
+        let mut owned = Vec::new();
+        self.api.list_each("virtual-machine-interface", &mut |v| {
+            if !mine(&v) {
+                return;
+            }
+            let ann = |k: &str| v.annotation(k).unwrap_or_default().to_owned();
+            let cid = ann("container-id");
+            let vn = v.virtual_network_refs.first().cloned().unwrap_or_default();
+            owned.push(Owned {
+                attachment: Attachment {
+                    container_id: cid.clone(),
+                    ifname: ann("ifname"),
+                    vm_uuid: v
+                        .virtual_machine_refs
+                        .first()
+                        .map(|r| r.uuid.clone())
+                        .unwrap_or_default(),
+                    vm_name: cid,
+                    vmi_uuid: v.uuid.clone(),
+                    vn: ObjectRef {
+                        uuid: vn.uuid,
+                        fq_name: vn.to,
+                    },
+                    ip: None,
+                    mac: v.mac().map(str::to_owned),
+                    index: v.annotation("index").unwrap_or("0/1").to_owned(),
+                    floating_ips: Vec::new(),
+                },
+                iip_uuid: None,
+                fip_uuids: Vec::new(),
+                node: Node {
+                    name: ann("node-name"),
+                    ip: ann("node-ip"),
+                },
+                created_at: v
+                    .annotation("created-at")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+                task_id: None,
+            });
+        })?;
+        // VMI uuid -> position in `owned`, for the instance-ips and floating-ips.
+        let by_vmi: HashMap<String, usize> = owned
+            .iter()
+            .enumerate()
+            .map(|(k, o)| (o.attachment.vmi_uuid.clone(), k))
+            .collect();
+        let find = |_: &[Owned], vmi: Option<&str>| by_vmi.get(vmi?).copied();
+        let mut orphans = Vec::new();
+        self.api.list_each("instance-ip", &mut |i| {
+            if !mine(&i) {
+                return;
+            }
+            let vmi = i
+                .virtual_machine_interface_refs
+                .first()
+                .map(|r| r.uuid.as_str());
+            match find(&owned, vmi) {
+                // The last one listed wins, as the map this replaced did.
+                Some(k) => {
+                    let o = &mut owned[k];
+                    o.attachment.ip = i.instance_ip_address.clone();
+                    o.iip_uuid = Some(i.uuid.clone());
+                }
+                None => orphans.push(Orphan::of("instance-ip", &i)),
+            }
+        })?;
+        self.api.list_each("floating-ip", &mut |f| {
+            if !mine(&f) {
+                return;
+            }
+            let vmi = f
+                .virtual_machine_interface_refs
+                .first()
+                .map(|r| r.uuid.as_str());
+            match find(&owned, vmi) {
+                Some(k) => {
+                    let o = &mut owned[k];
+                    if let Some(a) = &f.floating_ip_address {
+                        o.attachment.floating_ips.push(a.clone());
+                    }
+                    o.fip_uuids.push(f.uuid.clone());
+                }
+                None => orphans.push(Orphan::of("floating-ip", &f)),
+            }
+        })?;
+        drop(by_vmi);
+        let vm_by_uuid: HashMap<&str, &Option<String>> =
+            vms.iter().map(|(d, x)| (x.uuid.as_str(), d)).collect();
+        let mut used = HashSet::new();
+        for o in &mut owned {
+            if let Some(display) = vm_by_uuid.get(o.attachment.vm_uuid.as_str()) {
+                o.task_id = display
+                    .as_ref()
+                    .filter(|d| **d != o.attachment.container_id && !d.is_empty())
+                    .cloned();
+            }
+            used.insert(o.attachment.vm_uuid.clone());
+        }
+        drop(vm_by_uuid);
+        orphans.extend(
+            vms.into_iter()
+                .map(|(_, x)| x)
+                .filter(|x| !used.contains(&x.uuid)),
+        );
+        Ok(Scan { owned, orphans })
+    }
+}
+
+/// Owned objects as VNC holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub owned: Vec<Owned>,
+    pub orphans: Vec<Orphan>,
+}
+
+/// An owned object outside any complete attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub ty: String,
+    pub uuid: String,
+    pub container_id: String,
+    pub created_at: u64,
+}
+
+impl Orphan {
+    fn of(ty: &str, o: &VncObject) -> Orphan {
+        Orphan {
+            ty: ty.to_owned(),
+            uuid: o.uuid.clone(),
+            container_id: o.annotation("container-id").unwrap_or_default().to_owned(),
+            created_at: o
+                .annotation("created-at")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        }
+    }
+}
