@@ -84,9 +84,10 @@ impl Watcher {
             .scan()
             .map_err(|e| anyhow::anyhow!("scanning VNC: {e}"))?;
         let listing = self.list()?;
-        let ix = TaskIndex::from_tasks(listing.tasks);
-        let n_tasks = ix.len();
         let now = now_secs();
+        let mut ix = TaskIndex::from_tasks(listing.tasks);
+        ix.succeed(&self.index(), now, self.cfg.policy.grace_secs);
+        let n_tasks = ix.len();
         let mut actions = reconcile(&scan.owned, &scan.orphans, &ix, now, self.cfg.policy);
         *self.index() = ix;
         let mut held = 0;
@@ -170,8 +171,10 @@ impl Watcher {
         self.sleep(self.cfg.confirm_delay);
         let confirmed: Vec<Action> = match self.list() {
             Ok(l) if l.incomplete.is_empty() => {
-                let ix = TaskIndex::from_tasks(l.tasks);
-                let again = reconcile(owned, &[], &ix, now_secs(), self.cfg.policy);
+                let now = now_secs();
+                let mut ix = TaskIndex::from_tasks(l.tasks);
+                ix.succeed(&self.index(), now, self.cfg.policy.grace_secs);
+                let again = reconcile(owned, &[], &ix, now, self.cfg.policy);
                 *self.index() = ix;
                 again
                     .into_iter()
@@ -281,7 +284,7 @@ impl Watcher {
         };
         let affected = match ev {
             Event::StatusUpdate(t) => {
-                self.index().upsert(t.clone());
+                self.index().upsert_at(t.clone(), now_secs());
                 self.mgr
                     .cache
                     .filter(|o| affected_by_task(std::slice::from_ref(o), &t).len() == 1)

@@ -999,3 +999,32 @@ fn a_task_on_another_node_with_the_same_address_is_not_joined() {
     });
     app.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn a_task_that_ends_before_reporting_its_address_is_cleaned_up_at_the_next_pass() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    // The grace (3600 s) would keep the attachment for an hour: it must not be what frees it.
+    let app = app::start(&config(&v, &[m.url()])).unwrap();
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    m.add_task("/web", "web.1", "agent-1", &[], "TASK_STAGING");
+    let events = app.mgr.metrics.sse_events.load(SeqCst);
+    wait_for("the staging event", 200, || {
+        app.mgr.metrics.sse_events.load(SeqCst) > events
+    });
+    // The ADD runs while the task is staging; the task is killed before it reports an
+    // address, and no DEL comes.
+    assert_eq!(post(&app, &request(&cid(1), "eth0", blue())).0, 201);
+    let events = app.mgr.metrics.sse_events.load(SeqCst);
+    m.kill_task("web.1");
+    wait_for("the kill event", 200, || {
+        app.mgr.metrics.sse_events.load(SeqCst) > events
+    });
+    relist(&m, &app);
+    wait_for("the cleanup", 100, || {
+        v.count("virtual-machine-interface") == 0
+    });
+    assert_eq!(v.count("virtual-machine"), 0);
+    app.shutdown(Duration::from_secs(1));
+}
