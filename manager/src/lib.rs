@@ -7,6 +7,7 @@ pub mod cache;
 pub mod config;
 pub mod health;
 pub mod marathon;
+pub mod mesos;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;

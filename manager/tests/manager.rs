@@ -1028,3 +1028,42 @@ fn a_task_that_ends_before_reporting_its_address_is_cleaned_up_at_the_next_pass(
     assert_eq!(v.count("virtual-machine"), 0);
     app.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn a_container_its_agent_still_runs_is_never_deleted_and_joins_follow_the_agent() {
+    use contrail_integration::mesos_agent::OperatorApi;
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    let agent = OperatorApi::start().unwrap();
+    let mut c = config(&v, &[m.url()]);
+    c.reconcile.grace_secs = 0;
+    c.mesos.agent_url = agent.url();
+    let app = app::start(&c).unwrap();
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    let (_, b) = post(&app, &request(&cid(1), "eth0", blue()));
+    let ip = b["ip"].as_str().unwrap().to_owned();
+    // Two tasks report the address on the node (ambiguous by address); the agent says the
+    // container is web.2's.
+    agent.add_container(&cid(1), "web.2");
+    m.add_task("/web", "web.1", "agent-1", &[&ip], "TASK_RUNNING");
+    m.add_task("/web", "web.2", "agent-1", &[&ip], "TASK_RUNNING");
+    relist(&m, &app);
+    wait_for("the join by identity", 100, || {
+        app.mgr.cache.all()[0].task_id.as_deref() == Some("web.2")
+    });
+    // Marathon loses the task (no event, no DEL) while the agent still runs the container:
+    // kept.
+    m.remove_task_silently("web.1");
+    m.remove_task_silently("web.2");
+    relist(&m, &app);
+    assert!(app.mgr.metrics.agent_kept.load(SeqCst) >= 1);
+    assert_eq!(v.count("virtual-machine-interface"), 1);
+    // The agent no longer runs it: deleted.
+    agent.remove_container(&cid(1));
+    relist(&m, &app);
+    wait_for("the cleanup", 100, || {
+        v.count("virtual-machine-interface") == 0
+    });
+    app.shutdown(Duration::from_secs(1));
+}

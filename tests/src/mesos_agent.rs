@@ -13,6 +13,8 @@
 //! - DEL reuses the checkpointed config, has no `prevResult`, sets `CNI_NETNS` only while the
 //!   namespace handle exists, and runs in parallel for all networks (§2.6).
 //!
+//! [`OperatorApi`] stands in for the agent's operator API (`GET_CONTAINERS` only).
+//!
 //! The container's namespace is a named netns (`ip netns add`), standing in for the bind mount of
 //! `/proc/<pid>/ns/net` that Mesos makes.
 
@@ -467,6 +469,110 @@ pub fn write_network_config(dir: &Path, file: &str, conf: &Value) -> std::io::Re
     f.write_all(serde_json::to_string_pretty(conf).unwrap().as_bytes())
 }
 
+/// The agent's operator API (`POST /api/v1`, Apache Mesos "Operator HTTP API"), reduced to
+/// `GET_CONTAINERS`: the containers the test says run, each with its executor and framework,
+/// in the v1 JSON form (`{"container_id": {"value": ...}, ...}`). Other call types get 400
+/// with a plain-text body, as the agent answers calls it cannot parse.
+pub struct OperatorApi {
+    pub addr: std::net::SocketAddr,
+    /// container id -> (executor id, framework id)
+    containers: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (String, String)>>>,
+    /// `GET_CONTAINERS` calls answered.
+    pub calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    server: std::sync::Arc<tiny_http::Server>,
+}
+
+impl OperatorApi {
+    pub fn start() -> std::io::Result<OperatorApi> {
+        let server = std::sync::Arc::new(
+            tiny_http::Server::http("127.0.0.1:0").map_err(std::io::Error::other)?,
+        );
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
+        let containers: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (String, String)>>> =
+            Default::default();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (srv, cs, n) = (server.clone(), containers.clone(), calls.clone());
+        std::thread::spawn(move || {
+            for mut req in srv.incoming_requests() {
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(
+                    &mut std::io::Read::take(req.as_reader(), 1 << 20),
+                    &mut body,
+                );
+                let call: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let resp = if req.method() != &tiny_http::Method::Post || req.url() != "/api/v1" {
+                    tiny_http::Response::from_string("Not Found").with_status_code(404)
+                } else if call["type"] != "GET_CONTAINERS" {
+                    tiny_http::Response::from_string(format!(
+                        "Failed to validate agent::Call: unsupported call {}",
+                        call["type"]
+                    ))
+                    .with_status_code(400)
+                } else {
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let list: Vec<Value> = cs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .map(|(cid, (exec, fw))| {
+                            json!({"container_id": {"value": cid}, "executor_id": {"value": exec},
+                                "executor_name": "Command Executor", "framework_id": {"value": fw},
+                                "resource_statistics": {"cpus_limit": 0.1, "timestamp": 1.0}})
+                        })
+                        .collect();
+                    tiny_http::Response::from_string(
+                        json!({"type": "GET_CONTAINERS", "get_containers": {"containers": list}})
+                            .to_string(),
+                    )
+                    .with_header(
+                        tiny_http::Header::from_bytes("Content-Type", "application/json")
+                            .expect("static header"),
+                    )
+                };
+                let _ = req.respond(resp);
+            }
+        });
+        Ok(OperatorApi {
+            addr,
+            containers,
+            calls,
+            server,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The agent now runs this container for this executor (Marathon's command executor:
+    /// the executor id is the task id).
+    pub fn add_container(&self, container_id: &str, executor_id: &str) {
+        self.containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                container_id.to_owned(),
+                (executor_id.to_owned(), "marathon-framework-0000".to_owned()),
+            );
+    }
+
+    pub fn remove_container(&self, container_id: &str) {
+        self.containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(container_id);
+    }
+}
+
+impl Drop for OperatorApi {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,6 +615,36 @@ mod tests {
         let agent = MesosAgent::new(&confs, &plugins, tmp.path());
         let names: Vec<_> = agent.network_configs().into_keys().collect();
         assert_eq!(names, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn operator_api_lists_containers_in_the_v1_form() {
+        let api = OperatorApi::start().unwrap();
+        api.add_container("c1", "web.1");
+        let a: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut r = a
+            .post(format!("{}/api/v1", api.url()))
+            .send(r#"{"type":"GET_CONTAINERS"}"#)
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(v["type"], "GET_CONTAINERS");
+        assert_eq!(
+            v["get_containers"]["containers"][0]["container_id"]["value"],
+            "c1"
+        );
+        assert_eq!(
+            v["get_containers"]["containers"][0]["executor_id"]["value"],
+            "web.1"
+        );
+        api.remove_container("c1");
+        let r = a
+            .post(format!("{}/api/v1", api.url()))
+            .send(r#"{"type":"GET_HEALTH"}"#)
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
     }
 
     #[test]
