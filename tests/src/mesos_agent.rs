@@ -1,17 +1,18 @@
-//! A Mesos agent's `network/cni` isolator, reduced to what touches CNI, built from
-//! `shared/contracts/cni-mesos-marathon.md` §2:
+//! A Mesos agent's `network/cni` isolator, reduced to what touches CNI, as Apache Mesos'
+//! `src/slave/containerizer/mesos/isolators/network/cni/cni.cpp` and the Mesos CNI docs
+//! (`docs/cni.md`) describe it:
 //!
 //! - network configs are every non-directory file in the config dir that parses with a `name` and
-//!   a `type` found in the plugins dir (§2.1); conflists are skipped;
-//! - each named network of a container gets `eth0`, `eth1`, ... in order (§2.2);
+//!   a `type` found in the plugins dir; conflists are skipped;
+//! - each named network of a container gets `eth0`, `eth1`, ... in order;
 //! - the config is checkpointed to `<root>/<cid>/<network>/network.conf` with
-//!   `args."org.apache.mesos".network_info` injected (§2.3) and that file is the plugin's stdin;
+//!   `args."org.apache.mesos".network_info` injected and that file is the plugin's stdin;
 //! - ADD env is exactly `CNI_COMMAND, CNI_CONTAINERID, CNI_PATH, CNI_IFNAME, CNI_NETNS, PATH`, no
-//!   `CNI_ARGS`; all networks of one container are attached in parallel (§2.2);
-//! - stdout is parsed as a 0.2.0 result: only `ip4`/`ip6`/`dns` are read (§2.5), and the raw
+//!   `CNI_ARGS`; all networks of one container are attached in parallel;
+//! - stdout is parsed as a 0.2.0 result: only `ip4`/`ip6`/`dns` are read, and the raw
 //!   stdout is checkpointed to `<root>/<cid>/<network>/<ifname>/network.info`;
 //! - DEL reuses the checkpointed config, has no `prevResult`, sets `CNI_NETNS` only while the
-//!   namespace handle exists, and runs in parallel for all networks (§2.6).
+//!   namespace handle exists, and runs in parallel for all networks.
 //!
 //! [`OperatorApi`] stands in for the agent's operator API (`GET_CONTAINERS` only).
 //!
@@ -34,7 +35,8 @@ pub struct NetworkRequest {
     pub labels: Vec<(String, String)>,
     /// `(host_port, container_port, protocol)`.
     pub port_mappings: Vec<(u16, u16, String)>,
-    /// Apps get `ip_addresses: [{"protocol": "IPv4"}]`, pods get none (§3.2).
+    /// Apps get `ip_addresses: [{"protocol": "IPv4"}]`, pods get none (Marathon's
+    /// TaskBuilder sets them for apps only).
     pub app_style_ip_addresses: bool,
 }
 
@@ -579,7 +581,7 @@ mod tests {
 
     #[test]
     fn app_network_info_matches_the_captured_mesos_form() {
-        // contract §2.4: {"ip_addresses":[{"protocol":"IPv4"}],"labels":{},"name":"contrail-cni-plugin"}
+        // The form Mesos checkpoints: {"ip_addresses":[{"protocol":"IPv4"}],"labels":{},"name":"contrail-cni-plugin"}
         let ni = NetworkRequest::new("contrail-cni-plugin", &[]).network_info();
         assert_eq!(
             serde_json::to_string(&ni).unwrap(),

@@ -19,7 +19,8 @@ pub struct Listing {
 }
 use super::sse::{SseEvent, SseParser};
 
-/// The exact filter of the seed design; Marathon matches `event_type` exactly.
+/// The two event types the watcher acts on; Marathon matches `event_type` exactly (REST API
+/// docs, `GET /v2/events`).
 pub const EVENTS_PATH: &str =
     "/v2/events?event_type=status_update_event&event_type=instance_changed_event";
 

@@ -1,4 +1,4 @@
-//! Marathon stand-in (shared/contracts/cni-mesos-marathon.md §3): `GET /v2/apps?embed=apps.tasks`,
+//! Marathon stand-in (as Marathon's REST API docs and its Jetty event servlet behave): `GET /v2/apps?embed=apps.tasks`,
 //! `GET /v2/pods/::status`, `GET /v2/tasks`, and the `/v2/events` stream as Jetty's
 //! `EventSourceServlet` serves it: `Accept: text/event-stream` compared exactly (else 405),
 //! `Connection: close` with no chunking, CRLF frames, `event_stream_attached` first, a bare
@@ -223,7 +223,7 @@ impl MarathonServer {
         self.emit_status_update(&t.app_id, &t.id, &t.host, &t.ips, &t.state);
     }
 
-    /// Emits a `status_update_event` (contract §3.6) for any task, including pod containers,
+    /// Emits a `status_update_event` (Marathon event bus docs) for any task, including pod containers,
     /// whose state the lists do not track.
     pub fn emit_status_update(
         &self,
