@@ -108,8 +108,11 @@ impl Watcher {
                 "Marathon listing incomplete: no attachment deleted in this pass"
             );
         } else {
-            let ix = self.index().clone();
-            if let Some(h) = guard(&scan.owned, &ix, &actions, self.cfg.max_delete_percent) {
+            let hold = {
+                let ix = self.index();
+                guard(&scan.owned, &ix, &actions, self.cfg.max_delete_percent)
+            };
+            if let Some(h) = hold {
                 let (kept, h2) = self.confirm(h, &scan.owned, actions);
                 actions = kept;
                 held = h2;
