@@ -314,6 +314,8 @@ impl Drop for MarathonServer {
     }
 }
 
+/// Marathon's terminal task states: the task leaves the lists. `TASK_LOST` and
+/// `TASK_UNREACHABLE` are not (the instance is Unreachable and stays listed until expunged).
 pub fn is_terminal(state: &str) -> bool {
     matches!(
         state,
@@ -321,9 +323,9 @@ pub fn is_terminal(state: &str) -> bool {
             | "TASK_FAILED"
             | "TASK_KILLED"
             | "TASK_ERROR"
-            | "TASK_LOST"
             | "TASK_DROPPED"
             | "TASK_GONE"
+            | "TASK_GONE_BY_OPERATOR"
     )
 }
 
