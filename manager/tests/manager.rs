@@ -1067,3 +1067,53 @@ fn a_container_its_agent_still_runs_is_never_deleted_and_joins_follow_the_agent(
     });
     app.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn a_container_created_during_a_pass_is_not_joined_to_the_dead_task_that_had_its_address() {
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    let app = Arc::new(app::start(&config(&v, &[m.url()])).unwrap());
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    let (_, b1) = post(&app, &request(&cid(1), "eth0", blue()));
+    let ip = b1["ip"].as_str().unwrap().to_owned();
+    m.add_task("/web", "web.1", "agent-1", &[&ip], "TASK_RUNNING");
+    wait_for("the join", 200, || {
+        app.mgr
+            .cache
+            .all()
+            .first()
+            .and_then(|o| o.task_id.clone())
+            .as_deref()
+            == Some("web.1")
+    });
+    // While the next listing is on its way (it still has web.1), web.1's container goes with
+    // its DEL and a new container on the node gets the freed address.
+    let (a, ip2) = (app.clone(), ip.clone());
+    let got = Arc::new(std::sync::Mutex::new(None));
+    let g = got.clone();
+    *m.knobs.after_next_list.lock().unwrap() = Some(Box::new(move || {
+        assert_eq!(delete(&a, &cid(1), "eth0").0, 200);
+        let (st, b2) = post(&a, &request(&cid(2), "eth0", blue()));
+        assert_eq!(st, 201);
+        *g.lock().unwrap() = b2["ip"].as_str().map(str::to_owned);
+        let _ = ip2;
+    }));
+    relist(&m, &app);
+    assert_eq!(
+        got.lock().unwrap().as_deref(),
+        Some(ip.as_str()),
+        "the new container reuses the address"
+    );
+    assert_eq!(
+        app.mgr
+            .cache
+            .get(&(cid(2), "eth0".into()))
+            .and_then(|o| o.task_id),
+        None
+    );
+    // Marathon catches up: web.1 is gone. The new container is alive and must stay.
+    m.remove_task_silently("web.1");
+    relist(&m, &app);
+    assert!(v.store().get(&vm_uuid_for(&cid(2))).is_some());
+    assert_eq!(v.count("virtual-machine-interface"), 1);
+}

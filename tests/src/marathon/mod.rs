@@ -72,6 +72,8 @@ pub struct Knobs {
     pub omit_tasks: AtomicBool,
     /// `/v2/pods/::status` answers 404, as Marathon < 1.4 (no pods) does.
     pub no_pods: AtomicBool,
+    /// Run once by the next `/v2/apps`, after its answer is computed and before it is sent.
+    pub after_next_list: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Handles the write routes (`POST /v2/apps`, `PUT`/`DELETE /v2/apps/<id>`, pods...),
     /// which need a scheduler behind them (the devstack installs one).
     pub writes: Mutex<Option<WriteHandler>>,
@@ -116,6 +118,7 @@ impl MarathonServer {
             empty_lists: AtomicU64::new(0),
             omit_tasks: AtomicBool::new(false),
             no_pods: AtomicBool::new(false),
+            after_next_list: Mutex::new(None),
             writes: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -419,6 +422,13 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                     a
                 })
                 .collect();
+            drop(st);
+            // The listing is taken; whatever the hook does happens after it, before the
+            // client has it (a listing that is already stale when it arrives).
+            let hook = lock(&knobs.after_next_list).take();
+            if let Some(h) = hook {
+                h();
+            }
             respond(
                 &mut s,
                 "200 OK",
