@@ -1117,3 +1117,37 @@ fn a_container_created_during_a_pass_is_not_joined_to_the_dead_task_that_had_its
     assert!(v.store().get(&vm_uuid_for(&cid(2))).is_some());
     assert_eq!(v.count("virtual-machine-interface"), 1);
 }
+
+#[test]
+fn a_trickling_head_and_an_idle_connection_are_closed() {
+    let v = vnc();
+    let mut c = config(&v, &[]);
+    c.api.header_timeout_ms = 500;
+    c.api.idle_timeout_secs = 1;
+    let app = app::start(&c).unwrap();
+    // Slowloris: a head that never ends. The server closes it (EOF) well before the client's
+    // own 20 s read timeout.
+    let mut s = TcpStream::connect(app.api.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /livez HTTP/1.1\r\nHost: m\r\nX-Slow: a")
+        .unwrap();
+    let mut b = [0u8; 256];
+    let r = s.read(&mut b);
+    assert!(
+        matches!(r, Ok(0))
+            || matches!(&r, Ok(n) if String::from_utf8_lossy(&b[..*n]).starts_with("HTTP/1.1 408"))
+            || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server did not close a trickling head: {r:?}"
+    );
+    // Keep-alive: one answer, then silence; the server closes the idle connection.
+    let mut s = TcpStream::connect(app.api.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /livez HTTP/1.1\r\nHost: m\r\n\r\n")
+        .unwrap();
+    let h = read_head(&mut s);
+    assert_eq!(status_of(&h), 200, "{h}");
+    let mut rest = Vec::new();
+    let r = s.read_to_end(&mut rest);
+    assert!(r.is_ok(), "the idle connection was not closed: {r:?}");
+    app.shutdown(Duration::from_secs(1));
+}
