@@ -6,6 +6,7 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod health;
+pub mod inventory;
 pub mod marathon;
 pub mod mesos;
 pub mod metrics;

@@ -25,9 +25,9 @@
 use std::collections::HashMap;
 
 use crate::cache::Owned;
+use crate::inventory::Orphan;
 use crate::marathon::TaskView;
 use crate::marathon::model::{instance_task_ids, is_starting_state, is_terminal_state};
-use crate::vnc::Orphan;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
