@@ -433,7 +433,7 @@ impl Watcher {
                 Err(e) => {
                     self.mgr.metrics.marathon_errors.fetch_add(1, Relaxed);
                     tracing::warn!(error = %e, "event stream connect failed");
-                    self.sleep(backoff);
+                    self.backoff(backoff);
                     backoff = (backoff * 2).min(self.cfg.backoff_max);
                     continue;
                 }
@@ -465,9 +465,17 @@ impl Watcher {
                     }
                 }
             }
-            self.sleep(backoff);
+            self.backoff(backoff);
             backoff = (backoff * 2).min(self.cfg.backoff_max);
         }
+    }
+
+    fn backoff(&self, d: Duration) {
+        self.mgr
+            .metrics
+            .sse_backoff_ms
+            .fetch_add(d.as_millis() as u64, Relaxed);
+        self.sleep(d);
     }
 
     /// Periodic full passes.

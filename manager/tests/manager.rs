@@ -1151,3 +1151,22 @@ fn a_trickling_head_and_an_idle_connection_are_closed() {
     assert!(r.is_ok(), "the idle connection was not closed: {r:?}");
     app.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn the_stream_backoff_restarts_from_the_minimum_on_every_connect() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    // Five streams in a row are accepted and closed before any event.
+    m.knobs.close_next_streams.store(5, SeqCst);
+    let mut c = config(&v, &[m.url()]);
+    c.marathon.backoff_min_ms = 50;
+    c.marathon.backoff_max_ms = 10_000;
+    let app = app::start(&c).unwrap();
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    // Each close is followed by one back-off of the minimum (reset on connect): 5 x 50 ms.
+    // Reset only on an event, it doubled on: 50+100+...+800 = 1.55 s.
+    let ms = app.mgr.metrics.sse_backoff_ms.load(SeqCst);
+    assert_eq!(ms, 5 * 50, "backed off {ms} ms in total");
+    app.shutdown(Duration::from_secs(1));
+}

@@ -72,6 +72,8 @@ pub struct Knobs {
     pub omit_tasks: AtomicBool,
     /// `/v2/pods/::status` answers 404, as Marathon < 1.4 (no pods) does.
     pub no_pods: AtomicBool,
+    /// The next this many event streams are answered 200 and closed before any event.
+    pub close_next_streams: AtomicU64,
     /// Run once by the next `/v2/apps`, after its answer is computed and before it is sent.
     pub after_next_list: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Handles the write routes (`POST /v2/apps`, `PUT`/`DELETE /v2/apps/<id>`, pods...),
@@ -119,6 +121,7 @@ impl MarathonServer {
             omit_tasks: AtomicBool::new(false),
             no_pods: AtomicBool::new(false),
             after_next_list: Mutex::new(None),
+            close_next_streams: AtomicU64::new(0),
             writes: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -556,6 +559,15 @@ fn stream(
 ) {
     knobs.stream_connects.fetch_add(1, Ordering::SeqCst);
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n";
+    if knobs
+        .close_next_streams
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        // Accepted, then closed before any event (a Marathon still electing its leader).
+        let _ = s.write_all(head.as_bytes());
+        return;
+    }
     let attached = json!({"remoteAddress": s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
         "eventType": "event_stream_attached", "timestamp": now_iso()});
     // event_stream_attached goes to every subscriber, whatever its filter (Marathon sends it
