@@ -7,7 +7,7 @@ use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::model::{AppList, Event, PodStatus, TaskView, pod_tasks};
+use super::model::{AppList, Event, TaskView, decode_pods, pod_tasks};
 
 /// One snapshot of what Marathon runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,7 +158,14 @@ impl MarathonApi for HttpMarathon {
         })?;
         let incomplete = apps.incomplete();
         // Marathon < 1.4 has no pods: its 404 means "no pods", not a failed listing.
-        let pods: Vec<PodStatus> = self.get_json("/v2/pods/::status")?.unwrap_or_default();
+        const PODS: &str = "/v2/pods/::status";
+        let pods = match self.get_json::<serde_json::Value>(PODS)? {
+            Some(v) => decode_pods(v).map_err(|msg| MarathonError::Decode {
+                url: format!("{}{PODS}", self.base()),
+                msg,
+            })?,
+            None => vec![],
+        };
         let mut tasks: Vec<TaskView> = apps.tasks().collect();
         tasks.extend(pod_tasks(pods));
         Ok(Listing { tasks, incomplete })
