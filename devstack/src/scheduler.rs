@@ -264,7 +264,7 @@ impl Scheduler {
     }
 
     /// Kills one instance the way a crashed agent loses it: the container goes away but the CNI
-    /// DEL never runs. Marathon still reports the task's end (`TASK_LOST`/`TASK_KILLED`) unless
+    /// DEL never runs. Marathon still reports the task's end (`TASK_GONE`/`TASK_KILLED`) unless
     /// `silently`, in which case the task just vanishes from the lists (a missed event).
     pub fn lose_instance(&self, id: &str, silently: bool) -> Result<String, String> {
         let id = normalise_id(id);
@@ -419,7 +419,9 @@ impl Scheduler {
             self.marathon.set_task_state(&inst.id, "TASK_KILLING");
             let res = self.agent.destroy(&inst.container, lost);
             self.marathon
-                .set_task_state(&inst.id, if lost { "TASK_LOST" } else { "TASK_KILLED" });
+                // TASK_GONE (the agent is known gone), not TASK_LOST: since Marathon 1.4 a lost
+                // task is Unreachable and may come back, so it ends nothing.
+                .set_task_state(&inst.id, if lost { "TASK_GONE" } else { "TASK_KILLED" });
             res.map_err(|e| e.to_string())
         }
     }

@@ -150,7 +150,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
                 shutdown.clone(),
             )?);
         }
-        let w = Arc::new(Watcher::new(
+        let mut w = Watcher::new(
             mgr.clone(),
             m,
             WatchConfig {
@@ -165,7 +165,16 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
                 backoff_max: Duration::from_millis(cfg.marathon.backoff_max_ms),
             },
             shutdown.clone(),
-        ));
+        );
+        if !cfg.mesos.agent_url.is_empty() {
+            tracing::info!(url = %cfg.mesos.agent_url, "Mesos agents' operator API used for container identity");
+            w.agents = Some(Arc::new(crate::mesos::HttpAgent::new(
+                &cfg.mesos.agent_url,
+                opt(&cfg.mesos.token),
+                Duration::from_secs(cfg.mesos.timeout_secs.max(1)),
+            )));
+        }
+        let w = Arc::new(w);
         let (a, b) = (w.clone(), w.clone());
         threads.push(
             std::thread::Builder::new()

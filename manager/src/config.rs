@@ -89,6 +89,19 @@ pub struct MarathonConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MesosConfig {
+    /// The agents' operator API, as a template: `{node-ip}` and `{node-name}` are replaced by
+    /// an attachment's node, e.g. `http://{node-ip}:5051`. Empty = not used. When set, a
+    /// container its agent still runs is never deleted, and joins follow the agent's
+    /// container -> executor (task) map.
+    pub agent_url: String,
+    /// Sent as `Authorization: token=<t>` when set (DC/OS).
+    pub token: String,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct ReconcileConfig {
     /// Seconds between full passes.
     pub interval_secs: u64,
@@ -120,6 +133,7 @@ pub struct Config {
     pub vnc: VncConfig,
     pub cluster: ClusterConfig,
     pub marathon: MarathonConfig,
+    pub mesos: MesosConfig,
     pub reconcile: ReconcileConfig,
     pub log: LogConfig,
 }
@@ -177,6 +191,15 @@ impl Default for MarathonConfig {
             stall_timeout_secs: 30,
             backoff_min_ms: 500,
             backoff_max_ms: 30_000,
+        }
+    }
+}
+impl Default for MesosConfig {
+    fn default() -> Self {
+        MesosConfig {
+            agent_url: String::new(),
+            token: String::new(),
+            timeout_secs: 5,
         }
     }
 }

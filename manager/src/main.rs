@@ -25,7 +25,7 @@ use contrail_mesos_manager::{app, signals};
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// TOML configuration file (sections api, vnc, cluster, marathon, reconcile, log).
+    /// TOML configuration file (sections api, vnc, cluster, marathon, mesos, reconcile, log).
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Listen address of the attachment API ([api] listen).

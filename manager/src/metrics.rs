@@ -66,6 +66,10 @@ pub struct Metrics {
     pub marathon_incomplete: AtomicU64,
     /// Marathon events that could not be decoded.
     pub marathon_bad_events: AtomicU64,
+    /// Deletions skipped because the container's Mesos agent still runs it.
+    pub agent_kept: AtomicU64,
+    /// Milliseconds the event-stream loop spent backing off.
+    pub sse_backoff_ms: AtomicU64,
 }
 
 pub fn op_index(op: &str) -> usize {
@@ -195,6 +199,18 @@ impl Metrics {
             "Marathon events that could not be decoded (logged).",
             "counter",
             self.marathon_bad_events.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_sse_backoff_seconds_total",
+            "Time the event-stream loop spent backing off before reconnecting.",
+            "counter",
+            (self.sse_backoff_ms.load(Relaxed) as f64 / 1e3).to_string(),
+        );
+        g(
+            "contrail_mesos_agent_kept_total",
+            "Deletions skipped because the container's Mesos agent still runs it.",
+            "counter",
+            self.agent_kept.load(Relaxed).to_string(),
         );
         let _ = writeln!(
             o,

@@ -25,9 +25,9 @@
 use std::collections::HashMap;
 
 use crate::cache::Owned;
+use crate::inventory::Orphan;
 use crate::marathon::TaskView;
 use crate::marathon::model::{instance_task_ids, is_starting_state, is_terminal_state};
-use crate::vnc::Orphan;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -54,12 +54,29 @@ pub enum Action {
     DeleteObject { ty: String, uuid: String },
 }
 
-/// Live tasks indexed by id and by IP.
+/// Live tasks indexed by id and by IP, plus the tasks that ended before reporting an address.
 #[derive(Debug, Clone, Default)]
 pub struct TaskIndex {
     pub by_id: HashMap<String, TaskView>,
     by_ip: HashMap<String, Vec<String>>,
+    /// When each live task was first seen (unix seconds), carried across listings.
+    seen: HashMap<String, u64>,
+    /// Tasks that ended (or vanished) while still without an address: their CNI ADD may
+    /// still have been running, and nothing will ever join what it created.
+    pub ended_early: Vec<EndedEarly>,
 }
+
+/// A task that ended before it reported an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedEarly {
+    pub task_id: String,
+    pub host: String,
+    pub first_seen: u64,
+    pub ended_at: u64,
+}
+
+/// Seconds of slack around the `[first_seen, ended_at]` window of an early-ended task.
+const EARLY_SLACK_SECS: u64 = 2;
 
 impl TaskIndex {
     /// From a full list; terminal tasks are left out.
@@ -73,14 +90,64 @@ impl TaskIndex {
 
     /// Applies one status update: terminal states remove the task.
     pub fn upsert(&mut self, t: TaskView) {
-        self.remove(&t.id);
+        self.upsert_at(t, 0);
+    }
+
+    /// `upsert`, at `now` (unix seconds): remembers when a task was first seen, and a task
+    /// that ends without ever having had an address as ended early.
+    pub fn upsert_at(&mut self, t: TaskView, now: u64) {
+        let prev = self.remove(&t.id);
+        let first_seen = self.seen.get(&t.id).copied().unwrap_or(now);
         if is_terminal_state(&t.state) {
+            self.seen.remove(&t.id);
+            let had_ip = !t.ips.is_empty() || prev.as_ref().is_some_and(|p| !p.ips.is_empty());
+            if !had_ip && now > 0 && prev.is_some() {
+                let host = if t.host.is_empty() {
+                    prev.map(|p| p.host).unwrap_or_default()
+                } else {
+                    t.host.clone()
+                };
+                self.ended_early.push(EndedEarly {
+                    task_id: t.id.clone(),
+                    host,
+                    first_seen,
+                    ended_at: now,
+                });
+            }
             return;
         }
+        self.seen.insert(t.id.clone(), first_seen);
         for ip in &t.ips {
             self.by_ip.entry(ip.clone()).or_default().push(t.id.clone());
         }
         self.by_id.insert(t.id.clone(), t);
+    }
+
+    /// Takes over what `prev` (the index this one replaces) knew: first-seen times, and the
+    /// early-ended tasks younger than `keep_secs`. A task `prev` had starting without an
+    /// address that this listing no longer has ended early too.
+    pub fn succeed(&mut self, prev: &TaskIndex, now: u64, keep_secs: u64) {
+        for id in self.by_id.keys() {
+            if let Some(s) = prev.seen.get(id) {
+                self.seen.insert(id.clone(), *s);
+            }
+        }
+        self.ended_early = prev
+            .ended_early
+            .iter()
+            .filter(|e| now.saturating_sub(e.ended_at) < keep_secs.max(1))
+            .cloned()
+            .collect();
+        for (id, t) in &prev.by_id {
+            if !self.by_id.contains_key(id) && t.ips.is_empty() && is_starting_state(&t.state) {
+                self.ended_early.push(EndedEarly {
+                    task_id: id.clone(),
+                    host: t.host.clone(),
+                    first_seen: prev.seen.get(id).copied().unwrap_or(now),
+                    ended_at: now,
+                });
+            }
+        }
     }
 
     pub fn remove(&mut self, id: &str) -> Option<TaskView> {
@@ -165,6 +232,20 @@ impl TaskIndex {
             .values()
             .any(|t| t.ips.is_empty() && is_starting_state(&t.state) && on_node(t, o))
     }
+
+    /// The early-ended task whose ADD may have created `o`: on its node, created between the
+    /// task's first sighting and its end.
+    fn ended_early_for<'a>(&'a self, o: &'a Owned) -> impl Iterator<Item = usize> + 'a {
+        self.ended_early
+            .iter()
+            .enumerate()
+            .filter_map(move |(k, e)| {
+                (host_on_node(&e.host, o)
+                    && o.created_at + EARLY_SLACK_SECS >= e.first_seen
+                    && o.created_at <= e.ended_at + EARLY_SLACK_SECS)
+                    .then_some(k)
+            })
+    }
 }
 
 /// The outcome of looking an attachment up in the listing.
@@ -179,7 +260,11 @@ pub enum Lookup<'a> {
 /// Marathon's `host` is the agent's hostname (or IP); the attachment knows the node's name
 /// (the CNI's `cluster-name`) and the vRouter's IP. A short name matches its FQDN.
 fn on_node(t: &TaskView, o: &Owned) -> bool {
-    let h = t.host.trim();
+    host_on_node(&t.host, o)
+}
+
+fn host_on_node(host: &str, o: &Owned) -> bool {
+    let h = host.trim();
     if h.is_empty() {
         return false;
     }
@@ -256,7 +341,26 @@ pub fn reconcile(
 ) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut joined_cids = std::collections::HashSet::new();
-    for o in owned {
+    // Rule 7: an unjoined, unmatched attachment created while a task on its node was
+    // starting, that task having ended without an address, was that task's: the ADD ran
+    // while (or after) the task ended and no DEL will come. Only when exactly one attachment
+    // fits an ended task, so a second container on the node is never taken for it.
+    let mut early: HashMap<usize, Vec<usize>> = HashMap::new();
+    if policy.delete_unjoined {
+        for (k, o) in owned.iter().enumerate() {
+            if o.task_id.is_none() && matches!(tasks.lookup(o), Lookup::None) {
+                for e in tasks.ended_early_for(o) {
+                    early.entry(e).or_default().push(k);
+                }
+            }
+        }
+    }
+    let early_owned: std::collections::HashSet<usize> = early
+        .values()
+        .filter(|v| v.len() == 1)
+        .map(|v| v[0])
+        .collect();
+    for (k, o) in owned.iter().enumerate() {
         let cid = &o.attachment.container_id;
         let young = now.saturating_sub(o.created_at) < policy.grace_secs;
         match tasks.lookup(o) {
@@ -281,6 +385,9 @@ pub fn reconcile(
         match &o.task_id {
             Some(t) if tasks.by_id.contains_key(t) => {}
             Some(_) => actions.push(delete("task ended")),
+            None if early_owned.contains(&k) && !tasks.node_has_starting_task(o) => {
+                actions.push(delete("its task ended before reporting an address"))
+            }
             None if young || !policy.delete_unjoined || tasks.node_has_starting_task(o) => {}
             None => actions.push(delete("no task after the grace period")),
         }
@@ -556,6 +663,54 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_task_that_ends_during_its_add_frees_its_attachment_without_the_grace() {
+        let mut ix = TaskIndex::default();
+        ix.upsert_at(task("web.1", "a1", &[], "TASK_STAGING"), 1000);
+        // The ADD finishes at 1003, the task was killed at 1002: no DEL ever comes.
+        ix.upsert_at(task("web.1", "a1", &[], "TASK_KILLED"), 1002);
+        let o = [owned("c1", "10.0.0.2", "a1", 1003, None)];
+        assert!(matches!(
+            reconcile(&o, &[], &ix, 1010, P).as_slice(),
+            [Action::Delete {
+                reason: "its task ended before reporting an address",
+                ..
+            }]
+        ));
+        // Not with delete-unjoined off, not on another node, not for an attachment from
+        // long before the task, and not when two attachments fit.
+        let keep = Policy {
+            delete_unjoined: false,
+            ..P
+        };
+        assert!(reconcile(&o, &[], &ix, 1010, keep).is_empty());
+        let other = [owned("c1", "10.0.0.2", "a2", 1003, None)];
+        assert!(reconcile(&other, &[], &ix, 1010, P).is_empty());
+        let old = [owned("c1", "10.0.0.2", "a1", 950, None)];
+        assert!(reconcile(&old, &[], &ix, 1010, P).is_empty());
+        let two = [
+            owned("c1", "10.0.0.2", "a1", 1001, None),
+            owned("c2", "10.0.0.3", "a1", 1001, None),
+        ];
+        assert!(reconcile(&two, &[], &ix, 1010, P).is_empty());
+    }
+
+    #[test]
+    fn a_starting_task_that_vanishes_from_the_listing_ended_early() {
+        let mut a = TaskIndex::default();
+        a.upsert_at(task("web.1", "a1", &[], "TASK_STAGING"), 1000);
+        let mut b = TaskIndex::from_tasks([]);
+        b.succeed(&a, 1005, 300);
+        assert_eq!(b.ended_early.len(), 1);
+        assert_eq!(b.ended_early[0].first_seen, 1000);
+        let o = [owned("c1", "10.0.0.2", "a1", 1002, None)];
+        assert_eq!(reconcile(&o, &[], &b, 1006, P).len(), 1);
+        // Forgotten after keep_secs.
+        let mut c = TaskIndex::default();
+        c.succeed(&b, 2000, 300);
+        assert!(c.ended_early.is_empty());
     }
 
     #[test]

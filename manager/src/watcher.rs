@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cache::Owned;
 use crate::marathon::model::{instance_task_ids, is_terminal_condition};
 use crate::marathon::{Event, MarathonApi};
+use crate::mesos::{AgentApi, AgentView};
 use crate::reconcile::{Action, Hold, Policy, TaskIndex, affected_by_task, guard, reconcile};
 use crate::service::Manager;
 use crate::vnc::writer::now_secs;
@@ -29,6 +31,8 @@ pub struct WatchConfig {
 pub struct Watcher {
     pub mgr: Arc<Manager>,
     pub marathon: Arc<dyn MarathonApi>,
+    /// The Mesos agents' operator API, when configured (`[mesos] agent-url`).
+    pub agents: Option<Arc<dyn AgentApi>>,
     pub cfg: WatchConfig,
     pub index: Mutex<TaskIndex>,
     pub shutdown: Arc<AtomicBool>,
@@ -57,6 +61,7 @@ impl Watcher {
         Watcher {
             mgr,
             marathon,
+            agents: None,
             cfg,
             index: Mutex::new(TaskIndex::default()),
             shutdown,
@@ -84,9 +89,10 @@ impl Watcher {
             .scan()
             .map_err(|e| anyhow::anyhow!("scanning VNC: {e}"))?;
         let listing = self.list()?;
-        let ix = TaskIndex::from_tasks(listing.tasks);
-        let n_tasks = ix.len();
         let now = now_secs();
+        let mut ix = TaskIndex::from_tasks(listing.tasks);
+        ix.succeed(&self.index(), now, self.cfg.policy.grace_secs);
+        let n_tasks = ix.len();
         let mut actions = reconcile(&scan.owned, &scan.orphans, &ix, now, self.cfg.policy);
         *self.index() = ix;
         let mut held = 0;
@@ -102,8 +108,11 @@ impl Watcher {
                 "Marathon listing incomplete: no attachment deleted in this pass"
             );
         } else {
-            let ix = self.index().clone();
-            if let Some(h) = guard(&scan.owned, &ix, &actions, self.cfg.max_delete_percent) {
+            let hold = {
+                let ix = self.index();
+                guard(&scan.owned, &ix, &actions, self.cfg.max_delete_percent)
+            };
+            if let Some(h) = hold {
                 let (kept, h2) = self.confirm(h, &scan.owned, actions);
                 actions = kept;
                 held = h2;
@@ -113,6 +122,7 @@ impl Watcher {
             .metrics
             .reconcile_held_deletions
             .store(held as i64, Relaxed);
+        let actions = self.with_agents(actions, &scan.owned, true);
         let n_owned = scan.owned.len();
         // VNC is the authority: the cache follows the scan (moved, not copied), unless an
         // API call changed the cache while the scan ran (the scan may predate it).
@@ -136,6 +146,88 @@ impl Watcher {
             "reconcile pass"
         );
         Ok(st)
+    }
+
+    /// With the agents' operator API: a container its agent still runs is not deleted, and a
+    /// container whose executor is a live task is joined to that task (identity beats an
+    /// address). Agents that cannot be asked leave Marathon's word standing. `all_nodes`:
+    /// ask every node with an attachment (full pass), else only the nodes of deletions.
+    fn with_agents(&self, actions: Vec<Action>, owned: &[Owned], all_nodes: bool) -> Vec<Action> {
+        let Some(api) = &self.agents else {
+            return actions;
+        };
+        let find = |cid: &str| owned.iter().find(|o| o.attachment.container_id == cid);
+        let nodes: Vec<&contrail_mesos_api::Node> = if all_nodes {
+            owned.iter().map(|o| &o.node).collect()
+        } else {
+            actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Delete { container_id, .. } => find(container_id).map(|o| &o.node),
+                    _ => None,
+                })
+                .collect()
+        };
+        if nodes.is_empty() {
+            return actions;
+        }
+        let view = AgentView::fetch(api.as_ref(), nodes);
+        let ix = self.index().clone();
+        let executor_task = |o: &Owned| -> Option<String> {
+            let e = view.runs(&o.node, &o.attachment.container_id)??;
+            ix.by_id.contains_key(e).then(|| e.to_owned())
+        };
+        let mut out = Vec::with_capacity(actions.len());
+        let mut joined = std::collections::HashSet::new();
+        for a in actions {
+            match a {
+                Action::Delete {
+                    ref container_id, ..
+                } if find(container_id)
+                    .is_some_and(|o| matches!(view.runs(&o.node, container_id), Some(Some(_)))) =>
+                {
+                    self.mgr.metrics.agent_kept.fetch_add(1, Relaxed);
+                    tracing::info!(cid = %container_id, "not deleted: its Mesos agent still runs the container");
+                }
+                Action::Join {
+                    container_id,
+                    task_id,
+                } => {
+                    let task_id = find(&container_id)
+                        .and_then(executor_task)
+                        .unwrap_or(task_id);
+                    joined.insert(container_id.clone());
+                    out.push(Action::Join {
+                        container_id,
+                        task_id,
+                    });
+                }
+                other => out.push(other),
+            }
+        }
+        if all_nodes {
+            for o in owned {
+                let cid = &o.attachment.container_id;
+                if let Some(t) = executor_task(o)
+                    && o.task_id.as_deref() != Some(t.as_str())
+                    && joined.insert(cid.clone())
+                {
+                    out.push(Action::Join {
+                        container_id: cid.clone(),
+                        task_id: t,
+                    });
+                }
+            }
+        }
+        // A join replaced by the agent's answer may now be a no-op.
+        out.retain(|a| match a {
+            Action::Join {
+                container_id,
+                task_id,
+            } => find(container_id).is_none_or(|o| o.task_id.as_deref() != Some(task_id.as_str())),
+            _ => true,
+        });
+        out
     }
 
     fn list(&self) -> anyhow::Result<crate::marathon::Listing> {
@@ -170,8 +262,10 @@ impl Watcher {
         self.sleep(self.cfg.confirm_delay);
         let confirmed: Vec<Action> = match self.list() {
             Ok(l) if l.incomplete.is_empty() => {
-                let ix = TaskIndex::from_tasks(l.tasks);
-                let again = reconcile(owned, &[], &ix, now_secs(), self.cfg.policy);
+                let now = now_secs();
+                let mut ix = TaskIndex::from_tasks(l.tasks);
+                ix.succeed(&self.index(), now, self.cfg.policy.grace_secs);
+                let again = reconcile(owned, &[], &ix, now, self.cfg.policy);
                 *self.index() = ix;
                 again
                     .into_iter()
@@ -281,7 +375,7 @@ impl Watcher {
         };
         let affected = match ev {
             Event::StatusUpdate(t) => {
-                self.index().upsert(t.clone());
+                self.index().upsert_at(t.clone(), now_secs());
                 self.mgr
                     .cache
                     .filter(|o| affected_by_task(std::slice::from_ref(o), &t).len() == 1)
@@ -316,6 +410,7 @@ impl Watcher {
             let ix = self.index();
             reconcile(&affected, &[], &ix, now_secs(), policy)
         };
+        let actions = self.with_agents(actions, &affected, false);
         self.execute(actions, false)
     }
 
@@ -338,7 +433,7 @@ impl Watcher {
                 Err(e) => {
                     self.mgr.metrics.marathon_errors.fetch_add(1, Relaxed);
                     tracing::warn!(error = %e, "event stream connect failed");
-                    self.sleep(backoff);
+                    self.backoff(backoff);
                     backoff = (backoff * 2).min(self.cfg.backoff_max);
                     continue;
                 }
@@ -370,9 +465,17 @@ impl Watcher {
                     }
                 }
             }
-            self.sleep(backoff);
+            self.backoff(backoff);
             backoff = (backoff * 2).min(self.cfg.backoff_max);
         }
+    }
+
+    fn backoff(&self, d: Duration) {
+        self.mgr
+            .metrics
+            .sse_backoff_ms
+            .fetch_add(d.as_millis() as u64, Relaxed);
+        self.sleep(d);
     }
 
     /// Periodic full passes.

@@ -104,7 +104,7 @@ fn load(addr: &str, clients: usize, from: usize, to: usize) -> (Duration, Vec<(u
 fn bench_attachments_restart_reconcile() {
     let n = env_usize("BENCH_TASKS", 10_000);
     let clients = env_usize("BENCH_CLIENTS", 16);
-    let vnc = VncServer::start_on("127.0.0.1:0", 8).unwrap();
+    let vnc = VncServer::start_on("127.0.0.1:0", env_usize("BENCH_VNC_THREADS", 8)).unwrap();
     for a in 0..10 {
         vnc.add_virtual_router(&format!("agent-{a}"), &format!("10.0.0.{a}"));
     }
@@ -129,13 +129,11 @@ fn bench_attachments_restart_reconcile() {
     // how evenly the server shares itself out: each client's count and slowest answer.
     let calls_before = vnc.calls.lock().unwrap().clone();
     let mut first = 0;
-    for clients in [clients / 2, clients].into_iter().filter(|c| *c > 0) {
-        let share = n / 2
-            + if clients == env_usize("BENCH_CLIENTS", 16) {
-                n % 2
-            } else {
-                0
-            };
+    let mut runs = vec![((clients / 2).max(1), n / 2), (clients, n - n / 2)];
+    if std::env::var("BENCH_REVERSE").is_ok() {
+        runs.reverse();
+    }
+    for (clients, share) in runs {
         let (el, per) = load(&addr, clients, first, first + share);
         let counts: Vec<usize> = per.iter().map(|(c, _)| *c).collect();
         let worst: Vec<f64> = per.iter().map(|(_, w)| w.as_secs_f64() * 1e3).collect();
@@ -150,6 +148,12 @@ fn bench_attachments_restart_reconcile() {
             worst.iter().cloned().fold(0.0, f64::max),
         );
         first += share;
+        println!(
+            "BENCH   VNC retries so far {}, VNC calls over 5 s {}",
+            metric(&addr, "contrail_mesos_vnc_retries_total"),
+            metric(&addr, "contrail_mesos_vnc_latency_seconds_count")
+                - metric(&addr, "contrail_mesos_vnc_latency_seconds_bucket{le=\"5\"}")
+        );
     }
     // VNC round trips per attachment, by request kind (from the stand-in's counters).
     let per: Vec<String> = vnc
@@ -171,7 +175,10 @@ fn bench_attachments_restart_reconcile() {
 
     // 2. 10,000 running tasks in Marathon, one per attachment.
     let m = MarathonServer::start().unwrap();
-    for (i, (cid, ip)) in ips.iter().enumerate() {
+    for (cid, ip) in &ips {
+        // Each task on the node its attachment was registered from (`req`): a join needs
+        // the node to match.
+        let i = usize::from_str_radix(cid.rsplit('-').next().unwrap_or("0"), 16).unwrap_or(0);
         let node = format!("agent-{}", i % 10);
         m.add_task_silently(
             "/bench",

@@ -999,3 +999,174 @@ fn a_task_on_another_node_with_the_same_address_is_not_joined() {
     });
     app.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn a_task_that_ends_before_reporting_its_address_is_cleaned_up_at_the_next_pass() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    // The grace (3600 s) would keep the attachment for an hour: it must not be what frees it.
+    let app = app::start(&config(&v, &[m.url()])).unwrap();
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    m.add_task("/web", "web.1", "agent-1", &[], "TASK_STAGING");
+    let events = app.mgr.metrics.sse_events.load(SeqCst);
+    wait_for("the staging event", 200, || {
+        app.mgr.metrics.sse_events.load(SeqCst) > events
+    });
+    // The ADD runs while the task is staging; the task is killed before it reports an
+    // address, and no DEL comes.
+    assert_eq!(post(&app, &request(&cid(1), "eth0", blue())).0, 201);
+    let events = app.mgr.metrics.sse_events.load(SeqCst);
+    m.kill_task("web.1");
+    wait_for("the kill event", 200, || {
+        app.mgr.metrics.sse_events.load(SeqCst) > events
+    });
+    relist(&m, &app);
+    wait_for("the cleanup", 100, || {
+        v.count("virtual-machine-interface") == 0
+    });
+    assert_eq!(v.count("virtual-machine"), 0);
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_container_its_agent_still_runs_is_never_deleted_and_joins_follow_the_agent() {
+    use contrail_integration::mesos_agent::OperatorApi;
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    let agent = OperatorApi::start().unwrap();
+    let mut c = config(&v, &[m.url()]);
+    c.reconcile.grace_secs = 0;
+    c.mesos.agent_url = agent.url();
+    let app = app::start(&c).unwrap();
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    let (_, b) = post(&app, &request(&cid(1), "eth0", blue()));
+    let ip = b["ip"].as_str().unwrap().to_owned();
+    // Two tasks report the address on the node (ambiguous by address); the agent says the
+    // container is web.2's.
+    agent.add_container(&cid(1), "web.2");
+    m.add_task("/web", "web.1", "agent-1", &[&ip], "TASK_RUNNING");
+    m.add_task("/web", "web.2", "agent-1", &[&ip], "TASK_RUNNING");
+    relist(&m, &app);
+    wait_for("the join by identity", 100, || {
+        app.mgr.cache.all()[0].task_id.as_deref() == Some("web.2")
+    });
+    // Marathon loses the task (no event, no DEL) while the agent still runs the container:
+    // kept.
+    m.remove_task_silently("web.1");
+    m.remove_task_silently("web.2");
+    relist(&m, &app);
+    assert!(app.mgr.metrics.agent_kept.load(SeqCst) >= 1);
+    assert_eq!(v.count("virtual-machine-interface"), 1);
+    // The agent no longer runs it: deleted.
+    agent.remove_container(&cid(1));
+    relist(&m, &app);
+    wait_for("the cleanup", 100, || {
+        v.count("virtual-machine-interface") == 0
+    });
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_container_created_during_a_pass_is_not_joined_to_the_dead_task_that_had_its_address() {
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    let app = Arc::new(app::start(&config(&v, &[m.url()])).unwrap());
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    let (_, b1) = post(&app, &request(&cid(1), "eth0", blue()));
+    let ip = b1["ip"].as_str().unwrap().to_owned();
+    m.add_task("/web", "web.1", "agent-1", &[&ip], "TASK_RUNNING");
+    wait_for("the join", 200, || {
+        app.mgr
+            .cache
+            .all()
+            .first()
+            .and_then(|o| o.task_id.clone())
+            .as_deref()
+            == Some("web.1")
+    });
+    // While the next listing is on its way (it still has web.1), web.1's container goes with
+    // its DEL and a new container on the node gets the freed address.
+    let (a, ip2) = (app.clone(), ip.clone());
+    let got = Arc::new(std::sync::Mutex::new(None));
+    let g = got.clone();
+    *m.knobs.after_next_list.lock().unwrap() = Some(Box::new(move || {
+        assert_eq!(delete(&a, &cid(1), "eth0").0, 200);
+        let (st, b2) = post(&a, &request(&cid(2), "eth0", blue()));
+        assert_eq!(st, 201);
+        *g.lock().unwrap() = b2["ip"].as_str().map(str::to_owned);
+        let _ = ip2;
+    }));
+    relist(&m, &app);
+    assert_eq!(
+        got.lock().unwrap().as_deref(),
+        Some(ip.as_str()),
+        "the new container reuses the address"
+    );
+    assert_eq!(
+        app.mgr
+            .cache
+            .get(&(cid(2), "eth0".into()))
+            .and_then(|o| o.task_id),
+        None
+    );
+    // Marathon catches up: web.1 is gone. The new container is alive and must stay.
+    m.remove_task_silently("web.1");
+    relist(&m, &app);
+    assert!(v.store().get(&vm_uuid_for(&cid(2))).is_some());
+    assert_eq!(v.count("virtual-machine-interface"), 1);
+}
+
+#[test]
+fn a_trickling_head_and_an_idle_connection_are_closed() {
+    let v = vnc();
+    let mut c = config(&v, &[]);
+    c.api.header_timeout_ms = 500;
+    c.api.idle_timeout_secs = 1;
+    let app = app::start(&c).unwrap();
+    // Slowloris: a head that never ends. The server closes it (EOF) well before the client's
+    // own 20 s read timeout.
+    let mut s = TcpStream::connect(app.api.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /livez HTTP/1.1\r\nHost: m\r\nX-Slow: a")
+        .unwrap();
+    let mut b = [0u8; 256];
+    let r = s.read(&mut b);
+    assert!(
+        matches!(r, Ok(0))
+            || matches!(&r, Ok(n) if String::from_utf8_lossy(&b[..*n]).starts_with("HTTP/1.1 408"))
+            || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server did not close a trickling head: {r:?}"
+    );
+    // Keep-alive: one answer, then silence; the server closes the idle connection.
+    let mut s = TcpStream::connect(app.api.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /livez HTTP/1.1\r\nHost: m\r\n\r\n")
+        .unwrap();
+    let h = read_head(&mut s);
+    assert_eq!(status_of(&h), 200, "{h}");
+    let mut rest = Vec::new();
+    let r = s.read_to_end(&mut rest);
+    assert!(r.is_ok(), "the idle connection was not closed: {r:?}");
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn the_stream_backoff_restarts_from_the_minimum_on_every_connect() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    let m = MarathonServer::start().unwrap();
+    // Five streams in a row are accepted and closed before any event.
+    m.knobs.close_next_streams.store(5, SeqCst);
+    let mut c = config(&v, &[m.url()]);
+    c.marathon.backoff_min_ms = 50;
+    c.marathon.backoff_max_ms = 10_000;
+    let app = app::start(&c).unwrap();
+    wait_for("the stream", 200, || m.subscribers() == 1);
+    // Each close is followed by one back-off of the minimum (reset on connect): 5 x 50 ms.
+    // Reset only on an event, it doubled on: 50+100+...+800 = 1.55 s.
+    let ms = app.mgr.metrics.sse_backoff_ms.load(SeqCst);
+    assert_eq!(ms, 5 * 50, "backed off {ms} ms in total");
+    app.shutdown(Duration::from_secs(1));
+}

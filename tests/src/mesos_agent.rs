@@ -1,17 +1,20 @@
-//! A Mesos agent's `network/cni` isolator, reduced to what touches CNI, built from
-//! `shared/contracts/cni-mesos-marathon.md` §2:
+//! A Mesos agent's `network/cni` isolator, reduced to what touches CNI, as Apache Mesos'
+//! `src/slave/containerizer/mesos/isolators/network/cni/cni.cpp` and the Mesos CNI docs
+//! (`docs/cni.md`) describe it:
 //!
 //! - network configs are every non-directory file in the config dir that parses with a `name` and
-//!   a `type` found in the plugins dir (§2.1); conflists are skipped;
-//! - each named network of a container gets `eth0`, `eth1`, ... in order (§2.2);
+//!   a `type` found in the plugins dir; conflists are skipped;
+//! - each named network of a container gets `eth0`, `eth1`, ... in order;
 //! - the config is checkpointed to `<root>/<cid>/<network>/network.conf` with
-//!   `args."org.apache.mesos".network_info` injected (§2.3) and that file is the plugin's stdin;
+//!   `args."org.apache.mesos".network_info` injected and that file is the plugin's stdin;
 //! - ADD env is exactly `CNI_COMMAND, CNI_CONTAINERID, CNI_PATH, CNI_IFNAME, CNI_NETNS, PATH`, no
-//!   `CNI_ARGS`; all networks of one container are attached in parallel (§2.2);
-//! - stdout is parsed as a 0.2.0 result: only `ip4`/`ip6`/`dns` are read (§2.5), and the raw
+//!   `CNI_ARGS`; all networks of one container are attached in parallel;
+//! - stdout is parsed as a 0.2.0 result: only `ip4`/`ip6`/`dns` are read, and the raw
 //!   stdout is checkpointed to `<root>/<cid>/<network>/<ifname>/network.info`;
 //! - DEL reuses the checkpointed config, has no `prevResult`, sets `CNI_NETNS` only while the
-//!   namespace handle exists, and runs in parallel for all networks (§2.6).
+//!   namespace handle exists, and runs in parallel for all networks.
+//!
+//! [`OperatorApi`] stands in for the agent's operator API (`GET_CONTAINERS` only).
 //!
 //! The container's namespace is a named netns (`ip netns add`), standing in for the bind mount of
 //! `/proc/<pid>/ns/net` that Mesos makes.
@@ -32,7 +35,8 @@ pub struct NetworkRequest {
     pub labels: Vec<(String, String)>,
     /// `(host_port, container_port, protocol)`.
     pub port_mappings: Vec<(u16, u16, String)>,
-    /// Apps get `ip_addresses: [{"protocol": "IPv4"}]`, pods get none (§3.2).
+    /// Apps get `ip_addresses: [{"protocol": "IPv4"}]`, pods get none (Marathon's
+    /// TaskBuilder sets them for apps only).
     pub app_style_ip_addresses: bool,
 }
 
@@ -467,13 +471,117 @@ pub fn write_network_config(dir: &Path, file: &str, conf: &Value) -> std::io::Re
     f.write_all(serde_json::to_string_pretty(conf).unwrap().as_bytes())
 }
 
+/// The agent's operator API (`POST /api/v1`, Apache Mesos "Operator HTTP API"), reduced to
+/// `GET_CONTAINERS`: the containers the test says run, each with its executor and framework,
+/// in the v1 JSON form (`{"container_id": {"value": ...}, ...}`). Other call types get 400
+/// with a plain-text body, as the agent answers calls it cannot parse.
+pub struct OperatorApi {
+    pub addr: std::net::SocketAddr,
+    /// container id -> (executor id, framework id)
+    containers: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (String, String)>>>,
+    /// `GET_CONTAINERS` calls answered.
+    pub calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    server: std::sync::Arc<tiny_http::Server>,
+}
+
+impl OperatorApi {
+    pub fn start() -> std::io::Result<OperatorApi> {
+        let server = std::sync::Arc::new(
+            tiny_http::Server::http("127.0.0.1:0").map_err(std::io::Error::other)?,
+        );
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
+        let containers: std::sync::Arc<std::sync::Mutex<BTreeMap<String, (String, String)>>> =
+            Default::default();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (srv, cs, n) = (server.clone(), containers.clone(), calls.clone());
+        std::thread::spawn(move || {
+            for mut req in srv.incoming_requests() {
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(
+                    &mut std::io::Read::take(req.as_reader(), 1 << 20),
+                    &mut body,
+                );
+                let call: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let resp = if req.method() != &tiny_http::Method::Post || req.url() != "/api/v1" {
+                    tiny_http::Response::from_string("Not Found").with_status_code(404)
+                } else if call["type"] != "GET_CONTAINERS" {
+                    tiny_http::Response::from_string(format!(
+                        "Failed to validate agent::Call: unsupported call {}",
+                        call["type"]
+                    ))
+                    .with_status_code(400)
+                } else {
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let list: Vec<Value> = cs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .map(|(cid, (exec, fw))| {
+                            json!({"container_id": {"value": cid}, "executor_id": {"value": exec},
+                                "executor_name": "Command Executor", "framework_id": {"value": fw},
+                                "resource_statistics": {"cpus_limit": 0.1, "timestamp": 1.0}})
+                        })
+                        .collect();
+                    tiny_http::Response::from_string(
+                        json!({"type": "GET_CONTAINERS", "get_containers": {"containers": list}})
+                            .to_string(),
+                    )
+                    .with_header(
+                        tiny_http::Header::from_bytes("Content-Type", "application/json")
+                            .expect("static header"),
+                    )
+                };
+                let _ = req.respond(resp);
+            }
+        });
+        Ok(OperatorApi {
+            addr,
+            containers,
+            calls,
+            server,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The agent now runs this container for this executor (Marathon's command executor:
+    /// the executor id is the task id).
+    pub fn add_container(&self, container_id: &str, executor_id: &str) {
+        self.containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                container_id.to_owned(),
+                (executor_id.to_owned(), "marathon-framework-0000".to_owned()),
+            );
+    }
+
+    pub fn remove_container(&self, container_id: &str) {
+        self.containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(container_id);
+    }
+}
+
+impl Drop for OperatorApi {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn app_network_info_matches_the_captured_mesos_form() {
-        // contract §2.4: {"ip_addresses":[{"protocol":"IPv4"}],"labels":{},"name":"contrail-cni-plugin"}
+        // The form Mesos checkpoints: {"ip_addresses":[{"protocol":"IPv4"}],"labels":{},"name":"contrail-cni-plugin"}
         let ni = NetworkRequest::new("contrail-cni-plugin", &[]).network_info();
         assert_eq!(
             serde_json::to_string(&ni).unwrap(),
@@ -509,6 +617,36 @@ mod tests {
         let agent = MesosAgent::new(&confs, &plugins, tmp.path());
         let names: Vec<_> = agent.network_configs().into_keys().collect();
         assert_eq!(names, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn operator_api_lists_containers_in_the_v1_form() {
+        let api = OperatorApi::start().unwrap();
+        api.add_container("c1", "web.1");
+        let a: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut r = a
+            .post(format!("{}/api/v1", api.url()))
+            .send(r#"{"type":"GET_CONTAINERS"}"#)
+            .unwrap();
+        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(v["type"], "GET_CONTAINERS");
+        assert_eq!(
+            v["get_containers"]["containers"][0]["container_id"]["value"],
+            "c1"
+        );
+        assert_eq!(
+            v["get_containers"]["containers"][0]["executor_id"]["value"],
+            "web.1"
+        );
+        api.remove_container("c1");
+        let r = a
+            .post(format!("{}/api/v1", api.url()))
+            .send(r#"{"type":"GET_HEALTH"}"#)
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
     }
 
     #[test]

@@ -1062,7 +1062,7 @@ fn lost_del_with_task_lost_event_is_cleaned_up_by_the_event_path() {
     if !require_root("lost_del_with_task_lost_event_is_cleaned_up_by_the_event_path") {
         return;
     }
-    // No periodic pass within the test: only the TASK_LOST event can clean up.
+    // No periodic pass within the test: only the terminal event (TASK_GONE) can clean up.
     let mut opts = options();
     opts.reconcile_interval_secs = 3600;
     let h = Harness::start(&opts);

@@ -7,7 +7,7 @@ use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::model::{AppList, Event, PodStatus, TaskView, pod_tasks};
+use super::model::{AppList, Event, TaskView, decode_pods, pod_tasks};
 
 /// One snapshot of what Marathon runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,7 +19,8 @@ pub struct Listing {
 }
 use super::sse::{SseEvent, SseParser};
 
-/// The exact filter of the seed design; Marathon matches `event_type` exactly.
+/// The two event types the watcher acts on; Marathon matches `event_type` exactly (REST API
+/// docs, `GET /v2/events`).
 pub const EVENTS_PATH: &str =
     "/v2/events?event_type=status_update_event&event_type=instance_changed_event";
 
@@ -157,7 +158,14 @@ impl MarathonApi for HttpMarathon {
         })?;
         let incomplete = apps.incomplete();
         // Marathon < 1.4 has no pods: its 404 means "no pods", not a failed listing.
-        let pods: Vec<PodStatus> = self.get_json("/v2/pods/::status")?.unwrap_or_default();
+        const PODS: &str = "/v2/pods/::status";
+        let pods = match self.get_json::<serde_json::Value>(PODS)? {
+            Some(v) => decode_pods(v).map_err(|msg| MarathonError::Decode {
+                url: format!("{}{PODS}", self.base()),
+                msg,
+            })?,
+            None => vec![],
+        };
         let mut tasks: Vec<TaskView> = apps.tasks().collect();
         tasks.extend(pod_tasks(pods));
         Ok(Listing { tasks, incomplete })

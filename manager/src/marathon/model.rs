@@ -139,6 +139,35 @@ pub struct PodStatus {
     pub instances: Vec<PodInstance>,
 }
 
+/// Decodes a `/v2/pods/::status` answer pod by pod, so a failure names the pod, the instance
+/// and the field.
+pub fn decode_pods(v: serde_json::Value) -> Result<Vec<PodStatus>, String> {
+    let serde_json::Value::Array(pods) = v else {
+        return Err("the pod status answer is not a JSON array".into());
+    };
+    pods.into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let id = p
+                .get("id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("#{i}"));
+            serde_path_to_error::deserialize::<_, PodStatus>(&p).map_err(|e| {
+                let path = e.path().to_string();
+                let inst = path
+                    .strip_prefix("instances[")
+                    .and_then(|r| r.split(']').next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| p.get("instances")?.get(n)?.get("id")?.as_str())
+                    .map(|t| format!(" (instance {t})"))
+                    .unwrap_or_default();
+                format!("pod {id}: {path}{inst}: {}", e.inner())
+            })
+        })
+        .collect()
+}
+
 /// One task as the reconciler sees it (app task or pod container).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskView {
@@ -358,6 +387,23 @@ mod tests {
         assert!(e.contains("app /pywebserver"), "{e}");
         assert!(e.contains(&tid), "{e}");
         assert!(e.contains("ipAddresses[0].ipAddress"), "{e}");
+    }
+
+    #[test]
+    fn a_pod_decode_failure_names_the_pod_the_instance_and_the_field() {
+        let v = serde_json::json!([{"id": "/p", "instances": [{"id": "p.instance-1",
+            "agentHostname": "a1", "networks": [{"addresses": ["10.0.0.2"]}],
+            "containers": [{"containerId": 5, "status": "TASK_RUNNING"}]}]}]);
+        let e = decode_pods(v).unwrap_err();
+        assert!(e.contains("pod /p"), "{e}");
+        assert!(e.contains("p.instance-1"), "{e}");
+        assert!(e.contains("containers[0].containerId"), "{e}");
+        let ok = serde_json::json!([{"id": "/p", "instances": [{"id": "p.instance-1",
+            "agentHostname": "a1", "networks": [{"addresses": ["10.0.0.2"]}],
+            "containers": [{"containerId": "p.instance-1.c", "status": "TASK_RUNNING"}]}]}]);
+        let t: Vec<TaskView> = pod_tasks(decode_pods(ok).unwrap()).collect();
+        assert_eq!(t[0].id, "p.instance-1.c");
+        assert_eq!(t[0].ips, ["10.0.0.2"]);
     }
 
     #[test]

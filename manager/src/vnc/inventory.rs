@@ -25,7 +25,7 @@ impl Writer {
         let mut vms: Vec<(Option<String>, Orphan)> = Vec::new();
         self.api.list_each("virtual-machine", &mut |o| {
             if mine(&o) {
-                vms.push((o.display_name.clone(), Orphan::of("virtual-machine", &o)));
+                vms.push((o.display_name.clone(), orphan_of("virtual-machine", &o)));
             }
         })?;
         let mut owned = Vec::new();
@@ -92,7 +92,7 @@ impl Writer {
                     o.attachment.ip = i.instance_ip_address.clone();
                     o.iip_uuid = Some(i.uuid.clone());
                 }
-                None => orphans.push(Orphan::of("instance-ip", &i)),
+                None => orphans.push(orphan_of("instance-ip", &i)),
             }
         })?;
         self.api.list_each("floating-ip", &mut |f| {
@@ -111,7 +111,7 @@ impl Writer {
                     }
                     o.fip_uuids.push(f.uuid.clone());
                 }
-                None => orphans.push(Orphan::of("floating-ip", &f)),
+                None => orphans.push(orphan_of("floating-ip", &f)),
             }
         })?;
         drop(by_vmi);
@@ -137,32 +137,18 @@ impl Writer {
     }
 }
 
-/// Owned objects as VNC holds them.
-#[derive(Debug, Clone, Default)]
-pub struct Scan {
-    pub owned: Vec<Owned>,
-    pub orphans: Vec<Orphan>,
-}
+// The inventory types belong to the reconciler (`crate::inventory`); the VNC side fills them.
+pub use crate::inventory::{Orphan, Scan};
 
-/// An owned object outside any complete attachment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Orphan {
-    pub ty: String,
-    pub uuid: String,
-    pub container_id: String,
-    pub created_at: u64,
-}
-
-impl Orphan {
-    fn of(ty: &str, o: &VncObject) -> Orphan {
-        Orphan {
-            ty: ty.to_owned(),
-            uuid: o.uuid.clone(),
-            container_id: o.annotation("container-id").unwrap_or_default().to_owned(),
-            created_at: o
-                .annotation("created-at")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-        }
+/// An owned object outside any complete attachment, from its VNC form.
+fn orphan_of(ty: &str, o: &VncObject) -> Orphan {
+    Orphan {
+        ty: ty.to_owned(),
+        uuid: o.uuid.clone(),
+        container_id: o.annotation("container-id").unwrap_or_default().to_owned(),
+        created_at: o
+            .annotation("created-at")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
     }
 }

@@ -1,4 +1,4 @@
-//! Marathon stand-in (shared/contracts/cni-mesos-marathon.md §3): `GET /v2/apps?embed=apps.tasks`,
+//! Marathon stand-in (as Marathon's REST API docs and its Jetty event servlet behave): `GET /v2/apps?embed=apps.tasks`,
 //! `GET /v2/pods/::status`, `GET /v2/tasks`, and the `/v2/events` stream as Jetty's
 //! `EventSourceServlet` serves it: `Accept: text/event-stream` compared exactly (else 405),
 //! `Connection: close` with no chunking, CRLF frames, `event_stream_attached` first, a bare
@@ -72,6 +72,10 @@ pub struct Knobs {
     pub omit_tasks: AtomicBool,
     /// `/v2/pods/::status` answers 404, as Marathon < 1.4 (no pods) does.
     pub no_pods: AtomicBool,
+    /// The next this many event streams are answered 200 and closed before any event.
+    pub close_next_streams: AtomicU64,
+    /// Run once by the next `/v2/apps`, after its answer is computed and before it is sent.
+    pub after_next_list: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// Handles the write routes (`POST /v2/apps`, `PUT`/`DELETE /v2/apps/<id>`, pods...),
     /// which need a scheduler behind them (the devstack installs one).
     pub writes: Mutex<Option<WriteHandler>>,
@@ -116,6 +120,8 @@ impl MarathonServer {
             empty_lists: AtomicU64::new(0),
             omit_tasks: AtomicBool::new(false),
             no_pods: AtomicBool::new(false),
+            after_next_list: Mutex::new(None),
+            close_next_streams: AtomicU64::new(0),
             writes: Mutex::new(None),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -223,7 +229,7 @@ impl MarathonServer {
         self.emit_status_update(&t.app_id, &t.id, &t.host, &t.ips, &t.state);
     }
 
-    /// Emits a `status_update_event` (contract §3.6) for any task, including pod containers,
+    /// Emits a `status_update_event` (Marathon event bus docs) for any task, including pod containers,
     /// whose state the lists do not track.
     pub fn emit_status_update(
         &self,
@@ -314,6 +320,8 @@ impl Drop for MarathonServer {
     }
 }
 
+/// Marathon's terminal task states: the task leaves the lists. `TASK_LOST` and
+/// `TASK_UNREACHABLE` are not (the instance is Unreachable and stays listed until expunged).
 pub fn is_terminal(state: &str) -> bool {
     matches!(
         state,
@@ -321,9 +329,9 @@ pub fn is_terminal(state: &str) -> bool {
             | "TASK_FAILED"
             | "TASK_KILLED"
             | "TASK_ERROR"
-            | "TASK_LOST"
             | "TASK_DROPPED"
             | "TASK_GONE"
+            | "TASK_GONE_BY_OPERATOR"
     )
 }
 
@@ -417,6 +425,13 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                     a
                 })
                 .collect();
+            drop(st);
+            // The listing is taken; whatever the hook does happens after it, before the
+            // client has it (a listing that is already stale when it arrives).
+            let hook = lock(&knobs.after_next_list).take();
+            if let Some(h) = hook {
+                h();
+            }
             respond(
                 &mut s,
                 "200 OK",
@@ -544,6 +559,15 @@ fn stream(
 ) {
     knobs.stream_connects.fetch_add(1, Ordering::SeqCst);
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n";
+    if knobs
+        .close_next_streams
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        // Accepted, then closed before any event (a Marathon still electing its leader).
+        let _ = s.write_all(head.as_bytes());
+        return;
+    }
     let attached = json!({"remoteAddress": s.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default(),
         "eventType": "event_stream_attached", "timestamp": now_iso()});
     // event_stream_attached goes to every subscriber, whatever its filter (Marathon sends it

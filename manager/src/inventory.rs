@@ -1,0 +1,23 @@
+//! What the reconciler knows about VNC, in its own terms: the owned attachments (`cache::Owned`)
+//! and the orphans a scan found. The VNC adapter (`vnc/`) fills these; the reconcile core
+//! imports nothing from it.
+
+use crate::cache::Owned;
+
+/// Owned objects as VNC holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub owned: Vec<Owned>,
+    pub orphans: Vec<Orphan>,
+}
+
+/// An owned object outside any complete attachment (a VM without interface, an instance-ip or
+/// floating-ip without VMI: traces of a crash mid-registration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub ty: String,
+    pub uuid: String,
+    pub container_id: String,
+    /// Unix seconds (annotation `created-at`), for the grace.
+    pub created_at: u64,
+}
