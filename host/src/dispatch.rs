@@ -22,7 +22,7 @@ pub const MESOS_TYPE: &str = "mesos";
 
 /// Chooses the path by the config's `type`.
 pub fn dispatch(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
-    let ty = inv.conf.type_()?.unwrap_or_default();
+    let ty = inv.conf.type_().unwrap_or_default();
     if CONTRAIL_TYPES.contains(&ty) {
         crate::contrail::run(inv)
     } else if ty == MESOS_TYPE || inv.conf.delegate().is_some() {
@@ -41,13 +41,7 @@ pub fn run_cni(env: &dyn Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i
         crate::logging::init(&req.conf.log_settings());
         let started = Instant::now();
         let (command, container) = (req.command, req.args.container_id.clone());
-        let network = req
-            .conf
-            .name()
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-            .to_owned();
+        let network = req.conf.name().unwrap_or_default().to_owned();
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let inv = Invocation::new(req)?;
             dispatch(&inv)

@@ -94,3 +94,56 @@ fn arguments_select_the_cli_and_bad_ones_fail() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
+
+/// CNI SPEC.md: a network name must match `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$` (it is used as a
+/// directory name by IPAM plugins such as host-local). Refused on both paths, before anything
+/// runs.
+#[test]
+fn a_network_name_the_spec_forbids_is_error_7_on_both_paths() {
+    let add = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/run/netns/none"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/nonexistent"),
+    ];
+    for ty in ["mesos", "contrail-cni-plugin"] {
+        for name in ["../../etc", "a/b", "-x", "a b"] {
+            let conf = serde_json::json!({
+                "cniVersion": "0.4.0", "name": name, "type": ty,
+                "delegate": {"type": "bridge"},
+                "contrail": {"poll-timeout": 0.01, "poll-retries": 1}
+            });
+            let (exit, out, _) = run(&add, &conf.to_string());
+            assert_eq!(exit, 1, "{ty} {name}");
+            let v = one_json(&out);
+            assert_eq!(v["code"], 7, "{ty} {name}: {v}");
+            assert!(v["msg"].as_str().unwrap().contains("network name"), "{v}");
+        }
+    }
+}
+
+/// `args."org.apache.mesos"` is Mesos' injection; when it is there but not an object the
+/// config is broken, and the Contrail ADD must not go on as if no runtime had passed labels.
+#[test]
+fn mesos_args_that_are_not_an_object_are_error_7() {
+    let add = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/run/netns/none"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let conf = serde_json::json!({
+        "cniVersion": "0.2.0", "name": "n", "type": "contrail-cni-plugin",
+        "args": {"org.apache.mesos": 5},
+        "contrail": {"vrouter-port": 1, "poll-timeout": 0.01, "poll-retries": 1}
+    });
+    let (exit, out, _) = run(&add, &conf.to_string());
+    assert_eq!(exit, 1);
+    let v = one_json(&out);
+    assert_eq!(v["code"], 7, "{v}");
+    assert!(
+        v["msg"].as_str().unwrap().contains("org.apache.mesos"),
+        "{v}"
+    );
+}
