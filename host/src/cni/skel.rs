@@ -3,7 +3,8 @@
 //! `cniVersion`) or the error JSON on the injectable stdout. Nothing else is ever written to
 //! stdout; the exit code is 0 on success and 1 on error.
 //!
-//! Required variables follow the spec 1.1.0 table (contract cni-mesos-marathon §1.2): ADD and
+//! Required variables follow CNI SPEC.md 1.1.0 ("Parameters", the table of which command needs
+//! which variable): ADD and
 //! CHECK need CONTAINERID, NETNS, IFNAME; DEL needs CONTAINERID, IFNAME; GC needs PATH;
 //! STATUS and VERSION nothing beyond COMMAND. Unlike Go's skel we do not demand `CNI_PATH` for
 //! every command: the path that needs it (the delegate) says so itself.
@@ -86,7 +87,7 @@ impl Command {
         }
     }
 
-    /// Required variables besides `CNI_COMMAND` (spec 1.1.0 §2).
+    /// Required variables besides `CNI_COMMAND` (CNI SPEC.md 1.1.0, "Parameters").
     fn required(self) -> &'static [&'static str] {
         match self {
             Command::Add | Command::Check => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],

@@ -654,7 +654,8 @@ mod tests {
             select_vmi::<()>(&two, "net9", None),
             Err(Poll::Fatal(_))
         ));
-        // No index annotation (CEM-24753 crashed the Go CNI): a single VMI is taken.
+        // No index annotation (Contrail's Go CNI indexed it unchecked and crashed): a single
+        // VMI is taken.
         assert_eq!(
             select_vmi::<()>(&[mk("x", &[])], "eth0", None)
                 .ok()

@@ -21,7 +21,8 @@ pub fn tap_name(container_id: &str, ifname: &str) -> String {
     name
 }
 
-/// The Kubernetes VM name (contract §3.3): `<cluster-name>__<namespace>__<pod>`.
+/// The Kubernetes VM name, as tf-controller's `src/container/cni/cni.go` builds it:
+/// `<cluster-name>__<namespace>__<pod>`.
 pub fn k8s_vm_name(cluster: &str, namespace: &str, pod: &str) -> String {
     format!("{cluster}__{namespace}__{pod}")
 }
