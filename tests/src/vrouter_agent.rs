@@ -115,12 +115,6 @@ pub struct Recorded {
     pub body: Vec<u8>,
 }
 
-impl Recorded {
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// A forced failure: the next `count` requests whose "METHOD path" starts with `prefix` get
 /// `status` with an `{"error": ...}` body.
 #[derive(Debug, Clone)]

@@ -76,22 +76,6 @@ impl CniError {
         self
     }
 
-    pub fn internal(msg: impl Into<String>) -> Self {
-        Self::new(INTERNAL, msg)
-    }
-
-    pub fn invalid_config(msg: impl Into<String>) -> Self {
-        Self::new(INVALID_CONFIG, msg)
-    }
-
-    pub fn decode(msg: impl Into<String>) -> Self {
-        Self::new(DECODE_FAILURE, msg)
-    }
-
-    pub fn invalid_env(msg: impl Into<String>) -> Self {
-        Self::new(INVALID_ENV, msg)
-    }
-
     /// The spec's JSON form. `cni_version` is the config's version (or our newest when the
     /// config could not be read).
     pub fn to_json(&self, cni_version: &str) -> Value {

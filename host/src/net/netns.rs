@@ -56,10 +56,6 @@ impl NetNs {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
