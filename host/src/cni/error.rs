@@ -29,7 +29,8 @@ pub const NOT_AVAILABLE_LIMITED: u32 = 51;
 pub const INTERNAL: u32 = 100;
 /// 101: delegate plugin not found in CNI_PATH / failed to run.
 pub const DELEGATE_EXEC: u32 = 101;
-/// 102: delegate plugin returned an error (its own code is in `details`) or garbage.
+/// 102: delegate plugin returned a plugin-specific error (100+; its error is in `details`) or
+/// garbage. A delegate's spec code (below 100) is passed through instead.
 pub const DELEGATE_FAILED: u32 = 102;
 /// 110: Wasm plugin could not be loaded / compiled / is not a valid component for its world.
 pub const WASM_LOAD: u32 = 110;
