@@ -10,10 +10,13 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
-use crate::cni::CniResult;
-use crate::cni::error::{CniError, INTERNAL, INVALID_CONFIG};
+use std::path::Path;
+
+use crate::cni::error::{CniError, INTERNAL, INVALID_CONFIG, INVALID_ENV};
 use crate::cni::skel::{self, Env};
+use crate::cni::{CniResult, Command};
 use crate::invocation::Invocation;
+use crate::net::{NetError, NetOps, Netlink};
 
 /// Types served by the Contrail path.
 pub const CONTRAIL_TYPES: &[&str] = &["contrail-cni-plugin", "contrail-k8s-cni"];
@@ -26,11 +29,35 @@ pub fn dispatch(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     if CONTRAIL_TYPES.contains(&ty) {
         crate::contrail::run(inv)
     } else if ty == MESOS_TYPE || inv.conf.delegate().is_some() {
+        if inv.command == Command::Add {
+            container_side_is_free(inv)?;
+        }
         crate::delegate::run(inv)
     } else {
         Err(CniError::new(INVALID_CONFIG, format!("unsupported network type {ty:?}")).with_details(format!(
             "this plugin serves \"{MESOS_TYPE}\" (with a \"delegate\" block) and {CONTRAIL_TYPES:?}"
         )))
+    }
+}
+
+/// ADD on the delegate path, before the delegate runs: `CNI_NETNS` must be a network namespace
+/// (the bridge plugin, for one, creates its bridge in the node's namespace before it opens the
+/// container's), and `CNI_IFNAME` must not exist there yet. A repeated ADD is refused here, so
+/// the DEL that rolls back a failed delegate ADD can never tear down the runtime's existing
+/// interface and free its address.
+fn container_side_is_free(inv: &Invocation) -> Result<(), CniError> {
+    let netns = inv
+        .args
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::new(INVALID_ENV, "CNI_NETNS is required for ADD"))?;
+    let mut net = Netlink::new()?;
+    match net.inspect(Path::new(netns), &inv.args.ifname)? {
+        None => Ok(()),
+        Some(_) => Err(NetError::IfnameExists {
+            name: inv.args.ifname.clone(),
+        }
+        .into()),
     }
 }
 

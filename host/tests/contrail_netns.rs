@@ -785,3 +785,68 @@ fn contrail_manager_4xx_is_error_7_and_5xx_is_11() {
         "the agent is not asked before the manager answered"
     );
 }
+
+/// A second ADD of the same container and interface is refused before anything happens: the
+/// existing eth0, its address, tap, port file, agent subscription and registration all stay.
+#[test]
+fn contrail_repeated_add_leaves_the_first_alone() {
+    if !require_root("contrail_repeated_add_leaves_the_first_alone") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(13);
+    let conf = node.conf("0.2.0");
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    let ip = res["ip4"]["ip"].as_str().unwrap().to_owned();
+    let (files, taps) = (node.port_files(), node.taps());
+    let requests = node.agent.requests().len();
+
+    let (ok, e) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(!ok);
+    assert_eq!(e["code"], 7, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("already exists"), "{e}");
+    let addrs: Value =
+        serde_json::from_str(&ct.ip(&["-j", "-4", "addr", "show", "dev", "eth0"])).unwrap();
+    let a = &addrs[0]["addr_info"][0];
+    assert_eq!(
+        format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]),
+        ip
+    );
+    assert_eq!(node.taps(), taps);
+    assert_eq!(node.port_files(), files);
+    assert_eq!(node.agent.subscriptions().len(), 1);
+    assert_eq!(
+        node.agent.requests().len(),
+        requests,
+        "the agent was not asked"
+    );
+    assert_eq!(node.manager.as_ref().unwrap().attachments().len(), 1);
+
+    assert!(node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf).0);
+    eventually("no taps", || node.taps().is_empty());
+}
+
+/// A `CNI_NETNS` that is not a network namespace is error 4 at once: nothing registered, the
+/// agent never polled (it used to be polled for the whole budget first).
+#[test]
+fn contrail_bad_netns_fails_before_anything_else() {
+    if !require_root("contrail_bad_netns_fails_before_anything_else") {
+        return;
+    }
+    let node = Node::new(true);
+    let mut conf = node.conf("0.2.0");
+    conf["contrail"]["poll-retries"] = json!(1000);
+    let plain = node.dir.path().join("not-a-netns");
+    std::fs::write(&plain, b"").unwrap();
+    for netns in [plain.clone(), PathBuf::from("/run/netns/does-not-exist-ct")] {
+        let (ok, e) = node.cni("ADD", &cid(14), "eth0", Some(&netns), &conf);
+        assert!(!ok);
+        assert_eq!(e["code"], 4, "{netns:?}: {e}");
+    }
+    assert!(node.agent.requests().is_empty());
+    assert!(node.manager.as_ref().unwrap().requests().is_empty());
+    assert!(node.taps().is_empty());
+    assert!(node.port_files().is_empty());
+}

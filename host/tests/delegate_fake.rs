@@ -21,6 +21,8 @@ echo "fake delegate $CNI_COMMAND on stderr" >&2
 exit 0
 "#;
 
+const IFNAME: &str = "cnifake0";
+
 struct Setup {
     dir: tempfile::TempDir,
 }
@@ -91,8 +93,10 @@ impl Setup {
         cmd.env_clear()
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", "5baff64c-d028-47ba-864e-a5ee679fc069")
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_NETNS", "/var/run/mesos/isolators/network/cni/x/ns")
+            // The host checks CNI_NETNS is a network namespace without CNI_IFNAME before the
+            // delegate runs: our own namespace (no root needed), a name no machine has.
+            .env("CNI_IFNAME", IFNAME)
+            .env("CNI_NETNS", "/proc/self/ns/net")
             .env("CNI_PATH", format!("/nonexistent:{}", self.bin().display()))
             .env("PATH", "/usr/bin:/bin")
             .envs(extra_env.iter().copied())
@@ -148,8 +152,8 @@ fn add_translates_passes_the_environment_and_converts_the_result() {
     for want in [
         "CNI_COMMAND=ADD",
         "CNI_CONTAINERID=5baff64c-d028-47ba-864e-a5ee679fc069",
-        "CNI_IFNAME=eth0",
-        "CNI_NETNS=/var/run/mesos/isolators/network/cni/x/ns",
+        &format!("CNI_IFNAME={IFNAME}"),
+        "CNI_NETNS=/proc/self/ns/net",
         "EXTRA_AGENT_VAR=kept",
     ] {
         assert!(env.lines().any(|l| l == want), "{want} missing in {env}");

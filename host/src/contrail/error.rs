@@ -19,22 +19,6 @@ pub fn at_step(mut e: Error, step: &str) -> Error {
     e
 }
 
-impl From<crate::net::NetError> for Error {
-    fn from(e: crate::net::NetError) -> Error {
-        use crate::net::NetError as N;
-        match &e {
-            N::NetnsOpen { .. } | N::NotNetns { .. } => {
-                Error::new(code::INVALID_ENV, e.to_string())
-                    .with_details("CNI_NETNS must name a network namespace")
-            }
-            // The spec's "interface already exists" is a configuration/runtime error the
-            // runtime must fix, not something a retry heals.
-            N::IfnameExists { .. } => Error::new(code::INVALID_CONFIG, e.to_string()),
-            _ => Error::new(code::NETLINK, e.to_string()),
-        }
-    }
-}
-
 impl From<super::agent::AgentError> for Error {
     fn from(e: super::agent::AgentError) -> Error {
         use super::agent::AgentError as A;

@@ -94,7 +94,11 @@ impl Netlink {
         if !self.ns.contains_key(path) {
             let ns = NetNs::open(path)?;
             let rt = &self.rt;
-            let handle = ns.run(|| Self::connect(rt))?;
+            let handle = if ns.is_current() {
+                Self::connect(rt)?
+            } else {
+                ns.run(|| Self::connect(rt))?
+            };
             self.ns.insert(path.to_owned(), (ns, handle));
         }
         let (ns, h) = self.ns.get(path).expect("just inserted");
