@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::cni::error::{CniError, INTERNAL, INVALID_CONFIG, INVALID_ENV};
 use crate::cni::skel::{self, Env};
-use crate::cni::{CniResult, Command};
+use crate::cni::{CniResult, CniVersion, Command};
 use crate::invocation::Invocation;
 use crate::net::{NetError, NetOps, Netlink};
 
@@ -22,6 +22,33 @@ use crate::net::{NetError, NetOps, Netlink};
 pub const CONTRAIL_TYPES: &[&str] = &["contrail-cni-plugin", "contrail-k8s-cni"];
 /// The Mesos delegate type (the `mesos` alias of the binary).
 pub const MESOS_TYPE: &str = "mesos";
+
+/// Versions the delegate path serves: the delegate gets the network's `cniVersion`, so a version
+/// newer than the delegates' is refused by them. The reference plugins (containernetworking
+/// plugins 1.1, as Debian ships them) speak up to 1.0.0.
+pub const DELEGATE_VERSIONS: &[CniVersion] = &[
+    CniVersion::V0_1_0,
+    CniVersion::V0_2_0,
+    CniVersion::V0_3_0,
+    CniVersion::V0_3_1,
+    CniVersion::V0_4_0,
+    CniVersion::V1_0_0,
+];
+
+/// What VERSION answers for the binary run as `invoked_as` (its file name): the `mesos` alias
+/// is the delegate path; otherwise every version (the Contrail path writes every result shape
+/// itself).
+pub fn supported_versions(invoked_as: &str) -> &'static [CniVersion] {
+    let name = std::path::Path::new(invoked_as)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name == MESOS_TYPE {
+        DELEGATE_VERSIONS
+    } else {
+        &CniVersion::ALL
+    }
+}
 
 /// Chooses the path by the config's `type`.
 pub fn dispatch(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
@@ -63,8 +90,17 @@ fn container_side_is_free(inv: &Invocation) -> Result<(), CniError> {
 
 /// The whole CNI side of `main`: returns the exit code. A panic becomes error 100 on stdout
 /// (the runtime must always get JSON it can read).
-pub fn run_cni(env: &dyn Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
-    skel::run(env, stdin, stdout, |req| {
+///
+/// `invoked_as` is the name the binary was run by: as `mesos` it is the delegate path, whose
+/// VERSION answers what that path serves with the reference delegates (see
+/// [`supported_versions`]).
+pub fn run_cni(
+    env: &dyn Env,
+    invoked_as: &str,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+) -> i32 {
+    skel::run(env, stdin, stdout, supported_versions(invoked_as), |req| {
         crate::logging::init(&req.conf.log_settings());
         let started = Instant::now();
         let (command, container) = (req.command, req.args.container_id.clone());

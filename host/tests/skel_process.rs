@@ -147,3 +147,73 @@ fn mesos_args_that_are_not_an_object_are_error_7() {
         "{v}"
     );
 }
+
+/// VERSION tells what the path behind the invoked name serves: as `mesos` (the delegate path,
+/// whose delegates get the network's version) what the reference delegates speak, up to 1.0.0
+/// (Debian's bridge/host-local refuse a 1.1.0 network); as `contrail-cni-plugin` every version.
+#[test]
+fn version_is_per_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mesos = dir.path().join("mesos");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_contrail-cni-plugin"), &mesos).unwrap();
+    let mut child = Command::new(&mesos)
+        .env_clear()
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"cniVersion":"0.4.0"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v = one_json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(v["cniVersion"], "0.4.0");
+    assert_eq!(
+        v["supportedVersions"],
+        serde_json::json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"])
+    );
+    let (_, out, _) = run(&[("CNI_COMMAND", "VERSION")], "");
+    let v = one_json(&out);
+    assert_eq!(
+        v["supportedVersions"].as_array().unwrap().last().unwrap(),
+        "1.1.0"
+    );
+}
+
+/// An error about the environment is written in the config's `cniVersion` (a 0.2.0 runtime
+/// such as Mesos reads it), not in ours.
+#[test]
+fn env_errors_carry_the_configs_version() {
+    let (exit, out, _) = run(
+        &[("CNI_COMMAND", "ADD")],
+        r#"{"cniVersion":"0.2.0","name":"n","type":"mesos"}"#,
+    );
+    assert_eq!(exit, 1);
+    let v = one_json(&out);
+    assert_eq!(
+        (v["code"].as_u64(), v["cniVersion"].as_str()),
+        (Some(4), Some("0.2.0"))
+    );
+}
+
+/// libcni reads an empty `cniVersion` as 0.1.0; it is not an incompatible version.
+#[test]
+fn an_empty_cni_version_is_0_1_0() {
+    let add = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/run/netns/none"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    // A type nobody serves: the error is about the type (7), not the version (1).
+    let (exit, out, _) = run(&add, r#"{"cniVersion":"","name":"n","type":"weird"}"#);
+    assert_eq!(exit, 1);
+    let v = one_json(&out);
+    assert_eq!(v["code"], 7, "{v}");
+    assert_eq!(v["cniVersion"], "0.1.0");
+}

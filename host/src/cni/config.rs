@@ -271,7 +271,9 @@ impl NetConf {
         for key in ["cniVersion", "name", "type"] {
             opt_str(obj, key, "")?;
         }
-        let fields = Fields::deserialize(&raw).map_err(|e| invalid(e.to_string()))?;
+        let mut fields = Fields::deserialize(&raw).map_err(|e| invalid(e.to_string()))?;
+        // libcni reads an empty `cniVersion` as absent: 0.1.0.
+        fields.cni_version = fields.cni_version.filter(|v| !v.is_empty());
         let decoded = Decoded {
             fields,
             network_info: decode_network_info(&raw),
@@ -555,6 +557,13 @@ mod tests {
         assert_eq!(c.mesos_network_info().unwrap_err().code, 7);
         let c = NetConf::parse(br#"{"name":"n","type":"t","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"x"}]}}"#).unwrap();
         assert_eq!(c.prev_result().unwrap_err().code, 6);
+    }
+
+    #[test]
+    fn an_empty_cni_version_is_0_1_0() {
+        let c = NetConf::parse(br#"{"cniVersion":"","name":"n","type":"t"}"#).unwrap();
+        assert_eq!(c.cni_version(), "0.1.0");
+        assert_eq!(c.version().unwrap(), CniVersion::V0_1_0);
     }
 
     #[test]
