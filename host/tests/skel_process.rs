@@ -217,3 +217,35 @@ fn an_empty_cni_version_is_0_1_0() {
     assert_eq!(v["code"], 7, "{v}");
     assert_eq!(v["cniVersion"], "0.1.0");
 }
+
+/// The Contrail path refuses a `CNI_ARGS` key it does not know unless `IgnoreUnknown=1`, as
+/// libcni's `types.LoadArgs` makes Go plugins do.
+#[test]
+fn contrail_refuses_unknown_cni_args_without_ignore_unknown() {
+    let env = |cmd: &'static str, args: &'static str| {
+        vec![
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/run/netns/none"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args),
+        ]
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let conf = serde_json::json!({
+        "cniVersion": "0.4.0", "name": "n", "type": "contrail-cni-plugin",
+        "contrail": {"vrouter-port": 1, "poll-timeout": 0.01, "poll-retries": 1,
+                     "config-dir": dir.path(), "async-teardown": false}
+    })
+    .to_string();
+    let (exit, out, _) = run(&env("ADD", "FOO=bar"), &conf);
+    assert_eq!(exit, 1);
+    let v = one_json(&out);
+    assert_eq!(v["code"], 2, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("FOO=bar"), "{v}");
+    let (_, out, _) = run(&env("ADD", "K8S_POD_NAME"), &conf);
+    assert_eq!(one_json(&out)["code"], 4);
+    // Ignored when asked to: the ADD then fails on the missing namespace instead.
+    let (_, out, _) = run(&env("ADD", "IgnoreUnknown=1;FOO=bar"), &conf);
+    assert_eq!(one_json(&out)["code"], 4, "{out}");
+}

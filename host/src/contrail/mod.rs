@@ -85,6 +85,16 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         gc::gc(&inv.conf);
         return Ok(None);
     }
+    if let Some(a) = inv.args.args.as_deref()
+        && let Err((code, msg)) = naming::check_cni_args(a)
+    {
+        // DEL must not be blocked by what ADD already refused.
+        if inv.command == Command::Del {
+            tracing::warn!("{msg}; DEL goes on");
+        } else {
+            return Err(CniError::new(code, msg));
+        }
+    }
     let manager = cfg
         .manager_base()
         .map(|base| manager::HttpManager::new(&base, cfg.mesos_token.clone(), cfg.mesos_timeout));

@@ -41,6 +41,43 @@ pub fn k8s_pod(cni_args: &str) -> Option<(String, String)> {
     Some((ns?, pod?))
 }
 
+/// The `CNI_ARGS` keys the Contrail path knows (kubelet's, which it sends with
+/// `IgnoreUnknown=1`).
+const KNOWN_ARGS: &[&str] = &[
+    "IgnoreUnknown",
+    "K8S_POD_NAMESPACE",
+    "K8S_POD_NAME",
+    "K8S_POD_INFRA_CONTAINER_ID",
+    "K8S_POD_UID",
+];
+
+/// Checks `CNI_ARGS` (`K=V;K=V`) as libcni's `types.LoadArgs` does for a plugin: a pair without
+/// `=` is refused, and so is a key the plugin does not know unless `IgnoreUnknown` is `1` or
+/// `true`. Err(code, message): 4 for a malformed pair, 2 (CNI SPEC.md: "unsupported field",
+/// naming key and value) for an unknown key.
+pub fn check_cni_args(cni_args: &str) -> Result<(), (u32, String)> {
+    let mut pairs = vec![];
+    for kv in cni_args.split(';').filter(|kv| !kv.is_empty()) {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => pairs.push((k, v)),
+            _ => return Err((4, format!("CNI_ARGS: invalid pair {kv:?}"))),
+        }
+    }
+    let ignore_unknown = pairs
+        .iter()
+        .any(|(k, v)| *k == "IgnoreUnknown" && (v.eq_ignore_ascii_case("true") || *v == "1"));
+    if ignore_unknown {
+        return Ok(());
+    }
+    match pairs.iter().find(|(k, _)| !KNOWN_ARGS.contains(k)) {
+        Some((k, v)) => Err((
+            2,
+            format!("CNI_ARGS: unknown argument {k}={v} (set IgnoreUnknown=1 to ignore it)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The `i` of `ethi`.
 pub fn eth_index(ifname: &str) -> Option<u32> {
     ifname.strip_prefix("eth")?.parse().ok()
@@ -85,6 +122,15 @@ mod tests {
             "k8s__default__nginx"
         );
         assert_eq!(eth_index("eth12"), Some(12));
+        check_cni_args("K8S_POD_NAMESPACE=default;K8S_POD_NAME=web").unwrap();
+        check_cni_args("IgnoreUnknown=1;FOO=bar").unwrap();
+        check_cni_args("IgnoreUnknown=true;FOO=bar").unwrap();
+        check_cni_args("").unwrap();
+        let (code, msg) = check_cni_args("FOO=bar;K8S_POD_NAME=web").unwrap_err();
+        assert_eq!(code, 2);
+        assert!(msg.contains("FOO=bar"), "{msg}");
+        assert_eq!(check_cni_args("IgnoreUnknown=0;FOO=1").unwrap_err().0, 2);
+        assert_eq!(check_cni_args("K8S_POD_NAME").unwrap_err().0, 4);
         assert_eq!(eth_index("net1"), None);
     }
 }
