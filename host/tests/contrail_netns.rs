@@ -48,6 +48,20 @@ impl Node {
         }
     }
 
+    /// A port of the node's 127.0.0.1 nothing listens on (bound once, then released).
+    fn dead_port(&self) -> u16 {
+        let ns = File::open(self.ns.path()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
     fn ports_dir(&self) -> PathBuf {
         self.dir.path().join("ports")
     }
@@ -849,4 +863,59 @@ fn contrail_bad_netns_fails_before_anything_else() {
     assert!(node.manager.as_ref().unwrap().requests().is_empty());
     assert!(node.taps().is_empty());
     assert!(node.port_files().is_empty());
+}
+
+/// Several manager instances (`contrail.managers`): with the first one down, ADD and DEL go to
+/// the next, per try bounded by `mesos-timeout`.
+#[test]
+fn contrail_manager_failover() {
+    if !require_root("contrail_manager_failover") {
+        return;
+    }
+    let node = Node::new(false);
+    let dead_url = format!("http://127.0.0.1:{}", node.dead_port());
+    let live = AttachStandin::start_in_netns(&node.ns.path(), node.agent.clone());
+    let mut conf = node.conf("0.2.0");
+    conf["contrail"]["managers"] = json!([dead_url, format!("http://127.0.0.1:{}", live.port())]);
+    conf["contrail"]["mesos-timeout"] = json!(2);
+    let ct = TestNetns::new("c");
+    let id = cid(15);
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    assert_eq!(res["ip4"]["ip"], "5.5.5.2/24");
+    assert_eq!(live.attachments().len(), 1);
+    assert!(link(&ct.links(), "eth0").is_some());
+    let (ok, out) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{out}");
+    assert!(
+        live.attachments().is_empty(),
+        "the DEL reached the live instance"
+    );
+    eventually("no taps", || node.taps().is_empty());
+}
+
+/// DEL never blocks teardown: with no manager reachable it still removes the interface, the
+/// agent's port and the port file, exits 0, and says the manager's reconciler will clean up.
+#[test]
+fn contrail_del_without_a_reachable_manager_still_tears_down() {
+    if !require_root("contrail_del_without_a_reachable_manager_still_tears_down") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(16);
+    let mut conf = node.conf("0.2.0");
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    // The manager is gone: nothing listens where the config points.
+    conf["contrail"]["mesos-port"] = json!(node.dead_port().to_string());
+    let (ok, out) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{out}");
+    assert_eq!(out, Value::Null);
+    assert!(link(&ct.links(), "eth0").is_none());
+    eventually("no taps", || node.taps().is_empty());
+    assert!(node.port_files().is_empty(), "{:?}", node.port_files());
+    assert!(node.agent.subscriptions().is_empty());
+    let log = std::fs::read_to_string(node.dir.path().join("cni.log")).unwrap();
+    assert!(log.contains("reconciler"), "{log}");
 }

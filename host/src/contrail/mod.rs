@@ -95,9 +95,9 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
             return Err(CniError::new(code, msg));
         }
     }
-    let manager = cfg
-        .manager_base()
-        .map(|base| manager::HttpManager::new(&base, cfg.mesos_token.clone(), cfg.mesos_timeout));
+    let manager = (!cfg.managers.is_empty()).then(|| {
+        manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), cfg.mesos_timeout)
+    });
     let labels = if inv.command == Command::Add {
         inv.conf.mesos_labels()?
     } else {
