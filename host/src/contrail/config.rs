@@ -88,11 +88,6 @@ pub struct Section {
     pub poll_timeout: Option<f64>,
     #[serde(deserialize_with = "de::count")]
     pub poll_retries: Option<u32>,
-    /// Read by the logger (`crate::logging`) before the section is decoded.
-    #[serde(deserialize_with = "de::string")]
-    pub log_file: Option<String>,
-    #[serde(deserialize_with = "de::string")]
-    pub log_level: Option<String>,
     #[serde(deserialize_with = "de::mode")]
     pub mode: Option<Mode>,
     #[serde(deserialize_with = "de::mtu")]
@@ -118,6 +113,10 @@ pub struct Section {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+/// Read by the logger (`crate::cni::config::LogSettings`) before anything else, never fatal: a
+/// bad log setting must not break networking.
+const LOGGER_KEYS: &[&str] = &["log-file", "log-level"];
 
 /// Keys of Contrail's CNI config that this plugin reads nowhere, and why.
 pub const IGNORED: &[(&str, &str)] = &[
@@ -285,6 +284,9 @@ impl ContrailConfig {
     fn from_section(s: Section) -> Result<ContrailConfig> {
         let d = ContrailConfig::default();
         for key in s.extra.keys() {
+            if LOGGER_KEYS.contains(&key.as_str()) {
+                continue;
+            }
             match IGNORED.iter().find(|(k, _)| k == key) {
                 Some((_, why)) => tracing::debug!("contrail.{key} is not used: {why}"),
                 None => tracing::warn!("contrail.{key}: unknown key, ignored"),
@@ -403,6 +405,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.mode, Some(Mode::Mesos));
         assert_eq!(c.mtu, 1400);
+        let conf =
+            NetConf::from_value(json!({"contrail": {"log-level": "4", "log-file": 5}})).unwrap();
+        assert_eq!(conf.log_settings().level.as_deref(), Some("4"));
+        ContrailConfig::from_netconf(&conf).unwrap();
         assert_eq!(c.managers, ["http://10.0.0.1:6991"]);
         assert_eq!(c.agent_base(), "http://10.0.0.5:9091/");
     }
