@@ -268,6 +268,13 @@ impl NetOps for Netlink {
         Ok(())
     }
 
+    fn check_netns(&mut self, netns: &Path) -> Result<(), NetError> {
+        if !self.ns.contains_key(netns) {
+            NetNs::open(netns)?;
+        }
+        Ok(())
+    }
+
     fn create_veth(&mut self, netns: &Path, spec: &VethSpec) -> Result<(), NetError> {
         let host = self.host()?;
         let (ns, cont) = self.in_ns(netns)?;

@@ -118,6 +118,8 @@ pub trait NetOps {
     fn prepare(&mut self, _netns: Option<&Path>) -> Result<(), NetError> {
         Ok(())
     }
+    /// Fails unless `netns` is a network namespace (cheap: no netlink, no thread).
+    fn check_netns(&mut self, netns: &Path) -> Result<(), NetError>;
     /// Creates the veth pair: host end here, container end inside `netns`, both up, MTU set, the
     /// container end with its MAC. Fails with [`NetError::IfnameExists`] when the container
     /// already has an interface of that name.
