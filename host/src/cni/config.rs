@@ -99,9 +99,120 @@ pub struct LogSettings {
     pub level: Option<String>,
 }
 
-/// The keys of the network configuration this host reads, decoded once when stdin is parsed.
-/// Keys that only one path uses are decoded here too, but their errors are kept and reported by
-/// the path that reads them (a DEL must not fail over a label block only ADD reads).
+/// A section decoded with the rest, whose error is kept for the path that reads it (a DEL must
+/// not fail over a label block only ADD reads): (where in the section, what was wrong).
+#[derive(Debug, Clone, PartialEq)]
+struct Deferred<T>(Result<T, (String, String)>);
+
+impl<T: Default> Default for Deferred<T> {
+    fn default() -> Self {
+        Deferred(Ok(T::default()))
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Deferred<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        // Every deferred section is an object or a scalar; serde would also read an array
+        // into a struct, field by position.
+        if v.is_array() {
+            return Ok(Deferred(Err((
+                ".".into(),
+                format!("expected an object, got {v}"),
+            ))));
+        }
+        Ok(Deferred(serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            (path, e.into_inner().to_string())
+        })))
+    }
+}
+
+impl<T: Clone> Deferred<T> {
+    /// The value, or error 7 naming `section` and the key inside it.
+    fn get(&self, section: &str) -> Result<T, CniError> {
+        self.0.clone().map_err(|(path, msg)| {
+            let at = if path == "." {
+                section.to_owned()
+            } else {
+                format!("{section}.{path}")
+            };
+            invalid(format!("{at}: {msg}"))
+        })
+    }
+}
+
+/// `args` (CNI CONVENTIONS.md): only Mesos' part is read here; the rest (`args.cni`, ...) is
+/// the delegate's and passes through in the raw object.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct Args {
+    #[serde(rename = "org.apache.mesos", default)]
+    mesos: Option<MesosArgs>,
+    #[serde(flatten)]
+    _other: Map<String, Value>,
+}
+
+/// What Mesos injects (Mesos docs, cni.md, "Passing network labels and port-mapping information
+/// to CNI plugins").
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct MesosArgs {
+    #[serde(default)]
+    network_info: Option<NetworkInfo>,
+    #[serde(flatten)]
+    _other: Map<String, Value>,
+}
+
+/// The `wasm` section as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+struct WasmSection {
+    plugin_dir: Option<String>,
+    translator: Option<String>,
+    ipam: Option<String>,
+    cache_dir: Option<String>,
+    memory_limit_mb: Option<u64>,
+    timeout_ms: Option<u64>,
+    /// Unknown keys: ignored, and logged when the section is used.
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl WasmSection {
+    fn settings(self) -> Result<WasmSettings, CniError> {
+        for key in self.extra.keys() {
+            tracing::warn!("wasm.{key}: unknown key, ignored");
+        }
+        let path = |p: Option<String>| p.filter(|p| !p.is_empty()).map(PathBuf::from);
+        let bounded = |key: &str, v: Option<u64>, default: u64, max: u64| match v {
+            None => Ok(default),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(n) => Err(invalid(format!(
+                "wasm.{key} must be an integer from 1 to {max}, got {n}"
+            ))),
+        };
+        Ok(WasmSettings {
+            plugin_dir: path(self.plugin_dir),
+            translator: path(self.translator),
+            ipam: path(self.ipam),
+            cache_dir: path(self.cache_dir),
+            memory_limit_mb: bounded(
+                "memory-limit-mb",
+                self.memory_limit_mb,
+                DEFAULT_MEMORY_LIMIT_MB,
+                MAX_MEMORY_LIMIT_MB,
+            )?,
+            timeout_ms: bounded(
+                "timeout-ms",
+                self.timeout_ms,
+                DEFAULT_TIMEOUT_MS,
+                MAX_TIMEOUT_MS,
+            )?,
+        })
+    }
+}
+
+/// The network configuration's keys, as this host reads them, decoded once by serde; every other
+/// key lands in `extra`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 struct Fields {
     #[serde(rename = "cniVersion", default)]
@@ -110,26 +221,31 @@ struct Fields {
     name: Option<String>,
     #[serde(rename = "type", default)]
     type_: Option<String>,
-}
-
-/// What [`NetConf::parse`] decoded besides the plain [`Fields`].
-#[derive(Debug, Clone, PartialEq)]
-struct Decoded {
-    fields: Fields,
-    network_info: Result<Option<NetworkInfo>, CniError>,
-    ignore_unknown: Result<bool, CniError>,
-    wasm: Result<WasmSettings, CniError>,
-    log: LogSettings,
+    #[serde(default)]
+    args: Deferred<Option<Args>>,
+    #[serde(rename = "ignoreUnknown", default)]
+    ignore_unknown: Deferred<Option<bool>>,
+    #[serde(default)]
+    wasm: Deferred<Option<WasmSection>>,
+    /// Never fatal: a bad log setting must not break networking.
+    #[serde(rename = "log-file", default)]
+    log_file: Option<Value>,
+    #[serde(rename = "log-level", default)]
+    log_level: Option<Value>,
+    /// Everything else (`delegate`, `prevResult`, `contrail`, a runtime's own keys, ...).
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
 /// The network configuration: the exact text (handed to plugins), the JSON object (unknown keys
-/// preserved as the spec requires, and passed on to delegates), and what this host reads of it,
-/// decoded once.
+/// preserved as the spec requires, and passed on to delegates), and what this host reads of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
     raw: Value,
     text: String,
-    decoded: Decoded,
+    fields: Fields,
+    wasm: Result<WasmSettings, CniError>,
+    log: LogSettings,
 }
 
 fn invalid(msg: impl Into<String>) -> CniError {
@@ -145,108 +261,19 @@ pub fn valid_network_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-fn decode_network_info(raw: &Value) -> Result<Option<NetworkInfo>, CniError> {
-    let args = match raw.get("args") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(a @ Value::Object(_)) => a,
-        Some(v) => return Err(invalid(format!("args must be an object, got {v}"))),
-    };
-    let mesos = match args.get("org.apache.mesos") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(m @ Value::Object(_)) => m,
-        // Mesos always injects an object (Mesos docs, cni.md, "Passing network labels and
-        // port-mapping information to CNI plugins"); anything else is a broken config, not a
-        // sign that some other runtime called us.
-        Some(v) => {
-            return Err(invalid(format!(
-                "args.\"org.apache.mesos\" must be an object, got {v}"
-            )));
-        }
-    };
-    match mesos.get("network_info") {
-        None | Some(Value::Null) => Ok(None),
-        Some(ni) => NetworkInfo::deserialize(ni).map(Some).map_err(|e| {
-            invalid(format!(
-                "args.\"org.apache.mesos\".network_info is malformed: {e}"
-            ))
-        }),
-    }
-}
-
-fn decode_ignore_unknown(raw: &Value) -> Result<bool, CniError> {
-    match raw.get("ignoreUnknown") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(invalid(format!("ignoreUnknown must be a boolean, got {v}"))),
-    }
-}
-
-fn opt_str<'a>(
-    o: &'a Map<String, Value>,
-    key: &str,
-    what: &str,
-) -> Result<Option<&'a str>, CniError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(invalid(format!("{what}{key} must be a string, got {v}"))),
-    }
-}
-
-fn decode_wasm(raw: &Value) -> Result<WasmSettings, CniError> {
-    let mut s = WasmSettings::default();
-    let o = match raw.get("wasm") {
-        None | Some(Value::Null) => return Ok(s),
-        Some(Value::Object(o)) => o,
-        Some(v) => return Err(invalid(format!("wasm must be an object, got {v}"))),
-    };
-    let path = |key: &str| -> Result<Option<PathBuf>, CniError> {
-        Ok(opt_str(o, key, "wasm.")?
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from))
-    };
-    s.plugin_dir = path("plugin-dir")?;
-    s.translator = path("translator")?;
-    s.ipam = path("ipam")?;
-    s.cache_dir = path("cache-dir")?;
-    let num = |key: &str, default: u64, max: u64| -> Result<u64, CniError> {
-        match o.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => match v.as_u64() {
-                Some(n) if n >= 1 && n <= max => Ok(n),
-                _ => Err(invalid(format!(
-                    "wasm.{key} must be an integer from 1 to {max}, got {v}"
-                ))),
-            },
-        }
-    };
-    s.memory_limit_mb = num(
-        "memory-limit-mb",
-        DEFAULT_MEMORY_LIMIT_MB,
-        MAX_MEMORY_LIMIT_MB,
-    )?;
-    s.timeout_ms = num("timeout-ms", DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS)?;
-    Ok(s)
-}
-
-/// Top-level `log-file`/`log-level`, else the Contrail section's `contrail.log-file`/
-/// `contrail.log-level` (the existing Contrail CNI's keys). Never fails: a bad log setting must
-/// not break networking.
-fn decode_log(raw: &Value) -> LogSettings {
-    let pick = |key: &str| -> Option<String> {
-        raw.get(key)
-            .and_then(Value::as_str)
-            .or_else(|| {
-                raw.get("contrail")
-                    .and_then(|c| c.get(key))
-                    .and_then(Value::as_str)
-            })
+/// Top-level `log-file`/`log-level`, else the Contrail section's (the existing Contrail CNI's
+/// keys). Values that are not strings are ignored.
+fn log_settings(fields: &Fields) -> LogSettings {
+    let contrail = fields.extra.get("contrail");
+    let pick = |top: Option<&Value>, key: &str| -> Option<String> {
+        top.and_then(Value::as_str)
+            .or_else(|| contrail.and_then(|c| c.get(key)).and_then(Value::as_str))
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
     LogSettings {
-        file: pick("log-file").map(PathBuf::from),
-        level: pick("log-level"),
+        file: pick(fields.log_file.as_ref(), "log-file").map(PathBuf::from),
+        level: pick(fields.log_level.as_ref(), "log-level"),
     }
 }
 
@@ -261,30 +288,29 @@ impl NetConf {
         let raw: Value = serde_json::from_str(text).map_err(|e| {
             CniError::new(DECODE_FAILURE, format!("error reading network config: {e}"))
         })?;
-        let Some(obj) = raw.as_object() else {
+        if !raw.is_object() {
             return Err(CniError::new(
                 DECODE_FAILURE,
                 "network config is not a JSON object",
             ));
-        };
-        // The three strings, each named in its error.
-        for key in ["cniVersion", "name", "type"] {
-            opt_str(obj, key, "")?;
         }
-        let mut fields = Fields::deserialize(&raw).map_err(|e| invalid(e.to_string()))?;
+        let mut fields: Fields = serde_path_to_error::deserialize(&raw).map_err(|e| {
+            let path = e.path().to_string();
+            invalid(format!("network config: {path}: {}", e.into_inner()))
+        })?;
         // libcni reads an empty `cniVersion` as absent: 0.1.0.
         fields.cni_version = fields.cni_version.filter(|v| !v.is_empty());
-        let decoded = Decoded {
-            fields,
-            network_info: decode_network_info(&raw),
-            ignore_unknown: decode_ignore_unknown(&raw),
-            wasm: decode_wasm(&raw),
-            log: decode_log(&raw),
-        };
+        let wasm = fields
+            .wasm
+            .get("wasm")
+            .and_then(|w| w.unwrap_or_default().settings());
+        let log = log_settings(&fields);
         Ok(NetConf {
             text: text.to_owned(),
             raw,
-            decoded,
+            fields,
+            wasm,
+            log,
         })
     }
 
@@ -297,7 +323,7 @@ impl NetConf {
     /// Checks the keys every plugin invocation needs: `name` (with the spec's grammar) and
     /// `type`.
     pub fn validate(&self) -> Result<(), CniError> {
-        match self.decoded.fields.name.as_deref() {
+        match self.name() {
             Some(n) if !n.is_empty() => {
                 if !valid_network_name(n) {
                     return Err(invalid(format!(
@@ -307,7 +333,7 @@ impl NetConf {
             }
             _ => return Err(invalid("network config: missing \"name\"")),
         }
-        match self.decoded.fields.type_.as_deref() {
+        match self.type_() {
             Some(t) if !t.is_empty() => Ok(()),
             _ => Err(invalid("network config: missing \"type\"")),
         }
@@ -319,17 +345,16 @@ impl NetConf {
     }
 
     pub fn name(&self) -> Option<&str> {
-        self.decoded.fields.name.as_deref()
+        self.fields.name.as_deref()
     }
 
     pub fn type_(&self) -> Option<&str> {
-        self.decoded.fields.type_.as_deref()
+        self.fields.type_.as_deref()
     }
 
     /// `cniVersion` as written; absent is 0.1.0 (libcni's reading of a config without one).
     pub fn cni_version(&self) -> &str {
-        self.decoded
-            .fields
+        self.fields
             .cni_version
             .as_deref()
             .unwrap_or(super::version::DEFAULT_VERSION)
@@ -337,7 +362,7 @@ impl NetConf {
 
     /// The version, or error 1 when unsupported.
     pub fn version(&self) -> Result<CniVersion, CniError> {
-        CniVersion::from_config(self.decoded.fields.cni_version.as_deref())
+        CniVersion::from_config(self.fields.cni_version.as_deref())
     }
 
     /// Any top-level key, as written (unknown keys included).
@@ -346,9 +371,15 @@ impl NetConf {
     }
 
     /// `args."org.apache.mesos".network_info`; `None` when Mesos did not inject it (any other
-    /// runtime). An `args."org.apache.mesos"` that is not an object is error 7.
+    /// runtime). An `args` or `args."org.apache.mesos"` that is not an object is error 7: Mesos
+    /// always injects an object, so anything else is a broken config, not another runtime.
     pub fn mesos_network_info(&self) -> Result<Option<NetworkInfo>, CniError> {
-        self.decoded.network_info.clone()
+        Ok(self
+            .fields
+            .args
+            .get("args")?
+            .and_then(|a| a.mesos)
+            .and_then(|m| m.network_info))
     }
 
     /// The labels Mesos passed (empty when none).
@@ -376,17 +407,21 @@ impl NetConf {
 
     /// `ignoreUnknown`: unknown `CNI_ARGS` keys in labels are ignored instead of refused.
     pub fn ignore_unknown(&self) -> Result<bool, CniError> {
-        self.decoded.ignore_unknown.clone()
+        Ok(self
+            .fields
+            .ignore_unknown
+            .get("ignoreUnknown")?
+            .unwrap_or(false))
     }
 
     /// The `wasm` section with defaults.
     pub fn wasm(&self) -> Result<WasmSettings, CniError> {
-        self.decoded.wasm.clone()
+        self.wasm.clone()
     }
 
     /// Log file and level.
     pub fn log_settings(&self) -> LogSettings {
-        self.decoded.log.clone()
+        self.log.clone()
     }
 }
 
@@ -555,6 +590,24 @@ mod tests {
         }
         let c = NetConf::parse(br#"{"name":"n","type":"t","args":{"org.apache.mesos":{"network_info":{"labels":{"labels":[{"key":1}]}}}}}"#).unwrap();
         assert_eq!(c.mesos_network_info().unwrap_err().code, 7);
+        let e = NetConf::parse(br#"{"name":"n","type":"t","wasm":{"timeout-ms":"fast"}}"#)
+            .unwrap()
+            .wasm()
+            .unwrap_err();
+        assert!(
+            e.msg.starts_with("wasm.timeout-ms: invalid type"),
+            "{}",
+            e.msg
+        );
+        let e = NetConf::parse(br#"{"name":"n","type":"t","args":{"org.apache.mesos":5}}"#)
+            .unwrap()
+            .mesos_labels()
+            .unwrap_err();
+        assert!(
+            e.msg.starts_with("args.org.apache.mesos: invalid type"),
+            "{}",
+            e.msg
+        );
         let c = NetConf::parse(br#"{"name":"n","type":"t","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"x"}]}}"#).unwrap();
         assert_eq!(c.prev_result().unwrap_err().code, 6);
     }
