@@ -1,5 +1,5 @@
-//! Errors of the Contrail path are the dispatcher's [`CniError`]; this module adds the codes'
-//! short names and the conversions from the lower layers.
+//! Errors of the Contrail path are the CNI's [`CniError`]; this module adds the codes'
+//! short names and the conversion from the agent client's errors (netlink's are in `crate::net`).
 
 pub use crate::cni::error::CniError as Error;
 
