@@ -8,8 +8,6 @@ use serde_json::{Map, Value, json};
 pub const INCOMPATIBLE_VERSION: u32 = 1;
 /// 2: unsupported field in the network configuration (message names key and value).
 pub const UNSUPPORTED_FIELD: u32 = 2;
-/// 3: container unknown or does not exist.
-pub const UNKNOWN_CONTAINER: u32 = 3;
 /// 4: invalid necessary environment variables (message names them).
 pub const INVALID_ENV: u32 = 4;
 /// 5: I/O failure.
@@ -22,8 +20,6 @@ pub const INVALID_CONFIG: u32 = 7;
 pub const TRY_AGAIN_LATER: u32 = 11;
 /// 50: plugin not available (cannot service ADD).
 pub const NOT_AVAILABLE: u32 = 50;
-/// 51: plugin not available, existing containers may have limited connectivity.
-pub const NOT_AVAILABLE_LIMITED: u32 = 51;
 
 /// 100: internal error.
 pub const INTERNAL: u32 = 100;

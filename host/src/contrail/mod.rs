@@ -86,13 +86,13 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         return Ok(None);
     }
     if let Some(a) = inv.args.args.as_deref()
-        && let Err((code, msg)) = naming::check_cni_args(a)
+        && let Err(e) = naming::check_cni_args(a)
     {
         // DEL must not be blocked by what ADD already refused.
         if inv.command == Command::Del {
-            tracing::warn!("{msg}; DEL goes on");
+            tracing::warn!("{}; DEL goes on", e.msg);
         } else {
-            return Err(CniError::new(code, msg));
+            return Err(e);
         }
     }
     let manager = (!cfg.managers.is_empty()).then(|| {

@@ -1,4 +1,7 @@
-//! Names derived from the invocation's ids.
+//! Names derived from the invocation's ids, and the `CNI_ARGS` they come from.
+
+use crate::cni::CniError;
+use crate::cni::error::{INVALID_ENV, UNSUPPORTED_FIELD};
 
 /// Host end of the veth: `tap` + 11 characters, 14 in all (IFNAMSIZ allows 15), Contrail's
 /// convention. The 11 characters are a hash of (container id, ifname), lowercase base32, so:
@@ -53,14 +56,19 @@ const KNOWN_ARGS: &[&str] = &[
 
 /// Checks `CNI_ARGS` (`K=V;K=V`) as libcni's `types.LoadArgs` does for a plugin: a pair without
 /// `=` is refused, and so is a key the plugin does not know unless `IgnoreUnknown` is `1` or
-/// `true`. Err(code, message): 4 for a malformed pair, 2 (CNI SPEC.md: "unsupported field",
-/// naming key and value) for an unknown key.
-pub fn check_cni_args(cni_args: &str) -> Result<(), (u32, String)> {
+/// `true`. A malformed pair is error 4, an unknown key 2 (CNI SPEC.md: "unsupported field",
+/// the message naming key and value).
+pub fn check_cni_args(cni_args: &str) -> Result<(), CniError> {
     let mut pairs = vec![];
     for kv in cni_args.split(';').filter(|kv| !kv.is_empty()) {
         match kv.split_once('=') {
             Some((k, v)) if !k.is_empty() => pairs.push((k, v)),
-            _ => return Err((4, format!("CNI_ARGS: invalid pair {kv:?}"))),
+            _ => {
+                return Err(CniError::new(
+                    INVALID_ENV,
+                    format!("CNI_ARGS: invalid pair {kv:?}"),
+                ));
+            }
         }
     }
     let ignore_unknown = pairs
@@ -70,8 +78,8 @@ pub fn check_cni_args(cni_args: &str) -> Result<(), (u32, String)> {
         return Ok(());
     }
     match pairs.iter().find(|(k, _)| !KNOWN_ARGS.contains(k)) {
-        Some((k, v)) => Err((
-            2,
+        Some((k, v)) => Err(CniError::new(
+            UNSUPPORTED_FIELD,
             format!("CNI_ARGS: unknown argument {k}={v} (set IgnoreUnknown=1 to ignore it)"),
         )),
         None => Ok(()),
@@ -126,11 +134,11 @@ mod tests {
         check_cni_args("IgnoreUnknown=1;FOO=bar").unwrap();
         check_cni_args("IgnoreUnknown=true;FOO=bar").unwrap();
         check_cni_args("").unwrap();
-        let (code, msg) = check_cni_args("FOO=bar;K8S_POD_NAME=web").unwrap_err();
-        assert_eq!(code, 2);
-        assert!(msg.contains("FOO=bar"), "{msg}");
-        assert_eq!(check_cni_args("IgnoreUnknown=0;FOO=1").unwrap_err().0, 2);
-        assert_eq!(check_cni_args("K8S_POD_NAME").unwrap_err().0, 4);
+        let e = check_cni_args("FOO=bar;K8S_POD_NAME=web").unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.msg.contains("FOO=bar"), "{}", e.msg);
+        assert_eq!(check_cni_args("IgnoreUnknown=0;FOO=1").unwrap_err().code, 2);
+        assert_eq!(check_cni_args("K8S_POD_NAME").unwrap_err().code, 4);
         assert_eq!(eth_index("net1"), None);
     }
 }
