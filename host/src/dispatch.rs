@@ -79,13 +79,13 @@ fn container_side_is_free(inv: &Invocation) -> Result<(), CniError> {
         .as_deref()
         .ok_or_else(|| CniError::new(INVALID_ENV, "CNI_NETNS is required for ADD"))?;
     let mut net = Netlink::new()?;
-    match net.inspect(Path::new(netns), &inv.args.ifname)? {
-        None => Ok(()),
-        Some(_) => Err(NetError::IfnameExists {
+    if net.container_link_exists(Path::new(netns), &inv.args.ifname)? {
+        return Err(NetError::IfnameExists {
             name: inv.args.ifname.clone(),
         }
-        .into()),
+        .into());
     }
+    Ok(())
 }
 
 /// The whole CNI side of `main`: returns the exit code. A panic becomes error 100 on stdout

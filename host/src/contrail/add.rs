@@ -83,7 +83,10 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
         .map_err(|e| at_step(e.into(), "open the container's network namespace"))?;
     let registers = id.mode == Mode::Mesos && deps.manager.is_some();
     if registers {
-        ifname_is_free(deps.net.inspect(netns, ctx.ifname), ctx.ifname)?;
+        ifname_is_free(
+            deps.net.container_link_exists(netns, ctx.ifname),
+            ctx.ifname,
+        )?;
     }
 
     let hints = register(ctx, netns, deps, &mut id, undo)?;
@@ -201,17 +204,14 @@ fn register(
     }))
 }
 
-/// Ok when `inspect` found no interface of that name (an inspect that failed is left to the
+/// Ok unless the lookup found an interface of that name (a lookup that failed is left to the
 /// veth creation to report).
-fn ifname_is_free(
-    inspect: std::result::Result<Option<crate::net::IfaceState>, NetError>,
-    ifname: &str,
-) -> Result<()> {
-    match inspect {
-        Ok(Some(_)) => Err(Error::from(NetError::IfnameExists {
+fn ifname_is_free(exists: std::result::Result<bool, NetError>, ifname: &str) -> Result<()> {
+    match exists {
+        Ok(true) => Err(Error::from(NetError::IfnameExists {
             name: ifname.to_owned(),
         })),
-        Ok(None) | Err(_) => Ok(()),
+        Ok(false) | Err(_) => Ok(()),
     }
 }
 
@@ -240,7 +240,7 @@ fn wait_for_vmi(
             // Best effort: the steps that need the connections report their errors.
             let _ = net.prepare(Some(netns));
             if check_ifname {
-                ifname_is_free(net.inspect(netns, ifname), ifname)
+                ifname_is_free(net.container_link_exists(netns, ifname), ifname)
             } else {
                 Ok(())
             }

@@ -177,6 +177,13 @@ impl NetOps for FakeNet {
     fn host_link_exists(&mut self, name: &str) -> std::result::Result<bool, NetError> {
         Ok(self.links.iter().any(|l| l == name))
     }
+    fn container_link_exists(
+        &mut self,
+        _: &Path,
+        ifname: &str,
+    ) -> std::result::Result<bool, NetError> {
+        Ok(self.container.iter().any(|c| c == ifname))
+    }
     fn inspect(
         &mut self,
         _: &Path,

@@ -450,6 +450,11 @@ impl NetOps for Netlink {
         Ok(self.rt.block_on(Self::link_by_name(&h, name))?.is_some())
     }
 
+    fn container_link_exists(&mut self, netns: &Path, ifname: &str) -> Result<bool, NetError> {
+        let (_, h) = self.in_ns(netns)?;
+        Ok(self.rt.block_on(Self::link_by_name(&h, ifname))?.is_some())
+    }
+
     fn inspect(&mut self, netns: &Path, ifname: &str) -> Result<Option<IfaceState>, NetError> {
         let (_, h) = self.in_ns(netns)?;
         self.rt.block_on(async {

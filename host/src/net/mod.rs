@@ -148,6 +148,9 @@ pub trait NetOps {
     ) -> Result<bool, NetError>;
     /// Whether a host-side link of that name exists.
     fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError>;
+    /// Whether `ifname` exists inside `netns` (one netlink request; [`NetOps::inspect`] also
+    /// dumps addresses and routes).
+    fn container_link_exists(&mut self, netns: &Path, ifname: &str) -> Result<bool, NetError>;
     /// The state of `ifname` inside `netns`, None when absent.
     fn inspect(&mut self, netns: &Path, ifname: &str) -> Result<Option<IfaceState>, NetError>;
 }
