@@ -62,6 +62,19 @@ impl Node {
         })
     }
 
+    /// Whether a TCP connection to the node's 127.0.0.1:`port` is refused.
+    fn refused(&self, port: u16) -> bool {
+        let ns = File::open(self.ns.path()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
     fn ports_dir(&self) -> PathBuf {
         self.dir.path().join("ports")
     }
@@ -873,7 +886,15 @@ fn contrail_manager_failover() {
         return;
     }
     let node = Node::new(false);
-    let dead_url = format!("http://127.0.0.1:{}", node.dead_port());
+    // An instance that was there and is gone: its port refuses connections.
+    let dead = AttachStandin::start_in_netns(&node.ns.path(), node.agent.clone());
+    let dead_port = dead.port();
+    drop(dead);
+    assert!(
+        node.refused(dead_port),
+        "a dropped stand-in must not keep its port open"
+    );
+    let dead_url = format!("http://127.0.0.1:{dead_port}");
     let live = AttachStandin::start_in_netns(&node.ns.path(), node.agent.clone());
     let mut conf = node.conf("0.2.0");
     conf["contrail"]["managers"] = json!([dead_url, format!("http://127.0.0.1:{}", live.port())]);
