@@ -2,7 +2,7 @@
 //! manager wrote to VNC, plus a real dataplane.
 //!
 //! A real agent learns a VM's ports once the `virtual-router -> virtual-machine` ref exists
-//! (`contrail.md` §1.8); this one reads the VNC stand-in's store for ports whose VM is referred to
+//! (tf-controller commit "Agent changes to support CNI plugin"); this one reads the VNC stand-in's store for ports whose VM is referred to
 //! by this node's vrouter, configures them on the agent stand-in, and removes them when VNC no
 //! longer has them. Subscriptions (`POST /vm`) attach the tap to the network's bridge.
 
@@ -78,7 +78,7 @@ fn sync_once(
         // creates the VMI before its instance-ip, and a container's second VMI is visible
         // through the VM (already referred by the vrouter) before its address exists. A real
         // agent answers `GET /vm/<vm>/<vmi>` for such a port with 404 "Missing IPAM entry …
-        // Retry" (contract §1.4), which the CNI polls; the port-IPC stand-in would answer 200
+        // Retry" (`port_ipc_handler.cc`), which the CNI polls; the port-IPC stand-in would answer 200
         // without any address instead, which the CNI's IPAM step takes as final.
         let (Some(vm_uuid), Some(vn_uuid), Some(mac), Some(_)) = (
             p.vm_uuid.clone(),

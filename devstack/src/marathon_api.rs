@@ -1,5 +1,5 @@
 //! Marathon's write API on the Marathon stand-in, backed by the devstack scheduler
-//! (`cni-mesos-marathon.md` §3.1-3.2): `POST /v2/apps`, `GET`/`PUT`/`DELETE /v2/apps/<id>`,
+//! (Marathon's REST API docs, `docs/docs/rest-api` in mesosphere/marathon): `POST /v2/apps`, `GET`/`PUT`/`DELETE /v2/apps/<id>`,
 //! `POST /v2/pods`, `DELETE /v2/pods/<id>`. As in Marathon, a write answers at once with a
 //! deployment id and the deployment runs in the background; clients follow it on
 //! `/v2/apps?embed=apps.tasks`, `/v2/pods/::status` and the event stream.

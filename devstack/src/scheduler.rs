@@ -5,7 +5,7 @@
 //! the `status_update_event`s the manager follows. Kill, scale and destroy behave as Marathon's
 //! do: `TASK_KILLING`, the container is destroyed (CNI DEL), `TASK_KILLED`.
 //!
-//! Network translation follows `cni-mesos-marathon.md` §3.2: `networks: [{mode: container, name,
+//! Network translation follows Marathon's networking docs (`docs/docs/networking.md`): `networks: [{mode: container, name,
 //! labels}]` (named container networks only), or the legacy `ipAddress: {networkName, labels}`;
 //! apps get `ip_addresses: [{}]`, pods none.
 
@@ -437,8 +437,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seed_sample_app_and_legacy_ip_address_translate_to_networks() {
-        // seed 001 §3.5 (networks) and the Contrail example (legacy ipAddress).
+    fn sample_app_and_legacy_ip_address_translate_to_networks() {
+        // Marathon's `networks` form and Contrail's Mesos example (legacy ipAddress).
         let app = json!({"id": "/app-no-1", "instances": 1,
             "networks": [{"name": "contrail-cni-plugin", "mode": "container"}]});
         let s = RunSpec::from_app(&app).unwrap();

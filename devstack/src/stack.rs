@@ -29,7 +29,7 @@ use contrail_integration::vnc::VncServer;
 use super::agent::DevAgent;
 use super::scheduler::Scheduler;
 
-/// The CNI network name of the Contrail network (seed 001).
+/// The CNI network name of the Contrail network (the name DC/OS deployments of Contrail use).
 pub const CONTRAIL_NETWORK: &str = "contrail-cni-plugin";
 /// A second CNI network with the same plugin and `contrail` section: Mesos refuses to join one
 /// CNI network twice, so a task on two Contrail virtual networks (`eth0`, `eth1`) names both.

@@ -31,7 +31,7 @@ impl Invocation {
 
     /// The network's `name` (validated by skel, so never empty on a dispatched call).
     pub fn network_name(&self) -> &str {
-        self.conf.name().ok().flatten().unwrap_or_default()
+        self.conf.name().unwrap_or_default()
     }
 
     /// The WIT `invocation` record handed to plugins.

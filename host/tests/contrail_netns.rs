@@ -48,6 +48,33 @@ impl Node {
         }
     }
 
+    /// A port of the node's 127.0.0.1 nothing listens on (bound once, then released).
+    fn dead_port(&self) -> u16 {
+        let ns = File::open(self.ns.path()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// Whether a TCP connection to the node's 127.0.0.1:`port` is refused.
+    fn refused(&self, port: u16) -> bool {
+        let ns = File::open(self.ns.path()).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
     fn ports_dir(&self) -> PathBuf {
         self.dir.path().join("ports")
     }
@@ -784,4 +811,132 @@ fn contrail_manager_4xx_is_error_7_and_5xx_is_11() {
         node.agent.requests().is_empty(),
         "the agent is not asked before the manager answered"
     );
+}
+
+/// A second ADD of the same container and interface is refused before anything happens: the
+/// existing eth0, its address, tap, port file, agent subscription and registration all stay.
+#[test]
+fn contrail_repeated_add_leaves_the_first_alone() {
+    if !require_root("contrail_repeated_add_leaves_the_first_alone") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(13);
+    let conf = node.conf("0.2.0");
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    let ip = res["ip4"]["ip"].as_str().unwrap().to_owned();
+    let (files, taps) = (node.port_files(), node.taps());
+    let requests = node.agent.requests().len();
+
+    let (ok, e) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(!ok);
+    assert_eq!(e["code"], 7, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("already exists"), "{e}");
+    let addrs: Value =
+        serde_json::from_str(&ct.ip(&["-j", "-4", "addr", "show", "dev", "eth0"])).unwrap();
+    let a = &addrs[0]["addr_info"][0];
+    assert_eq!(
+        format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]),
+        ip
+    );
+    assert_eq!(node.taps(), taps);
+    assert_eq!(node.port_files(), files);
+    assert_eq!(node.agent.subscriptions().len(), 1);
+    assert_eq!(
+        node.agent.requests().len(),
+        requests,
+        "the agent was not asked"
+    );
+    assert_eq!(node.manager.as_ref().unwrap().attachments().len(), 1);
+
+    assert!(node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf).0);
+    eventually("no taps", || node.taps().is_empty());
+}
+
+/// A `CNI_NETNS` that is not a network namespace is error 4 at once: nothing registered, the
+/// agent never polled (it used to be polled for the whole budget first).
+#[test]
+fn contrail_bad_netns_fails_before_anything_else() {
+    if !require_root("contrail_bad_netns_fails_before_anything_else") {
+        return;
+    }
+    let node = Node::new(true);
+    let mut conf = node.conf("0.2.0");
+    conf["contrail"]["poll-retries"] = json!(1000);
+    let plain = node.dir.path().join("not-a-netns");
+    std::fs::write(&plain, b"").unwrap();
+    for netns in [plain.clone(), PathBuf::from("/run/netns/does-not-exist-ct")] {
+        let (ok, e) = node.cni("ADD", &cid(14), "eth0", Some(&netns), &conf);
+        assert!(!ok);
+        assert_eq!(e["code"], 4, "{netns:?}: {e}");
+    }
+    assert!(node.agent.requests().is_empty());
+    assert!(node.manager.as_ref().unwrap().requests().is_empty());
+    assert!(node.taps().is_empty());
+    assert!(node.port_files().is_empty());
+}
+
+/// Several manager instances (`contrail.managers`): with the first one down, ADD and DEL go to
+/// the next, per try bounded by `mesos-timeout`.
+#[test]
+fn contrail_manager_failover() {
+    if !require_root("contrail_manager_failover") {
+        return;
+    }
+    let node = Node::new(false);
+    // An instance that was there and is gone: its port refuses connections.
+    let dead = AttachStandin::start_in_netns(&node.ns.path(), node.agent.clone());
+    let dead_port = dead.port();
+    drop(dead);
+    assert!(
+        node.refused(dead_port),
+        "a dropped stand-in must not keep its port open"
+    );
+    let dead_url = format!("http://127.0.0.1:{dead_port}");
+    let live = AttachStandin::start_in_netns(&node.ns.path(), node.agent.clone());
+    let mut conf = node.conf("0.2.0");
+    conf["contrail"]["managers"] = json!([dead_url, format!("http://127.0.0.1:{}", live.port())]);
+    conf["contrail"]["mesos-timeout"] = json!(2);
+    let ct = TestNetns::new("c");
+    let id = cid(15);
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    assert_eq!(res["ip4"]["ip"], "5.5.5.2/24");
+    assert_eq!(live.attachments().len(), 1);
+    assert!(link(&ct.links(), "eth0").is_some());
+    let (ok, out) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{out}");
+    assert!(
+        live.attachments().is_empty(),
+        "the DEL reached the live instance"
+    );
+    eventually("no taps", || node.taps().is_empty());
+}
+
+/// DEL never blocks teardown: with no manager reachable it still removes the interface, the
+/// agent's port and the port file, exits 0, and says the manager's reconciler will clean up.
+#[test]
+fn contrail_del_without_a_reachable_manager_still_tears_down() {
+    if !require_root("contrail_del_without_a_reachable_manager_still_tears_down") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let id = cid(16);
+    let mut conf = node.conf("0.2.0");
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    // The manager is gone: nothing listens where the config points.
+    conf["contrail"]["mesos-port"] = json!(node.dead_port().to_string());
+    let (ok, out) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{out}");
+    assert_eq!(out, Value::Null);
+    assert!(link(&ct.links(), "eth0").is_none());
+    eventually("no taps", || node.taps().is_empty());
+    assert!(node.port_files().is_empty(), "{:?}", node.port_files());
+    assert!(node.agent.subscriptions().is_empty());
+    let log = std::fs::read_to_string(node.dir.path().join("cni.log")).unwrap();
+    assert!(log.contains("reconciler"), "{log}");
 }

@@ -21,6 +21,8 @@ echo "fake delegate $CNI_COMMAND on stderr" >&2
 exit 0
 "#;
 
+const IFNAME: &str = "cnifake0";
+
 struct Setup {
     dir: tempfile::TempDir,
 }
@@ -91,8 +93,10 @@ impl Setup {
         cmd.env_clear()
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", "5baff64c-d028-47ba-864e-a5ee679fc069")
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_NETNS", "/var/run/mesos/isolators/network/cni/x/ns")
+            // The host checks CNI_NETNS is a network namespace without CNI_IFNAME before the
+            // delegate runs: our own namespace (no root needed), a name no machine has.
+            .env("CNI_IFNAME", IFNAME)
+            .env("CNI_NETNS", "/proc/self/ns/net")
             .env("CNI_PATH", format!("/nonexistent:{}", self.bin().display()))
             .env("PATH", "/usr/bin:/bin")
             .envs(extra_env.iter().copied())
@@ -148,8 +152,8 @@ fn add_translates_passes_the_environment_and_converts_the_result() {
     for want in [
         "CNI_COMMAND=ADD",
         "CNI_CONTAINERID=5baff64c-d028-47ba-864e-a5ee679fc069",
-        "CNI_IFNAME=eth0",
-        "CNI_NETNS=/var/run/mesos/isolators/network/cni/x/ns",
+        &format!("CNI_IFNAME={IFNAME}"),
+        "CNI_NETNS=/proc/self/ns/net",
         "EXTRA_AGENT_VAR=kept",
     ] {
         assert!(env.lines().any(|l| l == want), "{want} missing in {env}");
@@ -185,7 +189,7 @@ fn a_failing_delegate_is_relayed_and_rolled_back() {
     let out = s.run("ADD", &[], &s.conf("0.2.0", label("IP=10.5.0.9")));
     assert_eq!(out.code, 1);
     let e: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(e["code"], 102);
+    assert_eq!(e["code"], 11, "the delegate's own spec code");
     assert!(e["msg"].as_str().unwrap().contains("busy"), "{e}");
     let inner: Value = serde_json::from_str(e["details"].as_str().unwrap()).unwrap();
     assert_eq!(
@@ -262,7 +266,7 @@ fn del_uses_the_same_translation_and_survives_a_bad_label() {
     s.reply("DEL", r#"{"code":5,"msg":"disk"}"#, 1);
     let out = s.run("DEL", &[], &s.conf("0.2.0", label("IP=10.5.0.9")));
     let e: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(e["code"], 102);
+    assert_eq!(e["code"], 5);
 }
 
 #[test]
@@ -283,7 +287,7 @@ fn check_status_gc_are_forwarded() {
     let out = s.run("STATUS", &[], &s.conf("1.1.0", json!({})));
     assert_eq!(
         serde_json::from_str::<Value>(&out.stdout).unwrap()["code"],
-        102
+        50
     );
 
     let mut gc = s.conf("1.1.0", json!({}));

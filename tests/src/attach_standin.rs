@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -33,13 +33,19 @@ struct State {
 pub struct AttachStandin {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    server: Arc<tiny_http::Server>,
+    server: Option<Arc<tiny_http::Server>>,
     thread: Option<JoinHandle<()>>,
+    /// The namespace the listener lives in, when not the caller's.
+    netns: Option<PathBuf>,
 }
 
 impl AttachStandin {
     pub fn start(agent: Arc<AgentStandin>) -> Self {
-        Self::serve(tiny_http::Server::http("127.0.0.1:0").expect("bind"), agent)
+        Self::serve(
+            tiny_http::Server::http("127.0.0.1:0").expect("bind"),
+            agent,
+            None,
+        )
     }
 
     /// Listening socket created inside `netns` (see [`AgentStandin::start_in_netns`]).
@@ -53,10 +59,10 @@ impl AttachStandin {
             .join()
             .expect("bind thread")
         });
-        Self::serve(server, agent)
+        Self::serve(server, agent, Some(netns.to_owned()))
     }
 
-    fn serve(server: tiny_http::Server, agent: Arc<AgentStandin>) -> Self {
+    fn serve(server: tiny_http::Server, agent: Arc<AgentStandin>, netns: Option<PathBuf>) -> Self {
         let addr = server.server_addr().to_ip().expect("ip listener");
         let server = Arc::new(server);
         let state = Arc::new(Mutex::new(State {
@@ -73,8 +79,9 @@ impl AttachStandin {
         AttachStandin {
             addr,
             state,
-            server,
+            server: Some(server),
             thread: Some(thread),
+            netns,
         }
     }
 
@@ -108,9 +115,30 @@ impl AttachStandin {
 
 impl Drop for AttachStandin {
     fn drop(&mut self) {
-        self.server.unblock();
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        // tiny_http's Server closes its listener by connecting to itself from the dropping
+        // thread; for a listener in another namespace that thread must be in it too, or the
+        // port stays open (accepting, never answering) after the stand-in is gone.
+        match &self.netns {
+            None => drop(server),
+            Some(ns) => {
+                let Ok(f) = std::fs::File::open(ns) else {
+                    return;
+                };
+                std::thread::scope(|s| {
+                    s.spawn(move || {
+                        if nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).is_ok() {
+                            drop(server);
+                        }
+                    });
+                });
+            }
         }
     }
 }

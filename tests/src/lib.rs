@@ -1,6 +1,7 @@
 //! Test support shared by every integration test in the workspace, and faithful stand-ins for
 //! the peers we cannot run here (vRouter agent, VNC API server, Marathon + Mesos agent). Each
-//! stand-in is built from `shared/contracts/`, never from our own clients.
+//! stand-in is built from the peer's public sources and from recorded real exchanges
+//! (`tests/fixtures/`), never from our own clients.
 
 pub mod attach_standin;
 pub mod marathon;

@@ -1,5 +1,5 @@
-//! vRouter agent port-IPC stand-in, built from shared/contracts/contrail.md §1 (not from our
-//! client): the routes of `rest_server.cc` that a CNI uses, the bodies of `port_ipc_handler.cc`,
+//! vRouter agent port-IPC stand-in, built from the agent's sources in tf-controller
+//! (`src/vnsw/agent/port_ipc/`), not from our client: the routes of `rest_server.cc` that a CNI uses, the bodies of `port_ipc_handler.cc`,
 //! the status codes and `{"error": ...}` bodies, plus knobs the tests need (answer `vm-cfg` only
 //! after N polls, a delay, forced failures, hanging) and a record of every request.
 //!
@@ -113,12 +113,6 @@ pub struct Recorded {
     pub method: String,
     pub path: String,
     pub body: Vec<u8>,
-}
-
-impl Recorded {
-    pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
 }
 
 /// A forced failure: the next `count` requests whose "METHOD path" starts with `prefix` get
@@ -363,7 +357,7 @@ fn serve_connection(sh: &Shared, stream: TcpStream) {
         let Some((status, text)) = handle(sh, method, path, body) else {
             return;
         };
-        // The agent's reason phrase is always "OK" (contract §1.1); clients must not care.
+        // The agent's reason phrase is always "OK" (`rest_server.cc`); clients must not care.
         let raw = format!(
             "HTTP/1.1 {status} OK\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\n\r\n{text}",
             text.len()
@@ -450,7 +444,7 @@ fn vmi_oper_json(v: &VmiSpec, sub: &Value) -> Value {
         "author": "/usr/bin/contrail-vrouter-agent",
         "time": "2026-01-01 00:00:00.000000",
     });
-    // IPv4/IPv6 fields only when the VMI has such an address (contract §1.4).
+    // IPv4/IPv6 fields only when the VMI has such an address (`port_ipc_handler.cc`).
     if let (Some(ip), Some(plen)) = (&v.ip, v.plen) {
         o["ip-address"] = json!(ip);
         o["plen"] = json!(plen);
@@ -512,7 +506,7 @@ fn route(sh: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, String) {
             (200, "{}".into())
         }
         ("DELETE", ["vm", vm]) if is_uuid(vm) => {
-            // Removes every subscription of the VM (contract §1.5); always 200.
+            // Removes every subscription of the VM (`port_ipc_handler.cc`); always 200.
             st.subs.retain(|(v, _), _| v != vm);
             (200, "{}".into())
         }
@@ -560,7 +554,7 @@ mod tests {
     const VMI: &str = "a1b2c3d4-0000-4000-8000-000000000001";
 
     #[test]
-    fn contract_routes_bodies_and_codes() {
+    fn agent_routes_bodies_and_codes() {
         let a = AgentStandin::start();
         assert_eq!(
             call(&a, "GET", &format!("/vm-cfg/{CID}"), ""),

@@ -74,7 +74,7 @@ fn interrupted() -> Result<(), String> {
 }
 
 fn app(id: &str, network: &str, subnet: &str) -> serde_json::Value {
-    // Seed 001 §3.1 labels on Marathon's `networks` form.
+    // Contrail's Mesos labels (`networks`, `network-subnets`, ...) on Marathon's `networks` form.
     json!({"id": id, "instances": 2, "cmd": "sleep 3600", "cpus": 0.1, "mem": 32,
         "networks": [{"mode": "container", "name": "contrail-cni-plugin", "labels": {
             "networks": network, "network-subnets": subnet,

@@ -1,10 +1,10 @@
 //! The network configuration read from stdin.
 //!
-//! [`NetConf`] keeps the raw JSON (and the exact text) so unknown keys survive untouched, as
-//! the spec requires ("Runtimes must preserve unknown fields"); typed readers give views of
-//! what this host uses: `name`, `type`, `cniVersion`, what Mesos injects under
-//! `args."org.apache.mesos".network_info`, `args.cni`, `runtimeConfig`, `prevResult`, the
-//! `delegate` block, the `wasm` section and the log settings.
+//! [`NetConf`] keeps the JSON object (and the exact text) so unknown keys survive untouched, as
+//! CNI SPEC.md requires of plugins that pass a config on, and decodes once what this host uses:
+//! `name`, `type`, `cniVersion`, what Mesos injects under `args."org.apache.mesos".network_info`
+//! (Mesos docs, cni.md), `ignoreUnknown`, the `wasm` section and the log settings. `prevResult`
+//! is decoded by the one command that reads it (CHECK).
 
 use std::path::PathBuf;
 
@@ -99,32 +99,188 @@ pub struct LogSettings {
     pub level: Option<String>,
 }
 
+/// A section decoded with the rest, whose error is kept for the path that reads it (a DEL must
+/// not fail over a label block only ADD reads): (where in the section, what was wrong).
+#[derive(Debug, Clone, PartialEq)]
+struct Deferred<T>(Result<T, (String, String)>);
+
+impl<T: Default> Default for Deferred<T> {
+    fn default() -> Self {
+        Deferred(Ok(T::default()))
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Deferred<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        // Every deferred section is an object or a scalar; serde would also read an array
+        // into a struct, field by position.
+        if v.is_array() {
+            return Ok(Deferred(Err((
+                ".".into(),
+                format!("expected an object, got {v}"),
+            ))));
+        }
+        Ok(Deferred(serde_path_to_error::deserialize(v).map_err(|e| {
+            let path = e.path().to_string();
+            (path, e.into_inner().to_string())
+        })))
+    }
+}
+
+impl<T: Clone> Deferred<T> {
+    /// The value, or error 7 naming `section` and the key inside it.
+    fn get(&self, section: &str) -> Result<T, CniError> {
+        self.0.clone().map_err(|(path, msg)| {
+            let at = if path == "." {
+                section.to_owned()
+            } else {
+                format!("{section}.{path}")
+            };
+            invalid(format!("{at}: {msg}"))
+        })
+    }
+}
+
+/// `args` (CNI CONVENTIONS.md): only Mesos' part is read here; the rest (`args.cni`, ...) is
+/// the delegate's and passes through in the raw object.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct Args {
+    #[serde(rename = "org.apache.mesos", default)]
+    mesos: Option<MesosArgs>,
+    #[serde(flatten)]
+    _other: Map<String, Value>,
+}
+
+/// What Mesos injects (Mesos docs, cni.md, "Passing network labels and port-mapping information
+/// to CNI plugins").
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+struct MesosArgs {
+    #[serde(default)]
+    network_info: Option<NetworkInfo>,
+    #[serde(flatten)]
+    _other: Map<String, Value>,
+}
+
+/// The `wasm` section as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+struct WasmSection {
+    plugin_dir: Option<String>,
+    translator: Option<String>,
+    ipam: Option<String>,
+    cache_dir: Option<String>,
+    memory_limit_mb: Option<u64>,
+    timeout_ms: Option<u64>,
+    /// Unknown keys: ignored, and logged when the section is used.
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+impl WasmSection {
+    fn settings(self) -> Result<WasmSettings, CniError> {
+        for key in self.extra.keys() {
+            tracing::warn!("wasm.{key}: unknown key, ignored");
+        }
+        let path = |p: Option<String>| p.filter(|p| !p.is_empty()).map(PathBuf::from);
+        let bounded = |key: &str, v: Option<u64>, default: u64, max: u64| match v {
+            None => Ok(default),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(n) => Err(invalid(format!(
+                "wasm.{key} must be an integer from 1 to {max}, got {n}"
+            ))),
+        };
+        Ok(WasmSettings {
+            plugin_dir: path(self.plugin_dir),
+            translator: path(self.translator),
+            ipam: path(self.ipam),
+            cache_dir: path(self.cache_dir),
+            memory_limit_mb: bounded(
+                "memory-limit-mb",
+                self.memory_limit_mb,
+                DEFAULT_MEMORY_LIMIT_MB,
+                MAX_MEMORY_LIMIT_MB,
+            )?,
+            timeout_ms: bounded(
+                "timeout-ms",
+                self.timeout_ms,
+                DEFAULT_TIMEOUT_MS,
+                MAX_TIMEOUT_MS,
+            )?,
+        })
+    }
+}
+
+/// The network configuration's keys, as this host reads them, decoded once by serde; every other
+/// key lands in `extra`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct Fields {
+    #[serde(rename = "cniVersion", default)]
+    cni_version: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "type", default)]
+    type_: Option<String>,
+    #[serde(default)]
+    args: Deferred<Option<Args>>,
+    #[serde(rename = "ignoreUnknown", default)]
+    ignore_unknown: Deferred<Option<bool>>,
+    #[serde(default)]
+    wasm: Deferred<Option<WasmSection>>,
+    /// Never fatal: a bad log setting must not break networking.
+    #[serde(rename = "log-file", default)]
+    log_file: Option<Value>,
+    #[serde(rename = "log-level", default)]
+    log_level: Option<Value>,
+    /// Everything else (`delegate`, `prevResult`, `contrail`, a runtime's own keys, ...).
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+/// The network configuration: the exact text (handed to plugins), the JSON object (unknown keys
+/// preserved as the spec requires, and passed on to delegates), and what this host reads of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
     raw: Value,
     text: String,
+    fields: Fields,
+    wasm: Result<WasmSettings, CniError>,
+    log: LogSettings,
 }
 
 fn invalid(msg: impl Into<String>) -> CniError {
     CniError::new(INVALID_CONFIG, msg)
 }
 
-fn opt_str<'a>(
-    o: &'a Map<String, Value>,
-    key: &str,
-    what: &str,
-) -> Result<Option<&'a str>, CniError> {
-    match o.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(invalid(format!("{what}{key} must be a string, got {v}"))),
+/// `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`: the network name's grammar (CNI SPEC.md, "Configuration
+/// format": `name` "must be unique across all network configurations on a host, and must be
+/// usable as a directory name"; libcni enforces this pattern).
+pub fn valid_network_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Top-level `log-file`/`log-level`, else the Contrail section's (the existing Contrail CNI's
+/// keys). Values that are not strings are ignored.
+fn log_settings(fields: &Fields) -> LogSettings {
+    let contrail = fields.extra.get("contrail");
+    let pick = |top: Option<&Value>, key: &str| -> Option<String> {
+        top.and_then(Value::as_str)
+            .or_else(|| contrail.and_then(|c| c.get(key)).and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    LogSettings {
+        file: pick(fields.log_file.as_ref(), "log-file").map(PathBuf::from),
+        level: pick(fields.log_level.as_ref(), "log-level"),
     }
 }
 
 impl NetConf {
-    /// Parses stdin. Not JSON or not an object: code 6; `name`/`type` missing or not strings:
-    /// code 7. The version is checked separately ([`NetConf::version`]) so VERSION can answer
-    /// for any config.
+    /// Parses stdin. Not JSON or not an object: code 6; `cniVersion`, `name` or `type` not
+    /// strings: code 7. The version is checked separately ([`NetConf::version`]) so VERSION can
+    /// answer for any config.
     pub fn parse(bytes: &[u8]) -> Result<Self, CniError> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             CniError::new(DECODE_FAILURE, format!("network config is not UTF-8: {e}"))
@@ -138,12 +294,24 @@ impl NetConf {
                 "network config is not a JSON object",
             ));
         }
-        let conf = NetConf {
-            raw,
+        let mut fields: Fields = serde_path_to_error::deserialize(&raw).map_err(|e| {
+            let path = e.path().to_string();
+            invalid(format!("network config: {path}: {}", e.into_inner()))
+        })?;
+        // libcni reads an empty `cniVersion` as absent: 0.1.0.
+        fields.cni_version = fields.cni_version.filter(|v| !v.is_empty());
+        let wasm = fields
+            .wasm
+            .get("wasm")
+            .and_then(|w| w.unwrap_or_default().settings());
+        let log = log_settings(&fields);
+        Ok(NetConf {
             text: text.to_owned(),
-        };
-        conf.version_str()?;
-        Ok(conf)
+            raw,
+            fields,
+            wasm,
+            log,
+        })
     }
 
     /// Builds a config from a value (tests, synthesised delegate configs).
@@ -152,24 +320,23 @@ impl NetConf {
         Self::parse(text.as_bytes())
     }
 
-    /// Checks the keys every plugin invocation needs: `name` and `type`.
+    /// Checks the keys every plugin invocation needs: `name` (with the spec's grammar) and
+    /// `type`.
     pub fn validate(&self) -> Result<(), CniError> {
-        match self.name()? {
-            Some(n) if !n.is_empty() => {}
+        match self.name() {
+            Some(n) if !n.is_empty() => {
+                if !valid_network_name(n) {
+                    return Err(invalid(format!(
+                        "invalid network name {n:?}: it must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$"
+                    )));
+                }
+            }
             _ => return Err(invalid("network config: missing \"name\"")),
         }
-        match self.type_()? {
+        match self.type_() {
             Some(t) if !t.is_empty() => Ok(()),
             _ => Err(invalid("network config: missing \"type\"")),
         }
-    }
-
-    pub fn raw(&self) -> &Value {
-        &self.raw
-    }
-
-    fn obj(&self) -> &Map<String, Value> {
-        self.raw.as_object().expect("checked in parse")
     }
 
     /// The config exactly as the runtime passed it.
@@ -177,50 +344,42 @@ impl NetConf {
         &self.text
     }
 
-    pub fn name(&self) -> Result<Option<&str>, CniError> {
-        opt_str(self.obj(), "name", "")
+    pub fn name(&self) -> Option<&str> {
+        self.fields.name.as_deref()
     }
 
-    pub fn type_(&self) -> Result<Option<&str>, CniError> {
-        opt_str(self.obj(), "type", "")
+    pub fn type_(&self) -> Option<&str> {
+        self.fields.type_.as_deref()
     }
 
-    fn version_str(&self) -> Result<Option<&str>, CniError> {
-        opt_str(self.obj(), "cniVersion", "")
-    }
-
-    /// `cniVersion` as written ("0.1.0" when absent).
+    /// `cniVersion` as written; absent is 0.1.0 (libcni's reading of a config without one).
     pub fn cni_version(&self) -> &str {
-        self.version_str()
-            .ok()
-            .flatten()
+        self.fields
+            .cni_version
+            .as_deref()
             .unwrap_or(super::version::DEFAULT_VERSION)
     }
 
     /// The version, or error 1 when unsupported.
     pub fn version(&self) -> Result<CniVersion, CniError> {
-        CniVersion::from_config(self.version_str()?)
+        CniVersion::from_config(self.fields.cni_version.as_deref())
     }
 
+    /// Any top-level key, as written (unknown keys included).
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.obj().get(key)
+        self.raw.get(key)
     }
 
     /// `args."org.apache.mesos".network_info`; `None` when Mesos did not inject it (any other
-    /// runtime).
+    /// runtime). An `args` or `args."org.apache.mesos"` that is not an object is error 7: Mesos
+    /// always injects an object, so anything else is a broken config, not another runtime.
     pub fn mesos_network_info(&self) -> Result<Option<NetworkInfo>, CniError> {
-        let Some(ni) = self
-            .raw
-            .pointer("/args/org.apache.mesos/network_info")
-            .filter(|v| !v.is_null())
-        else {
-            return Ok(None);
-        };
-        NetworkInfo::deserialize(ni).map(Some).map_err(|e| {
-            invalid(format!(
-                "args.\"org.apache.mesos\".network_info is malformed: {e}"
-            ))
-        })
+        Ok(self
+            .fields
+            .args
+            .get("args")?
+            .and_then(|a| a.mesos)
+            .and_then(|m| m.network_info))
     }
 
     /// The labels Mesos passed (empty when none).
@@ -229,15 +388,6 @@ impl NetConf {
             .mesos_network_info()?
             .map(|n| n.labels.labels)
             .unwrap_or_default())
-    }
-
-    /// `args.cni` (CONVENTIONS.md: `ips`, `mac`, `labels`...).
-    pub fn cni_args(&self) -> Option<&Value> {
-        self.raw.pointer("/args/cni").filter(|v| !v.is_null())
-    }
-
-    pub fn runtime_config(&self) -> Option<&Value> {
-        self.get("runtimeConfig").filter(|v| !v.is_null())
     }
 
     /// `prevResult`, decoded whatever its version.
@@ -257,69 +407,21 @@ impl NetConf {
 
     /// `ignoreUnknown`: unknown `CNI_ARGS` keys in labels are ignored instead of refused.
     pub fn ignore_unknown(&self) -> Result<bool, CniError> {
-        match self.get("ignoreUnknown") {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(v) => Err(invalid(format!("ignoreUnknown must be a boolean, got {v}"))),
-        }
+        Ok(self
+            .fields
+            .ignore_unknown
+            .get("ignoreUnknown")?
+            .unwrap_or(false))
     }
 
     /// The `wasm` section with defaults.
     pub fn wasm(&self) -> Result<WasmSettings, CniError> {
-        let mut s = WasmSettings::default();
-        let o = match self.get("wasm") {
-            None | Some(Value::Null) => return Ok(s),
-            Some(Value::Object(o)) => o,
-            Some(v) => return Err(invalid(format!("wasm must be an object, got {v}"))),
-        };
-        let path = |key: &str| -> Result<Option<PathBuf>, CniError> {
-            Ok(opt_str(o, key, "wasm.")?
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from))
-        };
-        s.plugin_dir = path("plugin-dir")?;
-        s.translator = path("translator")?;
-        s.ipam = path("ipam")?;
-        s.cache_dir = path("cache-dir")?;
-        let num = |key: &str, default: u64, max: u64| -> Result<u64, CniError> {
-            match o.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => match v.as_u64() {
-                    Some(n) if n >= 1 && n <= max => Ok(n),
-                    _ => Err(invalid(format!(
-                        "wasm.{key} must be an integer from 1 to {max}, got {v}"
-                    ))),
-                },
-            }
-        };
-        s.memory_limit_mb = num(
-            "memory-limit-mb",
-            DEFAULT_MEMORY_LIMIT_MB,
-            MAX_MEMORY_LIMIT_MB,
-        )?;
-        s.timeout_ms = num("timeout-ms", DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS)?;
-        Ok(s)
+        self.wasm.clone()
     }
 
-    /// Log file and level: top-level `log-file`/`log-level`, else the Contrail section's
-    /// `contrail.log-file`/`contrail.log-level` (the existing Contrail CNI's keys).
-    /// Never fails: a bad log setting must not break networking.
+    /// Log file and level.
     pub fn log_settings(&self) -> LogSettings {
-        let pick = |key: &str| -> Option<String> {
-            self.get(key)
-                .and_then(Value::as_str)
-                .or_else(|| {
-                    self.raw
-                        .pointer(&format!("/contrail/{key}"))
-                        .and_then(Value::as_str)
-                })
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        LogSettings {
-            file: pick("log-file").map(PathBuf::from),
-            level: pick("log-level"),
-        }
+        self.log.clone()
     }
 }
 
@@ -327,14 +429,15 @@ impl NetConf {
 mod tests {
     use super::*;
 
-    /// contract cni-mesos-marathon §2.4, verbatim (Mesos escapes `/`).
+    /// The stdin Mesos' `network/cni` isolator passed to Contrail's plugin on a DC/OS agent,
+    /// verbatim (Mesos escapes `/`).
     const CAPTURED: &str = r#"{"args":{"org.apache.mesos":{"network_info":{"ip_addresses":[{"protocol":"IPv4"}],"labels":{},"name":"contrail-cni-plugin"}}},
  "cniVersion":"0.2.0",
  "contrail":{"cluster-name":"b2s28","config-dir":"\/var\/lib\/contrail\/ports\/vm","log-file":"\/var\/log\/contrail\/cni\/opencontrail.log","log-level":"debug","mesos-ip":"localhost","mesos-port":"6991","mode":"mesos","poll-retries":5,"poll-timeout":15,"vrouter-ip":"10.84.22.28","vrouter-port":9091},
  "name":"contrail-cni-plugin","type":"contrail-cni-plugin"}"#;
 
-    /// seed 003's network config with Mesos' injection, as in its README.
-    const SEED3: &str = r#"{
+    /// A Mesos delegate network config (macvtap + host-local) with Mesos' injection.
+    const DELEGATE: &str = r#"{
   "name" : "test-delegate",
   "type" : "mesos",
   "MyAwesomeFlag": false,
@@ -373,8 +476,8 @@ mod tests {
     fn captured_mesos_stdin() {
         let c = NetConf::parse(CAPTURED.as_bytes()).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.name().unwrap(), Some("contrail-cni-plugin"));
-        assert_eq!(c.type_().unwrap(), Some("contrail-cni-plugin"));
+        assert_eq!(c.name(), Some("contrail-cni-plugin"));
+        assert_eq!(c.type_(), Some("contrail-cni-plugin"));
         assert_eq!(c.version().unwrap(), CniVersion::V0_2_0);
         let ni = c.mesos_network_info().unwrap().unwrap();
         assert_eq!(ni.name.as_deref(), Some("contrail-cni-plugin"));
@@ -389,7 +492,7 @@ mod tests {
         assert!(ni.port_mappings.is_empty());
         // Unknown keys are kept, and the `\/` escapes decode to `/`.
         assert_eq!(
-            c.raw()["contrail"]["config-dir"],
+            c.get("contrail").unwrap()["config-dir"],
             "/var/lib/contrail/ports/vm"
         );
         assert_eq!(c.text(), CAPTURED);
@@ -404,10 +507,10 @@ mod tests {
     }
 
     #[test]
-    fn seed_003_config() {
-        let c = NetConf::parse(SEED3.as_bytes()).unwrap();
+    fn delegate_config() {
+        let c = NetConf::parse(DELEGATE.as_bytes()).unwrap();
         c.validate().unwrap();
-        assert_eq!(c.type_().unwrap(), Some("mesos"));
+        assert_eq!(c.type_(), Some("mesos"));
         assert_eq!(c.cni_version(), "0.1.0");
         assert_eq!(c.version().unwrap(), CniVersion::V0_1_0);
         assert_eq!(
@@ -429,7 +532,7 @@ mod tests {
         assert_eq!(c.delegate().unwrap()["type"], "macvtap");
         assert_eq!(c.get("MyAwesomeFlag"), Some(&Value::Bool(false)));
         assert!(
-            c.cni_args().is_none(),
+            c.get("args").and_then(|a| a.get("cni")).is_none(),
             "args.cni is the delegate's, not ours"
         );
         assert!(!c.ignore_unknown().unwrap());
@@ -445,9 +548,9 @@ mod tests {
             "ignoreUnknown":true,
             "log-file":"/tmp/x.log",
             "wasm":{"plugin-dir":"/opt/p","translator":"t.wasm","ipam":"/abs/i.wasm","cache-dir":"/tmp/c","memory-limit-mb":8,"timeout-ms":250}}"#).unwrap();
-        assert_eq!(c.cni_args().unwrap()["ips"][0], "10.0.0.2/24");
+        assert_eq!(c.get("args").unwrap()["cni"]["ips"][0], "10.0.0.2/24");
         assert_eq!(
-            c.runtime_config().unwrap()["portMappings"][0]["hostPort"],
+            c.get("runtimeConfig").unwrap()["portMappings"][0]["hostPort"],
             80
         );
         assert_eq!(
@@ -487,7 +590,75 @@ mod tests {
         }
         let c = NetConf::parse(br#"{"name":"n","type":"t","args":{"org.apache.mesos":{"network_info":{"labels":{"labels":[{"key":1}]}}}}}"#).unwrap();
         assert_eq!(c.mesos_network_info().unwrap_err().code, 7);
+        let e = NetConf::parse(br#"{"name":"n","type":"t","wasm":{"timeout-ms":"fast"}}"#)
+            .unwrap()
+            .wasm()
+            .unwrap_err();
+        assert!(
+            e.msg.starts_with("wasm.timeout-ms: invalid type"),
+            "{}",
+            e.msg
+        );
+        let e = NetConf::parse(br#"{"name":"n","type":"t","args":{"org.apache.mesos":5}}"#)
+            .unwrap()
+            .mesos_labels()
+            .unwrap_err();
+        assert!(
+            e.msg.starts_with("args.org.apache.mesos: invalid type"),
+            "{}",
+            e.msg
+        );
         let c = NetConf::parse(br#"{"name":"n","type":"t","prevResult":{"cniVersion":"1.0.0","ips":[{"address":"x"}]}}"#).unwrap();
         assert_eq!(c.prev_result().unwrap_err().code, 6);
+    }
+
+    #[test]
+    fn an_empty_cni_version_is_0_1_0() {
+        let c = NetConf::parse(br#"{"cniVersion":"","name":"n","type":"t"}"#).unwrap();
+        assert_eq!(c.cni_version(), "0.1.0");
+        assert_eq!(c.version().unwrap(), CniVersion::V0_1_0);
+    }
+
+    #[test]
+    fn network_names_follow_the_spec_grammar() {
+        for bad in [
+            "a/b", "../x", "-net", ".net", "net work", "nét", "a:b", "_x",
+        ] {
+            let c = NetConf::from_value(serde_json::json!({"name": bad, "type": "mesos"})).unwrap();
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.code, 7, "{bad}");
+            assert!(e.msg.contains("invalid network name"), "{bad}: {}", e.msg);
+        }
+        for good in ["contrail-cni-plugin", "net1", "A.b_c-9", "0"] {
+            let c =
+                NetConf::from_value(serde_json::json!({"name": good, "type": "mesos"})).unwrap();
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn mesos_args_that_are_not_objects_are_refused() {
+        for args in [
+            serde_json::json!(5),
+            serde_json::json!({"org.apache.mesos": 5}),
+            serde_json::json!({"org.apache.mesos": "x"}),
+            serde_json::json!({"org.apache.mesos": []}),
+        ] {
+            let c =
+                NetConf::from_value(serde_json::json!({"name": "n", "type": "t", "args": args}))
+                    .unwrap();
+            assert_eq!(c.mesos_labels().unwrap_err().code, 7, "{args}");
+        }
+        // Another runtime's args, or Mesos without network_info: not Mesos labels, no error.
+        for args in [
+            serde_json::json!({"cni": {"ips": []}}),
+            serde_json::json!({"org.apache.mesos": {}}),
+            serde_json::json!({"org.apache.mesos": null}),
+        ] {
+            let c =
+                NetConf::from_value(serde_json::json!({"name": "n", "type": "t", "args": args}))
+                    .unwrap();
+            assert_eq!(c.mesos_labels().unwrap(), vec![], "{args}");
+        }
     }
 }

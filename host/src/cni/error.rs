@@ -8,8 +8,6 @@ use serde_json::{Map, Value, json};
 pub const INCOMPATIBLE_VERSION: u32 = 1;
 /// 2: unsupported field in the network configuration (message names key and value).
 pub const UNSUPPORTED_FIELD: u32 = 2;
-/// 3: container unknown or does not exist.
-pub const UNKNOWN_CONTAINER: u32 = 3;
 /// 4: invalid necessary environment variables (message names them).
 pub const INVALID_ENV: u32 = 4;
 /// 5: I/O failure.
@@ -22,14 +20,13 @@ pub const INVALID_CONFIG: u32 = 7;
 pub const TRY_AGAIN_LATER: u32 = 11;
 /// 50: plugin not available (cannot service ADD).
 pub const NOT_AVAILABLE: u32 = 50;
-/// 51: plugin not available, existing containers may have limited connectivity.
-pub const NOT_AVAILABLE_LIMITED: u32 = 51;
 
 /// 100: internal error.
 pub const INTERNAL: u32 = 100;
 /// 101: delegate plugin not found in CNI_PATH / failed to run.
 pub const DELEGATE_EXEC: u32 = 101;
-/// 102: delegate plugin returned an error (its own code is in `details`) or garbage.
+/// 102: delegate plugin returned a plugin-specific error (100+; its error is in `details`) or
+/// garbage. A delegate's spec code (below 100) is passed through instead.
 pub const DELEGATE_FAILED: u32 = 102;
 /// 110: Wasm plugin could not be loaded / compiled / is not a valid component for its world.
 pub const WASM_LOAD: u32 = 110;
@@ -74,22 +71,6 @@ impl CniError {
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
         self.details = details.into();
         self
-    }
-
-    pub fn internal(msg: impl Into<String>) -> Self {
-        Self::new(INTERNAL, msg)
-    }
-
-    pub fn invalid_config(msg: impl Into<String>) -> Self {
-        Self::new(INVALID_CONFIG, msg)
-    }
-
-    pub fn decode(msg: impl Into<String>) -> Self {
-        Self::new(DECODE_FAILURE, msg)
-    }
-
-    pub fn invalid_env(msg: impl Into<String>) -> Self {
-        Self::new(INVALID_ENV, msg)
     }
 
     /// The spec's JSON form. `cni_version` is the config's version (or our newest when the

@@ -3,7 +3,8 @@
 //! `cniVersion`) or the error JSON on the injectable stdout. Nothing else is ever written to
 //! stdout; the exit code is 0 on success and 1 on error.
 //!
-//! Required variables follow the spec 1.1.0 table (contract cni-mesos-marathon §1.2): ADD and
+//! Required variables follow CNI SPEC.md 1.1.0 ("Parameters", the table of which command needs
+//! which variable): ADD and
 //! CHECK need CONTAINERID, NETNS, IFNAME; DEL needs CONTAINERID, IFNAME; GC needs PATH;
 //! STATUS and VERSION nothing beyond COMMAND. Unlike Go's skel we do not demand `CNI_PATH` for
 //! every command: the path that needs it (the delegate) says so itself.
@@ -86,7 +87,7 @@ impl Command {
         }
     }
 
-    /// Required variables besides `CNI_COMMAND` (spec 1.1.0 §2).
+    /// Required variables besides `CNI_COMMAND` (CNI SPEC.md 1.1.0, "Parameters").
     fn required(self) -> &'static [&'static str] {
         match self {
             Command::Add | Command::Check => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
@@ -215,24 +216,37 @@ fn print(stdout: &mut dyn Write, v: &Value) {
     let _ = stdout.flush();
 }
 
-/// The VERSION answer: the requested version echoed (spec), and every version we speak.
-pub fn version_answer(requested: Option<&str>) -> Value {
+/// The VERSION answer: the requested version echoed (spec), and the versions served.
+pub fn version_answer(requested: Option<&str>, supported: &[CniVersion]) -> Value {
+    let newest = supported.last().copied().unwrap_or(CURRENT);
     json!({
-        "cniVersion": requested.unwrap_or(CURRENT.as_str()),
-        "supportedVersions": CniVersion::ALL.map(CniVersion::as_str),
+        "cniVersion": requested.unwrap_or(newest.as_str()),
+        "supportedVersions": supported.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
     })
 }
 
+/// The `cniVersion` of whatever is on stdin, if it is a JSON object with one: errors are
+/// written in it even when they come before the config is read (an env error).
+fn version_of(data: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(data).ok()?;
+    match v.get("cniVersion")?.as_str()? {
+        "" => Some(super::version::DEFAULT_VERSION.to_owned()),
+        s => Some(s.to_owned()),
+    }
+}
+
 /// Runs one invocation. `handler` gets a validated [`Request`]; for ADD it returns the
-/// result, for the other commands `None`. Returns the process exit code.
+/// result, for the other commands `None`. `supported` is what VERSION answers. Returns the
+/// process exit code.
 pub fn run(
     env: &dyn Env,
     stdin: &mut dyn Read,
     stdout: &mut dyn Write,
+    supported: &[CniVersion],
     handler: impl FnOnce(Request) -> Result<Option<CniResult>, CniError>,
 ) -> i32 {
     let mut err_version = CURRENT.as_str().to_owned();
-    match run_inner(env, stdin, &mut err_version, handler) {
+    match run_inner(env, stdin, supported, &mut err_version, handler) {
         Ok(Some(v)) => {
             print(stdout, &v);
             0
@@ -248,10 +262,11 @@ pub fn run(
 fn run_inner(
     env: &dyn Env,
     stdin: &mut dyn Read,
+    supported: &[CniVersion],
     err_version: &mut String,
     handler: impl FnOnce(Request) -> Result<Option<CniResult>, CniError>,
 ) -> Result<Option<Value>, CniError> {
-    let (command, mut args) = parse_env(env)?;
+    // stdin first: an error about the environment is then written in the config's version.
     let mut data = Vec::new();
     stdin
         .take(MAX_STDIN + 1)
@@ -263,6 +278,10 @@ fn run_inner(
             "network config on stdin is too large",
         ));
     }
+    if let Some(v) = version_of(&data) {
+        *err_version = v;
+    }
+    let (command, mut args) = parse_env(env)?;
 
     if command == Command::Version {
         // The input is `{"cniVersion": ...}`; an empty stdin still gets an answer.
@@ -276,7 +295,7 @@ fn run_inner(
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        return Ok(Some(version_answer(requested.as_deref())));
+        return Ok(Some(version_answer(requested.as_deref(), supported)));
     }
 
     let conf = NetConf::parse(&data)?;
@@ -352,10 +371,16 @@ mod tests {
     ) -> (i32, String, Option<Request>) {
         let mut out = Vec::new();
         let mut seen = None;
-        let code = run(e, &mut stdin.as_bytes(), &mut out, |req| {
-            seen = Some(req);
-            answer
-        });
+        let code = run(
+            e,
+            &mut stdin.as_bytes(),
+            &mut out,
+            &CniVersion::ALL,
+            |req| {
+                seen = Some(req);
+                answer
+            },
+        );
         (code, String::from_utf8(out).unwrap(), seen)
     }
 
@@ -421,7 +446,13 @@ mod tests {
                 "required env variables [CNI_NETNS,CNI_IFNAME] missing".into()
             )
         );
-        // The error is printed in the config's version? No: the config is not read yet.
+        // The error is printed in the config's version, although the config is not used.
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap()["cniVersion"],
+            "0.2.0"
+        );
+        // Without a readable config: our newest.
+        let (_, out, _) = invoke(&e, "{nope", Ok(None));
         assert_eq!(
             serde_json::from_str::<Value>(&out).unwrap()["cniVersion"],
             "1.1.0"

@@ -73,17 +73,20 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
         t: Instant::now(),
     };
     let mut id = Identity::of(ctx)?;
-    // Before anything is created: a netns that is not one fails at once (not after the agent
-    // poll budget), and an interface that already has this name is the runtime's (a repeated
-    // ADD): refusing now leaves it, its tap and its registration untouched.
-    match deps.net.inspect(netns, ctx.ifname) {
-        Ok(None) => {}
-        Ok(Some(_)) => {
-            return Err(Error::from(NetError::IfnameExists {
-                name: ctx.ifname.to_owned(),
-            }));
-        }
-        Err(e) => return Err(at_step(e.into(), "open the container's network namespace")),
+    // Before anything is created: a path that is not a network namespace fails at once (not
+    // after the agent's poll budget), and an interface that already has this name is the
+    // runtime's (a repeated ADD): refusing it leaves it, its tap, port and registration alone.
+    // The name check needs a netlink connection inside the namespace (~0.5 ms): before a
+    // registration it runs first; without one it overlaps the vm-cfg poll, which only reads.
+    deps.net
+        .check_netns(netns)
+        .map_err(|e| at_step(e.into(), "open the container's network namespace"))?;
+    let registers = id.mode == Mode::Mesos && deps.manager.is_some();
+    if registers {
+        ifname_is_free(
+            deps.net.container_link_exists(netns, ctx.ifname),
+            ctx.ifname,
+        )?;
     }
 
     let hints = register(ctx, netns, deps, &mut id, undo)?;
@@ -91,7 +94,7 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
         laps.done("register");
     }
     let hints = hints.unwrap_or_default();
-    let vmi = wait_for_vmi(ctx, netns, deps, &id, hints.vmi.as_deref())?;
+    let vmi = wait_for_vmi(ctx, netns, deps, &id, hints.vmi.as_deref(), !registers)?;
     laps.done("vm-cfg");
     let plan = Plan::new(ctx, &id, &vmi, &hints)?;
 
@@ -201,14 +204,27 @@ fn register(
     }))
 }
 
+/// Ok unless the lookup found an interface of that name (a lookup that failed is left to the
+/// veth creation to report).
+fn ifname_is_free(exists: std::result::Result<bool, NetError>, ifname: &str) -> Result<()> {
+    match exists {
+        Ok(true) => Err(Error::from(NetError::IfnameExists {
+            name: ifname.to_owned(),
+        })),
+        Ok(false) | Err(_) => Ok(()),
+    }
+}
+
 /// Polls `GET /vm-cfg/<vm-name>` until this interface's VMI is configured. The netlink
-/// connections (a thread joins the container's namespace for one) open meanwhile.
+/// connections (a thread joins the container's namespace for one) open meanwhile, and, with
+/// `check_ifname`, the interface name is checked free there.
 fn wait_for_vmi(
     ctx: &Ctx,
     netns: &Path,
     deps: &mut Deps,
     id: &Identity,
     want: Option<&str>,
+    check_ifname: bool,
 ) -> Result<VmiCfg> {
     let agent = deps.agent;
     let what = format!(
@@ -218,8 +234,17 @@ fn wait_for_vmi(
         id.vm_name
     );
     let net = &mut *deps.net;
-    let (vmi, _) = std::thread::scope(|scope| {
-        let prep = scope.spawn(move || net.prepare(Some(netns)));
+    let ifname = ctx.ifname;
+    let (vmi, free) = std::thread::scope(|scope| {
+        let prep = scope.spawn(move || {
+            // Best effort: the steps that need the connections report their errors.
+            let _ = net.prepare(Some(netns));
+            if check_ifname {
+                ifname_is_free(net.container_link_exists(netns, ifname), ifname)
+            } else {
+                Ok(())
+            }
+        });
         let vmi = poll(ctx.cfg, &what, |timeout| {
             match agent.vm_cfg(&id.vm_name, timeout) {
                 Ok(None) => Poll::NotYet("404 (not configured yet)".into()),
@@ -233,9 +258,14 @@ fn wait_for_vmi(
                 },
             }
         });
-        (vmi, prep.join())
+        let free = prep
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(code::INTERNAL, "netlink preparation panicked")));
+        (vmi, free)
     });
-    vmi.map_err(|e| at_step(e, "wait for the VMI config"))
+    let vmi = vmi.map_err(|e| at_step(e, "wait for the VMI config"))?;
+    free?;
+    Ok(vmi)
 }
 
 /// Which vm-cfg element is this interface's. Err is the poll outcome when none is (yet).
@@ -654,7 +684,8 @@ mod tests {
             select_vmi::<()>(&two, "net9", None),
             Err(Poll::Fatal(_))
         ));
-        // No index annotation (CEM-24753 crashed the Go CNI): a single VMI is taken.
+        // No index annotation (Contrail's Go CNI indexed it unchecked and crashed): a single
+        // VMI is taken.
         assert_eq!(
             select_vmi::<()>(&[mk("x", &[])], "eth0", None)
                 .ok()
@@ -724,5 +755,58 @@ mod tests {
         assert_eq!(manager.attached.borrow().len(), 1);
         assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
         assert!(tmp.path().join(CID).join(VMI).exists());
+    }
+
+    #[test]
+    fn a_repeated_add_without_a_manager_is_refused_before_the_veth() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut deps = Deps {
+            agent: &agent,
+            manager: None,
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        add(&ctx(&cfg, ns), &mut deps).unwrap();
+        let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains("already exists"), "{}", e.msg);
+        // Only reads happened (vm-cfg polled while the name was checked).
+        assert_eq!(
+            agent
+                .calls
+                .borrow()
+                .iter()
+                .filter(|c| c.starts_with("POST") || c.starts_with("DELETE"))
+                .count(),
+            1
+        );
+        assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
+        assert!(tmp.path().join(CID).join(VMI).exists());
+    }
+
+    #[test]
+    fn a_path_that_is_no_netns_fails_before_anyone_is_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let manager = FakeManager::default();
+        let mut net = FakeNet {
+            bad_netns: true,
+            ..Default::default()
+        };
+        let mut deps = Deps {
+            agent: &agent,
+            manager: Some(&manager),
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let e = add(&ctx(&cfg, Path::new("/tmp/file")), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::INVALID_ENV);
+        assert!(agent.calls.borrow().is_empty());
+        assert!(manager.journal.lock().unwrap().is_empty());
     }
 }

@@ -38,9 +38,11 @@ pub struct ContrailConfig {
     /// `vif-type`: only `veth` is implemented; nested mode (`macvlan` on `parent-interface`)
     /// is refused by ADD rather than silently replaced by a veth.
     pub vif_type: String,
-    pub mesos_ip: Option<String>,
-    pub mesos_port: u16,
+    /// The manager instances' attachment API base URLs, tried in this order: `managers`, then
+    /// `mesos-ip`:`mesos-port` (Contrail's keys) when set. Empty: no manager (k8s mode).
+    pub managers: Vec<String>,
     pub mesos_token: Option<String>,
+    /// Bounds each call to one manager instance (`mesos-timeout`).
     pub mesos_timeout: Duration,
     /// DEL frees the interface names at once and leaves the kernel's slow veth teardown to a
     /// detached child (`async-teardown`, default true).
@@ -62,8 +64,7 @@ impl Default for ContrailConfig {
             mode: None,
             mtu: 1500,
             vif_type: "veth".into(),
-            mesos_ip: None,
-            mesos_port: DEFAULT_MESOS_PORT,
+            managers: vec![],
             mesos_token: None,
             mesos_timeout: Duration::from_secs(30),
             async_teardown: true,
@@ -87,11 +88,6 @@ pub struct Section {
     pub poll_timeout: Option<f64>,
     #[serde(deserialize_with = "de::count")]
     pub poll_retries: Option<u32>,
-    /// Read by the logger (`crate::logging`) before the section is decoded.
-    #[serde(deserialize_with = "de::string")]
-    pub log_file: Option<String>,
-    #[serde(deserialize_with = "de::string")]
-    pub log_level: Option<String>,
     #[serde(deserialize_with = "de::mode")]
     pub mode: Option<Mode>,
     #[serde(deserialize_with = "de::mtu")]
@@ -108,12 +104,19 @@ pub struct Section {
     pub mesos_token_file: Option<String>,
     #[serde(deserialize_with = "de::seconds")]
     pub mesos_timeout: Option<f64>,
+    /// Several manager instances (`["http://10.0.0.1:6991", ...]`), tried in turn.
+    #[serde(deserialize_with = "de::urls")]
+    pub managers: Option<Vec<String>>,
     #[serde(deserialize_with = "de::boolean")]
     pub async_teardown: Option<bool>,
     /// Every other key: kept, and logged ([`IGNORED`] says why some known ones are unused).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+/// Read by the logger (`crate::cni::config::LogSettings`) before anything else, never fatal: a
+/// bad log setting must not break networking.
+const LOGGER_KEYS: &[&str] = &["log-file", "log-level"];
 
 /// Keys of Contrail's CNI config that this plugin reads nowhere, and why.
 pub const IGNORED: &[(&str, &str)] = &[
@@ -210,6 +213,33 @@ mod de {
             .transpose()
     }
 
+    /// `http://host:port` base URLs (no path, query or credentials; a trailing `/` dropped).
+    pub fn urls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        let Some(v) = value(d)? else {
+            return Ok(None);
+        };
+        let list = match &v {
+            Value::Array(a) => a,
+            _ => return Err(bad(&v, "a list of http://host:port URLs")),
+        };
+        let mut out = vec![];
+        for u in list {
+            let s = u
+                .as_str()
+                .ok_or_else(|| bad::<D::Error>(u, "an http://host:port URL"))?;
+            let s = s.trim_end_matches('/');
+            let rest = s
+                .strip_prefix("http://")
+                .ok_or_else(|| bad::<D::Error>(u, "an http://host:port URL"))?;
+            let ok = !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']);
+            if !ok {
+                return Err(bad(u, "an http://host:port URL"));
+            }
+            out.push(s.to_owned());
+        }
+        Ok(Some(out))
+    }
+
     pub fn mode<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mode>, D::Error> {
         value(d)?
             .map(|v| match v.as_str() {
@@ -254,6 +284,9 @@ impl ContrailConfig {
     fn from_section(s: Section) -> Result<ContrailConfig> {
         let d = ContrailConfig::default();
         for key in s.extra.keys() {
+            if LOGGER_KEYS.contains(&key.as_str()) {
+                continue;
+            }
             match IGNORED.iter().find(|(k, _)| k == key) {
                 Some((_, why)) => tracing::debug!("contrail.{key} is not used: {why}"),
                 None => tracing::warn!("contrail.{key}: unknown key, ignored"),
@@ -286,8 +319,17 @@ impl ContrailConfig {
             mode: s.mode,
             mtu: s.mtu.unwrap_or(d.mtu),
             vif_type: s.vif_type.unwrap_or(d.vif_type),
-            mesos_ip: s.mesos_ip.filter(|ip| !ip.is_empty()),
-            mesos_port: s.mesos_port.unwrap_or(d.mesos_port),
+            managers: {
+                let mut m = s.managers.unwrap_or_default();
+                if let Some(ip) = s.mesos_ip.filter(|ip| !ip.is_empty()) {
+                    let port = s.mesos_port.unwrap_or(DEFAULT_MESOS_PORT);
+                    let url = format!("http://{}", host_port(&ip, port));
+                    if !m.contains(&url) {
+                        m.push(url);
+                    }
+                }
+                m
+            },
             mesos_token,
             mesos_timeout: s
                 .mesos_timeout
@@ -319,12 +361,6 @@ impl ContrailConfig {
 
     pub fn agent_base(&self) -> String {
         format!("http://{}/", host_port(&self.vrouter_ip, self.vrouter_port))
-    }
-
-    pub fn manager_base(&self) -> Option<String> {
-        self.mesos_ip
-            .as_ref()
-            .map(|ip| format!("http://{}", host_port(ip, self.mesos_port)))
     }
 }
 
@@ -368,9 +404,12 @@ mod tests {
             "mesos-ip": "10.0.0.1", "mesos-port": "6991", "mtu": "1400"}}))
         .unwrap();
         assert_eq!(c.mode, Some(Mode::Mesos));
-        assert_eq!(c.mesos_port, 6991);
         assert_eq!(c.mtu, 1400);
-        assert_eq!(c.manager_base().unwrap(), "http://10.0.0.1:6991");
+        let conf =
+            NetConf::from_value(json!({"contrail": {"log-level": "4", "log-file": 5}})).unwrap();
+        assert_eq!(conf.log_settings().level.as_deref(), Some("4"));
+        ContrailConfig::from_netconf(&conf).unwrap();
+        assert_eq!(c.managers, ["http://10.0.0.1:6991"]);
         assert_eq!(c.agent_base(), "http://10.0.0.5:9091/");
     }
 
@@ -401,7 +440,7 @@ mod tests {
             ["log-dir", "frobnicate", "parent-interface"]
         );
         let c = ContrailConfig::from_section(s).unwrap();
-        assert_eq!(c.mesos_ip, None);
+        assert!(c.managers.is_empty());
         let e = c.check_supported().unwrap_err();
         assert_eq!(e.code, 7);
         assert!(
@@ -414,6 +453,37 @@ mod tests {
         assert_eq!(e.code, 7);
         let e = parse(json!({"contrail": {"vrouter-port": 0}})).unwrap_err();
         assert!(e.msg.contains("contrail.vrouter-port"), "{}", e.msg);
+    }
+
+    #[test]
+    fn several_managers_then_mesos_ip() {
+        let c = parse(
+            json!({"contrail": {"managers": ["http://10.0.0.1:6991/", "http://10.0.0.2:6991"],
+            "mesos-ip": "10.0.0.3", "mesos-port": 7000}}),
+        )
+        .unwrap();
+        assert_eq!(
+            c.managers,
+            [
+                "http://10.0.0.1:6991",
+                "http://10.0.0.2:6991",
+                "http://10.0.0.3:7000"
+            ]
+        );
+        let c = parse(json!({"contrail": {"managers": ["http://10.0.0.1:6991"],
+            "mesos-ip": "10.0.0.1", "mesos-port": "6991"}}))
+        .unwrap();
+        assert_eq!(c.managers, ["http://10.0.0.1:6991"]);
+        for bad in [
+            json!("http://a:1"),
+            json!(["https://a:1"]),
+            json!(["http://a:1/x"]),
+            json!([1]),
+            json!(["http://u@a:1"]),
+        ] {
+            let e = parse(json!({"contrail": {"managers": bad}})).unwrap_err();
+            assert!(e.msg.contains("contrail.managers"), "{bad}: {}", e.msg);
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Errors of the Contrail path are the dispatcher's [`CniError`]; this module adds the codes'
-//! short names and the conversions from the lower layers.
+//! Errors of the Contrail path are the CNI's [`CniError`]; this module adds the codes'
+//! short names and the conversion from the agent client's errors (netlink's are in `crate::net`).
 
 pub use crate::cni::error::CniError as Error;
 
@@ -17,22 +17,6 @@ pub mod code {
 pub fn at_step(mut e: Error, step: &str) -> Error {
     e.msg = format!("{step}: {}", e.msg);
     e
-}
-
-impl From<crate::net::NetError> for Error {
-    fn from(e: crate::net::NetError) -> Error {
-        use crate::net::NetError as N;
-        match &e {
-            N::NetnsOpen { .. } | N::NotNetns { .. } => {
-                Error::new(code::INVALID_ENV, e.to_string())
-                    .with_details("CNI_NETNS must name a network namespace")
-            }
-            // The spec's "interface already exists" is a configuration/runtime error the
-            // runtime must fix, not something a retry heals.
-            N::IfnameExists { .. } => Error::new(code::INVALID_CONFIG, e.to_string()),
-            _ => Error::new(code::NETLINK, e.to_string()),
-        }
-    }
 }
 
 impl From<super::agent::AgentError> for Error {

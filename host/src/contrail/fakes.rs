@@ -112,10 +112,21 @@ pub struct FakeNet {
     pub container: Vec<String>,
     pub fail_configure: bool,
     pub fail_retire: bool,
+    /// `check_netns` says the path is not a network namespace.
+    pub bad_netns: bool,
     pub journal: Journal,
 }
 
 impl NetOps for FakeNet {
+    fn check_netns(&mut self, netns: &Path) -> std::result::Result<(), NetError> {
+        if self.bad_netns {
+            return Err(NetError::NotNetns {
+                path: netns.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     fn create_veth(&mut self, _: &Path, spec: &VethSpec) -> std::result::Result<(), NetError> {
         self.links.push(spec.host_name.clone());
         self.container.push(spec.container_name.clone());
@@ -165,6 +176,13 @@ impl NetOps for FakeNet {
     }
     fn host_link_exists(&mut self, name: &str) -> std::result::Result<bool, NetError> {
         Ok(self.links.iter().any(|l| l == name))
+    }
+    fn container_link_exists(
+        &mut self,
+        _: &Path,
+        ifname: &str,
+    ) -> std::result::Result<bool, NetError> {
+        Ok(self.container.iter().any(|c| c == ifname))
     }
     fn inspect(
         &mut self,

@@ -1,5 +1,7 @@
 //! Client of the manager's attachment API (docs/attachment-api.md), `mode: mesos` only.
 //! 4xx → CNI 7 quoting the manager's message (never retried); 5xx or no answer → CNI 11.
+//! With several instances configured ([`Failover`]) each call tries them in turn, each try
+//! bounded by `mesos-timeout`, and stops at the first answer that is not a transient failure.
 
 use std::time::Duration;
 
@@ -112,5 +114,145 @@ impl Manager for HttpManager {
             404 => Ok(false),
             _ => Err(self.fail(&what, status, &text)),
         }
+    }
+}
+
+/// Several manager instances behind one [`Manager`]: a call goes to each in turn until one
+/// answers, so an ADD succeeds while any instance is up. A refusal (4xx: code 7) is the
+/// manager's verdict on the request and is not asked again elsewhere; no answer, a 5xx or an
+/// unusable answer moves on to the next instance. Registration is idempotent on the manager's
+/// side (same container and ifname: the same attachment), so a try that timed out after the
+/// manager acted is harmless.
+pub struct Failover {
+    instances: Vec<(String, Box<dyn Manager>)>,
+}
+
+impl Failover {
+    pub fn new(instances: Vec<(String, Box<dyn Manager>)>) -> Failover {
+        Failover { instances }
+    }
+
+    /// One HTTP client per base URL.
+    pub fn http(bases: &[String], token: Option<String>, timeout: Duration) -> Failover {
+        Failover::new(
+            bases
+                .iter()
+                .map(|b| {
+                    let m: Box<dyn Manager> = Box::new(HttpManager::new(b, token.clone(), timeout));
+                    (b.clone(), m)
+                })
+                .collect(),
+        )
+    }
+
+    fn each<T>(&self, what: &str, call: impl Fn(&dyn Manager) -> Result<T>) -> Result<T> {
+        let mut failures = vec![];
+        for (base, m) in &self.instances {
+            match call(m.as_ref()) {
+                Ok(v) => {
+                    if !failures.is_empty() {
+                        tracing::info!(manager = %base, skipped = failures.len(), "{what}: answered by a later manager instance");
+                    }
+                    return Ok(v);
+                }
+                Err(e) if e.code == code::INVALID_CONFIG => return Err(e),
+                Err(e) => {
+                    tracing::warn!(manager = %base, code = e.code, "{what}: {}; trying the next instance", e.msg);
+                    failures.push(e);
+                }
+            }
+        }
+        let Some(last) = failures.pop() else {
+            return Err(Error::new(code::INTERNAL, "no manager instance configured"));
+        };
+        if failures.is_empty() {
+            return Err(last);
+        }
+        let earlier: Vec<String> = failures.iter().map(|e| e.msg.clone()).collect();
+        Err(Error::new(
+            last.code,
+            format!(
+                "no manager instance answered {what} ({} tried): {}",
+                self.instances.len(),
+                last.msg
+            ),
+        )
+        .with_details(earlier.join("\n")))
+    }
+}
+
+impl Manager for Failover {
+    fn attach(&self, req: &AttachRequest) -> Result<Attachment> {
+        self.each("POST /v1/attachments", |m| m.attach(req))
+    }
+
+    fn detach(&self, container_id: &str, ifname: &str) -> Result<bool> {
+        self.each("DELETE /v1/attachments", |m| m.detach(container_id, ifname))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    /// Answers `code` (0 = success) and counts its calls.
+    struct Scripted {
+        code: u32,
+        calls: Rc<Cell<u32>>,
+    }
+
+    impl Manager for Scripted {
+        fn attach(&self, _: &AttachRequest) -> Result<Attachment> {
+            unreachable!("these tests go through detach")
+        }
+        fn detach(&self, _: &str, _: &str) -> Result<bool> {
+            self.calls.set(self.calls.get() + 1);
+            match self.code {
+                0 => Ok(true),
+                c => Err(Error::new(c, format!("code {c}"))),
+            }
+        }
+    }
+
+    fn failover(codes: &[u32]) -> (Failover, Vec<Rc<Cell<u32>>>) {
+        let calls: Vec<_> = codes.iter().map(|_| Rc::new(Cell::new(0))).collect();
+        let f = Failover::new(
+            codes
+                .iter()
+                .zip(&calls)
+                .enumerate()
+                .map(|(i, (&code, c))| {
+                    let m: Box<dyn Manager> = Box::new(Scripted {
+                        code,
+                        calls: c.clone(),
+                    });
+                    (format!("m{i}"), m)
+                })
+                .collect(),
+        );
+        (f, calls)
+    }
+
+    #[test]
+    fn the_first_instance_that_answers_wins() {
+        let (f, calls) = failover(&[code::TRY_AGAIN, code::MANAGER, 0, 0]);
+        assert!(f.detach("c", "eth0").unwrap());
+        let n: Vec<u32> = calls.iter().map(|c| c.get()).collect();
+        assert_eq!(n, [1, 1, 1, 0]);
+    }
+
+    #[test]
+    fn a_refusal_is_final_and_all_down_is_11_naming_each() {
+        let (f, calls) = failover(&[code::INVALID_CONFIG, 0]);
+        assert_eq!(f.detach("c", "eth0").unwrap_err().code, 7);
+        assert_eq!(calls[1].get(), 0, "a 4xx is not asked again elsewhere");
+        let (f, _) = failover(&[code::TRY_AGAIN, code::TRY_AGAIN]);
+        let e = f.detach("c", "eth0").unwrap_err();
+        assert_eq!(e.code, code::TRY_AGAIN);
+        assert!(e.msg.contains("2 tried"), "{}", e.msg);
+        assert_eq!(e.details, "code 11");
     }
 }

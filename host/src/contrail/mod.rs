@@ -85,9 +85,19 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         gc::gc(&inv.conf);
         return Ok(None);
     }
-    let manager = cfg
-        .manager_base()
-        .map(|base| manager::HttpManager::new(&base, cfg.mesos_token.clone(), cfg.mesos_timeout));
+    if let Some(a) = inv.args.args.as_deref()
+        && let Err(e) = naming::check_cni_args(a)
+    {
+        // DEL must not be blocked by what ADD already refused.
+        if inv.command == Command::Del {
+            tracing::warn!("{}; DEL goes on", e.msg);
+        } else {
+            return Err(e);
+        }
+    }
+    let manager = (!cfg.managers.is_empty()).then(|| {
+        manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), cfg.mesos_timeout)
+    });
     let labels = if inv.command == Command::Add {
         inv.conf.mesos_labels()?
     } else {

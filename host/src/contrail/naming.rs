@@ -1,4 +1,7 @@
-//! Names derived from the invocation's ids.
+//! Names derived from the invocation's ids, and the `CNI_ARGS` they come from.
+
+use crate::cni::CniError;
+use crate::cni::error::{INVALID_ENV, UNSUPPORTED_FIELD};
 
 /// Host end of the veth: `tap` + 11 characters, 14 in all (IFNAMSIZ allows 15), Contrail's
 /// convention. The 11 characters are a hash of (container id, ifname), lowercase base32, so:
@@ -21,7 +24,8 @@ pub fn tap_name(container_id: &str, ifname: &str) -> String {
     name
 }
 
-/// The Kubernetes VM name (contract §3.3): `<cluster-name>__<namespace>__<pod>`.
+/// The Kubernetes VM name, as tf-controller's `src/container/cni/cni.go` builds it:
+/// `<cluster-name>__<namespace>__<pod>`.
 pub fn k8s_vm_name(cluster: &str, namespace: &str, pod: &str) -> String {
     format!("{cluster}__{namespace}__{pod}")
 }
@@ -38,6 +42,48 @@ pub fn k8s_pod(cni_args: &str) -> Option<(String, String)> {
         }
     }
     Some((ns?, pod?))
+}
+
+/// The `CNI_ARGS` keys the Contrail path knows (kubelet's, which it sends with
+/// `IgnoreUnknown=1`).
+const KNOWN_ARGS: &[&str] = &[
+    "IgnoreUnknown",
+    "K8S_POD_NAMESPACE",
+    "K8S_POD_NAME",
+    "K8S_POD_INFRA_CONTAINER_ID",
+    "K8S_POD_UID",
+];
+
+/// Checks `CNI_ARGS` (`K=V;K=V`) as libcni's `types.LoadArgs` does for a plugin: a pair without
+/// `=` is refused, and so is a key the plugin does not know unless `IgnoreUnknown` is `1` or
+/// `true`. A malformed pair is error 4, an unknown key 2 (CNI SPEC.md: "unsupported field",
+/// the message naming key and value).
+pub fn check_cni_args(cni_args: &str) -> Result<(), CniError> {
+    let mut pairs = vec![];
+    for kv in cni_args.split(';').filter(|kv| !kv.is_empty()) {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => pairs.push((k, v)),
+            _ => {
+                return Err(CniError::new(
+                    INVALID_ENV,
+                    format!("CNI_ARGS: invalid pair {kv:?}"),
+                ));
+            }
+        }
+    }
+    let ignore_unknown = pairs
+        .iter()
+        .any(|(k, v)| *k == "IgnoreUnknown" && (v.eq_ignore_ascii_case("true") || *v == "1"));
+    if ignore_unknown {
+        return Ok(());
+    }
+    match pairs.iter().find(|(k, _)| !KNOWN_ARGS.contains(k)) {
+        Some((k, v)) => Err(CniError::new(
+            UNSUPPORTED_FIELD,
+            format!("CNI_ARGS: unknown argument {k}={v} (set IgnoreUnknown=1 to ignore it)"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The `i` of `ethi`.
@@ -84,6 +130,15 @@ mod tests {
             "k8s__default__nginx"
         );
         assert_eq!(eth_index("eth12"), Some(12));
+        check_cni_args("K8S_POD_NAMESPACE=default;K8S_POD_NAME=web").unwrap();
+        check_cni_args("IgnoreUnknown=1;FOO=bar").unwrap();
+        check_cni_args("IgnoreUnknown=true;FOO=bar").unwrap();
+        check_cni_args("").unwrap();
+        let e = check_cni_args("FOO=bar;K8S_POD_NAME=web").unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.msg.contains("FOO=bar"), "{}", e.msg);
+        assert_eq!(check_cni_args("IgnoreUnknown=0;FOO=1").unwrap_err().code, 2);
+        assert_eq!(check_cni_args("K8S_POD_NAME").unwrap_err().code, 4);
         assert_eq!(eth_index("net1"), None);
     }
 }

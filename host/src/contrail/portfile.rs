@@ -1,8 +1,9 @@
 //! Port files: `<config-dir>/<vm-name>/<vmi-uuid>`, whose content is exactly the `POST /vm` body
-//! (contract §1.3, §3.5) because the agent replays them as `POST /vm` bodies on restart (§1.6).
+//! (Contrail's CNI writes them in `src/container/cni/contrail/vrouter.go`) because the agent
+//! replays them as `POST /vm` bodies on restart (`src/vnsw/agent/port_ipc/port_ipc_handler.cc`).
 //!
 //! The per-VM directory is also the lock that orders the port subscriptions of one VM: the
-//! agent's `DELETE /vm/<uuid>` drops *every* subscription of the VM (§1.5), so with several
+//! agent's `DELETE /vm/<uuid>` drops *every* subscription of the VM, so with several
 //! networks per container (eth0, eth1 ADDed/DELeted in parallel by Mesos) "write my file + POST"
 //! and "remove my file + DELETE if it was the last" must not interleave. Both run under an
 //! exclusive `flock` on the directory.

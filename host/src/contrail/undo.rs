@@ -49,10 +49,6 @@ impl UndoList {
         }
     }
 
-    pub fn steps(&self) -> &[Undo] {
-        &self.steps
-    }
-
     /// Undoes everything, newest first.
     pub fn run(self, deps: &mut Deps, cfg: &ContrailConfig, container_id: &str, ifname: &str) {
         let t = Instant::now();

@@ -81,9 +81,11 @@ fn spawn(binary: &Path, command: Command, environ: &[(String, String)]) -> Resul
     }
 }
 
-/// Runs `binary` with `command`. Exit 0 → its stdout. Otherwise error 102: the delegate's own
-/// CNI error (code/msg/details carried in `details` as JSON), or its stderr when stdout is
-/// empty (libcni's fallback).
+/// Runs `binary` with `command`. Exit 0 → its stdout. Otherwise the delegate's own CNI error
+/// (code/msg/details also carried in `details` as JSON): a code of the spec's range (below 100,
+/// CNI SPEC.md "Error") is passed through unchanged, so the runtime can act on it (11: try again
+/// later); a plugin-specific code (100+) becomes 102. Without a CNI error, 102 with its stderr
+/// when stdout is empty (libcni's fallback).
 pub fn exec(
     binary: &Path,
     command: Command,
@@ -138,8 +140,13 @@ pub fn exec(
     };
     let parsed = serde_json::from_slice::<serde_json::Value>(&stdout).ok();
     if let Some(e) = parsed.as_ref().and_then(CniError::from_json) {
+        let code = if e.code < 100 {
+            e.code
+        } else {
+            DELEGATE_FAILED
+        };
         return Err(CniError::new(
-            DELEGATE_FAILED,
+            code,
             format!(
                 "delegate plugin {name} failed ({command}): {}",
                 e.msg,
@@ -228,10 +235,15 @@ mod tests {
             r#"echo '{"cniVersion":"0.4.0","code":7,"msg":"no ips","details":"d"}'; exit 1"#,
         );
         let e = exec(&p, Command::Add, &[], b"{}").unwrap_err();
-        assert_eq!(e.code, DELEGATE_FAILED);
+        assert_eq!(e.code, 7, "the spec's code passes through");
         assert!(e.msg.contains("no ips"), "{e:?}");
         let det: serde_json::Value = serde_json::from_str(&e.details).unwrap();
         assert_eq!(det["code"], 7);
+        let p = script(d.path(), r#"echo '{"code":120,"msg":"own"}'; exit 1"#);
+        let e = exec(&p, Command::Add, &[], b"{}").unwrap_err();
+        assert_eq!(e.code, DELEGATE_FAILED, "a plugin-specific code is 102");
+        let det: serde_json::Value = serde_json::from_str(&e.details).unwrap();
+        assert_eq!(det["code"], 120);
         let p = script(d.path(), "echo boom >&2; exit 3");
         let e = exec(&p, Command::Add, &[], b"{}").unwrap_err();
         assert_eq!(e.code, DELEGATE_FAILED);

@@ -94,7 +94,11 @@ impl Netlink {
         if !self.ns.contains_key(path) {
             let ns = NetNs::open(path)?;
             let rt = &self.rt;
-            let handle = ns.run(|| Self::connect(rt))?;
+            let handle = if ns.is_current() {
+                Self::connect(rt)?
+            } else {
+                ns.run(|| Self::connect(rt))?
+            };
             self.ns.insert(path.to_owned(), (ns, handle));
         }
         let (ns, h) = self.ns.get(path).expect("just inserted");
@@ -261,6 +265,13 @@ impl NetOps for Netlink {
             us = t.elapsed().as_micros() as u64,
             "netlink connections ready"
         );
+        Ok(())
+    }
+
+    fn check_netns(&mut self, netns: &Path) -> Result<(), NetError> {
+        if !self.ns.contains_key(netns) {
+            NetNs::open(netns)?;
+        }
         Ok(())
     }
 
@@ -437,6 +448,11 @@ impl NetOps for Netlink {
     fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError> {
         let h = self.host()?;
         Ok(self.rt.block_on(Self::link_by_name(&h, name))?.is_some())
+    }
+
+    fn container_link_exists(&mut self, netns: &Path, ifname: &str) -> Result<bool, NetError> {
+        let (_, h) = self.in_ns(netns)?;
+        Ok(self.rt.block_on(Self::link_by_name(&h, ifname))?.is_some())
     }
 
     fn inspect(&mut self, netns: &Path, ifname: &str) -> Result<Option<IfaceState>, NetError> {

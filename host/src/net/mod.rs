@@ -18,8 +18,8 @@ use ipnet::IpNet;
 pub use link::Netlink;
 pub use netns::NetNs;
 
-/// Errors of the netns/netlink layer. The Contrail path maps them to CNI error 121, except
-/// [`NetError::IfnameExists`] (the spec's "interface already exists" ADD error).
+/// Errors of the netns/netlink layer: CNI error 121, except a bad namespace (4) and
+/// [`NetError::IfnameExists`] (7).
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("cannot open network namespace {path}: {source}")]
@@ -54,6 +54,23 @@ impl NetError {
         match self {
             NetError::Netlink { errno, .. } => *errno,
             _ => None,
+        }
+    }
+}
+
+impl From<NetError> for crate::cni::CniError {
+    fn from(e: NetError) -> Self {
+        use crate::cni::CniError;
+        use crate::cni::error::{INVALID_CONFIG, INVALID_ENV, NETLINK};
+        match &e {
+            NetError::NetnsOpen { .. } | NetError::NotNetns { .. } => {
+                CniError::new(INVALID_ENV, e.to_string())
+                    .with_details("CNI_NETNS must name a network namespace")
+            }
+            // "Interface already exists" is for the runtime to fix, not something a retry
+            // heals.
+            NetError::IfnameExists { .. } => CniError::new(INVALID_CONFIG, e.to_string()),
+            _ => CniError::new(NETLINK, e.to_string()),
         }
     }
 }
@@ -101,6 +118,8 @@ pub trait NetOps {
     fn prepare(&mut self, _netns: Option<&Path>) -> Result<(), NetError> {
         Ok(())
     }
+    /// Fails unless `netns` is a network namespace (cheap: no netlink, no thread).
+    fn check_netns(&mut self, netns: &Path) -> Result<(), NetError>;
     /// Creates the veth pair: host end here, container end inside `netns`, both up, MTU set, the
     /// container end with its MAC. Fails with [`NetError::IfnameExists`] when the container
     /// already has an interface of that name.
@@ -129,6 +148,9 @@ pub trait NetOps {
     ) -> Result<bool, NetError>;
     /// Whether a host-side link of that name exists.
     fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError>;
+    /// Whether `ifname` exists inside `netns` (one netlink request; [`NetOps::inspect`] also
+    /// dumps addresses and routes).
+    fn container_link_exists(&mut self, netns: &Path, ifname: &str) -> Result<bool, NetError>;
     /// The state of `ifname` inside `netns`, None when absent.
     fn inspect(&mut self, netns: &Path, ifname: &str) -> Result<Option<IfaceState>, NetError>;
 }

@@ -56,8 +56,17 @@ impl NetNs {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Whether this is the calling thread's own network namespace (no thread needs to join it
+    /// then; joining one's own namespace still needs CAP_SYS_ADMIN).
+    pub fn is_current(&self) -> bool {
+        let (Ok(mine), Ok(this)) = (
+            std::fs::metadata("/proc/thread-self/ns/net"),
+            self.file.metadata(),
+        ) else {
+            return false;
+        };
+        use std::os::unix::fs::MetadataExt;
+        mine.dev() == this.dev() && mine.ino() == this.ino()
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -117,6 +126,7 @@ mod tests {
         let Ok(ns) = NetNs::open(Path::new("/proc/self/ns/net")) else {
             return;
         };
+        assert!(ns.is_current());
         let v = ns.run(|| Ok(41 + 1)).unwrap();
         assert_eq!(v, 42);
     }
