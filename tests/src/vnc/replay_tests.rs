@@ -16,6 +16,18 @@ fn transcript(name: &str) -> Vec<Value> {
     serde_json::from_str(&text).expect("transcript json")
 }
 
+/// A query value as a client library sends it (RFC 3986 unreserved characters kept).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn is_uuid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
 }
@@ -132,7 +144,13 @@ fn replay(name: &str) {
         if let Some(params) = step["params"].as_object() {
             let q: Vec<String> = params
                 .iter()
-                .map(|(k, v)| format!("{k}={}", map_text(v.as_str().unwrap_or(""), &map)))
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    format!("{k}={}", percent_encode(&map_text(&v, &map)))
+                })
                 .collect();
             url = format!("{url}?{}", q.join("&"));
         }

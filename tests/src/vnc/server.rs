@@ -53,6 +53,11 @@ pub struct PortView {
     pub plen: Option<u8>,
     pub gateway: Option<String>,
     pub dns: Option<String>,
+    /// The IPv6 instance-ip of a dual-stack or IPv6 port, with its subnet's gateway and DNS.
+    pub v6_ip: Option<String>,
+    pub v6_plen: Option<u8>,
+    pub v6_gateway: Option<String>,
+    pub v6_dns: Option<String>,
     /// `annotations.key_value_pair` as (key, value).
     pub annotations: Vec<(String, String)>,
     /// Virtual routers that refer to the VM.
@@ -158,27 +163,33 @@ impl VncServer {
         self.store().count(ty)
     }
 
-    /// Every VMI with its VN, MAC, IP (first instance-ip), VM and vrouters: what a vRouter
-    /// agent learns for its ports.
+    /// Every VMI with its VN, MAC, IP (first instance-ip of each family), VM and vrouters:
+    /// what a vRouter agent learns for its ports.
     pub fn ports(&self) -> Vec<PortView> {
         let s = self.store();
         let mut out = Vec::new();
         for vmi in s.list_type("virtual-machine-interface") {
             let vm = vmi.ref_uuids("virtual-machine").first().cloned();
             let vn = vmi.ref_uuids("virtual-network").first().cloned();
-            let iip = s
+            // The first instance-ip of each family, with the subnet its address lies in.
+            let addrs: Vec<std::net::IpAddr> = s
                 .back_refs_of(&vmi.uuid)
                 .into_iter()
                 .filter(|(t, _)| t == "instance-ip")
                 .filter_map(|(_, u)| s.get(&u))
-                .next();
-            let ip = iip
-                .and_then(|i| i.prop_str("instance_ip_address"))
-                .map(str::to_owned);
-            let subnet = iip.and_then(|i| i.prop_str("subnet_uuid")).and_then(|su| {
-                vn.as_ref()
-                    .and_then(|vn| s.vn_subnets(vn).iter().find(|a| a.subnet_uuid == su))
-            });
+                .filter_map(|i| i.prop_str("instance_ip_address")?.parse().ok())
+                .collect();
+            let of_family = |v6: bool| {
+                let a = *addrs.iter().find(|a| a.is_ipv6() == v6)?;
+                let subnet = vn
+                    .as_ref()
+                    .and_then(|vn| s.vn_subnets(vn).iter().find(|x| x.contains(a)));
+                Some((a, subnet))
+            };
+            let (v4, v6) = (of_family(false), of_family(true));
+            let ip = v4.map(|(a, _)| a.to_string());
+            let subnet = v4.and_then(|(_, x)| x);
+            let subnet6 = v6.and_then(|(_, x)| x);
             let annotations = vmi
                 .props
                 .get("annotations")
@@ -227,6 +238,10 @@ impl VncServer {
                 plen: subnet.map(|a| a.net.prefix_len()),
                 gateway: subnet.map(|a| a.gateway_addr().to_string()),
                 dns: subnet.map(|a| a.dns_addr().to_string()),
+                v6_ip: v6.map(|(a, _)| a.to_string()),
+                v6_plen: subnet6.map(|a| a.net.prefix_len()),
+                v6_gateway: subnet6.map(|a| a.gateway_addr().to_string()),
+                v6_dns: subnet6.map(|a| a.dns_addr().to_string()),
                 annotations,
                 vrouters,
             });
@@ -337,12 +352,36 @@ fn handle(
     };
 }
 
-fn param<'a>(query: &'a str, k: &str) -> Option<&'a str> {
+/// A query parameter, percent-decoded (`+` is a space, as form encoding has it).
+fn param(query: &str, k: &str) -> Option<String> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(a, _)| *a == k)
-        .map(|(_, v)| v)
+        .map(|(_, v)| percent_decode(v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn parse(body: &str) -> Result<Value, VncErr> {
@@ -433,36 +472,29 @@ pub fn route(
                 .filter(|t| TYPES.contains(t))
                 .ok_or_else(not_found)?;
             let detail = param(query, "detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
-            let parents: Option<Vec<&str>> =
-                param(query, "parent_id").map(|p| p.split(',').collect());
-            let backs: Option<Vec<&str>> =
-                param(query, "back_ref_id").map(|p| p.split(',').collect());
-            let uuids: Option<Vec<&str>> =
-                param(query, "obj_uuids").map(|p| p.split(',').collect());
+            let list = |k: &str| -> Option<Vec<String>> {
+                param(query, k).map(|p| p.split(',').map(str::to_owned).collect())
+            };
+            let parents = list("parent_id");
+            let backs = list("back_ref_id");
+            let uuids = list("obj_uuids");
             let mut items = Vec::new();
             // Upstream lists in the order of its fq-name index: "<fq:name:str>:<uuid>".
             let mut objs = s.list_type(ty);
             objs.sort_by_cached_key(|o| format!("{}:{}", o.fq_name.join(":"), o.uuid));
             for o in objs {
                 if let Some(ps) = &parents
-                    && !o
-                        .parent
-                        .as_ref()
-                        .is_some_and(|(_, pu)| ps.contains(&pu.as_str()))
+                    && !o.parent.as_ref().is_some_and(|(_, pu)| ps.contains(pu))
                 {
                     continue;
                 }
                 if let Some(bs) = &backs
-                    && !o
-                        .refs
-                        .values()
-                        .flatten()
-                        .any(|r| bs.contains(&r.to_uuid.as_str()))
+                    && !o.refs.values().flatten().any(|r| bs.contains(&r.to_uuid))
                 {
                     continue;
                 }
                 if let Some(us) = &uuids
-                    && !us.contains(&o.uuid.as_str())
+                    && !us.contains(&o.uuid)
                 {
                     continue;
                 }

@@ -3,7 +3,7 @@
 //! allocators. All behaviour and error texts follow `shared/contracts/vnc-api.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
 
@@ -141,8 +141,11 @@ pub struct Store {
     by_type: HashMap<String, BTreeMap<u64, String>>,
     children: HashMap<String, BTreeSet<(String, String)>>,
     back_refs: HashMap<String, BTreeSet<(String, String)>>,
-    /// VN uuid -> subnets with allocation state.
+    /// VN uuid (flat-subnet IPAM uuid) -> subnets with allocation state.
     allocs: HashMap<String, Vec<SubnetAlloc>>,
+    /// VN uuid -> (its flat-subnet IPAM's uuid, the per-VN `subnet_uuid` the server made):
+    /// every VN on one flat IPAM draws from the IPAM's allocation space.
+    flat: HashMap<String, (String, String)>,
     vn_ids: BTreeSet<u64>,
     next_sg_id: u64,
     seq: u64,
@@ -172,6 +175,7 @@ impl Store {
             children: HashMap::new(),
             back_refs: HashMap::new(),
             allocs: HashMap::new(),
+            flat: HashMap::new(),
             vn_ids: BTreeSet::new(),
             next_sg_id: 8_000_002,
             seq: 0,
@@ -240,8 +244,20 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The subnets a VN allocates from (its flat-subnet IPAM's for a VN on one).
     pub fn vn_subnets(&self, vn_uuid: &str) -> &[SubnetAlloc] {
-        self.allocs.get(vn_uuid).map(Vec::as_slice).unwrap_or(&[])
+        self.allocs
+            .get(self.alloc_key(vn_uuid))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Where a VN's allocation state lives: the VN, or its flat-subnet IPAM.
+    fn alloc_key<'a>(&'a self, vn_uuid: &'a str) -> &'a str {
+        self.flat
+            .get(vn_uuid)
+            .map(|(ipam, _)| ipam.as_str())
+            .unwrap_or(vn_uuid)
     }
 
     /// Resolves the refs of a body (`<type>_refs: [{to, attr, uuid?}]`).
@@ -338,12 +354,36 @@ impl Store {
                 let pfq = fq_name[..fq_name.len() - 1].to_vec();
                 match self.uuid_of(&pty, &pfq) {
                     Some(pu) => Some((pty, pu)),
+                    // Upstream checks a domain parent before the generic name lookup.
+                    None if pty == "domain" => {
+                        return Err(err(
+                            400,
+                            format!("Parent {} type domain does not exist", py_list(&pfq)),
+                        ));
+                    }
                     None => return Err(err(404, format!("Name{} not found", py_list(&pfq)))),
                 }
             }
             Some(_) => return Err(err(400, "Bad Request: fq_name lacks a parent")),
             None => None,
         };
+        // A VMI's network is read by the uuid the client sent (when it sent one): a deleted
+        // network's uuid is 404 even when `to` names a network that exists again. Other refs
+        // are re-resolved by `to`.
+        if ty == "virtual-machine-interface" {
+            for r in body
+                .get("virtual_network_refs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(u) = r.get("uuid").and_then(Value::as_str)
+                    && !self.objs.contains_key(u)
+                {
+                    return Err(err(404, format!("Unknown id: {u}")));
+                }
+            }
+        }
         let refs = match self.resolve_refs(&body) {
             Ok(r) => r,
             Err(_) => {
@@ -401,9 +441,12 @@ impl Store {
         };
         let mut post: Vec<(String, Value)> = Vec::new();
         let mut new_allocs: Option<Vec<SubnetAlloc>> = None;
+        let mut new_flat: Option<(String, String)> = None;
         match ty {
+            "network-ipam" => new_allocs = Some(self.ipam_prepare(&mut obj)?),
             "virtual-network" => {
-                let subnets = self.vn_prepare(&mut obj)?;
+                let (subnets, flat) = self.vn_prepare(&mut obj)?;
+                new_flat = flat;
                 let id = (1..).find(|i| !self.vn_ids.contains(i)).unwrap_or(1);
                 obj.props
                     .insert("virtual_network_network_id".into(), json!(id));
@@ -490,8 +533,13 @@ impl Store {
             .or_default()
             .insert(obj.seq, uuid.clone());
         self.objs.insert(uuid.clone(), obj);
-        if let Some(a) = new_allocs {
+        if let Some(a) = new_allocs
+            && !a.is_empty()
+        {
             self.allocs.insert(uuid.clone(), a);
+        }
+        if let Some(f) = new_flat {
+            self.flat.insert(uuid.clone(), f);
         }
         for (cty, cbody) in post {
             self.create(&cty, cbody)?;
@@ -511,10 +559,67 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Validates and fills the VN's `network_ipam_refs[].attr.ipam_subnets`.
-    fn vn_prepare(&self, obj: &mut Obj) -> Result<Vec<SubnetAlloc>, VncErr> {
+    /// A flat-subnet IPAM (`ipam_subnet_method: flat-subnet`) holds its subnets itself
+    /// (`ipam_subnets.subnets`): the server fills each one's gateway and DNS address, but gives
+    /// it no `subnet_uuid`.
+    fn ipam_prepare(&self, obj: &mut Obj) -> Result<Vec<SubnetAlloc>, VncErr> {
+        if obj.prop_str("ipam_subnet_method") != Some("flat-subnet") {
+            return Ok(Vec::new());
+        }
+        let owner = obj.fq_name.join(":");
+        let mut allocs = Vec::new();
+        for s in obj
+            .props
+            .get_mut("ipam_subnets")
+            .and_then(|v| v.get_mut("subnets"))
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let a = SubnetAlloc::from_ipam_subnet(s, String::new(), &owner)
+                .map_err(|(st, t)| err(st, t))?;
+            if let Some(m) = s.as_object_mut() {
+                m.entry("default_gateway")
+                    .or_insert(json!(a.gateway_addr().to_string()));
+                m.entry("dns_server_address")
+                    .or_insert(json!(a.dns_addr().to_string()));
+            }
+            allocs.push(a);
+        }
+        Ok(allocs)
+    }
+
+    /// Validates and fills the VN's `network_ipam_refs[].attr.ipam_subnets`. A ref to a
+    /// flat-subnet IPAM gets `[{"subnet_uuid": <new>}]` (whatever the client sent) and needs
+    /// `virtual_network_properties.forwarding_mode: l3`; the VN then allocates from the IPAM.
+    #[allow(clippy::type_complexity)]
+    fn vn_prepare(
+        &self,
+        obj: &mut Obj,
+    ) -> Result<(Vec<SubnetAlloc>, Option<(String, String)>), VncErr> {
+        let owner = obj.fq_name.join(":");
+        let l3 = obj
+            .props
+            .get("virtual_network_properties")
+            .and_then(|p| p.get("forwarding_mode"))
+            .and_then(Value::as_str)
+            == Some("l3");
         let mut allocs: Vec<SubnetAlloc> = Vec::new();
+        let mut flat = None;
         for r in obj.refs.get_mut("network-ipam").into_iter().flatten() {
+            let is_flat = self
+                .objs
+                .get(&r.to_uuid)
+                .is_some_and(|i| i.prop_str("ipam_subnet_method") == Some("flat-subnet"));
+            if is_flat {
+                if !l3 {
+                    return Err(err(400, "flat-subnet is allowed only with l3 network"));
+                }
+                let su = uuid::Uuid::new_v4().to_string();
+                r.attr = json!({"ipam_subnets": [{"subnet_uuid": su}]});
+                flat = Some((r.to_uuid.clone(), su));
+                continue;
+            }
             let Some(subs) = r.attr.get_mut("ipam_subnets").and_then(Value::as_array_mut) else {
                 continue;
             };
@@ -524,8 +629,8 @@ impl Store {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                let a =
-                    SubnetAlloc::from_ipam_subnet(s, su.clone()).map_err(|(st, t)| err(st, t))?;
+                let a = SubnetAlloc::from_ipam_subnet(s, su.clone(), &owner)
+                    .map_err(|(st, t)| err(st, t))?;
                 for other in &allocs {
                     if other.net.contains(&a.net.network()) || a.net.contains(&other.net.network())
                     {
@@ -548,7 +653,7 @@ impl Store {
                 allocs.push(a);
             }
         }
-        Ok(allocs)
+        Ok((allocs, flat))
     }
 
     fn exhausted(&self, vn_uuid: &str) -> VncErr {
@@ -568,9 +673,11 @@ impl Store {
         let Some(vn) = obj.ref_uuids("virtual-network").first().cloned() else {
             return Err(err(400, "can only join an iterable"));
         };
+        let family = obj.prop_str("instance_ip_family").map(str::to_owned);
         let (addr, su) = self.take_address(
             &vn,
             obj.prop_str("instance_ip_address").map(str::to_owned),
+            family.as_deref(),
             || {
                 // The gateway check upstream needs the VMI ref uuids, and it is only reached
                 // when a VMI with a VM ref is attached.
@@ -591,21 +698,34 @@ impl Store {
             .and_then(|p| p.parent.as_ref())
             .map(|p| p.1.clone())
             .unwrap_or_default();
-        let (addr, _) = self.take_address(
-            &vn,
-            obj.prop_str("floating_ip_address").map(str::to_owned),
-            || None,
-            &[],
-        )?;
+        // The floating-ip path raises the allocator's "exhausted" as a 500 (an address outside
+        // the pool's network, or no address left), where an instance-ip gets 400.
+        let (addr, _) = self
+            .take_address(
+                &vn,
+                obj.prop_str("floating_ip_address").map(str::to_owned),
+                None,
+                || None,
+                &[],
+            )
+            .map_err(|e| {
+                if e.text.ends_with("has exhausted subnet([])") {
+                    err(500, e.text)
+                } else {
+                    e
+                }
+            })?;
         obj.props.insert("floating_ip_address".into(), json!(addr));
         Ok(())
     }
 
     /// `gateway_check`: None = no VM port (gateway may be taken); Some(has_uuid) = VM port.
+    /// `family`: `instance_ip_family` when the client sent one ("v4"/"v6").
     fn take_address(
         &mut self,
         vn: &str,
         requested: Option<String>,
+        family: Option<&str>,
         gateway_check: impl Fn() -> Option<bool>,
         vmis: &[String],
     ) -> Result<(String, String), VncErr> {
@@ -615,12 +735,35 @@ impl Store {
                 .is_some_and(|o| o.refs.get("virtual-machine").is_some_and(|r| !r.is_empty()))
         });
         let exhausted = self.exhausted(vn);
-        let subs = self.allocs.entry(vn.to_owned()).or_default();
+        let flat_su = self.flat.get(vn).map(|(_, su)| su.clone());
+        let no_subnets = {
+            let fq = self
+                .objs
+                .get(vn)
+                .map(|o| o.fq_name.clone())
+                .unwrap_or_default();
+            err(
+                400,
+                format!("Virtual-Network({}) has no defined subnets", py_list(&fq)),
+            )
+        };
+        let key = self.alloc_key(vn).to_owned();
+        let subs = self.allocs.entry(key).or_default();
+        let of_family = |s: &SubnetAlloc| match family {
+            Some("v4") => !s.is_v6(),
+            Some("v6") => s.is_v6(),
+            _ => true,
+        };
+        let su_of = |s: &SubnetAlloc| flat_su.clone().unwrap_or_else(|| s.subnet_uuid.clone());
         match requested {
             Some(r) => {
-                let a: Ipv4Addr = r.parse().map_err(|_| err(500, "</pre>"))?;
-                let Some(s) = subs.iter_mut().find(|s| s.contains(a)) else {
-                    return Err(exhausted);
+                let a: IpAddr = r.parse().map_err(|_| err(500, "</pre>"))?;
+                let Some(s) = subs.iter_mut().find(|s| s.contains(a) && of_family(s)) else {
+                    return Err(if flat_su.is_some() {
+                        no_subnets
+                    } else {
+                        exhausted
+                    });
                 };
                 if a == s.gateway_addr() && vm_port {
                     return Err(match gateway_check() {
@@ -629,14 +772,14 @@ impl Store {
                     });
                 }
                 match s.reserve(a, true) {
-                    Ok(()) => Ok((r, s.subnet_uuid.clone())),
+                    Ok(()) => Ok((r, su_of(s))),
                     Err(_) => Err(err(409, "IP address already in use")),
                 }
             }
             None => {
-                for s in subs.iter_mut() {
+                for s in subs.iter_mut().filter(|s| of_family(s)) {
                     if let Ok(a) = s.allocate() {
-                        return Ok((a.to_string(), s.subnet_uuid.clone()));
+                        return Ok((a.to_string(), su_of(s)));
                     }
                 }
                 Err(exhausted)
@@ -662,8 +805,9 @@ impl Store {
             }
             _ => return,
         };
-        if let (Some(vn), Some(Ok(a))) = (vn, addr.map(str::parse::<Ipv4Addr>)) {
-            for s in self.allocs.get_mut(&vn).into_iter().flatten() {
+        if let (Some(vn), Some(Ok(a))) = (vn, addr.map(str::parse::<IpAddr>)) {
+            let key = self.alloc_key(&vn).to_owned();
+            for s in self.allocs.get_mut(&key).into_iter().flatten() {
                 if s.contains(a) {
                     s.free(a);
                 }
@@ -745,8 +889,13 @@ impl Store {
         if let Some(m) = self.by_type.get_mut(&obj.ty) {
             m.remove(&obj.seq);
         }
-        if obj.ty == "virtual-network" {
+        if obj.ty == "network-ipam" {
             self.allocs.remove(uuid);
+        }
+        if obj.ty == "virtual-network" {
+            if self.flat.remove(uuid).is_none() {
+                self.allocs.remove(uuid);
+            }
             if let Some(id) = obj
                 .props
                 .get("virtual_network_network_id")
