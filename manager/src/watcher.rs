@@ -83,6 +83,12 @@ impl Watcher {
             reconcile(&scan.owned, &scan.orphans, &ix, now_secs(), self.cfg.policy)
         };
         let n_owned = scan.owned.len();
+        for cid in &scan.vms_without_vrouter {
+            let w = &self.mgr.writer;
+            if let Err(e) = self.mgr.with_container(cid, || w.restore_vrouter_ref(cid)) {
+                tracing::warn!(%cid, error = %e, "restoring the virtual-router ref failed; next pass retries");
+            }
+        }
         // VNC is the authority: the cache follows the scan (moved, not copied).
         self.mgr.cache.replace_all(scan.owned);
         drop(scan.orphans);

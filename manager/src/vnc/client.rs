@@ -50,15 +50,33 @@ impl VncError {
         let u = tail.trim();
         uuid::Uuid::parse_str(u).ok().map(|_| u.to_owned())
     }
-    /// Worth retrying: 5xx or no answer.
+    /// Worth retrying: no answer, or a 5xx whose text is not one of the server's known
+    /// answers to a request that can never succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            VncError::Status { status, .. } => *status >= 500,
+            VncError::Status { status, body } => {
+                *status >= 500 && !PERMANENT_5XX.iter().any(|p| body.contains(p))
+            }
             VncError::Transport(_) => true,
             VncError::Decode(_) => false,
         }
     }
+
+    /// The server answered, and the same request will get the same answer: a 4xx, or a 5xx
+    /// from `PERMANENT_5XX`.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, VncError::Status { .. }) && !self.is_transient()
+    }
 }
+
+/// Texts of 5xx answers the upstream API server (tf-controller `vnc_cfg_api_server`) gives
+/// for requests that can never succeed, so they are not retried:
+/// - `Virtual-Network([...]) has exhausted subnet([])`: a floating IP outside its pool's
+///   network, or from an exhausted pool (`vnc_addr_mgmt.py` raises it as a 500 on the
+///   floating-ip path; the same mistake on an instance-ip is a 400);
+/// - `... has invalid alloc_unit(1) in subnet(...)`: a network with a /31, /32 or IPv6 /127
+///   subnet.
+const PERMANENT_5XX: &[&str] = &["has exhausted subnet(", "has invalid alloc_unit("];
 
 /// `POST /ref-update` operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,5 +404,30 @@ mod tests {
             }
             .is_transient()
         );
+        // What the server says decides, not the status alone.
+        let fip = VncError::Status {
+            status: 500,
+            body: "Virtual-Network(['default-domain', 't3', 'pub']) has exhausted subnet([])"
+                .into(),
+        };
+        assert!(!fip.is_transient() && fip.is_permanent());
+        let unit = VncError::Status {
+            status: 500,
+            body: "Virtual-Network(default-domain:t3:p2p-31:10.8.1.0/31) has invalid alloc_unit(1) in subnet(10.8.1.0/31) reason: Pool range<=block_alloc_unit".into(),
+        };
+        assert!(unit.is_permanent());
+        for (status, body) in [
+            (500, "Internal Server Error"),
+            (502, ""),
+            (503, ""),
+            (504, ""),
+        ] {
+            let e = VncError::Status {
+                status,
+                body: body.into(),
+            };
+            assert!(e.is_transient() && !e.is_permanent(), "{status}");
+        }
+        assert!(VncError::Transport("reset".into()).is_transient());
     }
 }

@@ -67,6 +67,12 @@ pub struct VncObject {
     pub virtual_machine_interface_mac_addresses: Option<MacAddresses>,
     #[serde(default)]
     pub virtual_router_ip_address: Option<String>,
+    /// network-ipam: `flat-subnet` when the subnets live on the IPAM (`ipam_subnets`).
+    #[serde(default)]
+    pub ipam_subnet_method: Option<String>,
+    /// network-ipam: `{"subnets": [IpamSubnetType]}`.
+    #[serde(default)]
+    pub ipam_subnets: Option<Value>,
 }
 
 impl VncObject {
@@ -91,24 +97,54 @@ impl VncObject {
     pub fn subnets(&self) -> Vec<ipnet::IpNet> {
         let mut out = Vec::new();
         for r in &self.network_ipam_refs {
-            let Some(subs) = r
+            if let Some(subs) = r
                 .attr
                 .as_ref()
                 .and_then(|a| a.get("ipam_subnets"))
                 .and_then(Value::as_array)
-            else {
-                continue;
-            };
-            for s in subs {
-                let p = s["subnet"]["ip_prefix"].as_str().unwrap_or("");
-                let l = s["subnet"]["ip_prefix_len"].as_u64().unwrap_or(0);
-                if let Ok(n) = format!("{p}/{l}").parse::<ipnet::IpNet>() {
-                    out.push(n.trunc());
-                }
+            {
+                out.extend(cidrs(subs));
             }
         }
         out
     }
+
+    /// The IPAM refs of a VN whose attr carries no prefix (`{"ipam_subnets": []}` or only
+    /// `[{"subnet_uuid"}]`): on a flat-subnet IPAM the subnets live on the IPAM itself.
+    pub fn ipam_refs_without_subnets(&self) -> impl Iterator<Item = &RefEntry> {
+        self.network_ipam_refs.iter().filter(|r| {
+            !r.attr
+                .as_ref()
+                .and_then(|a| a.get("ipam_subnets"))
+                .and_then(Value::as_array)
+                .is_some_and(|subs| subs.iter().any(|s| s.get("subnet").is_some()))
+        })
+    }
+
+    /// A flat-subnet IPAM's CIDRs (`ipam_subnets.subnets[].subnet`); empty for another IPAM.
+    pub fn flat_subnets(&self) -> Vec<ipnet::IpNet> {
+        if self.ipam_subnet_method.as_deref() != Some("flat-subnet") {
+            return Vec::new();
+        }
+        self.ipam_subnets
+            .as_ref()
+            .and_then(|s| s.get("subnets"))
+            .and_then(Value::as_array)
+            .map(|subs| cidrs(subs))
+            .unwrap_or_default()
+    }
+}
+
+/// The CIDRs of a list of `IpamSubnetType`.
+fn cidrs(subs: &[Value]) -> Vec<ipnet::IpNet> {
+    subs.iter()
+        .filter_map(|s| {
+            let p = s["subnet"]["ip_prefix"].as_str()?;
+            let l = s["subnet"]["ip_prefix_len"].as_u64()?;
+            format!("{p}/{l}").parse::<ipnet::IpNet>().ok()
+        })
+        .map(|n| n.trunc())
+        .collect()
 }
 
 /// `annotations` as VNC's `KeyValuePairs`.
