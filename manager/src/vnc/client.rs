@@ -143,8 +143,15 @@ impl HttpVnc {
             .proxy(None)
             .timeout_global(Some(cfg.timeout))
             .timeout_connect(Some(cfg.connect_timeout))
-            .max_idle_connections_per_host(64)
-            .max_idle_connections(128)
+            // A fresh connection per call. The API server (gevent under tf-controller's
+            // `vnc_cfg_api_server`) writes a response's head and body as two segments without
+            // TCP_NODELAY: on a reused connection Nagle holds the body until we ACK the head,
+            // and our delayed ACK waits ~40 ms for it, on every call but a connection's first
+            // (a new connection ACKs at once). TCP_NODELAY on our side does not change the
+            // server's Nagle; a new loopback/LAN connection costs ~0.1 ms
+            // (docs/BENCHMARKS.md, "VNC wire").
+            .max_idle_connections_per_host(0)
+            .max_idle_connections(0)
             .build()
             .into();
         HttpVnc {

@@ -7,7 +7,7 @@ pub mod alloc;
 pub mod server;
 pub mod store;
 
-pub use server::{PortView, VncServer};
+pub use server::{PortView, VncServer, Wire};
 pub use store::{Store, VncErr};
 
 #[cfg(test)]
