@@ -1,4 +1,4 @@
-//! The slice of VNC object JSON the manager reads (`vnc-api.md` §4). Unknown fields are
+//! The slice of VNC object JSON the manager reads (tf-api-client's schema, `all_cfg.xsd`). Unknown fields are
 //! skipped at decode time, which keeps a 10,000-object list small.
 
 use serde::Deserialize;

@@ -1,5 +1,5 @@
 //! HTTP front of the VNC stand-in (tiny_http, a few threads): the REST routes of
-//! `vnc-api.md` §4 with plain-text errors, plus fault injection for tests (fail the next N
+//! the real API server with plain-text errors, plus fault injection for tests (fail the next N
 //! requests with a status, delay answers, require an `X-Auth-Token`).
 
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::list::ListQuery;
 use super::store::{Store, TYPES, VncErr};
 
 /// Knobs tests turn while the server runs.
@@ -552,6 +553,14 @@ pub fn route(
             let b = parse(body)?;
             s.ref_update(&b).map(|u| json!({"uuid": u}))
         }
+        ("POST", ["list-bulk-collection"]) => {
+            let b = parse(body)?;
+            let ty = b["type"].as_str().unwrap_or("").to_owned();
+            if !TYPES.contains(&ty.as_str()) {
+                return Err(not_found());
+            }
+            super::list::list(&s, &ty, &ListQuery::from_body(&b))
+        }
         ("POST", [coll]) => {
             let ty = coll
                 .strip_suffix('s')
@@ -570,42 +579,7 @@ pub fn route(
                 .strip_suffix('s')
                 .filter(|t| TYPES.contains(t))
                 .ok_or_else(not_found)?;
-            let detail = param(query, "detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
-            let list = |k: &str| -> Option<Vec<String>> {
-                param(query, k).map(|p| p.split(',').map(str::to_owned).collect())
-            };
-            let parents = list("parent_id");
-            let backs = list("back_ref_id");
-            let uuids = list("obj_uuids");
-            let mut items = Vec::new();
-            // Upstream lists in the order of its fq-name index: "<fq:name:str>:<uuid>".
-            let mut objs = s.list_type(ty);
-            objs.sort_by_cached_key(|o| format!("{}:{}", o.fq_name.join(":"), o.uuid));
-            for o in objs {
-                if let Some(ps) = &parents
-                    && !o.parent.as_ref().is_some_and(|(_, pu)| ps.contains(pu))
-                {
-                    continue;
-                }
-                if let Some(bs) = &backs
-                    && !o.refs.values().flatten().any(|r| bs.contains(&r.to_uuid))
-                {
-                    continue;
-                }
-                if let Some(us) = &uuids
-                    && !us.contains(&o.uuid)
-                {
-                    continue;
-                }
-                if detail {
-                    items.push(json!({ ty: s.render(o, true) }));
-                } else {
-                    items.push(
-                        json!({"href": s.href(ty, &o.uuid), "fq_name": o.fq_name, "uuid": o.uuid}),
-                    );
-                }
-            }
-            Ok(json!({ format!("{ty}s"): items }))
+            super::list::list(&s, ty, &ListQuery::from_params(|k| param(query, k)))
         }
         ("GET", [ty, uuid]) if TYPES.contains(ty) => match s.get(uuid) {
             Some(o) if o.ty == *ty => Ok(json!({ *ty: s.render(o, false) })),

@@ -1,6 +1,7 @@
 //! The in-memory object store behind the VNC stand-in: typed objects with fq_name uniqueness,
 //! parents and children, refs and back-refs (delete rules), and the per-network address
-//! allocators. All behaviour and error texts follow `shared/contracts/vnc-api.md`.
+//! allocators. Behaviour and error texts are the real server's, as recorded in
+//! `tests/fixtures/vnc/`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -66,12 +67,20 @@ pub fn parent_type_of(ty: &str) -> Option<&'static str> {
         "domain" => "config-root",
         "project" => "domain",
         "network-ipam"
+        | "application-policy-set"
         | "virtual-network"
         | "virtual-machine-interface"
         | "security-group"
         | "network-policy" => "project",
         "floating-ip-pool" | "routing-instance" => "virtual-network",
         "floating-ip" => "floating-ip-pool",
+        "loadbalancer"
+        | "loadbalancer-listener"
+        | "loadbalancer-healthmonitor"
+        | "loadbalancer-pool" => "project",
+        "loadbalancer-member" => "loadbalancer-pool",
+        "virtual-DNS" => "domain",
+        "virtual-DNS-record" => "virtual-DNS",
         "virtual-router" | "global-vrouter-config" => "global-system-config",
         "global-system-config" => "config-root",
         _ => return None,
@@ -95,6 +104,14 @@ pub const TYPES: &[&str] = &[
     "virtual-router",
     "global-system-config",
     "global-vrouter-config",
+    "application-policy-set",
+    "loadbalancer",
+    "loadbalancer-listener",
+    "loadbalancer-healthmonitor",
+    "loadbalancer-pool",
+    "loadbalancer-member",
+    "virtual-DNS",
+    "virtual-DNS-record",
 ];
 
 #[derive(Debug, Clone)]
@@ -116,6 +133,8 @@ pub struct Obj {
     pub refs: BTreeMap<String, Vec<Ref>>,
     pub created: String,
     seq: u64,
+    /// Made at boot by the server itself: such objects carry no `display_name`.
+    boot: bool,
 }
 
 impl Obj {
@@ -147,7 +166,8 @@ pub struct Store {
     /// every VN on one flat IPAM draws from the IPAM's allocation space.
     flat: HashMap<String, (String, String)>,
     vn_ids: BTreeSet<u64>,
-    next_sg_id: u64,
+    /// `security_group_id`s in use; a new SG gets the lowest free one from 8000002.
+    sg_ids: BTreeSet<u64>,
     seq: u64,
 }
 
@@ -177,7 +197,7 @@ impl Store {
             allocs: HashMap::new(),
             flat: HashMap::new(),
             vn_ids: BTreeSet::new(),
-            next_sg_id: 8_000_002,
+            sg_ids: BTreeSet::new(),
             seq: 0,
         };
         let boot = [
@@ -198,17 +218,37 @@ impl Store {
         for (ty, body) in boot {
             s.create(ty, body).expect("boot object");
         }
+        // ip-fabric is network id 2 and a provider network, as recorded.
         for vn in [
-            "__link_local__",
-            "dci-network",
             "default-virtual-network",
             "ip-fabric",
+            "__link_local__",
+            "dci-network",
         ] {
-            s.create(
-                "virtual-network",
-                json!({"fq_name": ["default-domain", "default-project", vn]}),
-            )
-            .expect("boot vn");
+            let mut body = json!({"fq_name": ["default-domain", "default-project", vn]});
+            if vn == "ip-fabric" {
+                body = json!({"fq_name": ["default-domain", "default-project", vn],
+                    "is_provider_network": true, "mac_ip_learning_enable": false,
+                    "virtual_network_category": "tenant", "mac_learning_enabled": false,
+                    "fabric_snat": false, "pbb_evpn_enable": false, "port_security_enabled": true,
+                    "layer2_control_word": false, "igmp_enable": false,
+                    "flood_unknown_unicast": false, "mac_aging_time": 300, "pbb_etree_enable": false});
+            }
+            let u = s.create("virtual-network", body).expect("boot vn");
+            if vn == "ip-fabric" {
+                s.create(
+                    "routing-instance",
+                    json!({"fq_name": ["default-domain", "default-project", vn, "__default__"], "parent_type": "virtual-network"}),
+                )
+                .expect("boot ri");
+            }
+            let _ = u;
+        }
+        let boot: Vec<String> = s.objs.keys().cloned().collect();
+        for u in boot {
+            if let Some(o) = s.objs.get_mut(&u) {
+                o.boot = true;
+            }
         }
         s
     }
@@ -219,6 +259,14 @@ impl Store {
 
     pub fn get(&self, uuid: &str) -> Option<&Obj> {
         self.objs.get(uuid)
+    }
+
+    /// The uuid of the object of any type with this fq_name (`parent_fq_name_str`).
+    pub fn uuid_of_any(&self, fq: &[String]) -> Option<String> {
+        self.fq
+            .iter()
+            .find(|((_, f), _)| f.as_slice() == fq)
+            .map(|(_, u)| u.clone())
     }
 
     pub fn uuid_of(&self, ty: &str, fq: &[String]) -> Option<String> {
@@ -367,6 +415,50 @@ impl Store {
             Some(_) => return Err(err(400, "Bad Request: fq_name lacks a parent")),
             None => None,
         };
+        match ty {
+            "virtual-DNS" => {
+                if fq_name.last().is_some_and(|n| n.contains('_')) {
+                    return Err(err(
+                        403,
+                        "Special characters are not allowed in Virtual DNS server name",
+                    ));
+                }
+                for k in ["record_order", "default_ttl_seconds"] {
+                    if body
+                        .get("virtual_DNS_data")
+                        .and_then(|d| d.get(k))
+                        .is_none()
+                    {
+                        return Err(err(500, format!("KeyError: '{k}'")));
+                    }
+                }
+            }
+            "virtual-DNS-record" => {
+                let d = body.get("virtual_DNS_record_data").unwrap_or(&Value::Null);
+                if d["record_type"] == "A"
+                    && d["record_data"]
+                        .as_str()
+                        .is_none_or(|a| a.parse::<std::net::Ipv4Addr>().is_err())
+                {
+                    return Err(err(403, "Invalid IP address"));
+                }
+            }
+            "network-policy" => {
+                for r in body["network_policy_entries"]["policy_rule"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let p = r["protocol"].as_str().unwrap_or("any");
+                    let known = matches!(p, "any" | "icmp" | "tcp" | "udp" | "icmp6")
+                        || p.parse::<u8>().is_ok();
+                    if !known {
+                        return Err(err(400, format!("Rule with invalid protocol : {p}")));
+                    }
+                }
+            }
+            _ => {}
+        }
         // A VMI's network is read by the uuid the client sent (when it sent one): a deleted
         // network's uuid is 404 even when `to` names a network that exists again. Other refs
         // are re-resolved by `to`.
@@ -438,6 +530,7 @@ impl Store {
             refs,
             created: now_str(),
             seq: 0,
+            boot: false,
         };
         let mut post: Vec<(String, Value)> = Vec::new();
         let mut new_allocs: Option<Vec<SubnetAlloc>> = None;
@@ -445,6 +538,21 @@ impl Store {
         match ty {
             "network-ipam" => new_allocs = Some(self.ipam_prepare(&mut obj)?),
             "virtual-network" => {
+                // A VN may refer only to a provider VN (ip-fabric forwarding).
+                let targets = obj.ref_uuids("virtual-network");
+                if targets.iter().any(|t| {
+                    self.objs
+                        .get(t)
+                        .is_none_or(|o| o.props.get("is_provider_network") != Some(&json!(true)))
+                }) {
+                    return Err(err(
+                        400,
+                        format!(
+                            "Non Provider VN ({uuid}) can connect only to one provider VN but not ({})",
+                            py_list(&targets)
+                        ),
+                    ));
+                }
                 let (subnets, flat) = self.vn_prepare(&mut obj)?;
                 new_flat = flat;
                 let id = (1..).find(|i| !self.vn_ids.contains(i)).unwrap_or(1);
@@ -498,10 +606,24 @@ impl Store {
             }
             "instance-ip" => self.iip_allocate(&mut obj, &vmi_refs_uuid)?,
             "floating-ip" => self.fip_allocate(&mut obj)?,
+            "network-policy" => {
+                if let Some(rules) = obj
+                    .props
+                    .get_mut("network_policy_entries")
+                    .and_then(|e| e.get_mut("policy_rule"))
+                    .and_then(Value::as_array_mut)
+                {
+                    for r in rules {
+                        if let Some(m) = r.as_object_mut() {
+                            m.entry("rule_uuid")
+                                .or_insert(json!(uuid::Uuid::new_v4().to_string()));
+                        }
+                    }
+                }
+            }
             "security-group" => {
                 obj.props
-                    .insert("security_group_id".into(), json!(self.next_sg_id));
-                self.next_sg_id += 1;
+                    .insert("security_group_id".into(), json!(self.next_sg_id()));
                 if let Some(rules) = obj
                     .props
                     .get_mut("security_group_entries")
@@ -544,7 +666,37 @@ impl Store {
         for (cty, cbody) in post {
             self.create(&cty, cbody)?;
         }
+        if ty == "project" {
+            // Every project gets a default application-policy-set child, and a ref to it.
+            let mut aps_fq = self.objs[&uuid].fq_name.clone();
+            aps_fq.push("default-application-policy-set".into());
+            let aps = self.create(
+                "application-policy-set",
+                json!({"fq_name": aps_fq, "parent_type": "project"}),
+            )?;
+            if let Some(o) = self.objs.get_mut(&uuid) {
+                o.refs
+                    .entry("application-policy-set".into())
+                    .or_default()
+                    .push(Ref {
+                        to_uuid: aps.clone(),
+                        attr: Value::Null,
+                    });
+            }
+            self.back_refs
+                .entry(aps)
+                .or_default()
+                .insert((ty.to_owned(), uuid.clone()));
+        }
         Ok(uuid)
+    }
+
+    fn next_sg_id(&mut self) -> u64 {
+        let id = (8_000_002..)
+            .find(|i| !self.sg_ids.contains(i))
+            .unwrap_or(8_000_002);
+        self.sg_ids.insert(id);
+        id
     }
 
     fn children_of(&self, uuid: &str, cty: &str) -> Vec<String> {
@@ -678,6 +830,7 @@ impl Store {
             &vn,
             obj.prop_str("instance_ip_address").map(str::to_owned),
             family.as_deref(),
+            false,
             || {
                 // The gateway check upstream needs the VMI ref uuids, and it is only reached
                 // when a VMI with a VM ref is attached.
@@ -705,6 +858,7 @@ impl Store {
                 &vn,
                 obj.prop_str("floating_ip_address").map(str::to_owned),
                 None,
+                true,
                 || None,
                 &[],
             )
@@ -726,6 +880,7 @@ impl Store {
         vn: &str,
         requested: Option<String>,
         family: Option<&str>,
+        fip: bool,
         gateway_check: impl Fn() -> Option<bool>,
         vmis: &[String],
     ) -> Result<(String, String), VncErr> {
@@ -771,7 +926,8 @@ impl Store {
                         _ => err(400, "Gateway IP cannot be used by VM port"),
                     });
                 }
-                match s.reserve(a, true) {
+                // The gateway is free to take only for an instance-ip without a VM port.
+                match s.reserve(a, !fip) {
                     Ok(()) => Ok((r, su_of(s))),
                     Err(_) => Err(err(409, "IP address already in use")),
                 }
@@ -826,7 +982,7 @@ impl Store {
             .get(uuid)
             .map(|s| {
                 s.iter()
-                    .filter(|(t, _)| t != "routing-instance")
+                    .filter(|(t, _)| t != "routing-instance" && t != "application-policy-set")
                     .map(|(t, u)| self.href(t, u))
                     .collect()
             })
@@ -855,6 +1011,31 @@ impl Store {
                     py_list(&referrers)
                 ),
             ));
+        }
+        if ty == "virtual-DNS" {
+            let me = self.objs[uuid].fq_name.join(":");
+            let forwarded = self.list_type("virtual-DNS").iter().any(|o| {
+                o.uuid != uuid
+                    && o.props
+                        .get("virtual_DNS_data")
+                        .and_then(|d| d.get("next_virtual_DNS"))
+                        .and_then(Value::as_str)
+                        == Some(me.as_str())
+            });
+            if forwarded {
+                return Err(err(
+                    403,
+                    "Virtual DNS server is referred by other virtual DNS servers",
+                ));
+            }
+        }
+        // A project's default application-policy-set goes with it.
+        for aps in self.children_of(uuid, "application-policy-set") {
+            if let Some(o) = self.objs.get_mut(uuid) {
+                o.refs.remove("application-policy-set");
+            }
+            self.back_refs.remove(&aps);
+            self.remove(&aps);
         }
         for ri in self.children_of(uuid, "routing-instance") {
             // A VN's routing instance goes with it; VMIs that still point at it block the VN
@@ -891,6 +1072,9 @@ impl Store {
         }
         if obj.ty == "network-ipam" {
             self.allocs.remove(uuid);
+        }
+        if let Some(id) = obj.props.get("security_group_id").and_then(Value::as_u64) {
+            self.sg_ids.remove(&id);
         }
         if obj.ty == "virtual-network" {
             if self.flat.remove(uuid).is_none() {
@@ -970,6 +1154,8 @@ impl Store {
         };
         match self.objs.get(&ruuid) {
             Some(o) if o.ty == rty => {}
+            // Removing a ref that is not there is accepted as done.
+            _ if op == "DELETE" => return Ok(uuid.to_owned()),
             _ => return Err(err(404, format!("Unknown id: {ruuid}"))),
         }
         let attr = body.get("attr").cloned().unwrap_or(Value::Null);
@@ -1016,7 +1202,7 @@ impl Store {
         let mut m = Map::new();
         m.insert("uuid".into(), json!(o.uuid));
         m.insert("name".into(), json!(o.name()));
-        if !o.props.contains_key("display_name") {
+        if !o.props.contains_key("display_name") && !o.boot {
             m.insert("display_name".into(), json!(o.name()));
         }
         if let Some((pt, _)) = &o.parent {
@@ -1035,7 +1221,11 @@ impl Store {
         }
         if !detail {
             let mut kids: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-            for (cty, cu) in self.children.get(&o.uuid).into_iter().flatten() {
+            // Children in creation order, as upstream lists them.
+            let mut children: Vec<&(String, String)> =
+                self.children.get(&o.uuid).into_iter().flatten().collect();
+            children.sort_by_key(|(_, cu)| self.objs.get(cu).map(|c| c.seq));
+            for (cty, cu) in children {
                 if let Some(c) = self.objs.get(cu) {
                     kids.entry(format!("{}s", us(cty)))
                         .or_default()
