@@ -546,3 +546,34 @@ fn names_are_one_to_one_and_old_names_are_migrated_by_identity() {
     assert_eq!(post(&app, &request("v1", "x__eth0", blue())).0, 201);
     app.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn the_scan_pages_through_lists_longer_than_a_page() {
+    let v = vnc();
+    let n = 2_500;
+    {
+        let mut s = v.store();
+        for i in 0..n {
+            let cid = cid(i);
+            let ann = json!({"key_value_pair": [
+                {"key": "owner", "value": "contrail-mesos-manager"}, {"key": "cluster", "value": "mesos"},
+                {"key": "container-id", "value": cid}, {"key": "created-at", "value": "0"}]});
+            s.create(
+                "virtual-machine",
+                json!({"uuid": vm_uuid_for(&cid), "fq_name": [cid], "annotations": ann}),
+            )
+            .unwrap();
+        }
+    }
+    let before = v.calls("GET /virtual-machines");
+    let app = app::start(&config(&v, &[])).unwrap();
+    // Every VM is seen (as an orphan: no interface), over three pages of 1,000.
+    let scan = app.mgr.writer.scan().unwrap();
+    assert_eq!(scan.orphans.len(), n as usize);
+    let mut uuids: Vec<&str> = scan.orphans.iter().map(|o| o.uuid.as_str()).collect();
+    uuids.sort();
+    uuids.dedup();
+    assert_eq!(uuids.len(), n as usize, "no object twice");
+    assert_eq!(v.calls("GET /virtual-machines") - before, 2 * 3);
+    app.shutdown(Duration::from_secs(1));
+}

@@ -78,6 +78,22 @@ impl VncError {
 ///   subnet.
 const PERMANENT_5XX: &[&str] = &["has exhausted subnet(", "has invalid alloc_unit("];
 
+/// Objects per list page. The server's own default (`paginate_count`) is 256; a larger page
+/// means fewer requests, and a page is decoded object by object, never held whole.
+const LIST_PAGE: usize = 1000;
+
+/// A query value (RFC 3986 unreserved characters kept): markers carry fq-names.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `POST /ref-update` operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefOp {
@@ -211,6 +227,55 @@ impl HttpVnc {
         }
     }
 
+    /// One page of a detail list; returns the marker of the next page. Only failures before
+    /// the body (status, connect) are retried: `f` may have seen part of a failed page.
+    fn list_page(
+        &self,
+        ty: &str,
+        marker: &str,
+        f: &mut dyn FnMut(VncObject),
+    ) -> Result<Option<String>, VncError> {
+        use serde::de::DeserializeSeed as _;
+        let mut delay = self.cfg.backoff;
+        for attempt in 1..=self.cfg.attempts.max(1) {
+            let url = format!(
+                "{}/{ty}s?detail=True&page_limit={LIST_PAGE}&page_marker={}",
+                self.base(),
+                percent_encode(marker)
+            );
+            let t0 = Instant::now();
+            let r = match self.with_token(self.agent.get(&url)).call() {
+                Ok(resp) if resp.status().as_u16() == 200 => {
+                    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(
+                        resp.into_body().into_reader(),
+                    ));
+                    ListStream(&mut *f)
+                        .deserialize(&mut de)
+                        .and_then(|m| de.end().map(|()| m))
+                        .map_err(|e| VncError::Decode(format!("{url}: {e}")))
+                }
+                Ok(mut resp) => Err(VncError::Status {
+                    status: resp.status().as_u16(),
+                    body: resp.body_mut().read_to_string().unwrap_or_default(),
+                }),
+                Err(e) => {
+                    self.current.fetch_add(1, Ordering::Relaxed);
+                    Err(VncError::Transport(format!("{url}: {e}")))
+                }
+            };
+            self.metrics.vnc_call("list", t0.elapsed(), r.is_ok());
+            match r {
+                Err(e) if e.is_transient() && attempt < self.cfg.attempts => {
+                    self.metrics.vnc_retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+        Err(VncError::Transport(format!("list {ty}: no attempt made")))
+    }
+
     fn with_token<B>(&self, rb: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
         match &self.cfg.token {
             Some(t) => rb.header("X-Auth-Token", t),
@@ -309,45 +374,17 @@ impl VncApi for HttpVnc {
     }
 
     fn list_each(&self, ty: &str, f: &mut dyn FnMut(VncObject)) -> Result<(), VncError> {
-        // Streamed straight from the socket, object by object, into the slim `VncObject`
-        // (unknown fields skipped): a 10,000-object detail list is tens of MB of JSON, never
-        // held as text nor as a whole list.
-        use serde::de::DeserializeSeed as _;
-        let url = format!("{}/{ty}s?detail=True", self.base());
-        let mut delay = self.cfg.backoff;
-        for attempt in 1..=self.cfg.attempts.max(1) {
-            let t0 = Instant::now();
-            let r = match self.with_token(self.agent.get(&url)).call() {
-                Ok(resp) if resp.status().as_u16() == 200 => {
-                    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(
-                        resp.into_body().into_reader(),
-                    ));
-                    ListStream(&mut *f)
-                        .deserialize(&mut de)
-                        .and_then(|()| de.end())
-                        .map_err(|e| VncError::Decode(format!("{url}: {e}")))
-                }
-                Ok(mut resp) => Err(VncError::Status {
-                    status: resp.status().as_u16(),
-                    body: resp.body_mut().read_to_string().unwrap_or_default(),
-                }),
-                Err(e) => {
-                    self.current.fetch_add(1, Ordering::Relaxed);
-                    Err(VncError::Transport(format!("{url}: {e}")))
-                }
-            };
-            self.metrics.vnc_call("list", t0.elapsed(), r.is_ok());
-            match r {
-                // Only failures before the body (status, connect) are retried.
-                Err(e) if e.is_transient() && attempt < self.cfg.attempts => {
-                    self.metrics.vnc_retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                other => return other,
+        // Paged (`page_marker`/`page_limit`; without a scope the server walks the type's
+        // fq-name index and the marker is "<fq:name>:<uuid>") and streamed straight from the
+        // socket, object by object, into the slim `VncObject` (unknown fields skipped): no
+        // answer holds more than a page, and no page is held as text or as a whole list.
+        let mut marker = "None".to_owned();
+        loop {
+            match self.list_page(ty, &marker, f)? {
+                Some(m) if m != marker => marker = m,
+                _ => return Ok(()),
             }
         }
-        Err(VncError::Transport(format!("{url}: no attempt made")))
     }
 
     fn fqname_to_id(&self, ty: &str, fq_name: &[String]) -> Result<Option<String>, VncError> {

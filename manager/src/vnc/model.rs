@@ -156,28 +156,34 @@ pub fn annotations(pairs: &[(&str, &str)]) -> Value {
     json!({ "key_value_pair": kv })
 }
 
-/// Streams a detail list `{"<type>s": [{"<type>": {...}}, ...]}`: each object is decoded and
-/// handed to `f` on its own, so only what `f` keeps stays in memory (no whole-list `Vec`, no
-/// per-element map).
+/// Streams a detail list `{"<type>s": [{"<type>": {...}}, ...], "marker": ...}`: each object
+/// is decoded and handed to `f` on its own, so only what `f` keeps stays in memory (no
+/// whole-list `Vec`, no per-element map). Yields the page's `marker` (None on the last page or
+/// when the server did not page).
 pub struct ListStream<'f>(pub &'f mut dyn FnMut(VncObject));
 
 impl<'de> serde::de::DeserializeSeed<'de> for ListStream<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    type Value = Option<String>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for ListStream<'_> {
-    type Value = ();
+    type Value = Option<String>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a VNC detail list")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
-        while m.next_key::<serde::de::IgnoredAny>()?.is_some() {
-            m.next_value_seed(Items(&mut *self.0))?;
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Option<String>, A::Error> {
+        let mut marker = None;
+        while let Some(k) = m.next_key::<String>()? {
+            if k == "marker" {
+                marker = m.next_value::<Option<String>>()?;
+            } else {
+                m.next_value_seed(Items(&mut *self.0))?;
+            }
         }
-        Ok(())
+        Ok(marker)
     }
 }
 
@@ -249,11 +255,28 @@ mod tests {
             vec![("a".into(), None), ("b".into(), Some("t".into()))]
         );
         let mut n = 0;
-        ListStream(&mut |_| n += 1)
+        let marker = ListStream(&mut |_| n += 1)
             .deserialize(&mut serde_json::Deserializer::from_str(
                 r#"{"floating-ips": []}"#,
             ))
             .unwrap();
-        assert_eq!(n, 0);
+        assert_eq!((n, marker), (0, None));
+        // A page: the marker comes next to the list, before or after it.
+        for text in [
+            r#"{"virtual-networks": [{"virtual-network": {"uuid": "a"}}], "marker": "d:p:n:a"}"#,
+            r#"{"marker": "d:p:n:a", "virtual-networks": [{"virtual-network": {"uuid": "a"}}]}"#,
+        ] {
+            let mut n = 0;
+            let marker = ListStream(&mut |_| n += 1)
+                .deserialize(&mut serde_json::Deserializer::from_str(text))
+                .unwrap();
+            assert_eq!((n, marker.as_deref()), (1, Some("d:p:n:a")));
+        }
+        let last = ListStream(&mut |_| {})
+            .deserialize(&mut serde_json::Deserializer::from_str(
+                r#"{"virtual-networks": [], "marker": null}"#,
+            ))
+            .unwrap();
+        assert_eq!(last, None);
     }
 }
