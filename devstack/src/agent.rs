@@ -378,3 +378,78 @@ impl Drop for DevAgent {
         self.dataplane.teardown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contrail_integration::vnc::VncServer;
+    use serde_json::json;
+
+    /// A dual-stack port as the manager writes it, read back over REST.
+    #[test]
+    fn the_feed_reads_a_dual_stack_port_over_rest() {
+        let v = VncServer::start().unwrap();
+        let vr = v.add_virtual_router("node-1", "127.0.0.1");
+        let vn_fq = json!(["default-domain", "default-project", "ds"]);
+        v.create("network-ipam", json!({"fq_name": ["default-domain", "default-project", "ds"], "parent_type": "project"}))
+            .unwrap();
+        v.create("virtual-network", json!({"fq_name": vn_fq, "parent_type": "project",
+            "network_ipam_refs": [{"to": ["default-domain", "default-project", "ds"], "attr": {"ipam_subnets": [
+                {"subnet": {"ip_prefix": "10.50.0.0", "ip_prefix_len": 24}},
+                {"subnet": {"ip_prefix": "fd00:50::", "ip_prefix_len": 64}}]}}]}))
+            .unwrap();
+        let vm = v
+            .create("virtual-machine", json!({"fq_name": ["c1"]}))
+            .unwrap();
+        let vmi_fq = json!(["default-domain", "default-project", "c1__eth0"]);
+        let vmi = v
+            .create(
+                "virtual-machine-interface",
+                json!({"fq_name": vmi_fq, "parent_type": "project",
+                "virtual_network_refs": [{"to": vn_fq}], "virtual_machine_refs": [{"to": ["c1"]}],
+                "annotations": {"key_value_pair": [{"key": "index", "value": "0/1"}]}}),
+            )
+            .unwrap();
+        let mut feed = VncFeed::new(&v.url(), "node-1");
+        assert!(feed.ports().unwrap().is_empty(), "no vrouter ref yet");
+        v.store()
+            .ref_update(
+                &json!({"type": "virtual-router", "uuid": vr, "ref-type": "virtual-machine",
+                "ref-uuid": vm, "operation": "ADD"}),
+            )
+            .unwrap();
+        assert!(
+            feed.ports().unwrap().is_empty(),
+            "no address yet: not published"
+        );
+        for fam in ["v4", "v6"] {
+            v.create(
+                "instance-ip",
+                json!({"fq_name": [format!("c1-{fam}")], "instance_ip_family": fam,
+                "virtual_network_refs": [{"to": vn_fq}],
+                "virtual_machine_interface_refs": [{"to": vmi_fq, "uuid": vmi}]}),
+            )
+            .unwrap();
+        }
+        let ports = feed.ports().unwrap();
+        assert_eq!(ports.len(), 1);
+        let p = &ports[0];
+        assert_eq!(
+            (p.vm_uuid.as_str(), p.vm_name.as_str()),
+            (vm.as_str(), "c1")
+        );
+        assert_eq!(p.vmi_uuid, vmi);
+        assert_eq!(p.ip.as_deref(), Some("10.50.0.252"));
+        assert_eq!(p.plen, Some(24));
+        assert_eq!(p.gateway.as_deref(), Some("10.50.0.254"));
+        assert_eq!(p.v6_ip.as_deref(), Some("fd00:50::ffff:ffff:ffff:fffc"));
+        assert_eq!(
+            p.v6_gateway.as_deref(),
+            Some("fd00:50::ffff:ffff:ffff:fffe")
+        );
+        assert_eq!(p.v6_dns.as_deref(), Some("fd00:50::ffff:ffff:ffff:fffd"));
+        assert_eq!(p.vn_name, "default-domain:default-project:ds");
+        assert!(p.annotations.contains(&("index".into(), "0/1".into())));
+        assert!(p.mac.starts_with("02:"));
+    }
+}

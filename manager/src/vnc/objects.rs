@@ -135,9 +135,15 @@ impl Writer {
         let mut subnets = p.subnets.clone();
         if subnets.is_empty() {
             match &self.cfg.subnet {
-                Some(s) => subnets.push(s.parse().map_err(|_| {
-                    AttachError::Internal(format!("config subnet {s} is not a CIDR"))
-                })?),
+                Some(s) => {
+                    let n: ipnet::IpNet = s.parse().map_err(|_| {
+                        AttachError::Internal(format!("config subnet {s} is not a CIDR"))
+                    })?;
+                    if let Some(why) = super::planning::unallocatable(&n) {
+                        return Err(AttachError::Internal(format!("config subnet {s}: {why}")));
+                    }
+                    subnets.push(n)
+                }
                 None => {
                     return Err(bad(
                         "networks",
