@@ -437,6 +437,13 @@ fn a_dual_stack_network_gives_one_address_of_each_family() {
         Some("fd00:50::ffff:ffff:ffff:fffe")
     );
     assert_eq!(v.count("instance-ip"), 2);
+    // After a restart the cache rebuilt from VNC shows the same (IPv4) address.
+    app.shutdown(Duration::from_secs(1));
+    let app = app::start(&config(&v, &[])).unwrap();
+    assert_eq!(
+        app.mgr.get(&c, "eth0").and_then(|a| a.ip).as_deref(),
+        Some("10.50.0.252")
+    );
     // An IPv6-only network, with an address asked for.
     let r = ContrailRequest {
         ip: Some("fd00:60::10".into()),

@@ -90,11 +90,25 @@ impl Writer {
                 .first()
                 .map(|r| r.uuid.as_str());
             match find(&owned, vmi) {
-                // The last one listed wins, as the map this replaced did.
+                // A dual-stack port has one of each family: the IPv4 one is the attachment's
+                // address (as at registration); otherwise the last one listed wins.
                 Some(k) => {
                     let o = &mut owned[k];
-                    o.attachment.ip = i.instance_ip_address.clone();
-                    o.iip_uuid = Some(i.uuid.clone());
+                    let v4 = i
+                        .instance_ip_address
+                        .as_deref()
+                        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                        .is_some_and(|a| a.is_ipv4());
+                    let have_v4 = o
+                        .attachment
+                        .ip
+                        .as_deref()
+                        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                        .is_some_and(|a| a.is_ipv4());
+                    if v4 || !have_v4 {
+                        o.attachment.ip = i.instance_ip_address.clone();
+                        o.iip_uuid = Some(i.uuid.clone());
+                    }
                 }
                 None => orphans.push(Orphan::of("instance-ip", &i)),
             }
