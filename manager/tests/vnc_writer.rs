@@ -584,3 +584,41 @@ fn the_scan_pages_through_lists_longer_than_a_page() {
     assert_eq!(v.calls("GET /virtual-machines") - before, 2 * 3);
     app.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn an_attach_that_fails_on_a_transient_error_takes_back_what_it_created() {
+    let v = vnc();
+    let app = app::start(&config(&v, &[])).unwrap();
+    // The network exists; then the instance-ip step keeps failing with 503.
+    assert_eq!(
+        post(
+            &app,
+            &request(&cid(1), "eth0", net("blue", &["5.5.5.0/24"]))
+        )
+        .0,
+        201
+    );
+    v.fail_next(100, 503, "/instance-ips");
+    let (st, body) = post(
+        &app,
+        &request(&cid(2), "eth0", net("blue", &["5.5.5.0/24"])),
+    );
+    assert_eq!(st, 503, "{body}");
+    assert_eq!(body["error"]["kind"], "unavailable");
+    v.fail_next(0, 503, "/");
+    assert_eq!(
+        counts(&v),
+        [1, 1, 1, 0],
+        "only the first attachment's objects"
+    );
+    // The CNI's retry then succeeds from scratch.
+    assert_eq!(
+        post(
+            &app,
+            &request(&cid(2), "eth0", net("blue", &["5.5.5.0/24"]))
+        )
+        .0,
+        201
+    );
+    app.shutdown(Duration::from_secs(1));
+}
