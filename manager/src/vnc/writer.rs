@@ -497,7 +497,7 @@ impl Writer {
             tracing::info!(cid, ifname, vmi = %u, "replacing a port named the old way");
             self.remove_port(&vmi, None)?;
         }
-        self.remove_iip_by_name(cid, ifname, old)
+        self.remove_iip_by_name(cid, ifname, old).map(|_| ())
     }
 
     /// True when `o` is owned by this manager and carries this attachment's identity.
@@ -547,8 +547,9 @@ impl Writer {
     }
 
     /// An instance-ip found by name only (its VMI is gone): deleted when it is this
-    /// attachment's. Returns nothing; a name held by someone else's object is left alone.
-    fn remove_iip_by_name(&self, cid: &str, ifname: &str, name: &str) -> Result<(), VncError> {
+    /// attachment's (returns whether it was); a name held by someone else's object is left
+    /// alone.
+    fn remove_iip_by_name(&self, cid: &str, ifname: &str, name: &str) -> Result<bool, VncError> {
         if let Some(u) = self
             .api
             .fqname_to_id("instance-ip", std::slice::from_ref(&name.to_owned()))?
@@ -556,8 +557,9 @@ impl Writer {
             && self.is_port_of(&o, cid, ifname)
         {
             ignore_404(self.api.delete("instance-ip", &u))?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Deregisters one attachment from what VNC holds. Returns whether anything was found.
@@ -634,7 +636,7 @@ impl Writer {
             .into_iter()
             .flatten()
             {
-                self.remove_iip_by_name(cid, ifname, &n)?;
+                found |= self.remove_iip_by_name(cid, ifname, &n)?;
             }
         }
         // 4. The VM, when no interface is left (another ifname may still use it).
