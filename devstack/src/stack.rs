@@ -48,6 +48,9 @@ pub struct StackOptions {
     /// Manager reconcile period and grace (seconds); short in tests.
     pub reconcile_interval_secs: u64,
     pub reconcile_grace_secs: u64,
+    /// A config API server to use instead of the in-process VNC stand-in (the manager and the
+    /// agent feed talk to it over REST; the node's virtual router is provisioned there).
+    pub vnc_url: Option<String>,
 }
 
 impl StackOptions {
@@ -60,6 +63,7 @@ impl StackOptions {
             manager_bin: t.join(profile).join("contrail-mesos-manager"),
             reconcile_interval_secs: 2,
             reconcile_grace_secs: 3,
+            vnc_url: None,
         }
     }
 }
@@ -95,6 +99,8 @@ impl Drop for NodeNetns {
 pub struct Stack {
     pub work: tempfile::TempDir,
     pub vnc: Arc<VncServer>,
+    /// The config API the manager and the agent use: `vnc`'s, or `StackOptions::vnc_url`.
+    pub vnc_url: String,
     pub marathon: Arc<MarathonServer>,
     pub agent: DevAgent,
     /// Also reachable over Marathon's REST write API (`marathon_api`).
@@ -112,6 +118,97 @@ pub struct Stack {
     pub keep_work_dir: bool,
     // Dropped last: the namespace holding everything above.
     _node: NodeNetns,
+}
+
+/// Connects to an outside address on request, from the namespace of the thread that started it
+/// (a socket stays in the namespace it was made in, whatever thread uses it later).
+struct OutboundDialer {
+    target: String,
+    requests:
+        std::sync::mpsc::Sender<std::sync::mpsc::Sender<std::io::Result<std::net::TcpStream>>>,
+}
+
+impl OutboundDialer {
+    /// `url`: `http://host:port[/...]`.
+    fn start(url: &str) -> Result<OutboundDialer, String> {
+        let target = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("--vnc-url {url}: only http:// URLs are supported"))?
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let (tx, rx) = std::sync::mpsc::channel::<
+            std::sync::mpsc::Sender<std::io::Result<std::net::TcpStream>>,
+        >();
+        let t = target.clone();
+        std::thread::spawn(move || {
+            for reply in rx {
+                let _ = reply.send(std::net::TcpStream::connect(&t));
+            }
+        });
+        Ok(OutboundDialer {
+            target,
+            requests: tx,
+        })
+    }
+
+    fn dial(&self) -> std::io::Result<std::net::TcpStream> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.requests
+            .send(tx)
+            .map_err(|_| std::io::Error::other("dialer gone"))?;
+        rx.recv()
+            .map_err(|_| std::io::Error::other("dialer gone"))?
+    }
+
+    /// A listener on the calling thread's 127.0.0.1 relaying each connection to the target;
+    /// returns its URL. Runs for the life of the process's stack (threads end with the
+    /// connections).
+    fn relay(self) -> Result<String, String> {
+        let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let url = format!("http://{}", l.local_addr().map_err(|e| e.to_string())?);
+        tracing::info!(from = %url, to = %self.target, "relaying the config API into the node namespace");
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(inside) = c else { continue };
+                let Ok(out) = self.dial() else { continue };
+                let (Ok(mut a), Ok(mut b)) = (inside.try_clone(), out.try_clone()) else {
+                    continue;
+                };
+                let (mut inside, mut out) = (inside, out);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut out);
+                    let _ = out.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut b, &mut inside);
+                    let _ = inside.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Ok(url)
+    }
+}
+
+/// Provisions the node's `virtual-router` on a config API server, as Contrail's provisioning
+/// does for a real node (an existing one is kept).
+fn provision_vrouter(base: &str, name: &str, ip: &str) -> Result<(), String> {
+    let body = json!({"virtual-router": {"fq_name": ["default-global-system-config", name],
+        "parent_type": "global-system-config", "virtual_router_ip_address": ip}});
+    let r = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .post(format!("{}/virtual-routers", base.trim_end_matches('/')))
+        .send_json(&body)
+        .map_err(|e| format!("provisioning the virtual-router at {base}: {e}"))?;
+    match r.status().as_u16() {
+        200 | 409 => Ok(()),
+        s => Err(format!(
+            "provisioning the virtual-router at {base}: HTTP {s}"
+        )),
+    }
 }
 
 fn free_port() -> u16 {
@@ -140,6 +237,13 @@ impl Stack {
         // Unique per stack: tests start several stacks in one process.
         let seq = STACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = format!("{}x{seq}", std::process::id() % 100_000);
+        // A config API outside: reached from the node namespace through a relay whose outbound
+        // side is a thread that stays in the caller's namespace (set up before entering).
+        let outside = opts
+            .vnc_url
+            .as_deref()
+            .map(OutboundDialer::start)
+            .transpose()?;
         let node = NodeNetns::enter(&format!("cdsnode{tag}"))?;
         let work = tempfile::Builder::new()
             .prefix("contrail-devstack")
@@ -150,8 +254,18 @@ impl Stack {
         // Contrail side: VNC with this node's vrouter provisioned (Contrail's provisioning does
         // that on a real node), the agent fed from VNC.
         let vnc = Arc::new(VncServer::start_on("127.0.0.1:0", 4).map_err(|e| e.to_string())?);
-        vnc.add_virtual_router(NODE_NAME, "127.0.0.1");
-        let agent = DevAgent::start(vnc.clone(), NODE_NAME);
+        let vnc_url = match outside {
+            Some(dialer) => {
+                let u = dialer.relay()?;
+                provision_vrouter(&u, NODE_NAME, "127.0.0.1")?;
+                u
+            }
+            None => {
+                vnc.add_virtual_router(NODE_NAME, "127.0.0.1");
+                vnc.url()
+            }
+        };
+        let agent = DevAgent::start(&vnc_url, NODE_NAME);
         let marathon = Arc::new(MarathonServer::start().map_err(|e| e.to_string())?);
 
         // Agent node install, as `make install CNI_BIN_DIR=...` lays it out.
@@ -178,7 +292,7 @@ impl Stack {
             "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\n\n\
              [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n\
              [reconcile]\ninterval-secs = {}\ngrace-secs = {}\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",
-            vnc.url(),
+            vnc_url,
             marathon.url(),
             opts.reconcile_interval_secs,
             opts.reconcile_grace_secs,
@@ -218,6 +332,7 @@ impl Stack {
         let stack = Stack {
             work,
             vnc,
+            vnc_url,
             marathon,
             agent,
             scheduler,
@@ -340,8 +455,20 @@ impl Stack {
             "floating-ip",
         ]
         .into_iter()
-        .map(|t| (t, self.vnc.count(t)))
+        .map(|t| (t, self.vnc_count(t)))
         .collect()
+    }
+
+    /// Objects of a type in the config API the stack uses (`GET /<type>s?count=true`);
+    /// `usize::MAX` when it cannot be read, so no "all gone" check passes by accident.
+    pub fn vnc_count(&self, ty: &str) -> usize {
+        ureq::get(format!("{}/{ty}s?count=true", self.vnc_url))
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_json::<serde_json::Value>().ok())
+            .and_then(|v| v[format!("{ty}s")]["count"].as_u64())
+            .map(|n| n as usize)
+            .unwrap_or(usize::MAX)
     }
 
     /// Host-side interfaces named `tap…` in the node namespace.

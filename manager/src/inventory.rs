@@ -9,6 +9,10 @@ use crate::cache::Owned;
 pub struct Scan {
     pub owned: Vec<Owned>,
     pub orphans: Vec<Orphan>,
+    /// Containers with an attachment whose VM no virtual router refers to (the node's router
+    /// was re-registered, or the ref was lost): the agent never learns such a port.
+    /// `Writer::restore_vrouter_ref` puts the ref back.
+    pub vms_without_vrouter: Vec<String>,
 }
 
 /// An owned object outside any complete attachment (a VM without interface, an instance-ip or

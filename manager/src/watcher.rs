@@ -124,6 +124,12 @@ impl Watcher {
             .store(held as i64, Relaxed);
         let actions = self.with_agents(actions, &scan.owned, true);
         let n_owned = scan.owned.len();
+        for cid in &scan.vms_without_vrouter {
+            let w = &self.mgr.writer;
+            if let Err(e) = self.mgr.with_container(cid, || w.restore_vrouter_ref(cid)) {
+                tracing::warn!(%cid, error = %e, "restoring the virtual-router ref failed; next pass retries");
+            }
+        }
         // VNC is the authority: the cache follows the scan (moved, not copied), unless an
         // API call changed the cache while the scan ran (the scan may predate it).
         self.mgr.cache.replace_all_if(generation, scan.owned);

@@ -40,6 +40,10 @@ enum Cmd {
         /// Keep the work directory (logs) after the run.
         #[arg(long)]
         keep: bool,
+        /// A Contrail config API server (e.g. `http://10.0.0.1:8082`) to use instead of the
+        /// in-process VNC stand-in.
+        #[arg(long)]
+        vnc_url: Option<String>,
     },
 }
 
@@ -131,11 +135,11 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
         from_marathon == from_mesos,
     );
     let joined = Stack::wait_for(Duration::from_secs(10), || {
-        stack.vnc.count("virtual-machine") == 4 && stack.vnc.count("instance-ip") == 4
+        stack.vnc_count("virtual-machine") == 4 && stack.vnc_count("instance-ip") == 4
     });
     r.check(
         "VNC holds 4 virtual-machines, 4 VMIs, 4 instance-ips",
-        joined && stack.vnc.count("virtual-machine-interface") == 4,
+        joined && stack.vnc_count("virtual-machine-interface") == 4,
     );
     interrupted()?;
 
@@ -186,7 +190,7 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
     api.wait_running("/blue", 1)?;
     // Marathon shows the task KILLING at once; the DEL and cleanup follow.
     let ok = Stack::wait_for(Duration::from_secs(20), || {
-        stack.vnc.count("virtual-machine") == 3
+        stack.vnc_count("virtual-machine") == 3
             && stack.taps().len() == 3
             && stack.container_netns().len() == 3
     });
@@ -229,6 +233,7 @@ fn main() {
         wasm_dir,
         manager_bin,
         keep,
+        vnc_url,
     } = cli.cmd;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("contrail-devstack demo needs root: it creates network namespaces");
@@ -259,6 +264,7 @@ fn main() {
         manager_bin,
         reconcile_interval_secs: 5,
         reconcile_grace_secs: 10,
+        vnc_url,
     };
     let mut stack = match Stack::start(&opts) {
         Ok(s) => s,

@@ -50,14 +50,48 @@ impl VncError {
         let u = tail.trim();
         uuid::Uuid::parse_str(u).ok().map(|_| u.to_owned())
     }
-    /// Worth retrying: 5xx or no answer.
+    /// Worth retrying: no answer, or a 5xx whose text is not one of the server's known
+    /// answers to a request that can never succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            VncError::Status { status, .. } => *status >= 500,
+            VncError::Status { status, body } => {
+                *status >= 500 && !PERMANENT_5XX.iter().any(|p| body.contains(p))
+            }
             VncError::Transport(_) => true,
             VncError::Decode(_) => false,
         }
     }
+
+    /// The server answered, and the same request will get the same answer: a 4xx, or a 5xx
+    /// from `PERMANENT_5XX`.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, VncError::Status { .. }) && !self.is_transient()
+    }
+}
+
+/// Texts of 5xx answers the upstream API server (tf-controller `vnc_cfg_api_server`) gives
+/// for requests that can never succeed, so they are not retried:
+/// - `Virtual-Network([...]) has exhausted subnet([])`: a floating IP outside its pool's
+///   network, or from an exhausted pool (`vnc_addr_mgmt.py` raises it as a 500 on the
+///   floating-ip path; the same mistake on an instance-ip is a 400);
+/// - `... has invalid alloc_unit(1) in subnet(...)`: a network with a /31, /32 or IPv6 /127
+///   subnet.
+const PERMANENT_5XX: &[&str] = &["has exhausted subnet(", "has invalid alloc_unit("];
+
+/// Objects per list page. The server's own default (`paginate_count`) is 256; a larger page
+/// means fewer requests, and a page is decoded object by object, never held whole.
+const LIST_PAGE: usize = 1000;
+
+/// A query value (RFC 3986 unreserved characters kept): markers carry fq-names.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `POST /ref-update` operation.
@@ -125,8 +159,15 @@ impl HttpVnc {
             .proxy(None)
             .timeout_global(Some(cfg.timeout))
             .timeout_connect(Some(cfg.connect_timeout))
-            .max_idle_connections_per_host(64)
-            .max_idle_connections(128)
+            // A fresh connection per call. The API server (gevent under tf-controller's
+            // `vnc_cfg_api_server`) writes a response's head and body as two segments without
+            // TCP_NODELAY: on a reused connection Nagle holds the body until we ACK the head,
+            // and our delayed ACK waits ~40 ms for it, on every call but a connection's first
+            // (a new connection ACKs at once). TCP_NODELAY on our side does not change the
+            // server's Nagle; a new loopback/LAN connection costs ~0.1 ms
+            // (docs/BENCHMARKS.md, "VNC wire").
+            .max_idle_connections_per_host(0)
+            .max_idle_connections(0)
             .build()
             .into();
         HttpVnc {
@@ -184,6 +225,55 @@ impl HttpVnc {
                 Err(VncError::Transport(format!("{url}: {e}")))
             }
         }
+    }
+
+    /// One page of a detail list; returns the marker of the next page. Only failures before
+    /// the body (status, connect) are retried: `f` may have seen part of a failed page.
+    fn list_page(
+        &self,
+        ty: &str,
+        marker: &str,
+        f: &mut dyn FnMut(VncObject),
+    ) -> Result<Option<String>, VncError> {
+        use serde::de::DeserializeSeed as _;
+        let mut delay = self.cfg.backoff;
+        for attempt in 1..=self.cfg.attempts.max(1) {
+            let url = format!(
+                "{}/{ty}s?detail=True&page_limit={LIST_PAGE}&page_marker={}",
+                self.base(),
+                percent_encode(marker)
+            );
+            let t0 = Instant::now();
+            let r = match self.with_token(self.agent.get(&url)).call() {
+                Ok(resp) if resp.status().as_u16() == 200 => {
+                    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(
+                        resp.into_body().into_reader(),
+                    ));
+                    ListStream(&mut *f)
+                        .deserialize(&mut de)
+                        .and_then(|m| de.end().map(|()| m))
+                        .map_err(|e| VncError::Decode(format!("{url}: {e}")))
+                }
+                Ok(mut resp) => Err(VncError::Status {
+                    status: resp.status().as_u16(),
+                    body: resp.body_mut().read_to_string().unwrap_or_default(),
+                }),
+                Err(e) => {
+                    self.current.fetch_add(1, Ordering::Relaxed);
+                    Err(VncError::Transport(format!("{url}: {e}")))
+                }
+            };
+            self.metrics.vnc_call("list", t0.elapsed(), r.is_ok());
+            match r {
+                Err(e) if e.is_transient() && attempt < self.cfg.attempts => {
+                    self.metrics.vnc_retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+        Err(VncError::Transport(format!("list {ty}: no attempt made")))
     }
 
     fn with_token<B>(&self, rb: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -284,45 +374,17 @@ impl VncApi for HttpVnc {
     }
 
     fn list_each(&self, ty: &str, f: &mut dyn FnMut(VncObject)) -> Result<(), VncError> {
-        // Streamed straight from the socket, object by object, into the slim `VncObject`
-        // (unknown fields skipped): a 10,000-object detail list is tens of MB of JSON, never
-        // held as text nor as a whole list.
-        use serde::de::DeserializeSeed as _;
-        let url = format!("{}/{ty}s?detail=True", self.base());
-        let mut delay = self.cfg.backoff;
-        for attempt in 1..=self.cfg.attempts.max(1) {
-            let t0 = Instant::now();
-            let r = match self.with_token(self.agent.get(&url)).call() {
-                Ok(resp) if resp.status().as_u16() == 200 => {
-                    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(
-                        resp.into_body().into_reader(),
-                    ));
-                    ListStream(&mut *f)
-                        .deserialize(&mut de)
-                        .and_then(|()| de.end())
-                        .map_err(|e| VncError::Decode(format!("{url}: {e}")))
-                }
-                Ok(mut resp) => Err(VncError::Status {
-                    status: resp.status().as_u16(),
-                    body: resp.body_mut().read_to_string().unwrap_or_default(),
-                }),
-                Err(e) => {
-                    self.current.fetch_add(1, Ordering::Relaxed);
-                    Err(VncError::Transport(format!("{url}: {e}")))
-                }
-            };
-            self.metrics.vnc_call("list", t0.elapsed(), r.is_ok());
-            match r {
-                // Only failures before the body (status, connect) are retried.
-                Err(e) if e.is_transient() && attempt < self.cfg.attempts => {
-                    self.metrics.vnc_retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                other => return other,
+        // Paged (`page_marker`/`page_limit`; without a scope the server walks the type's
+        // fq-name index and the marker is "<fq:name>:<uuid>") and streamed straight from the
+        // socket, object by object, into the slim `VncObject` (unknown fields skipped): no
+        // answer holds more than a page, and no page is held as text or as a whole list.
+        let mut marker = "None".to_owned();
+        loop {
+            match self.list_page(ty, &marker, f)? {
+                Some(m) if m != marker => marker = m,
+                _ => return Ok(()),
             }
         }
-        Err(VncError::Transport(format!("{url}: no attempt made")))
     }
 
     fn fqname_to_id(&self, ty: &str, fq_name: &[String]) -> Result<Option<String>, VncError> {
@@ -386,5 +448,30 @@ mod tests {
             }
             .is_transient()
         );
+        // What the server says decides, not the status alone.
+        let fip = VncError::Status {
+            status: 500,
+            body: "Virtual-Network(['default-domain', 't3', 'pub']) has exhausted subnet([])"
+                .into(),
+        };
+        assert!(!fip.is_transient() && fip.is_permanent());
+        let unit = VncError::Status {
+            status: 500,
+            body: "Virtual-Network(default-domain:t3:p2p-31:10.8.1.0/31) has invalid alloc_unit(1) in subnet(10.8.1.0/31) reason: Pool range<=block_alloc_unit".into(),
+        };
+        assert!(unit.is_permanent());
+        for (status, body) in [
+            (500, "Internal Server Error"),
+            (502, ""),
+            (503, ""),
+            (504, ""),
+        ] {
+            let e = VncError::Status {
+                status,
+                body: body.into(),
+            };
+            assert!(e.is_transient() && !e.is_permanent(), "{status}");
+        }
+        assert!(VncError::Transport("reset".into()).is_transient());
     }
 }

@@ -10,6 +10,13 @@ use super::writer::{AttachError, Writer};
 use crate::cache::Owned;
 
 impl Writer {
+    /// True for an object this manager (owner) of this cluster created: the only objects it
+    /// ever deletes.
+    pub(crate) fn owns(&self, o: &VncObject) -> bool {
+        o.annotation("owner") == Some(self.cfg.owner.as_str())
+            && o.annotation("cluster") == Some(self.cfg.cluster.as_str())
+    }
+
     /// Reads every owned object from VNC: attachments, plus orphans (objects whose
     /// attachment is incomplete: a VM with no VMI, an instance-ip or floating-ip whose VMI is
     /// gone). Used at start and by the reconciler.
@@ -17,10 +24,7 @@ impl Writer {
         // Each list is streamed and every owned object is cut down to what the pass needs as
         // it is decoded: at 10,000 attachments, holding four lists of whole objects was most
         // of the manager's peak memory.
-        let mine = |o: &VncObject| {
-            o.annotation("owner") == Some(self.cfg.owner.as_str())
-                && o.annotation("cluster") == Some(self.cfg.cluster.as_str())
-        };
+        let mine = |o: &VncObject| self.owns(o);
         // (display name, the VM as an orphan should no VMI use it), in list order.
         let mut vms: Vec<(Option<String>, Orphan)> = Vec::new();
         self.api.list_each("virtual-machine", &mut |o| {
@@ -86,11 +90,25 @@ impl Writer {
                 .first()
                 .map(|r| r.uuid.as_str());
             match find(&owned, vmi) {
-                // The last one listed wins, as the map this replaced did.
+                // A dual-stack port has one of each family: the IPv4 one is the attachment's
+                // address (as at registration); otherwise the last one listed wins.
                 Some(k) => {
                     let o = &mut owned[k];
-                    o.attachment.ip = i.instance_ip_address.clone();
-                    o.iip_uuid = Some(i.uuid.clone());
+                    let v4 = i
+                        .instance_ip_address
+                        .as_deref()
+                        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                        .is_some_and(|a| a.is_ipv4());
+                    let have_v4 = o
+                        .attachment
+                        .ip
+                        .as_deref()
+                        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                        .is_some_and(|a| a.is_ipv4());
+                    if v4 || !have_v4 {
+                        o.attachment.ip = i.instance_ip_address.clone();
+                        o.iip_uuid = Some(i.uuid.clone());
+                    }
                 }
                 None => orphans.push(orphan_of("instance-ip", &i)),
             }
@@ -133,7 +151,83 @@ impl Writer {
                 .map(|(_, x)| x)
                 .filter(|x| !used.contains(&x.uuid)),
         );
-        Ok(Scan { owned, orphans })
+        // Which VMs a virtual router refers to: a detail list carries refs (not back-refs),
+        // so the routers' lists are the place to look.
+        let mut referred = HashSet::new();
+        self.api.list_each("virtual-router", &mut |r| {
+            referred.extend(r.virtual_machine_refs.into_iter().map(|x| x.uuid));
+        })?;
+        let mut vms_without_vrouter: Vec<String> = owned
+            .iter()
+            .filter(|o| !referred.contains(&o.attachment.vm_uuid))
+            .map(|o| o.attachment.container_id.clone())
+            .collect();
+        vms_without_vrouter.dedup();
+        Ok(Scan {
+            owned,
+            orphans,
+            vms_without_vrouter,
+        })
+    }
+}
+
+impl Writer {
+    /// Re-creates the `virtual-router -> virtual-machine` ref of a container whose VM has
+    /// interfaces but no router referring to it, as Contrail's kube-manager does on its resync.
+    /// Checked afresh against VNC (the caller holds the container's lock, so a DEL cannot run
+    /// in between). Returns whether a ref was added.
+    pub fn restore_vrouter_ref(&self, cid: &str) -> Result<bool, AttachError> {
+        let vm = match self
+            .api
+            .read("virtual-machine", &contrail_mesos_api::vm_uuid_for(cid))
+        {
+            Ok(vm) => vm,
+            Err(e) if e.is_not_found() => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        if !self.owns(&vm)
+            || vm.virtual_machine_interface_back_refs.is_empty()
+            || !vm.virtual_router_back_refs.is_empty()
+        {
+            return Ok(false);
+        }
+        let node = match self.cache.of_container(cid).into_iter().next() {
+            Some(o) => o.node,
+            None => {
+                let vmi = self.api.read(
+                    "virtual-machine-interface",
+                    &vm.virtual_machine_interface_back_refs[0].uuid,
+                )?;
+                Node {
+                    name: vmi.annotation("node-name").unwrap_or_default().to_owned(),
+                    ip: vmi.annotation("node-ip").unwrap_or_default().to_owned(),
+                }
+            }
+        };
+        for fresh in [false, true] {
+            if fresh {
+                self.cache.put_vrouters(Vec::new());
+            }
+            let Some(vr) = self.find_vrouter(&node)? else {
+                return Ok(false);
+            };
+            match self.api.ref_update(
+                "virtual-router",
+                &vr,
+                "virtual-machine",
+                &vm.uuid,
+                super::client::RefOp::Add,
+            ) {
+                Ok(()) => {
+                    tracing::info!(cid, vrouter = %vr, "restored the virtual-router ref of a VM");
+                    return Ok(true);
+                }
+                // The router was re-registered under a new uuid: look it up again, once.
+                Err(e) if e.is_not_found() && !fresh => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The slice of VNC object JSON the manager reads (`vnc-api.md` §4). Unknown fields are
+//! The slice of VNC object JSON the manager reads (tf-api-client's schema, `all_cfg.xsd`). Unknown fields are
 //! skipped at decode time, which keeps a 10,000-object list small.
 
 use serde::Deserialize;
@@ -67,6 +67,12 @@ pub struct VncObject {
     pub virtual_machine_interface_mac_addresses: Option<MacAddresses>,
     #[serde(default)]
     pub virtual_router_ip_address: Option<String>,
+    /// network-ipam: `flat-subnet` when the subnets live on the IPAM (`ipam_subnets`).
+    #[serde(default)]
+    pub ipam_subnet_method: Option<String>,
+    /// network-ipam: `{"subnets": [IpamSubnetType]}`.
+    #[serde(default)]
+    pub ipam_subnets: Option<Value>,
 }
 
 impl VncObject {
@@ -91,24 +97,54 @@ impl VncObject {
     pub fn subnets(&self) -> Vec<ipnet::IpNet> {
         let mut out = Vec::new();
         for r in &self.network_ipam_refs {
-            let Some(subs) = r
+            if let Some(subs) = r
                 .attr
                 .as_ref()
                 .and_then(|a| a.get("ipam_subnets"))
                 .and_then(Value::as_array)
-            else {
-                continue;
-            };
-            for s in subs {
-                let p = s["subnet"]["ip_prefix"].as_str().unwrap_or("");
-                let l = s["subnet"]["ip_prefix_len"].as_u64().unwrap_or(0);
-                if let Ok(n) = format!("{p}/{l}").parse::<ipnet::IpNet>() {
-                    out.push(n.trunc());
-                }
+            {
+                out.extend(cidrs(subs));
             }
         }
         out
     }
+
+    /// The IPAM refs of a VN whose attr carries no prefix (`{"ipam_subnets": []}` or only
+    /// `[{"subnet_uuid"}]`): on a flat-subnet IPAM the subnets live on the IPAM itself.
+    pub fn ipam_refs_without_subnets(&self) -> impl Iterator<Item = &RefEntry> {
+        self.network_ipam_refs.iter().filter(|r| {
+            !r.attr
+                .as_ref()
+                .and_then(|a| a.get("ipam_subnets"))
+                .and_then(Value::as_array)
+                .is_some_and(|subs| subs.iter().any(|s| s.get("subnet").is_some()))
+        })
+    }
+
+    /// A flat-subnet IPAM's CIDRs (`ipam_subnets.subnets[].subnet`); empty for another IPAM.
+    pub fn flat_subnets(&self) -> Vec<ipnet::IpNet> {
+        if self.ipam_subnet_method.as_deref() != Some("flat-subnet") {
+            return Vec::new();
+        }
+        self.ipam_subnets
+            .as_ref()
+            .and_then(|s| s.get("subnets"))
+            .and_then(Value::as_array)
+            .map(|subs| cidrs(subs))
+            .unwrap_or_default()
+    }
+}
+
+/// The CIDRs of a list of `IpamSubnetType`.
+fn cidrs(subs: &[Value]) -> Vec<ipnet::IpNet> {
+    subs.iter()
+        .filter_map(|s| {
+            let p = s["subnet"]["ip_prefix"].as_str()?;
+            let l = s["subnet"]["ip_prefix_len"].as_u64()?;
+            format!("{p}/{l}").parse::<ipnet::IpNet>().ok()
+        })
+        .map(|n| n.trunc())
+        .collect()
 }
 
 /// `annotations` as VNC's `KeyValuePairs`.
@@ -120,28 +156,34 @@ pub fn annotations(pairs: &[(&str, &str)]) -> Value {
     json!({ "key_value_pair": kv })
 }
 
-/// Streams a detail list `{"<type>s": [{"<type>": {...}}, ...]}`: each object is decoded and
-/// handed to `f` on its own, so only what `f` keeps stays in memory (no whole-list `Vec`, no
-/// per-element map).
+/// Streams a detail list `{"<type>s": [{"<type>": {...}}, ...], "marker": ...}`: each object
+/// is decoded and handed to `f` on its own, so only what `f` keeps stays in memory (no
+/// whole-list `Vec`, no per-element map). Yields the page's `marker` (None on the last page or
+/// when the server did not page).
 pub struct ListStream<'f>(pub &'f mut dyn FnMut(VncObject));
 
 impl<'de> serde::de::DeserializeSeed<'de> for ListStream<'_> {
-    type Value = ();
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    type Value = Option<String>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> serde::de::Visitor<'de> for ListStream<'_> {
-    type Value = ();
+    type Value = Option<String>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a VNC detail list")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
-        while m.next_key::<serde::de::IgnoredAny>()?.is_some() {
-            m.next_value_seed(Items(&mut *self.0))?;
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Option<String>, A::Error> {
+        let mut marker = None;
+        while let Some(k) = m.next_key::<String>()? {
+            if k == "marker" {
+                marker = m.next_value::<Option<String>>()?;
+            } else {
+                m.next_value_seed(Items(&mut *self.0))?;
+            }
         }
-        Ok(())
+        Ok(marker)
     }
 }
 
@@ -213,11 +255,28 @@ mod tests {
             vec![("a".into(), None), ("b".into(), Some("t".into()))]
         );
         let mut n = 0;
-        ListStream(&mut |_| n += 1)
+        let marker = ListStream(&mut |_| n += 1)
             .deserialize(&mut serde_json::Deserializer::from_str(
                 r#"{"floating-ips": []}"#,
             ))
             .unwrap();
-        assert_eq!(n, 0);
+        assert_eq!((n, marker), (0, None));
+        // A page: the marker comes next to the list, before or after it.
+        for text in [
+            r#"{"virtual-networks": [{"virtual-network": {"uuid": "a"}}], "marker": "d:p:n:a"}"#,
+            r#"{"marker": "d:p:n:a", "virtual-networks": [{"virtual-network": {"uuid": "a"}}]}"#,
+        ] {
+            let mut n = 0;
+            let marker = ListStream(&mut |_| n += 1)
+                .deserialize(&mut serde_json::Deserializer::from_str(text))
+                .unwrap();
+            assert_eq!((n, marker.as_deref()), (1, Some("d:p:n:a")));
+        }
+        let last = ListStream(&mut |_| {})
+            .deserialize(&mut serde_json::Deserializer::from_str(
+                r#"{"virtual-networks": [], "marker": null}"#,
+            ))
+            .unwrap();
+        assert_eq!(last, None);
     }
 }

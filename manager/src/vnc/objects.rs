@@ -48,10 +48,17 @@ impl Writer {
                 self.cache.put_name("project", &p.project_fq, &u);
                 Ok(u)
             }
-            Err(e) if e.is_not_found() => Err(bad(
-                "domain-name",
-                format!("domain {} does not exist", p.domain),
-            )),
+            // The server says 400 `Parent ['x'] type domain does not exist` for a project under
+            // a missing domain (404 `Name[...] not found` for other parents).
+            Err(e)
+                if e.is_not_found()
+                    || (e.status() == Some(400) && e.body().contains("does not exist")) =>
+            {
+                Err(bad(
+                    "domain-name",
+                    format!("domain {} does not exist", p.domain),
+                ))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -66,7 +73,7 @@ impl Writer {
                 Some(s) => s,
                 None => match self.api.read("virtual-network", &u) {
                     Ok(o) => {
-                        let s = o.subnets();
+                        let s = self.network_subnets(&o)?;
                         self.cache.put_subnets(&u, s.clone());
                         s
                     }
@@ -104,6 +111,23 @@ impl Writer {
         self.create_network(p)
     }
 
+    /// A network's subnets: those on its IPAM refs, and for a ref that carries none (a
+    /// flat-subnet IPAM: the ref attr holds only a `subnet_uuid`) those on the IPAM itself.
+    pub(crate) fn network_subnets(
+        &self,
+        vn: &super::model::VncObject,
+    ) -> Result<Vec<ipnet::IpNet>, VncError> {
+        let mut out = vn.subnets();
+        for r in vn.ipam_refs_without_subnets() {
+            match self.api.read("network-ipam", &r.uuid) {
+                Ok(ipam) => out.extend(ipam.flat_subnets()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) fn create_network(
         &self,
         p: &Plan,
@@ -111,9 +135,15 @@ impl Writer {
         let mut subnets = p.subnets.clone();
         if subnets.is_empty() {
             match &self.cfg.subnet {
-                Some(s) => subnets.push(s.parse().map_err(|_| {
-                    AttachError::Internal(format!("config subnet {s} is not a CIDR"))
-                })?),
+                Some(s) => {
+                    let n: ipnet::IpNet = s.parse().map_err(|_| {
+                        AttachError::Internal(format!("config subnet {s} is not a CIDR"))
+                    })?;
+                    if let Some(why) = super::planning::unallocatable(&n) {
+                        return Err(AttachError::Internal(format!("config subnet {s}: {why}")));
+                    }
+                    subnets.push(n)
+                }
                 None => {
                     return Err(bad(
                         "networks",
@@ -131,7 +161,7 @@ impl Writer {
             // A network in another project gets its IPAM there.
             ipam_fq = vec![p.vn_fq[0].clone(), p.vn_fq[1].clone(), p.vn_fq[2].clone()];
         }
-        let (ipam, _) = match self.create_or_reuse(
+        let (ipam, ipam_new) = match self.create_or_reuse(
             "network-ipam",
             json!({"fq_name": ipam_fq, "parent_type": "project"}),
         ) {
@@ -162,10 +192,17 @@ impl Writer {
                 self.cache.put_name("virtual-network", &p.vn_fq, &u);
                 self.ensure_network(p)
             }
-            Err(e) if matches!(e.status(), Some(400) | Some(409)) => {
-                Err(bad("network-subnets", e.body().to_owned()))
+            Err(e) => {
+                // No network, so the IPAM made for it goes too.
+                if ipam_new && let Err(de) = ignore_404(self.api.delete("network-ipam", &ipam)) {
+                    tracing::warn!(ipam = %ipam, error = %de, "could not delete the IPAM of a network that failed");
+                }
+                if e.is_permanent() {
+                    Err(bad("network-subnets", e.body().to_owned()))
+                } else {
+                    Err(e.into())
+                }
             }
-            Err(e) => Err(e.into()),
         }
     }
 

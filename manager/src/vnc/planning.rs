@@ -50,6 +50,9 @@ pub(crate) fn plan(cfg: &WriterConfig, req: &AttachRequest) -> Result<Plan, Atta
         if n.trunc() != n {
             return Err(bad("network-subnets", format!("{s} has host bits set")));
         }
+        if let Some(why) = unallocatable(&n) {
+            return Err(bad("network-subnets", format!("{s}: {why}")));
+        }
         subnets.push(n);
     }
     let ip = match &r.ip {
@@ -104,4 +107,40 @@ pub(crate) fn plan(cfg: &WriterConfig, req: &AttachRequest) -> Result<Plan, Atta
         sgs,
         fips,
     })
+}
+
+/// Why VNC can never give a container an address in `n`, if it cannot. The API server refuses
+/// a network with a /31, /32 or IPv6 /127 subnet (500 `invalid alloc_unit(1)`), and in a /30
+/// (IPv6 /126) its gateway (last-1) and DNS address (last-2) take both host addresses, so the
+/// first instance-ip is refused as exhausted (`vnc_addr_mgmt.py`, `Subnet.__init__`).
+pub fn unallocatable(n: &ipnet::IpNet) -> Option<&'static str> {
+    let host_bits = n.max_prefix_len() - n.prefix_len();
+    match host_bits {
+        0 | 1 => Some("VNC cannot allocate in a subnet this small (a /31, /32 or IPv6 /127)"),
+        2 => Some(
+            "no address is left for a container: VNC gives a /30's (IPv6 /126's) two host addresses to the gateway and DNS",
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_vnc_cannot_allocate_in_are_told_apart() {
+        for s in [
+            "10.8.1.0/31",
+            "10.8.2.1/32",
+            "fd00:32::/127",
+            "10.8.3.0/30",
+            "fd00::/126",
+        ] {
+            assert!(unallocatable(&s.parse().unwrap()).is_some(), "{s}");
+        }
+        for s in ["10.2.2.0/29", "10.0.0.0/8", "fd00::/125", "fd00::/64"] {
+            assert!(unallocatable(&s.parse().unwrap()).is_none(), "{s}");
+        }
+    }
 }

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use contrail_mesos_api::{AttachRequest, Attachment, ObjectRef, vm_uuid_for};
 use serde_json::json;
 
+use std::collections::HashSet;
+
 use super::client::{RefOp, VncApi, VncError};
-use super::ids::{index_of, mac_for, port_name};
-use super::model::annotations;
+use super::ids::{Family, fip_name, iip_name, index_of, legacy_port_name, mac_for, port_name};
+use super::model::{VncObject, annotations};
 use super::objects::ignore_404;
 use super::planning::{Plan, plan};
 use crate::cache::{Cache, Owned};
@@ -88,52 +90,111 @@ impl Writer {
         ]
     }
 
-    /// Registers one attachment. Returns it and whether it was newly created.
+    /// Registers one attachment. Returns it and whether it was newly created. A failure takes
+    /// back every object this call created (best effort: what a failed take-back leaves is an
+    /// orphan the reconciler removes after its grace).
     pub fn attach(&self, req: &AttachRequest) -> Result<(Attachment, bool), AttachError> {
-        let cid = req.container_id.as_str();
-        let ifname = req.ifname.as_str();
-        let key = (cid.to_owned(), ifname.to_owned());
         let p = plan(&self.cfg, req)?;
-
-        // Fast path: registered before. Confirm with VNC (the cache is never the authority).
-        if let Some(o) = self.cache.get(&key) {
-            if o.attachment.vn.fq_name != p.vn_fq {
-                return Err(AttachError::Conflict(format!(
-                    "{cid}/{ifname} is registered on network {}, not {}",
-                    o.attachment.vn.fq_name.join(":"),
-                    p.vn_fq.join(":")
-                )));
-            }
-            match self
-                .api
-                .read("virtual-machine-interface", &o.attachment.vmi_uuid)
-            {
-                Ok(vmi)
-                    if vmi
-                        .virtual_network_refs
-                        .iter()
-                        .any(|r| r.uuid == o.attachment.vn.uuid) =>
-                {
-                    if o.iip_uuid.is_some() {
-                        return Ok((o.attachment, false));
-                    }
+        if let Some(a) = self.registered(req, &p)? {
+            return Ok((a, false));
+        }
+        let mut refreshed = false;
+        loop {
+            let mut created = Created::default();
+            let r = self.register(req, &p, &mut created);
+            let failure = match r {
+                Ok(x) => return Ok(x),
+                Err(f) => f,
+            };
+            self.take_back(&req.container_id, &req.ifname, &created);
+            match failure {
+                // An operator re-created a network or re-provisioned a node's virtual router:
+                // a uuid this manager remembered is gone. Learn the names afresh, once.
+                Failure::Stale(e) if !refreshed => {
+                    tracing::info!(cid = %req.container_id, ifname = %req.ifname, error = %e,
+                        "a remembered uuid is gone from VNC; looking the names up again");
+                    self.forget_shared(&p);
+                    refreshed = true;
                 }
-                Ok(_) | Err(VncError::Status { status: 404, .. }) => {
-                    self.cache.remove(&key);
-                }
-                Err(e) => return Err(e.into()),
+                Failure::Stale(e) => return Err(e.into()),
+                Failure::Attach(e) => return Err(e),
             }
         }
+    }
 
-        let project = self.ensure_project(&p)?;
-        let (vn, subnets) = self.ensure_network(&p)?;
+    /// The cached registration of this key, confirmed with VNC (the cache is never the
+    /// authority); None when it has to be (re)registered.
+    fn registered(&self, req: &AttachRequest, p: &Plan) -> Result<Option<Attachment>, AttachError> {
+        let (cid, ifname) = (req.container_id.as_str(), req.ifname.as_str());
+        let key = (cid.to_owned(), ifname.to_owned());
+        let Some(o) = self.cache.get(&key) else {
+            return Ok(None);
+        };
+        if o.attachment.vn.fq_name != p.vn_fq {
+            return Err(AttachError::Conflict(format!(
+                "{cid}/{ifname} is registered on network {}, not {}",
+                o.attachment.vn.fq_name.join(":"),
+                p.vn_fq.join(":")
+            )));
+        }
+        match self
+            .api
+            .read("virtual-machine-interface", &o.attachment.vmi_uuid)
+        {
+            Ok(vmi)
+                if vmi
+                    .virtual_network_refs
+                    .iter()
+                    .any(|r| r.uuid == o.attachment.vn.uuid) =>
+            {
+                if o.iip_uuid.is_some() {
+                    return Ok(Some(o.attachment));
+                }
+            }
+            Ok(_) | Err(VncError::Status { status: 404, .. }) => {
+                self.cache.remove(&key);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(None)
+    }
+
+    /// Forgets the uuids of the shared objects a request names (network, security groups,
+    /// pools) and the virtual routers, so the next lookup asks VNC.
+    fn forget_shared(&self, p: &Plan) {
+        if let Some(u) = self.cache.name("virtual-network", &p.vn_fq) {
+            self.cache.forget_subnets(&u);
+        }
+        self.cache.forget_name("virtual-network", &p.vn_fq);
+        self.cache.forget_name("project", &p.project_fq);
+        for g in &p.sgs {
+            self.cache.forget_name("security-group", g);
+        }
+        for (pool, _) in &p.fips {
+            self.cache.forget_name("floating-ip-pool", pool);
+        }
+        self.cache.put_vrouters(Vec::new());
+    }
+
+    /// One registration attempt; every object it creates is recorded in `created`.
+    fn register(
+        &self,
+        req: &AttachRequest,
+        p: &Plan,
+        created: &mut Created,
+    ) -> Result<(Attachment, bool), Failure> {
+        let cid = req.container_id.as_str();
+        let ifname = req.ifname.as_str();
+        self.ensure_project(p)?;
+        let (vn, subnets) = self.ensure_network(p)?;
         if let Some(ip) = p.ip
             && !subnets.iter().any(|s| s.contains(&ip))
         {
             return Err(bad(
                 "network-ip",
                 format!("{ip} is outside the subnets of {}", p.vn_fq.join(":")),
-            ));
+            )
+            .into());
         }
         let mut sg_refs = Vec::new();
         for g in &p.sgs {
@@ -143,7 +204,8 @@ impl Writer {
                     return Err(bad(
                         "security-groups",
                         format!("security group {} does not exist", g.join(":")),
-                    ));
+                    )
+                    .into());
                 }
             }
         }
@@ -155,7 +217,8 @@ impl Writer {
                     return Err(bad(
                         "floating-ips",
                         format!("floating-ip pool {} does not exist", pool.join(":")),
-                    ));
+                    )
+                    .into());
                 }
             }
         }
@@ -174,7 +237,16 @@ impl Writer {
         let vm_body = json!({"uuid": vm_uuid, "fq_name": [cid], "display_name": cid, "server_type": "container",
             "annotations": annotations(&[("owner", &self.cfg.owner), ("cluster", &self.cfg.cluster),
                 ("container-id", cid), ("created-at", &created_at), ("kind", "mesos-container")])});
-        let (vm_uuid, _) = self.create_or_reuse("virtual-machine", vm_body)?;
+        let (vm_uuid, vm_new) = self.create_or_reuse("virtual-machine", vm_body)?;
+        if vm_new {
+            created.vm = Some(vm_uuid.clone());
+        }
+
+        // Objects of this attachment named the way names were made before they were
+        // one-to-one are removed first (by identity), so the new names take over.
+        if let Some(old) = legacy_port_name(cid, ifname) {
+            self.retire_legacy(cid, ifname, &p.project_fq, &old)?;
+        }
 
         // VMI: our uuid and MAC (the server's rule, "02:" + first 5 uuid bytes), so the answer
         // needs no read-back.
@@ -197,38 +269,51 @@ impl Writer {
             "security_group_refs": sg_refs,
             "virtual_machine_interface_mac_addresses": {"mac_address": [mac]},
             "annotations": annotations(&vmi_ann)});
-        let (vmi_uuid, created, mac, index) =
-            match self.create_or_reuse("virtual-machine-interface", vmi_body)? {
-                (u, true) => (u, true, mac, index),
-                (u, false) => {
-                    let o = self.api.read("virtual-machine-interface", &u)?;
-                    if !o.virtual_network_refs.iter().any(|r| r.uuid == vn) {
-                        return Err(AttachError::Conflict(format!(
-                            "{cid}/{ifname} is registered on another network"
-                        )));
-                    }
-                    let mac = o.mac().unwrap_or_default().to_owned();
-                    let idx = o.annotation("index").unwrap_or(&index).to_owned();
-                    (u, false, mac, idx)
+        let (vmi_uuid, vmi_new, mac, index) = match self
+            .create_or_reuse("virtual-machine-interface", vmi_body)?
+        {
+            (u, true) => (u, true, mac, index),
+            (u, false) => {
+                let o = self.api.read("virtual-machine-interface", &u)?;
+                if !self.is_port_of(&o, cid, ifname) {
+                    return Err(AttachError::Conflict(format!(
+                            "the port name {name} is held by {}/{} (named before names were one-to-one); it is free once that attachment is deleted",
+                            o.annotation("container-id").unwrap_or("?"),
+                            o.annotation("ifname").unwrap_or("?"),
+                        ))
+                        .into());
                 }
-            };
-        let _ = project;
-
-        let result = self.attach_addresses(
-            req, &p, &vn, &vmi_fq, &vmi_uuid, &owner, &pools, &vm_uuid, &vrouter,
-        );
-        let (iip_uuid, ip, fips, fip_uuids) = match result {
-            Ok(x) => x,
-            Err(e) => {
-                if created && matches!(e, AttachError::BadLabel { .. }) {
-                    // Leave nothing behind for a request that can never succeed.
-                    if let Err(de) = self.detach(cid, ifname) {
-                        tracing::warn!(cid, ifname, error = %de, "rollback after a bad label failed; the reconciler will retry");
-                    }
+                if !o.virtual_network_refs.iter().any(|r| r.uuid == vn) {
+                    return Err(AttachError::Conflict(format!(
+                        "{cid}/{ifname} is registered on another network"
+                    ))
+                    .into());
                 }
-                return Err(e);
+                let mac = o.mac().unwrap_or_default().to_owned();
+                let idx = o.annotation("index").unwrap_or(&index).to_owned();
+                (u, false, mac, idx)
             }
         };
+        if vmi_new {
+            created.vmi = Some(vmi_uuid.clone());
+        }
+        let port = Port {
+            vn: &vn,
+            subnets: &subnets,
+            vmi_fq: &vmi_fq,
+            vmi_uuid: &vmi_uuid,
+            owner: &owner,
+        };
+        let (iips, ip) = self.attach_addresses(req, p, &port, created)?;
+        let (fips, fip_uuids) = self.attach_floating_ips(req, p, &port, &pools, created)?;
+        // Without this ref the agent never learns the port; ADD of an existing ref is a no-op.
+        self.api.ref_update(
+            "virtual-router",
+            &vrouter,
+            "virtual-machine",
+            &vm_uuid,
+            RefOp::Add,
+        )?;
         let attachment = Attachment {
             container_id: cid.to_owned(),
             ifname: ifname.to_owned(),
@@ -246,136 +331,284 @@ impl Writer {
         };
         self.cache.put(Owned {
             attachment: attachment.clone(),
-            iip_uuid: Some(iip_uuid),
+            iip_uuid: iips.into_iter().next(),
             fip_uuids,
             node: req.node.clone(),
             created_at: now_secs(),
             task_id: None,
         });
-        Ok((attachment, created))
+        Ok((attachment, vmi_new))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One instance-ip per address family of the network (`instance_ip_family`, as Contrail's
+    /// kube-manager does for dual stack), the requested address in its family. Returns the
+    /// instance-ip uuids and the address the attachment reports (IPv4 when there is one).
     fn attach_addresses(
         &self,
         req: &AttachRequest,
         p: &Plan,
-        vn: &str,
-        vmi_fq: &[String],
-        vmi_uuid: &str,
-        owner: &[(&str, &str)],
-        pools: &[(Vec<String>, String, Option<IpAddr>)],
-        vm_uuid: &str,
-        vrouter: &str,
-    ) -> Result<(String, String, Vec<String>, Vec<String>), AttachError> {
-        let name = port_name(&req.container_id, &req.ifname);
-        let mut iip = json!({"fq_name": [name], "virtual_network_refs": [{"to": p.vn_fq, "uuid": vn}],
-            "virtual_machine_interface_refs": [{"to": vmi_fq, "uuid": vmi_uuid}], "annotations": annotations(owner)});
-        if let Some(ip) = p.ip {
-            iip["instance_ip_address"] = json!(ip.to_string());
+        port: &Port<'_>,
+        created: &mut Created,
+    ) -> Result<(Vec<String>, String), Failure> {
+        let families = families_of(port.subnets, p.ip);
+        let mut uuids = Vec::new();
+        let mut shown = None;
+        for family in families {
+            let name = iip_name(&req.container_id, &req.ifname, family);
+            let requested = p.ip.filter(|ip| family_of(ip) == family);
+            let mut iip = json!({"fq_name": [name], "virtual_network_refs": [{"to": p.vn_fq, "uuid": port.vn}],
+                "virtual_machine_interface_refs": [{"to": port.vmi_fq, "uuid": port.vmi_uuid}],
+                "annotations": annotations(port.owner)});
+            if family == Family::V6 || families_of(port.subnets, None).len() > 1 {
+                iip["instance_ip_family"] = json!(family.vnc());
+            }
+            if let Some(ip) = requested {
+                iip["instance_ip_address"] = json!(ip.to_string());
+            }
+            let (u, ip) = match self.create_or_reuse("instance-ip", iip) {
+                Ok((u, true)) if requested.is_some() => {
+                    created.iips.push(u.clone());
+                    (u, requested.map(|i| i.to_string()).unwrap_or_default())
+                }
+                Ok((u, new)) => {
+                    if new {
+                        created.iips.push(u.clone());
+                    }
+                    let o = self.api.read("instance-ip", &u)?;
+                    if !new && !self.is_port_of(&o, &req.container_id, &req.ifname) {
+                        return Err(AttachError::Conflict(format!(
+                            "the instance-ip name {name} is held by an object that is not this attachment's"
+                        ))
+                        .into());
+                    }
+                    (u, o.instance_ip_address.unwrap_or_default())
+                }
+                // The server's answer for an address it cannot give (taken, outside the
+                // network, none left): the request can never succeed as it is.
+                Err(e) if e.is_permanent() && !is_stale(&e) => {
+                    let label = if requested.is_some() {
+                        "network-ip"
+                    } else {
+                        "network-subnets"
+                    };
+                    return Err(bad(label, e.body().to_owned()).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if shown.is_none() || family == Family::V4 {
+                shown = Some(ip);
+            }
+            uuids.push(u);
         }
-        let (iip_uuid, ip) = match self.create_or_reuse("instance-ip", iip) {
-            Ok((u, true)) if p.ip.is_some() => (u, p.ip.map(|i| i.to_string()).unwrap_or_default()),
-            Ok((u, _)) => {
-                let o = self.api.read("instance-ip", &u)?;
-                (u, o.instance_ip_address.unwrap_or_default())
-            }
-            Err(e) if matches!(e.status(), Some(400) | Some(409)) => {
-                let label = if p.ip.is_some() {
-                    "network-ip"
-                } else {
-                    "network-subnets"
-                };
-                return Err(bad(label, e.body().to_owned()));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        Ok((uuids, shown.unwrap_or_default()))
+    }
+
+    fn attach_floating_ips(
+        &self,
+        req: &AttachRequest,
+        p: &Plan,
+        port: &Port<'_>,
+        pools: &[(Vec<String>, String, Option<IpAddr>)],
+        created: &mut Created,
+    ) -> Result<(Vec<String>, Vec<String>), Failure> {
+        let name = port_name(&req.container_id, &req.ifname);
         let mut fips = Vec::new();
         let mut fip_uuids = Vec::new();
         for (i, (pool_fq, _pool, addr)) in pools.iter().enumerate() {
             let mut fq = pool_fq.clone();
-            fq.push(format!("{name}__fip{i}"));
+            fq.push(fip_name(&name, i));
             let mut body = json!({"fq_name": fq, "parent_type": "floating-ip-pool",
                 "project_refs": [{"to": p.project_fq}],
-                "virtual_machine_interface_refs": [{"to": vmi_fq, "uuid": vmi_uuid}], "annotations": annotations(owner)});
+                "virtual_machine_interface_refs": [{"to": port.vmi_fq, "uuid": port.vmi_uuid}],
+                "annotations": annotations(port.owner)});
             if let Some(a) = addr {
                 body["floating_ip_address"] = json!(a.to_string());
             }
             match self.create_or_reuse("floating-ip", body) {
                 Ok((u, true)) if addr.is_some() => {
+                    created.fips.push(u.clone());
                     fips.push(addr.map(|a| a.to_string()).unwrap_or_default());
                     fip_uuids.push(u);
                 }
-                Ok((u, _)) => {
+                Ok((u, new)) => {
+                    if new {
+                        created.fips.push(u.clone());
+                    }
                     let o = self.api.read("floating-ip", &u)?;
                     fips.push(o.floating_ip_address.unwrap_or_default());
                     fip_uuids.push(u);
                 }
-                Err(e) if matches!(e.status(), Some(400) | Some(409)) => {
+                // Taken (409), outside the pool's network or the pool exhausted: the server
+                // says 500 `... has exhausted subnet([])` for a floating IP (400 for an
+                // instance-ip), which no retry changes.
+                Err(e) if e.is_permanent() && !is_stale(&e) => {
                     return Err(bad(
                         "floating-ips",
                         format!("{}: {}", pool_fq.join(":"), e.body()),
-                    ));
+                    )
+                    .into());
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        // Without this ref the agent never learns the port; ADD of an existing ref is a no-op.
-        self.api.ref_update(
-            "virtual-router",
-            vrouter,
-            "virtual-machine",
-            vm_uuid,
-            RefOp::Add,
-        )?;
-        Ok((iip_uuid, ip, fips, fip_uuids))
+        Ok((fips, fip_uuids))
+    }
+
+    /// Deletes what one failed registration created, newest first.
+    fn take_back(&self, cid: &str, ifname: &str, created: &Created) {
+        let steps = created
+            .fips
+            .iter()
+            .rev()
+            .map(|u| ("floating-ip", u))
+            .chain(created.iips.iter().rev().map(|u| ("instance-ip", u)))
+            .chain(created.vmi.iter().map(|u| ("virtual-machine-interface", u)))
+            .chain(created.vm.iter().map(|u| ("virtual-machine", u)));
+        for (ty, u) in steps {
+            match self.api.delete(ty, u) {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                // The VM got another interface meanwhile: it stays.
+                Err(e) if ty == "virtual-machine" && e.status() == Some(409) => {}
+                Err(e) => {
+                    tracing::warn!(cid, ifname, ty, uuid = %u, error = %e,
+                        "taking back a failed registration failed; the reconciler removes it later")
+                }
+            }
+        }
+    }
+
+    /// Removes the objects of (cid, ifname) named the old way, `<cid>__<ifname>`, after
+    /// checking by their annotations that they are this attachment's (that name may be another
+    /// attachment's under the old scheme).
+    fn retire_legacy(
+        &self,
+        cid: &str,
+        ifname: &str,
+        project_fq: &[String],
+        old: &str,
+    ) -> Result<(), VncError> {
+        let mut fq = project_fq.to_vec();
+        fq.push(old.to_owned());
+        if let Some(u) = self.api.fqname_to_id("virtual-machine-interface", &fq)?
+            && let Some(vmi) = not_found_is_none(self.api.read("virtual-machine-interface", &u))?
+            && self.is_port_of(&vmi, cid, ifname)
+        {
+            tracing::info!(cid, ifname, vmi = %u, "replacing a port named the old way");
+            self.remove_port(&vmi, None)?;
+        }
+        self.remove_iip_by_name(cid, ifname, old).map(|_| ())
+    }
+
+    /// True when `o` is owned by this manager and carries this attachment's identity.
+    fn is_port_of(&self, o: &VncObject, cid: &str, ifname: &str) -> bool {
+        self.owns(o)
+            && o.annotation("container-id") == Some(cid)
+            && o.annotation("ifname") == Some(ifname)
+    }
+
+    /// Deletes a port's VMI with what hangs on it: its own instance-ips and floating IPs are
+    /// deleted; an operator's (not owned) only lose their ref to the VMI, so the VMI can go.
+    fn remove_port(&self, vmi: &VncObject, cached: Option<&Owned>) -> Result<(), VncError> {
+        let known: HashSet<&str> = cached
+            .map(|o| {
+                o.iip_uuid
+                    .iter()
+                    .chain(o.fip_uuids.iter())
+                    .map(String::as_str)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hanging = vmi
+            .floating_ip_back_refs
+            .iter()
+            .map(|r| ("floating-ip", r))
+            .chain(vmi.instance_ip_back_refs.iter().map(|r| ("instance-ip", r)));
+        for (ty, r) in hanging {
+            let mine = known.contains(r.uuid.as_str())
+                || match not_found_is_none(self.api.read(ty, &r.uuid))? {
+                    Some(o) => self.owns(&o),
+                    None => continue,
+                };
+            if mine {
+                ignore_404(self.api.delete(ty, &r.uuid))?;
+            } else {
+                tracing::info!(ty, uuid = %r.uuid, vmi = %vmi.uuid, "not ours: dropping its ref to the port only");
+                ignore_404(self.api.ref_update(
+                    ty,
+                    &r.uuid,
+                    "virtual-machine-interface",
+                    &vmi.uuid,
+                    RefOp::Delete,
+                ))?;
+            }
+        }
+        ignore_404(self.api.delete("virtual-machine-interface", &vmi.uuid))
+    }
+
+    /// An instance-ip found by name only (its VMI is gone): deleted when it is this
+    /// attachment's (returns whether it was); a name held by someone else's object is left
+    /// alone.
+    fn remove_iip_by_name(&self, cid: &str, ifname: &str, name: &str) -> Result<bool, VncError> {
+        if let Some(u) = self
+            .api
+            .fqname_to_id("instance-ip", std::slice::from_ref(&name.to_owned()))?
+            && let Some(o) = not_found_is_none(self.api.read("instance-ip", &u))?
+            && self.is_port_of(&o, cid, ifname)
+        {
+            ignore_404(self.api.delete("instance-ip", &u))?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Deregisters one attachment from what VNC holds. Returns whether anything was found.
+    /// Only objects this manager owns are deleted, each once.
     pub fn detach(&self, cid: &str, ifname: &str) -> Result<bool, AttachError> {
         let key = (cid.to_owned(), ifname.to_owned());
         let cached = self.cache.get(&key);
         let name = port_name(cid, ifname);
-        let mut found = false;
-        // The VMI: from the cache, else from the instance-ip, else from the VM's back-refs.
-        let mut vmi_uuid = cached.as_ref().map(|o| o.attachment.vmi_uuid.clone());
-        let iip = self
-            .api
-            .fqname_to_id("instance-ip", std::slice::from_ref(&name))?;
-        let vm_uuid = vm_uuid_for(cid);
-        let vm = match self.api.read("virtual-machine", &vm_uuid) {
-            Ok(v) => Some(v),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.into()),
-        };
-        if vmi_uuid.is_none()
+        let legacy = legacy_port_name(cid, ifname);
+        let vm = not_found_is_none(self.api.read("virtual-machine", &vm_uuid_for(cid)))?;
+        // The VMI: from the cache, else among the VM's interfaces by name (today's or the old
+        // one), and in every case only when its annotations say it is this attachment's.
+        let mut candidates: Vec<String> = cached
+            .iter()
+            .map(|o| o.attachment.vmi_uuid.clone())
+            .collect();
+        if candidates.is_empty()
             && let Some(vm) = &vm
         {
-            vmi_uuid = vm
+            candidates = vm
                 .virtual_machine_interface_back_refs
                 .iter()
-                .find(|r| r.to.last() == Some(&name))
-                .map(|r| r.uuid.clone());
+                .filter(|r| {
+                    r.to.last()
+                        .is_some_and(|n| *n == name || Some(n) == legacy.as_ref())
+                })
+                .map(|r| r.uuid.clone())
+                .collect();
         }
-        let vmi = match &vmi_uuid {
-            Some(u) => match self.api.read("virtual-machine-interface", u) {
-                Ok(o) => Some(o),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(e.into()),
-            },
-            None => None,
-        };
+        let mut vmis = Vec::new();
+        for u in candidates {
+            if let Some(o) = not_found_is_none(self.api.read("virtual-machine-interface", &u))?
+                && self.is_port_of(&o, cid, ifname)
+            {
+                vmis.push(o);
+            }
+        }
         let other_vmis = vm
             .as_ref()
             .map(|vm| {
                 vm.virtual_machine_interface_back_refs
                     .iter()
-                    .filter(|r| Some(&r.uuid) != vmi_uuid.as_ref())
+                    .filter(|r| !vmis.iter().any(|v| v.uuid == r.uuid))
                     .count()
             })
             .unwrap_or(0);
-        // 1. The vrouter ref, when this was the VM's last interface.
-        if let Some(vm) = &vm
+        let our_vm = vm.as_ref().filter(|v| self.owns(v));
+        // 1. The vrouter ref, when this was the last interface of a VM this manager owns.
+        if let Some(vm) = our_vm
             && other_vmis == 0
         {
             for vr in &vm.virtual_router_back_refs {
@@ -388,27 +621,27 @@ impl Writer {
                 ))?;
             }
         }
-        // 2. Floating IPs, 3. instance-ips, 4. the VMI.
-        if let Some(vmi) = &vmi {
-            found = true;
-            for f in &vmi.floating_ip_back_refs {
-                ignore_404(self.api.delete("floating-ip", &f.uuid))?;
+        // 2. The port with its floating IPs and instance-ips.
+        let mut found = !vmis.is_empty();
+        for vmi in &vmis {
+            self.remove_port(vmi, cached.as_ref())?;
+        }
+        // 3. Without a VMI, instance-ips can only be found by name.
+        if vmis.is_empty() {
+            for n in [
+                Some(name.clone()),
+                Some(iip_name(cid, ifname, Family::V6)),
+                legacy.clone(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                found |= self.remove_iip_by_name(cid, ifname, &n)?;
             }
-            for i in &vmi.instance_ip_back_refs {
-                ignore_404(self.api.delete("instance-ip", &i.uuid))?;
-            }
         }
-        if let Some(i) = iip {
-            found = true;
-            ignore_404(self.api.delete("instance-ip", &i))?;
-        }
-        if let Some(vmi) = &vmi {
-            ignore_404(self.api.delete("virtual-machine-interface", &vmi.uuid))?;
-        }
-        // 5. The VM, when no interface is left (another ifname may still use it).
-        if let Some(vm) = &vm
+        // 4. The VM, when no interface is left (another ifname may still use it).
+        if let Some(vm) = our_vm
             && other_vmis == 0
-            && vm.annotation("owner") == Some(self.cfg.owner.as_str())
         {
             found = true;
             match self.api.delete("virtual-machine", &vm.uuid) {
@@ -432,5 +665,84 @@ impl Writer {
         ))?;
         self.cache.set_task(cid, task_id);
         Ok(())
+    }
+}
+
+/// The objects one registration attempt created.
+#[derive(Default)]
+struct Created {
+    vm: Option<String>,
+    vmi: Option<String>,
+    iips: Vec<String>,
+    fips: Vec<String>,
+}
+
+/// The port of a registration in progress.
+struct Port<'a> {
+    vn: &'a str,
+    subnets: &'a [ipnet::IpNet],
+    vmi_fq: &'a [String],
+    vmi_uuid: &'a str,
+    owner: &'a [(&'a str, &'a str)],
+}
+
+/// Why one registration attempt failed.
+enum Failure {
+    Attach(AttachError),
+    /// VNC answered `404 Unknown id: <uuid>` for a uuid this manager sent: the object was
+    /// deleted (and perhaps re-created under its name) behind the manager's back.
+    Stale(VncError),
+}
+
+impl From<AttachError> for Failure {
+    fn from(e: AttachError) -> Self {
+        Failure::Attach(e)
+    }
+}
+
+impl From<VncError> for Failure {
+    fn from(e: VncError) -> Self {
+        if is_stale(&e) {
+            Failure::Stale(e)
+        } else {
+            Failure::Attach(e.into())
+        }
+    }
+}
+
+/// `404 Unknown id: <uuid>`: a uuid in the request names nothing any more (a VMI create with a
+/// deleted network's uuid, a ref-update with a re-provisioned virtual router's).
+fn is_stale(e: &VncError) -> bool {
+    e.is_not_found() && e.body().starts_with("Unknown id:")
+}
+
+fn not_found_is_none<T>(r: Result<T, VncError>) -> Result<Option<T>, VncError> {
+    match r {
+        Ok(x) => Ok(Some(x)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The address families an attachment gets an instance-ip in: each family the network has a
+/// subnet of, or the requested address's family when the network shows none.
+fn families_of(subnets: &[ipnet::IpNet], requested: Option<IpAddr>) -> Vec<Family> {
+    let mut v = Vec::new();
+    if subnets.iter().any(|s| matches!(s, ipnet::IpNet::V4(_))) {
+        v.push(Family::V4);
+    }
+    if subnets.iter().any(|s| matches!(s, ipnet::IpNet::V6(_))) {
+        v.push(Family::V6);
+    }
+    if v.is_empty() {
+        v.push(requested.map(|a| family_of(&a)).unwrap_or(Family::V4));
+    }
+    v
+}
+
+fn family_of(a: &IpAddr) -> Family {
+    match a {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
     }
 }

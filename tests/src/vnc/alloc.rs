@@ -1,28 +1,32 @@
-//! Address allocation of the VNC API server (`vnc-api.md` §5, from upstream `vnc_addr_mgmt.py`):
-//! gateway `last-1` and DNS `last-2` by default (first+1/first+2 with `addr_from_start`),
-//! top-down allocation (bottom-up with `addr_from_start`), network and broadcast always excluded,
-//! gateway/DNS excluded only when they lie in an allocation pool. IPv4 only.
+//! Address allocation of the VNC API server (upstream tf-controller `vnc_addr_mgmt.py`,
+//! `Subnet.__init__`; resources `instance_ip.py`, `floating_ip.py`): gateway `last-1` and DNS
+//! `last-2` by default (first+1/first+2 with `addr_from_start`), top-down allocation
+//! (bottom-up with `addr_from_start`), network and broadcast always excluded, gateway/DNS
+//! excluded only when they lie in an allocation pool. IPv4 and IPv6 alike (IPv6 uses the same
+//! defaults: the recorded dual-stack network got gateway `...fffe`, DNS `...fffd` and
+//! `...fffc` first). Addresses are kept as `u128` so one allocator serves both families.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
-/// One `IpamSubnetType` of a virtual network, with its allocation state.
+/// One `IpamSubnetType` of a virtual network (or of a flat-subnet IPAM), with its allocation
+/// state.
 #[derive(Debug, Clone)]
 pub struct SubnetAlloc {
     pub subnet_uuid: String,
-    pub net: Ipv4Net,
-    pub gateway: u32,
-    pub dns: u32,
+    pub net: IpNet,
+    pub gateway: u128,
+    pub dns: u128,
     /// Inclusive ranges. The implicit pool is first..last-1 (upstream quirk).
-    pub pools: Vec<(u32, u32)>,
+    pub pools: Vec<(u128, u128)>,
     pub from_start: bool,
-    pub used: BTreeSet<u32>,
+    pub used: BTreeSet<u128>,
     /// Top-down: every pool address above `hint` is used or reserved (bottom-up: below).
     /// Keeps allocation O(1) amortised with 10,000s of addresses while giving the same
     /// "highest free address first" answers as upstream's bitmap allocator.
-    hint: u32,
+    hint: u128,
 }
 
 /// Why an address could not be had.
@@ -34,26 +38,50 @@ pub enum AllocError {
     Exhausted,
 }
 
+fn to_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
 impl SubnetAlloc {
-    /// Builds from a client `IpamSubnetType`; returns the error text (status, body) upstream
-    /// gives for an invalid one.
+    /// Builds from a client `IpamSubnetType`; returns the error (status, body) upstream gives
+    /// for an invalid one. `owner` is the network's fq-name joined by `:`, which upstream puts
+    /// in the `invalid alloc_unit` text.
     pub fn from_ipam_subnet(
         v: &serde_json::Value,
         subnet_uuid: String,
+        owner: &str,
     ) -> Result<SubnetAlloc, (u16, String)> {
         let prefix = v["subnet"]["ip_prefix"].as_str().unwrap_or("");
         let len = v["subnet"]["ip_prefix_len"].as_u64().unwrap_or(0) as u8;
-        let addr: Ipv4Addr = prefix
+        let addr: IpAddr = prefix
             .parse()
             .map_err(|_| (400, format!("Invalid subnet {prefix}/{len}")))?;
-        let net = Ipv4Net::new(addr, len)
+        let net = IpNet::new(addr, len)
             .map_err(|_| (400, format!("Invalid subnet {prefix}/{len}")))?
             .trunc();
-        let first = u32::from(net.network());
-        let last = u32::from(net.broadcast());
+        if net.max_prefix_len() - net.prefix_len() <= 1 {
+            // A /31, /32 or IPv6 /127: the pool is not larger than one allocation block.
+            return Err((
+                500,
+                format!(
+                    "Virtual-Network({owner}:{prefix}/{len}) has invalid alloc_unit(1) in subnet({prefix}/{len}) reason: Pool range<=block_alloc_unit"
+                ),
+            ));
+        }
+        let first = to_u128(net.network());
+        let last = to_u128(net.broadcast());
         let from_start = v["addr_from_start"].as_bool().unwrap_or(false);
         let cidr = format!("{}/{}", net.network(), net.prefix_len());
-        let ip_in = |s: &str| s.parse::<Ipv4Addr>().ok().map(u32::from);
+        let v6 = net.network().is_ipv6();
+        let ip_in = |s: &str| {
+            s.parse::<IpAddr>()
+                .ok()
+                .filter(|a| a.is_ipv6() == v6)
+                .map(to_u128)
+        };
         let gateway = match v["default_gateway"].as_str() {
             Some(g) => {
                 let g_ip = ip_in(g).ok_or((400, format!("Invalid gateway {g}")))?;
@@ -108,34 +136,46 @@ impl SubnetAlloc {
         })
     }
 
-    fn in_pool(&self, a: u32) -> bool {
+    pub fn is_v6(&self) -> bool {
+        self.net.network().is_ipv6()
+    }
+
+    fn addr(&self, a: u128) -> IpAddr {
+        if self.is_v6() {
+            IpAddr::V6(Ipv6Addr::from(a))
+        } else {
+            IpAddr::V4(Ipv4Addr::from(a as u32))
+        }
+    }
+
+    fn in_pool(&self, a: u128) -> bool {
         self.pools.iter().any(|&(s, e)| a >= s && a <= e)
     }
 
-    fn reserved(&self, a: u32) -> bool {
-        let first = u32::from(self.net.network());
-        let last = u32::from(self.net.broadcast());
+    fn reserved(&self, a: u128) -> bool {
+        let first = to_u128(self.net.network());
+        let last = to_u128(self.net.broadcast());
         a == first
             || a == last
             || ((a == self.gateway || a == self.dns) && self.in_pool(a))
             || self.used.contains(&a)
     }
 
-    pub fn contains(&self, a: Ipv4Addr) -> bool {
+    pub fn contains(&self, a: IpAddr) -> bool {
         self.net.contains(&a)
     }
 
-    pub fn gateway_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.gateway)
+    pub fn gateway_addr(&self) -> IpAddr {
+        self.addr(self.gateway)
     }
 
-    pub fn dns_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.dns)
+    pub fn dns_addr(&self) -> IpAddr {
+        self.addr(self.dns)
     }
 
     /// Reserves a requested address. `gateway_ok`: the gateway may be taken (no VM port).
-    pub fn reserve(&mut self, a: Ipv4Addr, gateway_ok: bool) -> Result<(), AllocError> {
-        let a = u32::from(a);
+    pub fn reserve(&mut self, a: IpAddr, gateway_ok: bool) -> Result<(), AllocError> {
+        let a = to_u128(a);
         if gateway_ok && a == self.gateway && !self.used.contains(&a) {
             self.used.insert(a);
             return Ok(());
@@ -148,7 +188,7 @@ impl SubnetAlloc {
     }
 
     /// Allocates the next address (highest free first unless `addr_from_start`).
-    pub fn allocate(&mut self) -> Result<Ipv4Addr, AllocError> {
+    pub fn allocate(&mut self) -> Result<IpAddr, AllocError> {
         let mut pools = self.pools.clone();
         if self.from_start {
             pools.sort();
@@ -158,7 +198,7 @@ impl SubnetAlloc {
                     if !self.reserved(a) {
                         self.used.insert(a);
                         self.hint = a;
-                        return Ok(Ipv4Addr::from(a));
+                        return Ok(self.addr(a));
                     }
                     a += 1;
                 }
@@ -171,7 +211,7 @@ impl SubnetAlloc {
                     if !self.reserved(a) {
                         self.used.insert(a);
                         self.hint = a;
-                        return Ok(Ipv4Addr::from(a));
+                        return Ok(self.addr(a));
                     }
                     if a == 0 {
                         break;
@@ -183,8 +223,8 @@ impl SubnetAlloc {
         Err(AllocError::Exhausted)
     }
 
-    pub fn free(&mut self, a: Ipv4Addr) {
-        let a = u32::from(a);
+    pub fn free(&mut self, a: IpAddr) {
+        let a = to_u128(a);
         if self.used.remove(&a) {
             if self.from_start {
                 self.hint = self.hint.min(a);
@@ -203,7 +243,7 @@ mod tests {
     #[test]
     fn slash_29_top_down_then_exhausted() {
         let v = json!({"subnet": {"ip_prefix": "10.2.2.0", "ip_prefix_len": 29}});
-        let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into()).unwrap();
+        let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into(), "d:p:n").unwrap();
         assert_eq!(s.gateway_addr().to_string(), "10.2.2.6");
         assert_eq!(s.dns_addr().to_string(), "10.2.2.5");
         let got: Vec<String> = (0..4).map(|_| s.allocate().unwrap().to_string()).collect();
@@ -218,14 +258,14 @@ mod tests {
         let v = json!({"subnet": {"ip_prefix": "10.3.3.0", "ip_prefix_len": 24},
             "default_gateway": "10.3.3.254", "dns_server_address": "10.3.3.253",
             "allocation_pools": [{"start": "10.3.3.100", "end": "10.3.3.110"}], "addr_from_start": true});
-        let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into()).unwrap();
+        let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into(), "d:p:n").unwrap();
         assert_eq!(s.allocate().unwrap().to_string(), "10.3.3.100");
     }
 
     #[test]
     fn requested_addresses() {
         let v = json!({"subnet": {"ip_prefix": "10.1.1.0", "ip_prefix_len": 24}});
-        let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into()).unwrap();
+        let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into(), "d:p:n").unwrap();
         assert_eq!(
             s.reserve("10.1.1.255".parse().unwrap(), false),
             Err(AllocError::InUse)
@@ -245,5 +285,31 @@ mod tests {
             Err(AllocError::InUse)
         );
         assert_eq!(s.allocate().unwrap().to_string(), "10.1.1.252");
+    }
+
+    #[test]
+    fn ipv6_uses_the_ipv4_defaults() {
+        let v = json!({"subnet": {"ip_prefix": "fd00:50::", "ip_prefix_len": 64}});
+        let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into(), "d:p:n").unwrap();
+        assert_eq!(s.gateway_addr().to_string(), "fd00:50::ffff:ffff:ffff:fffe");
+        assert_eq!(s.dns_addr().to_string(), "fd00:50::ffff:ffff:ffff:fffd");
+        assert_eq!(
+            s.allocate().unwrap().to_string(),
+            "fd00:50::ffff:ffff:ffff:fffc"
+        );
+    }
+
+    #[test]
+    fn subnets_too_small_to_allocate_in_are_refused_as_upstream_does() {
+        let v = json!({"subnet": {"ip_prefix": "10.8.1.0", "ip_prefix_len": 31}});
+        let (st, text) = SubnetAlloc::from_ipam_subnet(&v, "u".into(), "d:t3:p2p-31").unwrap_err();
+        assert_eq!(st, 500);
+        assert_eq!(
+            text,
+            "Virtual-Network(d:t3:p2p-31:10.8.1.0/31) has invalid alloc_unit(1) in subnet(10.8.1.0/31) reason: Pool range<=block_alloc_unit"
+        );
+        let v = json!({"subnet": {"ip_prefix": "10.8.3.0", "ip_prefix_len": 30}});
+        let mut s = SubnetAlloc::from_ipam_subnet(&v, "u".into(), "d:p:n").unwrap();
+        assert_eq!(s.allocate(), Err(AllocError::Exhausted));
     }
 }

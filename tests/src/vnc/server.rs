@@ -1,5 +1,5 @@
 //! HTTP front of the VNC stand-in (tiny_http, a few threads): the REST routes of
-//! `vnc-api.md` §4 with plain-text errors, plus fault injection for tests (fail the next N
+//! the real API server with plain-text errors, plus fault injection for tests (fail the next N
 //! requests with a status, delay answers, require an `X-Auth-Token`).
 
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::list::ListQuery;
 use super::store::{Store, TYPES, VncErr};
 
 /// Knobs tests turn while the server runs.
@@ -37,6 +38,22 @@ pub struct VncServer {
     server: Arc<tiny_http::Server>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The listener of `Wire::SplitNagle` (dropped with the server).
+    proxy: Option<std::net::TcpListener>,
+}
+
+/// How the stand-in puts its answers on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wire {
+    /// Each answer in one go, `TCP_NODELAY` on: the stand-in's own processing time only.
+    #[default]
+    Whole,
+    /// As the real API server (gevent under tf-controller's `vnc_cfg_api_server`) does: the
+    /// response head and the body as two writes on a socket without `TCP_NODELAY`. On a reused
+    /// keep-alive connection Nagle then holds the body until the client ACKs the head, which
+    /// the client's delayed ACK postpones by tens of milliseconds (recorded: the head after
+    /// ~11 ms, the body after ~52 ms, from the second request of a connection on).
+    SplitNagle,
 }
 
 /// One port as a vRouter agent would serve it (for the agent stand-in and devstack).
@@ -53,6 +70,11 @@ pub struct PortView {
     pub plen: Option<u8>,
     pub gateway: Option<String>,
     pub dns: Option<String>,
+    /// The IPv6 instance-ip of a dual-stack or IPv6 port, with its subnet's gateway and DNS.
+    pub v6_ip: Option<String>,
+    pub v6_plen: Option<u8>,
+    pub v6_gateway: Option<String>,
+    pub v6_dns: Option<String>,
     /// `annotations.key_value_pair` as (key, value).
     pub annotations: Vec<(String, String)>,
     /// Virtual routers that refer to the VM.
@@ -63,6 +85,23 @@ impl VncServer {
     /// Starts on `127.0.0.1:0` (a random port) with `threads` workers.
     pub fn start() -> anyhow::Result<VncServer> {
         Self::start_on("127.0.0.1:0", 4)
+    }
+
+    /// Starts on `127.0.0.1:0` answering on the wire as `wire` says.
+    pub fn start_wire(wire: Wire) -> anyhow::Result<VncServer> {
+        let mut v = Self::start_on("127.0.0.1:0", 4)?;
+        if wire == Wire::SplitNagle {
+            let inner = v.addr;
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            v.addr = l.local_addr()?;
+            let accept = l.try_clone()?;
+            let stop = v.stop.clone();
+            v.threads.push(std::thread::spawn(move || {
+                split_nagle_proxy(accept, inner, stop)
+            }));
+            v.proxy = Some(l);
+        }
+        Ok(v)
     }
 
     pub fn start_on(bind: &str, threads: usize) -> anyhow::Result<VncServer> {
@@ -105,6 +144,7 @@ impl VncServer {
             server,
             stop,
             threads: hs,
+            proxy: None,
         })
     }
 
@@ -158,27 +198,33 @@ impl VncServer {
         self.store().count(ty)
     }
 
-    /// Every VMI with its VN, MAC, IP (first instance-ip), VM and vrouters: what a vRouter
-    /// agent learns for its ports.
+    /// Every VMI with its VN, MAC, IP (first instance-ip of each family), VM and vrouters:
+    /// what a vRouter agent learns for its ports.
     pub fn ports(&self) -> Vec<PortView> {
         let s = self.store();
         let mut out = Vec::new();
         for vmi in s.list_type("virtual-machine-interface") {
             let vm = vmi.ref_uuids("virtual-machine").first().cloned();
             let vn = vmi.ref_uuids("virtual-network").first().cloned();
-            let iip = s
+            // The first instance-ip of each family, with the subnet its address lies in.
+            let addrs: Vec<std::net::IpAddr> = s
                 .back_refs_of(&vmi.uuid)
                 .into_iter()
                 .filter(|(t, _)| t == "instance-ip")
                 .filter_map(|(_, u)| s.get(&u))
-                .next();
-            let ip = iip
-                .and_then(|i| i.prop_str("instance_ip_address"))
-                .map(str::to_owned);
-            let subnet = iip.and_then(|i| i.prop_str("subnet_uuid")).and_then(|su| {
-                vn.as_ref()
-                    .and_then(|vn| s.vn_subnets(vn).iter().find(|a| a.subnet_uuid == su))
-            });
+                .filter_map(|i| i.prop_str("instance_ip_address")?.parse().ok())
+                .collect();
+            let of_family = |v6: bool| {
+                let a = *addrs.iter().find(|a| a.is_ipv6() == v6)?;
+                let subnet = vn
+                    .as_ref()
+                    .and_then(|vn| s.vn_subnets(vn).iter().find(|x| x.contains(a)));
+                Some((a, subnet))
+            };
+            let (v4, v6) = (of_family(false), of_family(true));
+            let ip = v4.map(|(a, _)| a.to_string());
+            let subnet = v4.and_then(|(_, x)| x);
+            let subnet6 = v6.and_then(|(_, x)| x);
             let annotations = vmi
                 .props
                 .get("annotations")
@@ -227,6 +273,10 @@ impl VncServer {
                 plen: subnet.map(|a| a.net.prefix_len()),
                 gateway: subnet.map(|a| a.gateway_addr().to_string()),
                 dns: subnet.map(|a| a.dns_addr().to_string()),
+                v6_ip: v6.map(|(a, _)| a.to_string()),
+                v6_plen: subnet6.map(|a| a.net.prefix_len()),
+                v6_gateway: subnet6.map(|a| a.gateway_addr().to_string()),
+                v6_dns: subnet6.map(|a| a.dns_addr().to_string()),
                 annotations,
                 vrouters,
             });
@@ -239,8 +289,73 @@ impl Drop for VncServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         self.server.unblock();
+        if let Some(l) = self.proxy.take() {
+            // Wakes the accept loop, which then sees `stop`.
+            let _ = std::net::TcpStream::connect(l.local_addr().expect("proxy address"));
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+    }
+}
+
+/// `Wire::SplitNagle`: accepts on `l` (no `TCP_NODELAY`), relays each connection to the
+/// stand-in at `inner`, and writes every answer back as two writes: head, then body.
+fn split_nagle_proxy(l: std::net::TcpListener, inner: SocketAddr, stop: Arc<AtomicBool>) {
+    for conn in l.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(client) = conn else { continue };
+        let Ok(upstream) = std::net::TcpStream::connect(inner) else {
+            continue;
+        };
+        // The relay's own leg must add no stall of its own.
+        let _ = upstream.set_nodelay(true);
+        let (Ok(mut c_read), Ok(mut u_write)) = (client.try_clone(), upstream.try_clone()) else {
+            continue;
+        };
+        // Requests go through byte for byte.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c_read, &mut u_write);
+            let _ = u_write.shutdown(std::net::Shutdown::Write);
+        });
+        std::thread::spawn(move || {
+            let _ = relay_answers(upstream, client);
+        });
+    }
+}
+
+/// Copies HTTP/1.1 answers (each with a `Content-Length`, as the stand-in always sends) from
+/// `from` to `to`, the head and the body of each as separate writes.
+fn relay_answers(from: std::net::TcpStream, mut to: std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let mut r = std::io::BufReader::new(from);
+    loop {
+        let mut head = Vec::new();
+        loop {
+            let n = r.read_until(b'\n', &mut head)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if head.ends_with(b"\r\n\r\n") {
+                break;
+            }
+        }
+        let len = String::from_utf8_lossy(&head)
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        r.read_exact(&mut body)?;
+        to.write_all(&head)?;
+        if !body.is_empty() {
+            to.write_all(&body)?;
         }
     }
 }
@@ -337,12 +452,36 @@ fn handle(
     };
 }
 
-fn param<'a>(query: &'a str, k: &str) -> Option<&'a str> {
+/// A query parameter, percent-decoded (`+` is a space, as form encoding has it).
+fn param(query: &str, k: &str) -> Option<String> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(a, _)| *a == k)
-        .map(|(_, v)| v)
+        .map(|(_, v)| percent_decode(v))
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn parse(body: &str) -> Result<Value, VncErr> {
@@ -414,6 +553,14 @@ pub fn route(
             let b = parse(body)?;
             s.ref_update(&b).map(|u| json!({"uuid": u}))
         }
+        ("POST", ["list-bulk-collection"]) => {
+            let b = parse(body)?;
+            let ty = b["type"].as_str().unwrap_or("").to_owned();
+            if !TYPES.contains(&ty.as_str()) {
+                return Err(not_found());
+            }
+            super::list::list(&s, &ty, &ListQuery::from_body(&b))
+        }
         ("POST", [coll]) => {
             let ty = coll
                 .strip_suffix('s')
@@ -432,49 +579,7 @@ pub fn route(
                 .strip_suffix('s')
                 .filter(|t| TYPES.contains(t))
                 .ok_or_else(not_found)?;
-            let detail = param(query, "detail").is_some_and(|d| d.eq_ignore_ascii_case("true"));
-            let parents: Option<Vec<&str>> =
-                param(query, "parent_id").map(|p| p.split(',').collect());
-            let backs: Option<Vec<&str>> =
-                param(query, "back_ref_id").map(|p| p.split(',').collect());
-            let uuids: Option<Vec<&str>> =
-                param(query, "obj_uuids").map(|p| p.split(',').collect());
-            let mut items = Vec::new();
-            // Upstream lists in the order of its fq-name index: "<fq:name:str>:<uuid>".
-            let mut objs = s.list_type(ty);
-            objs.sort_by_cached_key(|o| format!("{}:{}", o.fq_name.join(":"), o.uuid));
-            for o in objs {
-                if let Some(ps) = &parents
-                    && !o
-                        .parent
-                        .as_ref()
-                        .is_some_and(|(_, pu)| ps.contains(&pu.as_str()))
-                {
-                    continue;
-                }
-                if let Some(bs) = &backs
-                    && !o
-                        .refs
-                        .values()
-                        .flatten()
-                        .any(|r| bs.contains(&r.to_uuid.as_str()))
-                {
-                    continue;
-                }
-                if let Some(us) = &uuids
-                    && !us.contains(&o.uuid.as_str())
-                {
-                    continue;
-                }
-                if detail {
-                    items.push(json!({ ty: s.render(o, true) }));
-                } else {
-                    items.push(
-                        json!({"href": s.href(ty, &o.uuid), "fq_name": o.fq_name, "uuid": o.uuid}),
-                    );
-                }
-            }
-            Ok(json!({ format!("{ty}s"): items }))
+            super::list::list(&s, ty, &ListQuery::from_params(|k| param(query, k)))
         }
         ("GET", [ty, uuid]) if TYPES.contains(ty) => match s.get(uuid) {
             Some(o) if o.ty == *ty => Ok(json!({ *ty: s.render(o, false) })),

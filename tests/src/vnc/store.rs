@@ -1,9 +1,10 @@
 //! The in-memory object store behind the VNC stand-in: typed objects with fq_name uniqueness,
 //! parents and children, refs and back-refs (delete rules), and the per-network address
-//! allocators. All behaviour and error texts follow `shared/contracts/vnc-api.md`.
+//! allocators. Behaviour and error texts are the real server's, as recorded in
+//! `tests/fixtures/vnc/`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
 
@@ -66,12 +67,20 @@ pub fn parent_type_of(ty: &str) -> Option<&'static str> {
         "domain" => "config-root",
         "project" => "domain",
         "network-ipam"
+        | "application-policy-set"
         | "virtual-network"
         | "virtual-machine-interface"
         | "security-group"
         | "network-policy" => "project",
         "floating-ip-pool" | "routing-instance" => "virtual-network",
         "floating-ip" => "floating-ip-pool",
+        "loadbalancer"
+        | "loadbalancer-listener"
+        | "loadbalancer-healthmonitor"
+        | "loadbalancer-pool" => "project",
+        "loadbalancer-member" => "loadbalancer-pool",
+        "virtual-DNS" => "domain",
+        "virtual-DNS-record" => "virtual-DNS",
         "virtual-router" | "global-vrouter-config" => "global-system-config",
         "global-system-config" => "config-root",
         _ => return None,
@@ -95,6 +104,14 @@ pub const TYPES: &[&str] = &[
     "virtual-router",
     "global-system-config",
     "global-vrouter-config",
+    "application-policy-set",
+    "loadbalancer",
+    "loadbalancer-listener",
+    "loadbalancer-healthmonitor",
+    "loadbalancer-pool",
+    "loadbalancer-member",
+    "virtual-DNS",
+    "virtual-DNS-record",
 ];
 
 #[derive(Debug, Clone)]
@@ -116,6 +133,8 @@ pub struct Obj {
     pub refs: BTreeMap<String, Vec<Ref>>,
     pub created: String,
     seq: u64,
+    /// Made at boot by the server itself: such objects carry no `display_name`.
+    boot: bool,
 }
 
 impl Obj {
@@ -141,10 +160,14 @@ pub struct Store {
     by_type: HashMap<String, BTreeMap<u64, String>>,
     children: HashMap<String, BTreeSet<(String, String)>>,
     back_refs: HashMap<String, BTreeSet<(String, String)>>,
-    /// VN uuid -> subnets with allocation state.
+    /// VN uuid (flat-subnet IPAM uuid) -> subnets with allocation state.
     allocs: HashMap<String, Vec<SubnetAlloc>>,
+    /// VN uuid -> (its flat-subnet IPAM's uuid, the per-VN `subnet_uuid` the server made):
+    /// every VN on one flat IPAM draws from the IPAM's allocation space.
+    flat: HashMap<String, (String, String)>,
     vn_ids: BTreeSet<u64>,
-    next_sg_id: u64,
+    /// `security_group_id`s in use; a new SG gets the lowest free one from 8000002.
+    sg_ids: BTreeSet<u64>,
     seq: u64,
 }
 
@@ -172,8 +195,9 @@ impl Store {
             children: HashMap::new(),
             back_refs: HashMap::new(),
             allocs: HashMap::new(),
+            flat: HashMap::new(),
             vn_ids: BTreeSet::new(),
-            next_sg_id: 8_000_002,
+            sg_ids: BTreeSet::new(),
             seq: 0,
         };
         let boot = [
@@ -194,17 +218,37 @@ impl Store {
         for (ty, body) in boot {
             s.create(ty, body).expect("boot object");
         }
+        // ip-fabric is network id 2 and a provider network, as recorded.
         for vn in [
-            "__link_local__",
-            "dci-network",
             "default-virtual-network",
             "ip-fabric",
+            "__link_local__",
+            "dci-network",
         ] {
-            s.create(
-                "virtual-network",
-                json!({"fq_name": ["default-domain", "default-project", vn]}),
-            )
-            .expect("boot vn");
+            let mut body = json!({"fq_name": ["default-domain", "default-project", vn]});
+            if vn == "ip-fabric" {
+                body = json!({"fq_name": ["default-domain", "default-project", vn],
+                    "is_provider_network": true, "mac_ip_learning_enable": false,
+                    "virtual_network_category": "tenant", "mac_learning_enabled": false,
+                    "fabric_snat": false, "pbb_evpn_enable": false, "port_security_enabled": true,
+                    "layer2_control_word": false, "igmp_enable": false,
+                    "flood_unknown_unicast": false, "mac_aging_time": 300, "pbb_etree_enable": false});
+            }
+            let u = s.create("virtual-network", body).expect("boot vn");
+            if vn == "ip-fabric" {
+                s.create(
+                    "routing-instance",
+                    json!({"fq_name": ["default-domain", "default-project", vn, "__default__"], "parent_type": "virtual-network"}),
+                )
+                .expect("boot ri");
+            }
+            let _ = u;
+        }
+        let boot: Vec<String> = s.objs.keys().cloned().collect();
+        for u in boot {
+            if let Some(o) = s.objs.get_mut(&u) {
+                o.boot = true;
+            }
         }
         s
     }
@@ -215,6 +259,14 @@ impl Store {
 
     pub fn get(&self, uuid: &str) -> Option<&Obj> {
         self.objs.get(uuid)
+    }
+
+    /// The uuid of the object of any type with this fq_name (`parent_fq_name_str`).
+    pub fn uuid_of_any(&self, fq: &[String]) -> Option<String> {
+        self.fq
+            .iter()
+            .find(|((_, f), _)| f.as_slice() == fq)
+            .map(|(_, u)| u.clone())
     }
 
     pub fn uuid_of(&self, ty: &str, fq: &[String]) -> Option<String> {
@@ -240,8 +292,20 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The subnets a VN allocates from (its flat-subnet IPAM's for a VN on one).
     pub fn vn_subnets(&self, vn_uuid: &str) -> &[SubnetAlloc] {
-        self.allocs.get(vn_uuid).map(Vec::as_slice).unwrap_or(&[])
+        self.allocs
+            .get(self.alloc_key(vn_uuid))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Where a VN's allocation state lives: the VN, or its flat-subnet IPAM.
+    fn alloc_key<'a>(&'a self, vn_uuid: &'a str) -> &'a str {
+        self.flat
+            .get(vn_uuid)
+            .map(|(ipam, _)| ipam.as_str())
+            .unwrap_or(vn_uuid)
     }
 
     /// Resolves the refs of a body (`<type>_refs: [{to, attr, uuid?}]`).
@@ -338,12 +402,80 @@ impl Store {
                 let pfq = fq_name[..fq_name.len() - 1].to_vec();
                 match self.uuid_of(&pty, &pfq) {
                     Some(pu) => Some((pty, pu)),
+                    // Upstream checks a domain parent before the generic name lookup.
+                    None if pty == "domain" => {
+                        return Err(err(
+                            400,
+                            format!("Parent {} type domain does not exist", py_list(&pfq)),
+                        ));
+                    }
                     None => return Err(err(404, format!("Name{} not found", py_list(&pfq)))),
                 }
             }
             Some(_) => return Err(err(400, "Bad Request: fq_name lacks a parent")),
             None => None,
         };
+        match ty {
+            "virtual-DNS" => {
+                if fq_name.last().is_some_and(|n| n.contains('_')) {
+                    return Err(err(
+                        403,
+                        "Special characters are not allowed in Virtual DNS server name",
+                    ));
+                }
+                for k in ["record_order", "default_ttl_seconds"] {
+                    if body
+                        .get("virtual_DNS_data")
+                        .and_then(|d| d.get(k))
+                        .is_none()
+                    {
+                        return Err(err(500, format!("KeyError: '{k}'")));
+                    }
+                }
+            }
+            "virtual-DNS-record" => {
+                let d = body.get("virtual_DNS_record_data").unwrap_or(&Value::Null);
+                if d["record_type"] == "A"
+                    && d["record_data"]
+                        .as_str()
+                        .is_none_or(|a| a.parse::<std::net::Ipv4Addr>().is_err())
+                {
+                    return Err(err(403, "Invalid IP address"));
+                }
+            }
+            "network-policy" => {
+                for r in body["network_policy_entries"]["policy_rule"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let p = r["protocol"].as_str().unwrap_or("any");
+                    let known = matches!(p, "any" | "icmp" | "tcp" | "udp" | "icmp6")
+                        || p.parse::<u8>().is_ok();
+                    if !known {
+                        return Err(err(400, format!("Rule with invalid protocol : {p}")));
+                    }
+                }
+            }
+            _ => {}
+        }
+        // A VMI's network is read by the uuid the client sent (when it sent one): a deleted
+        // network's uuid is 404 even when `to` names a network that exists again. Other refs
+        // are re-resolved by `to`.
+        if ty == "virtual-machine-interface" {
+            for r in body
+                .get("virtual_network_refs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(u) = r.get("uuid").and_then(Value::as_str)
+                    && !self.objs.contains_key(u)
+                {
+                    return Err(err(404, format!("Unknown id: {u}")));
+                }
+            }
+        }
         let refs = match self.resolve_refs(&body) {
             Ok(r) => r,
             Err(_) => {
@@ -398,12 +530,31 @@ impl Store {
             refs,
             created: now_str(),
             seq: 0,
+            boot: false,
         };
         let mut post: Vec<(String, Value)> = Vec::new();
         let mut new_allocs: Option<Vec<SubnetAlloc>> = None;
+        let mut new_flat: Option<(String, String)> = None;
         match ty {
+            "network-ipam" => new_allocs = Some(self.ipam_prepare(&mut obj)?),
             "virtual-network" => {
-                let subnets = self.vn_prepare(&mut obj)?;
+                // A VN may refer only to a provider VN (ip-fabric forwarding).
+                let targets = obj.ref_uuids("virtual-network");
+                if targets.iter().any(|t| {
+                    self.objs
+                        .get(t)
+                        .is_none_or(|o| o.props.get("is_provider_network") != Some(&json!(true)))
+                }) {
+                    return Err(err(
+                        400,
+                        format!(
+                            "Non Provider VN ({uuid}) can connect only to one provider VN but not ({})",
+                            py_list(&targets)
+                        ),
+                    ));
+                }
+                let (subnets, flat) = self.vn_prepare(&mut obj)?;
+                new_flat = flat;
                 let id = (1..).find(|i| !self.vn_ids.contains(i)).unwrap_or(1);
                 obj.props
                     .insert("virtual_network_network_id".into(), json!(id));
@@ -455,10 +606,24 @@ impl Store {
             }
             "instance-ip" => self.iip_allocate(&mut obj, &vmi_refs_uuid)?,
             "floating-ip" => self.fip_allocate(&mut obj)?,
+            "network-policy" => {
+                if let Some(rules) = obj
+                    .props
+                    .get_mut("network_policy_entries")
+                    .and_then(|e| e.get_mut("policy_rule"))
+                    .and_then(Value::as_array_mut)
+                {
+                    for r in rules {
+                        if let Some(m) = r.as_object_mut() {
+                            m.entry("rule_uuid")
+                                .or_insert(json!(uuid::Uuid::new_v4().to_string()));
+                        }
+                    }
+                }
+            }
             "security-group" => {
                 obj.props
-                    .insert("security_group_id".into(), json!(self.next_sg_id));
-                self.next_sg_id += 1;
+                    .insert("security_group_id".into(), json!(self.next_sg_id()));
                 if let Some(rules) = obj
                     .props
                     .get_mut("security_group_entries")
@@ -490,13 +655,48 @@ impl Store {
             .or_default()
             .insert(obj.seq, uuid.clone());
         self.objs.insert(uuid.clone(), obj);
-        if let Some(a) = new_allocs {
+        if let Some(a) = new_allocs
+            && !a.is_empty()
+        {
             self.allocs.insert(uuid.clone(), a);
+        }
+        if let Some(f) = new_flat {
+            self.flat.insert(uuid.clone(), f);
         }
         for (cty, cbody) in post {
             self.create(&cty, cbody)?;
         }
+        if ty == "project" {
+            // Every project gets a default application-policy-set child, and a ref to it.
+            let mut aps_fq = self.objs[&uuid].fq_name.clone();
+            aps_fq.push("default-application-policy-set".into());
+            let aps = self.create(
+                "application-policy-set",
+                json!({"fq_name": aps_fq, "parent_type": "project"}),
+            )?;
+            if let Some(o) = self.objs.get_mut(&uuid) {
+                o.refs
+                    .entry("application-policy-set".into())
+                    .or_default()
+                    .push(Ref {
+                        to_uuid: aps.clone(),
+                        attr: Value::Null,
+                    });
+            }
+            self.back_refs
+                .entry(aps)
+                .or_default()
+                .insert((ty.to_owned(), uuid.clone()));
+        }
         Ok(uuid)
+    }
+
+    fn next_sg_id(&mut self) -> u64 {
+        let id = (8_000_002..)
+            .find(|i| !self.sg_ids.contains(i))
+            .unwrap_or(8_000_002);
+        self.sg_ids.insert(id);
+        id
     }
 
     fn children_of(&self, uuid: &str, cty: &str) -> Vec<String> {
@@ -511,10 +711,67 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Validates and fills the VN's `network_ipam_refs[].attr.ipam_subnets`.
-    fn vn_prepare(&self, obj: &mut Obj) -> Result<Vec<SubnetAlloc>, VncErr> {
+    /// A flat-subnet IPAM (`ipam_subnet_method: flat-subnet`) holds its subnets itself
+    /// (`ipam_subnets.subnets`): the server fills each one's gateway and DNS address, but gives
+    /// it no `subnet_uuid`.
+    fn ipam_prepare(&self, obj: &mut Obj) -> Result<Vec<SubnetAlloc>, VncErr> {
+        if obj.prop_str("ipam_subnet_method") != Some("flat-subnet") {
+            return Ok(Vec::new());
+        }
+        let owner = obj.fq_name.join(":");
+        let mut allocs = Vec::new();
+        for s in obj
+            .props
+            .get_mut("ipam_subnets")
+            .and_then(|v| v.get_mut("subnets"))
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let a = SubnetAlloc::from_ipam_subnet(s, String::new(), &owner)
+                .map_err(|(st, t)| err(st, t))?;
+            if let Some(m) = s.as_object_mut() {
+                m.entry("default_gateway")
+                    .or_insert(json!(a.gateway_addr().to_string()));
+                m.entry("dns_server_address")
+                    .or_insert(json!(a.dns_addr().to_string()));
+            }
+            allocs.push(a);
+        }
+        Ok(allocs)
+    }
+
+    /// Validates and fills the VN's `network_ipam_refs[].attr.ipam_subnets`. A ref to a
+    /// flat-subnet IPAM gets `[{"subnet_uuid": <new>}]` (whatever the client sent) and needs
+    /// `virtual_network_properties.forwarding_mode: l3`; the VN then allocates from the IPAM.
+    #[allow(clippy::type_complexity)]
+    fn vn_prepare(
+        &self,
+        obj: &mut Obj,
+    ) -> Result<(Vec<SubnetAlloc>, Option<(String, String)>), VncErr> {
+        let owner = obj.fq_name.join(":");
+        let l3 = obj
+            .props
+            .get("virtual_network_properties")
+            .and_then(|p| p.get("forwarding_mode"))
+            .and_then(Value::as_str)
+            == Some("l3");
         let mut allocs: Vec<SubnetAlloc> = Vec::new();
+        let mut flat = None;
         for r in obj.refs.get_mut("network-ipam").into_iter().flatten() {
+            let is_flat = self
+                .objs
+                .get(&r.to_uuid)
+                .is_some_and(|i| i.prop_str("ipam_subnet_method") == Some("flat-subnet"));
+            if is_flat {
+                if !l3 {
+                    return Err(err(400, "flat-subnet is allowed only with l3 network"));
+                }
+                let su = uuid::Uuid::new_v4().to_string();
+                r.attr = json!({"ipam_subnets": [{"subnet_uuid": su}]});
+                flat = Some((r.to_uuid.clone(), su));
+                continue;
+            }
             let Some(subs) = r.attr.get_mut("ipam_subnets").and_then(Value::as_array_mut) else {
                 continue;
             };
@@ -524,8 +781,8 @@ impl Store {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                let a =
-                    SubnetAlloc::from_ipam_subnet(s, su.clone()).map_err(|(st, t)| err(st, t))?;
+                let a = SubnetAlloc::from_ipam_subnet(s, su.clone(), &owner)
+                    .map_err(|(st, t)| err(st, t))?;
                 for other in &allocs {
                     if other.net.contains(&a.net.network()) || a.net.contains(&other.net.network())
                     {
@@ -548,7 +805,7 @@ impl Store {
                 allocs.push(a);
             }
         }
-        Ok(allocs)
+        Ok((allocs, flat))
     }
 
     fn exhausted(&self, vn_uuid: &str) -> VncErr {
@@ -568,9 +825,12 @@ impl Store {
         let Some(vn) = obj.ref_uuids("virtual-network").first().cloned() else {
             return Err(err(400, "can only join an iterable"));
         };
+        let family = obj.prop_str("instance_ip_family").map(str::to_owned);
         let (addr, su) = self.take_address(
             &vn,
             obj.prop_str("instance_ip_address").map(str::to_owned),
+            family.as_deref(),
+            false,
             || {
                 // The gateway check upstream needs the VMI ref uuids, and it is only reached
                 // when a VMI with a VM ref is attached.
@@ -591,21 +851,36 @@ impl Store {
             .and_then(|p| p.parent.as_ref())
             .map(|p| p.1.clone())
             .unwrap_or_default();
-        let (addr, _) = self.take_address(
-            &vn,
-            obj.prop_str("floating_ip_address").map(str::to_owned),
-            || None,
-            &[],
-        )?;
+        // The floating-ip path raises the allocator's "exhausted" as a 500 (an address outside
+        // the pool's network, or no address left), where an instance-ip gets 400.
+        let (addr, _) = self
+            .take_address(
+                &vn,
+                obj.prop_str("floating_ip_address").map(str::to_owned),
+                None,
+                true,
+                || None,
+                &[],
+            )
+            .map_err(|e| {
+                if e.text.ends_with("has exhausted subnet([])") {
+                    err(500, e.text)
+                } else {
+                    e
+                }
+            })?;
         obj.props.insert("floating_ip_address".into(), json!(addr));
         Ok(())
     }
 
     /// `gateway_check`: None = no VM port (gateway may be taken); Some(has_uuid) = VM port.
+    /// `family`: `instance_ip_family` when the client sent one ("v4"/"v6").
     fn take_address(
         &mut self,
         vn: &str,
         requested: Option<String>,
+        family: Option<&str>,
+        fip: bool,
         gateway_check: impl Fn() -> Option<bool>,
         vmis: &[String],
     ) -> Result<(String, String), VncErr> {
@@ -615,12 +890,35 @@ impl Store {
                 .is_some_and(|o| o.refs.get("virtual-machine").is_some_and(|r| !r.is_empty()))
         });
         let exhausted = self.exhausted(vn);
-        let subs = self.allocs.entry(vn.to_owned()).or_default();
+        let flat_su = self.flat.get(vn).map(|(_, su)| su.clone());
+        let no_subnets = {
+            let fq = self
+                .objs
+                .get(vn)
+                .map(|o| o.fq_name.clone())
+                .unwrap_or_default();
+            err(
+                400,
+                format!("Virtual-Network({}) has no defined subnets", py_list(&fq)),
+            )
+        };
+        let key = self.alloc_key(vn).to_owned();
+        let subs = self.allocs.entry(key).or_default();
+        let of_family = |s: &SubnetAlloc| match family {
+            Some("v4") => !s.is_v6(),
+            Some("v6") => s.is_v6(),
+            _ => true,
+        };
+        let su_of = |s: &SubnetAlloc| flat_su.clone().unwrap_or_else(|| s.subnet_uuid.clone());
         match requested {
             Some(r) => {
-                let a: Ipv4Addr = r.parse().map_err(|_| err(500, "</pre>"))?;
-                let Some(s) = subs.iter_mut().find(|s| s.contains(a)) else {
-                    return Err(exhausted);
+                let a: IpAddr = r.parse().map_err(|_| err(500, "</pre>"))?;
+                let Some(s) = subs.iter_mut().find(|s| s.contains(a) && of_family(s)) else {
+                    return Err(if flat_su.is_some() {
+                        no_subnets
+                    } else {
+                        exhausted
+                    });
                 };
                 if a == s.gateway_addr() && vm_port {
                     return Err(match gateway_check() {
@@ -628,15 +926,16 @@ impl Store {
                         _ => err(400, "Gateway IP cannot be used by VM port"),
                     });
                 }
-                match s.reserve(a, true) {
-                    Ok(()) => Ok((r, s.subnet_uuid.clone())),
+                // The gateway is free to take only for an instance-ip without a VM port.
+                match s.reserve(a, !fip) {
+                    Ok(()) => Ok((r, su_of(s))),
                     Err(_) => Err(err(409, "IP address already in use")),
                 }
             }
             None => {
-                for s in subs.iter_mut() {
+                for s in subs.iter_mut().filter(|s| of_family(s)) {
                     if let Ok(a) = s.allocate() {
-                        return Ok((a.to_string(), s.subnet_uuid.clone()));
+                        return Ok((a.to_string(), su_of(s)));
                     }
                 }
                 Err(exhausted)
@@ -662,8 +961,9 @@ impl Store {
             }
             _ => return,
         };
-        if let (Some(vn), Some(Ok(a))) = (vn, addr.map(str::parse::<Ipv4Addr>)) {
-            for s in self.allocs.get_mut(&vn).into_iter().flatten() {
+        if let (Some(vn), Some(Ok(a))) = (vn, addr.map(str::parse::<IpAddr>)) {
+            let key = self.alloc_key(&vn).to_owned();
+            for s in self.allocs.get_mut(&key).into_iter().flatten() {
                 if s.contains(a) {
                     s.free(a);
                 }
@@ -682,7 +982,7 @@ impl Store {
             .get(uuid)
             .map(|s| {
                 s.iter()
-                    .filter(|(t, _)| t != "routing-instance")
+                    .filter(|(t, _)| t != "routing-instance" && t != "application-policy-set")
                     .map(|(t, u)| self.href(t, u))
                     .collect()
             })
@@ -711,6 +1011,31 @@ impl Store {
                     py_list(&referrers)
                 ),
             ));
+        }
+        if ty == "virtual-DNS" {
+            let me = self.objs[uuid].fq_name.join(":");
+            let forwarded = self.list_type("virtual-DNS").iter().any(|o| {
+                o.uuid != uuid
+                    && o.props
+                        .get("virtual_DNS_data")
+                        .and_then(|d| d.get("next_virtual_DNS"))
+                        .and_then(Value::as_str)
+                        == Some(me.as_str())
+            });
+            if forwarded {
+                return Err(err(
+                    403,
+                    "Virtual DNS server is referred by other virtual DNS servers",
+                ));
+            }
+        }
+        // A project's default application-policy-set goes with it.
+        for aps in self.children_of(uuid, "application-policy-set") {
+            if let Some(o) = self.objs.get_mut(uuid) {
+                o.refs.remove("application-policy-set");
+            }
+            self.back_refs.remove(&aps);
+            self.remove(&aps);
         }
         for ri in self.children_of(uuid, "routing-instance") {
             // A VN's routing instance goes with it; VMIs that still point at it block the VN
@@ -745,8 +1070,16 @@ impl Store {
         if let Some(m) = self.by_type.get_mut(&obj.ty) {
             m.remove(&obj.seq);
         }
-        if obj.ty == "virtual-network" {
+        if obj.ty == "network-ipam" {
             self.allocs.remove(uuid);
+        }
+        if let Some(id) = obj.props.get("security_group_id").and_then(Value::as_u64) {
+            self.sg_ids.remove(&id);
+        }
+        if obj.ty == "virtual-network" {
+            if self.flat.remove(uuid).is_none() {
+                self.allocs.remove(uuid);
+            }
             if let Some(id) = obj
                 .props
                 .get("virtual_network_network_id")
@@ -821,6 +1154,8 @@ impl Store {
         };
         match self.objs.get(&ruuid) {
             Some(o) if o.ty == rty => {}
+            // Removing a ref that is not there is accepted as done.
+            _ if op == "DELETE" => return Ok(uuid.to_owned()),
             _ => return Err(err(404, format!("Unknown id: {ruuid}"))),
         }
         let attr = body.get("attr").cloned().unwrap_or(Value::Null);
@@ -867,7 +1202,7 @@ impl Store {
         let mut m = Map::new();
         m.insert("uuid".into(), json!(o.uuid));
         m.insert("name".into(), json!(o.name()));
-        if !o.props.contains_key("display_name") {
+        if !o.props.contains_key("display_name") && !o.boot {
             m.insert("display_name".into(), json!(o.name()));
         }
         if let Some((pt, _)) = &o.parent {
@@ -886,7 +1221,11 @@ impl Store {
         }
         if !detail {
             let mut kids: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-            for (cty, cu) in self.children.get(&o.uuid).into_iter().flatten() {
+            // Children in creation order, as upstream lists them.
+            let mut children: Vec<&(String, String)> =
+                self.children.get(&o.uuid).into_iter().flatten().collect();
+            children.sort_by_key(|(_, cu)| self.objs.get(cu).map(|c| c.seq));
+            for (cty, cu) in children {
                 if let Some(c) = self.objs.get(cu) {
                     kids.entry(format!("{}s", us(cty)))
                         .or_default()

@@ -1,0 +1,248 @@
+//! `GET /<type>s` and `POST /list-bulk-collection` of the VNC stand-in, as the real API server
+//! answers them (recorded in `tests/fixtures/vnc/vnc-transcript-3.json`, scenario 7):
+//!
+//! - scopes `parent_id` / `parent_fq_name_str`, `obj_uuids`, `fq_names`, `back_ref_id` are
+//!   all applied together; unknown uuids and names are skipped, an unknown parent gives `[]`;
+//!   `fq_name_str` is not a scope;
+//! - paging is on only when `page_marker` is given (`None` starts): a scoped list pages in uuid
+//!   order with the last uuid as `marker`, an unscoped one walks the type's fq-name index with
+//!   `"<fq:name>:<uuid>"` markers; the marker is null on the last page; `page_limit` alone is
+//!   ignored, its default is 256; without paging a scoped list is in creation order;
+//! - `count=true` answers `{"<type>s": {"count": n}}` (the page's count when paging);
+//! - `detail=True` wraps full objects (props and refs, no children or back-refs) and ignores
+//!   `fields`; otherwise `fields` adds props, refs, children and back-refs to the short entries
+//!   (their items without `href`), and `exclude_hrefs` drops `href`;
+//! - `filters=k==v[,k2==v2]` match top-level properties, `v` JSON-decoded when it can be.
+
+use serde_json::{Map, Value, json};
+
+use super::store::{Obj, Store, VncErr};
+
+/// Upstream's `paginate_count` default.
+const DEFAULT_PAGE: usize = 256;
+
+/// The options of one list request.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub parent_ids: Option<Vec<String>>,
+    pub parent_fq_name: Option<Vec<String>>,
+    pub back_ref_ids: Option<Vec<String>>,
+    pub obj_uuids: Option<Vec<String>>,
+    pub fq_names: Option<Vec<Vec<String>>>,
+    pub filters: Option<String>,
+    pub fields: Vec<String>,
+    pub detail: bool,
+    pub count: bool,
+    pub exclude_hrefs: bool,
+    pub page_marker: Option<String>,
+    pub page_limit: Option<String>,
+}
+
+fn csv(v: &str) -> Vec<String> {
+    v.split(',')
+        .filter(|x| !x.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn truthy(v: &str) -> bool {
+    v.eq_ignore_ascii_case("true")
+}
+
+impl ListQuery {
+    /// From query parameters (already percent-decoded) by name.
+    pub fn from_params(get: impl Fn(&str) -> Option<String>) -> ListQuery {
+        ListQuery {
+            parent_ids: get("parent_id").map(|v| csv(&v)),
+            parent_fq_name: get("parent_fq_name_str")
+                .map(|v| v.split(':').map(str::to_owned).collect()),
+            back_ref_ids: get("back_ref_id").map(|v| csv(&v)),
+            obj_uuids: get("obj_uuids").map(|v| csv(&v)),
+            fq_names: get("fq_names").map(|v| {
+                csv(&v)
+                    .iter()
+                    .map(|f| f.split(':').map(str::to_owned).collect())
+                    .collect()
+            }),
+            filters: get("filters"),
+            fields: get("fields").map(|v| csv(&v)).unwrap_or_default(),
+            detail: get("detail").is_some_and(|v| truthy(&v)),
+            count: get("count").is_some_and(|v| truthy(&v)),
+            exclude_hrefs: get("exclude_hrefs").is_some_and(|v| truthy(&v)),
+            page_marker: get("page_marker"),
+            page_limit: get("page_limit"),
+        }
+    }
+
+    /// From a `POST /list-bulk-collection` body (the same options, JSON-typed).
+    pub fn from_body(b: &Value) -> ListQuery {
+        ListQuery::from_params(|k| match b.get(k)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(a) => Some(
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_owned).unwrap_or(x.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        })
+    }
+
+    fn scoped(&self) -> bool {
+        self.parent_ids.is_some()
+            || self.parent_fq_name.is_some()
+            || self.back_ref_ids.is_some()
+            || self.obj_uuids.is_some()
+            || self.fq_names.is_some()
+    }
+}
+
+fn bad(text: String) -> VncErr {
+    VncErr { status: 400, text }
+}
+
+/// `filters`: (key, wanted value) pairs.
+fn parse_filters(f: &str) -> Result<Vec<(String, Value)>, VncErr> {
+    csv(f)
+        .into_iter()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once("==")
+                .ok_or_else(|| bad(format!("Invalid filter {kv}")))?;
+            let v = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()));
+            Ok((k.to_owned(), v))
+        })
+        .collect()
+}
+
+/// The list answer.
+pub fn list(s: &Store, ty: &str, q: &ListQuery) -> Result<Value, VncErr> {
+    let coll = format!("{ty}s");
+    let filters = q.filters.as_deref().map(parse_filters).transpose()?;
+    let paging = q.page_marker.is_some();
+    let limit = match (&q.page_limit, paging) {
+        (Some(l), true) => match l.parse::<i64>() {
+            Ok(n) if n > 0 => n as usize,
+            _ => {
+                return Err(bad(format!(
+                    "Invalid page_limit {l}: page_limit has to be greater than zero"
+                )));
+            }
+        },
+        _ => DEFAULT_PAGE,
+    };
+    let parents: Option<Vec<String>> = match (&q.parent_ids, &q.parent_fq_name) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(fq)) => Some(s.uuid_of_any(fq).into_iter().collect::<Vec<String>>()),
+        (None, None) => None,
+    };
+    let fq_uuids: Option<Vec<String>> = q
+        .fq_names
+        .as_ref()
+        .map(|names| names.iter().filter_map(|fq| s.uuid_of(ty, fq)).collect());
+    let mut objs: Vec<&Obj> = s
+        .list_type(ty)
+        .into_iter()
+        .filter(|o| {
+            parents
+                .as_ref()
+                .is_none_or(|ps| o.parent.as_ref().is_some_and(|(_, pu)| ps.contains(pu)))
+        })
+        .filter(|o| {
+            q.back_ref_ids
+                .as_ref()
+                .is_none_or(|bs| o.refs.values().flatten().any(|r| bs.contains(&r.to_uuid)))
+        })
+        .filter(|o| q.obj_uuids.as_ref().is_none_or(|us| us.contains(&o.uuid)))
+        .filter(|o| fq_uuids.as_ref().is_none_or(|us| us.contains(&o.uuid)))
+        .collect();
+    if let Some(fs) = &filters {
+        objs.retain(|o| {
+            let r = s.render(o, true);
+            fs.iter().all(|(k, v)| r.get(k) == Some(v))
+        });
+    }
+    let index_key = |o: &Obj| format!("{}:{}", o.fq_name.join(":"), o.uuid);
+    let mut marker = None;
+    if paging {
+        let start = q.page_marker.as_deref().filter(|m| *m != "None");
+        if q.scoped() {
+            objs.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+            if let Some(m) = start {
+                if uuid::Uuid::parse_str(m).is_err() {
+                    return Err(bad(format!(
+                        "Invalid page_marker {m}: badly formed hexadecimal UUID string"
+                    )));
+                }
+                objs.retain(|o| o.uuid.as_str() > m);
+            }
+        } else {
+            objs.sort_by_cached_key(|o| index_key(o));
+            if let Some(m) = start {
+                objs.retain(|o| index_key(o).as_str() > m);
+            }
+        }
+        let more = objs.len() > limit;
+        objs.truncate(limit);
+        marker = Some(match (more, objs.last()) {
+            (true, Some(o)) if q.scoped() => Value::String(o.uuid.clone()),
+            (true, Some(o)) => Value::String(index_key(o)),
+            _ => Value::Null,
+        });
+    } else if !q.scoped() {
+        // Upstream lists in the order of its fq-name index.
+        objs.sort_by_cached_key(|o| index_key(o));
+    } else if let (Some(us), None, None) = (&q.obj_uuids, &parents, &q.back_ref_ids) {
+        // obj_uuids alone: in the order asked for.
+        objs.sort_by_key(|o| us.iter().position(|u| *u == o.uuid));
+    }
+    let body = if q.count {
+        json!({"count": objs.len()})
+    } else {
+        Value::Array(objs.iter().map(|o| entry(s, ty, o, q)).collect())
+    };
+    let mut out = Map::new();
+    out.insert(coll, body);
+    if let Some(m) = marker {
+        out.insert("marker".into(), m);
+    }
+    Ok(Value::Object(out))
+}
+
+/// One list entry: the wrapped object (detail) or the short form with the asked-for fields.
+fn entry(s: &Store, ty: &str, o: &Obj, q: &ListQuery) -> Value {
+    if q.detail {
+        return json!({ ty: s.render(o, true) });
+    }
+    let mut m = Map::new();
+    m.insert("fq_name".into(), json!(o.fq_name));
+    m.insert("uuid".into(), json!(o.uuid));
+    if !q.exclude_hrefs {
+        m.insert("href".into(), json!(s.href(ty, &o.uuid)));
+    }
+    if !q.fields.is_empty() {
+        let full = s.render(o, false);
+        for f in &q.fields {
+            let Some(v) = full.get(f) else { continue };
+            // Ref, child and back-ref items come without href here.
+            let v = match v {
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .map(|i| {
+                            let mut i = i.clone();
+                            if let Some(im) = i.as_object_mut() {
+                                im.remove("href");
+                            }
+                            i
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+            m.insert(f.clone(), v);
+        }
+    }
+    Value::Object(m)
+}
