@@ -61,6 +61,95 @@ pub struct ContrailRequest {
     pub other: Vec<Label>,
 }
 
+/// Why a [`ContrailRequest`] cannot be used: the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+fn fq_ok(parts: &[String], allowed: &[usize]) -> bool {
+    allowed.contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && !p.contains(':') && !p.chars().any(char::is_control))
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && !s.contains(':') && !s.chars().any(char::is_control)
+}
+
+impl ContrailRequest {
+    /// The one check of the vocabulary, for the CNI host (on a plugin's answer) and the
+    /// manager (on a request it receives): fq-names of the right length with non-empty parts,
+    /// CIDRs without host bits, addresses that parse, names without `:`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let err = |field, reason: String| Err(ValidationError { field, reason });
+        for (field, v) in [("domain", &self.domain), ("project", &self.project)] {
+            if let Some(v) = v
+                && !name_ok(v)
+            {
+                return err(field, format!("{v:?} is not a name"));
+            }
+        }
+        if let Some(n) = &self.network
+            && !fq_ok(n, &[1, 3])
+        {
+            return err(
+                "network",
+                format!("fq-name {n:?} must have 1 or 3 non-empty parts"),
+            );
+        }
+        for s in &self.subnets {
+            let net: ipnet::IpNet = match s.parse() {
+                Ok(n) => n,
+                Err(_) => return err("subnets", format!("{s:?} is not a CIDR")),
+            };
+            if net.trunc() != net {
+                return err("subnets", format!("{s:?} has host bits set"));
+            }
+        }
+        if let Some(ip) = &self.ip
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return err("ip", format!("network-ip {ip:?} is not an IP address"));
+        }
+        for f in &self.floating_ips {
+            if !fq_ok(&f.pool, &[4]) {
+                return err(
+                    "floating-ips",
+                    format!("pool {:?} must have 4 non-empty parts", f.pool),
+                );
+            }
+            if let Some(a) = &f.address
+                && a.parse::<std::net::IpAddr>().is_err()
+            {
+                return err(
+                    "floating-ips",
+                    format!("address {a:?} is not an IP address"),
+                );
+            }
+        }
+        for sg in &self.security_groups {
+            if !fq_ok(sg, &[1, 3]) {
+                return err(
+                    "security-groups",
+                    format!("fq-name {sg:?} must have 1 or 3 non-empty parts"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The node the container runs on: the vRouter is found by `ip` first, then by `name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

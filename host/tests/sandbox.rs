@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use contrail_cni_host::cni::config::WasmSettings;
 use contrail_cni_host::cni::{CniError, Command};
+use contrail_cni_host::contrail::plugin::ipam_config;
 use contrail_cni_host::wasm::{InvocationRecord, Plugins, VrouterPort};
 use contrail_integration::paths::wasm_plugin;
 
@@ -56,9 +57,14 @@ impl Sandbox {
         v
     }
 
-    /// Nothing but complete `.cwasm` entries in the cache, nothing new in the plugin dir.
+    /// Nothing but complete `.cwasm` entries (and their compile locks) in the cache, nothing
+    /// new in the plugin dir.
     fn assert_clean(&self, expected_entries: usize) {
-        let entries = self.cache_entries();
+        let entries: Vec<PathBuf> = self
+            .cache_entries()
+            .into_iter()
+            .filter(|e| e.extension().is_none_or(|x| x != "lock"))
+            .collect();
         assert_eq!(entries.len(), expected_entries, "cache: {entries:?}");
         for e in &entries {
             let name = e.file_name().unwrap().to_str().unwrap();
@@ -109,7 +115,9 @@ fn call(
     Duration,
 ) {
     let t = Instant::now();
-    let r = p.ipam_configure(&record(mode), &port(), true);
+    let r = p
+        .ipam_configure(&record(mode), &port(), true)
+        .and_then(|a| ipam_config(a, p.settings()));
     (r, t.elapsed())
 }
 
@@ -180,13 +188,74 @@ fn garbage_answers_are_malformed() {
 }
 
 #[test]
-fn error_code_zero_becomes_999_as_the_wit_promises() {
+fn error_codes_a_plugin_may_not_use_become_299() {
     let s = Sandbox::new();
-    let (r, _) = call(&s.plugins(16, 1000), "error0");
-    let e = r.unwrap_err();
-    assert_eq!(e.code, 999, "{e:?}");
+    let p = s.plugins(16, 1000);
+    for mode in ["error0", "code-112", "code-max"] {
+        let e = call(&p, mode).0.unwrap_err();
+        assert_eq!(e.code, 299, "{mode}: {e:?}");
+        assert!(
+            e.details.contains("contrail-ipam.wasm")
+                && e.details.contains("which is not a plugin's"),
+            "{mode}: {e:?}"
+        );
+    }
+    let e = call(&p, "code-112").0.unwrap_err();
+    assert!(e.details.contains("returned code 112"), "{e:?}");
+    // Its own range passes unchanged, and the plugin is still named.
+    let e = call(&p, "code-201").0.unwrap_err();
+    assert_eq!(e.code, 201, "{e:?}");
     assert!(
-        e.msg.contains("contrail-ipam.wasm") && e.msg.contains("code 0"),
+        e.details.contains("from Wasm plugin contrail-ipam.wasm"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn plugin_text_is_escaped() {
+    let s = Sandbox::new();
+    let e = call(&s.plugins(16, 1000), "forge-log").0.unwrap_err();
+    assert_eq!(e.code, 7);
+    for text in [&e.msg, &e.details] {
+        assert!(
+            !text.chars().any(char::is_control),
+            "control characters reach the log: {text:?}"
+        );
+    }
+    assert!(e.msg.contains("\\n") && e.msg.contains("\\u{1b}"), "{e:?}");
+}
+
+#[test]
+fn oversized_and_inconsistent_ipam_answers_are_refused_fast() {
+    let s = Sandbox::new();
+    let p = s.plugins(64, 5000);
+    for (mode, field) in [
+        ("many-ips", "ips"),
+        ("huge", "dns.search"),
+        ("gw-outside", "ips.gateway"),
+    ] {
+        let (r, took) = call(&p, mode);
+        let e = r.unwrap_err();
+        assert_eq!(e.code, 114, "{mode}: {e:?}");
+        assert!(
+            e.msg.contains("contrail-ipam.wasm") && e.msg.contains(field),
+            "{mode}: {e:?}"
+        );
+        assert!(took < Duration::from_secs(5), "{mode} took {took:?}");
+    }
+}
+
+#[test]
+fn a_denied_import_is_one_line_naming_it() {
+    let s = Sandbox::new();
+    let e = call(&s.plugins(16, 1000), "hashmap").0.unwrap_err();
+    assert_eq!(e.code, 111, "{e:?}");
+    assert!(
+        e.msg.contains("wasi:random/insecure-seed") && e.msg.contains("does not grant"),
+        "{e:?}"
+    );
+    assert!(
+        !e.msg.contains('\n') && !e.details.contains("backtrace"),
         "{e:?}"
     );
 }
@@ -229,7 +298,11 @@ fn a_plugin_of_the_wrong_world_does_not_load() {
 fn a_corrupt_cache_entry_is_rebuilt_not_executed() {
     let s = Sandbox::new();
     call(&s.plugins(16, 1000), "ok").0.unwrap();
-    let entries = s.cache_entries();
+    let entries: Vec<PathBuf> = s
+        .cache_entries()
+        .into_iter()
+        .filter(|e| e.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
     assert_eq!(entries.len(), 1);
     let good = fs::read(&entries[0]).unwrap();
 
@@ -268,8 +341,8 @@ fn swapping_the_wasm_changes_behaviour_without_a_rebuild() {
         "10.47.255.250/12",
         "the real IPAM's answer: {r:?}"
     );
-    // One entry per content hash; both complete.
-    s.assert_clean(2);
+    // The new build's entry replaced the old build's (same plugin file: evicted).
+    s.assert_clean(1);
 }
 
 #[test]
@@ -304,7 +377,36 @@ fn plugin_check_and_compile_commands() {
     let tr = wasm_plugin("mesos_delegate");
     let (code, out, _) = run(&["plugin", "check", tr.to_str().unwrap()]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("label-translator"), "{out}");
+    assert!(
+        out.contains("delegate-translator") && out.contains("contrail-translator"),
+        "{out}"
+    );
+    // The hostile guest imports wasi:random (std's HashMap): listed, and the gate fails
+    // unless the operator accepts it explicitly.
+    let bad = wasm_plugin("misbehave_plugin");
+    let (code, out, err) = run(&["plugin", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("wasi:random/insecure-seed") && out.contains("NOT GRANTED"),
+        "{out}"
+    );
+    assert!(err.contains("--allow-ungranted-imports"), "{err}");
+    let (code, _, err) = run(&[
+        "plugin",
+        "check",
+        bad.to_str().unwrap(),
+        "--allow-ungranted-imports",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    // Only the world asked for.
+    let (code, _, err) = run(&[
+        "plugin",
+        "check",
+        tr.to_str().unwrap(),
+        "--world",
+        "ipam-plugin",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
     let (code, out, _) = run(&[
         "plugin",
         "check",
@@ -339,7 +441,17 @@ fn plugin_check_and_compile_commands() {
     ]);
     assert_eq!(code, Some(0));
     assert!(out.contains("already compiled"), "{out}");
-    assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+    let entries = fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count();
+    assert_eq!(entries, 1);
     let (code, out, _) = run(&["version"]);
     assert_eq!(code, Some(0));
     assert!(

@@ -71,10 +71,30 @@ pub struct WasmSettings {
     pub memory_limit_mb: u64,
     /// `timeout-ms`: wall time per plugin call.
     pub timeout_ms: u64,
+    /// `delegate-translator` / `contrail-translator`: the file per translator world (default:
+    /// `translator`).
+    pub delegate_translator: Option<PathBuf>,
+    pub contrail_translator: Option<PathBuf>,
+    /// `plugin-config`: per world name, the JSON a plugin receives as `plugin-config`.
+    pub plugin_config: Option<Map<String, Value>>,
+    /// `compile-timeout-ms`: wall time to compile a plugin not in the cache.
+    pub compile_timeout_ms: u64,
+    /// `allow-insecure-permissions`: load a plugin file (or dir) a non-root user can write.
+    pub allow_insecure_permissions: bool,
+    /// Bounds on an answer: `max-ips`, `max-routes`, `max-nameservers`, `max-answer-bytes`.
+    pub max_ips: u64,
+    pub max_routes: u64,
+    pub max_nameservers: u64,
+    pub max_answer_bytes: u64,
 }
 
 pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 32;
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+pub const DEFAULT_COMPILE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_MAX_IPS: u64 = 16;
+pub const DEFAULT_MAX_ROUTES: u64 = 64;
+pub const DEFAULT_MAX_NAMESERVERS: u64 = 8;
+pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 64 << 10;
 /// Upper bounds, so a typo cannot disable the sandbox's limits.
 const MAX_MEMORY_LIMIT_MB: u64 = 4096;
 const MAX_TIMEOUT_MS: u64 = 600_000;
@@ -88,6 +108,15 @@ impl Default for WasmSettings {
             cache_dir: None,
             memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            delegate_translator: None,
+            contrail_translator: None,
+            plugin_config: None,
+            compile_timeout_ms: DEFAULT_COMPILE_TIMEOUT_MS,
+            allow_insecure_permissions: false,
+            max_ips: DEFAULT_MAX_IPS,
+            max_routes: DEFAULT_MAX_ROUTES,
+            max_nameservers: DEFAULT_MAX_NAMESERVERS,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
         }
     }
 }
@@ -298,6 +327,35 @@ impl NetConf {
             MAX_MEMORY_LIMIT_MB,
         )?;
         s.timeout_ms = num("timeout-ms", DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS)?;
+        s.delegate_translator = path("delegate-translator")?;
+        s.contrail_translator = path("contrail-translator")?;
+        s.compile_timeout_ms = num(
+            "compile-timeout-ms",
+            DEFAULT_COMPILE_TIMEOUT_MS,
+            MAX_TIMEOUT_MS,
+        )?;
+        s.max_ips = num("max-ips", DEFAULT_MAX_IPS, 1024)?;
+        s.max_routes = num("max-routes", DEFAULT_MAX_ROUTES, 4096)?;
+        s.max_nameservers = num("max-nameservers", DEFAULT_MAX_NAMESERVERS, 64)?;
+        s.max_answer_bytes = num("max-answer-bytes", DEFAULT_MAX_ANSWER_BYTES, 16 << 20)?;
+        s.allow_insecure_permissions = match o.get("allow-insecure-permissions") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                return Err(invalid(format!(
+                    "wasm.allow-insecure-permissions must be a boolean, got {v}"
+                )));
+            }
+        };
+        s.plugin_config = match o.get("plugin-config") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(v) => {
+                return Err(invalid(format!(
+                    "wasm.plugin-config must be an object (world name -> config), got {v}"
+                )));
+            }
+        };
         Ok(s)
     }
 
