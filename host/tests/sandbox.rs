@@ -459,3 +459,133 @@ fn plugin_check_and_compile_commands() {
         "{out}"
     );
 }
+
+fn settings(s: &Sandbox) -> WasmSettings {
+    WasmSettings {
+        plugin_dir: Some(s.plugins_dir.path().to_owned()),
+        cache_dir: Some(s.cache_dir.path().to_owned()),
+        ..WasmSettings::default()
+    }
+}
+
+/// Ten concurrent first ADDs compile a plugin once: the others wait on the lock beside the
+/// cache entry and load what the first stored.
+#[test]
+fn concurrent_first_loads_compile_once() {
+    use contrail_cni_host::wasm::{cache, engine};
+    let s = Sandbox::new();
+    let engine = engine::engine().unwrap();
+    let wasm = s.plugins_dir.path().join("contrail-ipam.wasm");
+    let barrier = std::sync::Barrier::new(8);
+    let origins: Vec<cache::Origin> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                sc.spawn(|| {
+                    barrier.wait();
+                    let opts = cache::Options {
+                        cache_dir: Some(s.cache_dir.path()),
+                        ..Default::default()
+                    };
+                    cache::load(engine, &wasm, &opts).unwrap().origin
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let compiled = origins
+        .iter()
+        .filter(|o| matches!(o, cache::Origin::Compiled { .. }))
+        .count();
+    assert_eq!(compiled, 1, "{origins:?}");
+    s.assert_clean(1);
+}
+
+/// A compile that takes longer than `wasm.compile-timeout-ms` fails the load (here with a
+/// 1 ms budget, which no real compile meets) and stores nothing.
+#[test]
+fn compilation_has_a_time_limit() {
+    let s = Sandbox::new();
+    let p = Plugins::new(
+        WasmSettings {
+            compile_timeout_ms: 1,
+            ..settings(&s)
+        },
+        "c0ffee",
+    );
+    let e = call(&p, "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    assert!(e.msg.contains("compile-timeout-ms"), "{e:?}");
+    s.assert_clean(0);
+}
+
+/// A plugin file (or dir) that a non-root user could have written is refused unless the
+/// operator says otherwise.
+#[test]
+fn insecure_plugin_permissions_are_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new();
+    let file = s.plugins_dir.path().join("contrail-ipam.wasm");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+    let e = call(&s.plugins(16, 1000), "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    assert!(e.msg.contains("writable by group or others"), "{e:?}");
+    let allowed = Plugins::new(
+        WasmSettings {
+            allow_insecure_permissions: true,
+            ..settings(&s)
+        },
+        "c0ffee",
+    );
+    call(&allowed, "ok").0.unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(s.plugins_dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let e = call(&s.plugins(16, 1000), "ok").0.unwrap_err();
+    assert!(e.msg.contains("its directory"), "{e:?}");
+    fs::set_permissions(s.plugins_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+}
+
+/// An IPAM plugin built against 0.1.0 loads, and its answers get the same checks.
+#[test]
+fn a_v010_ipam_plugin_loads_and_is_checked() {
+    let s = Sandbox::new();
+    s.install("v010_ipam", "contrail-ipam.wasm");
+    let r = call(&s.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.47.255.250/12");
+    assert_eq!(r.routes[0].dst.to_string(), "0.0.0.0/0");
+    let e = call(&s.plugins(16, 1000), "gw-outside").0.unwrap_err();
+    assert_eq!(e.code, 114, "{e:?}");
+    assert!(e.msg.contains("ips.gateway"), "{e:?}");
+}
+
+/// The Contrail translator world of the hostile guest: its answer goes through the api's
+/// `validate`.
+#[test]
+fn contrail_translator_answers_are_validated() {
+    use contrail_cni_host::contrail::plugin::contrail_request;
+    let s = Sandbox::new();
+    s.install("misbehave_plugin", "mesos-delegate.wasm");
+    let p = s.plugins(16, 1000);
+    let r = p
+        .translate_contrail(&record("ok"), &[])
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap();
+    assert_eq!(r.network, Some(vec!["blue".to_owned()]));
+    let e = p
+        .translate_contrail(&record("bad-fq"), &[])
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap_err();
+    assert_eq!(e.code, 114, "{e:?}");
+    assert!(
+        e.msg.contains("mesos-delegate.wasm") && e.msg.contains("network"),
+        "{e:?}"
+    );
+    // A 0.1.0 translator serves the Contrail world too.
+    s.install("v010_translator", "mesos-delegate.wasm");
+    let p = s.plugins(16, 1000);
+    let r = p
+        .translate_contrail(&record("ok"), &[])
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap();
+    assert_eq!(r.network, Some(vec!["blue".to_owned()]));
+}

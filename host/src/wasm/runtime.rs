@@ -355,3 +355,47 @@ pub fn load_error(plugin: &str, what: impl std::fmt::Display) -> CniError {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_budget_for_all_memories_and_tables() {
+        let mut l = Limiter::new(32 << 20);
+        // Two memories of 20 MiB each: the second goes over the instance's 32 MiB.
+        assert!(l.memory_growing(0, 20 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 20 << 20, None).is_err());
+        assert!(l.hit.is_some());
+        // Growing an existing memory is charged by the difference only.
+        let mut l = Limiter::new(32 << 20);
+        assert!(l.memory_growing(0, 16 << 20, None).unwrap());
+        assert!(l.memory_growing(16 << 20, 24 << 20, None).unwrap());
+        assert_eq!(l.used(), 24 << 20);
+        // Tables count against the same budget.
+        assert!(
+            l.table_growing(0, (8 << 20) / TABLE_ELEMENT_BYTES, None)
+                .unwrap()
+        );
+        assert!(l.table_growing(0, 1, None).is_err());
+        assert!(l.memories() <= 4 && l.tables() <= 8 && l.instances() <= 32);
+    }
+
+    #[test]
+    fn escape_keeps_one_line_and_no_controls() {
+        let e = escape("a\nb\x1b[31mc\u{202e}d\r", 100);
+        assert_eq!(e, "a\\nb\\u{1b}[31mc\\u{202e}d\\r");
+        assert!(escape(&"x".repeat(100), 10).len() <= 10 + '…'.len_utf8());
+    }
+
+    #[test]
+    fn plugin_codes() {
+        for ok in [1, 2, 3, 4, 5, 6, 7, 11, 50, 51, 200, 250, 299] {
+            assert!(plugin_code_allowed(ok), "{ok}");
+        }
+        for no in [0, 8, 99, 100, 112, 199, 300, 999, u32::MAX] {
+            assert!(!plugin_code_allowed(no), "{no}");
+            assert_eq!(plugin_error("p.wasm", no, "m", "").code, PLUGIN_CODE_OTHER);
+        }
+    }
+}

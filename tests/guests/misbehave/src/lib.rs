@@ -26,7 +26,7 @@
 //!
 //! `translate` of `delegate-translator`: `"ok"` answers `ips ["10.5.0.9"]`; `"many-ips"` 17
 //! addresses; `"bad-mac"` a multicast MAC; `"bad-ip"` `0.0.0.0`; `"secrets"` returns the text of
-//! the config and delegate it received as an error message (so a test can look for secrets).
+//! the config, delegate and plugin-config it received in an error's details (so a test can look for secrets).
 //! `translate` of `contrail-translator`: `"ok"` a network `["blue"]`; `"bad-fq"` a 2-part
 //! fq-name.
 //!
@@ -212,13 +212,14 @@ mod component {
                 "many-ips" => Ok(answer(vec!["10.5.0.9"; 17], None)),
                 "bad-mac" => Ok(answer(vec![], Some("01:00:5e:00:00:01"))),
                 "bad-ip" => Ok(answer(vec!["0.0.0.0"], None)),
-                "secrets" => Err(error(
-                    7,
-                    format!(
+                "secrets" => Err(t::PluginError {
+                    code: 7,
+                    msg: "misbehave: what I was given is in details".into(),
+                    details: format!(
                         "config={} delegate={} plugin-config={:?}",
                         req.invocation.config, req.delegate, req.invocation.plugin_config
                     ),
-                )),
+                }),
                 other => Err(error(7, format!("misbehave: unknown mode \"{other}\""))),
             }
         }
