@@ -32,6 +32,43 @@ pub struct FloatingIpRequest {
     pub address: Option<String>,
 }
 
+/// The `isolation` label: how far a container's traffic may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Everything on the cluster's networks.
+    Cluster,
+    /// Containers of the same Marathon group.
+    Group,
+    /// Containers of the same app.
+    App,
+    /// Only what the request's security groups allow.
+    UserDefined,
+}
+
+impl Isolation {
+    pub const ALL: [Isolation; 4] = [
+        Isolation::Cluster,
+        Isolation::Group,
+        Isolation::App,
+        Isolation::UserDefined,
+    ];
+
+    /// The label's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Cluster => "cluster",
+            Isolation::Group => "group",
+            Isolation::App => "app",
+            Isolation::UserDefined => "user-defined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Isolation> {
+        Isolation::ALL.into_iter().find(|i| i.as_str() == s)
+    }
+}
+
 /// The Contrail label vocabulary after translation by the `mesos-delegate` Wasm plugin
 /// (`translate-contrail` in `wit/translator.wit`). Absent labels are `None`/empty; the manager
 /// applies its configured defaults.
@@ -56,6 +93,9 @@ pub struct ContrailRequest {
     /// fq-names (3 parts, or 1 part = inside the project).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<Vec<String>>,
+    /// `isolation`; absent in requests of older clients (the manager's default applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
     /// Labels outside the vocabulary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other: Vec<Label>,
@@ -145,6 +185,12 @@ impl ContrailRequest {
                     format!("fq-name {sg:?} must have 1 or 3 non-empty parts"),
                 );
             }
+        }
+        if self.isolation == Some(Isolation::UserDefined) && self.security_groups.is_empty() {
+            return err(
+                "isolation",
+                "user-defined isolation needs security-groups".to_owned(),
+            );
         }
         Ok(())
     }
@@ -333,6 +379,83 @@ pub fn is_canonical_uuid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn isolation_is_optional_on_the_wire_and_validated() {
+        // Old clients send no isolation; old managers ignore it.
+        let r: ContrailRequest = serde_json::from_str(r#"{"network":["blue"]}"#).unwrap();
+        assert_eq!(r.isolation, None);
+        assert!(!serde_json::to_string(&r).unwrap().contains("isolation"));
+        let r: ContrailRequest = serde_json::from_str(
+            r#"{"network":["blue"],"isolation":"user-defined","security-groups":[["sg"]]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.isolation, Some(Isolation::UserDefined));
+        assert!(r.validate().is_ok());
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["isolation"],
+            "user-defined"
+        );
+        let no_sg = ContrailRequest {
+            isolation: Some(Isolation::UserDefined),
+            ..Default::default()
+        };
+        assert_eq!(no_sg.validate().unwrap_err().field, "isolation");
+        assert!(serde_json::from_str::<ContrailRequest>(r#"{"isolation":"galaxy"}"#).is_err());
+        for i in Isolation::ALL {
+            assert_eq!(Isolation::parse(i.as_str()), Some(i));
+        }
+    }
+
+    #[test]
+    fn validate_checks_the_vocabulary() {
+        let ok = ContrailRequest {
+            network: Some(vec!["d".into(), "p".into(), "n".into()]),
+            subnets: vec!["5.5.5.0/24".into()],
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+        for (bad, field) in [
+            (
+                ContrailRequest {
+                    network: Some(vec!["a".into(), "b".into()]),
+                    ..ok.clone()
+                },
+                "network",
+            ),
+            (
+                ContrailRequest {
+                    subnets: vec!["5.5.5.1/24".into()],
+                    ..ok.clone()
+                },
+                "subnets",
+            ),
+            (
+                ContrailRequest {
+                    ip: Some("x".into()),
+                    ..ok.clone()
+                },
+                "ip",
+            ),
+            (
+                ContrailRequest {
+                    project: Some("a:b".into()),
+                    ..ok.clone()
+                },
+                "project",
+            ),
+            (
+                ContrailRequest {
+                    security_groups: vec![vec![String::new()]],
+                    ..ok.clone()
+                },
+                "security-groups",
+            ),
+        ] {
+            assert_eq!(bad.validate().unwrap_err().field, field);
+        }
+    }
+
     use super::*;
 
     #[test]

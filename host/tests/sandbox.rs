@@ -589,3 +589,44 @@ fn contrail_translator_answers_are_validated() {
         .unwrap();
     assert_eq!(r.network, Some(vec!["blue".to_owned()]));
 }
+
+/// The `isolation` label through the stock translator into the attachment request.
+#[test]
+fn the_isolation_label_reaches_the_attach_request() {
+    use contrail_cni_host::cni::config::Label;
+    use contrail_cni_host::contrail::plugin::contrail_request;
+    let s = Sandbox::new();
+    s.install("mesos_delegate", "mesos-delegate.wasm");
+    let p = s.plugins(16, 1000);
+    let labels = |v: &str| {
+        vec![
+            Label {
+                key: "networks".into(),
+                value: "blue".into(),
+            },
+            Label {
+                key: "isolation".into(),
+                value: v.into(),
+            },
+        ]
+    };
+    let r = p
+        .translate_contrail(&record("ok"), &labels("app"))
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap();
+    assert_eq!(r.isolation, Some(contrail_mesos_api::Isolation::App));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["isolation"], "app");
+    // Parsed in the plugin (code 7 names the label), validated in api (114 names the field).
+    let e = p
+        .translate_contrail(&record("ok"), &labels("galaxy"))
+        .unwrap_err();
+    assert_eq!(e.code, 7, "{e:?}");
+    assert!(e.msg.contains("label isolation"), "{e:?}");
+    let e = p
+        .translate_contrail(&record("ok"), &labels("user-defined"))
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap_err();
+    assert_eq!(e.code, 114, "{e:?}");
+    assert!(e.msg.contains("isolation"), "{e:?}");
+}

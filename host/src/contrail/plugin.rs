@@ -95,6 +95,12 @@ pub fn contrail_request(
             })
             .collect(),
         security_groups: r.security_groups,
+        isolation: r.isolation.map(|i| match i {
+            contrail_wit::Isolation::Cluster => contrail_mesos_api::Isolation::Cluster,
+            contrail_wit::Isolation::Group => contrail_mesos_api::Isolation::Group,
+            contrail_wit::Isolation::App => contrail_mesos_api::Isolation::App,
+            contrail_wit::Isolation::UserDefined => contrail_mesos_api::Isolation::UserDefined,
+        }),
         other: r
             .other
             .into_iter()
@@ -435,7 +441,7 @@ mod tests {
         a.answer.dns.nameservers = vec!["10.0.0.1".into(); 9];
         assert!(err(a).msg.contains("dns.nameservers"));
         let mut a = answer(&[("10.1.2.3/24", None)], &[]);
-        a.answer.dns.search = vec!["x".repeat(200); 400];
+        a.answer.dns.search = vec!["x".repeat(5000); 16];
         assert!(err(a).msg.contains("bytes"));
     }
 

@@ -768,6 +768,7 @@ fn contrail_from_v1(r: v1::wit_translator::ContrailRequest) -> contrail_wit::Con
             })
             .collect(),
         security_groups: r.security_groups,
+        isolation: None,
         other: r
             .other
             .into_iter()

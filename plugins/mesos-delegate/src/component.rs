@@ -126,6 +126,15 @@ impl wit_contrail::Guest for Component {
                 })
                 .collect(),
             security_groups: r.security_groups,
+            isolation: r.isolation.map(|i| {
+                use crate::contrail::Isolation as I;
+                match i {
+                    I::Cluster => wit_contrail::Isolation::Cluster,
+                    I::Group => wit_contrail::Isolation::Group,
+                    I::App => wit_contrail::Isolation::App,
+                    I::UserDefined => wit_contrail::Isolation::UserDefined,
+                }
+            }),
             other: r
                 .other
                 .into_iter()

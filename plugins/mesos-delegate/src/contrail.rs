@@ -12,6 +12,7 @@
 //! * `project-name`, `domain-name`: non-empty, no `:`.
 //! * `floating-ips`: `domain:project:network:pool[(address)][,…]`.
 //! * `security-groups`: `domain:project:name` or `name` (in the project), comma-separated.
+//! * `isolation`: `cluster`, `group`, `app` or `user-defined` (exact spelling).
 //!
 //! A vocabulary label given twice is an error; duplicate items in a list are errors. Labels
 //! outside the vocabulary pass through in `other`, untouched (duplicates included: they are
@@ -30,8 +31,9 @@ pub const PROJECT_NAME: &str = "project-name";
 pub const DOMAIN_NAME: &str = "domain-name";
 pub const FLOATING_IPS: &str = "floating-ips";
 pub const SECURITY_GROUPS: &str = "security-groups";
+pub const ISOLATION: &str = "isolation";
 
-const VOCABULARY: [&str; 7] = [
+const VOCABULARY: [&str; 8] = [
     NETWORKS,
     NETWORK_SUBNETS,
     NETWORK_IP,
@@ -39,7 +41,17 @@ const VOCABULARY: [&str; 7] = [
     DOMAIN_NAME,
     FLOATING_IPS,
     SECURITY_GROUPS,
+    ISOLATION,
 ];
+
+/// The `isolation` label's values (WIT `isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    Cluster,
+    Group,
+    App,
+    UserDefined,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FloatingIp {
@@ -59,6 +71,7 @@ pub struct ContrailRequest {
     pub ip: Option<String>,
     pub floating_ips: Vec<FloatingIp>,
     pub security_groups: Vec<Vec<String>>,
+    pub isolation: Option<Isolation>,
     pub other: Vec<Label>,
 }
 
@@ -140,6 +153,21 @@ pub fn translate_contrail(labels: &[Label]) -> Result<Translation, PluginError> 
                     }
                     r.security_groups.push(sg);
                 }
+            }
+            ISOLATION => {
+                r.isolation = Some(match value {
+                    "cluster" => Isolation::Cluster,
+                    "group" => Isolation::Group,
+                    "app" => Isolation::App,
+                    "user-defined" => Isolation::UserDefined,
+                    _ => {
+                        return Err(err(
+                            key,
+                            value,
+                            "not one of cluster, group, app, user-defined",
+                        ));
+                    }
+                });
             }
             _ => unreachable!("VOCABULARY covers every arm"),
         }
@@ -287,6 +315,27 @@ mod tests {
 
     fn v(parts: &[&str]) -> Vec<String> {
         parts.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn isolation_label() {
+        for (value, want) in [
+            ("cluster", Isolation::Cluster),
+            ("group", Isolation::Group),
+            (" app ", Isolation::App),
+            ("user-defined", Isolation::UserDefined),
+        ] {
+            assert_eq!(ok(&[("isolation", value)]).request.isolation, Some(want));
+        }
+        assert_eq!(ok(&[("networks", "blue")]).request.isolation, None);
+        assert_eq!(
+            bad(&[("isolation", "App")]),
+            "label isolation: \"App\": not one of cluster, group, app, user-defined"
+        );
+        assert_eq!(
+            bad(&[("isolation", "app"), ("isolation", "group")]),
+            "label isolation: given more than once"
+        );
     }
 
     #[test]

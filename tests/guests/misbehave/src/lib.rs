@@ -236,6 +236,7 @@ mod component {
                 ip: None,
                 floating_ips: Vec::new(),
                 security_groups: Vec::new(),
+                isolation: None,
                 other: Vec::new(),
             };
             match mode.as_str() {
