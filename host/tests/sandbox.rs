@@ -630,3 +630,87 @@ fn the_isolation_label_reaches_the_attach_request() {
     assert_eq!(e.code, 114, "{e:?}");
     assert!(e.msg.contains("isolation"), "{e:?}");
 }
+
+/// The out-of-tree template builds against a copy of the shipped WIT: the copy must not drift.
+#[test]
+fn the_templates_wit_is_the_shipped_wit() {
+    let root = contrail_integration::paths::workspace_root();
+    let mut names: Vec<_> = fs::read_dir(root.join("wit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wit"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for p in names {
+        let copy = root
+            .join("plugins/template/wit")
+            .join(p.file_name().unwrap());
+        assert_eq!(
+            fs::read_to_string(&p).unwrap(),
+            fs::read_to_string(&copy).unwrap_or_default(),
+            "{} differs from {}",
+            copy.display(),
+            p.display()
+        );
+    }
+}
+
+/// `plugin run`: a dry run of one world with the template's sample, checks applied.
+#[test]
+fn plugin_run_answers_a_sample() {
+    let bin = env!("CARGO_BIN_EXE_contrail-cni-plugin");
+    let root = contrail_integration::paths::workspace_root();
+    let d = tempfile::tempdir().unwrap();
+    let sample = root.join("plugins/template/sample.json");
+    let run = |file: &std::path::Path, world: &str, input: &std::path::Path| {
+        let out = std::process::Command::new(bin)
+            .args(["plugin", "run"])
+            .arg(file)
+            .args(["--world", world, "--input"])
+            .arg(input)
+            .env("TMPDIR", d.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&wasm_plugin("contrail_ipam"), "ipam-plugin", &sample);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ips"][0]["address"], "10.47.255.250/12");
+    assert_eq!(v["routes"][0]["dst"], "0.0.0.0/0");
+    // A bad answer is reported as the ADD would report it.
+    let bad = d.path().join("bad.json");
+    fs::write(
+        &bad,
+        r#"{"config": {"name": "n", "type": "contrail-cni-plugin", "misbehave": "gw-outside"},
+            "port": {"id": "p", "ip-address": "10.1.2.3", "plen": 24}}"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(&wasm_plugin("misbehave_plugin"), "ipam-plugin", &bad);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("114") && err.contains("ips.gateway"), "{err}");
+    // The delegate world prints the delegate's config.
+    let deleg = d.path().join("delegate.json");
+    fs::write(
+        &deleg,
+        r#"{"config": {"cniVersion": "0.3.1", "name": "net1", "type": "mesos",
+              "delegate": {"type": "bridge", "ipam": {"type": "host-local", "subnet": "10.5.0.0/16"}}},
+            "labels": [{"key": "CNI_ARGS", "value": "IP=10.5.0.9"}]}"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &wasm_plugin("mesos_delegate"),
+        "delegate-translator",
+        &deleg,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["type"], "bridge");
+    assert_eq!(v["name"], "net1");
+    assert_eq!(v["args"]["cni"]["ips"], serde_json::json!(["10.5.0.9"]));
+}

@@ -6,7 +6,7 @@
 //!
 //! * ADD: a failure after the delegate may have done anything (its own error, a result we
 //!   cannot read or cannot write in the config's version) runs the delegate's DEL before
-//!   failing (spec §4: "the upper plugin should execute again with DEL").
+//!   failing (CNI SPEC.md, "Section 4: Plugin Delegation": the upper plugin should execute again with DEL).
 //! * DEL: best effort. When translation fails (a bad label: the ADD was refused and created
 //!   nothing), the untranslated delegate block still gets a DEL, so IPAM state keyed by
 //!   container id is released anyway. `CNI_NETNS` may be absent.
@@ -23,7 +23,7 @@ use crate::cni::error::{CniError, DELEGATE_FAILED, INTERNAL, INVALID_CONFIG};
 use crate::cni::{CniResult, Command};
 use exec::{find_in_path, valid_plugin_name};
 
-/// Keys of a GC request that the delegate must see (libcni sends both spellings, #1101).
+/// Keys of a GC request that the delegate must see (libcni sends both spellings).
 const GC_KEYS: &[&str] = &["cni.dev/valid-attachments", "cni.dev/attachments"];
 
 /// Entry point from the dispatcher.

@@ -1,5 +1,5 @@
 //! `contrail-ipam`: the IPAM component (`contrail:cni-plugin/ipam`). Turns the vRouter agent's
-//! answer for one port (`GET /vm/<vm>/<vmi>`, contract §1.4) and the network configuration into
+//! answer for one port (`GET /vm/<vm>/<vmi>`, the vRouter agent's port-IPC API) and the network configuration into
 //! the interface's addresses, routes and DNS. Pure logic in [`ipam`]; `component.rs` is glue.
 
 pub mod ipam;

@@ -1,10 +1,10 @@
-//! `translate-contrail`: the Contrail label vocabulary (seeds 000/001, Marathon network labels)
+//! `translate-contrail`: the Contrail label vocabulary (Contrail's Mesos examples, Marathon network labels)
 //! parsed and validated into a typed request for the manager.
 //!
 //! Grammar (every value trimmed; list items and fq-name parts trimmed; empty ones rejected):
 //! * `networks`: `name` (in the project) or `domain:project:name`. One network only.
 //! * `network-subnets`: `cidr[,cidr…]`, IPv4 or IPv6, no host bits; normalised.
-//! * `network-ip`: an address. Seed 000 wrote the subnet here (`"network-ip": "5.5.5.0/24"`):
+//! * `network-ip`: an address. Older examples wrote the subnet here (`"network-ip": "5.5.5.0/24"`):
 //!   a value with a prefix and zero host bits (prefix shorter than the address) is taken as a
 //!   subnet, added to the subnets, and a warning is returned. An address with a prefix and
 //!   host bits set is taken as the address; the prefix is dropped with a warning (the subnet
@@ -182,7 +182,7 @@ pub fn translate_contrail(labels: &[Label]) -> Result<Translation, PluginError> 
         match a.net() {
             Some(net) if net.prefix_len() < net.max_prefix_len() && net.addr() == net.network() => {
                 out.warnings.push(format!(
-                    "label {key}: \"{value}\" is a subnet (the older spelling of seed 000); \
+                    "label {key}: \"{value}\" is a subnet (an older spelling); \
                      treating it as {NETWORK_SUBNETS}, the address will be allocated from it"
                 ));
                 if !subnets.contains(&net) {
@@ -339,7 +339,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_floating_ips_example() {
+    fn floating_ips_example() {
         let t = ok(&[
             ("networks", "blue-network"),
             ("project-name", "default-project"),
@@ -382,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_security_groups_and_subnets() {
+    fn security_groups_and_subnets_example() {
         let r = ok(&[
             ("networks", "default-domain:default-project:blue-network"),
             ("network-subnets", " 5.5.5.0/24 , FD00:5::/64"),
@@ -407,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_000_network_ip_subnet_spelling_becomes_a_subnet_with_a_warning() {
+    fn older_network_ip_subnet_spelling_becomes_a_subnet_with_a_warning() {
         let t = ok(&[("networks", "blue-network"), ("network-ip", "5.5.5.0/24")]);
         assert_eq!(t.request.subnets, v(&["5.5.5.0/24"]));
         assert_eq!(t.request.ip, None);

@@ -36,7 +36,7 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct DelegateRequest<'a> {
     /// Carried so the contract is explicit: the translation must not depend on it. DEL has to
-    /// reproduce ADD's config (host-local releases by the requested address); the seed plugin
+    /// reproduce ADD's config (host-local releases by the requested address); the original plugin
     /// hard-coded its DEL config instead.
     pub command: Command,
     /// The network's `name` (`invocation.network-name`).
@@ -176,9 +176,9 @@ mod tests {
 
     use super::*;
 
-    /// The seed-003 network configuration, with `args` injected exactly as Mesos does for the
-    /// seed's Marathon app (`"labels": {"CNI_ARGS": "IP=192.168.122.176"}`).
-    const SEED_CONFIG: &str = r#"{
+    /// The classic Mesos delegate example network configuration, with `args` injected exactly as Mesos does for the
+    /// example's Marathon app (`"labels": {"CNI_ARGS": "IP=192.168.122.176"}`).
+    const EXAMPLE_CONFIG: &str = r#"{
       "args": {"org.apache.mesos": {"network_info": {
           "ip_addresses": [{"protocol": "IPv4"}],
           "labels": {"labels": [{"key": "CNI_ARGS", "value": "IP=192.168.122.176"}]},
@@ -211,8 +211,8 @@ mod tests {
       }
     }"#;
 
-    fn seed_delegate_block() -> String {
-        let v: Value = serde_json::from_str(SEED_CONFIG).unwrap();
+    fn example_delegate_block() -> String {
+        let v: Value = serde_json::from_str(EXAMPLE_CONFIG).unwrap();
         v["delegate"].to_string()
     }
 
@@ -220,9 +220,9 @@ mod tests {
         pairs.iter().map(|(k, v)| Label::new(*k, *v)).collect()
     }
 
-    /// Run the translation with the seed's outer config and the given labels and block.
+    /// Run the translation with the example's outer config and the given labels and block.
     fn run(labels: &[Label], delegate: &str, ignore_unknown: bool) -> Result<Value, PluginError> {
-        run_with(SEED_CONFIG, "0.3.1", labels, delegate, ignore_unknown)
+        run_with(EXAMPLE_CONFIG, "0.3.1", labels, delegate, ignore_unknown)
     }
 
     fn run_with(
@@ -264,11 +264,11 @@ mod tests {
     }
 
     #[test]
-    fn golden_seed_003() {
-        let block = seed_delegate_block();
+    fn golden_classic_example() {
+        let block = example_delegate_block();
         let l = labels(&[("CNI_ARGS", "IP=192.168.122.176")]);
-        // The seed config has no cniVersion, so the host passes "0.1.0".
-        let got = run_with(SEED_CONFIG, "0.1.0", &l, &block, false).unwrap();
+        // The example config has no cniVersion, so the host passes "0.1.0".
+        let got = run_with(EXAMPLE_CONFIG, "0.1.0", &l, &block, false).unwrap();
         // The host keeps the block's other `args.cni` keys (`test`) and adds Mesos' args.
         let want = json!({"args": {"cni": {
             "ips": ["192.168.122.176"],
@@ -281,7 +281,7 @@ mod tests {
     fn del_translation_is_identical_to_add() {
         // A DEL replays the checkpointed config; whatever ADD asked the delegate for, DEL must
         // ask for too, for every command the host may run.
-        let block = seed_delegate_block();
+        let block = example_delegate_block();
         let l = labels(&[(
             "CNI_ARGS",
             "IP=192.168.122.176/24,fd00::6;MAC=02:00:00:00:00:07",
@@ -290,7 +290,7 @@ mod tests {
             command,
             network_name: "test-delegate",
             cni_version: "0.3.1",
-            config: SEED_CONFIG,
+            config: EXAMPLE_CONFIG,
             labels: &l,
             delegate: &block,
             ignore_unknown: false,

@@ -4,7 +4,7 @@
 //! * `translate-delegate` ([`delegate::translate_delegate`]): for a `"type": "mesos"` network with a
 //!   `delegate` block, build the configuration the host feeds to the delegate plugin. The
 //!   `CNI_ARGS` network label (`IP=`, `MAC=`, `IgnoreUnknown=`) becomes `args.cni.ips` /
-//!   `args.cni.mac`, the way the third-party Mesos delegate plugin (seed 003) meant it.
+//!   `args.cni.mac`, the way the third-party Mesos delegate plugin meant it.
 //! * `translate-contrail` ([`contrail::translate_contrail`]): the Contrail label vocabulary
 //!   (`networks`, `network-subnets`, `network-ip`, `project-name`, `domain-name`, `floating-ips`,
 //!   `security-groups`) parsed into a typed request.
