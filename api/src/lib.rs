@@ -196,6 +196,77 @@ impl ContrailRequest {
     }
 }
 
+/// The interface index of a VMI, Contrail's `index` annotation `i/N`: interface `i` of the
+/// container's `N` (0-based, `i < N`). One type so the host, the manager and the API do not
+/// each parse the string. Serialised as the annotation's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InterfaceIndex {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl InterfaceIndex {
+    /// The only interface of a single-interface container (`0/1`).
+    pub const SOLE: InterfaceIndex = InterfaceIndex { index: 0, count: 1 };
+
+    pub fn new(index: u32, count: u32) -> Result<Self, ValidationError> {
+        let i = InterfaceIndex { index, count };
+        i.validate()?;
+        Ok(i)
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.count == 0 || self.index >= self.count {
+            return Err(ValidationError {
+                field: "index",
+                reason: format!("{self} is not an interface index (i/N with i < N)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// True for the container's primary interface (which gets the default routes).
+    pub fn is_primary(&self) -> bool {
+        self.index == 0
+    }
+}
+
+impl std::fmt::Display for InterfaceIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for InterfaceIndex {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ValidationError {
+            field: "index",
+            reason: format!("{s:?} is not an interface index (i/N)"),
+        };
+        let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(i) || !digits(n) {
+            return Err(bad());
+        }
+        InterfaceIndex::new(i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?)
+    }
+}
+
+impl Serialize for InterfaceIndex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for InterfaceIndex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The node the container runs on: the vRouter is found by `ip` first, then by `name`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -254,11 +325,18 @@ pub struct Attachment {
     /// The VMI's MAC address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
-    /// The `index` annotation, `i/N`.
+    /// The `index` annotation, `i/N` (typed by [`Attachment::interface_index`]).
     pub index: String,
     /// Floating IP addresses bound to the VMI.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub floating_ips: Vec<String>,
+}
+
+impl Attachment {
+    /// [`Attachment::index`] parsed and checked.
+    pub fn interface_index(&self) -> Result<InterfaceIndex, ValidationError> {
+        self.index.parse()
+    }
 }
 
 /// Answer to `DELETE /v1/attachments/<container-id>/<ifname>`: always 200 when the request was
@@ -379,6 +457,22 @@ pub fn is_canonical_uuid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn interface_index_is_one_type() {
+        let i: InterfaceIndex = "1/2".parse().unwrap();
+        assert_eq!(i, InterfaceIndex { index: 1, count: 2 });
+        assert!(!i.is_primary() && InterfaceIndex::SOLE.is_primary());
+        assert_eq!(i.to_string(), "1/2");
+        assert_eq!(serde_json::to_value(i).unwrap(), "1/2");
+        assert_eq!(
+            serde_json::from_str::<InterfaceIndex>("\"0/1\"").unwrap(),
+            InterfaceIndex::SOLE
+        );
+        for bad in ["", "1", "2/2", "0/0", "-1/2", "+1/2", "a/b", "1/2/3", " / "] {
+            assert!(bad.parse::<InterfaceIndex>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn isolation_is_optional_on_the_wire_and_validated() {
