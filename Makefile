@@ -33,7 +33,7 @@ wasm: deps
 
 ## Plugins plus the hostile guest used by the sandbox tests.
 wasm-test: deps
-	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -p v010-translator -p v010-ipam
+	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -p v010-translator -p v010-ipam -p changed-record -p evil-import
 
 host:
 	$(CARGO) build --release -p contrail-cni-host

@@ -482,3 +482,30 @@ fn plugins_never_see_secrets() {
         "the wasm section reached the plugin: {details}"
     );
 }
+
+/// A plugin's log line is one escaped entry in the log file: no forged line, no ANSI escape.
+#[test]
+fn plugin_log_lines_cannot_forge_entries() {
+    let s = Setup::new();
+    s.translator("misbehave_plugin");
+    s.reply("ADD", RESULT_100, 0);
+    let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+    conf["misbehave"] = json!("forge-log");
+    let out = s.run("ADD", &[], &conf);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let log = fs::read_to_string(s.path("log/cni.log")).unwrap();
+    let entry = log
+        .lines()
+        .find(|l| l.contains("innocent"))
+        .unwrap_or_else(|| panic!("the plugin's line is missing: {log}"));
+    assert!(entry.contains("mesos-delegate.wasm"), "{entry}");
+    assert!(entry.contains("forged line"), "{entry}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "a forged line: {log}"
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "an ANSI escape reached the log: {log:?}"
+    );
+}

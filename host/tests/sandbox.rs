@@ -714,3 +714,52 @@ fn plugin_run_answers_a_sample() {
     assert_eq!(v["name"], "net1");
     assert_eq!(v["args"]["cni"]["ips"], serde_json::json!(["10.5.0.9"]));
 }
+
+/// A plugin built against a WIT whose record differs (same package version) is refused with
+/// the mismatch named: by `plugin check` and by the ADD (a load error, not a trap).
+#[test]
+fn a_changed_record_fails_the_type_check() {
+    let s = Sandbox::new();
+    s.install("changed_record", "contrail-ipam.wasm");
+    let e = call(&s.plugins(16, 1000), "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    assert!(
+        e.msg.contains("does not implement its world") && e.msg.contains("field ips"),
+        "{e:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+        .args(["plugin", "check"])
+        .arg(wasm_plugin("changed_record"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("type mismatch"), "{err}");
+}
+
+/// An import from our own package that the host does not have is listed and fails the gate;
+/// at run time it traps with a one-line error naming it.
+#[test]
+fn an_unknown_import_from_our_own_package_is_listed_and_denied() {
+    let s = Sandbox::new();
+    s.install("evil_import", "contrail-ipam.wasm");
+    let r = call(&s.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.1.2.3/24");
+    let e = call(&s.plugins(16, 1000), "steal").0.unwrap_err();
+    assert_eq!(e.code, 111, "{e:?}");
+    assert!(
+        e.msg.contains("contrail:cni-plugin/evil@0.2.0#steal"),
+        "{e:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+        .args(["plugin", "check"])
+        .arg(wasm_plugin("evil_import"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("import contrail:cni-plugin/evil@0.2.0: NOT GRANTED"),
+        "{stdout}"
+    );
+}

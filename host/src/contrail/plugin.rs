@@ -232,6 +232,10 @@ pub fn ipam_config(
             .as_deref()
             .map(|g| parse_ip(plugin, "routes.gw", g))
             .transpose()?;
+        // Two routes to one destination would fail in netlink (EEXIST) half-way through.
+        if routes.iter().any(|(d, _)| *d == dst) {
+            return Err(bad(plugin, "routes.dst", format!("{dst} given twice")));
+        }
         if gw.is_none() && dst.prefix_len() == dst.max_prefix_len() {
             host_routes.push(dst.addr());
         }
@@ -456,6 +460,13 @@ mod tests {
                 "routes.dst",
             ),
             (answer(&[], &[]), "ips"),
+            (
+                answer(
+                    &[("10.1.2.3/24", None)],
+                    &[("10.9.0.0/16", None), ("10.9.0.0/16", None)],
+                ),
+                "routes.dst",
+            ),
         ] {
             let e = err(a);
             assert!(e.msg.contains(field), "{field}: {e:?}");

@@ -663,13 +663,32 @@ fn prepare_ipam(component: &Component) -> wasmtime::Result<IpamPre> {
     }
 }
 
-/// Type-checks `component` as `world` exactly as an ADD would (the bindgen'd world's
-/// `instantiate_pre`: every export's type must match the WIT, a changed record fails).
+/// Type-checks `component` as `world` exactly as an ADD would: the bindgen'd world's
+/// `instantiate_pre` (imports), then one instantiation in a sandboxed store, which looks up
+/// every export as a typed function (a record with a changed field fails here). Nothing is
+/// called.
 pub fn check_world(component: &Component, world: World) -> Result<Version, String> {
+    let limits = Limits {
+        memory_limit_mb: crate::cni::config::DEFAULT_MEMORY_LIMIT_MB,
+        timeout_ms: crate::cni::config::DEFAULT_TIMEOUT_MS,
+    };
+    // The process-wide engine (which compiled `component`), with its epoch ticker running so
+    // the store's deadline holds.
+    let engine = engine().map_err(|e| e.msg)?;
+    let mut store = runtime::new_store(engine, "(check)", "", limits);
     let r = match world {
-        World::DelegateTranslator => prepare_delegate(component).map(drop),
-        World::ContrailTranslator => prepare_contrail(component).map(drop),
-        World::IpamPlugin => prepare_ipam(component).map(drop),
+        World::DelegateTranslator => prepare_delegate(component).and_then(|p| match p {
+            Pre::V2(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::V1(pre) => pre.instantiate(&mut store).map(drop),
+        }),
+        World::ContrailTranslator => prepare_contrail(component).and_then(|p| match p {
+            Pre::V2(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::V1(pre) => pre.instantiate(&mut store).map(drop),
+        }),
+        World::IpamPlugin => prepare_ipam(component).and_then(|p| match p {
+            Pre::V2(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::V1(pre) => pre.instantiate(&mut store).map(drop),
+        }),
     };
     r.map_err(|e| format!("{e:#}"))?;
     version_of(component, world).ok_or_else(|| "no version".to_owned())

@@ -280,6 +280,18 @@ pub fn classify(err: wasmtime::Error, state: &State, limits: Limits) -> CniError
             "plugins get no WASI capability (files, sockets, clocks, randomness, environment); see `contrail-cni-plugin plugin check`",
         );
     }
+    // Exports are typechecked against the bindgen'd world when the instance is created: a
+    // plugin built against a WIT with a changed record is a load error, not a trap.
+    let all = format!("{err:#}");
+    if all.contains("failed to convert function to given type") {
+        return CniError::new(
+            WASM_LOAD,
+            format!(
+                "Wasm plugin {plugin} does not implement its world: {}",
+                escape(&all, 512)
+            ),
+        );
+    }
     let details = escape(&format!("{err:?}"), TEXT_MAX);
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CniError::new(

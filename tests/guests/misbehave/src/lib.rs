@@ -24,7 +24,8 @@
 //! (a log line and an error message with newlines and ANSI escapes), `"hashmap"` (std's
 //! `HashMap::new()`, which calls the ungranted `wasi:random`).
 //!
-//! `translate` of `delegate-translator`: `"ok"` answers `ips ["10.5.0.9"]`; `"many-ips"` 17
+//! `translate` of `delegate-translator`: `"ok"` answers `ips ["10.5.0.9"]` (`"forge-log"` too,
+//! after logging a line with a newline, a forged log line and ANSI escapes); `"many-ips"` 17
 //! addresses; `"bad-mac"` a multicast MAC; `"bad-ip"` `0.0.0.0`; `"secrets"` returns the text of
 //! the config, delegate and plugin-config it received in an error's details (so a test can look for secrets).
 //! `translate` of `contrail-translator`: `"ok"` a network `["blue"]`; `"bad-fq"` a 2-part
@@ -212,6 +213,13 @@ mod component {
                 "many-ips" => Ok(answer(vec!["10.5.0.9"; 17], None)),
                 "bad-mac" => Ok(answer(vec![], Some("01:00:5e:00:00:01"))),
                 "bad-ip" => Ok(answer(vec!["0.0.0.0"], None)),
+                "forge-log" => {
+                    host::log(
+                        Level::Warn,
+                        "innocent\n2026-01-01T00:00:00Z ERROR forged line \x1b[31mred\x1b[0m",
+                    );
+                    Ok(answer(vec!["10.5.0.9"], None))
+                }
                 "secrets" => Err(t::PluginError {
                     code: 7,
                     msg: "misbehave: what I was given is in details".into(),
