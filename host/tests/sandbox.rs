@@ -763,3 +763,70 @@ fn an_unknown_import_from_our_own_package_is_listed_and_denied() {
         "{stdout}"
     );
 }
+
+/// A component whose one core module declares `memories` linear memories of `pages` 64 KiB
+/// pages each (hand-assembled: no text-format crate in the build).
+fn component_with_memories(memories: u8, pages: u16) -> Vec<u8> {
+    fn leb(mut v: u32, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let mut mems = vec![memories];
+    for _ in 0..memories {
+        mems.push(0x00); // limits: min only
+        leb(pages.into(), &mut mems);
+    }
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.push(0x05); // memory section
+    leb(mems.len() as u32, &mut module);
+    module.extend(mems);
+    let mut c = b"\0asm\x0d\0\x01\0".to_vec();
+    c.push(0x01); // core module section
+    leb(module.len() as u32, &mut c);
+    c.extend(module);
+    c.extend([0x02, 0x04, 0x01, 0x00, 0x00, 0x00]); // core instance: instantiate module 0
+    c
+}
+
+/// One memory cap for the whole instance: two 20 MiB memories do not fit in 32 MiB although
+/// each would, and more than the allowed number of memories is refused.
+#[test]
+fn the_memory_cap_covers_every_memory_of_an_instance() {
+    use contrail_cni_host::wasm::{engine, runtime};
+    let engine = engine::engine().unwrap();
+    engine::start_ticker(engine).unwrap();
+    let limits = runtime::Limits {
+        memory_limit_mb: 32,
+        timeout_ms: 1000,
+    };
+    let instantiate = |bytes: &[u8]| {
+        let c = wasmtime::component::Component::new(engine, bytes).unwrap();
+        let mut store = runtime::new_store(engine, "multi.wasm", "c0ffee", limits);
+        let linker = wasmtime::component::Linker::<runtime::State>::new(engine);
+        let r = linker.instantiate(&mut store, &c).map(drop);
+        r.map_err(|e| runtime::classify(e, store.data(), limits))
+    };
+    // One memory of 20 MiB fits: the test component itself is sound.
+    instantiate(&component_with_memories(1, 320)).unwrap();
+    let e = instantiate(&component_with_memories(2, 320)).unwrap_err();
+    assert_eq!(e.code, 113, "{e:?}");
+    assert!(
+        e.msg.contains("multi.wasm") && e.msg.contains("32 MiB"),
+        "{e:?}"
+    );
+    assert!(e.details.contains("all memories and tables"), "{e:?}");
+    // Sixteen one-page memories: over the count bound, whatever their size.
+    let e = instantiate(&component_with_memories(16, 1)).unwrap_err();
+    assert_eq!(e.code, 113, "{e:?}");
+    assert!(
+        e.msg.contains("multi.wasm") && e.details.contains("memory count"),
+        "{e:?}"
+    );
+}

@@ -254,6 +254,10 @@ fn denied_import(err: &wasmtime::Error) -> Option<String> {
     })
 }
 
+fn all_text(err: &wasmtime::Error) -> String {
+    format!("{err:#}")
+}
+
 /// Turns a failed instantiate/call into the CNI error, by cause. Messages are one line; a
 /// backtrace only goes to `details` for a genuine trap.
 pub fn classify(err: wasmtime::Error, state: &State, limits: Limits) -> CniError {
@@ -279,6 +283,16 @@ pub fn classify(err: wasmtime::Error, state: &State, limits: Limits) -> CniError
         .with_details(
             "plugins get no WASI capability (files, sockets, clocks, randomness, environment); see `contrail-cni-plugin plugin check`",
         );
+    }
+    // Too many memories/tables/instances (the limiter's counts): refused at instantiation.
+    if all_text(&err).contains("resource limit exceeded") {
+        return CniError::new(
+            WASM_MEMORY,
+            format!(
+                "Wasm plugin {plugin} exceeded its resource limits ({MAX_MEMORIES} memories, {MAX_TABLES} tables, {MAX_INSTANCES} instances)"
+            ),
+        )
+        .with_details(escape(&all_text(&err), TEXT_MAX));
     }
     // Exports are typechecked against the bindgen'd world when the instance is created: a
     // plugin built against a WIT with a changed record is a load error, not a trap.
