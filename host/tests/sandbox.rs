@@ -398,6 +398,17 @@ fn plugin_check_and_compile_commands() {
         "--allow-ungranted-imports",
     ]);
     assert_eq!(code, Some(0), "{err}");
+    // A plugin others can write: a warning (the ADD would refuse it), not a failure.
+    let od = tempfile::tempdir().unwrap();
+    let open = od.path().join("open.wasm");
+    fs::copy(wasm_plugin("contrail_ipam"), &open).unwrap();
+    fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let (code, out, err) = run(&["plugin", "check", open.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("warning:") && out.contains("allow-insecure-permissions"),
+        "{out}"
+    );
     // Only the world asked for.
     let (code, _, err) = run(&[
         "plugin",

@@ -621,6 +621,30 @@ mod tests {
     }
 
     #[test]
+    fn eviction_prunes_older_builds_and_bounds_the_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let keep = d.path().join("p-aaaa.new-x.cwasm");
+        fs::write(&keep, b"k").unwrap();
+        fs::write(d.path().join("p-aaaa.old-x.cwasm"), b"o").unwrap();
+        fs::write(d.path().join("p-aaaa.lock"), b"").unwrap();
+        for i in 0..CACHE_MAX_ENTRIES + 5 {
+            fs::write(d.path().join(format!("other{i}-bbbb.h-x.cwasm")), b"x").unwrap();
+        }
+        evict(d.path(), "p-aaaa", &keep);
+        let names: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&"p-aaaa.new-x.cwasm".to_owned()));
+        assert!(
+            !names.contains(&"p-aaaa.old-x.cwasm".to_owned()),
+            "older build pruned"
+        );
+        let entries = names.iter().filter(|n| n.ends_with(".cwasm")).count();
+        assert!(entries <= CACHE_MAX_ENTRIES, "{entries} entries");
+    }
+
+    #[test]
     fn atomic_write_leaves_no_temp_files() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x.cwasm");
