@@ -13,22 +13,33 @@
 
 pub mod bindings;
 pub mod cache;
+mod compat;
 pub mod engine;
+pub mod imports;
 pub mod redact;
 pub mod runtime;
+pub mod worlds;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use wasmtime::component::{Component, HasSelf};
+use wasmtime::component::Component;
 
 use crate::cni::config::{Label, WasmSettings};
 use crate::cni::error::{CniError, INTERNAL};
 use crate::cni::result::{Dns, IpConfig, Route};
 use crate::cni::skel::Command;
 use bindings::{v1, v2};
+use compat::{contrail_from_v1, ipam_from_v1};
 use runtime::{Limits, State, classify, load_error};
+use worlds::{
+    ContrailPre, DelegatePre, IpamPre, Pre, Prepared, prepare_contrail, prepare_delegate,
+    prepare_ipam,
+};
+
+pub use imports::{GRANTED_IMPORTS, Grant, Import, STD_STUB_IMPORTS, grant_of, imports};
+pub use worlds::{Version, World, check_world, version_of};
 
 pub use bindings::v2::wit_contrail as contrail_wit;
 pub use bindings::v2::wit_delegate as delegate_wit;
@@ -94,85 +105,6 @@ impl InvocationRecord {
         invocation_to_wit!(self, v1 {})
     }
 }
-
-/// The plugin worlds the host calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum World {
-    DelegateTranslator,
-    ContrailTranslator,
-    IpamPlugin,
-}
-
-impl World {
-    pub const ALL: [World; 3] = [
-        World::DelegateTranslator,
-        World::ContrailTranslator,
-        World::IpamPlugin,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            World::DelegateTranslator => "delegate-translator",
-            World::ContrailTranslator => "contrail-translator",
-            World::IpamPlugin => "ipam-plugin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<World> {
-        World::ALL.into_iter().find(|w| w.name() == s)
-    }
-
-    /// The interface the world exports, in 0.2.0 and in 0.1.0.
-    fn exports(self) -> (&'static str, &'static str) {
-        match self {
-            World::DelegateTranslator => (
-                "contrail:cni-plugin/delegate@0.2.0",
-                "contrail:cni-plugin/translator@0.1.0",
-            ),
-            World::ContrailTranslator => (
-                "contrail:cni-plugin/contrail@0.2.0",
-                "contrail:cni-plugin/translator@0.1.0",
-            ),
-            World::IpamPlugin => (
-                "contrail:cni-plugin/ipam@0.2.0",
-                "contrail:cni-plugin/ipam@0.1.0",
-            ),
-        }
-    }
-}
-
-/// Which contract version a loaded plugin speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    V2,
-    V1,
-}
-
-impl Version {
-    pub fn package(self) -> &'static str {
-        match self {
-            Version::V2 => WIT_PACKAGE,
-            Version::V1 => WIT_PACKAGE_COMPAT,
-        }
-    }
-}
-
-/// A type-checked plugin of either version, ready to instantiate.
-enum Pre<A, B> {
-    V2(A),
-    V1(B),
-}
-
-struct Prepared<P> {
-    name: String,
-    pre: P,
-}
-
-type DelegatePre =
-    Pre<v2::delegate::DelegateTranslatorPre<State>, v1::translator::LabelTranslatorPre<State>>;
-type ContrailPre =
-    Pre<v2::contrail::ContrailTranslatorPre<State>, v1::translator::LabelTranslatorPre<State>>;
-type IpamPre = Pre<v2::ipam::IpamPluginPre<State>, v1::ipam::IpamPluginPre<State>>;
 
 /// What a delegate translator answered.
 #[derive(Debug, Clone)]
@@ -333,16 +265,6 @@ impl Plugins {
             ),
             World::IpamPlugin => self.resolve(s.ipam.as_ref(), IPAM_FILE),
         }
-    }
-
-    /// Path of the delegate translator.
-    pub fn translator_path(&self) -> PathBuf {
-        self.path(World::DelegateTranslator)
-    }
-
-    /// Path of the IPAM plugin.
-    pub fn ipam_path(&self) -> PathBuf {
-        self.path(World::IpamPlugin)
     }
 
     /// The operator's `wasm.plugin-config` entry for `world`, as the JSON text a plugin gets.
@@ -572,256 +494,5 @@ impl Plugins {
             plugin: p.name.clone(),
             answer,
         })
-    }
-}
-
-/// The contract version `component` offers for `world`, by the interface it exports.
-pub fn version_of(component: &Component, world: World) -> Option<Version> {
-    let engine = component.engine();
-    let (v2_export, v1_export) = world.exports();
-    let mut found = None;
-    for (name, _) in component.component_type().exports(engine) {
-        if name == v2_export {
-            return Some(Version::V2);
-        }
-        if name == v1_export {
-            found = Some(Version::V1);
-        }
-    }
-    found
-}
-
-fn not_exported(world: World) -> wasmtime::Error {
-    let (a, b) = world.exports();
-    wasmtime::Error::msg(format!(
-        "it is not a {} plugin: it exports neither {a} nor {b}",
-        world.name()
-    ))
-}
-
-fn prepare_delegate(component: &Component) -> wasmtime::Result<DelegatePre> {
-    let engine = component.engine();
-    match version_of(component, World::DelegateTranslator) {
-        Some(Version::V2) => {
-            let linker = runtime::linker_for(engine, component, |l| {
-                v2::delegate::DelegateTranslator::add_to_linker::<State, HasSelf<State>>(l, |s| s)
-            })?;
-            Ok(Pre::V2(v2::delegate::DelegateTranslatorPre::new(
-                linker.instantiate_pre(component)?,
-            )?))
-        }
-        Some(Version::V1) => Ok(Pre::V1(prepare_v1_translator(component)?)),
-        None => Err(not_exported(World::DelegateTranslator)),
-    }
-}
-
-fn prepare_contrail(component: &Component) -> wasmtime::Result<ContrailPre> {
-    let engine = component.engine();
-    match version_of(component, World::ContrailTranslator) {
-        Some(Version::V2) => {
-            let linker = runtime::linker_for(engine, component, |l| {
-                v2::contrail::ContrailTranslator::add_to_linker::<State, HasSelf<State>>(l, |s| s)
-            })?;
-            Ok(Pre::V2(v2::contrail::ContrailTranslatorPre::new(
-                linker.instantiate_pre(component)?,
-            )?))
-        }
-        Some(Version::V1) => Ok(Pre::V1(prepare_v1_translator(component)?)),
-        None => Err(not_exported(World::ContrailTranslator)),
-    }
-}
-
-fn prepare_v1_translator(
-    component: &Component,
-) -> wasmtime::Result<v1::translator::LabelTranslatorPre<State>> {
-    let linker = runtime::linker_for(component.engine(), component, |l| {
-        v1::translator::LabelTranslator::add_to_linker::<State, HasSelf<State>>(l, |s| s)
-    })?;
-    v1::translator::LabelTranslatorPre::new(linker.instantiate_pre(component)?)
-}
-
-fn prepare_ipam(component: &Component) -> wasmtime::Result<IpamPre> {
-    let engine = component.engine();
-    match version_of(component, World::IpamPlugin) {
-        Some(Version::V2) => {
-            let linker = runtime::linker_for(engine, component, |l| {
-                v2::ipam::IpamPlugin::add_to_linker::<State, HasSelf<State>>(l, |s| s)
-            })?;
-            Ok(Pre::V2(v2::ipam::IpamPluginPre::new(
-                linker.instantiate_pre(component)?,
-            )?))
-        }
-        Some(Version::V1) => {
-            let linker = runtime::linker_for(engine, component, |l| {
-                v1::ipam::IpamPlugin::add_to_linker::<State, HasSelf<State>>(l, |s| s)
-            })?;
-            Ok(Pre::V1(v1::ipam::IpamPluginPre::new(
-                linker.instantiate_pre(component)?,
-            )?))
-        }
-        None => Err(not_exported(World::IpamPlugin)),
-    }
-}
-
-/// Type-checks `component` as `world` exactly as an ADD would: the bindgen'd world's
-/// `instantiate_pre` (imports), then one instantiation in a sandboxed store, which looks up
-/// every export as a typed function (a record with a changed field fails here). Nothing is
-/// called.
-pub fn check_world(component: &Component, world: World) -> Result<Version, String> {
-    let limits = Limits {
-        memory_limit_mb: crate::cni::config::DEFAULT_MEMORY_LIMIT_MB,
-        timeout_ms: crate::cni::config::DEFAULT_TIMEOUT_MS,
-    };
-    // The process-wide engine (which compiled `component`), with its epoch ticker running so
-    // the store's deadline holds.
-    let engine = engine().map_err(|e| e.msg)?;
-    let mut store = runtime::new_store(engine, "(check)", "", limits);
-    let r = match world {
-        World::DelegateTranslator => prepare_delegate(component).and_then(|p| match p {
-            Pre::V2(pre) => pre.instantiate(&mut store).map(drop),
-            Pre::V1(pre) => pre.instantiate(&mut store).map(drop),
-        }),
-        World::ContrailTranslator => prepare_contrail(component).and_then(|p| match p {
-            Pre::V2(pre) => pre.instantiate(&mut store).map(drop),
-            Pre::V1(pre) => pre.instantiate(&mut store).map(drop),
-        }),
-        World::IpamPlugin => prepare_ipam(component).and_then(|p| match p {
-            Pre::V2(pre) => pre.instantiate(&mut store).map(drop),
-            Pre::V1(pre) => pre.instantiate(&mut store).map(drop),
-        }),
-    };
-    r.map_err(|e| format!("{e:#}"))?;
-    version_of(component, world).ok_or_else(|| "no version".to_owned())
-}
-
-/// What the host does with one import of a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
-    /// The host's own interfaces (`host.log`, the shared types), linked for real.
-    Granted,
-    /// The part of WASI that Rust's `wasm32-wasip2` std imports whether or not a plugin uses
-    /// it (environment, exit, stdio, terminals, the stream/poll/error plumbing): linked as a
-    /// trap. None of it would hand a plugin a capability (files, network, time, randomness).
-    StdStub,
-    /// Anything else: a capability (filesystem, sockets, clocks, random, http...) or an
-    /// interface the host does not have (including a made-up one in our own package).
-    /// Linked as a trap; `plugin check` fails on it.
-    NotGranted,
-}
-
-/// One import of a plugin and what the host does with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Import {
-    pub name: String,
-    pub grant: Grant,
-}
-
-/// The host's own interfaces, linked for real.
-pub const GRANTED_IMPORTS: &[&str] = &[
-    "contrail:cni-plugin/host@0.2.0",
-    "contrail:cni-plugin/types@0.2.0",
-    "contrail:cni-plugin/host@0.1.0",
-    "contrail:cni-plugin/types@0.1.0",
-];
-
-/// The WASI interfaces (without version) that std imports by itself.
-pub const STD_STUB_IMPORTS: &[&str] = &[
-    "wasi:cli/environment",
-    "wasi:cli/exit",
-    "wasi:cli/stdin",
-    "wasi:cli/stdout",
-    "wasi:cli/stderr",
-    "wasi:cli/terminal-input",
-    "wasi:cli/terminal-output",
-    "wasi:cli/terminal-stdin",
-    "wasi:cli/terminal-stdout",
-    "wasi:cli/terminal-stderr",
-    "wasi:io/error",
-    "wasi:io/poll",
-    "wasi:io/streams",
-];
-
-/// How the host treats an import named `name`.
-pub fn grant_of(name: &str) -> Grant {
-    if GRANTED_IMPORTS.contains(&name) {
-        return Grant::Granted;
-    }
-    let unversioned = name.split_once('@').map_or(name, |(n, _)| n);
-    if name.starts_with("wasi:") && STD_STUB_IMPORTS.contains(&unversioned) {
-        Grant::StdStub
-    } else {
-        Grant::NotGranted
-    }
-}
-
-/// Every import of `component`, our own package's included, with what the host does with it.
-pub fn imports(component: &Component) -> Vec<Import> {
-    let engine = component.engine();
-    component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| Import {
-            grant: grant_of(name),
-            name: name.to_owned(),
-        })
-        .collect()
-}
-
-fn contrail_from_v1(r: v1::wit_translator::ContrailRequest) -> contrail_wit::ContrailRequest {
-    contrail_wit::ContrailRequest {
-        domain: r.domain,
-        project: r.project,
-        network: r.network,
-        subnets: r
-            .subnets
-            .into_iter()
-            .map(|s| contrail_wit::Subnet { cidr: s.cidr })
-            .collect(),
-        ip: r.ip,
-        floating_ips: r
-            .floating_ips
-            .into_iter()
-            .map(|f| contrail_wit::FloatingIpRequest {
-                pool: f.pool,
-                address: f.address,
-            })
-            .collect(),
-        security_groups: r.security_groups,
-        isolation: None,
-        other: r
-            .other
-            .into_iter()
-            .map(|l| v2::Label {
-                key: l.key,
-                value: l.value,
-            })
-            .collect(),
-    }
-}
-
-fn ipam_from_v1(r: v1::wit_ipam::IpConfig) -> ipam_wit::IpConfig {
-    ipam_wit::IpConfig {
-        ips: r
-            .ips
-            .into_iter()
-            .map(|a| ipam_wit::IpAddress {
-                address: a.address,
-                gateway: a.gateway,
-            })
-            .collect(),
-        routes: r
-            .routes
-            .into_iter()
-            .map(|rt| ipam_wit::Route {
-                dst: rt.dst,
-                gw: rt.gw,
-            })
-            .collect(),
-        dns: ipam_wit::Dns {
-            nameservers: r.dns.nameservers,
-            domain: r.dns.domain,
-            search: r.dns.search,
-            options: r.dns.options,
-        },
     }
 }
