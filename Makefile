@@ -33,7 +33,7 @@ wasm: deps
 
 ## Plugins plus the hostile guest used by the sandbox tests.
 wasm-test: deps
-	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin
+	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -p v010-translator -p v010-ipam -p changed-record -p evil-import
 
 host:
 	$(CARGO) build --release -p contrail-cni-host
@@ -46,7 +46,7 @@ build: wasm host manager
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -p v010-translator -p v010-ipam -p changed-record -p evil-import -- -D warnings
 
 ## Every test. Tests that need root (real network namespaces) run when root; under CI (CI=true)
 ## a missing root is a failure, never a silent skip.

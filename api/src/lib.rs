@@ -32,6 +32,43 @@ pub struct FloatingIpRequest {
     pub address: Option<String>,
 }
 
+/// The `isolation` label: how far a container's traffic may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Everything on the cluster's networks.
+    Cluster,
+    /// Containers of the same Marathon group.
+    Group,
+    /// Containers of the same app.
+    App,
+    /// Only what the request's security groups allow.
+    UserDefined,
+}
+
+impl Isolation {
+    pub const ALL: [Isolation; 4] = [
+        Isolation::Cluster,
+        Isolation::Group,
+        Isolation::App,
+        Isolation::UserDefined,
+    ];
+
+    /// The label's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Cluster => "cluster",
+            Isolation::Group => "group",
+            Isolation::App => "app",
+            Isolation::UserDefined => "user-defined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Isolation> {
+        Isolation::ALL.into_iter().find(|i| i.as_str() == s)
+    }
+}
+
 /// The Contrail label vocabulary after translation by the `mesos-delegate` Wasm plugin
 /// (`translate-contrail` in `wit/translator.wit`). Absent labels are `None`/empty; the manager
 /// applies its configured defaults.
@@ -56,9 +93,178 @@ pub struct ContrailRequest {
     /// fq-names (3 parts, or 1 part = inside the project).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_groups: Vec<Vec<String>>,
+    /// `isolation`; absent in requests of older clients (the manager's default applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
     /// Labels outside the vocabulary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other: Vec<Label>,
+}
+
+/// Why a [`ContrailRequest`] cannot be used: the field and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+fn fq_ok(parts: &[String], allowed: &[usize]) -> bool {
+    allowed.contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && !p.contains(':') && !p.chars().any(char::is_control))
+}
+
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && !s.contains(':') && !s.chars().any(char::is_control)
+}
+
+impl ContrailRequest {
+    /// The one check of the vocabulary, for the CNI host (on a plugin's answer) and the
+    /// manager (on a request it receives): fq-names of the right length with non-empty parts,
+    /// CIDRs without host bits, addresses that parse, names without `:`.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let err = |field, reason: String| Err(ValidationError { field, reason });
+        for (field, v) in [("domain", &self.domain), ("project", &self.project)] {
+            if let Some(v) = v
+                && !name_ok(v)
+            {
+                return err(field, format!("{v:?} is not a name"));
+            }
+        }
+        if let Some(n) = &self.network
+            && !fq_ok(n, &[1, 3])
+        {
+            return err(
+                "network",
+                format!("fq-name {n:?} must have 1 or 3 non-empty parts"),
+            );
+        }
+        for s in &self.subnets {
+            let net: ipnet::IpNet = match s.parse() {
+                Ok(n) => n,
+                Err(_) => return err("subnets", format!("{s:?} is not a CIDR")),
+            };
+            if net.trunc() != net {
+                return err("subnets", format!("{s:?} has host bits set"));
+            }
+        }
+        if let Some(ip) = &self.ip
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return err("ip", format!("network-ip {ip:?} is not an IP address"));
+        }
+        for f in &self.floating_ips {
+            if !fq_ok(&f.pool, &[4]) {
+                return err(
+                    "floating-ips",
+                    format!("pool {:?} must have 4 non-empty parts", f.pool),
+                );
+            }
+            if let Some(a) = &f.address
+                && a.parse::<std::net::IpAddr>().is_err()
+            {
+                return err(
+                    "floating-ips",
+                    format!("address {a:?} is not an IP address"),
+                );
+            }
+        }
+        for sg in &self.security_groups {
+            if !fq_ok(sg, &[1, 3]) {
+                return err(
+                    "security-groups",
+                    format!("fq-name {sg:?} must have 1 or 3 non-empty parts"),
+                );
+            }
+        }
+        if self.isolation == Some(Isolation::UserDefined) && self.security_groups.is_empty() {
+            return err(
+                "isolation",
+                "user-defined isolation needs security-groups".to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The interface index of a VMI, Contrail's `index` annotation `i/N`: interface `i` of the
+/// container's `N` (0-based, `i < N`). One type so the host, the manager and the API do not
+/// each parse the string. Serialised as the annotation's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InterfaceIndex {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl InterfaceIndex {
+    /// The only interface of a single-interface container (`0/1`).
+    pub const SOLE: InterfaceIndex = InterfaceIndex { index: 0, count: 1 };
+
+    pub fn new(index: u32, count: u32) -> Result<Self, ValidationError> {
+        let i = InterfaceIndex { index, count };
+        i.validate()?;
+        Ok(i)
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.count == 0 || self.index >= self.count {
+            return Err(ValidationError {
+                field: "index",
+                reason: format!("{self} is not an interface index (i/N with i < N)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// True for the container's primary interface (which gets the default routes).
+    pub fn is_primary(&self) -> bool {
+        self.index == 0
+    }
+}
+
+impl std::fmt::Display for InterfaceIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for InterfaceIndex {
+    type Err = ValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ValidationError {
+            field: "index",
+            reason: format!("{s:?} is not an interface index (i/N)"),
+        };
+        let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(i) || !digits(n) {
+            return Err(bad());
+        }
+        InterfaceIndex::new(i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?)
+    }
+}
+
+impl Serialize for InterfaceIndex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for InterfaceIndex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// The node the container runs on: the vRouter is found by `ip` first, then by `name`.
@@ -119,11 +325,18 @@ pub struct Attachment {
     /// The VMI's MAC address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
-    /// The `index` annotation, `i/N`.
+    /// The `index` annotation, `i/N` (typed by [`Attachment::interface_index`]).
     pub index: String,
     /// Floating IP addresses bound to the VMI.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub floating_ips: Vec<String>,
+}
+
+impl Attachment {
+    /// [`Attachment::index`] parsed and checked.
+    pub fn interface_index(&self) -> Result<InterfaceIndex, ValidationError> {
+        self.index.parse()
+    }
 }
 
 /// Answer to `DELETE /v1/attachments/<container-id>/<ifname>`: always 200 when the request was
@@ -244,6 +457,99 @@ pub fn is_canonical_uuid(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn interface_index_is_one_type() {
+        let i: InterfaceIndex = "1/2".parse().unwrap();
+        assert_eq!(i, InterfaceIndex { index: 1, count: 2 });
+        assert!(!i.is_primary() && InterfaceIndex::SOLE.is_primary());
+        assert_eq!(i.to_string(), "1/2");
+        assert_eq!(serde_json::to_value(i).unwrap(), "1/2");
+        assert_eq!(
+            serde_json::from_str::<InterfaceIndex>("\"0/1\"").unwrap(),
+            InterfaceIndex::SOLE
+        );
+        for bad in ["", "1", "2/2", "0/0", "-1/2", "+1/2", "a/b", "1/2/3", " / "] {
+            assert!(bad.parse::<InterfaceIndex>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn isolation_is_optional_on_the_wire_and_validated() {
+        // Old clients send no isolation; old managers ignore it.
+        let r: ContrailRequest = serde_json::from_str(r#"{"network":["blue"]}"#).unwrap();
+        assert_eq!(r.isolation, None);
+        assert!(!serde_json::to_string(&r).unwrap().contains("isolation"));
+        let r: ContrailRequest = serde_json::from_str(
+            r#"{"network":["blue"],"isolation":"user-defined","security-groups":[["sg"]]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.isolation, Some(Isolation::UserDefined));
+        assert!(r.validate().is_ok());
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["isolation"],
+            "user-defined"
+        );
+        let no_sg = ContrailRequest {
+            isolation: Some(Isolation::UserDefined),
+            ..Default::default()
+        };
+        assert_eq!(no_sg.validate().unwrap_err().field, "isolation");
+        assert!(serde_json::from_str::<ContrailRequest>(r#"{"isolation":"galaxy"}"#).is_err());
+        for i in Isolation::ALL {
+            assert_eq!(Isolation::parse(i.as_str()), Some(i));
+        }
+    }
+
+    #[test]
+    fn validate_checks_the_vocabulary() {
+        let ok = ContrailRequest {
+            network: Some(vec!["d".into(), "p".into(), "n".into()]),
+            subnets: vec!["5.5.5.0/24".into()],
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+        for (bad, field) in [
+            (
+                ContrailRequest {
+                    network: Some(vec!["a".into(), "b".into()]),
+                    ..ok.clone()
+                },
+                "network",
+            ),
+            (
+                ContrailRequest {
+                    subnets: vec!["5.5.5.1/24".into()],
+                    ..ok.clone()
+                },
+                "subnets",
+            ),
+            (
+                ContrailRequest {
+                    ip: Some("x".into()),
+                    ..ok.clone()
+                },
+                "ip",
+            ),
+            (
+                ContrailRequest {
+                    project: Some("a:b".into()),
+                    ..ok.clone()
+                },
+                "project",
+            ),
+            (
+                ContrailRequest {
+                    security_groups: vec![vec![String::new()]],
+                    ..ok.clone()
+                },
+                "security-groups",
+            ),
+        ] {
+            assert_eq!(bad.validate().unwrap_err().field, field);
+        }
+    }
+
     use super::*;
 
     #[test]

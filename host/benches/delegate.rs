@@ -70,7 +70,7 @@ fn wasm_step(translator: &Path) {
         key: "CNI_ARGS".into(),
         value: "IP=10.99.0.42".into(),
     }];
-    let delegate = config["delegate"].to_string();
+    let delegate = config["delegate"].clone();
     let call = || {
         let p = Plugins::new(settings.clone(), "5baff64c-d028-47ba-864e-a5ee679fc069");
         let t = Instant::now();
@@ -111,7 +111,15 @@ fn wasm_step(translator: &Path) {
     let loads: Vec<Duration> = (0..300)
         .map(|_| {
             let t = Instant::now();
-            let l = wasm::cache::load(engine, translator, Some(cache.path())).unwrap();
+            let l = wasm::cache::load(
+                engine,
+                translator,
+                &wasm::cache::Options {
+                    cache_dir: Some(cache.path()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             assert_eq!(l.origin, wasm::cache::Origin::Cache);
             t.elapsed()
         })
@@ -122,10 +130,17 @@ fn wasm_step(translator: &Path) {
     );
 
     // Breakdown of the cache load, step by step.
-    let entry = wasm::cache::load(engine, translator, Some(cache.path()))
-        .unwrap()
-        .entry
-        .unwrap();
+    let entry = wasm::cache::load(
+        engine,
+        translator,
+        &wasm::cache::Options {
+            cache_dir: Some(cache.path()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .entry
+    .unwrap();
     let time = |f: &dyn Fn()| -> Vec<Duration> {
         (0..300)
             .map(|_| {

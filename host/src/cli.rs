@@ -1,7 +1,9 @@
 //! Operator commands, used when the binary gets arguments (a CNI invocation has none):
 //!
-//! * `contrail-cni-plugin plugin check <file.wasm>`: is it a component implementing one of our
-//!   worlds? Prints which; exits non-zero otherwise.
+//! * `contrail-cni-plugin plugin check <file.wasm> [--world W] [--allow-ungranted-imports]`:
+//!   which of our worlds it implements (exact type check), every import and whether it is
+//!   granted, permission warnings; non-zero exit for no world or an ungranted import.
+//! * `contrail-cni-plugin plugin run <file.wasm> --world W --input sample.json`: a dry run.
 //! * `contrail-cni-plugin plugin compile <file.wasm> [--cache-dir DIR]`: precompiles into the
 //!   artifact cache, so the first ADD after a deploy does not pay for compilation.
 //! * `contrail-cni-plugin version`.
@@ -39,57 +41,173 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum PluginCmd {
-    /// Check that a .wasm is a component implementing `ipam-plugin` or `label-translator`.
-    Check { file: PathBuf },
+    /// Check that a .wasm is a component implementing one of the host's worlds (exact types),
+    /// list every import, and fail on imports the host does not grant.
+    Check {
+        file: PathBuf,
+        /// Check as this world only (`delegate-translator`, `contrail-translator`, `ipam-plugin`).
+        #[arg(long)]
+        world: Option<String>,
+        /// Exit 0 even when the plugin imports something the host does not grant (it traps if
+        /// called).
+        #[arg(long)]
+        allow_ungranted_imports: bool,
+    },
     /// Check, then compile into the artifact cache.
     Compile {
         file: PathBuf,
         #[arg(long, default_value = cache::DEFAULT_CACHE_DIR)]
         cache_dir: PathBuf,
+        #[arg(long)]
+        allow_ungranted_imports: bool,
+    },
+    /// Dry run: feed a sample invocation (JSON) to a plugin and print its checked answer.
+    Run {
+        file: PathBuf,
+        #[arg(long)]
+        world: String,
+        /// Sample: `{"config": {network config}, "labels": [{"key","value"}], "port": {agent
+        /// port answer}, "primary": true, "command": "ADD", "container-id": "..", "ifname": ".."}`.
+        #[arg(long)]
+        input: PathBuf,
     },
 }
 
-/// The WIT package the host implements.
-pub const WIT_PACKAGE: &str = "contrail:cni-plugin@0.1.0";
+pub use crate::wasm::WIT_PACKAGE;
 
-fn check(file: &Path, cache_dir: Option<&Path>) -> Result<(wasm::World, cache::Loaded)> {
+/// What `plugin check` found.
+struct Report {
+    worlds: Vec<(wasm::World, wasm::Version)>,
+    imports: Vec<wasm::Import>,
+    warnings: Vec<String>,
+}
+
+fn inspect(
+    file: &Path,
+    only: Option<wasm::World>,
+    cache_dir: Option<&Path>,
+) -> Result<(Report, cache::Loaded)> {
     let engine = wasm::engine::engine().map_err(|e| anyhow!(e))?;
-    let loaded = cache::load(engine, file, cache_dir)?;
-    let world = wasm::detect_world(&loaded.component)
-        .map_err(|e| anyhow!("{}: not a {WIT_PACKAGE} plugin: {e}", file.display()))?;
-    Ok((world, loaded))
+    let mut warnings = Vec::new();
+    let meta =
+        std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if let Some(why) = cache::insecure_permissions(file, &meta) {
+        warnings.push(format!(
+            "{why}: an ADD refuses this file unless the network config sets wasm.allow-insecure-permissions: true"
+        ));
+    }
+    let opts = cache::Options {
+        cache_dir,
+        allow_insecure_permissions: true,
+        ..cache::Options::default()
+    };
+    let loaded = cache::load(engine, file, &opts)?;
+    let candidates: Vec<wasm::World> = match only {
+        Some(w) => vec![w],
+        None => wasm::World::ALL.to_vec(),
+    };
+    let mut worlds = Vec::new();
+    let mut errors = Vec::new();
+    for w in candidates {
+        match wasm::check_world(&loaded.component, w) {
+            Ok(v) => worlds.push((w, v)),
+            Err(e) => errors.push(format!("as {}: {e}", w.name())),
+        }
+    }
+    if worlds.is_empty() {
+        return Err(anyhow!(
+            "{}: not a plugin of {WIT_PACKAGE} (or {}): {}",
+            file.display(),
+            wasm::WIT_PACKAGE_COMPAT,
+            errors.join("; ")
+        ));
+    }
+    let imports = wasm::imports(&loaded.component);
+    Ok((
+        Report {
+            worlds,
+            imports,
+            warnings,
+        },
+        loaded,
+    ))
+}
+
+fn print_report(file: &Path, r: &Report) -> usize {
+    for (w, v) in &r.worlds {
+        println!(
+            "{}: ok: world {} of {}",
+            file.display(),
+            w.name(),
+            v.package()
+        );
+    }
+    for i in &r.imports {
+        let what = match i.grant {
+            wasm::Grant::Granted => "granted",
+            wasm::Grant::StdStub => "std runtime import, stubbed (traps if called, grants nothing)",
+            wasm::Grant::NotGranted => "NOT GRANTED (traps if called)",
+        };
+        println!("  import {}: {what}", i.name);
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+    r.imports
+        .iter()
+        .filter(|i| i.grant == wasm::Grant::NotGranted)
+        .count()
+}
+
+fn gate(ungranted: usize, allow: bool) -> Result<()> {
+    if ungranted > 0 && !allow {
+        return Err(anyhow!(
+            "{ungranted} import(s) the host does not grant; rebuild the plugin without them, or pass --allow-ungranted-imports to accept that they trap if called"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_world(s: &str) -> Result<wasm::World> {
+    wasm::World::parse(s).ok_or_else(|| {
+        anyhow!("unknown world {s:?}: delegate-translator, contrail-translator or ipam-plugin")
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Version => {
             println!(
-                "contrail-cni-plugin {} (CNI {}; plugins: {WIT_PACKAGE})",
+                "contrail-cni-plugin {} (CNI {}; plugins: {WIT_PACKAGE}, {})",
                 env!("CARGO_PKG_VERSION"),
-                CniVersion::ALL.map(CniVersion::as_str).join(", ")
+                CniVersion::ALL.map(CniVersion::as_str).join(", "),
+                wasm::WIT_PACKAGE_COMPAT,
             );
         }
         Cmd::Plugin {
-            cmd: PluginCmd::Check { file },
+            cmd:
+                PluginCmd::Check {
+                    file,
+                    world,
+                    allow_ungranted_imports,
+                },
         } => {
-            let (world, loaded) = check(&file, None)?;
-            println!(
-                "{}: ok: component implementing world {} of {WIT_PACKAGE}",
-                file.display(),
-                world.name()
-            );
-            let trapped = wasm::trapped_imports(&loaded.component);
-            if !trapped.is_empty() {
-                println!(
-                    "  imports not granted (they trap if called): {}",
-                    trapped.join(", ")
-                );
-            }
+            let only = world.as_deref().map(parse_world).transpose()?;
+            let (report, _) = inspect(&file, only, None)?;
+            let ungranted = print_report(&file, &report);
+            gate(ungranted, allow_ungranted_imports)?;
         }
         Cmd::Plugin {
-            cmd: PluginCmd::Compile { file, cache_dir },
+            cmd:
+                PluginCmd::Compile {
+                    file,
+                    cache_dir,
+                    allow_ungranted_imports,
+                },
         } => {
-            let (world, loaded) = check(&file, Some(&cache_dir))?;
+            let (report, loaded) = inspect(&file, None, Some(&cache_dir))?;
+            let ungranted = print_report(&file, &report);
+            gate(ungranted, allow_ungranted_imports)?;
             let entry = loaded
                 .entry
                 .clone()
@@ -108,10 +226,118 @@ fn run(cli: Cli) -> Result<()> {
                     println!("{}: compiled: {}", file.display(), entry.display())
                 }
             }
-            println!("  world {}", world.name());
+        }
+        Cmd::Plugin {
+            cmd: PluginCmd::Run { file, world, input },
+        } => {
+            let world = parse_world(&world)?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("cannot read {}", input.display()))?;
+            let sample: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", input.display()))?;
+            let out = dry_run(&file, world, &sample)
+                .map_err(|e| anyhow!("CNI error {}: {} ({})", e.code, e.msg, e.details))?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
     Ok(())
+}
+
+/// `plugin run`: one call of `world` on `file` with a sample invocation, answered as the host
+/// would act on it (every check applied), as JSON. Nothing touches the node.
+fn dry_run(
+    file: &Path,
+    world: wasm::World,
+    sample: &serde_json::Value,
+) -> Result<serde_json::Value, crate::cni::CniError> {
+    use crate::cni::CniError;
+    use crate::cni::config::{Label, NetConf};
+    use serde_json::{Value, json};
+    let invalid = |m: String| CniError::new(crate::cni::error::INVALID_CONFIG, m);
+    let config = sample.get("config").cloned().unwrap_or_else(|| json!({}));
+    let conf = NetConf::parse(config.to_string().as_bytes())?;
+    let mut settings = conf.wasm()?;
+    let abs = std::path::absolute(file).map_err(|e| invalid(format!("{}: {e}", file.display())))?;
+    match world {
+        wasm::World::DelegateTranslator => settings.delegate_translator = Some(abs),
+        wasm::World::ContrailTranslator => settings.contrail_translator = Some(abs),
+        wasm::World::IpamPlugin => settings.ipam = Some(abs),
+    }
+    settings.allow_insecure_permissions = true;
+    if settings.cache_dir.is_none() {
+        settings.cache_dir = Some(std::env::temp_dir().join("contrail-cni-wasm-dryrun"));
+    }
+    let str_of = |k: &str, d: &str| {
+        sample
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or(d)
+            .to_owned()
+    };
+    let container_id = str_of("container-id", "dry-run");
+    let command = match str_of("command", "ADD").to_ascii_uppercase().as_str() {
+        "ADD" => crate::cni::Command::Add,
+        "DEL" => crate::cni::Command::Del,
+        "CHECK" => crate::cni::Command::Check,
+        other => return Err(invalid(format!("command {other:?}: ADD, DEL or CHECK"))),
+    };
+    let labels: Vec<Label> = match sample.get("labels") {
+        None => conf.mesos_labels()?,
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| invalid(format!("labels: {e}")))?
+        }
+    };
+    let plugins = wasm::Plugins::new(settings, &container_id);
+    let record = wasm::InvocationRecord {
+        command,
+        container_id,
+        ifname: str_of("ifname", "eth0"),
+        netns: Some(str_of("netns", "/var/run/netns/dry-run")),
+        network_name: conf.name().unwrap_or_default().to_owned(),
+        cni_version: conf.cni_version().to_owned(),
+        config: conf.text().to_owned(),
+    };
+    match world {
+        wasm::World::DelegateTranslator => {
+            let block = conf
+                .delegate()
+                .and_then(Value::as_object)
+                .cloned()
+                .ok_or_else(|| invalid("config: no \"delegate\" object".into()))?;
+            let reply = plugins.translate_delegate(
+                &record,
+                &labels,
+                &Value::Object(block.clone()),
+                conf.ignore_unknown()?,
+            )?;
+            let outer = config.as_object().cloned().unwrap_or_default();
+            crate::delegate::answer::delegate_config(&outer, &block, reply, plugins.settings())
+                .map(Value::Object)
+        }
+        wasm::World::ContrailTranslator => {
+            let r = plugins.translate_contrail(&record, &labels)?;
+            let req = crate::contrail::plugin::contrail_request(r, plugins.settings())?;
+            Ok(serde_json::to_value(req).unwrap_or_default())
+        }
+        wasm::World::IpamPlugin => {
+            let port: wasm::VrouterPort =
+                serde_json::from_value(sample.get("port").cloned().unwrap_or_else(|| json!({})))
+                    .map_err(|e| invalid(format!("port: {e}")))?;
+            let primary = sample
+                .get("primary")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let a = plugins.ipam_configure(&record, &port, primary)?;
+            let c = crate::contrail::plugin::ipam_config(a, plugins.settings())?;
+            let result = crate::cni::CniResult {
+                ips: c.ips,
+                routes: c.routes,
+                dns: c.dns,
+                ..Default::default()
+            };
+            result.encode(crate::cni::CniVersion::parse("1.1.0")?)
+        }
+    }
 }
 
 /// `main` for argument-driven use. Errors go to stderr with exit 1 (clap's usage errors: 2).

@@ -342,3 +342,174 @@ fn misconfigured_delegate_blocks_are_config_errors() {
     assert_eq!(e["code"], 7);
     assert!(s.seen("ADD").is_none());
 }
+
+impl Setup {
+    /// Replaces the delegate translator with another build.
+    fn translator(&self, stem: &str) {
+        fs::copy(wasm_plugin(stem), self.path("wasm/mesos-delegate.wasm")).unwrap();
+    }
+
+    /// A recording fake under another name (e.g. `host-device`), to prove it never runs.
+    fn decoy(&self, name: &str) {
+        let p = self.bin().join(name);
+        fs::write(
+            &p,
+            "#!/bin/sh\ntouch \"$(dirname \"$0\")/RAN.$(basename \"$0\")\"\n",
+        )
+        .unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn ran(&self, name: &str) -> bool {
+        self.bin().join(format!("RAN.{name}")).exists()
+    }
+}
+
+fn error_of(out: &Out) -> Value {
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// A translator built against contrail:cni-plugin@0.1.0 (answering a whole config) still works
+/// when its answer only decides what policy may decide.
+#[test]
+fn a_v010_translator_still_works() {
+    let s = Setup::new();
+    s.translator("v010_translator");
+    s.reply("ADD", RESULT_100, 0);
+    let out = s.run("ADD", &[], &s.conf("0.2.0", label("IP=10.5.0.9")));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let got = s.seen("ADD").unwrap();
+    assert_eq!(got["type"], "fake");
+    assert_eq!(got["args"]["cni"]["ips"], json!(["10.5.0.9"]));
+}
+
+/// A 0.1.0 translator's config may not choose the binary, host sections or logs: refused,
+/// naming the key, and nothing runs.
+#[test]
+fn a_v010_translator_cannot_choose_the_binary_or_host_sections() {
+    let s = Setup::new();
+    s.translator("v010_translator");
+    s.decoy("host-device");
+    s.decoy("contrail-cni-plugin");
+    for (mode, key) in [
+        ("host-device", "type"),
+        ("self", "type"),
+        ("wasm", "wasm"),
+        ("log-file", "log-file"),
+    ] {
+        let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+        conf["misbehave"] = json!(mode);
+        let e = error_of(&s.run("ADD", &[], &conf));
+        assert_eq!(e["code"], 114, "{mode}: {e}");
+        let msg = e["msg"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("tried to set {key}")) && msg.contains("mesos-delegate.wasm"),
+            "{mode}: {e}"
+        );
+    }
+    assert!(s.seen("ADD").is_none() && s.seen("DEL").is_none());
+    assert!(!s.ran("host-device") && !s.ran("contrail-cni-plugin"));
+}
+
+/// The host is never its own delegate (here through a `mesos` symlink in CNI_PATH, as
+/// `make install` lays it out).
+#[test]
+fn the_host_never_execs_itself() {
+    let s = Setup::new();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_contrail-cni-plugin"),
+        s.bin().join("mesos"),
+    )
+    .unwrap();
+    let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+    conf["delegate"]["type"] = json!("mesos");
+    let e = error_of(&s.run("ADD", &[], &conf));
+    assert_eq!(e["code"], 101, "{e}");
+    assert!(e["msg"].as_str().unwrap().contains("this host"), "{e}");
+}
+
+/// A 0.2.0 translator's decision is checked: bad values are CNI errors naming the plugin and
+/// the field, and the delegate never runs.
+#[test]
+fn bad_decisions_are_refused_before_the_delegate_runs() {
+    let s = Setup::new();
+    s.translator("misbehave_plugin");
+    for (mode, field) in [("many-ips", "ips"), ("bad-mac", "mac"), ("bad-ip", "ips")] {
+        let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+        conf["misbehave"] = json!(mode);
+        let e = error_of(&s.run("ADD", &[], &conf));
+        assert_eq!(e["code"], 114, "{mode}: {e}");
+        let msg = e["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("mesos-delegate.wasm") && msg.contains(&format!("bad {field}")),
+            "{mode}: {e}"
+        );
+    }
+    assert!(s.seen("ADD").is_none() && s.seen("DEL").is_none());
+    // The honest mode of the same plugin works, so the refusals above mean something.
+    let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+    conf["misbehave"] = json!("ok");
+    s.reply("ADD", RESULT_100, 0);
+    let out = s.run("ADD", &[], &conf);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        s.seen("ADD").unwrap()["args"]["cni"]["ips"],
+        json!(["10.5.0.9"])
+    );
+}
+
+/// Plugins get the config without credentials, and their own `wasm.plugin-config`.
+#[test]
+fn plugins_never_see_secrets() {
+    let s = Setup::new();
+    s.translator("misbehave_plugin");
+    let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+    conf["misbehave"] = json!("secrets");
+    conf["contrail"] = json!({"mesos-token": "S3CRET-1", "vrouter-ip": "10.0.0.5"});
+    conf["delegate"]["ipam"]["token-file"] = json!("/etc/S3CRET-2");
+    conf["delegate"]["auth"] = json!({"password": "S3CRET-3", "user": "u"});
+    conf["wasm"]["plugin-config"] =
+        json!({"delegate-translator": {"zone": "z1", "apiKey": "S3CRET-4"}});
+    let e = error_of(&s.run("ADD", &[], &conf));
+    let details = e["details"].as_str().unwrap();
+    assert!(
+        details.contains("vrouter-ip") && details.contains("z1") && details.contains("\"user\""),
+        "the plugin got the rest: {details}"
+    );
+    assert!(
+        !details.contains("S3CRET"),
+        "a secret reached the plugin: {details}"
+    );
+    assert!(
+        !details.contains("plugin-dir"),
+        "the wasm section reached the plugin: {details}"
+    );
+}
+
+/// A plugin's log line is one escaped entry in the log file: no forged line, no ANSI escape.
+#[test]
+fn plugin_log_lines_cannot_forge_entries() {
+    let s = Setup::new();
+    s.translator("misbehave_plugin");
+    s.reply("ADD", RESULT_100, 0);
+    let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+    conf["misbehave"] = json!("forge-log");
+    let out = s.run("ADD", &[], &conf);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let log = fs::read_to_string(s.path("log/cni.log")).unwrap();
+    let entry = log
+        .lines()
+        .find(|l| l.contains("innocent"))
+        .unwrap_or_else(|| panic!("the plugin's line is missing: {log}"));
+    assert!(entry.contains("mesos-delegate.wasm"), "{entry}");
+    assert!(entry.contains("forged line"), "{entry}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "a forged line: {log}"
+    );
+    assert!(
+        !log.contains('\x1b'),
+        "an ANSI escape reached the log: {log:?}"
+    );
+}

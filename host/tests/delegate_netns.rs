@@ -1,7 +1,7 @@
 //! The Mesos delegate path in real network namespaces, with Debian's reference plugins.
 //!
 //! The installed `mesos` alias is invoked exactly as the Mesos agent does: the network config
-//! file (with `args."org.apache.mesos".network_info` injected, contract §2.3-2.4) on stdin;
+//! file (with `args."org.apache.mesos".network_info` injected, as the Mesos network/cni isolator does) on stdin;
 //! env CNI_COMMAND/CNI_CONTAINERID/CNI_PATH/CNI_IFNAME/CNI_NETNS/PATH and nothing else.
 //!
 //! Everything runs inside a test-owned "node" namespace (`ip netns exec`), so the bridge,

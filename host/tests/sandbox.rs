@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use contrail_cni_host::cni::config::WasmSettings;
 use contrail_cni_host::cni::{CniError, Command};
+use contrail_cni_host::contrail::plugin::ipam_config;
 use contrail_cni_host::wasm::{InvocationRecord, Plugins, VrouterPort};
 use contrail_integration::paths::wasm_plugin;
 
@@ -56,9 +57,14 @@ impl Sandbox {
         v
     }
 
-    /// Nothing but complete `.cwasm` entries in the cache, nothing new in the plugin dir.
+    /// Nothing but complete `.cwasm` entries (and their compile locks) in the cache, nothing
+    /// new in the plugin dir.
     fn assert_clean(&self, expected_entries: usize) {
-        let entries = self.cache_entries();
+        let entries: Vec<PathBuf> = self
+            .cache_entries()
+            .into_iter()
+            .filter(|e| e.extension().is_none_or(|x| x != "lock"))
+            .collect();
         assert_eq!(entries.len(), expected_entries, "cache: {entries:?}");
         for e in &entries {
             let name = e.file_name().unwrap().to_str().unwrap();
@@ -109,7 +115,9 @@ fn call(
     Duration,
 ) {
     let t = Instant::now();
-    let r = p.ipam_configure(&record(mode), &port(), true);
+    let r = p
+        .ipam_configure(&record(mode), &port(), true)
+        .and_then(|a| ipam_config(a, p.settings()));
     (r, t.elapsed())
 }
 
@@ -180,13 +188,74 @@ fn garbage_answers_are_malformed() {
 }
 
 #[test]
-fn error_code_zero_becomes_999_as_the_wit_promises() {
+fn error_codes_a_plugin_may_not_use_become_299() {
     let s = Sandbox::new();
-    let (r, _) = call(&s.plugins(16, 1000), "error0");
-    let e = r.unwrap_err();
-    assert_eq!(e.code, 999, "{e:?}");
+    let p = s.plugins(16, 1000);
+    for mode in ["error0", "code-112", "code-max"] {
+        let e = call(&p, mode).0.unwrap_err();
+        assert_eq!(e.code, 299, "{mode}: {e:?}");
+        assert!(
+            e.details.contains("contrail-ipam.wasm")
+                && e.details.contains("which is not a plugin's"),
+            "{mode}: {e:?}"
+        );
+    }
+    let e = call(&p, "code-112").0.unwrap_err();
+    assert!(e.details.contains("returned code 112"), "{e:?}");
+    // Its own range passes unchanged, and the plugin is still named.
+    let e = call(&p, "code-201").0.unwrap_err();
+    assert_eq!(e.code, 201, "{e:?}");
     assert!(
-        e.msg.contains("contrail-ipam.wasm") && e.msg.contains("code 0"),
+        e.details.contains("from Wasm plugin contrail-ipam.wasm"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn plugin_text_is_escaped() {
+    let s = Sandbox::new();
+    let e = call(&s.plugins(16, 1000), "forge-log").0.unwrap_err();
+    assert_eq!(e.code, 7);
+    for text in [&e.msg, &e.details] {
+        assert!(
+            !text.chars().any(char::is_control),
+            "control characters reach the log: {text:?}"
+        );
+    }
+    assert!(e.msg.contains("\\n") && e.msg.contains("\\u{1b}"), "{e:?}");
+}
+
+#[test]
+fn oversized_and_inconsistent_ipam_answers_are_refused_fast() {
+    let s = Sandbox::new();
+    let p = s.plugins(64, 5000);
+    for (mode, field) in [
+        ("many-ips", "ips"),
+        ("huge", "dns.search"),
+        ("gw-outside", "ips.gateway"),
+    ] {
+        let (r, took) = call(&p, mode);
+        let e = r.unwrap_err();
+        assert_eq!(e.code, 114, "{mode}: {e:?}");
+        assert!(
+            e.msg.contains("contrail-ipam.wasm") && e.msg.contains(field),
+            "{mode}: {e:?}"
+        );
+        assert!(took < Duration::from_secs(5), "{mode} took {took:?}");
+    }
+}
+
+#[test]
+fn a_denied_import_is_one_line_naming_it() {
+    let s = Sandbox::new();
+    let e = call(&s.plugins(16, 1000), "hashmap").0.unwrap_err();
+    assert_eq!(e.code, 111, "{e:?}");
+    assert!(
+        e.msg.contains("wasi:random/insecure-seed") && e.msg.contains("does not grant"),
+        "{e:?}"
+    );
+    assert!(
+        !e.msg.contains('\n') && !e.details.contains("backtrace"),
         "{e:?}"
     );
 }
@@ -229,7 +298,11 @@ fn a_plugin_of_the_wrong_world_does_not_load() {
 fn a_corrupt_cache_entry_is_rebuilt_not_executed() {
     let s = Sandbox::new();
     call(&s.plugins(16, 1000), "ok").0.unwrap();
-    let entries = s.cache_entries();
+    let entries: Vec<PathBuf> = s
+        .cache_entries()
+        .into_iter()
+        .filter(|e| e.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
     assert_eq!(entries.len(), 1);
     let good = fs::read(&entries[0]).unwrap();
 
@@ -268,8 +341,8 @@ fn swapping_the_wasm_changes_behaviour_without_a_rebuild() {
         "10.47.255.250/12",
         "the real IPAM's answer: {r:?}"
     );
-    // One entry per content hash; both complete.
-    s.assert_clean(2);
+    // The new build's entry replaced the old build's (same plugin file: evicted).
+    s.assert_clean(1);
 }
 
 #[test]
@@ -304,7 +377,47 @@ fn plugin_check_and_compile_commands() {
     let tr = wasm_plugin("mesos_delegate");
     let (code, out, _) = run(&["plugin", "check", tr.to_str().unwrap()]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("label-translator"), "{out}");
+    assert!(
+        out.contains("delegate-translator") && out.contains("contrail-translator"),
+        "{out}"
+    );
+    // The hostile guest imports wasi:random (std's HashMap): listed, and the gate fails
+    // unless the operator accepts it explicitly.
+    let bad = wasm_plugin("misbehave_plugin");
+    let (code, out, err) = run(&["plugin", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("wasi:random/insecure-seed") && out.contains("NOT GRANTED"),
+        "{out}"
+    );
+    assert!(err.contains("--allow-ungranted-imports"), "{err}");
+    let (code, _, err) = run(&[
+        "plugin",
+        "check",
+        bad.to_str().unwrap(),
+        "--allow-ungranted-imports",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    // A plugin others can write: a warning (the ADD would refuse it), not a failure.
+    let od = tempfile::tempdir().unwrap();
+    let open = od.path().join("open.wasm");
+    fs::copy(wasm_plugin("contrail_ipam"), &open).unwrap();
+    fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let (code, out, err) = run(&["plugin", "check", open.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("warning:") && out.contains("allow-insecure-permissions"),
+        "{out}"
+    );
+    // Only the world asked for.
+    let (code, _, err) = run(&[
+        "plugin",
+        "check",
+        tr.to_str().unwrap(),
+        "--world",
+        "ipam-plugin",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
     let (code, out, _) = run(&[
         "plugin",
         "check",
@@ -339,11 +452,392 @@ fn plugin_check_and_compile_commands() {
     ]);
     assert_eq!(code, Some(0));
     assert!(out.contains("already compiled"), "{out}");
-    assert_eq!(fs::read_dir(&cache).unwrap().count(), 1);
+    let entries = fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "cwasm")
+        })
+        .count();
+    assert_eq!(entries, 1);
     let (code, out, _) = run(&["version"]);
     assert_eq!(code, Some(0));
     assert!(
         out.contains("1.1.0") && out.contains("contrail:cni-plugin@0.1.0"),
         "{out}"
+    );
+}
+
+fn settings(s: &Sandbox) -> WasmSettings {
+    WasmSettings {
+        plugin_dir: Some(s.plugins_dir.path().to_owned()),
+        cache_dir: Some(s.cache_dir.path().to_owned()),
+        ..WasmSettings::default()
+    }
+}
+
+/// Ten concurrent first ADDs compile a plugin once: the others wait on the lock beside the
+/// cache entry and load what the first stored.
+#[test]
+fn concurrent_first_loads_compile_once() {
+    use contrail_cni_host::wasm::{cache, engine};
+    let s = Sandbox::new();
+    let engine = engine::engine().unwrap();
+    let wasm = s.plugins_dir.path().join("contrail-ipam.wasm");
+    let barrier = std::sync::Barrier::new(8);
+    let origins: Vec<cache::Origin> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                sc.spawn(|| {
+                    barrier.wait();
+                    let opts = cache::Options {
+                        cache_dir: Some(s.cache_dir.path()),
+                        ..Default::default()
+                    };
+                    cache::load(engine, &wasm, &opts).unwrap().origin
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let compiled = origins
+        .iter()
+        .filter(|o| matches!(o, cache::Origin::Compiled { .. }))
+        .count();
+    assert_eq!(compiled, 1, "{origins:?}");
+    s.assert_clean(1);
+}
+
+/// A compile that takes longer than `wasm.compile-timeout-ms` fails the load (here with a
+/// 1 ms budget, which no real compile meets) and stores nothing.
+#[test]
+fn compilation_has_a_time_limit() {
+    let s = Sandbox::new();
+    let p = Plugins::new(
+        WasmSettings {
+            compile_timeout_ms: 1,
+            ..settings(&s)
+        },
+        "c0ffee",
+    );
+    let e = call(&p, "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    assert!(e.msg.contains("compile-timeout-ms"), "{e:?}");
+    s.assert_clean(0);
+}
+
+/// A plugin file (or dir) that a non-root user could have written is refused unless the
+/// operator says otherwise.
+#[test]
+fn insecure_plugin_permissions_are_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Sandbox::new();
+    let file = s.plugins_dir.path().join("contrail-ipam.wasm");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+    let e = call(&s.plugins(16, 1000), "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    assert!(e.msg.contains("writable by group or others"), "{e:?}");
+    let allowed = Plugins::new(
+        WasmSettings {
+            allow_insecure_permissions: true,
+            ..settings(&s)
+        },
+        "c0ffee",
+    );
+    call(&allowed, "ok").0.unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(s.plugins_dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let e = call(&s.plugins(16, 1000), "ok").0.unwrap_err();
+    assert!(e.msg.contains("its directory"), "{e:?}");
+    fs::set_permissions(s.plugins_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+}
+
+/// An IPAM plugin built against 0.1.0 loads, and its answers get the same checks.
+#[test]
+fn a_v010_ipam_plugin_loads_and_is_checked() {
+    let s = Sandbox::new();
+    s.install("v010_ipam", "contrail-ipam.wasm");
+    let r = call(&s.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.47.255.250/12");
+    assert_eq!(r.routes[0].dst.to_string(), "0.0.0.0/0");
+    let e = call(&s.plugins(16, 1000), "gw-outside").0.unwrap_err();
+    assert_eq!(e.code, 114, "{e:?}");
+    assert!(e.msg.contains("ips.gateway"), "{e:?}");
+}
+
+/// The Contrail translator world of the hostile guest: its answer goes through the api's
+/// `validate`.
+#[test]
+fn contrail_translator_answers_are_validated() {
+    use contrail_cni_host::contrail::plugin::contrail_request;
+    let s = Sandbox::new();
+    s.install("misbehave_plugin", "mesos-delegate.wasm");
+    let p = s.plugins(16, 1000);
+    let r = p
+        .translate_contrail(&record("ok"), &[])
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap();
+    assert_eq!(r.network, Some(vec!["blue".to_owned()]));
+    let e = p
+        .translate_contrail(&record("bad-fq"), &[])
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap_err();
+    assert_eq!(e.code, 114, "{e:?}");
+    assert!(
+        e.msg.contains("mesos-delegate.wasm") && e.msg.contains("network"),
+        "{e:?}"
+    );
+    // A 0.1.0 translator serves the Contrail world too.
+    s.install("v010_translator", "mesos-delegate.wasm");
+    let p = s.plugins(16, 1000);
+    let r = p
+        .translate_contrail(&record("ok"), &[])
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap();
+    assert_eq!(r.network, Some(vec!["blue".to_owned()]));
+}
+
+/// The `isolation` label through the stock translator into the attachment request.
+#[test]
+fn the_isolation_label_reaches_the_attach_request() {
+    use contrail_cni_host::cni::config::Label;
+    use contrail_cni_host::contrail::plugin::contrail_request;
+    let s = Sandbox::new();
+    s.install("mesos_delegate", "mesos-delegate.wasm");
+    let p = s.plugins(16, 1000);
+    let labels = |v: &str| {
+        vec![
+            Label {
+                key: "networks".into(),
+                value: "blue".into(),
+            },
+            Label {
+                key: "isolation".into(),
+                value: v.into(),
+            },
+        ]
+    };
+    let r = p
+        .translate_contrail(&record("ok"), &labels("app"))
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap();
+    assert_eq!(r.isolation, Some(contrail_mesos_api::Isolation::App));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["isolation"], "app");
+    // Parsed in the plugin (code 7 names the label), validated in api (114 names the field).
+    let e = p
+        .translate_contrail(&record("ok"), &labels("galaxy"))
+        .unwrap_err();
+    assert_eq!(e.code, 7, "{e:?}");
+    assert!(e.msg.contains("label isolation"), "{e:?}");
+    let e = p
+        .translate_contrail(&record("ok"), &labels("user-defined"))
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap_err();
+    assert_eq!(e.code, 114, "{e:?}");
+    assert!(e.msg.contains("isolation"), "{e:?}");
+}
+
+/// The out-of-tree template builds against a copy of the shipped WIT: the copy must not drift.
+#[test]
+fn the_templates_wit_is_the_shipped_wit() {
+    let root = contrail_integration::paths::workspace_root();
+    let mut names: Vec<_> = fs::read_dir(root.join("wit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wit"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    for p in names {
+        let copy = root
+            .join("plugins/template/wit")
+            .join(p.file_name().unwrap());
+        assert_eq!(
+            fs::read_to_string(&p).unwrap(),
+            fs::read_to_string(&copy).unwrap_or_default(),
+            "{} differs from {}",
+            copy.display(),
+            p.display()
+        );
+    }
+}
+
+/// `plugin run`: a dry run of one world with the template's sample, checks applied.
+#[test]
+fn plugin_run_answers_a_sample() {
+    let bin = env!("CARGO_BIN_EXE_contrail-cni-plugin");
+    let root = contrail_integration::paths::workspace_root();
+    let d = tempfile::tempdir().unwrap();
+    let sample = root.join("plugins/template/sample.json");
+    let run = |file: &std::path::Path, world: &str, input: &std::path::Path| {
+        let out = std::process::Command::new(bin)
+            .args(["plugin", "run"])
+            .arg(file)
+            .args(["--world", world, "--input"])
+            .arg(input)
+            .env("TMPDIR", d.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&wasm_plugin("contrail_ipam"), "ipam-plugin", &sample);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ips"][0]["address"], "10.47.255.250/12");
+    assert_eq!(v["routes"][0]["dst"], "0.0.0.0/0");
+    // A bad answer is reported as the ADD would report it.
+    let bad = d.path().join("bad.json");
+    fs::write(
+        &bad,
+        r#"{"config": {"name": "n", "type": "contrail-cni-plugin", "misbehave": "gw-outside"},
+            "port": {"id": "p", "ip-address": "10.1.2.3", "plen": 24}}"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(&wasm_plugin("misbehave_plugin"), "ipam-plugin", &bad);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("114") && err.contains("ips.gateway"), "{err}");
+    // The delegate world prints the delegate's config.
+    let deleg = d.path().join("delegate.json");
+    fs::write(
+        &deleg,
+        r#"{"config": {"cniVersion": "0.3.1", "name": "net1", "type": "mesos",
+              "delegate": {"type": "bridge", "ipam": {"type": "host-local", "subnet": "10.5.0.0/16"}}},
+            "labels": [{"key": "CNI_ARGS", "value": "IP=10.5.0.9"}]}"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &wasm_plugin("mesos_delegate"),
+        "delegate-translator",
+        &deleg,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["type"], "bridge");
+    assert_eq!(v["name"], "net1");
+    assert_eq!(v["args"]["cni"]["ips"], serde_json::json!(["10.5.0.9"]));
+}
+
+/// A plugin built against a WIT whose record differs (same package version) is refused with
+/// the mismatch named: by `plugin check` and by the ADD (a load error, not a trap).
+#[test]
+fn a_changed_record_fails_the_type_check() {
+    let s = Sandbox::new();
+    s.install("changed_record", "contrail-ipam.wasm");
+    let e = call(&s.plugins(16, 1000), "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    assert!(
+        e.msg.contains("does not implement its world") && e.msg.contains("field ips"),
+        "{e:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+        .args(["plugin", "check"])
+        .arg(wasm_plugin("changed_record"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("type mismatch"), "{err}");
+}
+
+/// An import from our own package that the host does not have is listed and fails the gate;
+/// at run time it traps with a one-line error naming it.
+#[test]
+fn an_unknown_import_from_our_own_package_is_listed_and_denied() {
+    let s = Sandbox::new();
+    s.install("evil_import", "contrail-ipam.wasm");
+    let r = call(&s.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.1.2.3/24");
+    let e = call(&s.plugins(16, 1000), "steal").0.unwrap_err();
+    assert_eq!(e.code, 111, "{e:?}");
+    assert!(
+        e.msg.contains("contrail:cni-plugin/evil@0.2.0#steal"),
+        "{e:?}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+        .args(["plugin", "check"])
+        .arg(wasm_plugin("evil_import"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("import contrail:cni-plugin/evil@0.2.0: NOT GRANTED"),
+        "{stdout}"
+    );
+}
+
+/// A component whose one core module declares `memories` linear memories of `pages` 64 KiB
+/// pages each (hand-assembled: no text-format crate in the build).
+fn component_with_memories(memories: u8, pages: u16) -> Vec<u8> {
+    fn leb(mut v: u32, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    let mut mems = vec![memories];
+    for _ in 0..memories {
+        mems.push(0x00); // limits: min only
+        leb(pages.into(), &mut mems);
+    }
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.push(0x05); // memory section
+    leb(mems.len() as u32, &mut module);
+    module.extend(mems);
+    let mut c = b"\0asm\x0d\0\x01\0".to_vec();
+    c.push(0x01); // core module section
+    leb(module.len() as u32, &mut c);
+    c.extend(module);
+    c.extend([0x02, 0x04, 0x01, 0x00, 0x00, 0x00]); // core instance: instantiate module 0
+    c
+}
+
+/// One memory cap for the whole instance: two 20 MiB memories do not fit in 32 MiB although
+/// each would, and more than the allowed number of memories is refused.
+#[test]
+fn the_memory_cap_covers_every_memory_of_an_instance() {
+    use contrail_cni_host::wasm::{engine, runtime};
+    let engine = engine::engine().unwrap();
+    engine::start_ticker(engine).unwrap();
+    let limits = runtime::Limits {
+        memory_limit_mb: 32,
+        timeout_ms: 1000,
+    };
+    let instantiate = |bytes: &[u8]| {
+        let c = wasmtime::component::Component::new(engine, bytes).unwrap();
+        let mut store = runtime::new_store(engine, "multi.wasm", "c0ffee", limits);
+        let linker = wasmtime::component::Linker::<runtime::State>::new(engine);
+        let r = linker.instantiate(&mut store, &c).map(drop);
+        r.map_err(|e| runtime::classify(e, store.data(), limits))
+    };
+    // One memory of 20 MiB fits: the test component itself is sound.
+    instantiate(&component_with_memories(1, 320)).unwrap();
+    let e = instantiate(&component_with_memories(2, 320)).unwrap_err();
+    assert_eq!(e.code, 113, "{e:?}");
+    assert!(
+        e.msg.contains("multi.wasm") && e.msg.contains("32 MiB"),
+        "{e:?}"
+    );
+    assert!(e.details.contains("all memories and tables"), "{e:?}");
+    // Sixteen one-page memories: over the count bound, whatever their size.
+    let e = instantiate(&component_with_memories(16, 1)).unwrap_err();
+    assert_eq!(e.code, 113, "{e:?}");
+    assert!(
+        e.msg.contains("multi.wasm") && e.details.contains("memory count"),
+        "{e:?}"
     );
 }

@@ -181,6 +181,7 @@ fn attach_and_detach_with_every_label() {
                 },
             ],
             security_groups: vec![vec!["sg-web".into()]],
+            isolation: None,
             other: vec![],
         },
     );

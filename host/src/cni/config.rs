@@ -71,10 +71,30 @@ pub struct WasmSettings {
     pub memory_limit_mb: u64,
     /// `timeout-ms`: wall time per plugin call.
     pub timeout_ms: u64,
+    /// `delegate-translator` / `contrail-translator`: the file per translator world (default:
+    /// `translator`).
+    pub delegate_translator: Option<PathBuf>,
+    pub contrail_translator: Option<PathBuf>,
+    /// `plugin-config`: per world name, the JSON a plugin receives as `plugin-config`.
+    pub plugin_config: Option<Map<String, Value>>,
+    /// `compile-timeout-ms`: wall time to compile a plugin not in the cache.
+    pub compile_timeout_ms: u64,
+    /// `allow-insecure-permissions`: load a plugin file (or dir) a non-root user can write.
+    pub allow_insecure_permissions: bool,
+    /// Bounds on an answer: `max-ips`, `max-routes`, `max-nameservers`, `max-answer-bytes`.
+    pub max_ips: u64,
+    pub max_routes: u64,
+    pub max_nameservers: u64,
+    pub max_answer_bytes: u64,
 }
 
 pub const DEFAULT_MEMORY_LIMIT_MB: u64 = 32;
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+pub const DEFAULT_COMPILE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_MAX_IPS: u64 = 16;
+pub const DEFAULT_MAX_ROUTES: u64 = 64;
+pub const DEFAULT_MAX_NAMESERVERS: u64 = 8;
+pub const DEFAULT_MAX_ANSWER_BYTES: u64 = 64 << 10;
 /// Upper bounds, so a typo cannot disable the sandbox's limits.
 const MAX_MEMORY_LIMIT_MB: u64 = 4096;
 const MAX_TIMEOUT_MS: u64 = 600_000;
@@ -88,6 +108,15 @@ impl Default for WasmSettings {
             cache_dir: None,
             memory_limit_mb: DEFAULT_MEMORY_LIMIT_MB,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            delegate_translator: None,
+            contrail_translator: None,
+            plugin_config: None,
+            compile_timeout_ms: DEFAULT_COMPILE_TIMEOUT_MS,
+            allow_insecure_permissions: false,
+            max_ips: DEFAULT_MAX_IPS,
+            max_routes: DEFAULT_MAX_ROUTES,
+            max_nameservers: DEFAULT_MAX_NAMESERVERS,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
         }
     }
 }
@@ -172,6 +201,16 @@ struct WasmSection {
     cache_dir: Option<String>,
     memory_limit_mb: Option<u64>,
     timeout_ms: Option<u64>,
+    delegate_translator: Option<String>,
+    contrail_translator: Option<String>,
+    compile_timeout_ms: Option<u64>,
+    max_ips: Option<u64>,
+    max_routes: Option<u64>,
+    max_nameservers: Option<u64>,
+    max_answer_bytes: Option<u64>,
+    allow_insecure_permissions: Option<bool>,
+    /// World name -> the JSON that world's plugin receives as `plugin-config`.
+    plugin_config: Option<Map<String, Value>>,
     /// Unknown keys: ignored, and logged when the section is used.
     #[serde(flatten)]
     extra: Map<String, Value>,
@@ -207,6 +246,30 @@ impl WasmSection {
                 DEFAULT_TIMEOUT_MS,
                 MAX_TIMEOUT_MS,
             )?,
+            delegate_translator: path(self.delegate_translator),
+            contrail_translator: path(self.contrail_translator),
+            compile_timeout_ms: bounded(
+                "compile-timeout-ms",
+                self.compile_timeout_ms,
+                DEFAULT_COMPILE_TIMEOUT_MS,
+                MAX_TIMEOUT_MS,
+            )?,
+            max_ips: bounded("max-ips", self.max_ips, DEFAULT_MAX_IPS, 1024)?,
+            max_routes: bounded("max-routes", self.max_routes, DEFAULT_MAX_ROUTES, 4096)?,
+            max_nameservers: bounded(
+                "max-nameservers",
+                self.max_nameservers,
+                DEFAULT_MAX_NAMESERVERS,
+                64,
+            )?,
+            max_answer_bytes: bounded(
+                "max-answer-bytes",
+                self.max_answer_bytes,
+                DEFAULT_MAX_ANSWER_BYTES,
+                16 << 20,
+            )?,
+            allow_insecure_permissions: self.allow_insecure_permissions.unwrap_or(false),
+            plugin_config: self.plugin_config,
         })
     }
 }
@@ -363,6 +426,11 @@ impl NetConf {
     /// The version, or error 1 when unsupported.
     pub fn version(&self) -> Result<CniVersion, CniError> {
         CniVersion::from_config(self.fields.cni_version.as_deref())
+    }
+
+    /// The whole config as JSON (unknown keys included).
+    pub fn raw(&self) -> &Value {
+        &self.raw
     }
 
     /// Any top-level key, as written (unknown keys included).

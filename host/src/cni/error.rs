@@ -46,8 +46,11 @@ pub const NETLINK: u32 = 121;
 pub const PORT_FILE: u32 = 122;
 /// 123: manager (attachment API) error.
 pub const MANAGER: u32 = 123;
-/// 999: a Wasm plugin returned an error with code 0 (wit/types.wit; Go's `ErrInternal`).
-pub const PLUGIN_CODE_ZERO: u32 = 999;
+/// 200-299: codes a Wasm plugin may use for errors of its own (wit/types.wit).
+pub const PLUGIN_CODES: std::ops::RangeInclusive<u32> = 200..=299;
+/// 299: a Wasm plugin returned a code it may not use (0, the host's 1xx, ...); the code it
+/// returned is in `details`.
+pub const PLUGIN_CODE_OTHER: u32 = 299;
 
 /// A CNI error. `details` is empty when there is nothing more to say (then it is left out of the
 /// JSON, as Go's `types.Error` does with `omitempty`).

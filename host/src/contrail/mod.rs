@@ -24,6 +24,7 @@ mod fakes;
 pub mod gc;
 pub mod manager;
 pub mod naming;
+pub mod plugin;
 pub mod poll;
 pub mod portfile;
 pub mod status;
@@ -53,12 +54,14 @@ struct WasmPolicy<'a> {
 
 impl ctx::Policy for WasmPolicy<'_> {
     fn translate(&self, labels: &[Label]) -> Result<ContrailRequest, CniError> {
-        self.plugins.translate_contrail(&self.record, labels)
+        let answer = self.plugins.translate_contrail(&self.record, labels)?;
+        plugin::contrail_request(answer, self.plugins.settings())
     }
 
     fn ipam(&self, port: &VrouterPort, primary: bool) -> Result<IpamConfig, CniError> {
         drop(self.loading.lock());
-        self.plugins.ipam_configure(&self.record, port, primary)
+        let answer = self.plugins.ipam_configure(&self.record, port, primary)?;
+        plugin::ipam_config(answer, self.plugins.settings())
     }
 
     /// Loads and type-checks the IPAM component (no call into it).

@@ -24,8 +24,35 @@ pub fn valid_plugin_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
-/// `type` looked up in the `CNI_PATH` dirs (first executable regular file wins).
+/// True when `p` is this very executable (a symlink such as `mesos`, a hard link, a bind
+/// mount or the path itself): same device and inode as `/proc/self/exe`.
+pub fn is_self(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(me) = std::fs::metadata("/proc/self/exe") else {
+        return false;
+    };
+    let target = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    std::fs::metadata(&target).is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+}
+
+/// `type` looked up in the `CNI_PATH` dirs (first executable regular file wins). The host
+/// itself is never a delegate: running it again as root with a config of someone else's
+/// making would hand that config the host's privileges (and recurse).
 pub fn find_in_path(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    let found = find_executable(name, path)?;
+    if is_self(&found) {
+        return Err(CniError::new(
+            DELEGATE_EXEC,
+            format!(
+                "delegate plugin {name:?} is this host ({}); a network cannot delegate to itself",
+                found.display()
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+fn find_executable(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
     if path.is_empty() {
         return Err(
             CniError::new(INVALID_ENV, "required env variables [CNI_PATH] missing")

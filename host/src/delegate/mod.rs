@@ -1,28 +1,29 @@
-//! The Mesos delegate path (`"type": "mesos"` with a `delegate` block; seed 003, done
-//! completely). The label translator plugin turns the `network_info` labels and the delegate
-//! block into the delegate's complete config; the delegate binary (its `type`, found in
-//! `CNI_PATH`) then runs with our environment. Every command applies the same translation, so
+//! The Mesos delegate path (`"type": "mesos"` with a `delegate` block). The delegate
+//! translator plugin decides what policy may decide (addresses, MAC, labels: [`answer`]); the
+//! host applies that to the operator's block, and the delegate binary (the block's `type`,
+//! found in `CNI_PATH`, never this host itself) then runs with our environment. Every command applies the same translation, so
 //! DEL releases exactly what ADD took.
 //!
 //! * ADD: a failure after the delegate may have done anything (its own error, a result we
 //!   cannot read or cannot write in the config's version) runs the delegate's DEL before
-//!   failing (spec §4: "the upper plugin should execute again with DEL").
+//!   failing (CNI SPEC.md, "Section 4: Plugin Delegation": the upper plugin should execute again with DEL).
 //! * DEL: best effort. When translation fails (a bad label: the ADD was refused and created
 //!   nothing), the untranslated delegate block still gets a DEL, so IPAM state keyed by
 //!   container id is released anyway. `CNI_NETNS` may be absent.
 //! * CHECK/STATUS/GC: forwarded with the same translation (plus `prevResult` and the GC
 //!   attachment lists, which live outside the delegate block).
 
+pub mod answer;
 pub mod exec;
 
 use serde_json::{Map, Value};
 
 use crate::Invocation;
-use crate::cni::error::{CniError, DELEGATE_FAILED, INTERNAL, INVALID_CONFIG, WASM_MALFORMED};
+use crate::cni::error::{CniError, DELEGATE_FAILED, INTERNAL, INVALID_CONFIG};
 use crate::cni::{CniResult, Command};
 use exec::{find_in_path, valid_plugin_name};
 
-/// Keys of a GC request that the delegate must see (libcni sends both spellings, #1101).
+/// Keys of a GC request that the delegate must see (libcni sends both spellings).
 const GC_KEYS: &[&str] = &["cni.dev/valid-attachments", "cni.dev/attachments"];
 
 /// Entry point from the dispatcher.
@@ -60,43 +61,22 @@ fn delegate_block(inv: &Invocation) -> Result<&Map<String, Value>, CniError> {
     }
 }
 
-/// The delegate's config as the translator plugin builds it.
+/// The delegate's config: the operator's block with the translator's decision applied
+/// ([`answer`]). The translator never chooses the binary: `type` is the block's.
 fn translate(inv: &Invocation) -> Result<Map<String, Value>, CniError> {
     let block = delegate_block(inv)?;
     let labels = inv.conf.mesos_labels()?;
-    let text = inv.plugins.translate_delegate(
+    let reply = inv.plugins.translate_delegate(
         &inv.record(),
         &labels,
-        &Value::Object(block.clone()).to_string(),
+        &Value::Object(block.clone()),
         inv.conf.ignore_unknown()?,
     )?;
-    let Ok(Value::Object(mut conf)) = serde_json::from_str::<Value>(&text) else {
-        // `translate_delegate` checked this already; keep the invariant local anyway.
-        return Err(CniError::new(
-            WASM_MALFORMED,
-            "translator returned a non-object config",
-        ));
-    };
-    let ty = conf.get("type").and_then(Value::as_str).unwrap_or_default();
-    if !valid_plugin_name(ty) {
-        return Err(CniError::new(
-            WASM_MALFORMED,
-            format!(
-                "Wasm plugin {} answered a delegate type {ty:?} that is not a plugin name",
-                translator_name(inv)
-            ),
-        ));
-    }
+    let empty = Map::new();
+    let outer = inv.conf.raw().as_object().unwrap_or(&empty);
+    let mut conf = answer::delegate_config(outer, block, reply, inv.plugins.settings())?;
     carry_over(inv, &mut conf);
     Ok(conf)
-}
-
-fn translator_name(inv: &Invocation) -> String {
-    inv.plugins
-        .translator_path()
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// What lives outside the delegate block but a delegate must see: `prevResult` (CHECK/DEL,

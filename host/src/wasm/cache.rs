@@ -2,8 +2,9 @@
 //!
 //! A cached artifact is native code that wasmtime maps executable, so it is only ever loaded
 //! after these checks (anything else is a miss: logged, rebuilt, never executed):
-//! * the file name is `<blake3(wasm)>-<engine digest>.cwasm`, so a swapped `.wasm` or a new
-//!   engine/host build is simply another entry;
+//! * the file name is `<plugin stem>-<path digest>.<blake3(wasm)>-<engine digest>.cwasm`, so a
+//!   swapped `.wasm` or a new engine/host build is simply another entry (and storing it prunes
+//!   the entries of the plugin's older builds; the dir keeps at most [`CACHE_MAX_ENTRIES`]);
 //! * the file is the artifact followed by a trailer holding the magic, the format version,
 //!   both of those digests in full, the artifact length and blake3 of the artifact; all must
 //!   match (the hash is computed over the file's mapped pages on every load);
@@ -17,12 +18,14 @@
 //! what was hashed is what runs. (The artifact comes first because wasmtime maps a whole file
 //! and expects its ELF image at offset 0; bytes after the ELF image are not looked at.) When
 //! the directory cannot be used the plugin is compiled in memory (slow, but correct) with a
-//! warning.
+//! warning. A compile runs under a `flock` beside the entry (one compile per artifact across
+//! concurrent ADDs) and a wall-time limit.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -35,6 +38,10 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/cache/contrail-cni/wasm";
 const MAGIC: &[u8; 8] = b"CCNIWASM";
 /// 2: trailer after the artifact (1 had a header before it).
 const FORMAT: u32 = 2;
+/// Largest plugin file accepted (the stock plugins are a few hundred KiB).
+pub const PLUGIN_MAX_BYTES: u64 = 16 << 20;
+/// Entries kept in a cache dir (builds of other plugin files); the oldest go first.
+pub const CACHE_MAX_ENTRIES: usize = 64;
 /// Length of the trailer after the artifact.
 pub const TRAILER_LEN: usize = 8 + 4 + 32 + 32 + 8 + 32;
 
@@ -51,6 +58,8 @@ pub enum LoadError {
     Compile { path: PathBuf, reason: String },
     #[error("Wasm engine unavailable: {0}")]
     Engine(String),
+    #[error("refused: {why} (wasm.allow-insecure-permissions: true loads it anyway)")]
+    Insecure { why: String },
 }
 
 /// How a component was obtained (reported by `plugin compile` and the benchmarks).
@@ -270,18 +279,216 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     res
 }
 
-/// Loads the component at `wasm_path`: from a verified cache entry when there is one, else by
-/// compiling it (and storing the artifact when the cache dir is usable).
-pub fn load(
-    engine: &Engine,
-    wasm_path: &Path,
-    cache_dir: Option<&Path>,
-) -> Result<Loaded, LoadError> {
-    let wasm = fs::read(wasm_path).map_err(|source| LoadError::Read {
+/// How [`load`] may obtain a component.
+#[derive(Debug, Clone)]
+pub struct Options<'a> {
+    /// Where artifacts go; `None` compiles in memory.
+    pub cache_dir: Option<&'a Path>,
+    /// Wall time a compile may take before the load fails.
+    pub compile_timeout: Duration,
+    /// Load a `.wasm` that a non-root user (other than us) could have written.
+    pub allow_insecure_permissions: bool,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            cache_dir: None,
+            compile_timeout: Duration::from_millis(crate::cni::config::DEFAULT_COMPILE_TIMEOUT_MS),
+            allow_insecure_permissions: false,
+        }
+    }
+}
+
+/// Why a plugin file (or its directory) could be replaced by someone who is neither root nor
+/// us; `None` when it could not. A plugin decides where a container's traffic goes, so a
+/// writable plugin is as good as a writable host binary.
+pub fn insecure_permissions(path: &Path, meta: &fs::Metadata) -> Option<String> {
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Some(format!(
+            "{} is owned by uid {}, not root",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!(
+            "{} is writable by group or others (mode {:o})",
+            path.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match fs::metadata(dir) {
+        Ok(d) if d.uid() != me && d.uid() != 0 => Some(format!(
+            "its directory {} is owned by uid {}, not root",
+            dir.display(),
+            d.uid()
+        )),
+        // A sticky dir still lets only the owner rename over the file.
+        Ok(d) if d.mode() & 0o022 != 0 && d.mode() & 0o1000 == 0 => Some(format!(
+            "its directory {} is writable by group or others (mode {:o})",
+            dir.display(),
+            d.mode() & 0o7777
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "its directory {} cannot be checked: {e}",
+            dir.display()
+        )),
+    }
+}
+
+/// Reads a plugin file through one open descriptor, after checking who could have written it.
+fn read_plugin(wasm_path: &Path, allow_insecure: bool) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let read_err = |source| LoadError::Read {
         path: wasm_path.to_owned(),
         source,
-    })?;
-    load_bytes(engine, wasm_path, &wasm, cache_dir)
+    };
+    let mut file = fs::File::open(wasm_path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if let Some(why) = insecure_permissions(wasm_path, &meta) {
+        if !allow_insecure {
+            return Err(LoadError::Insecure { why });
+        }
+        tracing::warn!(plugin = %wasm_path.display(), "loading a plugin with insecure permissions (wasm.allow-insecure-permissions): {why}");
+    }
+    if meta.len() > PLUGIN_MAX_BYTES {
+        return Err(LoadError::Compile {
+            path: wasm_path.to_owned(),
+            reason: format!(
+                "{} bytes, more than a plugin may have ({PLUGIN_MAX_BYTES})",
+                meta.len()
+            ),
+        });
+    }
+    let mut wasm = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::by_ref(&mut file)
+        .take(PLUGIN_MAX_BYTES + 1)
+        .read_to_end(&mut wasm)
+        .map_err(read_err)?;
+    Ok(wasm)
+}
+
+/// Loads the component at `wasm_path`: from a verified cache entry when there is one, else by
+/// compiling it (and storing the artifact when the cache dir is usable).
+pub fn load(engine: &Engine, wasm_path: &Path, opts: &Options<'_>) -> Result<Loaded, LoadError> {
+    let wasm = read_plugin(wasm_path, opts.allow_insecure_permissions)?;
+    load_bytes(engine, wasm_path, &wasm, opts)
+}
+
+/// The cache file names of one plugin file: `<stem>-<path digest>.` then
+/// `<blake3(wasm)>-<engine digest>.cwasm` for each build, and `.lock` for the compile lock.
+/// Keying by the plugin's path lets a new build of the same file prune the old entries without
+/// touching other plugins' (or another network's same-named plugin's).
+fn entry_prefix(wasm_path: &Path) -> String {
+    let stem: String = wasm_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(48)
+        .collect();
+    let abs = std::path::absolute(wasm_path).unwrap_or_else(|_| wasm_path.to_owned());
+    let digest = blake3::hash(abs.as_os_str().as_encoded_bytes());
+    format!("{stem}-{}", hex(&digest.as_bytes()[..6]))
+}
+
+/// An exclusive `flock` on `<prefix>.lock`: one process compiles a plugin, the others wait and
+/// then load its entry. Released when dropped (or when the process dies).
+struct CompileLock(#[allow(dead_code)] fs::File);
+
+impl CompileLock {
+    fn acquire(path: &Path, wait: Duration) -> Option<CompileLock> {
+        use std::os::fd::AsRawFd;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .ok()?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Some(CompileLock(f));
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Compiles on a helper thread and gives up after `timeout`: Cranelift has no interruption
+/// point, so a compile bomb would otherwise hold an ADD for as long as it likes. The thread is
+/// left to finish on its own (the CNI process exits right after the error); nothing it
+/// produces is used.
+fn compile_bounded(engine: &Engine, wasm: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = engine.clone();
+    let wasm = wasm.to_vec();
+    std::thread::Builder::new()
+        .name("wasm-compile".into())
+        .spawn(move || {
+            let _ = tx.send(
+                engine
+                    .precompile_component(&wasm)
+                    .map_err(|e| format!("{e:#}")),
+            );
+        })
+        .map_err(|e| format!("cannot start the compile thread: {e}"))?;
+    match rx.recv_timeout(timeout) {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "compilation took longer than {} ms (wasm.compile-timeout-ms)",
+            timeout.as_millis()
+        )),
+    }
+}
+
+/// Removes the entries of other builds of the same plugin file (same prefix), then the
+/// oldest entries beyond [`CACHE_MAX_ENTRIES`]. Best effort.
+fn evict(dir: &Path, prefix: &str, keep: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let mut others: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for e in rd.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".cwasm") || path == keep {
+            continue;
+        }
+        if name.starts_with(&format!("{prefix}.")) {
+            let _ = fs::remove_file(&path);
+            continue;
+        }
+        let mtime = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        others.push((mtime, path));
+    }
+    if others.len() >= CACHE_MAX_ENTRIES {
+        others.sort();
+        for (_, p) in others.iter().take(others.len() + 1 - CACHE_MAX_ENTRIES) {
+            let _ = fs::remove_file(p);
+            let _ = fs::remove_file(p.with_extension("lock"));
+        }
+    }
 }
 
 /// [`load`] with the bytes already read (`wasm_path` names them in messages).
@@ -289,7 +496,7 @@ pub fn load_bytes(
     engine: &Engine,
     wasm_path: &Path,
     wasm: &[u8],
-    cache_dir: Option<&Path>,
+    opts: &Options<'_>,
 ) -> Result<Loaded, LoadError> {
     // Never accept a ready-made artifact as a plugin: that would run unverified native code.
     if Engine::detect_precompiled(wasm).is_some() {
@@ -299,34 +506,66 @@ pub fn load_bytes(
     }
     let source = *blake3::hash(wasm).as_bytes();
     let compat = compatibility_digest(engine);
-    let dir = cache_dir.and_then(usable_dir);
-    let entry = dir.map(|d| d.join(format!("{}-{}.cwasm", hex(&source), hex(&compat[..8]))));
+    let dir = opts.cache_dir.and_then(usable_dir);
+    let prefix = entry_prefix(wasm_path);
+    let entry = dir.map(|d| {
+        d.join(format!(
+            "{prefix}.{}-{}.cwasm",
+            hex(&source),
+            hex(&compat[..8])
+        ))
+    });
 
-    if let Some(entry) = &entry {
+    let try_entry = |entry: &Path| -> Option<Component> {
         match load_entry(engine, entry, &source, &compat) {
-            Ok(Some(component)) => {
+            Ok(c) => c,
+            Err(why) => {
+                tracing::warn!(entry = %entry.display(), "Wasm cache entry rejected: {why}; rebuilding");
+                // Remove it now so a failed rebuild does not leave a known-bad file behind.
+                let _ = fs::remove_file(entry);
+                None
+            }
+        }
+    };
+    if let Some(entry) = &entry
+        && let Some(component) = try_entry(entry)
+    {
+        return Ok(Loaded {
+            component,
+            origin: Origin::Cache,
+            entry: Some(entry.clone()),
+        });
+    }
+    // Not cached: one compile per artifact across concurrent ADDs. Whoever gets the lock
+    // compiles; the others find the entry when they get it. Waiting is bounded by the compile
+    // timeout (plus slack); a lock that cannot be had means compiling here anyway.
+    let _lock = match (dir, &entry) {
+        (Some(d), Some(entry)) => {
+            let lock = CompileLock::acquire(
+                &d.join(format!("{prefix}.lock")),
+                opts.compile_timeout + Duration::from_secs(1),
+            );
+            if lock.is_some()
+                && let Some(component) = try_entry(entry)
+            {
                 return Ok(Loaded {
                     component,
                     origin: Origin::Cache,
                     entry: Some(entry.clone()),
                 });
             }
-            Ok(None) => {}
-            Err(why) => {
-                tracing::warn!(entry = %entry.display(), "Wasm cache entry rejected: {why}; rebuilding");
-                // Remove it now so a failed rebuild does not leave a known-bad file behind.
-                let _ = fs::remove_file(entry);
-            }
+            lock
         }
-    }
+        _ => None,
+    };
 
     let started = std::time::Instant::now();
-    let artifact = engine
-        .precompile_component(wasm)
-        .map_err(|e| LoadError::Compile {
+    let artifact = compile_bounded(engine, wasm, opts.compile_timeout).map_err(|reason| {
+        LoadError::Compile {
             path: wasm_path.to_owned(),
-            reason: format!("{e:#}"),
-        })?;
+            reason,
+        }
+    })?;
     tracing::info!(plugin = %wasm_path.display(), ms = started.elapsed().as_secs_f64() * 1e3, "compiled Wasm plugin");
     // SAFETY: `artifact` was just produced by this engine from these bytes.
     let component =
@@ -335,9 +574,12 @@ pub fn load_bytes(
             reason: format!("{e:#}"),
         })?;
     let mut stored = false;
-    if let Some(entry) = &entry {
+    if let (Some(entry), Some(d)) = (&entry, dir) {
         match write_atomic(entry, &encode(&source, &compat, &artifact)) {
-            Ok(()) => stored = true,
+            Ok(()) => {
+                stored = true;
+                evict(d, &prefix, entry);
+            }
             Err(e) => {
                 tracing::warn!(entry = %entry.display(), "cannot store the compiled Wasm plugin ({e}); it will be compiled again next time")
             }
@@ -376,6 +618,30 @@ mod tests {
         let mut magic = good;
         magic[8] = b'X';
         assert_eq!(verify(&magic, &s, &c), Err("bad magic"));
+    }
+
+    #[test]
+    fn eviction_prunes_older_builds_and_bounds_the_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let keep = d.path().join("p-aaaa.new-x.cwasm");
+        fs::write(&keep, b"k").unwrap();
+        fs::write(d.path().join("p-aaaa.old-x.cwasm"), b"o").unwrap();
+        fs::write(d.path().join("p-aaaa.lock"), b"").unwrap();
+        for i in 0..CACHE_MAX_ENTRIES + 5 {
+            fs::write(d.path().join(format!("other{i}-bbbb.h-x.cwasm")), b"x").unwrap();
+        }
+        evict(d.path(), "p-aaaa", &keep);
+        let names: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&"p-aaaa.new-x.cwasm".to_owned()));
+        assert!(
+            !names.contains(&"p-aaaa.old-x.cwasm".to_owned()),
+            "older build pruned"
+        );
+        let entries = names.iter().filter(|n| n.ends_with(".cwasm")).count();
+        assert!(entries <= CACHE_MAX_ENTRIES, "{entries} entries");
     }
 
     #[test]

@@ -1,34 +1,48 @@
 //! The Wasm plugin platform: one engine configuration ([`engine::engine_config`]), the
-//! compiled-artifact cache ([`cache`]), the sandboxed call ([`runtime`]) and [`Plugins`], the
-//! lazily loaded plugins one invocation uses.
+//! compiled-artifact cache ([`cache`]), the sandboxed call ([`runtime`]), the bindings of every
+//! world and version ([`bindings`]), what a plugin may read ([`redact`]) and [`Plugins`], the
+//! lazily loaded plugins one invocation uses. What an answer *means* (and the checks before
+//! it touches the node) lives with its user: `delegate::answer`, `contrail::plugin`.
 //!
 //! Plugins are found in `wasm.plugin-dir`, else `contrail-cni-wasm/` beside the executable
 //! (the symlink's directory first, so `mesos -> contrail-cni-plugin` works from any install
-//! dir), as `mesos-delegate.wasm` and `contrail-ipam.wasm` unless `wasm.translator` /
-//! `wasm.ipam` say otherwise.
+//! dir). One file per world: `wasm.delegate-translator`, `wasm.contrail-translator` (both
+//! default to `wasm.translator`, else `mesos-delegate.wasm`, which implements both worlds) and
+//! `wasm.ipam` (default `contrail-ipam.wasm`). A plugin built against `contrail:cni-plugin`
+//! 0.2.0 or 0.1.0 is accepted; 0.1.0 answers are converted to the 0.2.0 records here.
 
 pub mod bindings;
 pub mod cache;
+mod compat;
 pub mod engine;
+pub mod imports;
+pub mod redact;
 pub mod runtime;
+pub mod worlds;
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ipnet::IpNet;
-use wasmtime::component::{Component, HasSelf};
+use wasmtime::component::Component;
 
 use crate::cni::config::{Label, WasmSettings};
 use crate::cni::error::{CniError, INTERNAL};
 use crate::cni::result::{Dns, IpConfig, Route};
 use crate::cni::skel::Command;
-use bindings::ipam::exports::contrail::cni_plugin::ipam as wit_ipam;
-use bindings::ipam::{IpamPlugin, IpamPluginPre};
-use bindings::translator::exports::contrail::cni_plugin::translator as wit_tr;
-use bindings::translator::{LabelTranslator, LabelTranslatorPre};
-use runtime::{Limits, State, classify, load_error, malformed, plugin_error};
+use bindings::{v1, v2};
+use compat::{contrail_from_v1, ipam_from_v1};
+use runtime::{Limits, State, classify, load_error};
+use worlds::{
+    ContrailPre, DelegatePre, IpamPre, Pre, Prepared, prepare_contrail, prepare_delegate,
+    prepare_ipam,
+};
 
+pub use imports::{GRANTED_IMPORTS, Grant, Import, STD_STUB_IMPORTS, grant_of, imports};
+pub use worlds::{Version, World, check_world, version_of};
+
+pub use bindings::v2::wit_contrail as contrail_wit;
+pub use bindings::v2::wit_delegate as delegate_wit;
+pub use bindings::v2::wit_ipam as ipam_wit;
 pub use cache::DEFAULT_CACHE_DIR;
 
 /// Default file names in the plugin dir.
@@ -36,8 +50,10 @@ pub const TRANSLATOR_FILE: &str = "mesos-delegate.wasm";
 pub const IPAM_FILE: &str = "contrail-ipam.wasm";
 /// Directory beside the executable holding the plugins.
 pub const PLUGIN_DIR_NAME: &str = "contrail-cni-wasm";
-/// Largest delegate config a translator may return.
-const CONFIG_MAX: usize = 1 << 20;
+
+/// The WIT package versions the host links.
+pub const WIT_PACKAGE: &str = "contrail:cni-plugin@0.2.0";
+pub const WIT_PACKAGE_COMPAT: &str = "contrail:cni-plugin@0.1.0";
 
 /// Host-side mirror of the WIT `invocation` record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +64,15 @@ pub struct InvocationRecord {
     pub netns: Option<String>,
     pub network_name: String,
     pub cni_version: String,
-    /// The network config text exactly as the runtime passed it.
+    /// The network config text exactly as the runtime passed it; plugins get it through
+    /// [`redact::config_for_plugin`].
     pub config: String,
 }
 
-impl InvocationRecord {
-    fn to_wit(&self) -> Result<bindings::Invocation, CniError> {
-        use bindings::Command as W;
-        let command = match self.command {
+macro_rules! invocation_to_wit {
+    ($self:ident, $ver:ident { $($extra:tt)* }) => {{
+        use $ver::Command as W;
+        let command = match $self.command {
             Command::Add => W::Add,
             Command::Del => W::Del,
             Command::Check => W::Check,
@@ -65,16 +82,43 @@ impl InvocationRecord {
                 return Err(CniError::new(INTERNAL, "VERSION never reaches a plugin"));
             }
         };
-        Ok(bindings::Invocation {
+        Ok($ver::Invocation {
             command,
-            container_id: self.container_id.clone(),
-            ifname: self.ifname.clone(),
-            netns: self.netns.clone(),
-            network_name: self.network_name.clone(),
-            cni_version: self.cni_version.clone(),
-            config: self.config.clone(),
+            container_id: $self.container_id.clone(),
+            ifname: $self.ifname.clone(),
+            netns: $self.netns.clone(),
+            network_name: $self.network_name.clone(),
+            cni_version: $self.cni_version.clone(),
+            config: redact::config_for_plugin(&$self.config),
+            $($extra)*
         })
+    }};
+}
+
+impl InvocationRecord {
+    fn to_v2(&self, plugin_config: Option<String>) -> Result<v2::Invocation, CniError> {
+        invocation_to_wit!(self, v2 { plugin_config })
     }
+
+    fn to_v1(&self) -> Result<v1::Invocation, CniError> {
+        invocation_to_wit!(self, v1 {})
+    }
+}
+
+/// What a delegate translator answered.
+#[derive(Debug, Clone)]
+pub enum DelegateReply {
+    /// 0.2.0: the typed decision.
+    Answer(delegate_wit::DelegateAnswer),
+    /// 0.1.0: a whole delegate config (JSON text), to be diffed against the operator's block.
+    Config(String),
+}
+
+/// A plugin's answer with the plugin's file name (for errors).
+#[derive(Debug, Clone)]
+pub struct Named<T> {
+    pub plugin: String,
+    pub answer: T,
 }
 
 /// The agent's port answer lives with the agent client; the IPAM call below converts it into
@@ -90,36 +134,15 @@ pub struct IpamConfig {
     pub dns: Dns,
 }
 
-/// Which world a plugin implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum World {
-    IpamPlugin,
-    LabelTranslator,
-}
-
-impl World {
-    pub fn name(self) -> &'static str {
-        match self {
-            World::IpamPlugin => "ipam-plugin",
-            World::LabelTranslator => "label-translator",
-        }
-    }
-}
-
-/// A loaded, type-checked plugin ready to instantiate.
-struct Prepared<P> {
-    name: String,
-    pre: P,
-}
-
 /// The plugins of one invocation, loaded on first use.
 pub struct Plugins {
     settings: WasmSettings,
     plugin_dir: PathBuf,
     cache_dir: PathBuf,
     container_id: String,
-    translator: OnceLock<Prepared<LabelTranslatorPre<State>>>,
-    ipam: OnceLock<Prepared<IpamPluginPre<State>>>,
+    delegate: OnceLock<Prepared<DelegatePre>>,
+    contrail: OnceLock<Prepared<ContrailPre>>,
+    ipam: OnceLock<Prepared<IpamPre>>,
 }
 
 /// `contrail-cni-wasm/` beside the executable: beside the path we were invoked by (a `mesos`
@@ -154,6 +177,26 @@ fn file_name(path: &Path) -> String {
     )
 }
 
+fn labels_v2(labels: &[Label]) -> Vec<v2::Label> {
+    labels
+        .iter()
+        .map(|l| v2::Label {
+            key: l.key.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
+fn labels_v1(labels: &[Label]) -> Vec<v1::Label> {
+    labels
+        .iter()
+        .map(|l| v1::Label {
+            key: l.key.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
 impl Plugins {
     pub fn new(settings: WasmSettings, container_id: &str) -> Self {
         let plugin_dir = settings
@@ -169,9 +212,14 @@ impl Plugins {
             plugin_dir,
             cache_dir,
             container_id: container_id.to_owned(),
-            translator: OnceLock::new(),
+            delegate: OnceLock::new(),
+            contrail: OnceLock::new(),
             ipam: OnceLock::new(),
         }
+    }
+
+    pub fn settings(&self) -> &WasmSettings {
+        &self.settings
     }
 
     fn limits(&self) -> Limits {
@@ -189,38 +237,71 @@ impl Plugins {
         }
     }
 
-    /// Path of the label translator.
-    pub fn translator_path(&self) -> PathBuf {
-        self.resolve(self.settings.translator.as_ref(), TRANSLATOR_FILE)
+    /// Path of the plugin serving `world`.
+    pub fn path(&self, world: World) -> PathBuf {
+        let s = &self.settings;
+        match world {
+            World::DelegateTranslator => self.resolve(
+                s.delegate_translator.as_ref().or(s.translator.as_ref()),
+                TRANSLATOR_FILE,
+            ),
+            World::ContrailTranslator => self.resolve(
+                s.contrail_translator.as_ref().or(s.translator.as_ref()),
+                TRANSLATOR_FILE,
+            ),
+            World::IpamPlugin => self.resolve(s.ipam.as_ref(), IPAM_FILE),
+        }
     }
 
-    /// Path of the IPAM plugin.
-    pub fn ipam_path(&self) -> PathBuf {
-        self.resolve(self.settings.ipam.as_ref(), IPAM_FILE)
+    /// The operator's `wasm.plugin-config` entry for `world`, as the JSON text a plugin gets.
+    fn plugin_config(&self, world: World) -> Option<String> {
+        self.settings
+            .plugin_config
+            .as_ref()
+            .and_then(|c| c.get(world.name()))
+            .map(redact::value_for_plugin)
     }
 
-    fn load(&self, path: &Path) -> Result<(String, Component), CniError> {
-        let name = file_name(path);
+    fn cache_options(&self) -> cache::Options<'_> {
+        cache::Options {
+            cache_dir: Some(&self.cache_dir),
+            compile_timeout: std::time::Duration::from_millis(self.settings.compile_timeout_ms),
+            allow_insecure_permissions: self.settings.allow_insecure_permissions,
+        }
+    }
+
+    fn load(&self, world: World) -> Result<(String, Component), CniError> {
+        let path = self.path(world);
+        let name = file_name(&path);
         let engine = engine()?;
         let loaded =
-            cache::load(engine, path, Some(&self.cache_dir)).map_err(|e| load_error(&name, e))?;
+            cache::load(engine, &path, &self.cache_options()).map_err(|e| load_error(&name, e))?;
         Ok((name, loaded.component))
     }
 
-    fn translator(&self) -> Result<&Prepared<LabelTranslatorPre<State>>, CniError> {
-        if let Some(p) = self.translator.get() {
+    fn delegate(&self) -> Result<&Prepared<DelegatePre>, CniError> {
+        if let Some(p) = self.delegate.get() {
             return Ok(p);
         }
-        let (name, component) = self.load(&self.translator_path())?;
-        let pre = prepare_translator(&component).map_err(|e| load_error(&name, e))?;
-        Ok(self.translator.get_or_init(|| Prepared { name, pre }))
+        let (name, component) = self.load(World::DelegateTranslator)?;
+        let pre = prepare_delegate(&component).map_err(|e| load_error(&name, e))?;
+        Ok(self.delegate.get_or_init(|| Prepared { name, pre }))
     }
 
-    fn ipam(&self) -> Result<&Prepared<IpamPluginPre<State>>, CniError> {
+    fn contrail(&self) -> Result<&Prepared<ContrailPre>, CniError> {
+        if let Some(p) = self.contrail.get() {
+            return Ok(p);
+        }
+        let (name, component) = self.load(World::ContrailTranslator)?;
+        let pre = prepare_contrail(&component).map_err(|e| load_error(&name, e))?;
+        Ok(self.contrail.get_or_init(|| Prepared { name, pre }))
+    }
+
+    fn ipam(&self) -> Result<&Prepared<IpamPre>, CniError> {
         if let Some(p) = self.ipam.get() {
             return Ok(p);
         }
-        let (name, component) = self.load(&self.ipam_path())?;
+        let (name, component) = self.load(World::IpamPlugin)?;
         let pre = prepare_ipam(&component).map_err(|e| load_error(&name, e))?;
         Ok(self.ipam.get_or_init(|| Prepared { name, pre }))
     }
@@ -232,275 +313,172 @@ impl Plugins {
         self.ipam().map(drop)
     }
 
-    /// [`Plugins::preload_ipam`] for the label translator.
+    /// [`Plugins::preload_ipam`] for the Contrail label translator.
     pub fn preload_translator(&self) -> Result<(), CniError> {
-        self.translator().map(drop)
+        self.contrail().map(drop)
     }
 
-    /// Runs `f` on a fresh instance of a prepared plugin with the limits armed.
-    fn call<P, I, R>(
+    /// Runs `f` on a fresh store with the limits armed; failures become CNI errors naming
+    /// the plugin.
+    fn call<R>(
         &self,
-        prepared: &Prepared<P>,
-        instantiate: impl FnOnce(&P, &mut wasmtime::Store<State>) -> wasmtime::Result<I>,
-        f: impl FnOnce(&I, &mut wasmtime::Store<State>) -> wasmtime::Result<R>,
+        name: &str,
+        f: impl FnOnce(&mut wasmtime::Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, CniError> {
         let limits = self.limits();
-        let mut store = runtime::new_store(engine()?, &prepared.name, &self.container_id, limits);
+        let mut store = runtime::new_store(engine()?, name, &self.container_id, limits);
         let started = std::time::Instant::now();
-        let out = instantiate(&prepared.pre, &mut store).and_then(|inst| f(&inst, &mut store));
-        tracing::debug!(plugin = %prepared.name, us = started.elapsed().as_micros() as u64, "Wasm call");
+        let out = f(&mut store);
+        tracing::debug!(plugin = %name, us = started.elapsed().as_micros() as u64, "Wasm call");
         out.map_err(|e| classify(e, store.data(), limits))
     }
 
-    /// `translate-delegate`: the delegate's complete network config (a JSON object with a
-    /// string `type`), as text.
+    /// The delegate translator's decision (0.2.0) or whole config (0.1.0). `delegate_json` is
+    /// the operator's block; it is passed without credentials.
     pub fn translate_delegate(
         &self,
         inv: &InvocationRecord,
         labels: &[Label],
-        delegate_json: &str,
+        delegate_json: &serde_json::Value,
         ignore_unknown: bool,
-    ) -> Result<String, CniError> {
-        let p = self.translator()?;
-        let req = wit_tr::DelegateRequest {
-            invocation: inv.to_wit()?,
-            labels: labels
-                .iter()
-                .map(|l| bindings::Label {
-                    key: l.key.clone(),
-                    value: l.value.clone(),
-                })
-                .collect(),
-            delegate: delegate_json.to_owned(),
-            ignore_unknown,
+    ) -> Result<Named<DelegateReply>, CniError> {
+        let p = self.delegate()?;
+        let delegate = redact::value_for_plugin(delegate_json);
+        let reply = match &p.pre {
+            Pre::V2(pre) => {
+                let req = delegate_wit::DelegateRequest {
+                    invocation: inv.to_v2(self.plugin_config(World::DelegateTranslator))?,
+                    labels: labels_v2(labels),
+                    delegate,
+                    ignore_unknown,
+                };
+                let r = self.call(&p.name, |store| {
+                    pre.instantiate(&mut *store)?
+                        .contrail_cni_plugin_delegate()
+                        .call_translate(&mut *store, &req)
+                })?;
+                r.map(DelegateReply::Answer)
+                    .map_err(|e| runtime::plugin_error(&p.name, e.code, &e.msg, &e.details))?
+            }
+            Pre::V1(pre) => {
+                let req = v1::wit_translator::DelegateRequest {
+                    invocation: inv.to_v1()?,
+                    labels: labels_v1(labels),
+                    delegate,
+                    ignore_unknown,
+                };
+                let r = self.call(&p.name, |store| {
+                    pre.instantiate(&mut *store)?
+                        .contrail_cni_plugin_translator()
+                        .call_translate_delegate(&mut *store, &req)
+                })?;
+                r.map(DelegateReply::Config)
+                    .map_err(|e| runtime::plugin_error(&p.name, e.code, &e.msg, &e.details))?
+            }
         };
-        let answer = self.call(
-            p,
-            |pre, store| pre.instantiate(store),
-            |inst: &LabelTranslator, store| {
-                inst.contrail_cni_plugin_translator()
-                    .call_translate_delegate(store, &req)
-            },
-        )?;
-        let text = answer.map_err(|e| plugin_error(&p.name, e))?;
-        if text.len() > CONFIG_MAX {
-            return Err(malformed(
-                &p.name,
-                format!("delegate config of {} bytes", text.len()),
-            ));
-        }
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| malformed(&p.name, format!("delegate config is not JSON: {e}")))?;
-        match v.get("type").and_then(serde_json::Value::as_str) {
-            Some(t) if !t.is_empty() => Ok(text),
-            _ => Err(malformed(&p.name, "delegate config has no string \"type\"")),
-        }
+        Ok(Named {
+            plugin: p.name.clone(),
+            answer: reply,
+        })
     }
 
-    /// `translate-contrail`: the Contrail label vocabulary, checked and converted to the
-    /// attachment API type. `inv` tags the plugin's log lines.
+    /// The Contrail label translator's request record (a 0.1.0 record is converted; it has
+    /// no `isolation`). Checking and typing it is `contrail::plugin`'s job.
     pub fn translate_contrail(
         &self,
-        _inv: &InvocationRecord,
+        inv: &InvocationRecord,
         labels: &[Label],
-    ) -> Result<contrail_mesos_api::ContrailRequest, CniError> {
-        let p = self.translator()?;
-        let labels: Vec<bindings::Label> = labels
-            .iter()
-            .map(|l| bindings::Label {
-                key: l.key.clone(),
-                value: l.value.clone(),
-            })
-            .collect();
-        let answer = self.call(
-            p,
-            |pre, store| pre.instantiate(store),
-            |inst: &LabelTranslator, store| {
-                inst.contrail_cni_plugin_translator()
-                    .call_translate_contrail(store, &labels)
-            },
-        )?;
-        let r = answer.map_err(|e| plugin_error(&p.name, e))?;
-        contrail_from_wit(r).map_err(|what| malformed(&p.name, what))
+    ) -> Result<Named<contrail_wit::ContrailRequest>, CniError> {
+        let p = self.contrail()?;
+        let answer = match &p.pre {
+            Pre::V2(pre) => {
+                let req = contrail_wit::TranslateRequest {
+                    invocation: inv.to_v2(self.plugin_config(World::ContrailTranslator))?,
+                    labels: labels_v2(labels),
+                };
+                self.call(&p.name, |store| {
+                    pre.instantiate(&mut *store)?
+                        .contrail_cni_plugin_contrail()
+                        .call_translate(&mut *store, &req)
+                })?
+                .map_err(|e| runtime::plugin_error(&p.name, e.code, &e.msg, &e.details))?
+            }
+            Pre::V1(pre) => {
+                let labels = labels_v1(labels);
+                let r = self
+                    .call(&p.name, |store| {
+                        pre.instantiate(&mut *store)?
+                            .contrail_cni_plugin_translator()
+                            .call_translate_contrail(&mut *store, &labels)
+                    })?
+                    .map_err(|e| runtime::plugin_error(&p.name, e.code, &e.msg, &e.details))?;
+                contrail_from_v1(r)
+            }
+        };
+        Ok(Named {
+            plugin: p.name.clone(),
+            answer,
+        })
     }
 
-    /// `configure`: the IP configuration for one port.
+    /// `configure`: the IPAM plugin's answer for one port, unchecked (see `contrail::plugin`).
     pub fn ipam_configure(
         &self,
         inv: &InvocationRecord,
         port: &VrouterPort,
         primary: bool,
-    ) -> Result<IpamConfig, CniError> {
+    ) -> Result<Named<ipam_wit::IpConfig>, CniError> {
         let p = self.ipam()?;
-        let req = wit_ipam::Request {
-            invocation: inv.to_wit()?,
-            port: wit_ipam::VrouterPort {
-                id: port.id.clone(),
-                ip_address: port.ip_address.clone(),
-                plen: port.plen,
-                gateway: port.gateway.clone(),
-                dns_server: port.dns_server.clone(),
-                mac_address: port.mac_address.clone(),
-                v6_ip_address: port.v6_ip_address.clone(),
-                v6_plen: port.v6_plen,
-                v6_gateway: port.v6_gateway.clone(),
-                v6_dns_server: port.v6_dns_server.clone(),
-            },
-            primary,
+        macro_rules! port {
+            ($m:path) => {{
+                use $m as m;
+                m::VrouterPort {
+                    id: port.id.clone(),
+                    ip_address: port.ip_address.clone(),
+                    plen: port.plen,
+                    gateway: port.gateway.clone(),
+                    dns_server: port.dns_server.clone(),
+                    mac_address: port.mac_address.clone(),
+                    v6_ip_address: port.v6_ip_address.clone(),
+                    v6_plen: port.v6_plen,
+                    v6_gateway: port.v6_gateway.clone(),
+                    v6_dns_server: port.v6_dns_server.clone(),
+                }
+            }};
+        }
+        let answer = match &p.pre {
+            Pre::V2(pre) => {
+                let req = ipam_wit::Request {
+                    invocation: inv.to_v2(self.plugin_config(World::IpamPlugin))?,
+                    port: port!(ipam_wit),
+                    primary,
+                };
+                self.call(&p.name, |store| {
+                    pre.instantiate(&mut *store)?
+                        .contrail_cni_plugin_ipam()
+                        .call_configure(&mut *store, &req)
+                })?
+                .map_err(|e| runtime::plugin_error(&p.name, e.code, &e.msg, &e.details))?
+            }
+            Pre::V1(pre) => {
+                let req = v1::wit_ipam::Request {
+                    invocation: inv.to_v1()?,
+                    port: port!(v1::wit_ipam),
+                    primary,
+                };
+                let r = self
+                    .call(&p.name, |store| {
+                        pre.instantiate(&mut *store)?
+                            .contrail_cni_plugin_ipam()
+                            .call_configure(&mut *store, &req)
+                    })?
+                    .map_err(|e| runtime::plugin_error(&p.name, e.code, &e.msg, &e.details))?;
+                ipam_from_v1(r)
+            }
         };
-        let answer = self.call(
-            p,
-            |pre, store| pre.instantiate(store),
-            |inst: &IpamPlugin, store| inst.contrail_cni_plugin_ipam().call_configure(store, &req),
-        )?;
-        let r = answer.map_err(|e| plugin_error(&p.name, e))?;
-        ipam_from_wit(r).map_err(|what| malformed(&p.name, what))
+        Ok(Named {
+            plugin: p.name.clone(),
+            answer,
+        })
     }
-}
-
-fn prepare_translator(component: &Component) -> wasmtime::Result<LabelTranslatorPre<State>> {
-    let engine = component.engine();
-    let linker = runtime::linker_for(engine, component, |l| {
-        LabelTranslator::add_to_linker::<State, HasSelf<State>>(l, |s| s)
-    })?;
-    LabelTranslatorPre::new(linker.instantiate_pre(component)?)
-}
-
-fn prepare_ipam(component: &Component) -> wasmtime::Result<IpamPluginPre<State>> {
-    let engine = component.engine();
-    let linker = runtime::linker_for(engine, component, |l| {
-        IpamPlugin::add_to_linker::<State, HasSelf<State>>(l, |s| s)
-    })?;
-    IpamPluginPre::new(linker.instantiate_pre(component)?)
-}
-
-/// Which of our worlds `component` implements (`plugin check`), or why none.
-pub fn detect_world(component: &Component) -> Result<World, String> {
-    let t = prepare_translator(component).map(|_| World::LabelTranslator);
-    let i = prepare_ipam(component).map(|_| World::IpamPlugin);
-    match (t, i) {
-        (Ok(w), _) | (_, Ok(w)) => Ok(w),
-        (Err(te), Err(ie)) => Err(format!(
-            "implements neither world: as label-translator: {te:#}; as ipam-plugin: {ie:#}"
-        )),
-    }
-}
-
-/// Imports of `component` that are not ours (they trap if called; typically unused WASI).
-pub fn trapped_imports(component: &Component) -> Vec<String> {
-    let engine = component.engine();
-    component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .filter(|n| !n.starts_with("contrail:cni-plugin/"))
-        .collect()
-}
-
-fn fq_ok(parts: &[String], allowed: &[usize]) -> bool {
-    allowed.contains(&parts.len()) && parts.iter().all(|p| !p.is_empty())
-}
-
-fn contrail_from_wit(
-    r: wit_tr::ContrailRequest,
-) -> Result<contrail_mesos_api::ContrailRequest, String> {
-    if let Some(n) = &r.network
-        && !fq_ok(n, &[1, 3])
-    {
-        return Err(format!(
-            "network fq-name {n:?} must have 1 or 3 non-empty parts"
-        ));
-    }
-    for s in &r.subnets {
-        let net: IpNet = s
-            .cidr
-            .parse()
-            .map_err(|_| format!("subnet {:?} is not a CIDR", s.cidr))?;
-        if net.trunc() != net {
-            return Err(format!("subnet {:?} has host bits set", s.cidr));
-        }
-    }
-    if let Some(ip) = &r.ip {
-        ip.parse::<IpAddr>()
-            .map_err(|_| format!("network-ip {ip:?} is not an IP address"))?;
-    }
-    for f in &r.floating_ips {
-        if !fq_ok(&f.pool, &[4]) {
-            return Err(format!(
-                "floating-ip pool {:?} must have 4 non-empty parts",
-                f.pool
-            ));
-        }
-        if let Some(a) = &f.address {
-            a.parse::<IpAddr>()
-                .map_err(|_| format!("floating-ip address {a:?} is not an IP address"))?;
-        }
-    }
-    for sg in &r.security_groups {
-        if !fq_ok(sg, &[1, 3]) {
-            return Err(format!(
-                "security-group fq-name {sg:?} must have 1 or 3 non-empty parts"
-            ));
-        }
-    }
-    Ok(contrail_mesos_api::ContrailRequest {
-        domain: r.domain,
-        project: r.project,
-        network: r.network,
-        subnets: r.subnets.into_iter().map(|s| s.cidr).collect(),
-        ip: r.ip,
-        floating_ips: r
-            .floating_ips
-            .into_iter()
-            .map(|f| contrail_mesos_api::FloatingIpRequest {
-                pool: f.pool,
-                address: f.address,
-            })
-            .collect(),
-        security_groups: r.security_groups,
-        other: r
-            .other
-            .into_iter()
-            .map(|l| Label {
-                key: l.key,
-                value: l.value,
-            })
-            .collect(),
-    })
-}
-
-fn ipam_from_wit(r: wit_ipam::IpConfig) -> Result<IpamConfig, String> {
-    let ip = |s: &str, what: &str| {
-        s.parse::<IpAddr>()
-            .map_err(|_| format!("{what} {s:?} is not an IP address"))
-    };
-    let mut out = IpamConfig::default();
-    for a in r.ips {
-        out.ips.push(IpConfig {
-            interface: None,
-            address: a
-                .address
-                .parse()
-                .map_err(|_| format!("address {:?} is not CIDR", a.address))?,
-            gateway: a.gateway.as_deref().map(|g| ip(g, "gateway")).transpose()?,
-        });
-    }
-    for rt in r.routes {
-        out.routes.push(Route::new(
-            rt.dst
-                .parse()
-                .map_err(|_| format!("route dst {:?} is not CIDR", rt.dst))?,
-            rt.gw.as_deref().map(|g| ip(g, "route gw")).transpose()?,
-        ));
-    }
-    for ns in &r.dns.nameservers {
-        ip(ns, "nameserver")?;
-    }
-    out.dns = Dns {
-        nameservers: r.dns.nameservers,
-        domain: r.dns.domain.filter(|d| !d.is_empty()),
-        search: r.dns.search,
-        options: r.dns.options,
-    };
-    Ok(out)
 }

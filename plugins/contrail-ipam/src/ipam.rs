@@ -17,7 +17,7 @@
 //!   `v6-gateway` (when there is one). `ipam.routes` of the config (`[{dst, gw?}]`, CNI's
 //!   format) apply to every interface; a missing `gw` means the family's gateway (CNI: "a
 //!   default gateway is assumed"), or on-link when there is none; `gw` `0.0.0.0`/`::` means
-//!   on-link (the seed-003 config writes it that way). A config route for `0.0.0.0/0` or `::/0`
+//!   on-link (the classic Mesos delegate example writes it that way). A config route for `0.0.0.0/0` or `::/0`
 //!   replaces the generated default route instead of duplicating it (the kernel would refuse a
 //!   second one with EEXIST).
 //! * DNS: nameservers `dns-server`, then `v6-dns-server`, then the config's `dns.nameservers`
@@ -453,7 +453,7 @@ mod tests {
 
     const ID: &str = "6f3c2c1e-0d7a-4b1f-9a53-0a1f2e3d4c5b";
 
-    /// The agent's answer in contract §1.4.
+    /// The agent's answer as the port-IPC API sends it.
     fn v4_port() -> Port {
         Port {
             id: ID.into(),

@@ -15,7 +15,7 @@
 use crate::error::{PluginError, UNSUPPORTED_FIELD};
 use crate::net::{AddrWithPrefix, parse_addr_with_prefix, unusable_reason};
 
-/// The label key Marathon operators use (seed 003).
+/// The label key Marathon operators use.
 pub const LABEL: &str = "CNI_ARGS";
 
 const KNOWN_KEYS: [&str; 3] = ["IP", "MAC", "IgnoreUnknown"];
@@ -173,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn single_ip_as_in_seed_003() {
+    fn single_ip_as_in_the_classic_example() {
         let a = parse("IP=192.168.122.176", false).unwrap();
         assert_eq!(ips(&a), ["192.168.122.176"]);
         assert_eq!(a.mac, None);

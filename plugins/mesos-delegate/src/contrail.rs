@@ -1,10 +1,10 @@
-//! `translate-contrail`: the Contrail label vocabulary (seeds 000/001, Marathon network labels)
+//! `translate-contrail`: the Contrail label vocabulary (Contrail's Mesos examples, Marathon network labels)
 //! parsed and validated into a typed request for the manager.
 //!
 //! Grammar (every value trimmed; list items and fq-name parts trimmed; empty ones rejected):
 //! * `networks`: `name` (in the project) or `domain:project:name`. One network only.
 //! * `network-subnets`: `cidr[,cidr…]`, IPv4 or IPv6, no host bits; normalised.
-//! * `network-ip`: an address. Seed 000 wrote the subnet here (`"network-ip": "5.5.5.0/24"`):
+//! * `network-ip`: an address. Older examples wrote the subnet here (`"network-ip": "5.5.5.0/24"`):
 //!   a value with a prefix and zero host bits (prefix shorter than the address) is taken as a
 //!   subnet, added to the subnets, and a warning is returned. An address with a prefix and
 //!   host bits set is taken as the address; the prefix is dropped with a warning (the subnet
@@ -12,6 +12,7 @@
 //! * `project-name`, `domain-name`: non-empty, no `:`.
 //! * `floating-ips`: `domain:project:network:pool[(address)][,…]`.
 //! * `security-groups`: `domain:project:name` or `name` (in the project), comma-separated.
+//! * `isolation`: `cluster`, `group`, `app` or `user-defined` (exact spelling).
 //!
 //! A vocabulary label given twice is an error; duplicate items in a list are errors. Labels
 //! outside the vocabulary pass through in `other`, untouched (duplicates included: they are
@@ -30,8 +31,9 @@ pub const PROJECT_NAME: &str = "project-name";
 pub const DOMAIN_NAME: &str = "domain-name";
 pub const FLOATING_IPS: &str = "floating-ips";
 pub const SECURITY_GROUPS: &str = "security-groups";
+pub const ISOLATION: &str = "isolation";
 
-const VOCABULARY: [&str; 7] = [
+const VOCABULARY: [&str; 8] = [
     NETWORKS,
     NETWORK_SUBNETS,
     NETWORK_IP,
@@ -39,7 +41,17 @@ const VOCABULARY: [&str; 7] = [
     DOMAIN_NAME,
     FLOATING_IPS,
     SECURITY_GROUPS,
+    ISOLATION,
 ];
+
+/// The `isolation` label's values (WIT `isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    Cluster,
+    Group,
+    App,
+    UserDefined,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FloatingIp {
@@ -59,6 +71,7 @@ pub struct ContrailRequest {
     pub ip: Option<String>,
     pub floating_ips: Vec<FloatingIp>,
     pub security_groups: Vec<Vec<String>>,
+    pub isolation: Option<Isolation>,
     pub other: Vec<Label>,
 }
 
@@ -141,6 +154,21 @@ pub fn translate_contrail(labels: &[Label]) -> Result<Translation, PluginError> 
                     r.security_groups.push(sg);
                 }
             }
+            ISOLATION => {
+                r.isolation = Some(match value {
+                    "cluster" => Isolation::Cluster,
+                    "group" => Isolation::Group,
+                    "app" => Isolation::App,
+                    "user-defined" => Isolation::UserDefined,
+                    _ => {
+                        return Err(err(
+                            key,
+                            value,
+                            "not one of cluster, group, app, user-defined",
+                        ));
+                    }
+                });
+            }
             _ => unreachable!("VOCABULARY covers every arm"),
         }
     }
@@ -154,7 +182,7 @@ pub fn translate_contrail(labels: &[Label]) -> Result<Translation, PluginError> 
         match a.net() {
             Some(net) if net.prefix_len() < net.max_prefix_len() && net.addr() == net.network() => {
                 out.warnings.push(format!(
-                    "label {key}: \"{value}\" is a subnet (the older spelling of seed 000); \
+                    "label {key}: \"{value}\" is a subnet (an older spelling); \
                      treating it as {NETWORK_SUBNETS}, the address will be allocated from it"
                 ));
                 if !subnets.contains(&net) {
@@ -290,7 +318,28 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_floating_ips_example() {
+    fn isolation_label() {
+        for (value, want) in [
+            ("cluster", Isolation::Cluster),
+            ("group", Isolation::Group),
+            (" app ", Isolation::App),
+            ("user-defined", Isolation::UserDefined),
+        ] {
+            assert_eq!(ok(&[("isolation", value)]).request.isolation, Some(want));
+        }
+        assert_eq!(ok(&[("networks", "blue")]).request.isolation, None);
+        assert_eq!(
+            bad(&[("isolation", "App")]),
+            "label isolation: \"App\": not one of cluster, group, app, user-defined"
+        );
+        assert_eq!(
+            bad(&[("isolation", "app"), ("isolation", "group")]),
+            "label isolation: given more than once"
+        );
+    }
+
+    #[test]
+    fn floating_ips_example() {
         let t = ok(&[
             ("networks", "blue-network"),
             ("project-name", "default-project"),
@@ -333,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_security_groups_and_subnets() {
+    fn security_groups_and_subnets_example() {
         let r = ok(&[
             ("networks", "default-domain:default-project:blue-network"),
             ("network-subnets", " 5.5.5.0/24 , FD00:5::/64"),
@@ -358,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_000_network_ip_subnet_spelling_becomes_a_subnet_with_a_warning() {
+    fn older_network_ip_subnet_spelling_becomes_a_subnet_with_a_warning() {
         let t = ok(&[("networks", "blue-network"), ("network-ip", "5.5.5.0/24")]);
         assert_eq!(t.request.subnets, v(&["5.5.5.0/24"]));
         assert_eq!(t.request.ip, None);

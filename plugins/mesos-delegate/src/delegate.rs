@@ -1,29 +1,25 @@
-//! `translate-delegate`: build the configuration the host passes to a Mesos network's delegate.
+//! `translate` of the `delegate-translator` world: decide what a Mesos network's delegate is
+//! told about this container. The host builds the delegate's config from the operator's block
+//! (`cniVersion`/`name` of the outer network, Mesos' `args`, `runtimeConfig`, `prevResult`) and
+//! applies this decision; which binary runs is never ours to say.
 //!
-//! What the delegate receives, and why:
-//! * `cniVersion` and `name` of the outer network (CNI spec §4: the delegate gets the network
-//!   configuration of the network being set up; the host converts the result to the outer
-//!   version anyway, so they must agree). A `name` inside the `delegate` block is an error
-//!   (code 7), as in the seed-003 plugin: it would silently be replaced otherwise.
-//! * everything in the `delegate` block, untouched apart from what follows;
-//! * `args."org.apache.mesos"` from the outer config (as Mesos' own port-mapper does), so a
-//!   delegate that understands Mesos sees the `network_info`;
-//! * `args.cni.ips` += the `IP=` addresses of the `CNI_ARGS` label (after those already there,
-//!   no duplicates), `args.cni.mac` = its `MAC=` (the label wins over a configured value: it is
-//!   per task), also `runtimeConfig.mac` when the delegate declares `capabilities.mac`;
-//!   `runtimeConfig.ips` is deliberately not set: host-local reads both and would try to
+//! The decision:
+//! * `args.cni.ips` = the block's own `args.cni.ips`, then the `IP=` addresses of the
+//!   `CNI_ARGS` label (no duplicates; the same address with another prefix is an error);
+//!   `runtimeConfig.ips` is deliberately not used: host-local reads both and would try to
 //!   allocate the address twice;
-//! * `args.cni.labels` += the network labels as `[{"key","value"}]` (CNI conventions);
-//! * `prevResult` and `runtimeConfig` of the outer config (outer keys win over the block's).
+//! * `args.cni.mac` = the label's `MAC=` (it is per task; the host also sets
+//!   `runtimeConfig.mac` when the block declares `capabilities.mac`);
+//! * `args.cni.labels` = the block's, then the network labels (CNI conventions).
 //!
-//! The command does not matter: DEL gets exactly the ADD translation, so host-local releases
-//! the address the label asked for.
+//! The command does not matter: DEL gets exactly the ADD decision, so host-local releases the
+//! address the label asked for.
 
 use guest_support::json::{Json, Object};
 
 use crate::Label;
 use crate::cni_args::{self, LABEL};
-use crate::error::{DECODE_FAILED, PluginError};
+use crate::error::PluginError;
 use crate::net::parse_addr_with_prefix;
 
 /// The CNI operation (WIT `command`).
@@ -40,7 +36,7 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct DelegateRequest<'a> {
     /// Carried so the contract is explicit: the translation must not depend on it. DEL has to
-    /// reproduce ADD's config (host-local releases by the requested address); the seed plugin
+    /// reproduce ADD's config (host-local releases by the requested address); the original plugin
     /// hard-coded its DEL config instead.
     pub command: Command,
     /// The network's `name` (`invocation.network-name`).
@@ -55,45 +51,27 @@ pub struct DelegateRequest<'a> {
     pub ignore_unknown: bool,
 }
 
-/// Returns the delegate's network configuration as JSON text.
-pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginError> {
+/// What this policy decides for the delegate (WIT `delegate-answer`); `None` leaves the
+/// operator's block as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// `args.cni.ips`: the block's own, then the label's, no duplicates.
+    pub ips: Option<Vec<String>>,
+    /// `args.cni.mac` (the host also sets `runtimeConfig.mac` when the block declares it).
+    pub mac: Option<String>,
+    /// `args.cni.labels`: the block's, then every network label.
+    pub labels: Option<Vec<Label>>,
+}
+
+/// Decides the delegate's addresses, MAC and labels from the `CNI_ARGS` label and the
+/// operator's block (which the host applies them to).
+pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<Decision, PluginError> {
     let delegate = Json::parse(req.delegate)
         .map_err(|e| PluginError::invalid(format!("delegate: not valid JSON: {e}")))?;
-    let Json::Object(mut delegate) = delegate else {
+    let Json::Object(delegate) = delegate else {
         return Err(PluginError::invalid("delegate: must be a JSON object"));
     };
-    match delegate.get("type") {
-        Some(Json::String(t)) if !t.is_empty() => {}
-        Some(Json::String(_)) | None => {
-            return Err(PluginError::invalid(
-                "delegate: missing \"type\" (the delegate plugin's name)",
-            ));
-        }
-        Some(other) => {
-            return Err(PluginError::invalid(format!(
-                "delegate: \"type\" must be a string, got {other}"
-            )));
-        }
-    }
-    if let Some(name) = delegate.get("name") {
-        return Err(PluginError::invalid(format!(
-            "delegate: must not have a \"name\" (found {name}); it gets the network's name \"{}\"",
-            req.network_name
-        )));
-    }
-
-    let outer = Json::parse(req.config).map_err(|e| {
-        PluginError::new(
-            DECODE_FAILED,
-            format!("network config: not valid JSON: {e}"),
-        )
-    })?;
-    let Json::Object(outer) = outer else {
-        return Err(PluginError::new(
-            DECODE_FAILED,
-            "network config: must be a JSON object",
-        ));
-    };
+    let _ = (req.config, req.network_name, req.cni_version);
 
     // One CNI_ARGS label at most: two would leave it unclear which addresses were meant.
     let mut cni_args_labels = req.labels.iter().filter(|l| l.key == LABEL);
@@ -108,30 +86,27 @@ pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginErr
         None => cni_args::CniArgs::default(),
     };
 
-    // args: the block's own, then Mesos' namespace, then the conventional `cni` keys.
-    let mut args = match delegate.remove("args") {
-        None => Object::new(),
-        Some(Json::Object(m)) => m,
+    let empty = Object::new();
+    let cni = match delegate.get("args") {
+        None => &empty,
+        Some(Json::Object(args)) => match args.get("cni") {
+            None => &empty,
+            Some(Json::Object(m)) => m,
+            Some(other) => {
+                return Err(PluginError::invalid(format!(
+                    "delegate: \"args.cni\" must be an object, got {other}"
+                )));
+            }
+        },
         Some(other) => {
             return Err(PluginError::invalid(format!(
                 "delegate: \"args\" must be an object, got {other}"
             )));
         }
     };
-    if let Some(mesos) = outer.get("args").and_then(|a| a.get("org.apache.mesos")) {
-        args.insert("org.apache.mesos", mesos.clone());
-    }
-    let mut cni = match args.remove("cni") {
-        None => Object::new(),
-        Some(Json::Object(m)) => m,
-        Some(other) => {
-            return Err(PluginError::invalid(format!(
-                "delegate: \"args.cni\" must be an object, got {other}"
-            )));
-        }
-    };
+    let mut out = Decision::default();
     if !parsed.ips.is_empty() {
-        let mut ips = existing_ips(&cni)?;
+        let mut ips = existing_ips(cni)?;
         let configured = ips.len();
         for ip in &parsed.ips {
             cni_args::push_unique(&mut ips, *ip).map_err(|why| {
@@ -141,80 +116,37 @@ pub fn translate_delegate(req: &DelegateRequest<'_>) -> Result<String, PluginErr
             })?;
         }
         if ips.len() > configured || !cni.contains_key("ips") {
-            cni.insert(
-                "ips",
-                Json::Array(ips.iter().map(|i| Json::String(i.to_string())).collect()),
-            );
+            out.ips = Some(ips.iter().map(|i| i.to_string()).collect());
         }
     }
-    if let Some(mac) = &parsed.mac {
-        cni.insert("mac", Json::String(mac.clone()));
-    }
+    out.mac = parsed.mac.clone();
     if !req.labels.is_empty() {
-        let mut list = match cni.remove("labels") {
+        let mut list = match cni.get("labels") {
             None => Vec::new(),
-            Some(Json::Array(list)) => list,
+            Some(Json::Array(list)) => list
+                .iter()
+                .map(|l| {
+                    match (
+                        l.get("key").and_then(Json::as_str),
+                        l.get("value").and_then(Json::as_str),
+                    ) {
+                        (Some(k), Some(v)) => Ok(Label::new(k, v)),
+                        _ => Err(PluginError::invalid(format!(
+                            "delegate: \"args.cni.labels\": {l} is not {{\"key\", \"value\"}}"
+                        ))),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
             Some(other) => {
                 return Err(PluginError::invalid(format!(
                     "delegate: \"args.cni.labels\" must be a list, got {other}"
                 )));
             }
         };
-        for l in req.labels {
-            let mut entry = Object::new();
-            entry.insert("key", Json::from(l.key.as_str()));
-            entry.insert("value", Json::from(l.value.as_str()));
-            list.push(Json::Object(entry));
-        }
-        cni.insert("labels", Json::Array(list));
+        list.extend(req.labels.iter().cloned());
+        out.labels = Some(list);
     }
-    if !cni.is_empty() {
-        args.insert("cni", Json::Object(cni));
-    }
-
-    let mut runtime_config = match delegate.remove("runtimeConfig") {
-        None => Object::new(),
-        Some(Json::Object(m)) => m,
-        Some(other) => {
-            return Err(PluginError::invalid(format!(
-                "delegate: \"runtimeConfig\" must be an object, got {other}"
-            )));
-        }
-    };
-    match outer.get("runtimeConfig") {
-        None => {}
-        Some(Json::Object(m)) => runtime_config.extend(m.clone()),
-        Some(other) => {
-            return Err(PluginError::invalid(format!(
-                "network config: \"runtimeConfig\" must be an object, got {other}"
-            )));
-        }
-    }
-    let declares_mac = delegate
-        .get("capabilities")
-        .and_then(|c| c.get("mac"))
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
-    if let (Some(mac), true) = (&parsed.mac, declares_mac) {
-        runtime_config.insert("mac", Json::String(mac.clone()));
-    }
-
-    // cniVersion and name first, for readability of logged configs.
-    delegate.remove("cniVersion");
-    let mut out = Object::new();
-    out.insert("cniVersion", Json::String(req.cni_version.into()));
-    out.insert("name", Json::String(req.network_name.into()));
-    out.extend(delegate);
-    if !args.is_empty() {
-        out.insert("args", Json::Object(args));
-    }
-    if !runtime_config.is_empty() {
-        out.insert("runtimeConfig", Json::Object(runtime_config));
-    }
-    if let Some(prev) = outer.get("prevResult") {
-        out.insert("prevResult", prev.clone());
-    }
-    Ok(Json::Object(out).to_string())
+    Ok(out)
 }
 
 /// The block's own `args.cni.ips`, which must be a list of addresses: the label's addresses are
@@ -244,9 +176,9 @@ mod tests {
 
     use super::*;
 
-    /// The seed-003 network configuration, with `args` injected exactly as Mesos does for the
-    /// seed's Marathon app (`"labels": {"CNI_ARGS": "IP=192.168.122.176"}`).
-    const SEED_CONFIG: &str = r#"{
+    /// The classic Mesos delegate example network configuration, with `args` injected exactly as Mesos does for the
+    /// example's Marathon app (`"labels": {"CNI_ARGS": "IP=192.168.122.176"}`).
+    const EXAMPLE_CONFIG: &str = r#"{
       "args": {"org.apache.mesos": {"network_info": {
           "ip_addresses": [{"protocol": "IPv4"}],
           "labels": {"labels": [{"key": "CNI_ARGS", "value": "IP=192.168.122.176"}]},
@@ -279,8 +211,8 @@ mod tests {
       }
     }"#;
 
-    fn seed_delegate_block() -> String {
-        let v: Value = serde_json::from_str(SEED_CONFIG).unwrap();
+    fn example_delegate_block() -> String {
+        let v: Value = serde_json::from_str(EXAMPLE_CONFIG).unwrap();
         v["delegate"].to_string()
     }
 
@@ -288,9 +220,9 @@ mod tests {
         pairs.iter().map(|(k, v)| Label::new(*k, *v)).collect()
     }
 
-    /// Run the translation with the seed's outer config and the given labels and block.
+    /// Run the translation with the example's outer config and the given labels and block.
     fn run(labels: &[Label], delegate: &str, ignore_unknown: bool) -> Result<Value, PluginError> {
-        run_with(SEED_CONFIG, "0.3.1", labels, delegate, ignore_unknown)
+        run_with(EXAMPLE_CONFIG, "0.3.1", labels, delegate, ignore_unknown)
     }
 
     fn run_with(
@@ -300,7 +232,7 @@ mod tests {
         delegate: &str,
         ignore_unknown: bool,
     ) -> Result<Value, PluginError> {
-        let out = translate_delegate(&DelegateRequest {
+        let d = translate_delegate(&DelegateRequest {
             command: Command::Add,
             network_name: "test-delegate",
             cni_version: version,
@@ -309,54 +241,47 @@ mod tests {
             delegate,
             ignore_unknown,
         })?;
-        Ok(serde_json::from_str(&out).expect("the plugin returns JSON"))
+        Ok(as_json(&d))
+    }
+
+    /// The decision in the shape the host applies it: `{"args": {"cni": {...}}}`.
+    fn as_json(d: &Decision) -> Value {
+        let mut cni = serde_json::Map::new();
+        if let Some(ips) = &d.ips {
+            cni.insert("ips".into(), json!(ips));
+        }
+        if let Some(mac) = &d.mac {
+            cni.insert("mac".into(), json!(mac));
+        }
+        if let Some(l) = &d.labels {
+            let l: Vec<Value> = l
+                .iter()
+                .map(|l| json!({"key": l.key, "value": l.value}))
+                .collect();
+            cni.insert("labels".into(), Value::Array(l));
+        }
+        json!({"args": {"cni": cni}})
     }
 
     #[test]
-    fn golden_seed_003() {
-        let block = seed_delegate_block();
+    fn golden_classic_example() {
+        let block = example_delegate_block();
         let l = labels(&[("CNI_ARGS", "IP=192.168.122.176")]);
-        // The seed config has no cniVersion, so the host passes "0.1.0".
-        let got = run_with(SEED_CONFIG, "0.1.0", &l, &block, false).unwrap();
-        let want = json!({
-            "cniVersion": "0.1.0",
-            "name": "test-delegate",
-            "type": "macvtap",
-            "master": "eth1",
-            "hostrouteif": "macvtap0",
-            "ipam": {
-                "type": "host-local",
-                "subnet": "192.168.122.0/24",
-                "rangeStart": "192.168.122.171",
-                "rangeEnd": "192.168.122.179",
-                "routes": [ { "dst": "192.168.122.22/32", "gw": "0.0.0.0" },
-                            { "dst": "192.168.10.153/32", "gw": "0.0.0.0" }]
-            },
-            "dns": { "nameservers": ["192.168.10.10"] },
-            "args": {
-                "test": { "rs": ["192.168.10.10"] },
-                "org.apache.mesos": {"network_info": {
-                    "ip_addresses": [{"protocol": "IPv4"}],
-                    "labels": {"labels": [{"key": "CNI_ARGS", "value": "IP=192.168.122.176"}]},
-                    "name": "test-delegate"}},
-                "cni": {
-                    "test": ["192.168.122.172"],
-                    "ips": ["192.168.122.176"],
-                    "labels": [{"key": "CNI_ARGS", "value": "IP=192.168.122.176"}]
-                }
-            }
-        });
+        // The example config has no cniVersion, so the host passes "0.1.0".
+        let got = run_with(EXAMPLE_CONFIG, "0.1.0", &l, &block, false).unwrap();
+        // The host keeps the block's other `args.cni` keys (`test`) and adds Mesos' args.
+        let want = json!({"args": {"cni": {
+            "ips": ["192.168.122.176"],
+            "labels": [{"key": "CNI_ARGS", "value": "IP=192.168.122.176"}]
+        }}});
         assert_eq!(got, want);
-        // Key order: cniVersion and name lead, the block's keys follow in their order.
-        let keys: Vec<&String> = got.as_object().unwrap().keys().collect();
-        assert_eq!(keys[..4], ["cniVersion", "name", "type", "master"]);
     }
 
     #[test]
     fn del_translation_is_identical_to_add() {
         // A DEL replays the checkpointed config; whatever ADD asked the delegate for, DEL must
         // ask for too, for every command the host may run.
-        let block = seed_delegate_block();
+        let block = example_delegate_block();
         let l = labels(&[(
             "CNI_ARGS",
             "IP=192.168.122.176/24,fd00::6;MAC=02:00:00:00:00:07",
@@ -365,7 +290,7 @@ mod tests {
             command,
             network_name: "test-delegate",
             cni_version: "0.3.1",
-            config: SEED_CONFIG,
+            config: EXAMPLE_CONFIG,
             labels: &l,
             delegate: &block,
             ignore_unknown: false,
@@ -378,7 +303,7 @@ mod tests {
                 "{command:?}"
             );
         }
-        let v: Value = serde_json::from_str(&add).unwrap();
+        let v = as_json(&add);
         assert_eq!(
             v["args"]["cni"]["ips"],
             json!(["192.168.122.176/24", "fd00::6"])
@@ -403,7 +328,6 @@ mod tests {
             json!(["10.0.0.9/24", "10.0.0.5/24", "2001:db8::5/64"])
         );
         assert_eq!(got["args"]["cni"]["mac"], "02:aa:bb:cc:dd:ee");
-        assert_eq!(got["runtimeConfig"]["mac"], "02:aa:bb:cc:dd:ee");
         assert_eq!(
             got["args"]["cni"]["labels"],
             json!([{"key":"app","value":"web"},
@@ -412,18 +336,8 @@ mod tests {
     }
 
     #[test]
-    fn mac_goes_to_runtime_config_only_with_the_capability() {
+    fn the_label_mac_overrides_the_blocks() {
         let l = labels(&[("CNI_ARGS", "MAC=02:00:00:00:00:01")]);
-        let got = run(&l, r#"{"type":"macvlan"}"#, false).unwrap();
-        assert_eq!(got["args"]["cni"]["mac"], "02:00:00:00:00:01");
-        assert!(got.get("runtimeConfig").is_none(), "{got}");
-        let got = run(
-            &l,
-            r#"{"type":"macvlan","capabilities":{"mac":false}}"#,
-            false,
-        )
-        .unwrap();
-        assert!(got.get("runtimeConfig").is_none(), "{got}");
         // The label overrides a MAC configured in the block: it is per task.
         let got = run(
             &l,
@@ -463,7 +377,7 @@ mod tests {
     }
 
     #[test]
-    fn no_cni_args_label_leaves_the_delegate_alone_but_name_and_version() {
+    fn no_cni_args_label_decides_nothing() {
         let got = run_with(
             r#"{"name":"n","type":"mesos","cniVersion":"1.0.0"}"#,
             "1.0.0",
@@ -472,10 +386,7 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(
-            got,
-            json!({"cniVersion":"1.0.0","name":"test-delegate","type":"bridge","bridge":"br0"})
-        );
+        assert_eq!(got, json!({"args": {"cni": {}}}));
         // An empty label value is the same as no label (Marathon sends "" for an empty field).
         let l = labels(&[("CNI_ARGS", "")]);
         let got = run(&l, r#"{"type":"bridge"}"#, false).unwrap();
@@ -483,15 +394,9 @@ mod tests {
     }
 
     #[test]
-    fn name_in_block_and_bad_blocks_are_code_7() {
+    fn bad_blocks_are_code_7() {
+        // `name`, `type` and `runtimeConfig` of the block are the host's to check now.
         let cases = [
-            (
-                r#"{"type":"bridge","name":"x"}"#,
-                "must not have a \"name\"",
-            ),
-            (r#"{"bridge":"br0"}"#, "missing \"type\""),
-            (r#"{"type":""}"#, "missing \"type\""),
-            (r#"{"type":7}"#, "\"type\" must be a string"),
             (r#"["bridge"]"#, "must be a JSON object"),
             (r#"{"type":"bridge""#, "not valid JSON"),
             (
@@ -505,10 +410,6 @@ mod tests {
             (
                 r#"{"type":"bridge","args":{"cni":{"labels":{}}}}"#,
                 "\"args.cni.labels\" must be a list",
-            ),
-            (
-                r#"{"type":"bridge","runtimeConfig":1}"#,
-                "\"runtimeConfig\" must be an object",
             ),
         ];
         let l = labels(&[("CNI_ARGS", "IP=10.0.0.5")]);
@@ -542,43 +443,5 @@ mod tests {
             (e.code, e.msg.as_str()),
             (7, "label CNI_ARGS: given more than once")
         );
-    }
-
-    #[test]
-    fn version_is_overridden_and_prev_result_runtime_config_carried() {
-        let config = r#"{"cniVersion":"1.0.0","name":"test-delegate","type":"mesos",
-            "delegate":{},
-            "prevResult":{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.5/24"}]},
-            "runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}"#;
-        let got = run_with(
-            config,
-            "1.0.0",
-            &[],
-            r#"{"type":"bridge","cniVersion":"0.2.0","runtimeConfig":{"bandwidth":{"ingressRate":1},"portMappings":[]},
-                "prevResult":{"stale":true}}"#,
-            false,
-        )
-        .unwrap();
-        assert_eq!(got["cniVersion"], "1.0.0");
-        assert_eq!(got["prevResult"]["ips"][0]["address"], "10.0.0.5/24");
-        assert_eq!(got["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
-        assert_eq!(got["runtimeConfig"]["bandwidth"]["ingressRate"], 1);
-        // Without Mesos' injection there is no org.apache.mesos to carry.
-        assert!(got.get("args").is_none(), "{got}");
-    }
-
-    #[test]
-    fn outer_config_must_be_json() {
-        let e = run_with("{", "0.3.1", &[], r#"{"type":"bridge"}"#, false).unwrap_err();
-        assert_eq!(e.code, 6);
-        let e = run_with(
-            r#"{"runtimeConfig":[]}"#,
-            "0.3.1",
-            &[],
-            r#"{"type":"bridge"}"#,
-            false,
-        )
-        .unwrap_err();
-        assert_eq!(e.code, 7);
     }
 }

@@ -1,13 +1,14 @@
-//! `mesos-delegate`: the label-translator component (`contrail:cni-plugin/translator`).
+//! `mesos-delegate`: one component implementing two worlds of `contrail:cni-plugin@0.2.0`
+//! (why one component: `plugins/README.md`).
 //!
-//! Two exports:
-//! * `translate-delegate` ([`delegate::translate_delegate`]): for a `"type": "mesos"` network with a
-//!   `delegate` block, build the configuration the host feeds to the delegate plugin. The
-//!   `CNI_ARGS` network label (`IP=`, `MAC=`, `IgnoreUnknown=`) becomes `args.cni.ips` /
-//!   `args.cni.mac`, the way the third-party Mesos delegate plugin (seed 003) meant it.
-//! * `translate-contrail` ([`contrail::translate_contrail`]): the Contrail label vocabulary
+//! * `delegate-translator` ([`delegate::translate_delegate`]): for a `"type": "mesos"` network
+//!   with a `delegate` block, decide what the delegate is told: the `CNI_ARGS` network label
+//!   (`IP=`, `MAC=`, `IgnoreUnknown=`) becomes `args.cni.ips` / `args.cni.mac`, the way the
+//!   third-party Mesos delegate plugin meant it, and the labels `args.cni.labels`. The host
+//!   applies the decision to the operator's block.
+//! * `contrail-translator` ([`contrail::translate_contrail`]): the Contrail label vocabulary
 //!   (`networks`, `network-subnets`, `network-ip`, `project-name`, `domain-name`, `floating-ips`,
-//!   `security-groups`) parsed into a typed request.
+//!   `security-groups`, `isolation`) parsed into a typed request.
 //!
 //! All logic lives in plain Rust modules so `cargo test -p mesos-delegate` runs natively; the
 //! WIT glue in `component.rs` only converts records and forwards log lines.
