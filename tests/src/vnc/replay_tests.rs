@@ -254,6 +254,10 @@ fn replay(name: &str) {
         .build()
         .into();
     let mut map: HashMap<String, String> = HashMap::new();
+    // A page marker is the uuid of the last object on a page, and which object that is rests on
+    // each server's own uuids: the next page is asked for with *our* previous marker (the real
+    // one's, mapped, can be any of ours, even the last: an empty "next" page).
+    let mut markers: HashMap<String, String> = HashMap::new();
     let mut problems = Vec::new();
     for (i, step) in transcript(name).iter().enumerate() {
         let method = step["method"].as_str().unwrap();
@@ -267,7 +271,11 @@ fn replay(name: &str) {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    format!("{k}={}", percent_encode(&map_text(&v, &map)))
+                    let v = match markers.get(&v) {
+                        Some(ours) if k == "page_marker" => ours.clone(),
+                        _ => map_text(&v, &map),
+                    };
+                    format!("{k}={}", percent_encode(&v))
                 })
                 .collect();
             url = format!("{url}?{}", q.join("&"));
@@ -348,6 +356,11 @@ fn replay(name: &str) {
                             &mut out,
                         ),
                         Mode::Shape => {
+                            if let (Some(r), Some(o)) =
+                                (real["marker"].as_str(), ours["marker"].as_str())
+                            {
+                                markers.insert(r.to_owned(), o.to_owned());
+                            }
                             if shape(real) != shape(&ours) {
                                 out.push(format!("shape {} vs ours {}", shape(real), shape(&ours)));
                             }
