@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::health::Health;
+use crate::leader::{Leadership, Standalone, ZkConfig, ZkElection};
 use crate::marathon::{HttpMarathon, HttpMarathonConfig, MarathonApi};
 use crate::metrics::Metrics;
 use crate::reconcile::Policy;
@@ -23,6 +24,7 @@ pub struct App {
     pub mgr: Arc<Manager>,
     pub watcher: Option<Arc<Watcher>>,
     pub shutdown: Arc<AtomicBool>,
+    pub leader: Arc<dyn Leadership>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -58,6 +60,46 @@ pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> Arc<Manager> {
     Arc::new(Manager::new(writer, metrics))
 }
 
+/// `[zookeeper]` as the election wants it (root and id defaulted).
+pub fn zk_config(cfg: &Config) -> ZkConfig {
+    let z = &cfg.zookeeper;
+    let root = if z.root.is_empty() {
+        format!("/contrail-mesos-manager/{}", cfg.cluster.name)
+    } else {
+        z.root.clone()
+    };
+    let id = if z.id.is_empty() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        format!("{host}:{}", std::process::id())
+    } else {
+        z.id.clone()
+    };
+    ZkConfig {
+        connect: z.connect.clone(),
+        root,
+        session_timeout: Duration::from_secs(z.session_timeout_secs.max(2)),
+        id,
+    }
+}
+
+/// Standalone without a connect string; otherwise a running election (an error when the
+/// settings are wrong or no session could be had within the connect timeout: a manager that
+/// was meant to share the cluster never runs as if it were alone).
+pub fn leadership(cfg: &Config) -> anyhow::Result<Arc<dyn Leadership>> {
+    if cfg.zookeeper.connect.is_empty() {
+        return Ok(Arc::new(Standalone));
+    }
+    let zc = zk_config(cfg);
+    tracing::info!(connect = %zc.connect, root = %zc.root, id = %zc.id, "joining the leader election");
+    let e = ZkElection::start(
+        zc,
+        Duration::from_secs(cfg.zookeeper.connect_timeout_secs.max(1)),
+    )?;
+    Ok(Arc::new(e))
+}
+
 /// The HTTP server's limits from `[api]`.
 pub fn limits(cfg: &Config) -> Limits {
     let a = &cfg.api;
@@ -77,7 +119,9 @@ pub fn limits(cfg: &Config) -> Limits {
 pub fn start(cfg: &Config) -> anyhow::Result<App> {
     // Refuse an open API before doing anything else.
     let token = cfg.checked_api_token()?;
+    let leader = leadership(cfg)?;
     let metrics = Arc::new(Metrics::default());
+    let _ = metrics.leadership.set(leader.clone());
     let mgr = manager(cfg, metrics);
     // Resync from VNC before answering anything. VNC may come up after us: retry.
     let mut delay = Duration::from_millis(200);
@@ -108,6 +152,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
         &["vnc"]
     };
     let health = Arc::new(Health::new(names, stale));
+    let _ = health.leadership.set(leader.clone());
     // The rebuild above just read VNC.
     health.record("vnc", Ok(()));
     let mut threads = Vec::new();
@@ -165,7 +210,11 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
                 backoff_max: Duration::from_millis(cfg.marathon.backoff_max_ms),
             },
             shutdown.clone(),
-        );
+        )
+        .with_leadership(leader.clone());
+        if !cfg.zookeeper.connect.is_empty() {
+            w.pass_on_cache_miss = Some(Duration::from_secs(cfg.reconcile.min_pass_gap_secs));
+        }
         if !cfg.mesos.agent_url.is_empty() {
             tracing::info!(url = %cfg.mesos.agent_url, "Mesos agents' operator API used for container identity");
             w.agents = Some(Arc::new(crate::mesos::HttpAgent::new(
@@ -196,6 +245,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
         mgr,
         watcher,
         shutdown,
+        leader,
         threads,
     })
 }

@@ -100,6 +100,25 @@ pub struct MesosConfig {
     pub timeout_secs: u64,
 }
 
+/// `[zookeeper]`: leader election among several managers (one per master). Empty `connect` =
+/// this manager is the only one and always leads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ZookeeperConfig {
+    /// Connect string, e.g. `master1:2181,master2:2181,master3:2181` (Mesos' own ensemble).
+    pub connect: String,
+    /// Parent of the election nodes; empty = `/contrail-mesos-manager/<cluster name>`, so
+    /// managers of two clusters sharing an ensemble never compete.
+    pub root: String,
+    /// ZooKeeper session timeout. A frozen leader stops deleting after half of it and another
+    /// manager takes over after about all of it.
+    pub session_timeout_secs: u64,
+    /// How long start waits for a first session before giving up (non-zero exit).
+    pub connect_timeout_secs: u64,
+    /// This manager's name in its election node; empty = `<hostname>:<pid>`.
+    pub id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct ReconcileConfig {
@@ -115,6 +134,10 @@ pub struct ReconcileConfig {
     pub max_delete_percent: u64,
     /// Delay before the confirming listing of a held pass.
     pub confirm_delay_ms: u64,
+    /// With `[zookeeper]`: a task event whose address no cached attachment has (registered
+    /// through another manager) brings the next pass forward, at most once per this many
+    /// seconds.
+    pub min_pass_gap_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +157,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub marathon: MarathonConfig,
     pub mesos: MesosConfig,
+    pub zookeeper: ZookeeperConfig,
     pub reconcile: ReconcileConfig,
     pub log: LogConfig,
 }
@@ -203,6 +227,17 @@ impl Default for MesosConfig {
         }
     }
 }
+impl Default for ZookeeperConfig {
+    fn default() -> Self {
+        ZookeeperConfig {
+            connect: String::new(),
+            root: String::new(),
+            session_timeout_secs: 6,
+            connect_timeout_secs: 15,
+            id: String::new(),
+        }
+    }
+}
 impl Default for ReconcileConfig {
     fn default() -> Self {
         ReconcileConfig {
@@ -211,6 +246,7 @@ impl Default for ReconcileConfig {
             delete_unjoined: true,
             max_delete_percent: 50,
             confirm_delay_ms: 2_000,
+            min_pass_gap_secs: 5,
         }
     }
 }

@@ -38,12 +38,17 @@ pub struct Check {
 pub struct Report {
     pub ready: bool,
     pub status: &'static str,
+    /// `leader`, `follower` or `standalone`. Not part of readiness: a follower serves the
+    /// attachment API as well as the leader does.
+    pub role: &'static str,
     pub checks: BTreeMap<String, Check>,
 }
 
 pub struct Health {
     probes: Vec<(String, Mutex<ProbeState>)>,
     stale_after: Duration,
+    /// The election, once the app has one.
+    pub leadership: std::sync::OnceLock<std::sync::Arc<dyn crate::leader::Leadership>>,
 }
 
 impl Health {
@@ -56,6 +61,7 @@ impl Health {
                 .map(|n| (n.to_string(), Mutex::new(ProbeState::default())))
                 .collect(),
             stale_after,
+            leadership: std::sync::OnceLock::new(),
         }
     }
 
@@ -119,6 +125,7 @@ impl Health {
         Report {
             ready,
             status: if ready { "ok" } else { "unavailable" },
+            role: self.leadership.get().map_or("standalone", |l| l.role()),
             checks,
         }
     }

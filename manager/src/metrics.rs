@@ -70,6 +70,10 @@ pub struct Metrics {
     pub agent_kept: AtomicU64,
     /// Milliseconds the event-stream loop spent backing off.
     pub sse_backoff_ms: AtomicU64,
+    /// Watcher writes refused because this manager no longer led (`vnc::fenced`).
+    pub fenced_writes: AtomicU64,
+    /// The election, once the app has one (gauge `leader`, counter of elections won).
+    pub leadership: std::sync::OnceLock<std::sync::Arc<dyn crate::leader::Leadership>>,
 }
 
 pub fn op_index(op: &str) -> usize {
@@ -212,6 +216,26 @@ impl Metrics {
             "counter",
             self.agent_kept.load(Relaxed).to_string(),
         );
+        g(
+            "contrail_mesos_fenced_writes_total",
+            "Watcher writes to VNC not sent because this manager no longer led.",
+            "counter",
+            self.fenced_writes.load(Relaxed).to_string(),
+        );
+        if let Some(l) = self.leadership.get() {
+            g(
+                "contrail_mesos_leader",
+                "1 while this manager leads the watch and the reconciler (always 1 without ZooKeeper).",
+                "gauge",
+                u8::from(l.is_leader()).to_string(),
+            );
+            g(
+                "contrail_mesos_elections_won_total",
+                "ZooKeeper elections this manager has won since it started.",
+                "counter",
+                l.elections_won().to_string(),
+            );
+        }
         let _ = writeln!(
             o,
             "# HELP contrail_mesos_vnc_calls_total VNC API calls by operation.\n# TYPE contrail_mesos_vnc_calls_total counter"

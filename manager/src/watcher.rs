@@ -2,6 +2,10 @@
 //! (re)connect, since the stream is only cache invalidation), applies events to the live-task
 //! index, and runs full passes periodically. Deletions go through the same per-container
 //! locks as the attachment API.
+//!
+//! With several managers, only the leader ([`Leadership`]) follows the stream and runs passes;
+//! a follower waits, and becoming leader starts with a fresh listing. Every VNC write the
+//! watcher makes goes through [`Fenced`], which refuses it once the leadership lease is gone.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,12 +13,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cache::Owned;
+use crate::leader::{Leadership, Standalone};
 use crate::marathon::model::{instance_task_ids, is_terminal_condition};
 use crate::marathon::{Event, MarathonApi};
 use crate::mesos::{AgentApi, AgentView};
 use crate::reconcile::{Action, Hold, Policy, TaskIndex, affected_by_task, guard, reconcile};
 use crate::service::Manager;
 use crate::vnc::writer::now_secs;
+use crate::vnc::{Fenced, Writer};
+
+/// How often a follower checks whether it now leads.
+const FOLLOWER_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy)]
 pub struct WatchConfig {
@@ -36,6 +45,16 @@ pub struct Watcher {
     pub cfg: WatchConfig,
     pub index: Mutex<TaskIndex>,
     pub shutdown: Arc<AtomicBool>,
+    /// Who may act; see [`Watcher::with_leadership`].
+    pub leader: Arc<dyn Leadership>,
+    /// The manager's writer over the fenced VNC client: every write the watcher makes.
+    writer: Writer,
+    /// With several managers, attachments registered through another one reach this cache
+    /// only at a full pass: a task event carrying an address no cached attachment has then
+    /// asks for a pass, at most one per this gap. `None`: the cache is complete between passes
+    /// (one manager), an unknown address is a task on another network.
+    pub pass_on_cache_miss: Option<Duration>,
+    pass_wanted: AtomicBool,
     /// Serialises full passes (periodic and after a re-list).
     pass: Mutex<()>,
 }
@@ -58,15 +77,27 @@ impl Watcher {
         cfg: WatchConfig,
         shutdown: Arc<AtomicBool>,
     ) -> Watcher {
+        let leader: Arc<dyn Leadership> = Arc::new(Standalone);
         Watcher {
+            writer: fenced_writer(&mgr, leader.clone()),
             mgr,
             marathon,
             agents: None,
             cfg,
             index: Mutex::new(TaskIndex::default()),
             shutdown,
+            leader,
+            pass_on_cache_miss: None,
+            pass_wanted: AtomicBool::new(false),
             pass: Mutex::new(()),
         }
+    }
+
+    /// Acts only while `leader` leads (the default, [`Standalone`], always does).
+    pub fn with_leadership(mut self, leader: Arc<dyn Leadership>) -> Watcher {
+        self.writer = fenced_writer(&self.mgr, leader.clone());
+        self.leader = leader;
+        self
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, TaskIndex> {
@@ -82,6 +113,9 @@ impl Watcher {
     /// joined to the dead task still in that older listing, and deleted with it.
     pub fn relist_and_reconcile(&self) -> anyhow::Result<PassStats> {
         let _pass = self.pass.lock().unwrap_or_else(|p| p.into_inner());
+        self.leader
+            .fence()
+            .map_err(|e| anyhow::anyhow!("no pass: {e}"))?;
         let generation = self.mgr.cache.generation();
         let scan = self
             .mgr
@@ -125,7 +159,7 @@ impl Watcher {
         let actions = self.with_agents(actions, &scan.owned, true);
         let n_owned = scan.owned.len();
         for cid in &scan.vms_without_vrouter {
-            let w = &self.mgr.writer;
+            let w = &self.writer;
             if let Err(e) = self.mgr.with_container(cid, || w.restore_vrouter_ref(cid)) {
                 tracing::warn!(%cid, error = %e, "restoring the virtual-router ref failed; next pass retries");
             }
@@ -300,7 +334,7 @@ impl Watcher {
 
     fn execute(&self, actions: Vec<Action>, from_reconciler: bool) -> PassStats {
         let mut st = PassStats::default();
-        let w = &self.mgr.writer;
+        let w = &self.writer;
         for a in actions {
             match a {
                 Action::Delete {
@@ -382,9 +416,14 @@ impl Watcher {
         let affected = match ev {
             Event::StatusUpdate(t) => {
                 self.index().upsert_at(t.clone(), now_secs());
-                self.mgr
+                let affected = self
+                    .mgr
                     .cache
-                    .filter(|o| affected_by_task(std::slice::from_ref(o), &t).len() == 1)
+                    .filter(|o| affected_by_task(std::slice::from_ref(o), &t).len() == 1);
+                if affected.is_empty() && !t.ips.is_empty() && self.pass_on_cache_miss.is_some() {
+                    self.pass_wanted.store(true, Ordering::SeqCst);
+                }
+                affected
             }
             Event::InstanceChanged {
                 instance_id,
@@ -433,6 +472,10 @@ impl Watcher {
     pub fn run_stream(&self) {
         let mut backoff = self.cfg.backoff_min;
         while !self.shutdown.load(Ordering::Relaxed) {
+            if !self.leader.is_leader() {
+                self.sleep(FOLLOWER_POLL);
+                continue;
+            }
             let stream = self.marathon.events();
             let mut stream = match stream {
                 Ok(s) => s,
@@ -456,6 +499,12 @@ impl Watcher {
                 if self.shutdown.load(Ordering::Relaxed) {
                     return;
                 }
+                if !self.leader.is_leader() {
+                    // Another manager decides now; it starts from its own listing. Whatever
+                    // this one still reads from the stream is left to it.
+                    tracing::info!("leadership lost: leaving the event stream");
+                    break;
+                }
                 match stream.next_event() {
                     Ok(Some(ev)) => {
                         backoff = self.cfg.backoff_min;
@@ -470,6 +519,9 @@ impl Watcher {
                         break;
                     }
                 }
+            }
+            if !self.leader.is_leader() {
+                continue;
             }
             self.backoff(backoff);
             backoff = (backoff * 2).min(self.cfg.backoff_max);
@@ -486,14 +538,40 @@ impl Watcher {
 
     /// Periodic full passes.
     pub fn run_periodic(&self) {
+        let mut last = Instant::now();
         while !self.shutdown.load(Ordering::Relaxed) {
-            self.sleep(self.cfg.interval);
+            self.sleep(FOLLOWER_POLL);
+            let requested = self
+                .pass_on_cache_miss
+                .is_some_and(|gap| last.elapsed() >= gap)
+                && self.pass_wanted.swap(false, Ordering::SeqCst);
+            if !requested && last.elapsed() < self.cfg.interval {
+                continue;
+            }
+            last = Instant::now();
             if self.shutdown.load(Ordering::Relaxed) {
                 break;
+            }
+            if !self.leader.is_leader() {
+                continue;
             }
             if let Err(e) = self.relist_and_reconcile() {
                 tracing::warn!(error = %e, "periodic reconcile skipped");
             }
         }
+    }
+}
+
+/// The manager's writer (same settings, same cache) over a VNC client whose writes check the
+/// leadership fence.
+fn fenced_writer(mgr: &Manager, leader: Arc<dyn Leadership>) -> Writer {
+    Writer {
+        api: Arc::new(Fenced {
+            inner: mgr.writer.api.clone(),
+            leader,
+            metrics: mgr.metrics.clone(),
+        }),
+        cfg: mgr.writer.cfg.clone(),
+        cache: mgr.writer.cache.clone(),
     }
 }

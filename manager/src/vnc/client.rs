@@ -23,6 +23,10 @@ pub enum VncError {
     /// A 2xx answer we could not decode.
     #[error("VNC answer not understood: {0}")]
     Decode(String),
+    /// Not sent: the write was the watcher's, and this manager no longer leads
+    /// (`vnc::fenced`). Another manager owns the decision now.
+    #[error("VNC write not sent: {0}")]
+    Fenced(String),
 }
 
 impl VncError {
@@ -58,7 +62,7 @@ impl VncError {
                 *status >= 500 && !PERMANENT_5XX.iter().any(|p| body.contains(p))
             }
             VncError::Transport(_) => true,
-            VncError::Decode(_) => false,
+            VncError::Decode(_) | VncError::Fenced(_) => false,
         }
     }
 

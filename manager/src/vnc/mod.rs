@@ -1,6 +1,7 @@
 //! Everything that talks to the Contrail VNC config API.
 
 pub mod client;
+pub mod fenced;
 pub mod ids;
 pub mod inventory;
 pub mod model;
@@ -9,5 +10,6 @@ pub mod planning;
 pub mod writer;
 
 pub use client::{HttpVnc, HttpVncConfig, RefOp, VncApi, VncError};
+pub use fenced::Fenced;
 pub use inventory::{Orphan, Scan};
 pub use writer::{AttachError, Writer, WriterConfig};
