@@ -516,6 +516,7 @@ impl Watcher {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "event stream failed");
+                        self.marathon.stream_failed();
                         break;
                     }
                 }

@@ -417,11 +417,7 @@ fn a_wrong_or_unreachable_ensemble_stops_the_manager_at_start() {
     let port = free_addr().port();
     for (name, zk, want) in [
         ("typo", "master1:2181,master2".to_owned(), "has no :port"),
-        (
-            "down",
-            format!("127.0.0.1:{port}"),
-            "unreachable",
-        ),
+        ("down", format!("127.0.0.1:{port}"), "unreachable"),
     ] {
         let cfg = dir.path().join(format!("{name}.toml"));
         std::fs::write(

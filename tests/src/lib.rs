@@ -8,6 +8,7 @@ pub mod marathon;
 pub mod mesos_agent;
 pub mod netns;
 pub mod paths;
+pub mod proxy;
 pub mod vnc;
 pub mod vrouter_agent;
 pub mod zookeeper;

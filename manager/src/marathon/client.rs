@@ -50,6 +50,10 @@ pub trait MarathonApi: Send + Sync {
     fn events(&self) -> Result<Box<dyn EventStream>, MarathonError>;
     /// Which URL is in use (logs, tests).
     fn current_url(&self) -> String;
+    /// The stream from `current_url` failed after it was open (stalled, cut): the next
+    /// connection should try another server of the list. A server that accepts connections
+    /// and then hangs would otherwise be retried forever, since only a failed connect moves on.
+    fn stream_failed(&self) {}
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +71,8 @@ pub struct HttpMarathon {
     lists: ureq::Agent,
     stream: ureq::Agent,
     current: AtomicUsize,
+    /// The URL of the last stream opened (`stream_failed` moves past it).
+    stream_url: std::sync::Mutex<String>,
 }
 
 impl HttpMarathon {
@@ -94,6 +100,7 @@ impl HttpMarathon {
             lists,
             stream,
             current: AtomicUsize::new(0),
+            stream_url: std::sync::Mutex::new(String::new()),
         }
     }
 
@@ -106,8 +113,9 @@ impl HttpMarathon {
             .unwrap_or_default()
     }
 
-    fn rotate(&self) {
-        self.current.fetch_add(1, Ordering::Relaxed);
+    /// After a failure of the server `url` went to.
+    fn rotate(&self, url: &str) {
+        crate::vnc::client::rotate_from(&self.current, &self.cfg.urls, url);
     }
 
     /// `Ok(None)` on 404.
@@ -121,7 +129,7 @@ impl HttpMarathon {
             rb = rb.header("Authorization", format!("token={t}"));
         }
         let resp = rb.call().map_err(|e| {
-            self.rotate();
+            self.rotate(&url);
             MarathonError::Transport {
                 url: url.clone(),
                 msg: e.to_string(),
@@ -132,7 +140,7 @@ impl HttpMarathon {
             return Ok(None);
         }
         if status != 200 {
-            self.rotate();
+            self.rotate(&url);
             return Err(MarathonError::Status { url, status });
         }
         // Streamed decode: no 10 MB body limit, no intermediate copy of a large app list.
@@ -174,7 +182,7 @@ impl MarathonApi for HttpMarathon {
     fn ping(&self) -> Result<(), MarathonError> {
         let url = format!("{}/ping", self.base());
         let resp = self.lists.get(&url).call().map_err(|e| {
-            self.rotate();
+            self.rotate(&url);
             MarathonError::Transport {
                 url: url.clone(),
                 msg: e.to_string(),
@@ -183,7 +191,7 @@ impl MarathonApi for HttpMarathon {
         match resp.status().as_u16() {
             200 => Ok(()),
             status => {
-                self.rotate();
+                self.rotate(&url);
                 Err(MarathonError::Status { url, status })
             }
         }
@@ -197,7 +205,7 @@ impl MarathonApi for HttpMarathon {
             rb = rb.header("Authorization", format!("token={t}"));
         }
         let resp = rb.call().map_err(|e| {
-            self.rotate();
+            self.rotate(&url);
             MarathonError::Transport {
                 url: url.clone(),
                 msg: e.to_string(),
@@ -205,9 +213,10 @@ impl MarathonApi for HttpMarathon {
         })?;
         let status = resp.status().as_u16();
         if status != 200 {
-            self.rotate();
+            self.rotate(&url);
             return Err(MarathonError::Status { url, status });
         }
+        *self.stream_url.lock().unwrap_or_else(|p| p.into_inner()) = url;
         Ok(Box::new(HttpEventStream {
             reader: Box::new(resp.into_body().into_reader()),
             parser: SseParser::new(),
@@ -217,6 +226,15 @@ impl MarathonApi for HttpMarathon {
 
     fn current_url(&self) -> String {
         self.base()
+    }
+
+    fn stream_failed(&self) {
+        let url = self
+            .stream_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.rotate(&url);
     }
 }
 

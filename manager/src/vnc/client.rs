@@ -82,6 +82,24 @@ impl VncError {
 ///   subnet.
 const PERMANENT_5XX: &[&str] = &["has exhausted subnet(", "has invalid alloc_unit("];
 
+/// Moves `current` past the server `url` was sent to, unless a concurrent failure already
+/// did: two callers failing on the same server must move one step, not two (skipping a
+/// healthy server).
+pub(crate) fn rotate_from(current: &AtomicUsize, urls: &[String], url: &str) {
+    let n = urls.len().max(1);
+    let i = current.load(Ordering::SeqCst);
+    let base = urls
+        .get(i % n)
+        .map(|u| u.trim_end_matches('/'))
+        .unwrap_or_default();
+    let same = url
+        .strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'));
+    if same {
+        let _ = current.compare_exchange(i, i.wrapping_add(1), Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
 /// Objects per list page. The server's own default (`paginate_count`) is 256; a larger page
 /// means fewer requests, and a page is decoded object by object, never held whole.
 const LIST_PAGE: usize = 1000;
@@ -225,7 +243,7 @@ impl HttpVnc {
             }
             Err(e) => {
                 // Try the next API server on the next attempt.
-                self.current.fetch_add(1, Ordering::Relaxed);
+                rotate_from(&self.current, &self.cfg.urls, &url);
                 Err(VncError::Transport(format!("{url}: {e}")))
             }
         }
@@ -263,7 +281,7 @@ impl HttpVnc {
                     body: resp.body_mut().read_to_string().unwrap_or_default(),
                 }),
                 Err(e) => {
-                    self.current.fetch_add(1, Ordering::Relaxed);
+                    rotate_from(&self.current, &self.cfg.urls, &url);
                     Err(VncError::Transport(format!("{url}: {e}")))
                 }
             };
