@@ -5,8 +5,9 @@
 //!
 //! ```text
 //!  node namespace
-//!  ├─ VNC API stand-in (in-process)  <──── contrail-mesos-manager (child process, real binary)
-//!  ├─ Marathon stand-in (in-process) <──── manager's watcher (REST + SSE)
+//!  ├─ VNC API stand-in (in-process)  <──── contrail-mesos-manager (child processes, real binary;
+//!  │                                        with `managers` > 1, a ZooKeeper elects their leader)
+//!  ├─ Marathon stand-in (in-process) <──── the leading manager's watcher (REST + SSE)
 //!  ├─ vRouter agent stand-in + bridge per VN, fed from VNC (in-process)
 //!  └─ Mesos agent stand-in: execs contrail-cni-plugin (real binary, copied as `make install` does)
 //!       └─ container namespaces (ip netns), veth `tap…` host ends on the VN bridges
@@ -25,6 +26,7 @@ use serde_json::json;
 use contrail_integration::marathon::MarathonServer;
 use contrail_integration::mesos_agent::{MesosAgent, write_network_config};
 use contrail_integration::vnc::VncServer;
+use contrail_integration::zookeeper::ZkServer;
 
 use super::agent::DevAgent;
 use super::scheduler::Scheduler;
@@ -51,6 +53,9 @@ pub struct StackOptions {
     /// A config API server to use instead of the in-process VNC stand-in (the manager and the
     /// agent feed talk to it over REST; the node's virtual router is provisioned there).
     pub vnc_url: Option<String>,
+    /// Managers to run. More than one: a ZooKeeper (Debian's package) is started in the node
+    /// namespace, they elect a leader, and the CNI config lists them all (`contrail.managers`).
+    pub managers: usize,
 }
 
 impl StackOptions {
@@ -64,6 +69,7 @@ impl StackOptions {
             reconcile_interval_secs: 2,
             reconcile_grace_secs: 3,
             vnc_url: None,
+            managers: 1,
         }
     }
 }
@@ -105,15 +111,20 @@ pub struct Stack {
     pub agent: DevAgent,
     /// Also reachable over Marathon's REST write API (`marathon_api`).
     pub scheduler: Arc<Scheduler>,
+    /// The first manager's URL (the only one without HA).
     pub manager_url: String,
+    /// Every manager's URL, in the order the CNI tries them.
+    pub manager_urls: Vec<String>,
     pub cni_bin_dir: PathBuf,
     pub config_dir: PathBuf,
     /// `contrail.config-dir`: the port files.
     pub ports_dir: PathBuf,
-    manager_cfg: PathBuf,
+    manager_cfgs: Vec<PathBuf>,
     manager_bin: PathBuf,
-    /// Behind a lock so a test can kill and restart the manager while other threads deploy.
-    manager: Mutex<Option<Child>>,
+    /// Behind locks so a test can kill and restart a manager while other threads deploy.
+    managers: Vec<Mutex<Option<Child>>>,
+    /// The election's ensemble, with several managers.
+    pub zookeeper: Option<ZkServer>,
     /// Leave the work directory (logs, configs) behind when dropped.
     pub keep_work_dir: bool,
     // Dropped last: the namespace holding everything above.
@@ -284,21 +295,50 @@ impl Stack {
             &wasm.join("contrail-ipam.wasm"),
         )?;
 
-        // The manager on the "master".
-        let mport = free_port();
-        let manager_url = format!("http://127.0.0.1:{mport}");
-        let manager_cfg = root.join("contrail-mesos-manager.toml");
-        let cfg = format!(
-            "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\n\n\
-             [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n\
-             [reconcile]\ninterval-secs = {}\ngrace-secs = {}\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",
-            vnc_url,
-            marathon.url(),
-            opts.reconcile_interval_secs,
-            opts.reconcile_grace_secs,
-            root.join("manager.log").display()
-        );
-        fs::write(&manager_cfg, cfg).map_err(|e| e.to_string())?;
+        // The managers on the "masters".
+        let n = opts.managers.max(1);
+        let zookeeper = if n > 1 {
+            Some(ZkServer::start().map_err(|e| format!("zookeeper: {e}"))?)
+        } else {
+            None
+        };
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let manager_urls: Vec<String> = ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let mut manager_cfgs = Vec::new();
+        for (i, mport) in ports.iter().enumerate() {
+            let path = root.join(format!("contrail-mesos-manager-{i}.toml"));
+            let zk = zookeeper
+                .as_ref()
+                .map(|z| {
+                    format!(
+                        "[zookeeper]\nconnect = \"{}\"\nsession-timeout-secs = 6\nid = \"manager-{i}\"\n\n",
+                        z.connect_string()
+                    )
+                })
+                .unwrap_or_default();
+            let cfg = format!(
+                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\n\n\
+                 [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n{zk}\
+                 [reconcile]\ninterval-secs = {}\ngrace-secs = {}\nmin-pass-gap-secs = 1\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",
+                vnc_url,
+                marathon.url(),
+                opts.reconcile_interval_secs,
+                opts.reconcile_grace_secs,
+                root.join(if n == 1 {
+                    "manager.log".to_owned()
+                } else {
+                    format!("manager-{i}.log")
+                })
+                .display()
+            );
+            fs::write(&path, cfg).map_err(|e| e.to_string())?;
+            manager_cfgs.push(path);
+        }
+        let manager_url = manager_urls[0].clone();
+        let mport = ports[0];
 
         // The Contrail CNI network, in the agent's --network_cni_config_dir.
         let config_dir = root.join("net.d");
@@ -315,6 +355,12 @@ impl Stack {
             },
             "wasm": { "cache-dir": root.join("wasm-cache") }
         });
+        let mut conf = conf;
+        if n > 1 {
+            // Tried in turn, a few seconds each: an ADD succeeds while any manager is up.
+            conf["contrail"]["managers"] = json!(manager_urls);
+            conf["contrail"]["mesos-timeout"] = json!(5);
+        }
         write_network_config(&config_dir, "contrail-cni-plugin.conf", &conf)
             .map_err(|e| e.to_string())?;
         let mut conf2 = conf.clone();
@@ -337,12 +383,14 @@ impl Stack {
             agent,
             scheduler,
             manager_url,
+            manager_urls,
             cni_bin_dir,
             config_dir,
             ports_dir,
-            manager_cfg,
             manager_bin: opts.manager_bin.clone(),
-            manager: Mutex::new(None),
+            managers: manager_cfgs.iter().map(|_| Mutex::new(None)).collect(),
+            manager_cfgs,
+            zookeeper,
             keep_work_dir: false,
             _node: node,
         };
@@ -350,83 +398,123 @@ impl Stack {
         Ok(stack)
     }
 
-    fn manager(&self) -> MutexGuard<'_, Option<Child>> {
-        self.manager.lock().unwrap_or_else(|p| p.into_inner())
+    fn manager(&self, i: usize) -> MutexGuard<'_, Option<Child>> {
+        self.managers[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts the manager (unless it runs) and waits for `/healthz`.
+    /// Starts every manager that is not running and waits for each one's `/healthz`.
     pub fn start_manager(&self) -> Result<(), String> {
-        let mut manager = self.manager();
+        (0..self.managers.len()).try_for_each(|i| self.start_manager_at(i))
+    }
+
+    /// Starts manager `i` (unless it runs) and waits for its `/healthz`.
+    pub fn start_manager_at(&self, i: usize) -> Result<(), String> {
+        let mut manager = self.manager(i);
         if let Some(Ok(None)) = manager.as_mut().map(|c| c.try_wait()) {
             return Ok(());
         }
+        let stderr = self.work.path().join(if self.managers.len() == 1 {
+            "manager.stderr".to_owned()
+        } else {
+            format!("manager-{i}.stderr")
+        });
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.work.path().join("manager.stderr"))
+            .open(&stderr)
             .map_err(|e| e.to_string())?;
         let child = Command::new(&self.manager_bin)
             .arg("--config")
-            .arg(&self.manager_cfg)
+            .arg(&self.manager_cfgs[i])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .map_err(|e| format!("spawn manager: {e}"))?;
         *manager = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(1)))
-            .proxy(None)
-            .build()
-            .into();
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if agent
-                .get(&format!("{}/healthz", self.manager_url))
-                .call()
-                .is_ok()
-            {
+            if self.health(i).is_some() {
                 return Ok(());
             }
             if let Some(Ok(Some(st))) = manager.as_mut().map(|c| c.try_wait()) {
-                return Err(format!(
-                    "manager exited: {st}; see {}",
-                    self.work.path().join("manager.stderr").display()
-                ));
+                return Err(format!("manager exited: {st}; see {}", stderr.display()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err("manager did not answer /healthz within 20 s".into())
+        Err("manager did not answer /healthz within 30 s".into())
     }
 
-    /// Kills the manager with SIGKILL (a crash), without waiting for anything.
+    /// Manager `i`'s `/healthz` body, when it answers.
+    fn health(&self, i: usize) -> Option<serde_json::Value> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(1)))
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        agent
+            .get(&format!("{}/healthz", self.manager_urls[i]))
+            .call()
+            .ok()?
+            .body_mut()
+            .read_json()
+            .ok()
+    }
+
+    /// How many managers the stack runs.
+    pub fn manager_count(&self) -> usize {
+        self.managers.len()
+    }
+
+    /// Which manager leads now (`/healthz` role `leader`, or the only one).
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.managers.len()).find(|&i| {
+            self.health(i)
+                .is_some_and(|h| matches!(h["role"].as_str(), Some("leader" | "standalone")))
+        })
+    }
+
+    /// Kills every manager with SIGKILL (a crash), without waiting for anything.
     pub fn kill_manager(&self) {
-        if let Some(mut c) = self.manager().take() {
+        (0..self.managers.len()).for_each(|i| self.kill_manager_at(i));
+    }
+
+    /// Kills manager `i` with SIGKILL.
+    pub fn kill_manager_at(&self, i: usize) {
+        if let Some(mut c) = self.manager(i).take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// Stops the manager gracefully (SIGTERM) and waits.
+    /// Stops every manager gracefully (SIGTERM) and waits.
     pub fn stop_manager(&self) {
-        if let Some(mut c) = self.manager().take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
+        for i in 0..self.managers.len() {
+            if let Some(mut c) = self.manager(i).take() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(c.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let _ = c.wait();
+            }
         }
     }
 
-    /// One value of the manager's `/metrics` (e.g. `contrail_mesos_event_deletions_total`);
-    /// None when the manager does not answer.
+    /// One value of the leading manager's `/metrics` (e.g.
+    /// `contrail_mesos_event_deletions_total`); None when it does not answer.
     pub fn manager_metric(&self, name: &str) -> Option<f64> {
+        self.manager_metric_at(self.leader().unwrap_or(0), name)
+    }
+
+    /// One value of manager `i`'s `/metrics`.
+    pub fn manager_metric_at(&self, i: usize, name: &str) -> Option<f64> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(2)))
             .proxy(None)
             .build()
             .into();
         let text = agent
-            .get(&format!("{}/metrics", self.manager_url))
+            .get(&format!("{}/metrics", self.manager_urls[i]))
             .call()
             .ok()?
             .body_mut()

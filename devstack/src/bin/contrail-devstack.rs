@@ -44,6 +44,10 @@ enum Cmd {
         /// in-process VNC stand-in.
         #[arg(long)]
         vnc_url: Option<String>,
+        /// Managers to run; more than one starts a ZooKeeper for their election, and the demo
+        /// kills the leader in the middle of a deployment.
+        #[arg(long, default_value_t = 3)]
+        managers: usize,
     },
 }
 
@@ -185,6 +189,10 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
     drop((echo_blue1, echo_red0, echo_red1));
     interrupted()?;
 
+    if stack.manager_count() > 1 {
+        failover(stack, &api, r)?;
+    }
+
     r.step("PUT /v2/apps/blue {\"instances\": 1}");
     api.call("PUT", "/v2/apps/blue", Some(&json!({"instances": 1})))?;
     api.wait_running("/blue", 1)?;
@@ -226,6 +234,80 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
+/// Kills the leading manager with SIGKILL while a deployment runs; a standby takes over (its
+/// ZooKeeper session outlives the dead one by the session timeout, 6 s here), the CNI's ADDs
+/// fail over to the managers still up, and nothing is lost or leaked.
+fn failover(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String> {
+    let Some(old) = stack.leader() else {
+        r.check("one of the managers leads", false);
+        return Ok(());
+    };
+    r.step(&format!(
+        "{} managers, elected through ZooKeeper: manager-{old} leads; the others serve the attachment API",
+        stack.manager_count()
+    ));
+    r.step("POST /v2/apps: /green (4 instances, green-network 10.10.3.0/24), and kill -9 the leader mid-deployment");
+    let mut green_app = app("/green", "green-network", "10.10.3.0/24");
+    green_app["instances"] = json!(4);
+    let (status, _) = api.call("POST", "/v2/apps", Some(&green_app))?;
+    if status != 201 {
+        return Err(format!("POST /v2/apps /green: HTTP {status}"));
+    }
+    let killed_at = Instant::now();
+    stack.kill_manager_at(old);
+    r.step(&format!(
+        "killed manager-{old} (SIGKILL) with {} of 4 /green tasks launched",
+        stack.scheduler.instances("/green").len()
+    ));
+    let mut new = None;
+    Stack::wait_for(Duration::from_secs(30), || {
+        new = stack.leader().filter(|&i| i != old);
+        new.is_some()
+    });
+    let Some(new) = new else {
+        r.check("a standby took over", false);
+        return Ok(());
+    };
+    r.check(
+        &format!(
+            "manager-{new} leads {:.1}s after the kill (session timeout 6 s)",
+            killed_at.elapsed().as_secs_f64()
+        ),
+        true,
+    );
+    api.wait_running("/green", 4)?;
+    let green: Vec<String> = stack
+        .scheduler
+        .instances("/green")
+        .into_iter()
+        .flat_map(|(_, _, _, nets)| nets.into_iter().filter_map(|(_, _, ip)| ip))
+        .collect();
+    r.check(
+        &format!("all 4 /green tasks got an address in 10.10.3.0/24 {green:?}"),
+        green.len() == 4 && green.iter().all(|ip| ip.starts_with("10.10.3.")),
+    );
+    let whole = Stack::wait_for(Duration::from_secs(20), || {
+        stack.vnc_count("virtual-machine") == 8 && stack.vnc_count("instance-ip") == 8
+    });
+    r.check(
+        "VNC holds exactly 8 virtual-machines and 8 instance-ips (nothing lost or doubled)",
+        whole,
+    );
+    stack.start_manager_at(old)?;
+    let rejoined = Stack::wait_for(Duration::from_secs(10), || stack.leader() == Some(new));
+    r.check(
+        &format!("manager-{old} restarted and follows; manager-{new} still leads"),
+        rejoined,
+    );
+    r.step("DELETE /v2/apps/green (the new leader cleans up)");
+    api.call("DELETE", "/v2/apps/green", None)?;
+    let gone = Stack::wait_for(Duration::from_secs(30), || {
+        stack.scheduler.instances("/green").is_empty() && stack.vnc_count("virtual-machine") == 4
+    });
+    r.check("the /green tasks and their VNC objects are gone", gone);
+    interrupted()
+}
+
 fn main() {
     let cli = Cli::parse();
     let Cmd::Demo {
@@ -234,6 +316,7 @@ fn main() {
         manager_bin,
         keep,
         vnc_url,
+        managers,
     } = cli.cmd;
     if !nix::unistd::geteuid().is_root() {
         eprintln!("contrail-devstack demo needs root: it creates network namespaces");
@@ -257,7 +340,14 @@ fn main() {
         checks: vec![],
         started: Instant::now(),
     };
-    r.step("starting the stack: VNC API, Marathon, vRouter agent + dataplane, contrail-mesos-manager, Mesos agent");
+    r.step(&format!(
+        "starting the stack: VNC API, Marathon, vRouter agent + dataplane, {}, Mesos agent",
+        if managers > 1 {
+            format!("ZooKeeper + {managers} contrail-mesos-managers")
+        } else {
+            "contrail-mesos-manager".into()
+        }
+    ));
     let opts = StackOptions {
         cni_bin,
         wasm_dir,
@@ -265,6 +355,7 @@ fn main() {
         reconcile_interval_secs: 5,
         reconcile_grace_secs: 10,
         vnc_url,
+        managers,
     };
     let mut stack = match Stack::start(&opts) {
         Ok(s) => s,
@@ -274,7 +365,7 @@ fn main() {
         }
     };
     println!(
-        "          work dir {} (logs: cni.log, manager.log)",
+        "          work dir {} (logs: cni.log, manager*.log)",
         stack.work_dir().display()
     );
     let res = demo(&stack, &mut r);
