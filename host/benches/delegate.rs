@@ -1,4 +1,4 @@
-//! Timings of the delegate path (issue 2 item 9), medians over repeated runs in one session:
+//! Timings of the delegate path, medians over repeated runs in one session:
 //!
 //! 1. the Wasm step per ADD, in process: load the translator from the artifact cache,
 //!    instantiate, call `translate-delegate` (a fresh `Plugins` each time, as each CNI process

@@ -1,4 +1,4 @@
-//! End-to-end tests on the devstack (issue 5, item 3): the real `contrail-cni-plugin` run by the
+//! End-to-end tests on the devstack: the real `contrail-cni-plugin` run by the
 //! Mesos agent stand-in exactly as the `network/cni` isolator runs it, the real
 //! `contrail-mesos-manager`, and the VNC, Marathon and vRouter agent stand-ins, all inside a node
 //! namespace per test (see `devstack::stack`).
@@ -1349,7 +1349,7 @@ fn an_add_slower_than_the_grace_period_keeps_its_objects() {
     h.finish();
 }
 
-/// Marathon's REST write API on the stand-in (issue 5: apps and pods are accepted on Marathon's
+/// Marathon's REST write API on the stand-in (apps and pods are accepted on Marathon's
 /// REST API): a deployment answers at once and runs in the background; bad and conflicting
 /// definitions get Marathon's status codes; scale and destroy go through the same path.
 #[test]
