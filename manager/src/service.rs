@@ -90,6 +90,16 @@ impl Manager {
                 "container-id and ifname must be non-empty and contain no '/'",
             ));
         }
+        // The same check the CNI host makes on its plugin's answer: a request from anything
+        // else (an older host, curl) gets it here, before any VNC call.
+        if let Err(e) = req.request.validate() {
+            self.metrics.attach_err.fetch_add(1, Relaxed);
+            return Err(ApiError::new(
+                ErrorKind::BadLabel,
+                Some(label_of(e.field)),
+                e.to_string(),
+            ));
+        }
         let r = self.with_container(&req.container_id, || self.writer.attach(req));
         match &r {
             Ok(_) => {
@@ -231,5 +241,17 @@ mod tests {
         release.store(true, Ordering::SeqCst);
         stuck.join().unwrap();
         assert_eq!(m.locked_containers(), 0);
+    }
+}
+
+/// The Mesos label a request field comes from (`ValidationError::field` names the field).
+fn label_of(field: &str) -> &str {
+    match field {
+        "domain" => "domain-name",
+        "project" => "project-name",
+        "network" => "networks",
+        "subnets" => "network-subnets",
+        "ip" => "network-ip",
+        other => other,
     }
 }

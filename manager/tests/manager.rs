@@ -335,6 +335,28 @@ fn each_bad_label_is_a_422_naming_it_and_leaves_nothing() {
                 ..blue()
             },
         ),
+        // Refused by the shared vocabulary check before any VNC call.
+        (
+            "network-subnets",
+            ContrailRequest {
+                subnets: vec!["5.5.5.1/24".into()],
+                ..blue()
+            },
+        ),
+        (
+            "security-groups",
+            ContrailRequest {
+                security_groups: vec![vec!["default-domain".into(), "sg".into()]],
+                ..blue()
+            },
+        ),
+        (
+            "isolation",
+            ContrailRequest {
+                isolation: Some(contrail_mesos_api::Isolation::UserDefined),
+                ..blue()
+            },
+        ),
     ];
     // The default network may be created from the configured subnet, so "networks" only
     // fails without it: use a manager with no default subnet for that case.
