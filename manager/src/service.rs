@@ -138,6 +138,18 @@ impl Manager {
     }
 }
 
+/// The Mesos label a request field comes from (`ValidationError::field` names the field).
+fn label_of(field: &str) -> &str {
+    match field {
+        "domain" => "domain-name",
+        "project" => "project-name",
+        "network" => "networks",
+        "subnets" => "network-subnets",
+        "ip" => "network-ip",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,17 +253,5 @@ mod tests {
         release.store(true, Ordering::SeqCst);
         stuck.join().unwrap();
         assert_eq!(m.locked_containers(), 0);
-    }
-}
-
-/// The Mesos label a request field comes from (`ValidationError::field` names the field).
-fn label_of(field: &str) -> &str {
-    match field {
-        "domain" => "domain-name",
-        "project" => "project-name",
-        "network" => "networks",
-        "subnets" => "network-subnets",
-        "ip" => "network-ip",
-        other => other,
     }
 }
