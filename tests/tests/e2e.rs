@@ -1027,6 +1027,9 @@ struct Failover {
     first_pass: Duration,
     /// Scale calls that reported a failed launch (each failed ADD is retried by the next call).
     failed_scale_calls: usize,
+    /// CNI calls to the manager answered by a later instance of `contrail.managers` (the
+    /// first, the killed leader, refused or cut the connection).
+    failed_over: usize,
     converged: Duration,
 }
 
@@ -1106,6 +1109,11 @@ fn leader_killed_in_a_storm(n: usize, kill_at: usize) -> Option<Failover> {
         || app_converged(s, "/storm", n, &nets),
     );
     let converged = started.elapsed();
+    let failed_over = std::fs::read_to_string(s.work_dir().join("cni.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("answered by a later manager instance"))
+        .count();
     h.note_links();
     s.scheduler.destroy("/storm").expect("destroy /storm");
     wait_ok(
@@ -1120,18 +1128,21 @@ fn leader_killed_in_a_storm(n: usize, kill_at: usize) -> Option<Failover> {
         takeover,
         first_pass,
         failed_scale_calls,
+        failed_over,
         converged,
     };
     eprintln!(
         "leader killed with {} VMs and {} instance-ips of {} tasks in VNC: standby leads after \
-         {:.2?}, first pass done {:.2?} after the kill; failed scale calls {}; {} tasks \
-         converged in {:.2?}; nothing leaked or missing",
+         {:.2?}, first pass done {:.2?} after the kill; failed scale calls {}; manager calls \
+         failed over to a later instance {}; {} tasks converged in {:.2?}; nothing leaked or \
+         missing",
         f.at_kill.0,
         f.at_kill.1,
         f.tasks,
         f.takeover,
         f.first_pass,
         f.failed_scale_calls,
+        f.failed_over,
         f.tasks,
         f.converged
     );
