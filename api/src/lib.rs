@@ -325,18 +325,11 @@ pub struct Attachment {
     /// The VMI's MAC address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
-    /// The `index` annotation, `i/N` (typed by [`Attachment::interface_index`]).
-    pub index: String,
+    /// The `index` annotation: interface `i` of the container's `N` (`"i/N"` on the wire).
+    pub index: InterfaceIndex,
     /// Floating IP addresses bound to the VMI.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub floating_ips: Vec<String>,
-}
-
-impl Attachment {
-    /// [`Attachment::index`] parsed and checked.
-    pub fn interface_index(&self) -> Result<InterfaceIndex, ValidationError> {
-        self.index.parse()
-    }
 }
 
 /// Answer to `DELETE /v1/attachments/<container-id>/<ifname>`: always 200 when the request was

@@ -437,7 +437,7 @@ mod tests {
                 },
                 ip: Some(ip.into()),
                 mac: None,
-                index: "0/1".into(),
+                index: contrail_mesos_api::InterfaceIndex::SOLE,
                 floating_ips: vec![],
             },
             iip_uuid: Some("iip".into()),

@@ -125,6 +125,30 @@ impl Manager {
         r.map_err(ApiError::from)
     }
 
+    /// The watcher's deletion: the same lock, writer call and metrics as [`Manager::detach`],
+    /// through the watcher's (fenced) writer, and only if the attachment is still the one the
+    /// decision was about: re-registered since (another VMI) means it is kept (`Ok(None)`).
+    pub fn detach_decided(
+        &self,
+        via: &Writer,
+        cid: &str,
+        ifname: &str,
+        vmi_uuid: &str,
+    ) -> Result<Option<bool>, AttachError> {
+        let key = (cid.to_owned(), ifname.to_owned());
+        let r = self.with_container(cid, || match self.cache.get(&key) {
+            Some(o) if o.attachment.vmi_uuid != vmi_uuid => Ok(None),
+            _ => via.detach(cid, ifname).map(Some),
+        });
+        if matches!(r, Ok(Some(_))) {
+            self.metrics.detach_total.fetch_add(1, Relaxed);
+        }
+        self.metrics
+            .attachments
+            .store(self.cache.len() as i64, Relaxed);
+        r
+    }
+
     pub fn get(&self, cid: &str, ifname: &str) -> Option<Attachment> {
         self.cache
             .get(&(cid.to_owned(), ifname.to_owned()))

@@ -344,15 +344,9 @@ impl Watcher {
                     reason,
                 } => {
                     tracing::info!(cid = %container_id, %ifname, %vmi_uuid, reason, "deleting attachment");
-                    let key = (container_id.clone(), ifname.clone());
-                    let r = self.mgr.with_container(&container_id, || {
-                        // Identity fence: re-registered since the decision (another VMI)
-                        // means it is not the attachment the decision was about.
-                        match self.mgr.cache.get(&key) {
-                            Some(o) if o.attachment.vmi_uuid != vmi_uuid => Ok(None),
-                            _ => w.detach(&container_id, &ifname).map(Some),
-                        }
-                    });
+                    let r = self
+                        .mgr
+                        .detach_decided(w, &container_id, &ifname, &vmi_uuid);
                     match r {
                         Ok(None) => {
                             tracing::info!(cid = %container_id, %ifname, "re-registered since the decision; kept");

@@ -191,7 +191,7 @@ fn attach_and_detach_with_every_label() {
     assert_eq!(a.vm_uuid, c);
     assert_eq!(a.vm_name, c);
     assert_eq!(a.ip.as_deref(), Some("5.5.5.10"));
-    assert_eq!(a.index, "0/1");
+    assert_eq!(a.index.to_string(), "0/1");
     assert_eq!(a.vn.fq_name, ["default-domain", "p1", "blue"]);
     assert_eq!(a.floating_ips, ["10.66.77.123", "10.66.77.252"]);
     let ports = v.ports();

@@ -266,7 +266,10 @@ fn handle(st: &Mutex<State>, agent: &AgentStandin, mut req: tiny_http::Request) 
                 },
                 ip: Some(ip),
                 mac: Some(mac_for(&vmi_uuid)),
-                index: format!("{i}/{}", n.max(i + 1)),
+                index: contrail_mesos_api::InterfaceIndex {
+                    index: i as u32,
+                    count: n.max(i + 1) as u32,
+                },
                 floating_ips: vec![],
             };
             agent.add_vmi(spec);

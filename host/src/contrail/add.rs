@@ -196,11 +196,7 @@ fn register(
     Ok(Some(Hints {
         vmi: Some(att.vmi_uuid.clone()),
         mac: att.mac.clone(),
-        primary: att
-            .index
-            .split_once('/')
-            .and_then(|(i, _)| i.parse::<u32>().ok())
-            .map(|i| i == 0),
+        primary: Some(att.index.is_primary()),
     }))
 }
 

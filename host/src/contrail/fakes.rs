@@ -229,7 +229,7 @@ impl Manager for FakeManager {
             },
             ip: None,
             mac: Some("02:00:00:00:00:01".into()),
-            index: "0/1".into(),
+            index: contrail_mesos_api::InterfaceIndex::SOLE,
             floating_ips: vec![],
         })
     }

@@ -2,6 +2,8 @@
 //! a function of (container id, ifname) alone, so a repeated or crashed registration meets
 //! `409 already exists` and reuses what is there, and a DEL finds the objects from VNC alone.
 
+use contrail_mesos_api::InterfaceIndex;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn now_secs() -> u64 {
@@ -90,7 +92,7 @@ pub fn mac_for(vmi_uuid: &str) -> String {
 /// `index` annotation `i/N`: i from the ifname's trailing digits (eth1 → 1), else the number
 /// of interfaces already registered; N = i + 1. Mesos gives each network its own ADD and the
 /// manager cannot know how many follow, so N counts the interfaces up to this one.
-pub fn index_of(ifname: &str, registered: usize) -> String {
+pub fn index_of(ifname: &str, registered: usize) -> InterfaceIndex {
     let digits: String = ifname
         .chars()
         .rev()
@@ -99,8 +101,14 @@ pub fn index_of(ifname: &str, registered: usize) -> String {
         .into_iter()
         .rev()
         .collect();
-    let i = digits.parse::<usize>().unwrap_or(registered);
-    format!("{i}/{}", i + 1)
+    let i = digits
+        .parse::<u32>()
+        .unwrap_or_else(|_| u32::try_from(registered).unwrap_or(u32::MAX - 1))
+        .min(u32::MAX - 1);
+    InterfaceIndex {
+        index: i,
+        count: i + 1,
+    }
 }
 
 #[cfg(test)]
@@ -149,8 +157,8 @@ mod tests {
 
     #[test]
     fn index_from_ifname() {
-        assert_eq!(index_of("eth0", 0), "0/1");
-        assert_eq!(index_of("eth2", 0), "2/3");
-        assert_eq!(index_of("net", 1), "1/2");
+        assert_eq!(index_of("eth0", 0).to_string(), "0/1");
+        assert_eq!(index_of("eth2", 0).to_string(), "2/3");
+        assert_eq!(index_of("net", 1).to_string(), "1/2");
     }
 }

@@ -57,7 +57,11 @@ impl Writer {
                     },
                     ip: None,
                     mac: v.mac().map(str::to_owned),
-                    index: v.annotation("index").unwrap_or("0/1").to_owned(),
+                    // An annotation another writer mangled reads as a sole interface.
+                    index: v
+                        .annotation("index")
+                        .and_then(|a| a.parse().ok())
+                        .unwrap_or(contrail_mesos_api::InterfaceIndex::SOLE),
                     floating_ips: Vec::new(),
                 },
                 iip_uuid: None,

@@ -254,11 +254,12 @@ impl Writer {
         let mut vmi_fq = p.project_fq.clone();
         vmi_fq.push(name.clone());
         let index = index_of(ifname, self.cache.count_of_container(cid));
+        let index_ann = index.to_string();
         let vmi_uuid = uuid::Uuid::new_v4().to_string();
         let mac = mac_for(&vmi_uuid);
         let mut vmi_ann = owner.clone();
         vmi_ann.extend([
-            ("index", index.as_str()),
+            ("index", index_ann.as_str()),
             ("node-name", req.node.name.as_str()),
             ("node-ip", req.node.ip.as_str()),
             ("network", req.network_name.as_str()),
@@ -290,7 +291,10 @@ impl Writer {
                     .into());
                 }
                 let mac = o.mac().unwrap_or_default().to_owned();
-                let idx = o.annotation("index").unwrap_or(&index).to_owned();
+                let idx = o
+                    .annotation("index")
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(index);
                 (u, false, mac, idx)
             }
         };
