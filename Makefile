@@ -14,7 +14,7 @@ MANAGER_BIN_DIR ?= /usr/local/bin
 APT_PACKAGES := containernetworking-plugins iproute2 nftables zookeeper
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build wasm wasm-test host manager lint test test-unit bench install demo clean-demo
+.PHONY: all deps build wasm wasm-test host manager lint test test-unit bench install dist demo clean-demo
 
 all: build
 
@@ -73,16 +73,12 @@ bench: build wasm-test
 ## work unchanged) and the plugins in <dir>/contrail-cni-wasm/, where the host looks by default.
 install: build
 	@if [ -z "$(CNI_BIN_DIR)" ]; then echo "usage: make install CNI_BIN_DIR=<dir> (e.g. /opt/mesosphere/active/cni or /usr/libexec/cni)" >&2; exit 2; fi
-	install -d $(CNI_BIN_DIR) $(CNI_BIN_DIR)/contrail-cni-wasm
-	install -m 0755 $(TARGET_DIR)/release/contrail-cni-plugin $(CNI_BIN_DIR)/contrail-cni-plugin
-	ln -sfn contrail-cni-plugin $(CNI_BIN_DIR)/mesos
-	install -m 0644 $(WASM_OUT)/mesos_delegate.wasm $(CNI_BIN_DIR)/contrail-cni-wasm/mesos-delegate.wasm
-	install -m 0644 $(WASM_OUT)/contrail_ipam.wasm $(CNI_BIN_DIR)/contrail-cni-wasm/contrail-ipam.wasm
-	@for p in $(CNI_BIN_DIR)/contrail-cni-wasm/*.wasm; do \
-	  $(CNI_BIN_DIR)/contrail-cni-plugin plugin check $$p || exit 1; \
-	  $(CNI_BIN_DIR)/contrail-cni-plugin plugin compile $$p || echo "note: $$p not precompiled (cache dir not writable); the first ADD compiles it"; \
-	done
-	@echo "installed into $(CNI_BIN_DIR)"
+	BIN_SRC=$(TARGET_DIR)/release WASM_SRC=$(WASM_OUT) packaging/install.sh agent $(CNI_BIN_DIR)
+
+## A versioned release tarball (binaries, plugins, install.sh, sample configs, systemd unit,
+## DC/OS app) that installs on an agent or a master with no Rust toolchain.
+dist: build
+	@scripts/dist.sh $(TARGET_DIR)/release $(WASM_OUT) $(CURDIR)/dist
 
 ## The whole system on one machine: stand-ins for Marathon/Mesos agent, VNC and the vRouter
 ## agent (with a real bridge dataplane in its own namespace), the real manager and CNI host.
