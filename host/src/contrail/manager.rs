@@ -125,11 +125,24 @@ impl Manager for HttpManager {
 /// manager acted is harmless.
 pub struct Failover {
     instances: Vec<(String, Box<dyn Manager>)>,
+    /// No instance is tried once this much time has gone since the call began (DEL: the
+    /// node's teardown must not wait a full timeout per hanging instance).
+    budget: Option<Duration>,
 }
 
 impl Failover {
     pub fn new(instances: Vec<(String, Box<dyn Manager>)>) -> Failover {
-        Failover { instances }
+        Failover {
+            instances,
+            budget: None,
+        }
+    }
+
+    /// Stops trying further instances after `budget` (the try under way still ends by its own
+    /// timeout).
+    pub fn with_budget(mut self, budget: Duration) -> Failover {
+        self.budget = Some(budget);
+        self
     }
 
     /// One HTTP client per base URL.
@@ -147,7 +160,15 @@ impl Failover {
 
     fn each<T>(&self, what: &str, call: impl Fn(&dyn Manager) -> Result<T>) -> Result<T> {
         let mut failures = vec![];
+        let started = std::time::Instant::now();
         for (base, m) in &self.instances {
+            if let Some(b) = self.budget
+                && !failures.is_empty()
+                && started.elapsed() >= b
+            {
+                tracing::warn!(manager = %base, budget_ms = b.as_millis() as u64, "{what}: time budget spent; the remaining instances are not tried");
+                break;
+            }
             match call(m.as_ref()) {
                 Ok(v) => {
                     if !failures.is_empty() {
@@ -173,7 +194,7 @@ impl Failover {
             last.code,
             format!(
                 "no manager instance answered {what} ({} tried): {}",
-                self.instances.len(),
+                failures.len() + 1,
                 last.msg
             ),
         )
@@ -242,6 +263,46 @@ mod tests {
         assert!(f.detach("c", "eth0").unwrap());
         let n: Vec<u32> = calls.iter().map(|c| c.get()).collect();
         assert_eq!(n, [1, 1, 1, 0]);
+    }
+
+    /// Fails after `hang` (an instance that does not answer within its timeout).
+    struct Hanging {
+        hang: Duration,
+        calls: Rc<Cell<u32>>,
+    }
+
+    impl Manager for Hanging {
+        fn attach(&self, _: &AttachRequest) -> Result<Attachment> {
+            unreachable!("these tests go through detach")
+        }
+        fn detach(&self, _: &str, _: &str) -> Result<bool> {
+            self.calls.set(self.calls.get() + 1);
+            std::thread::sleep(self.hang);
+            Err(Error::new(code::TRY_AGAIN, "timed out"))
+        }
+    }
+
+    #[test]
+    fn a_budget_stops_trying_hanging_instances() {
+        let calls: Vec<_> = (0..4).map(|_| Rc::new(Cell::new(0))).collect();
+        let f = Failover::new(
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let m: Box<dyn Manager> = Box::new(Hanging {
+                        hang: Duration::from_millis(60),
+                        calls: c.clone(),
+                    });
+                    (format!("m{i}"), m)
+                })
+                .collect(),
+        )
+        .with_budget(Duration::from_millis(100));
+        let e = f.detach("c", "eth0").unwrap_err();
+        let n: Vec<u32> = calls.iter().map(|c| c.get()).collect();
+        assert_eq!(n, [1, 1, 0, 0], "{}", e.msg);
+        assert!(e.msg.contains("2 tried"), "{}", e.msg);
     }
 
     #[test]

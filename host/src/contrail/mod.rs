@@ -77,6 +77,10 @@ impl ctx::Policy for WasmPolicy<'_> {
     }
 }
 
+/// The longest a DEL spends on manager instances that do not answer (each try is bounded by
+/// `mesos-timeout` and by this; no new try starts after it).
+const DEL_MANAGER_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Entry point from the dispatcher.
 pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     let cfg = ContrailConfig::from_netconf(&inv.conf)?;
@@ -99,7 +103,15 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         }
     }
     let manager = (!cfg.managers.is_empty()).then(|| {
-        manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), cfg.mesos_timeout)
+        if inv.command == Command::Del {
+            // DEL never fails on the manager (its reconciler cleans up), so it must not hold
+            // the runtime's teardown for a timeout per hanging instance either.
+            let t = cfg.mesos_timeout.min(DEL_MANAGER_BUDGET);
+            manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), t)
+                .with_budget(DEL_MANAGER_BUDGET)
+        } else {
+            manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), cfg.mesos_timeout)
+        }
     });
     let labels = if inv.command == Command::Add {
         inv.conf.mesos_labels()?
