@@ -6,6 +6,9 @@
 //! * `contrail-cni-plugin plugin run <file.wasm> --world W --input sample.json`: a dry run.
 //! * `contrail-cni-plugin plugin compile <file.wasm> [--cache-dir DIR]`: precompiles into the
 //!   artifact cache, so the first ADD after a deploy does not pay for compilation.
+//! * `contrail-cni-plugin config check FILE|-`: the network config (`.conf` or `.conflist`) as
+//!   ADD reads it; one `error: <key>: ...` / `warning: <key>: ...` line per problem; exit 1 on
+//!   any error, 2 when the file cannot be read.
 //! * `contrail-cni-plugin version`.
 
 use std::ffi::OsString;
@@ -35,8 +38,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PluginCmd,
     },
+    /// Check a network config file.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Print the version, the CNI versions and the plugin contract.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a network config (.conf, or a .conflist) as ADD reads it, without contacting
+    /// anything: prints `error: <key>: ...` / `warning: <key>: ...` per problem; exits 1 on
+    /// any error, 2 when the file cannot be read.
+    Check {
+        /// The config file, or `-` for stdin.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,8 +193,53 @@ fn parse_world(s: &str) -> Result<wasm::World> {
     })
 }
 
+/// `config check`: prints the problems, then a summary line.
+fn config_check(file: &Path) -> ExitCode {
+    use std::io::Read;
+    let read = if file == Path::new("-") {
+        let mut b = vec![];
+        std::io::stdin().read_to_end(&mut b).map(|_| b)
+    } else {
+        std::fs::read(file)
+    };
+    let bytes = match read {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let problems = crate::config_check::check_file(&bytes);
+    for p in &problems {
+        println!("{p}");
+    }
+    let errors = problems
+        .iter()
+        .filter(|p| p.severity == crate::config_check::Severity::Error)
+        .count();
+    let warnings = problems.len() - errors;
+    let name = if file == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        file.display().to_string()
+    };
+    if problems.is_empty() {
+        println!("{name}: ok");
+    } else {
+        println!("{name}: {errors} error(s), {warnings} warning(s)");
+    }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Cmd::Config {
+            cmd: ConfigCmd::Check { .. },
+        } => unreachable!("handled by main"),
         Cmd::Version => {
             println!(
                 "contrail-cni-plugin {} (CNI {}; plugins: {WIT_PACKAGE}, {})",
@@ -350,6 +414,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     crate::logging::init(&crate::cni::config::LogSettings::default());
+    if let Cmd::Config {
+        cmd: ConfigCmd::Check { file },
+    } = &cli.cmd
+    {
+        return config_check(file);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
