@@ -76,7 +76,9 @@ fn errors_from_file_env_and_flags_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let p = production(dir.path());
     let file = p.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (flags, environment, the line's start)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![],
             vec![("CONTRAIL_MESOS_MANAGER_RECONCILE_MAX_DELETE_PERCENT", "101")],
