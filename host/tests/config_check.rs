@@ -437,3 +437,27 @@ fn add_logs_the_findings_once() {
     }
     assert!(!String::from_utf8_lossy(&out.stdout).contains("warning:"));
 }
+
+/// The README's example config (the first `json` block of "Installing on an agent node")
+/// passes, its token file pointed at a real one.
+#[test]
+fn the_readme_example_passes() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let section = &readme[readme.find("## Installing on an agent node").unwrap()..];
+    let start = section.find("```json\n").unwrap() + "```json\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let mut v: Value = serde_json::from_str(block).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("mesos-token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    v["contrail"]["mesos-token-file"] = json!(token);
+    let c = check_value(&v);
+    assert_eq!(c.keys("error"), Vec::<&str>::new(), "{}", c.stdout);
+    // The log directory is created by the first ADD; whether it exists depends on the machine.
+    for w in c.keys("warning") {
+        assert_eq!(w, "contrail.log-file", "{}", c.stdout);
+    }
+    assert_eq!(c.code, 0, "{}", c.stdout);
+}
