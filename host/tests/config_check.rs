@@ -461,3 +461,33 @@ fn the_readme_example_passes() {
     }
     assert_eq!(c.code, 0, "{}", c.stdout);
 }
+
+/// What the checks add to an ADD (they run once per ADD): the median of 2,000 runs over a
+/// Mesos ADD's config with the plugins installed. Reports, never fails (`--ignored`).
+#[test]
+#[ignore]
+fn cost_per_add() {
+    use contrail_cni_host::cni::NetConf;
+    use contrail_cni_host::config_check::{Runtime, check};
+    let dir = installed().parent().unwrap().join("contrail-cni-wasm");
+    let mut v = good();
+    v["wasm"] = json!({"plugin-dir": dir});
+    v["args"] = json!({"org.apache.mesos": {"network_info": {"name": "contrail-cni-plugin",
+        "labels": {"labels": [{"key": "networks", "value": "blue"}]}}}});
+    let conf = NetConf::from_value(v).unwrap();
+    assert!(check(&conf, Runtime::Mesos).is_empty());
+    let mut us: Vec<f64> = (0..2000)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            std::hint::black_box(check(&conf, Runtime::Mesos));
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    us.sort_by(f64::total_cmp);
+    println!(
+        "config checks per ADD: median {:.1} us, p90 {:.1} us, max {:.1} us",
+        us[us.len() / 2],
+        us[us.len() * 9 / 10],
+        us[us.len() - 1]
+    );
+}
