@@ -181,14 +181,15 @@ fn agent_url(cfg: &Config, out: &mut Out) {
         return;
     }
     if !t.contains("{node-ip}") && !t.contains("{node-name}") {
-        out.error(
+        // One fixed agent is right only for a one-agent cluster (or a proxy that routes).
+        out.warning(
             "mesos.agent-url",
             format!(
-                "{t:?} names no agent: a template with {{node-ip}} or {{node-name}} is asked per \
-                 node, e.g. \"http://{{node-ip}}:5051\""
+                "{t:?} names no node: every node's containers are asked of this one agent, so \
+                 with several agents the reconciler misjudges the others' containers; use a \
+                 template with {{node-ip}} or {{node-name}}, e.g. \"http://{{node-ip}}:5051\""
             ),
         );
-        return;
     }
     let sample = t
         .replace("{node-ip}", "10.0.0.1")
@@ -415,10 +416,6 @@ mod tests {
                 "marathon.urls",
             ),
             (
-                |c| c.mesos.agent_url = "http://agent:5051".into(),
-                "mesos.agent-url",
-            ),
-            (
                 |c| c.mesos.agent_url = "{node-ip}:5051".into(),
                 "mesos.agent-url",
             ),
@@ -465,6 +462,10 @@ mod tests {
         let warnings: Vec<Case> = vec![
             (|c| c.marathon.urls = vec![], "marathon.urls"),
             (|c| c.reconcile.grace_secs = 0, "reconcile.grace-secs"),
+            (
+                |c| c.mesos.agent_url = "http://agent:5051".into(),
+                "mesos.agent-url",
+            ),
             (
                 |c| {
                     c.zookeeper.connect = "m1:2181".into();

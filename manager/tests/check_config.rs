@@ -106,7 +106,7 @@ fn errors_from_file_env_and_flags_name_the_key() {
             vec![],
             vec![(
                 "CONTRAIL_MESOS_MANAGER_MESOS_AGENT_URL",
-                "http://agent:5051",
+                "https://{node-ip}:5051",
             )],
             "error: mesos.agent-url: ",
         ),
@@ -259,4 +259,22 @@ fn the_containerfile_healthcheck_asks_healthz() {
     let o = run(&args, &[]);
     assert_eq!(o.status.code(), Some(0), "{line}: {o:?}");
     assert_eq!(t.join().unwrap(), "GET /healthz HTTP/1.1");
+}
+
+/// Start refuses what `--check-config` calls an error, with the same line, before contacting
+/// anything (the VNC URL here would never answer).
+#[test]
+fn start_refuses_what_the_check_calls_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = production(dir.path());
+    let o = run(
+        &["--config", p.to_str().unwrap(), "--log-file", "/dev/null"],
+        &[("CONTRAIL_MESOS_MANAGER_RECONCILE_MAX_DELETE_PERCENT", "150")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("error: reconcile.max-delete-percent: 150"),
+        "{err}"
+    );
 }
