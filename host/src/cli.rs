@@ -235,11 +235,11 @@ fn config_check(file: &Path) -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Config {
-            cmd: ConfigCmd::Check { .. },
-        } => unreachable!("handled by main"),
+            cmd: ConfigCmd::Check { file },
+        } => return Ok(config_check(&file)),
         Cmd::Version => {
             println!(
                 "contrail-cni-plugin {} (CNI {}; plugins: {WIT_PACKAGE}, {})",
@@ -304,7 +304,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `plugin run`: one call of `world` on `file` with a sample invocation, answered as the host
@@ -414,14 +414,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     crate::logging::init(&crate::cni::config::LogSettings::default());
-    if let Cmd::Config {
-        cmd: ConfigCmd::Check { file },
-    } = &cli.cmd
-    {
-        return config_check(file);
-    }
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
