@@ -210,8 +210,14 @@ fn config_check(file: &Path) -> ExitCode {
         }
     };
     let problems = crate::config_check::check_file(&bytes);
+    // A closed pipe (`| head`) ends the output, not the process with a panic.
+    let mut out = std::io::stdout().lock();
+    let mut print = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(out, "{line}");
+    };
     for p in &problems {
-        println!("{p}");
+        print(p.to_string());
     }
     let errors = problems
         .iter()
@@ -224,9 +230,9 @@ fn config_check(file: &Path) -> ExitCode {
         file.display().to_string()
     };
     if problems.is_empty() {
-        println!("{name}: ok");
+        print(format!("{name}: ok"));
     } else {
-        println!("{name}: {errors} error(s), {warnings} warning(s)");
+        print(format!("{name}: {errors} error(s), {warnings} warning(s)"));
     }
     if errors > 0 {
         ExitCode::FAILURE

@@ -456,21 +456,21 @@ fn delegate_block(conf: &NetConf, out: &mut Vec<Problem>) {
         return;
     };
     match crate::delegate::delegate_block_of(conf) {
-        Err(e) => {
-            let key = if block.is_object() {
-                "delegate.type"
-            } else {
-                "delegate"
-            };
-            out.push(Problem::error(
-                key,
-                format!(
-                    "{}: set \"type\" to the delegate plugin's binary name in the CNI bin dir \
-                     (e.g. \"bridge\")",
-                    e.msg
-                ),
-            ));
-        }
+        Err(e) if block.is_object() => out.push(Problem::error(
+            "delegate.type",
+            format!(
+                "{}: set \"type\" to the delegate plugin's binary name in the CNI bin dir \
+                 (e.g. \"bridge\")",
+                e.msg
+            ),
+        )),
+        Err(_) => out.push(Problem::error(
+            "delegate",
+            format!(
+                "expected an object (the delegate plugin's own config, e.g. {{\"type\": \
+                 \"bridge\", ...}}), got {block}"
+            ),
+        )),
         Ok(b) => {
             let ty = b.get("type").and_then(Value::as_str).unwrap_or_default();
             if ty == MESOS_TYPE || CONTRAIL_TYPES.contains(&ty) {

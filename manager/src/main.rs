@@ -91,6 +91,12 @@ fn effective_config(cli: &Cli) -> Result<Config, ConfigError> {
 
 /// `--check-config`.
 fn check_config(cli: &Cli) -> ExitCode {
+    // A closed pipe (`| head`) ends the output, not the process with a panic.
+    let mut out = std::io::stdout().lock();
+    let mut print = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(out, "{line}");
+    };
     let cfg = match effective_config(cli) {
         Ok(c) => c,
         Err(e @ ConfigError::Read { .. }) => {
@@ -98,29 +104,29 @@ fn check_config(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
         Err(ConfigError::Parse(m)) => {
-            println!("error: config: {m}");
+            print(format!("error: config: {m}"));
             return ExitCode::FAILURE;
         }
         Err(e) => {
-            println!("error: config: {e}");
+            print(format!("error: config: {e}"));
             return ExitCode::FAILURE;
         }
     };
     let problems = config_check::check(&cfg);
     for p in &problems {
-        println!("{p}");
+        print(p.to_string());
     }
     let errors = problems
         .iter()
         .filter(|p| p.severity == config_check::Severity::Error)
         .count();
     if problems.is_empty() {
-        println!("config ok");
+        print("config ok".to_owned());
     } else {
-        println!(
+        print(format!(
             "config: {errors} error(s), {} warning(s)",
             problems.len() - errors
-        );
+        ));
     }
     if errors > 0 {
         ExitCode::FAILURE
