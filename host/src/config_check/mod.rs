@@ -5,18 +5,22 @@
 //! [`Section`]/[`ContrailConfig`], the `wasm` section, the delegate block); this module only
 //! judges what they decoded. It reads nothing but file metadata (plugin files, the log
 //! directory) and the token file ADD reads anyway, so it is cheap enough for every ADD.
+//!
+//! `contrail.rs` judges the `contrail` section, `files.rs` what ADD reads from disk (plugins, log).
+//!
+//! [`Section`]: crate::contrail::config::Section
+//! [`ContrailConfig`]: crate::contrail::config::ContrailConfig
+
+mod contrail;
+mod files;
 
 use std::fmt;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::cni::{CniError, CniVersion, NetConf};
-use crate::contrail::config::{ContrailConfig, DEFAULT_MESOS_PORT, Mode, Section};
 use crate::dispatch::{CONTRAIL_TYPES, DELEGATE_VERSIONS, MESOS_TYPE};
-use crate::wasm::{Plugins, World, cache};
+use crate::wasm::World;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -89,11 +93,6 @@ pub enum Runtime {
     /// An ADD from another runtime (kubelet, cnitool), or a plugin inside a `.conflist`.
     Other,
 }
-
-/// A poll budget beyond this holds a failing task launch for longer than anyone waits for one.
-const MAX_POLL_BUDGET: Duration = Duration::from_secs(600);
-/// Below this the agent rarely has the port yet (Contrail's defaults allow 60 s).
-const MIN_POLL_BUDGET: Duration = Duration::from_secs(1);
 
 /// Checks a config file's bytes: a network config, or a `.conflist` (each of its plugins served
 /// by this binary checked as libcni hands it over: with the list's `name` and `cniVersion`).
@@ -244,7 +243,7 @@ fn plugin(conf: &NetConf, runtime: Runtime, out: &mut Vec<Problem>) {
     let mut worlds = vec![];
     let mut mesos_run = runtime == Runtime::Mesos || (runtime == Runtime::File && delegate);
     if contrail {
-        let c = contrail_section(conf, ty, runtime, out);
+        let c = contrail::section(conf, ty, runtime, out);
         mesos_run |= c.mesos_run;
         if c.registers {
             worlds.push(World::ContrailTranslator);
@@ -257,8 +256,8 @@ fn plugin(conf: &NetConf, runtime: Runtime, out: &mut Vec<Problem>) {
     if mesos_run {
         result_version(conf, out);
     }
-    wasm_section(conf, &worlds, out);
-    log_settings(conf, out);
+    files::wasm_section(conf, &worlds, out);
+    files::log_settings(conf, out);
 }
 
 /// Mesos' `network/cni` isolator decodes the plugin's result with its own 0.2.0-era schema
@@ -280,170 +279,6 @@ fn result_version(conf: &NetConf, out: &mut Vec<Problem>) {
             v.as_str()
         ),
     ));
-}
-
-/// What the `contrail` section decides for the rest of the checks.
-#[derive(Default)]
-struct ContrailFacts {
-    mesos_run: bool,
-    registers: bool,
-}
-
-fn contrail_section(
-    conf: &NetConf,
-    ty: &str,
-    runtime: Runtime,
-    out: &mut Vec<Problem>,
-) -> ContrailFacts {
-    let mut facts = ContrailFacts::default();
-    let section = match conf.get("contrail").filter(|v| !v.is_null()) {
-        None => Section::default(),
-        Some(v) => match Section::parse(v) {
-            Ok(s) => s,
-            Err(e) => {
-                out.push(Problem::from_parse(&e, "contrail"));
-                return facts;
-            }
-        },
-    };
-    for k in section.unknown_keys() {
-        out.push(Problem::warning(
-            format!("contrail.{k}"),
-            "unknown key, ignored (check the spelling against the keys in the README)",
-        ));
-    }
-    match section.vrouter_ip.as_deref() {
-        None | Some("") => out.push(Problem::warning(
-            "contrail.vrouter-ip",
-            "not set: the agent is asked at 127.0.0.1; set the address this node's \
-             contrail-vrouter-agent serves its port API on",
-        )),
-        Some(ip) if !is_host(ip) => out.push(Problem::error(
-            "contrail.vrouter-ip",
-            format!(
-                "{ip:?} is not an IP address or host name (a placeholder left in?): set this \
-                 node's vRouter agent address"
-            ),
-        )),
-        Some(_) => {}
-    }
-    if section.vrouter_port.is_none() {
-        out.push(Problem::warning(
-            "contrail.vrouter-port",
-            "not set: 9091 (the agent's port API default) is used",
-        ));
-    }
-    if section.mesos_port.is_some() && section.mesos_ip.as_deref().unwrap_or("").is_empty() {
-        out.push(Problem::warning(
-            "contrail.mesos-port",
-            "set without mesos-ip: ignored; set mesos-ip (or list the managers in \"managers\")",
-        ));
-    }
-    if let Some(name) = section.cluster_name.as_deref()
-        && !is_host(name)
-    {
-        out.push(Problem::warning(
-            "contrail.cluster-name",
-            format!(
-                "{name:?} is not a host name (a placeholder left in?): in mesos mode it is this \
-                 node's name, by which the manager finds its virtual-router"
-            ),
-        ));
-    }
-    let cfg = match ContrailConfig::from_section(section) {
-        Ok(c) => c,
-        Err(e) => {
-            out.push(Problem::from_parse(&e, "contrail"));
-            return facts;
-        }
-    };
-    if let Err(e) = cfg.check_supported() {
-        out.push(Problem::from_parse(&e, "contrail.vif-type"));
-    }
-    poll_budget(&cfg, out);
-
-    // Mode: unset decides per ADD (k8s when CNI_ARGS names a pod, else mesos).
-    facts.mesos_run = match runtime {
-        Runtime::Mesos => true,
-        Runtime::Other => false,
-        Runtime::File => match cfg.mode {
-            Some(m) => m == Mode::Mesos,
-            None => ty != "contrail-k8s-cni",
-        },
-    };
-    let mesos_mode = cfg.mode == Some(Mode::Mesos) || (cfg.mode.is_none() && facts.mesos_run);
-    if cfg.mode == Some(Mode::K8s) && !cfg.managers.is_empty() {
-        out.push(Problem::warning(
-            "contrail.mode",
-            "\"k8s\": the managers (managers, mesos-ip) are never asked and Mesos labels are \
-             ignored; set \"mode\": \"mesos\" (or leave mode out) to register Mesos tasks",
-        ));
-    }
-    if mesos_mode && cfg.managers.is_empty() {
-        out.push(Problem::warning(
-            "contrail.managers",
-            format!(
-                "no manager endpoint (\"managers\", or \"mesos-ip\"/\"mesos-port\"): ADD \
-                 registers nothing with contrail-mesos-manager, so the task's Mesos labels \
-                 (networks, project-name, floating-ips, ...) are ignored and ADD waits the whole \
-                 poll budget ({}s) for a port nothing creates, then fails with an agent error. \
-                 Set \"managers\": [\"http://<master>:{DEFAULT_MESOS_PORT}\", ...] and \
-                 \"mode\": \"mesos\"",
-                cfg.poll_budget().as_secs_f64()
-            ),
-        ));
-    }
-    facts.registers = mesos_mode && !cfg.managers.is_empty();
-    if facts.registers
-        && cfg.mesos_token.as_deref().unwrap_or("").is_empty()
-        && cfg.managers.iter().any(|u| !loopback_url(u))
-    {
-        out.push(Problem::warning(
-            "contrail.mesos-token",
-            "not set, and a manager is not on this node: a manager listening beyond loopback \
-             refuses registrations without its token (unless it runs with \
-             allow-unauthenticated); set mesos-token-file to the manager's [api] token-file",
-        ));
-    }
-    facts
-}
-
-fn poll_budget(cfg: &ContrailConfig, out: &mut Vec<Problem>) {
-    const KEY: &str = "contrail.poll-timeout";
-    let budget = cfg.poll_budget();
-    if cfg.poll_retries == 0 {
-        out.push(Problem::warning(
-            "contrail.poll-retries",
-            "0 is read as 1 (one poll-timeout to wait for the agent); Contrail's default is 20",
-        ));
-    }
-    if budget.is_zero() {
-        out.push(Problem::error(
-            KEY,
-            "0: the poll budget (poll-timeout x poll-retries) is zero, so every ADD gives up \
-             before the agent can answer; Contrail's defaults are 3 s x 20",
-        ));
-    } else if budget < MIN_POLL_BUDGET {
-        out.push(Problem::warning(
-            KEY,
-            format!(
-                "poll budget (poll-timeout x poll-retries) {}s: the agent rarely has a new port \
-                 that soon; Contrail's defaults allow 60 s",
-                budget.as_secs_f64()
-            ),
-        ));
-    } else if budget > MAX_POLL_BUDGET {
-        out.push(Problem::warning(
-            KEY,
-            format!(
-                "poll budget (poll-timeout x poll-retries) {}s: a failing ADD holds the task \
-                 launch that long before Mesos hears of it; keep it under {}s (Contrail's \
-                 defaults: 60 s)",
-                budget.as_secs_f64(),
-                MAX_POLL_BUDGET.as_secs()
-            ),
-        ));
-    }
 }
 
 fn delegate_block(conf: &NetConf, out: &mut Vec<Problem>) {
@@ -499,202 +334,9 @@ fn delegate_block(conf: &NetConf, out: &mut Vec<Problem>) {
     }
 }
 
-fn wasm_section(conf: &NetConf, worlds: &[World], out: &mut Vec<Problem>) {
-    for k in conf.wasm_unknown_keys() {
-        out.push(Problem::warning(
-            format!("wasm.{k}"),
-            "unknown key, ignored",
-        ));
-    }
-    let settings = match conf.wasm() {
-        Ok(s) => s,
-        Err(e) => {
-            out.push(Problem::from_parse(&e, "wasm"));
-            return;
-        }
-    };
-    if settings.allow_insecure_permissions {
-        out.push(Problem::warning(
-            "wasm.allow-insecure-permissions",
-            "true: whoever can write the plugin files (or their directory) decides this \
-             node's networking",
-        ));
-    }
-    let plugins = Plugins::new(settings.clone(), "config-check");
-    for &w in worlds {
-        let path = plugins.path(w);
-        let own = match w {
-            World::DelegateTranslator => settings.delegate_translator.as_ref(),
-            World::ContrailTranslator => settings.contrail_translator.as_ref(),
-            World::IpamPlugin => settings.ipam.as_ref(),
-        };
-        let key = if own.is_some() {
-            format!(
-                "wasm.{}",
-                match w {
-                    World::DelegateTranslator => "delegate-translator",
-                    World::ContrailTranslator => "contrail-translator",
-                    World::IpamPlugin => "ipam",
-                }
-            )
-        } else if w != World::IpamPlugin && settings.translator.is_some() {
-            "wasm.translator".to_owned()
-        } else {
-            "wasm.plugin-dir".to_owned()
-        };
-        match std::fs::metadata(&path) {
-            Err(e) => out.push(Problem::error(
-                key,
-                format!(
-                    "the {} plugin {}: {e}: install the plugins (make install puts them in \
-                     contrail-cni-wasm/ beside the binary) or point wasm.plugin-dir at them",
-                    w.name(),
-                    path.display()
-                ),
-            )),
-            Ok(m) if !m.is_file() => out.push(Problem::error(
-                key,
-                format!("the {} plugin {} is not a file", w.name(), path.display()),
-            )),
-            Ok(m) => {
-                if !settings.allow_insecure_permissions
-                    && let Some(why) = cache::insecure_permissions(&path, &m)
-                {
-                    out.push(Problem::error(
-                        key,
-                        format!(
-                            "{why}: ADD refuses to load it; make it root's and not writable by \
-                             group or others"
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// The top-level keys win over the `contrail` section's (see `NetConf::log_settings`).
-fn log_settings(conf: &NetConf, out: &mut Vec<Problem>) {
-    let top = |k: &str| conf.get(k).filter(|v| !v.is_null());
-    let section = |k: &str| {
-        conf.get("contrail")
-            .and_then(|c| c.get(k))
-            .filter(|v| !v.is_null())
-    };
-    let which = |k: &str| -> Option<(String, &Value)> {
-        top(k)
-            .map(|v| (k.to_owned(), v))
-            .or_else(|| section(k).map(|v| (format!("contrail.{k}"), v)))
-    };
-    if let Some((key, v)) = which("log-file") {
-        match v.as_str() {
-            None => out.push(Problem::warning(
-                key,
-                format!("expected a path, got {v}: ignored, logs go to stderr"),
-            )),
-            Some(p) if !p.is_empty() => log_file(&key, Path::new(p), out),
-            Some(_) => {}
-        }
-    }
-    if let Some((key, v)) = which("log-level") {
-        match v.as_str() {
-            Some(l) if crate::logging::parse_level(l).is_some() => {}
-            _ => out.push(Problem::warning(
-                key,
-                format!("{v} is not one of trace, debug, info, warn, error, off: logging at warn"),
-            )),
-        }
-    }
-}
-
-/// The logger creates a missing directory; whether it can is what matters.
-fn log_file(key: &str, path: &Path, out: &mut Vec<Problem>) {
-    if path.is_relative() {
-        out.push(Problem::warning(
-            key,
-            format!(
-                "{} is relative: it lands in whatever directory the runtime runs the plugin \
-                 from; use an absolute path",
-                path.display()
-            ),
-        ));
-        return;
-    }
-    if path.is_dir() {
-        out.push(Problem::warning(
-            key,
-            format!(
-                "{} is a directory: logs go to stderr, which the Mesos agent does not keep",
-                path.display()
-            ),
-        ));
-        return;
-    }
-    let Some(dir) = path.parent() else { return };
-    if dir.is_dir() {
-        return;
-    }
-    // The nearest ancestor that exists decides whether the directory can be created.
-    let mut existing: PathBuf = dir.to_path_buf();
-    while !existing.exists() {
-        match existing.parent() {
-            Some(p) => existing = p.to_path_buf(),
-            None => break,
-        }
-    }
-    let creatable =
-        existing.is_dir() && nix::unistd::access(&existing, nix::unistd::AccessFlags::W_OK).is_ok();
-    let msg = if creatable {
-        format!(
-            "directory {} does not exist: ADD creates it; create it now if a log collector \
-             watches it",
-            dir.display()
-        )
-    } else {
-        format!(
-            "directory {} does not exist and cannot be created ({} is not a writable \
-             directory): logs go to stderr, which the Mesos agent does not keep",
-            dir.display(),
-            existing.display()
-        )
-    };
-    out.push(Problem::warning(key, msg));
-}
-
-/// An IP address or a host name (RFC 1123 labels).
-fn is_host(s: &str) -> bool {
-    if s.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .is_ok()
-    {
-        return true;
-    }
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-}
-
-/// `http://127.0.0.1:6991`, `http://[::1]:6991`, `http://localhost:6991`.
-fn loopback_url(url: &str) -> bool {
-    let hostport = url.trim_start_matches("http://");
-    let host = match hostport.rsplit_once(':') {
-        Some((h, _)) => h,
-        None => hostport,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::contrail::{is_host, loopback_url};
     use super::*;
     use crate::cni::error::INVALID_CONFIG;
 
