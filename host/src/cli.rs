@@ -6,6 +6,9 @@
 //! * `contrail-cni-plugin plugin run <file.wasm> --world W --input sample.json`: a dry run.
 //! * `contrail-cni-plugin plugin compile <file.wasm> [--cache-dir DIR]`: precompiles into the
 //!   artifact cache, so the first ADD after a deploy does not pay for compilation.
+//! * `contrail-cni-plugin config check FILE|-`: the network config (`.conf` or `.conflist`) as
+//!   ADD reads it; one `error: <key>: ...` / `warning: <key>: ...` line per problem; exit 1 on
+//!   any error, 2 when the file cannot be read.
 //! * `contrail-cni-plugin version`.
 
 use std::ffi::OsString;
@@ -35,8 +38,24 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PluginCmd,
     },
+    /// Check a network config file.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
     /// Print the version, the CNI versions and the plugin contract.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Check a network config (.conf, or a .conflist) as ADD reads it, without contacting
+    /// anything: prints `error: <key>: ...` / `warning: <key>: ...` per problem; exits 1 on
+    /// any error, 2 when the file cannot be read.
+    Check {
+        /// The config file, or `-` for stdin.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -174,8 +193,59 @@ fn parse_world(s: &str) -> Result<wasm::World> {
     })
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// `config check`: prints the problems, then a summary line.
+fn config_check(file: &Path) -> ExitCode {
+    use std::io::Read;
+    let read = if file == Path::new("-") {
+        let mut b = vec![];
+        std::io::stdin().read_to_end(&mut b).map(|_| b)
+    } else {
+        std::fs::read(file)
+    };
+    let bytes = match read {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let problems = crate::config_check::check_file(&bytes);
+    // A closed pipe (`| head`) ends the output, not the process with a panic.
+    let mut out = std::io::stdout().lock();
+    let mut print = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(out, "{line}");
+    };
+    for p in &problems {
+        print(p.to_string());
+    }
+    let errors = problems
+        .iter()
+        .filter(|p| p.severity == crate::config_check::Severity::Error)
+        .count();
+    let warnings = problems.len() - errors;
+    let name = if file == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        file.display().to_string()
+    };
+    if problems.is_empty() {
+        print(format!("{name}: ok"));
+    } else {
+        print(format!("{name}: {errors} error(s), {warnings} warning(s)"));
+    }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => return Ok(config_check(&file)),
         Cmd::Version => {
             println!(
                 "contrail-cni-plugin {} (CNI {}; plugins: {WIT_PACKAGE}, {})",
@@ -240,7 +310,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `plugin run`: one call of `world` on `file` with a sample invocation, answered as the host
@@ -351,7 +421,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     crate::logging::init(&crate::cni::config::LogSettings::default());
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -102,6 +102,11 @@ pub fn run_cni(
 ) -> i32 {
     skel::run(env, stdin, stdout, supported_versions(invoked_as), |req| {
         crate::logging::init(&req.conf.log_settings());
+        // What `config check` would say, once per ADD: the log then names the cause of a
+        // failure (or a silent misconfiguration) the CNI error alone cannot.
+        if req.command == Command::Add {
+            crate::config_check::log_for_add(&req.conf);
+        }
         let started = Instant::now();
         let (command, container) = (req.command, req.args.container_id.clone());
         let network = req.conf.name().unwrap_or_default().to_owned();

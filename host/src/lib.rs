@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod cni;
+pub mod config_check;
 pub mod contrail;
 pub mod delegate;
 pub mod dispatch;

@@ -11,13 +11,19 @@ use tracing::level_filters::LevelFilter;
 use crate::cni::config::LogSettings;
 
 fn level(s: Option<&str>) -> LevelFilter {
-    match s.map(str::to_ascii_lowercase).as_deref() {
-        Some("trace") => LevelFilter::TRACE,
-        Some("debug") => LevelFilter::DEBUG,
-        Some("info") => LevelFilter::INFO,
-        Some("error") => LevelFilter::ERROR,
-        Some("off" | "none") => LevelFilter::OFF,
-        _ => LevelFilter::WARN,
+    s.and_then(parse_level).unwrap_or(LevelFilter::WARN)
+}
+
+/// A `log-level` this host knows; None for anything else (logged at `warn`).
+pub fn parse_level(s: &str) -> Option<LevelFilter> {
+    match s.to_ascii_lowercase().as_str() {
+        "trace" => Some(LevelFilter::TRACE),
+        "debug" => Some(LevelFilter::DEBUG),
+        "info" => Some(LevelFilter::INFO),
+        "warn" | "warning" => Some(LevelFilter::WARN),
+        "error" => Some(LevelFilter::ERROR),
+        "off" | "none" => Some(LevelFilter::OFF),
+        _ => None,
     }
 }
 

@@ -117,7 +117,18 @@ pub fn limits(cfg: &Config) -> Limits {
 }
 
 pub fn start(cfg: &Config) -> anyhow::Result<App> {
-    // Refuse an open API before doing anything else.
+    // What `--check-config` finds: an error stops the start before anything is contacted (an
+    // open API among them), warnings are logged.
+    let mut errors = vec![];
+    for p in crate::config_check::check(cfg) {
+        match p.severity {
+            crate::config_check::Severity::Error => errors.push(p.to_string()),
+            crate::config_check::Severity::Warning => tracing::warn!("{p}"),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("invalid configuration:\n{}", errors.join("\n"));
+    }
     let token = cfg.checked_api_token()?;
     let leader = leadership(cfg)?;
     let metrics = Arc::new(Metrics::default());

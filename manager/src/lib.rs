@@ -5,6 +5,7 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod config_check;
 pub mod health;
 pub mod inventory;
 pub mod leader;

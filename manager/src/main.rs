@@ -1,11 +1,13 @@
 //! `contrail-mesos-manager`: see `docs/manager.md`.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use contrail_mesos_manager::config::Config;
-use contrail_mesos_manager::{app, signals};
+use contrail_mesos_manager::config::{Config, ConfigError};
+use contrail_mesos_manager::{app, config_check, signals};
 
 /// Master-side daemon for Contrail on Mesos/Marathon.
 ///
@@ -17,7 +19,8 @@ use contrail_mesos_manager::{app, signals};
 /// Configuration: defaults, then the TOML file (--config), then environment variables
 /// CONTRAIL_MESOS_MANAGER_<SECTION>_<KEY> (e.g. CONTRAIL_MESOS_MANAGER_API_TOKEN,
 /// CONTRAIL_MESOS_MANAGER_VNC_URLS=http://a:8082,http://b:8082), then the flags below.
-/// `--print-config` shows the result. Endpoints: POST/GET /v1/attachments,
+/// `--print-config` shows the result; `--check-config` checks it without contacting anything.
+/// Endpoints: POST/GET /v1/attachments,
 /// DELETE/GET /v1/attachments/<container-id>/<ifname>, GET /livez (the process serves),
 /// GET /readyz and /healthz (VNC and Marathon reachable, from background probes), GET /metrics.
 /// Without an API token the manager listens on loopback only (see --allow-unauthenticated).
@@ -50,6 +53,122 @@ struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Check the effective configuration as start would (URLs, listen address, token rules,
+    /// [zookeeper], subnet, timeouts, ...) without contacting anything: one
+    /// `error|warning: <key>: ...` line per problem; exit 1 on any error, 2 when the config
+    /// file cannot be read.
+    #[arg(long, conflicts_with = "print_config")]
+    check_config: bool,
+    /// Ask the running manager's GET /healthz at [api] listen (an unspecified address as
+    /// loopback) and exit 0 on 200: a container HEALTHCHECK without curl in the image.
+    #[arg(long, conflicts_with_all = ["print_config", "check_config"])]
+    healthcheck: bool,
+}
+
+/// Defaults, file, environment, then the flags.
+fn effective_config(cli: &Cli) -> Result<Config, ConfigError> {
+    let mut cfg = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(l) = &cli.listen {
+        cfg.api.listen = l.clone();
+    }
+    if cli.allow_unauthenticated {
+        cfg.api.allow_unauthenticated = true;
+    }
+    if !cli.vnc_urls.is_empty() {
+        cfg.vnc.urls = cli.vnc_urls.clone();
+    }
+    if !cli.marathon_urls.is_empty() {
+        cfg.marathon.urls = cli.marathon_urls.clone();
+    }
+    if let Some(f) = &cli.log_file {
+        cfg.log.file = f.clone();
+    }
+    if let Some(l) = &cli.log_level {
+        cfg.log.level = l.clone();
+    }
+    Ok(cfg)
+}
+
+/// `--check-config`.
+fn check_config(cli: &Cli) -> ExitCode {
+    // A closed pipe (`| head`) ends the output, not the process with a panic.
+    let mut out = std::io::stdout().lock();
+    let mut print = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(out, "{line}");
+    };
+    let cfg = match effective_config(cli) {
+        Ok(c) => c,
+        Err(e @ ConfigError::Read { .. }) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        Err(ConfigError::Parse(m)) => {
+            print(format!("error: config: {m}"));
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            print(format!("error: config: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let problems = config_check::check(&cfg);
+    for p in &problems {
+        print(p.to_string());
+    }
+    let errors = problems
+        .iter()
+        .filter(|p| p.severity == config_check::Severity::Error)
+        .count();
+    if problems.is_empty() {
+        print("config ok".to_owned());
+    } else {
+        print(format!(
+            "config: {errors} error(s), {} warning(s)",
+            problems.len() - errors
+        ));
+    }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `--healthcheck`: GET /healthz on the configured listen address.
+fn healthcheck(cfg: &Config) -> anyhow::Result<()> {
+    let addr = match cfg.api.listen.parse::<SocketAddr>() {
+        Ok(mut a) if a.ip().is_unspecified() => {
+            a.set_ip(match a.ip() {
+                IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+            a.to_string()
+        }
+        Ok(a) => a.to_string(),
+        Err(_) => cfg.api.listen.clone(),
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let url = format!("http://{addr}/healthz");
+    let mut resp = agent
+        .get(&url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    if resp.status() != 200 {
+        anyhow::bail!("{url}: {} {}", resp.status(), body.trim());
+    }
+    Ok(())
 }
 
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {
@@ -71,7 +190,7 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     // Many worker threads each get a glibc malloc arena by default; a couple suffice for a
     // daemon whose threads mostly wait on sockets, and keep the resident size small.
     // SAFETY: called before any other thread exists.
@@ -80,28 +199,22 @@ fn main() -> anyhow::Result<()> {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
     let cli = Cli::parse();
-    let mut cfg = Config::load(cli.config.as_deref(), std::env::vars())?;
-    if let Some(l) = cli.listen {
-        cfg.api.listen = l;
+    if cli.check_config {
+        return Ok(check_config(&cli));
     }
-    if cli.allow_unauthenticated {
-        cfg.api.allow_unauthenticated = true;
-    }
-    if !cli.vnc_urls.is_empty() {
-        cfg.vnc.urls = cli.vnc_urls;
-    }
-    if !cli.marathon_urls.is_empty() {
-        cfg.marathon.urls = cli.marathon_urls;
-    }
-    if let Some(f) = cli.log_file {
-        cfg.log.file = f;
-    }
-    if let Some(l) = cli.log_level {
-        cfg.log.level = l;
-    }
+    let cfg = effective_config(&cli)?;
     if cli.print_config {
         print!("{}", cfg.to_toml());
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.healthcheck {
+        return Ok(match healthcheck(&cfg) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e:#}");
+                ExitCode::FAILURE
+            }
+        });
     }
     init_logging(&cfg)?;
     signals::install()?;
@@ -112,5 +225,5 @@ fn main() -> anyhow::Result<()> {
     }
     tracing::info!("signal received; shutting down");
     app.shutdown(Duration::from_secs(5));
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -217,10 +217,9 @@ struct WasmSection {
 }
 
 impl WasmSection {
+    /// Unknown keys are not logged here: `crate::config_check` reports them (on every ADD and
+    /// in `config check`).
     fn settings(self) -> Result<WasmSettings, CniError> {
-        for key in self.extra.keys() {
-            tracing::warn!("wasm.{key}: unknown key, ignored");
-        }
         let path = |p: Option<String>| p.filter(|p| !p.is_empty()).map(PathBuf::from);
         let bounded = |key: &str, v: Option<u64>, default: u64, max: u64| match v {
             None => Ok(default),
@@ -308,6 +307,8 @@ pub struct NetConf {
     text: String,
     fields: Fields,
     wasm: Result<WasmSettings, CniError>,
+    /// Keys of the `wasm` section this host does not know (ignored).
+    wasm_unknown: Vec<String>,
     log: LogSettings,
 }
 
@@ -363,6 +364,10 @@ impl NetConf {
         })?;
         // libcni reads an empty `cniVersion` as absent: 0.1.0.
         fields.cni_version = fields.cni_version.filter(|v| !v.is_empty());
+        let wasm_unknown = match &fields.wasm.0 {
+            Ok(Some(w)) => w.extra.keys().cloned().collect(),
+            _ => vec![],
+        };
         let wasm = fields
             .wasm
             .get("wasm")
@@ -373,6 +378,7 @@ impl NetConf {
             raw,
             fields,
             wasm,
+            wasm_unknown,
             log,
         })
     }
@@ -485,6 +491,11 @@ impl NetConf {
     /// The `wasm` section with defaults.
     pub fn wasm(&self) -> Result<WasmSettings, CniError> {
         self.wasm.clone()
+    }
+
+    /// Keys of the `wasm` section this host does not know (they are ignored).
+    pub fn wasm_unknown_keys(&self) -> &[String] {
+        &self.wasm_unknown
     }
 
     /// Log file and level.

@@ -2,7 +2,7 @@
 //! absent (the keys and defaults of tf-controller's `src/container/cni/contrail/contrail-cni.go`
 //! and `vrouter.go`). Numbers are accepted as JSON numbers or strings (deployed configs have
 //! `"mesos-port": "6991"`, `"log-level": "4"`). The section is decoded once into [`Section`]
-//! (unknown keys kept in `extra` and logged), then resolved into [`ContrailConfig`].
+//! (unknown keys kept in `extra`, reported by `crate::config_check`), then resolved into [`ContrailConfig`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -254,6 +254,15 @@ mod de {
 }
 
 impl Section {
+    /// Keys this plugin does not know (not the logger's, nor Contrail's keys listed in
+    /// [`IGNORED`], which are known and unused).
+    pub fn unknown_keys(&self) -> impl Iterator<Item = &str> {
+        self.extra
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !LOGGER_KEYS.contains(k) && !IGNORED.iter().any(|(i, _)| i == k))
+    }
+
     /// Decodes the section; an error names the key (`contrail.mesos-port: expected ...`).
     pub fn parse(section: &Value) -> Result<Section> {
         if !section.is_object() {
@@ -281,17 +290,11 @@ impl ContrailConfig {
         }
     }
 
-    fn from_section(s: Section) -> Result<ContrailConfig> {
+    /// Resolves a decoded section (defaults filled in, the token file read). Unknown keys are
+    /// not logged here: [`Section::unknown_keys`] is reported by `crate::config_check` (on every
+    /// ADD and in `config check`).
+    pub fn from_section(s: Section) -> Result<ContrailConfig> {
         let d = ContrailConfig::default();
-        for key in s.extra.keys() {
-            if LOGGER_KEYS.contains(&key.as_str()) {
-                continue;
-            }
-            match IGNORED.iter().find(|(k, _)| k == key) {
-                Some((_, why)) => tracing::debug!("contrail.{key} is not used: {why}"),
-                None => tracing::warn!("contrail.{key}: unknown key, ignored"),
-            }
-        }
         let mesos_token = match (s.mesos_token, s.mesos_token_file) {
             (Some(t), _) => Some(t),
             (None, Some(f)) => Some(
@@ -439,6 +442,8 @@ mod tests {
             s.extra.keys().collect::<Vec<_>>(),
             ["log-dir", "frobnicate", "parent-interface"]
         );
+        // Contrail's known-but-unused keys are not reported as unknown.
+        assert_eq!(s.unknown_keys().collect::<Vec<_>>(), ["frobnicate"]);
         let c = ContrailConfig::from_section(s).unwrap();
         assert!(c.managers.is_empty());
         let e = c.check_supported().unwrap_err();

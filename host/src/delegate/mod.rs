@@ -38,10 +38,14 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     }
 }
 
-/// The `delegate` block, which must be an object with a plain-name `type`.
 fn delegate_block(inv: &Invocation) -> Result<&Map<String, Value>, CniError> {
-    let block = inv
-        .conf
+    delegate_block_of(&inv.conf)
+}
+
+/// The `delegate` block, which must be an object with a plain-name `type` (also run by
+/// `crate::config_check`).
+pub fn delegate_block_of(conf: &crate::cni::NetConf) -> Result<&Map<String, Value>, CniError> {
+    let block = conf
         .delegate()
         .ok_or_else(|| CniError::new(INVALID_CONFIG, "network config: missing \"delegate\" block"))?
         .as_object()
