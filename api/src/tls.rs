@@ -77,9 +77,12 @@ pub fn failure(e: &ureq::Error) -> Option<String> {
     }
 }
 
+/// What every TLS failure message says (`describe`).
+pub const FAILURE: &str = "TLS verification failed";
+
 /// A message that says the failure was TLS verification, for logs and error bodies.
 pub fn describe(url: &str, reason: &str) -> String {
-    format!("{url}: TLS verification failed: {reason}")
+    format!("{url}: {FAILURE}: {reason}")
 }
 
 #[cfg(test)]

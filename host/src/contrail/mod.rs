@@ -80,7 +80,8 @@ impl ctx::Policy for WasmPolicy<'_> {
 /// Entry point from the dispatcher.
 pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     let cfg = ContrailConfig::from_netconf(&inv.conf)?;
-    let agent = agent::HttpAgent::new(&cfg.agent_base());
+    let (manager_tls, agent_tls) = cfg.tls()?;
+    let agent = agent::HttpAgent::new(&cfg.agent_base(), agent_tls);
     if inv.command == Command::Status {
         return status::status(&cfg, &agent).map(|()| None);
     }
@@ -99,7 +100,12 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         }
     }
     let manager = (!cfg.managers.is_empty()).then(|| {
-        manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), cfg.mesos_timeout)
+        manager::Failover::http(
+            &cfg.managers,
+            cfg.mesos_token.clone(),
+            cfg.mesos_timeout,
+            &manager_tls,
+        )
     });
     let labels = if inv.command == Command::Add {
         inv.conf.mesos_labels()?
