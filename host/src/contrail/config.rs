@@ -456,6 +456,37 @@ mod tests {
     }
 
     #[test]
+    fn https_peers_and_their_ca_files() {
+        let c = parse(json!({"contrail": {
+            "managers": ["https://m1.example:6991/", "http://10.0.0.2:6991"],
+            "manager-ca-file": "/etc/contrail/ca.pem",
+            "vrouter-ca-file": "/etc/contrail/vrouter-ca.pem", "vrouter-port": 9091}}))
+        .unwrap();
+        assert_eq!(
+            c.managers,
+            ["https://m1.example:6991", "http://10.0.0.2:6991"]
+        );
+        assert_eq!(c.manager_ca_file, "/etc/contrail/ca.pem");
+        // A CA file for the agent means the agent speaks TLS.
+        assert_eq!(c.agent_base(), "https://127.0.0.1:9091/");
+        let c = parse(json!({"contrail": {"vrouter-tls": true}})).unwrap();
+        assert_eq!(c.agent_base(), "https://127.0.0.1:9091/");
+        assert!(c.tls().is_ok(), "no CA file = the built-in roots");
+        // Files are read when the clients are built: a missing one is error 7 naming the key.
+        let e = c.clone();
+        let e = ContrailConfig {
+            manager_ca_file: "/nonexistent/ca.pem".into(),
+            ..e
+        }
+        .tls()
+        .unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("contrail.manager-ca-file"), "{}", e.msg);
+        let e = parse(json!({"contrail": {"managers": ["ftp://x:1"]}})).unwrap_err();
+        assert!(e.msg.contains("http(s)://"), "{}", e.msg);
+    }
+
+    #[test]
     fn fractional_poll_timeout_and_errors_name_the_key() {
         let c = parse(json!({"contrail": {"poll-timeout": 0.2}})).unwrap();
         assert_eq!(c.poll_timeout, Duration::from_millis(200));
@@ -518,7 +549,7 @@ mod tests {
         assert_eq!(c.managers, ["http://10.0.0.1:6991"]);
         for bad in [
             json!("http://a:1"),
-            json!(["https://a:1"]),
+            json!(["ftp://a:1"]),
             json!(["http://a:1/x"]),
             json!([1]),
             json!(["http://u@a:1"]),
