@@ -138,3 +138,24 @@ fn add_with_a_ca_file_that_is_missing_or_not_pem_is_error_7() {
         assert!(msg.contains(want), "{key}: {v}");
     }
 }
+
+/// DEL is best-effort: an unusable CA file is logged, the manager is skipped (its reconciler
+/// removes the VNC objects) and the node side is still torn down.
+#[test]
+fn del_goes_on_with_a_ca_file_that_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let env = [
+        ("CNI_COMMAND", "DEL"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let conf = serde_json::json!({
+        "cniVersion": "0.4.0", "name": "n", "type": "contrail-cni-plugin",
+        "contrail": {"mode": "mesos", "managers": ["https://127.0.0.1:1"],
+                     "vrouter-port": 1, "config-dir": dir.path(), "async-teardown": false,
+                     "manager-ca-file": missing, "vrouter-ca-file": missing}
+    });
+    let (exit, out) = run(&env, &conf.to_string());
+    assert_eq!((exit, out.as_str()), (0, ""), "DEL failed on a CA file");
+}

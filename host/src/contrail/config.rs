@@ -392,18 +392,21 @@ impl ContrailConfig {
         )
     }
 
-    /// The clients' TLS settings (manager, agent). A CA file that is missing or does not
-    /// parse is a configuration error (code 7), never a fallback to the default roots.
-    pub fn tls(&self) -> Result<(ureq::tls::TlsConfig, ureq::tls::TlsConfig)> {
-        let load = |key: &str, f: &str| {
-            contrail_mesos_api::tls::client_config(f)
-                .map_err(|e| Error::new(code::INVALID_CONFIG, format!("contrail.{key}: {e}")))
-        };
-        Ok((
-            load("manager-ca-file", &self.manager_ca_file)?,
-            load("vrouter-ca-file", &self.vrouter_ca_file)?,
-        ))
+    /// The manager client's TLS settings. A CA file that is missing or does not parse is a
+    /// configuration error (code 7), never a fallback to the default roots.
+    pub fn manager_tls(&self) -> Result<ureq::tls::TlsConfig> {
+        load_ca("manager-ca-file", &self.manager_ca_file)
     }
+
+    /// The vRouter agent client's TLS settings, as [`Self::manager_tls`].
+    pub fn agent_tls(&self) -> Result<ureq::tls::TlsConfig> {
+        load_ca("vrouter-ca-file", &self.vrouter_ca_file)
+    }
+}
+
+fn load_ca(key: &str, file: &str) -> Result<ureq::tls::TlsConfig> {
+    contrail_mesos_api::tls::client_config(file)
+        .map_err(|e| Error::new(code::INVALID_CONFIG, format!("contrail.{key}: {e}")))
 }
 
 fn host_port(ip: &str, port: u16) -> String {
@@ -471,14 +474,17 @@ mod tests {
         assert_eq!(c.agent_base(), "https://127.0.0.1:9091/");
         let c = parse(json!({"contrail": {"vrouter-tls": true}})).unwrap();
         assert_eq!(c.agent_base(), "https://127.0.0.1:9091/");
-        assert!(c.tls().is_ok(), "no CA file = the built-in roots");
+        assert!(
+            c.manager_tls().is_ok() && c.agent_tls().is_ok(),
+            "built-in roots"
+        );
         // Files are read when the clients are built: a missing one is error 7 naming the key.
         let e = c.clone();
         let e = ContrailConfig {
             manager_ca_file: "/nonexistent/ca.pem".into(),
             ..e
         }
-        .tls()
+        .manager_tls()
         .unwrap_err();
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("contrail.manager-ca-file"), "{}", e.msg);
