@@ -425,3 +425,29 @@ fn tls_does_not_lift_the_token_rule_on_a_public_listen() {
     };
     assert!(e.contains("token"), "{e}");
 }
+
+#[test]
+fn the_mesos_agent_operator_api_over_https() {
+    use contrail_integration::mesos_agent::OperatorApi;
+    use contrail_mesos_manager::mesos::{AgentApi, HttpAgent};
+    let (pki, other) = (Pki::new("mesos"), Pki::new("other"));
+    let api = OperatorApi::start().unwrap();
+    api.add_container("c-1", "web.1");
+    let p = TlsProxy::start(addr_of(&api.url()), pki.server_config()).unwrap();
+    let template = format!("https://{{node-ip}}:{}", p.addr.port());
+    let node = Node {
+        name: "agent-1".into(),
+        ip: "127.0.0.1".into(),
+    };
+    let tls = |p: &Pki| {
+        contrail_mesos_api::tls::client_config(&p.ca_file().display().to_string()).unwrap()
+    };
+    let a = HttpAgent::new(&template, None, Duration::from_secs(5), tls(&pki));
+    let cs = a.containers(&node).expect("GET_CONTAINERS over https");
+    assert_eq!(cs.len(), 1);
+    assert_eq!(cs[0].executor_id, "web.1");
+    let e = HttpAgent::new(&template, None, Duration::from_secs(5), tls(&other))
+        .containers(&node)
+        .unwrap_err();
+    assert!(e.contains("TLS verification failed"), "{e}");
+}
