@@ -450,6 +450,14 @@ mod tests {
                 "CONTRAIL_MESOS_MANAGER_API_WORKERS".to_owned(),
                 "3".to_owned(),
             ),
+            (
+                "CONTRAIL_MESOS_MANAGER_VNC_CA_FILE".to_owned(),
+                "/etc/contrail/ca.pem".to_owned(),
+            ),
+            (
+                "CONTRAIL_MESOS_MANAGER_API_TLS_CERT_FILE".to_owned(),
+                "/etc/contrail/api.pem".to_owned(),
+            ),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
         let c = Config::load(Some(&p), env).unwrap();
@@ -458,6 +466,8 @@ mod tests {
         assert_eq!(c.reconcile.grace_secs, 5);
         assert!(!c.reconcile.delete_unjoined);
         assert_eq!(c.vnc.urls, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(c.vnc.ca_file, "/etc/contrail/ca.pem");
+        assert_eq!(c.api.tls_cert_file, "/etc/contrail/api.pem");
         assert_eq!(c.cluster.owner, "contrail-mesos-manager");
         let bad = Config::load(
             None,
