@@ -140,6 +140,26 @@ impl TlsProxy {
         Ok(TlsProxy { addr, shared })
     }
 
+    /// The same, listening on the 127.0.0.1 of the network namespace `netns` (and relaying
+    /// to `target` there): the relay's threads are started from a thread inside it, so they
+    /// stay in it.
+    pub fn start_in_netns(
+        netns: &Path,
+        target: SocketAddr,
+        cfg: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<TlsProxy> {
+        let f = std::fs::File::open(netns)?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
+                TlsProxy::start(target, cfg)
+            })
+            .join()
+            .map_err(|_| std::io::Error::other("relay thread panicked"))?
+        })
+    }
+
     /// `https://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
