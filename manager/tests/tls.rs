@@ -457,3 +457,39 @@ fn the_mesos_agent_operator_api_over_https() {
         .unwrap_err();
     assert!(e.contains("TLS verification failed"), "{e}");
 }
+
+/// The CNI host's own client (what every ADD and DEL uses) against this server over TLS: the
+/// two ends of the attachment API, each with its TLS settings as configured in production.
+#[test]
+fn the_cni_hosts_client_registers_with_the_manager_over_tls() {
+    use contrail_cni_host::contrail::manager::{Failover, Manager};
+    let pki = Pki::new("manager");
+    let app = app::start(&tls_server_config(&pki)).expect("manager");
+    let base = format!("https://{}", app.api.addr);
+    let client = |ca: &Pki| {
+        let tls =
+            contrail_mesos_api::tls::client_config(&ca.ca_file().display().to_string()).unwrap();
+        Failover::http(
+            std::slice::from_ref(&base),
+            Some(TOKEN.into()),
+            Duration::from_secs(10),
+            &tls,
+        )
+    };
+    let m = client(&pki);
+    let a = m
+        .attach(&request(&cid(1)))
+        .expect("ADD's registration over TLS");
+    assert!(!a.vmi_uuid.is_empty());
+    assert_eq!(app.mgr.list().len(), 1);
+    assert!(m.detach(&cid(1), "eth0").expect("DEL over TLS"));
+    assert!(app.mgr.list().is_empty());
+    // The CNI trusting another CA: error 7 that says why, nothing registered.
+    let e = client(&Pki::new("other"))
+        .attach(&request(&cid(2)))
+        .unwrap_err();
+    assert_eq!(e.code, 7, "{}", e.msg);
+    assert!(e.msg.contains("TLS verification failed"), "{}", e.msg);
+    assert!(app.mgr.list().is_empty());
+    app.shutdown(Duration::from_secs(2));
+}
