@@ -329,7 +329,20 @@ fn marathon_with_the_wrong_ca_stays_unready() {
     c.api.probe_interval_secs = 1;
     c.marathon.urls = vec![mp.url()];
     c.marathon.ca_file = other.ca_file().display().to_string();
+    c.marathon.backoff_max_ms = 60_000;
     let app = app::start(&c).expect("manager");
+    // The stream is asked again at the longest back-off at once, not from the shortest.
+    let backoff = || {
+        app.mgr
+            .metrics
+            .sse_backoff_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || backoff() >= 60_000),
+        "a TLS failure of the stream backed off like an outage: {} ms",
+        backoff()
+    );
     let mut last = Value::Null;
     let said_tls = wait_until(Duration::from_secs(10), || {
         let mut r = http(None)
