@@ -506,3 +506,22 @@ fn the_cni_hosts_client_registers_with_the_manager_over_tls() {
     assert!(app.mgr.list().is_empty());
     app.shutdown(Duration::from_secs(2));
 }
+
+#[test]
+fn server_certificate_and_key_must_belong_together() {
+    use contrail_mesos_manager::server::tls_acceptor;
+    let (pki, other) = (Pki::new("manager"), Pki::new("other"));
+    let mut api = Config::default().api;
+    api.tls_cert_file = pki.cert_file().display().to_string();
+    api.tls_key_file = other.key_file().display().to_string();
+    let e = match tls_acceptor(&api) {
+        Ok(_) => panic!("a key of another certificate was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("tls-key-file"), "{e}");
+    api.tls_key_file = pki.cert_file().display().to_string();
+    assert!(tls_acceptor(&api).is_err(), "a certificate taken for a key");
+    api.tls_key_file = pki.key_file().display().to_string();
+    assert!(tls_acceptor(&api).unwrap().is_some());
+    assert!(tls_acceptor(&Config::default().api).unwrap().is_none());
+}
