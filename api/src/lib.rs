@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 /// Version prefix of every path.
 pub const API_PREFIX: &str = "/v1";
 /// `POST` registers one attachment; `GET` lists them.

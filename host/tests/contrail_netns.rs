@@ -940,3 +940,54 @@ fn contrail_del_without_a_reachable_manager_still_tears_down() {
     let log = std::fs::read_to_string(node.dir.path().join("cni.log")).unwrap();
     assert!(log.contains("reconciler"), "{log}");
 }
+
+/// The manager over `https://` (`contrail.managers` + `manager-ca-file`): ADD and DEL through a
+/// TLS relay in front of the attachment API stand-in; a CA that does not vouch for the
+/// manager's certificate fails the ADD with 7 (not 11) and leaves nothing behind.
+#[test]
+fn contrail_add_and_del_over_https_to_the_manager() {
+    if !require_root("contrail_add_and_del_over_https_to_the_manager") {
+        return;
+    }
+    use contrail_integration::tls_proxy::{Pki, TlsProxy};
+    let node = Node::new(false);
+    let live = AttachStandin::start_in_netns(&node.ns.path(), node.agent.clone());
+    let (pki, other) = (Pki::new("manager"), Pki::new("other"));
+    let tls = TlsProxy::start_in_netns(&node.ns.path(), live.addr(), pki.server_config()).unwrap();
+    let mut conf = node.conf("0.4.0");
+    conf["contrail"]["managers"] = json!([tls.url()]);
+    conf["contrail"]["manager-ca-file"] = json!(other.ca_file());
+    let ct = TestNetns::new("c");
+    let id = cid(17);
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(
+        !ok,
+        "ADD passed a manager whose certificate the CA does not vouch for"
+    );
+    assert_eq!(res["code"], 7, "{res}");
+    assert!(
+        res["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("TLS verification failed"),
+        "{res}"
+    );
+    assert!(live.attachments().is_empty());
+    assert!(link(&ct.links(), "eth0").is_none());
+    eventually("no taps", || node.taps().is_empty());
+    assert!(node.port_files().is_empty(), "{:?}", node.port_files());
+
+    conf["contrail"]["manager-ca-file"] = json!(pki.ca_file());
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    assert_eq!(res["ips"][0]["address"], "5.5.5.2/24", "{res}");
+    assert_eq!(live.attachments().len(), 1);
+    assert!(tls.handshakes() > 0, "the manager was not reached over TLS");
+    let (ok, out) = node.cni("DEL", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{out}");
+    assert!(
+        live.attachments().is_empty(),
+        "the DEL reached the manager over TLS"
+    );
+    eventually("no taps", || node.taps().is_empty());
+}

@@ -32,8 +32,15 @@ fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
+/// The client TLS settings for `key` (`[section] ca-file`); a CA file that is missing or does
+/// not parse is a start-up error, never a fallback to the default roots.
+fn client_tls(key: &str, ca_file: &str) -> anyhow::Result<ureq::tls::TlsConfig> {
+    contrail_mesos_api::tls::client_config(ca_file).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+}
+
 /// The manager core over an HTTP VNC client.
-pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> Arc<Manager> {
+pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Manager>> {
+    let tls = client_tls("[vnc] ca-file", &cfg.vnc.ca_file)?;
     let api: Arc<dyn VncApi> = Arc::new(HttpVnc::new(
         HttpVncConfig {
             urls: cfg.vnc.urls.clone(),
@@ -42,6 +49,7 @@ pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> Arc<Manager> {
             connect_timeout: Duration::from_secs(cfg.vnc.connect_timeout_secs),
             attempts: cfg.vnc.attempts,
             backoff: Duration::from_millis(cfg.vnc.backoff_ms),
+            tls,
         },
         metrics.clone(),
     ));
@@ -57,7 +65,7 @@ pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> Arc<Manager> {
         },
         cache: Arc::new(Cache::default()),
     };
-    Arc::new(Manager::new(writer, metrics))
+    Ok(Arc::new(Manager::new(writer, metrics)))
 }
 
 /// `[zookeeper]` as the election wants it (root and id defaulted).
@@ -130,10 +138,14 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
         anyhow::bail!("invalid configuration:\n{}", errors.join("\n"));
     }
     let token = cfg.checked_api_token()?;
-    let leader = leadership(cfg)?;
+    // Every TLS file is read before anything starts: a bad one is a configuration error.
+    let server_tls = crate::server::tls_acceptor(&cfg.api)?;
+    let marathon_tls = client_tls("[marathon] ca-file", &cfg.marathon.ca_file)?;
+    let mesos_tls = client_tls("[mesos] ca-file", &cfg.mesos.ca_file)?;
     let metrics = Arc::new(Metrics::default());
+    let mgr = manager(cfg, metrics.clone())?;
+    let leader = leadership(cfg)?;
     let _ = metrics.leadership.set(leader.clone());
-    let mgr = manager(cfg, metrics);
     // Resync from VNC before answering anything. VNC may come up after us: retry.
     let mut delay = Duration::from_millis(200);
     for attempt in 1.. {
@@ -141,6 +153,10 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
             Ok(n) => {
                 tracing::info!(attachments = n, "cache rebuilt from VNC");
                 break;
+            }
+            // VNC answered the handshake with a certificate we do not trust: retrying cannot help.
+            Err(e @ crate::vnc::AttachError::Misconfigured(_)) => {
+                anyhow::bail!("cache rebuild from VNC failed: {e}")
             }
             Err(e) if attempt < 10 => {
                 tracing::warn!(error = %e, attempt, "cache rebuild failed; retrying");
@@ -188,6 +204,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
         token,
         mgr.clone(),
         health.clone(),
+        server_tls,
     )?;
     let mut watcher = None;
     if with_marathon {
@@ -196,6 +213,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
             token: opt(&cfg.marathon.token),
             timeout: Duration::from_secs(cfg.marathon.timeout_secs),
             stall_timeout: Duration::from_secs(cfg.marathon.stall_timeout_secs),
+            tls: marathon_tls,
         }));
         {
             let m = m.clone();
@@ -232,6 +250,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
                 &cfg.mesos.agent_url,
                 opt(&cfg.mesos.token),
                 Duration::from_secs(cfg.mesos.timeout_secs.max(1)),
+                mesos_tls,
             )));
         }
         let w = Arc::new(w);

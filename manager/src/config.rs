@@ -41,6 +41,11 @@ pub struct ApiConfig {
     pub queue_timeout_secs: u64,
     /// Seconds between readiness probes of VNC and Marathon.
     pub probe_interval_secs: u64,
+    /// Serve TLS with this certificate chain (PEM, leaf first). Both or neither of
+    /// `tls-cert-file` and `tls-key-file`; empty = plain HTTP.
+    pub tls_cert_file: String,
+    /// The private key of `tls-cert-file` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +60,9 @@ pub struct VncConfig {
     /// Attempts per call for 5xx and connection errors.
     pub attempts: u32,
     pub backoff_ms: u64,
+    /// CA bundle (PEM) that `https://` URLs' certificates must chain to; empty = the Mozilla
+    /// roots built in.
+    pub ca_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +93,8 @@ pub struct MarathonConfig {
     pub stall_timeout_secs: u64,
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
+    /// CA bundle (PEM) for `https://` Marathon URLs; empty = the Mozilla roots built in.
+    pub ca_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +108,8 @@ pub struct MesosConfig {
     /// Sent as `Authorization: token=<t>` when set (DC/OS).
     pub token: String,
     pub timeout_secs: u64,
+    /// CA bundle (PEM) for an `https://` agent URL; empty = the Mozilla roots built in.
+    pub ca_file: String,
 }
 
 /// `[zookeeper]`: leader election among several managers (one per master). Empty `connect` =
@@ -179,6 +191,8 @@ impl Default for ApiConfig {
             write_timeout_secs: 10,
             queue_timeout_secs: 60,
             probe_interval_secs: 5,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -191,6 +205,7 @@ impl Default for VncConfig {
             connect_timeout_secs: 3,
             attempts: 5,
             backoff_ms: 100,
+            ca_file: String::new(),
         }
     }
 }
@@ -215,6 +230,7 @@ impl Default for MarathonConfig {
             stall_timeout_secs: 30,
             backoff_min_ms: 500,
             backoff_max_ms: 30_000,
+            ca_file: String::new(),
         }
     }
 }
@@ -224,6 +240,7 @@ impl Default for MesosConfig {
             agent_url: String::new(),
             token: String::new(),
             timeout_secs: 5,
+            ca_file: String::new(),
         }
     }
 }
@@ -433,6 +450,14 @@ mod tests {
                 "CONTRAIL_MESOS_MANAGER_API_WORKERS".to_owned(),
                 "3".to_owned(),
             ),
+            (
+                "CONTRAIL_MESOS_MANAGER_VNC_CA_FILE".to_owned(),
+                "/etc/contrail/ca.pem".to_owned(),
+            ),
+            (
+                "CONTRAIL_MESOS_MANAGER_API_TLS_CERT_FILE".to_owned(),
+                "/etc/contrail/api.pem".to_owned(),
+            ),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
         let c = Config::load(Some(&p), env).unwrap();
@@ -441,6 +466,8 @@ mod tests {
         assert_eq!(c.reconcile.grace_secs, 5);
         assert!(!c.reconcile.delete_unjoined);
         assert_eq!(c.vnc.urls, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(c.vnc.ca_file, "/etc/contrail/ca.pem");
+        assert_eq!(c.api.tls_cert_file, "/etc/contrail/api.pem");
         assert_eq!(c.cluster.owner, "contrail-mesos-manager");
         let bad = Config::load(
             None,

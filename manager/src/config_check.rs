@@ -74,7 +74,46 @@ pub fn check(cfg: &Config) -> Vec<Problem> {
     cluster(cfg, &mut out);
     numbers(cfg, &mut out);
     log(cfg, &mut out);
+    tls(cfg, &mut out);
     out.0
+}
+
+/// The TLS files start loads: each CA bundle must parse, and the server's certificate and key
+/// come as a pair.
+fn tls(cfg: &Config, out: &mut Out) {
+    for (key, file) in [
+        ("vnc.ca-file", &cfg.vnc.ca_file),
+        ("marathon.ca-file", &cfg.marathon.ca_file),
+        ("mesos.ca-file", &cfg.mesos.ca_file),
+    ] {
+        if !file.is_empty()
+            && let Err(e) = contrail_mesos_api::tls::load_ca_file(std::path::Path::new(file))
+        {
+            out.error(key, e.to_string());
+        }
+    }
+    match (
+        cfg.api.tls_cert_file.is_empty(),
+        cfg.api.tls_key_file.is_empty(),
+    ) {
+        (true, false) => out.error(
+            "api.tls-cert-file",
+            "empty while tls-key-file is set: set both or neither",
+        ),
+        (false, true) => out.error(
+            "api.tls-key-file",
+            "empty while tls-cert-file is set: set both or neither",
+        ),
+        _ => {}
+    }
+    for (key, file) in [
+        ("api.tls-cert-file", &cfg.api.tls_cert_file),
+        ("api.tls-key-file", &cfg.api.tls_key_file),
+    ] {
+        if !file.is_empty() && std::fs::metadata(file).is_err() {
+            out.error(key, format!("{file:?} cannot be read"));
+        }
+    }
 }
 
 fn api(cfg: &Config, out: &mut Out) {
@@ -133,8 +172,7 @@ fn api(cfg: &Config, out: &mut Out) {
     }
 }
 
-/// Base URLs as the clients use them: `http://host[:port][/path]`. The clients are built
-/// without TLS, so `https` fails on the first request.
+/// Base URLs as the clients use them: `http(s)://host[:port][/path]`.
 fn urls(out: &mut Out, key: &str, list: &[String], required: bool) {
     if list.is_empty() && required {
         out.error(
@@ -152,15 +190,8 @@ fn urls(out: &mut Out, key: &str, list: &[String], required: bool) {
 fn base_url(u: &str) -> Result<(), String> {
     let uri: http::Uri = u.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https is not supported: this build has no TLS; use http (e.g. through a \
-                 TLS-terminating proxy on this host)"
-                    .into(),
-            );
-        }
-        _ => return Err("expected http://host:port".into()),
+        Some("http" | "https") => {}
+        _ => return Err("expected http://host:port or https://host:port".into()),
     }
     let auth = uri.authority().ok_or("no host")?;
     if auth.host().is_empty() {
@@ -409,7 +440,15 @@ mod tests {
                 "api.token-file",
             ),
             (|c| c.vnc.urls = vec![], "vnc.urls"),
-            (|c| c.vnc.urls = vec!["https://a:8082".into()], "vnc.urls"),
+            (|c| c.vnc.urls = vec!["tcp://a:8082".into()], "vnc.urls"),
+            (
+                |c| c.vnc.ca_file = "/nonexistent/ca.pem".into(),
+                "vnc.ca-file",
+            ),
+            (
+                |c| c.api.tls_cert_file = "/nonexistent/cert.pem".into(),
+                "api.tls-key-file",
+            ),
             (|c| c.vnc.urls = vec!["ftp://a".into()], "vnc.urls"),
             (
                 |c| c.marathon.urls = vec!["http://u:p@m:8080".into()],

@@ -24,6 +24,8 @@ use contrail_mesos_manager::{app, config_check, signals};
 /// DELETE/GET /v1/attachments/<container-id>/<ifname>, GET /livez (the process serves),
 /// GET /readyz and /healthz (VNC and Marathon reachable, from background probes), GET /metrics.
 /// Without an API token the manager listens on loopback only (see --allow-unauthenticated).
+/// Peers may be https:// (each section's ca-file; empty = the Mozilla roots built in); [api]
+/// tls-cert-file and tls-key-file serve the API over TLS.
 /// SIGTERM/SIGINT stop it gracefully.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]

@@ -81,7 +81,13 @@ pub struct HttpAgent {
 }
 
 impl HttpAgent {
-    pub fn new(url: &str, token: Option<String>, timeout: Duration) -> HttpAgent {
+    /// `tls`: client TLS settings for an `https://` template (`[mesos] ca-file`).
+    pub fn new(
+        url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        tls: ureq::tls::TlsConfig,
+    ) -> HttpAgent {
         HttpAgent {
             url: url.to_owned(),
             token,
@@ -89,6 +95,7 @@ impl HttpAgent {
                 .http_status_as_error(false)
                 .proxy(None)
                 .timeout_global(Some(timeout))
+                .tls_config(tls)
                 .build()
                 .into(),
         }
@@ -116,9 +123,12 @@ impl AgentApi for HttpAgent {
         if let Some(t) = &self.token {
             rb = rb.header("Authorization", format!("token={t}"));
         }
-        let mut resp = rb
-            .send(r#"{"type":"GET_CONTAINERS"}"#)
-            .map_err(|e| format!("{url}: {e}"))?;
+        let mut resp = rb.send(r#"{"type":"GET_CONTAINERS"}"#).map_err(|e| {
+            match contrail_mesos_api::tls::failure(&e) {
+                Some(reason) => contrail_mesos_api::tls::describe(&url, &reason),
+                None => format!("{url}: {e}"),
+            }
+        })?;
         let status = resp.status().as_u16();
         let body = resp
             .body_mut()
@@ -207,7 +217,12 @@ mod tests {
 
     #[test]
     fn the_url_template_names_the_node() {
-        let a = HttpAgent::new("http://{node-ip}:5051/", None, Duration::from_secs(1));
+        let a = HttpAgent::new(
+            "http://{node-ip}:5051/",
+            None,
+            Duration::from_secs(1),
+            Default::default(),
+        );
         let n = Node {
             name: "agent-1".into(),
             ip: "10.0.0.5".into(),

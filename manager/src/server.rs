@@ -10,7 +10,10 @@
 //! - the body: `Content-Length` above `max_body_bytes` is refused with 413 before a byte is read
 //!   (a huge declared length costs nothing), a chunked body is cut at the same size, and the
 //!   whole body must arrive within `body_timeout` (408);
-//! - answers: a write that makes no progress for `write_timeout` ends the connection.
+//! - answers: a write that makes no progress for `write_timeout` ends the connection;
+//! - TLS (`[api] tls-cert-file`): the handshake must finish within `header_timeout` too (a
+//!   client that opens a socket and never completes it is closed, like a slow head), and the
+//!   idle and write limits sit under the TLS layer, on the socket itself.
 //!
 //! The VNC-bound work (register, deregister) runs on the blocking pool behind a semaphore of
 //! `workers` permits, so a blackholed VNC ties up at most those; the health endpoints and
@@ -96,6 +99,7 @@ struct State {
     token: Option<String>,
     limits: Limits,
     workers: Arc<Semaphore>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -145,6 +149,7 @@ impl ApiServer {
         token: Option<String>,
         mgr: Arc<Manager>,
         health: Arc<Health>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> anyhow::Result<ApiServer> {
         let workers = limits.workers.max(1);
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -171,9 +176,11 @@ impl ApiServer {
             token: token.filter(|t| !t.is_empty()),
             limits: Limits { workers, ..limits },
             workers: sem.clone(),
+            tls,
         });
+        let https = st.tls.is_some();
         rt.spawn(accept_loop(listener, st, stop_rx));
-        tracing::info!(%addr, workers, "attachment API listening");
+        tracing::info!(%addr, workers, https, "attachment API listening");
         Ok(ApiServer {
             addr,
             rt: Some(rt),
@@ -272,8 +279,62 @@ async fn accept_loop(
     }
 }
 
+/// The server's TLS settings from `[api] tls-cert-file` / `tls-key-file`; `None` when both are
+/// empty. A missing, unreadable or mismatched file is an error (the manager does not start).
+pub fn tls_acceptor(
+    api: &crate::config::ApiConfig,
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = (&api.tls_cert_file, &api.tls_key_file);
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, false) => {}
+        _ => anyhow::bail!("[api] tls-cert-file and tls-key-file must be set together"),
+    }
+    let read = |key: &str, path: &str| {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("[api] {key} {path}: {e}"))
+    };
+    let pem = read("tls-cert-file", cert)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("[api] tls-cert-file {cert}: {e}"))?;
+    if chain.is_empty() {
+        anyhow::bail!("[api] tls-cert-file {cert}: no PEM CERTIFICATE in it");
+    }
+    let key_der = PrivateKeyDer::from_pem_slice(&read("tls-key-file", key)?)
+        .map_err(|e| anyhow::anyhow!("[api] tls-key-file {key}: no usable private key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?
+        .with_no_client_auth()
+        // Also checks that the key belongs to the certificate.
+        .with_single_cert(chain, key_der)
+        .map_err(|e| anyhow::anyhow!("[api] tls-cert-file/tls-key-file: {e}"))?;
+    sc.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(sc))))
+}
+
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, st: Arc<State>) {
     let io = TimedIo::new(stream, st.limits.idle_timeout, st.limits.write_timeout);
+    let Some(acceptor) = st.tls.clone() else {
+        return serve_http(io, peer, st).await;
+    };
+    // The handshake counts against the head's deadline: hyper's header timer only starts once
+    // TLS is up, so without this a client that never finishes the handshake would hold a
+    // connection slot until the idle timeout.
+    match tokio::time::timeout(st.limits.header_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => serve_http(tls, peer, st).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake not finished within the header timeout"),
+    }
+}
+
+async fn serve_http<I>(io: I, peer: SocketAddr, st: Arc<State>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(st.limits.header_timeout)

@@ -30,7 +30,9 @@ impl From<AttachError> for ApiError {
                 ApiError::new(ErrorKind::BadLabel, Some(label), message)
             }
             AttachError::Conflict(m) => ApiError::new(ErrorKind::Conflict, None, m),
-            AttachError::Unavailable(m) => ApiError::new(ErrorKind::Unavailable, None, m),
+            AttachError::Unavailable(m) | AttachError::Misconfigured(m) => {
+                ApiError::new(ErrorKind::Unavailable, None, m)
+            }
             AttachError::Internal(m) => ApiError::new(ErrorKind::Internal, None, m),
         }
     }

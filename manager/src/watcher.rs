@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::cache::Owned;
 use crate::leader::{Leadership, Standalone};
 use crate::marathon::model::{instance_task_ids, is_terminal_condition};
-use crate::marathon::{Event, MarathonApi};
+use crate::marathon::{Event, MarathonApi, MarathonError};
 use crate::mesos::{AgentApi, AgentView};
 use crate::reconcile::{Action, Hold, Policy, TaskIndex, affected_by_task, guard, reconcile};
 use crate::service::Manager;
@@ -473,6 +473,16 @@ impl Watcher {
             let stream = self.marathon.events();
             let mut stream = match stream {
                 Ok(s) => s,
+                Err(e @ MarathonError::Tls(_)) => {
+                    // Only a change of configuration or of the server's certificate helps:
+                    // ask again at the longest interval, not at the short back-off of an
+                    // outage. Readiness shows the error meanwhile.
+                    self.mgr.metrics.marathon_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, "event stream: TLS failure; check [marathon] ca-file");
+                    backoff = self.cfg.backoff_max;
+                    self.backoff(backoff);
+                    continue;
+                }
                 Err(e) => {
                     self.mgr.metrics.marathon_errors.fetch_add(1, Relaxed);
                     tracing::warn!(error = %e, "event stream connect failed");

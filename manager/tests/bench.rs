@@ -234,12 +234,13 @@ fn bench_attachments_restart_reconcile() {
 
     // 3. Steady-state pass in process (all joined already): list, scan, diff.
     let metrics = Arc::new(contrail_mesos_manager::metrics::Metrics::default());
-    let mgr = app::manager(&cfg, metrics);
+    let mgr = app::manager(&cfg, metrics).unwrap();
     let marathon = Arc::new(HttpMarathon::new(HttpMarathonConfig {
         urls: vec![m.url()],
         token: None,
         timeout: Duration::from_secs(30),
         stall_timeout: Duration::from_secs(30),
+        tls: Default::default(),
     }));
     let w = Watcher::new(
         mgr,

@@ -106,7 +106,7 @@ fn errors_from_file_env_and_flags_name_the_key() {
             vec![],
             vec![(
                 "CONTRAIL_MESOS_MANAGER_MESOS_AGENT_URL",
-                "https://{node-ip}:5051",
+                "ftp://{node-ip}:5051",
             )],
             "error: mesos.agent-url: ",
         ),
@@ -116,7 +116,7 @@ fn errors_from_file_env_and_flags_name_the_key() {
             "error: vnc.timeout-secs: ",
         ),
         (
-            vec!["--vnc-url", "https://vnc:8082"],
+            vec!["--vnc-url", "ftp://vnc:8082"],
             vec![],
             "error: vnc.urls: ",
         ),

@@ -153,6 +153,7 @@ fn watcher(app: &app::App, m: &MarathonServer, shutdown: Arc<AtomicBool>) -> Wat
         token: None,
         timeout: Duration::from_secs(5),
         stall_timeout: Duration::from_secs(1),
+        tls: Default::default(),
     }));
     Watcher::new(
         app.mgr.clone(),

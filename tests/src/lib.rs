@@ -9,6 +9,7 @@ pub mod mesos_agent;
 pub mod netns;
 pub mod paths;
 pub mod proxy;
+pub mod tls_proxy;
 pub mod vnc;
 pub mod vrouter_agent;
 pub mod zookeeper;

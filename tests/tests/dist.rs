@@ -134,7 +134,10 @@ fn the_release_tarball_installs_an_agent_and_a_master() {
 
     // The sample network configs pass the host's own check (warnings allowed: the sample's
     // log directory and manager hosts do not exist here).
-    for sample in ["contrail-cni-plugin.conf.sample", "mesos-delegate.conf.sample"] {
+    for sample in [
+        "contrail-cni-plugin.conf.sample",
+        "mesos-delegate.conf.sample",
+    ] {
         let out = Command::new(cni.join("contrail-cni-plugin"))
             .args(["config", "check"])
             .arg(top.join("etc").join(sample))

@@ -109,6 +109,10 @@ pub enum AgentError {
     Status { status: u16, body: String },
     #[error("the vRouter agent answered something unusable: {0}")]
     Malformed(String),
+    /// The TLS handshake failed (the agent's certificate does not verify against
+    /// `contrail.vrouter-ca-file`): a configuration problem, never polled again.
+    #[error("vRouter agent {0}")]
+    Tls(String),
 }
 
 /// The calls the Contrail path makes. `Ok(None)` is the agent's 404 ("not yet").
@@ -218,14 +222,15 @@ pub struct HttpAgent {
 }
 
 impl HttpAgent {
-    /// `base` is `http://host:port/`.
-    pub fn new(base: &str) -> HttpAgent {
+    /// `base` is `http://host:port/` or `https://host:port/`; `tls` applies to the latter.
+    pub fn new(base: &str, tls: ureq::tls::TlsConfig) -> HttpAgent {
         let cfg = ureq::Agent::config_builder()
             // The agent is on this node: a proxy from the environment would be wrong.
             .proxy(None)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(30)))
+            .tls_config(tls)
             .build();
         HttpAgent {
             base: base.trim_end_matches('/').to_owned(),
@@ -282,7 +287,10 @@ impl HttpAgent {
             },
             _ => unreachable!("only GET/POST/DELETE"),
         };
-        let mut resp = res.map_err(|e| AgentError::Unreachable(format!("{method} {path}: {e}")))?;
+        let mut resp = res.map_err(|e| match contrail_mesos_api::tls::failure(&e) {
+            Some(reason) => AgentError::Tls(contrail_mesos_api::tls::describe(&url, &reason)),
+            None => AgentError::Unreachable(format!("{method} {path}: {e}")),
+        })?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()

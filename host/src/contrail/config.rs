@@ -42,6 +42,14 @@ pub struct ContrailConfig {
     /// `mesos-ip`:`mesos-port` (Contrail's keys) when set. Empty: no manager (k8s mode).
     pub managers: Vec<String>,
     pub mesos_token: Option<String>,
+    /// CA bundle (PEM) for `https://` manager URLs (`manager-ca-file`); empty = the Mozilla
+    /// roots built in.
+    pub manager_ca_file: String,
+    /// Reach the vRouter agent over `https://` (`vrouter-tls`, implied by `vrouter-ca-file`).
+    pub vrouter_tls: bool,
+    /// CA bundle (PEM) for the agent's certificate (`vrouter-ca-file`); empty = the Mozilla
+    /// roots built in.
+    pub vrouter_ca_file: String,
     /// Bounds each call to one manager instance (`mesos-timeout`).
     pub mesos_timeout: Duration,
     /// DEL frees the interface names at once and leaves the kernel's slow veth teardown to a
@@ -66,6 +74,9 @@ impl Default for ContrailConfig {
             vif_type: "veth".into(),
             managers: vec![],
             mesos_token: None,
+            manager_ca_file: String::new(),
+            vrouter_tls: false,
+            vrouter_ca_file: String::new(),
             mesos_timeout: Duration::from_secs(30),
             async_teardown: true,
         }
@@ -104,7 +115,15 @@ pub struct Section {
     pub mesos_token_file: Option<String>,
     #[serde(deserialize_with = "de::seconds")]
     pub mesos_timeout: Option<f64>,
-    /// Several manager instances (`["http://10.0.0.1:6991", ...]`), tried in turn.
+    /// CA bundle for `https://` managers.
+    #[serde(deserialize_with = "de::string")]
+    pub manager_ca_file: Option<String>,
+    #[serde(deserialize_with = "de::boolean")]
+    pub vrouter_tls: Option<bool>,
+    #[serde(deserialize_with = "de::string")]
+    pub vrouter_ca_file: Option<String>,
+    /// Several manager instances (`["http://10.0.0.1:6991", "https://...", ...]`), tried in
+    /// turn.
     #[serde(deserialize_with = "de::urls")]
     pub managers: Option<Vec<String>>,
     #[serde(deserialize_with = "de::boolean")]
@@ -213,27 +232,29 @@ mod de {
             .transpose()
     }
 
-    /// `http://host:port` base URLs (no path, query or credentials; a trailing `/` dropped).
+    /// `http://host:port` or `https://host:port` base URLs (no path, query or credentials; a
+    /// trailing `/` dropped).
     pub fn urls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
         let Some(v) = value(d)? else {
             return Ok(None);
         };
         let list = match &v {
             Value::Array(a) => a,
-            _ => return Err(bad(&v, "a list of http://host:port URLs")),
+            _ => return Err(bad(&v, "a list of http(s)://host:port URLs")),
         };
         let mut out = vec![];
         for u in list {
             let s = u
                 .as_str()
-                .ok_or_else(|| bad::<D::Error>(u, "an http://host:port URL"))?;
+                .ok_or_else(|| bad::<D::Error>(u, "an http(s)://host:port URL"))?;
             let s = s.trim_end_matches('/');
             let rest = s
                 .strip_prefix("http://")
-                .ok_or_else(|| bad::<D::Error>(u, "an http://host:port URL"))?;
+                .or_else(|| s.strip_prefix("https://"))
+                .ok_or_else(|| bad::<D::Error>(u, "an http(s)://host:port URL"))?;
             let ok = !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']);
             if !ok {
-                return Err(bad(u, "an http://host:port URL"));
+                return Err(bad(u, "an http(s)://host:port URL"));
             }
             out.push(s.to_owned());
         }
@@ -334,6 +355,10 @@ impl ContrailConfig {
                 m
             },
             mesos_token,
+            vrouter_tls: s.vrouter_tls.unwrap_or(false)
+                || s.vrouter_ca_file.as_ref().is_some_and(|f| !f.is_empty()),
+            manager_ca_file: s.manager_ca_file.unwrap_or_default(),
+            vrouter_ca_file: s.vrouter_ca_file.unwrap_or_default(),
             mesos_timeout: s
                 .mesos_timeout
                 .map_or(d.mesos_timeout, Duration::from_secs_f64),
@@ -363,8 +388,28 @@ impl ContrailConfig {
     }
 
     pub fn agent_base(&self) -> String {
-        format!("http://{}/", host_port(&self.vrouter_ip, self.vrouter_port))
+        let scheme = if self.vrouter_tls { "https" } else { "http" };
+        format!(
+            "{scheme}://{}/",
+            host_port(&self.vrouter_ip, self.vrouter_port)
+        )
     }
+
+    /// The manager client's TLS settings. A CA file that is missing or does not parse is a
+    /// configuration error (code 7), never a fallback to the default roots.
+    pub fn manager_tls(&self) -> Result<ureq::tls::TlsConfig> {
+        load_ca("manager-ca-file", &self.manager_ca_file)
+    }
+
+    /// The vRouter agent client's TLS settings, as [`Self::manager_tls`].
+    pub fn agent_tls(&self) -> Result<ureq::tls::TlsConfig> {
+        load_ca("vrouter-ca-file", &self.vrouter_ca_file)
+    }
+}
+
+fn load_ca(key: &str, file: &str) -> Result<ureq::tls::TlsConfig> {
+    contrail_mesos_api::tls::client_config(file)
+        .map_err(|e| Error::new(code::INVALID_CONFIG, format!("contrail.{key}: {e}")))
 }
 
 fn host_port(ip: &str, port: u16) -> String {
@@ -414,6 +459,40 @@ mod tests {
         ContrailConfig::from_netconf(&conf).unwrap();
         assert_eq!(c.managers, ["http://10.0.0.1:6991"]);
         assert_eq!(c.agent_base(), "http://10.0.0.5:9091/");
+    }
+
+    #[test]
+    fn https_peers_and_their_ca_files() {
+        let c = parse(json!({"contrail": {
+            "managers": ["https://m1.example:6991/", "http://10.0.0.2:6991"],
+            "manager-ca-file": "/etc/contrail/ca.pem",
+            "vrouter-ca-file": "/etc/contrail/vrouter-ca.pem", "vrouter-port": 9091}}))
+        .unwrap();
+        assert_eq!(
+            c.managers,
+            ["https://m1.example:6991", "http://10.0.0.2:6991"]
+        );
+        assert_eq!(c.manager_ca_file, "/etc/contrail/ca.pem");
+        // A CA file for the agent means the agent speaks TLS.
+        assert_eq!(c.agent_base(), "https://127.0.0.1:9091/");
+        let c = parse(json!({"contrail": {"vrouter-tls": true}})).unwrap();
+        assert_eq!(c.agent_base(), "https://127.0.0.1:9091/");
+        assert!(
+            c.manager_tls().is_ok() && c.agent_tls().is_ok(),
+            "built-in roots"
+        );
+        // Files are read when the clients are built: a missing one is error 7 naming the key.
+        let e = c.clone();
+        let e = ContrailConfig {
+            manager_ca_file: "/nonexistent/ca.pem".into(),
+            ..e
+        }
+        .manager_tls()
+        .unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("contrail.manager-ca-file"), "{}", e.msg);
+        let e = parse(json!({"contrail": {"managers": ["ftp://x:1"]}})).unwrap_err();
+        assert!(e.msg.contains("http(s)://"), "{}", e.msg);
     }
 
     #[test]
@@ -481,7 +560,7 @@ mod tests {
         assert_eq!(c.managers, ["http://10.0.0.1:6991"]);
         for bad in [
             json!("http://a:1"),
-            json!(["https://a:1"]),
+            json!(["ftp://a:1"]),
             json!(["http://a:1/x"]),
             json!([1]),
             json!(["http://u@a:1"]),

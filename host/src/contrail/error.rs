@@ -24,6 +24,8 @@ impl From<super::agent::AgentError> for Error {
         use super::agent::AgentError as A;
         match &e {
             A::Unreachable(_) => Error::new(code::TRY_AGAIN, e.to_string()),
+            // The CA bundle and the agent's certificate disagree: fixed by configuration only.
+            A::Tls(_) => Error::new(code::INVALID_CONFIG, e.to_string()),
             _ => Error::new(code::AGENT, e.to_string()),
         }
     }

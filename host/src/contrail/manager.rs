@@ -22,13 +22,20 @@ pub struct HttpManager {
 }
 
 impl HttpManager {
-    /// `timeout` bounds each call as a whole (`contrail.mesos-timeout`).
-    pub fn new(base: &str, token: Option<String>, timeout: Duration) -> HttpManager {
+    /// `timeout` bounds each call as a whole (`contrail.mesos-timeout`); `tls` applies to an
+    /// `https://` base (`contrail.manager-ca-file`).
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        timeout: Duration,
+        tls: ureq::tls::TlsConfig,
+    ) -> HttpManager {
         let cfg = ureq::Agent::config_builder()
             .proxy(None)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(timeout))
+            .tls_config(tls)
             .build();
         HttpManager {
             base: base.trim_end_matches('/').to_owned(),
@@ -53,6 +60,17 @@ impl HttpManager {
     }
 
     fn unreachable(&self, what: &str, e: ureq::Error) -> Error {
+        // A certificate the CA bundle does not trust fails the same way on every retry: a
+        // configuration error (7), not "try again later".
+        if let Some(reason) = contrail_mesos_api::tls::failure(&e) {
+            return Error::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "manager {what}: {}",
+                    contrail_mesos_api::tls::describe(&self.base, &reason)
+                ),
+            );
+        }
         Error::new(
             code::TRY_AGAIN,
             format!("manager at {} did not answer {what}: {e}", self.base),
@@ -146,12 +164,18 @@ impl Failover {
     }
 
     /// One HTTP client per base URL.
-    pub fn http(bases: &[String], token: Option<String>, timeout: Duration) -> Failover {
+    pub fn http(
+        bases: &[String],
+        token: Option<String>,
+        timeout: Duration,
+        tls: &ureq::tls::TlsConfig,
+    ) -> Failover {
         Failover::new(
             bases
                 .iter()
                 .map(|b| {
-                    let m: Box<dyn Manager> = Box::new(HttpManager::new(b, token.clone(), timeout));
+                    let m: Box<dyn Manager> =
+                        Box::new(HttpManager::new(b, token.clone(), timeout, tls.clone()));
                     (b.clone(), m)
                 })
                 .collect(),
@@ -176,7 +200,8 @@ impl Failover {
                     }
                     return Ok(v);
                 }
-                Err(e) if e.code == code::INVALID_CONFIG => return Err(e),
+                // A TLS failure is this instance's certificate: the next may be fine.
+                Err(e) if e.code == code::INVALID_CONFIG && !is_tls_failure(&e) => return Err(e),
                 Err(e) => {
                     tracing::warn!(manager = %base, code = e.code, "{what}: {}; trying the next instance", e.msg);
                     failures.push(e);
@@ -200,6 +225,11 @@ impl Failover {
         )
         .with_details(earlier.join("\n")))
     }
+}
+
+/// The error `HttpManager` gives for a failed TLS handshake (see `tls::describe`).
+fn is_tls_failure(e: &Error) -> bool {
+    e.msg.contains(contrail_mesos_api::tls::FAILURE)
 }
 
 impl Manager for Failover {

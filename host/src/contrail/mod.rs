@@ -84,7 +84,26 @@ const DEL_MANAGER_BUDGET: std::time::Duration = std::time::Duration::from_secs(1
 /// Entry point from the dispatcher.
 pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     let cfg = ContrailConfig::from_netconf(&inv.conf)?;
-    let agent = agent::HttpAgent::new(&cfg.agent_base());
+    // An unusable CA file fails every command but DEL (code 7). DEL is best-effort: it tears
+    // down the node side without the client that cannot be built (the agent client then
+    // trusts no certificate at all, so it fails closed; the manager's reconciler removes the
+    // VNC objects, as when the manager is unreachable).
+    let del = inv.command == Command::Del;
+    let best_effort = |r: Result<ureq::tls::TlsConfig, CniError>| match r {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if del => {
+            tracing::warn!("{}; DEL goes on without that client", e.msg);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    };
+    let manager_tls = best_effort(cfg.manager_tls())?;
+    let agent_tls = best_effort(cfg.agent_tls())?.unwrap_or_else(|| {
+        ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(Default::default()))
+            .build()
+    });
+    let agent = agent::HttpAgent::new(&cfg.agent_base(), agent_tls);
     if inv.command == Command::Status {
         return status::status(&cfg, &agent).map(|()| None);
     }
@@ -102,15 +121,20 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
             return Err(e);
         }
     }
-    let manager = (!cfg.managers.is_empty()).then(|| {
+    let manager = manager_tls.filter(|_| !cfg.managers.is_empty()).map(|tls| {
         if inv.command == Command::Del {
             // DEL never fails on the manager (its reconciler cleans up), so it must not hold
             // the runtime's teardown for a timeout per hanging instance either.
             let t = cfg.mesos_timeout.min(DEL_MANAGER_BUDGET);
-            manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), t)
+            manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), t, &tls)
                 .with_budget(DEL_MANAGER_BUDGET)
         } else {
-            manager::Failover::http(&cfg.managers, cfg.mesos_token.clone(), cfg.mesos_timeout)
+            manager::Failover::http(
+                &cfg.managers,
+                cfg.mesos_token.clone(),
+                cfg.mesos_timeout,
+                &tls,
+            )
         }
     });
     let labels = if inv.command == Command::Add {

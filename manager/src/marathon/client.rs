@@ -34,6 +34,20 @@ pub enum MarathonError {
     Decode { url: String, msg: String },
     #[error("Marathon event stream silent for longer than the stall timeout")]
     Stalled,
+    /// The TLS handshake failed (certificate not trusted by `[marathon] ca-file`, ...).
+    #[error("Marathon {0}")]
+    Tls(String),
+}
+
+/// A failed request: TLS failure or no answer.
+fn transport_error(url: &str, e: &ureq::Error) -> MarathonError {
+    match contrail_mesos_api::tls::failure(e) {
+        Some(reason) => MarathonError::Tls(contrail_mesos_api::tls::describe(url, &reason)),
+        None => MarathonError::Transport {
+            url: url.to_owned(),
+            msg: e.to_string(),
+        },
+    }
 }
 
 /// An open event stream.
@@ -64,6 +78,8 @@ pub struct HttpMarathonConfig {
     pub timeout: Duration,
     /// The stream is declared dead after this long without a byte (heartbeats come every 10 s).
     pub stall_timeout: Duration,
+    /// Client TLS settings for `https://` URLs (`[marathon] ca-file`).
+    pub tls: ureq::tls::TlsConfig,
 }
 
 pub struct HttpMarathon {
@@ -82,6 +98,7 @@ impl HttpMarathon {
             .proxy(None)
             .timeout_global(Some(cfg.timeout))
             .max_redirects(5)
+            .tls_config(cfg.tls.clone())
             .build()
             .into();
         // No global or body timeout on the stream: it is meant to stay open. Only the silence
@@ -93,6 +110,7 @@ impl HttpMarathon {
             .timeout_recv_response(Some(cfg.timeout))
             .timeout_per_read(Some(cfg.stall_timeout))
             .max_redirects(5)
+            .tls_config(cfg.tls.clone())
             .build()
             .into();
         HttpMarathon {
@@ -130,10 +148,7 @@ impl HttpMarathon {
         }
         let resp = rb.call().map_err(|e| {
             self.rotate(&url);
-            MarathonError::Transport {
-                url: url.clone(),
-                msg: e.to_string(),
-            }
+            transport_error(&url, &e)
         })?;
         let status = resp.status().as_u16();
         if status == 404 {
@@ -183,10 +198,7 @@ impl MarathonApi for HttpMarathon {
         let url = format!("{}/ping", self.base());
         let resp = self.lists.get(&url).call().map_err(|e| {
             self.rotate(&url);
-            MarathonError::Transport {
-                url: url.clone(),
-                msg: e.to_string(),
-            }
+            transport_error(&url, &e)
         })?;
         match resp.status().as_u16() {
             200 => Ok(()),
@@ -206,10 +218,7 @@ impl MarathonApi for HttpMarathon {
         }
         let resp = rb.call().map_err(|e| {
             self.rotate(&url);
-            MarathonError::Transport {
-                url: url.clone(),
-                msg: e.to_string(),
-            }
+            transport_error(&url, &e)
         })?;
         let status = resp.status().as_u16();
         if status != 200 {

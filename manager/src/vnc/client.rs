@@ -27,6 +27,11 @@ pub enum VncError {
     /// (`vnc::fenced`). Another manager owns the decision now.
     #[error("VNC write not sent: {0}")]
     Fenced(String),
+    /// The TLS handshake failed (the server's certificate does not verify against
+    /// `[vnc] ca-file`, or the server refused ours): the same call fails again until the
+    /// configuration changes, so it is never retried.
+    #[error("VNC {0}")]
+    Tls(String),
 }
 
 impl VncError {
@@ -62,7 +67,7 @@ impl VncError {
                 *status >= 500 && !PERMANENT_5XX.iter().any(|p| body.contains(p))
             }
             VncError::Transport(_) => true,
-            VncError::Decode(_) | VncError::Fenced(_) => false,
+            VncError::Decode(_) | VncError::Fenced(_) | VncError::Tls(_) => false,
         }
     }
 
@@ -97,6 +102,14 @@ pub(crate) fn rotate_from(current: &AtomicUsize, urls: &[String], url: &str) {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'));
     if same {
         let _ = current.compare_exchange(i, i.wrapping_add(1), Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// A failed exchange: a TLS failure (permanent) or no answer (transient).
+fn transport_error(url: &str, e: &ureq::Error) -> VncError {
+    match contrail_mesos_api::tls::failure(e) {
+        Some(reason) => VncError::Tls(contrail_mesos_api::tls::describe(url, &reason)),
+        None => VncError::Transport(format!("{url}: {e}")),
     }
 }
 
@@ -165,6 +178,8 @@ pub struct HttpVncConfig {
     /// Attempts per call (1 = no retry).
     pub attempts: u32,
     pub backoff: Duration,
+    /// Client TLS settings for `https://` URLs (`[vnc] ca-file`).
+    pub tls: ureq::tls::TlsConfig,
 }
 
 pub struct HttpVnc {
@@ -190,6 +205,7 @@ impl HttpVnc {
             // (docs/BENCHMARKS.md, "VNC wire").
             .max_idle_connections_per_host(0)
             .max_idle_connections(0)
+            .tls_config(cfg.tls.clone())
             .build()
             .into();
         HttpVnc {
@@ -244,7 +260,7 @@ impl HttpVnc {
             Err(e) => {
                 // Try the next API server on the next attempt.
                 rotate_from(&self.current, &self.cfg.urls, &url);
-                Err(VncError::Transport(format!("{url}: {e}")))
+                Err(transport_error(&url, &e))
             }
         }
     }
@@ -282,7 +298,7 @@ impl HttpVnc {
                 }),
                 Err(e) => {
                     rotate_from(&self.current, &self.cfg.urls, &url);
-                    Err(VncError::Transport(format!("{url}: {e}")))
+                    Err(transport_error(&url, &e))
                 }
             };
             self.metrics.vnc_call("list", t0.elapsed(), r.is_ok());

@@ -49,6 +49,10 @@ pub enum AttachError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// This manager cannot reach VNC as configured (TLS verification failed): an operator
+    /// must fix `[vnc]`; another manager instance may still serve the request.
+    #[error("{0}")]
+    Misconfigured(String),
 }
 
 pub(crate) fn bad(label: &'static str, message: impl Into<String>) -> AttachError {
@@ -60,7 +64,9 @@ pub(crate) fn bad(label: &'static str, message: impl Into<String>) -> AttachErro
 
 impl From<VncError> for AttachError {
     fn from(e: VncError) -> Self {
-        if e.is_transient() {
+        if let VncError::Tls(_) = e {
+            AttachError::Misconfigured(e.to_string())
+        } else if e.is_transient() {
             AttachError::Unavailable(e.to_string())
         } else {
             AttachError::Internal(e.to_string())
