@@ -49,7 +49,13 @@ agent() {
 }
 
 master() {
-  install -d "$DESTDIR$PREFIX/bin" "$DESTDIR/etc/contrail"
+  install -d "$DESTDIR$PREFIX/bin" "$DESTDIR/etc/contrail" "$DESTDIR/var/log/contrail"
+  # The unit runs as the system user `contrail` (created here on a real install).
+  if [ -z "$DESTDIR" ]; then
+    id contrail >/dev/null 2>&1 ||
+      useradd --system --no-create-home --shell /usr/sbin/nologin contrail
+    chown contrail: /var/log/contrail
+  fi
   install -m 0755 "$BIN_SRC/contrail-mesos-manager" "$DESTDIR$PREFIX/bin/contrail-mesos-manager"
   cfg="$DESTDIR/etc/contrail/contrail-mesos-manager.toml"
   if [ -e "$cfg" ]; then

@@ -196,7 +196,7 @@ fn each_error_exits_1_naming_the_key() {
             "contrail.vrouter-ip",
         ),
         (
-            with(good(), &["contrail", "managers"], json!(["https://m:1"])),
+            with(good(), &["contrail", "managers"], json!(["ftp://m:1"])),
             "contrail.managers",
         ),
         (

@@ -96,14 +96,18 @@ fn tls(cfg: &Config, out: &mut Out) {
         cfg.api.tls_cert_file.is_empty(),
         cfg.api.tls_key_file.is_empty(),
     ) {
-        (true, false) => out.error(
-            "api.tls-cert-file",
-            "empty while tls-key-file is set: set both or neither",
-        ),
-        (false, true) => out.error(
-            "api.tls-key-file",
-            "empty while tls-cert-file is set: set both or neither",
-        ),
+        (true, false) => {
+            return out.error(
+                "api.tls-cert-file",
+                "empty while tls-key-file is set: both must be set together",
+            );
+        }
+        (false, true) => {
+            return out.error(
+                "api.tls-key-file",
+                "empty while tls-cert-file is set: both must be set together",
+            );
+        }
         _ => {}
     }
     for (key, file) in [

@@ -180,7 +180,7 @@ fn a_ca_file_that_is_missing_or_not_pem_stops_the_binary_at_start() {
             String::new(),
             good_ca.clone(),
             format!("[mesos]\nca-file = {}\n", q(&missing)),
-            "[mesos] ca-file",
+            "mesos.ca-file",
         ),
         (
             format!(

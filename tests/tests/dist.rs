@@ -116,7 +116,11 @@ fn the_release_tarball_installs_an_agent_and_a_master() {
         .arg("--config")
         .arg(&cfg)
         .arg("--check-config")
-        .env("CONTRAIL_MESOS_MANAGER_API_TOKEN_FILE", &token));
+        .env("CONTRAIL_MESOS_MANAGER_API_TOKEN_FILE", &token)
+        .env(
+            "CONTRAIL_MESOS_MANAGER_LOG_FILE",
+            root.join("var/log/contrail/contrail-mesos-manager.log"),
+        ));
     let unit =
         std::fs::read_to_string(root.join("etc/systemd/system/contrail-mesos-manager.service"))
             .unwrap();
@@ -134,13 +138,24 @@ fn the_release_tarball_installs_an_agent_and_a_master() {
 
     // The sample network configs pass the host's own check (warnings allowed: the sample's
     // log directory and manager hosts do not exist here).
-    for sample in [
-        "contrail-cni-plugin.conf.sample",
-        "mesos-delegate.conf.sample",
+    // The Contrail sample's token file is where the node keeps it; point it at one here.
+    let mut contrail: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(top.join("etc/contrail-cni-plugin.conf.sample")).unwrap(),
+    )
+    .unwrap();
+    contrail["contrail"]["mesos-token-file"] = serde_json::json!(token);
+    let contrail_conf = tmp.path().join("contrail-cni-plugin.conf");
+    std::fs::write(&contrail_conf, contrail.to_string()).unwrap();
+    for (sample, path) in [
+        ("contrail-cni-plugin.conf.sample", contrail_conf),
+        (
+            "mesos-delegate.conf.sample",
+            top.join("etc/mesos-delegate.conf.sample"),
+        ),
     ] {
         let out = Command::new(cni.join("contrail-cni-plugin"))
             .args(["config", "check"])
-            .arg(top.join("etc").join(sample))
+            .arg(&path)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
