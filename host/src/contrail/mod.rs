@@ -27,6 +27,7 @@ pub mod naming;
 pub mod plugin;
 pub mod poll;
 pub mod portfile;
+pub mod record;
 pub mod status;
 pub mod undo;
 
@@ -108,8 +109,9 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         return status::status(&cfg, &agent).map(|()| None);
     }
     if inv.command == Command::Gc {
-        gc::gc(&inv.conf);
-        return Ok(None);
+        let valid = gc::valid_attachments(&inv.conf)?;
+        let mut net = crate::net::Netlink::new()?;
+        return gc::gc(&cfg, inv.network_name(), &valid, &agent, &mut net).map(|_| None);
     }
     if let Some(a) = inv.args.args.as_deref()
         && let Err(e) = naming::check_cni_args(a)

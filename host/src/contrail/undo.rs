@@ -26,6 +26,8 @@ pub enum Undo {
         vm_uuid: String,
         posted: bool,
     },
+    /// Our attachment record (`record`), by its network.
+    Record { network: String },
 }
 
 /// The undo steps of one ADD, in the order their side effects happened.
@@ -69,6 +71,15 @@ impl UndoList {
                     *posted,
                 )
                 .map(drop),
+                Undo::Record { network } => super::record::Store::new(&cfg.state_dir)
+                    .remove(network, container_id, ifname)
+                    .map(drop)
+                    .map_err(|e| {
+                        super::error::Error::new(
+                            super::error::code::PORT_FILE,
+                            format!("attachment record: {e}"),
+                        )
+                    }),
                 Undo::Veth { tap } => deps.net.delete_host_link(tap).map(drop).map_err(Into::into),
                 Undo::Registration => match deps.manager {
                     Some(m) => m.detach(container_id, ifname).map(drop),
