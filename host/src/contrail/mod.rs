@@ -29,6 +29,7 @@ pub mod poll;
 pub mod portfile;
 pub mod record;
 pub mod status;
+pub mod sweep;
 pub mod undo;
 
 use std::path::Path;
