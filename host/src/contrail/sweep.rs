@@ -16,19 +16,16 @@ use super::portfile::VmDir;
 use super::record::{Record, Store};
 use crate::net::NetOps;
 
-/// `statfs(2)` magic of the nsfs file system (linux/magic.h): what a network namespace handle
-/// (`/proc/<pid>/ns/net`, or a bind mount of one under `/run/netns`) is.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
 /// Whether the namespace at `path` is certainly gone: the path does not exist, or it is no
-/// longer a namespace handle (the bind mount was undone and an empty file is left). Any other
+/// longer a namespace handle (`statfs(2)` does not say nsfs, which a `/proc/<pid>/ns/net` or a
+/// bind mount of one under `/run/netns` does) (the bind mount was undone and an empty file is left). Any other
 /// answer (no permission, an empty path) counts as alive.
 pub fn netns_gone(path: &Path) -> bool {
     if path.as_os_str().is_empty() {
         return false;
     }
     match nix::sys::statfs::statfs(path) {
-        Ok(fs) => fs.filesystem_type().0 as i64 != NSFS_MAGIC,
+        Ok(fs) => fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC,
         Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => true,
         Err(_) => false,
     }
