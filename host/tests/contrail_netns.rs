@@ -1139,6 +1139,8 @@ fn contrail_sweep_after_a_lost_del() {
         node.cni("ADD", &live, "eth0", Some(&ct_live.path()), &conf)
             .0
     );
+    // The kernel removes the veth pair with the namespace (asynchronously).
+    eventually("the dead container's tap gone", || node.taps().len() == 1);
     let before = (
         node.port_files(),
         node.agent.subscriptions(),

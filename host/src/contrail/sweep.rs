@@ -4,7 +4,9 @@
 //! stay. The sweep removes, for each of our attachment records ([`super::record`], any network)
 //! whose namespace no longer exists, what a DEL would have removed on the node
 //! ([`super::gc::teardown`]). A namespace that still exists is a live container and is never
-//! touched; nor is anything without our record (a port file of Contrail's own CNI, say), which
+//! touched. Neither is one whose tap still exists on the node: the kernel removes a veth pair
+//! with its namespace, so a tap outliving the namespace's path means something still holds the
+//! namespace (or the sweep runs in a mount namespace that does not see the runtime's paths); nor is anything without our record (a port file of Contrail's own CNI, say), which
 //! is only reported in the log.
 
 use std::path::Path;
@@ -17,9 +19,9 @@ use super::record::{Record, Store};
 use crate::net::NetOps;
 
 /// Whether the namespace at `path` is certainly gone: the path does not exist, or it is no
-/// longer a namespace handle (`statfs(2)` does not say nsfs, which a `/proc/<pid>/ns/net` or a
-/// bind mount of one under `/run/netns` does) (the bind mount was undone and an empty file is left). Any other
-/// answer (no permission, an empty path) counts as alive.
+/// longer a namespace handle: `statfs(2)` does not say nsfs, as it does for `/proc/<pid>/ns/net`
+/// or a bind mount of one under `/run/netns` (the mount was undone and an empty file is left).
+/// Any other answer (no permission, an empty path) counts as alive.
 pub fn netns_gone(path: &Path) -> bool {
     if path.as_os_str().is_empty() {
         return false;
@@ -61,6 +63,26 @@ pub fn sweep(
     for r in &records {
         if !gone(Path::new(&r.netns)) {
             continue;
+        }
+        match net.host_link_exists(&r.tap) {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!(
+                    container_id = r.container_id,
+                    ifname = r.ifname,
+                    "netns {} is gone but tap {} still exists: the namespace is still held; left alone",
+                    r.netns,
+                    r.tap
+                );
+                continue;
+            }
+            Err(e) => {
+                report.errors.push(format!(
+                    "{} {}/{}: is tap {} there? {e}",
+                    r.network, r.container_id, r.ifname, r.tap
+                ));
+                continue;
+            }
         }
         let verb = if dry_run { "would remove" } else { "removed" };
         match teardown(r, cfg, agent, net, dry_run) {
@@ -146,13 +168,20 @@ mod tests {
         let mut net = FakeNet::default();
         add_in(&cfg, &agent, &mut net, "dead", "/gone/dead");
         add_in(&cfg, &agent, &mut net, "live", "/live/live");
+        // While the dead one's tap exists, its namespace is still held somewhere.
+        let r = sweep(&cfg, &agent, &mut net, false, &gone);
+        assert!(r.lines.is_empty() && r.errors.is_empty(), "{r:?}");
+        assert!(cfg.config_dir.join("dead").join(VMI).exists());
+        // The kernel removes the veth pair with the namespace.
+        let dead_tap = crate::contrail::naming::tap_name("dead", "eth0");
+        net.links.retain(|l| *l != dead_tap);
         // Dry run: reports, changes nothing.
         let r = sweep(&cfg, &agent, &mut net, true, &gone);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
         assert!(r.lines[0].starts_with("would remove contrail-cni-plugin dead/eth0"));
         assert!(cfg.config_dir.join("dead").join(VMI).exists());
-        assert_eq!(net.links.len(), 2);
+        assert_eq!(net.links.len(), 1);
         assert_eq!(Store::new(&cfg.state_dir).list(None).unwrap().len(), 2);
         assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
 
@@ -160,6 +189,7 @@ mod tests {
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
         assert!(r.lines[0].contains("port file"), "{}", r.lines[0]);
+        assert!(!r.lines[0].contains("tap"), "{}", r.lines[0]);
         assert!(r.lines[0].contains("agent VM"), "{}", r.lines[0]);
         assert!(!cfg.config_dir.join("dead").exists());
         assert!(cfg.config_dir.join("live").join(VMI).exists());
@@ -181,11 +211,18 @@ mod tests {
         let agent = FakeAgent::default();
         let mut net = FakeNet::default();
         add_in(&cfg, &agent, &mut net, "dead", "/gone/dead");
+        net.links.clear();
         std::fs::remove_dir_all(&cfg.state_dir).unwrap();
         let r = sweep(&cfg, &agent, &mut net, false, &gone);
         assert!(r.lines.is_empty() && r.errors.is_empty());
         assert!(cfg.config_dir.join("dead").join(VMI).exists());
-        assert_eq!(net.links.len(), 1);
+        assert!(
+            agent
+                .calls
+                .borrow()
+                .iter()
+                .all(|c| !c.starts_with("DELETE"))
+        );
     }
 
     #[test]
