@@ -456,6 +456,28 @@ fn host_port(ip: &str, port: u16) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn state_dir_must_be_absolute_and_outside_config_dir() {
+        let c = |state: &str| ContrailConfig {
+            state_dir: state.into(),
+            ..ContrailConfig::default()
+        };
+        c(DEFAULT_STATE_DIR).check_state_dir().unwrap();
+        for bad in [
+            "/var/lib/contrail/ports/vm/state",
+            "/var/lib/contrail",
+            "state",
+        ] {
+            let e = c(bad).check_state_dir().unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{bad}");
+            assert!(e.msg.starts_with("contrail.state-dir"), "{}", e.msg);
+        }
+        let s = Section::parse(&serde_json::json!({"state-dir": "/srv/att"})).unwrap();
+        assert!(s.unknown_keys().next().is_none());
+        let c = ContrailConfig::from_section(s).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/att"));
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -204,7 +204,11 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
     {
         errors.push(step(e, "remove the port file"));
     }
-    forget(ctx);
+    // The record goes only with a clean node side: what a failed step left, GC and `sweep`
+    // can still find by it.
+    if errors.is_empty() {
+        forget(ctx);
+    }
     if let (Some(id), Some(m)) = (&id, deps.manager)
         && id.mode == Mode::Mesos
         && let Err(e) = m.detach(cid, ctx.ifname)
@@ -314,6 +318,9 @@ mod tests {
         );
         assert_eq!(e.code, code::PORT_FILE);
         assert_eq!(e.details.lines().count(), 2, "{}", e.details);
+        // What the failed steps left can still be found by GC and `sweep`.
+        let store = crate::contrail::record::Store::new(&cfg.state_dir);
+        assert_eq!(store.list(None).unwrap().len(), 1);
     }
 
     #[test]
