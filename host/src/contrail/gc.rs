@@ -68,11 +68,15 @@ pub fn teardown(
     } else {
         net.delete_host_link(&rec.tap)
     };
-    match tap {
-        Ok(true) => done.push(format!("tap {}", rec.tap)),
-        Ok(false) => {}
-        Err(e) => return Err(super::error::at_step(e.into(), "remove the tap")),
-    }
+    // A tap that cannot go does not keep the port from going; the record stays for a retry.
+    let tap_error = match tap {
+        Ok(true) => {
+            done.push(format!("tap {}", rec.tap));
+            None
+        }
+        Ok(false) => None,
+        Err(e) => Some(super::error::at_step(e.into(), "remove the tap")),
+    };
     // The port file of the record's config dir, under the VM directory lock, and only when it
     // still names this container (the VM name of a k8s pod is reused by its next sandbox).
     let cfg = ContrailConfig {
@@ -125,6 +129,9 @@ pub fn teardown(
             ),
             None => {}
         }
+    }
+    if let Some(e) = tap_error {
+        return Err(e);
     }
     if !dry_run {
         Store::new(&cfg.state_dir)
