@@ -10,7 +10,8 @@
 //! [`ctx`], so each runs against fakes without root; [`poll`] waits for the agent. Peers:
 //! [`agent`] (vRouter agent client and its wire types), [`manager`] (attachment API client).
 //! [`config`] is the `contrail` section, [`portfile`] the port files and per-VM lock, [`naming`]
-//! the tap and k8s names.
+//! the tap and k8s names. [`record`] is our own record of which network made each attachment
+//! (what [`gc`] and the operator's [`sweep`] go by).
 
 pub mod add;
 pub mod agent;
