@@ -1,8 +1,7 @@
 //! The rollback of a failed ADD: each side effect pushes the step that undoes it, and a failure
 //! runs the list in reverse (the record before the port before the veth before the manager
-//! registration, the
-//! opposite of the order ADD made them). Every step runs even when an earlier one failed; a
-//! failed undo is logged, the ADD's own error is what the runtime gets.
+//! registration, the opposite of the order ADD made them). Every step runs even when an earlier
+//! one failed; a failed undo is logged, the ADD's own error is what the runtime gets.
 
 use std::time::Instant;
 
