@@ -17,7 +17,8 @@ install -m 0755 "$bin/contrail-cni-plugin" "$bin/contrail-mesos-manager" "$d/bin
 install -m 0644 "$wasm/mesos_delegate.wasm" "$d/cni-wasm/mesos-delegate.wasm"
 install -m 0644 "$wasm/contrail_ipam.wasm" "$d/cni-wasm/contrail-ipam.wasm"
 install -m 0755 "$root/packaging/install.sh" "$d/install.sh"
-install -m 0644 "$root/packaging/contrail-mesos-manager.service" "$d/systemd/"
+install -m 0644 "$root/packaging/contrail-mesos-manager.service" \
+  "$root/packaging/contrail-cni-sweep.service" "$root/packaging/contrail-cni-sweep.timer" "$d/systemd/"
 install -m 0644 "$root/packaging/contrail-mesos-manager.toml.sample" \
   "$root/packaging/contrail-cni-plugin.conf.sample" \
   "$root/packaging/mesos-delegate.conf.sample" "$d/etc/"

@@ -349,7 +349,8 @@ impl Stack {
             "type": "contrail-cni-plugin",
             "contrail": {
                 "vrouter-ip": "127.0.0.1", "vrouter-port": agent.port(), "cluster-name": NODE_NAME,
-                "config-dir": ports_dir, "poll-timeout": 1, "poll-retries": 10,
+                "config-dir": ports_dir, "state-dir": root.join("attachments"),
+                "poll-timeout": 1, "poll-retries": 10,
                 "log-file": root.join("cni.log"), "log-level": "debug",
                 "mode": "mesos", "mesos-ip": "127.0.0.1", "mesos-port": mport.to_string(), "mtu": 1500
             },

@@ -9,6 +9,8 @@
 //! * `contrail-cni-plugin config check FILE|-`: the network config (`.conf` or `.conflist`) as
 //!   ADD reads it; one `error: <key>: ...` / `warning: <key>: ...` line per problem; exit 1 on
 //!   any error, 2 when the file cannot be read.
+//! * `contrail-cni-plugin sweep --config FILE [--dry-run]`: removes what lost DELs left on the
+//!   node (see `crate::contrail::sweep`); one line per removal, exit 1 on any error.
 //! * `contrail-cni-plugin version`.
 
 use std::ffi::OsString;
@@ -42,6 +44,18 @@ enum Cmd {
     Config {
         #[command(subcommand)]
         cmd: ConfigCmd,
+    },
+    /// Remove the tap, port file, agent port and record of attachments whose network
+    /// namespace is gone (a DEL that never came). Only attachments with our record are
+    /// touched, never one whose namespace exists. One line per removal; exit 1 on any error.
+    Sweep {
+        /// The network config (.conf or .conflist) whose `contrail` section names the
+        /// state, config and agent.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print the version, the CNI versions and the plugin contract.
     Version,
@@ -241,8 +255,75 @@ fn config_check(file: &Path) -> ExitCode {
     }
 }
 
+/// The Contrail network of a config file: the file itself, or the first Contrail plugin of a
+/// `.conflist` (with the list's name, as libcni hands it over).
+fn contrail_config(file: &Path) -> Result<crate::contrail::ContrailConfig> {
+    use serde_json::Value;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let conf = crate::cni::config::NetConf::parse(&bytes).map_err(|e| anyhow!(e.msg))?;
+    let is_contrail = |v: &Value| {
+        v.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| crate::dispatch::CONTRAIL_TYPES.contains(&t))
+    };
+    let section = match conf.get("plugins").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .find(|p| is_contrail(p))
+            .ok_or_else(|| anyhow!("{}: no Contrail plugin in the list", file.display()))?
+            .get("contrail")
+            .cloned(),
+        None if conf
+            .type_()
+            .is_some_and(|t| crate::dispatch::CONTRAIL_TYPES.contains(&t)) =>
+        {
+            conf.get("contrail").cloned()
+        }
+        None => {
+            return Err(anyhow!(
+                "{}: not a Contrail network (type {:?})",
+                file.display(),
+                crate::dispatch::CONTRAIL_TYPES
+            ));
+        }
+    };
+    let cfg = match section.filter(|v| !v.is_null()) {
+        None => crate::contrail::ContrailConfig::default(),
+        Some(v) => crate::contrail::ContrailConfig::from_section(
+            crate::contrail::config::Section::parse(&v).map_err(|e| anyhow!(e.msg))?,
+        )
+        .map_err(|e| anyhow!(e.msg))?,
+    };
+    cfg.check_state_dir().map_err(|e| anyhow!(e.msg))?;
+    Ok(cfg)
+}
+
+/// `sweep`: prints a line per removal; errors to stderr and exit 1.
+fn sweep(file: &Path, dry_run: bool) -> Result<ExitCode> {
+    use crate::contrail::{agent, sweep};
+    let cfg = contrail_config(file)?;
+    let tls = cfg.agent_tls().map_err(|e| anyhow!(e.msg))?;
+    let agent = agent::HttpAgent::new(&cfg.agent_base(), tls);
+    let mut net = crate::net::Netlink::new().map_err(|e| anyhow!(e))?;
+    let report = sweep::sweep(&cfg, &agent, &mut net, dry_run, &sweep::netns_gone);
+    let mut out = std::io::stdout().lock();
+    for l in &report.lines {
+        use std::io::Write;
+        let _ = writeln!(out, "{l}");
+    }
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Sweep { config, dry_run } => return sweep(&config, dry_run),
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => return Ok(config_check(&file)),

@@ -132,7 +132,7 @@ fn contrail_bench() {
         "cniVersion": "0.2.0", "name": "contrail-cni-plugin", "type": "contrail-cni-plugin",
         "contrail": {
             "vrouter-ip": "127.0.0.1", "vrouter-port": agent.port(), "cluster-name": "node1",
-            "config-dir": tmp.path().join("ports"), "poll-timeout": 1, "poll-retries": 5,
+            "config-dir": tmp.path().join("ports"), "state-dir": tmp.path().join("state"), "poll-timeout": 1, "poll-retries": 5,
             "log-file": tmp.path().join("cni.log"), "log-level": "debug", "mode": "mesos", "mtu": 1400
         },
         "wasm": {"translator": wasm_plugin("mesos_delegate"), "ipam": wasm_plugin("contrail_ipam"), "cache-dir": cache},

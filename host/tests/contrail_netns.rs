@@ -79,6 +79,62 @@ impl Node {
         self.dir.path().join("ports")
     }
 
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Our attachment records: (network, "container-id=ifname").
+    fn records(&self) -> Vec<(String, String)> {
+        let mut out = vec![];
+        for n in std::fs::read_dir(self.state_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for r in std::fs::read_dir(n.path()).into_iter().flatten().flatten() {
+                out.push((
+                    n.file_name().to_string_lossy().into_owned(),
+                    r.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// `contrail-cni-plugin sweep --config <conf> [--dry-run]` inside the node namespace:
+    /// (exit ok, stdout).
+    fn sweep(&self, conf: &Value, dry_run: bool) -> (bool, String) {
+        let file = self.dir.path().join("sweep.conf");
+        std::fs::write(&file, conf.to_string()).unwrap();
+        let node = File::open(self.ns.path()).unwrap();
+        let fd = node.as_raw_fd();
+        let mut c = Command::new(BIN);
+        c.arg("sweep").arg("--config").arg(&file);
+        if dry_run {
+            c.arg("--dry-run");
+        }
+        // SAFETY: setns is async-signal-safe; the fd outlives the spawn.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = c.output().expect("run sweep");
+        drop(node);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            eprintln!("sweep: {stderr}");
+        }
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     fn conf(&self, version: &str) -> Value {
         let mut c = json!({
             "cniVersion": version,
@@ -89,6 +145,7 @@ impl Node {
                 "vrouter-port": self.agent.port(),
                 "cluster-name": "node1",
                 "config-dir": self.ports_dir(),
+                "state-dir": self.state_dir(),
                 "poll-timeout": 0.2,
                 "poll-retries": 10,
                 "log-file": self.dir.path().join("cni.log"),
@@ -994,4 +1051,150 @@ fn contrail_add_and_del_over_https_to_the_manager() {
         "the DEL reached the manager over TLS"
     );
     eventually("no taps", || node.taps().is_empty());
+}
+
+/// CNI GC (spec 1.1): the stale attachment of this network goes (tap, port file, the agent's
+/// VM, our record); a valid one of this network and one of another network stay.
+#[test]
+fn contrail_gc_removes_only_this_networks_stale_attachments() {
+    if !require_root("contrail_gc_removes_only_this_networks_stale_attachments") {
+        return;
+    }
+    let node = Node::new(true);
+    let (stale, live, other) = (cid(40), cid(41), cid(42));
+    let (ct_stale, ct_live, ct_other) = (
+        TestNetns::new("c"),
+        TestNetns::new("c"),
+        TestNetns::new("c"),
+    );
+    let blue = node.conf("0.2.0");
+    let mut red = node.conf("0.2.0");
+    red["name"] = json!("red-net");
+    red["args"]["org.apache.mesos"]["network_info"]["name"] = json!("red-net");
+    assert!(
+        node.cni("ADD", &stale, "eth0", Some(&ct_stale.path()), &blue)
+            .0
+    );
+    assert!(
+        node.cni("ADD", &live, "eth0", Some(&ct_live.path()), &blue)
+            .0
+    );
+    assert!(
+        node.cni("ADD", &other, "eth0", Some(&ct_other.path()), &red)
+            .0
+    );
+    assert_eq!(node.records().len(), 3, "{:?}", node.records());
+    assert_eq!(node.agent.subscriptions().len(), 3);
+
+    // The runtime still holds `live` on this network; it says nothing about red-net's.
+    let mut gc = node.conf("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": live, "ifname": "eth0"}]);
+    let (ok, out) = node.cni("GC", "", "", None, &gc);
+    assert!(ok, "{out}");
+
+    assert!(!node.ports_dir().join(&stale).exists());
+    assert!(node.ports_dir().join(&live).is_dir());
+    assert!(node.ports_dir().join(&other).is_dir());
+    let subs = node.agent.subscriptions();
+    assert_eq!(subs.len(), 2, "{subs:?}");
+    assert!(
+        !subs
+            .keys()
+            .any(|(vm, _)| *vm == contrail_mesos_api::vm_uuid_for(&stale))
+    );
+    assert_eq!(node.agent.requests_matching("DELETE", "/vm/").len(), 1);
+    assert_eq!(
+        node.records(),
+        [
+            ("contrail-cni-plugin".to_owned(), format!("{live}=eth0")),
+            ("red-net".to_owned(), format!("{other}=eth0")),
+        ]
+    );
+    eventually("the stale tap gone", || node.taps().len() == 2);
+    assert!(link(&ct_stale.links(), "eth0").is_none());
+    assert!(link(&ct_live.links(), "eth0").is_some());
+    assert!(link(&ct_other.links(), "eth0").is_some());
+
+    // Repeatable; and a GC without the list removes nothing and says why (code 7).
+    assert!(node.cni("GC", "", "", None, &gc).0);
+    let (ok, out) = node.cni("GC", "", "", None, &node.conf("1.1.0"));
+    assert!(!ok);
+    assert_eq!(out["code"], 7, "{out}");
+    assert_eq!(node.records().len(), 2);
+}
+
+/// A lost DEL: the container's namespace is deleted and no DEL comes. `sweep --dry-run` only
+/// reports; `sweep` removes the port file, the agent's port and the record, and leaves the
+/// live container alone.
+#[test]
+fn contrail_sweep_after_a_lost_del() {
+    if !require_root("contrail_sweep_after_a_lost_del") {
+        return;
+    }
+    let node = Node::new(true);
+    let (dead, live) = (cid(50), cid(51));
+    let conf = node.conf("0.2.0");
+    {
+        let ct = TestNetns::new("c");
+        assert!(node.cni("ADD", &dead, "eth0", Some(&ct.path()), &conf).0);
+    } // namespace deleted; the DEL never comes
+    let ct_live = TestNetns::new("c");
+    assert!(
+        node.cni("ADD", &live, "eth0", Some(&ct_live.path()), &conf)
+            .0
+    );
+    // The kernel removes the veth pair with the namespace (asynchronously).
+    eventually("the dead container's tap gone", || node.taps().len() == 1);
+    let before = (
+        node.port_files(),
+        node.agent.subscriptions(),
+        node.records(),
+    );
+    assert_eq!(before.1.len(), 2);
+
+    let (ok, out) = node.sweep(&conf, true);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(&format!("would remove contrail-cni-plugin {dead}/eth0")),
+        "{out}"
+    );
+    assert_eq!(
+        (
+            node.port_files(),
+            node.agent.subscriptions(),
+            node.records()
+        ),
+        before
+    );
+    assert!(node.agent.requests_matching("DELETE", "/vm/").is_empty());
+
+    let (ok, out) = node.sweep(&conf, false);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with(&format!("removed contrail-cni-plugin {dead}/eth0")),
+        "{out}"
+    );
+    assert!(!node.ports_dir().join(&dead).exists());
+    assert!(node.ports_dir().join(&live).is_dir());
+    let subs = node.agent.subscriptions();
+    assert_eq!(subs.len(), 1);
+    assert!(
+        subs.keys()
+            .all(|(vm, _)| *vm == contrail_mesos_api::vm_uuid_for(&live))
+    );
+    assert_eq!(
+        node.records(),
+        [("contrail-cni-plugin".to_owned(), format!("{live}=eth0"))]
+    );
+    assert!(link(&ct_live.links(), "eth0").is_some());
+    assert_eq!(node.taps().len(), 1);
+    // Nothing left to remove.
+    let (ok, out) = node.sweep(&conf, false);
+    assert!(ok && out.is_empty(), "{out}");
+    assert!(
+        node.cni("DEL", &live, "eth0", Some(&ct_live.path()), &conf)
+            .0
+    );
 }

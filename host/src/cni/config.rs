@@ -126,6 +126,20 @@ impl Default for WasmSettings {
 pub struct LogSettings {
     pub file: Option<PathBuf>,
     pub level: Option<String>,
+    /// `log-max-bytes`: the log file is rotated before it would grow past this.
+    pub max_bytes: Option<u64>,
+    /// `log-keep`: how many rotated files (`<file>.1` ...) are kept.
+    pub keep: Option<u32>,
+}
+
+/// A count in a log setting: a JSON integer or a string of one; anything else is None (the
+/// default applies, `config check` warns).
+pub fn log_count(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
 }
 
 /// A section decoded with the rest, whose error is kept for the path that reads it (a DEL must
@@ -335,9 +349,19 @@ fn log_settings(fields: &Fields) -> LogSettings {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
+    let count = |key: &str| -> Option<u64> {
+        fields
+            .extra
+            .get(key)
+            .filter(|v| !v.is_null())
+            .or_else(|| contrail.and_then(|c| c.get(key)))
+            .and_then(log_count)
+    };
     LogSettings {
         file: pick(fields.log_file.as_ref(), "log-file").map(PathBuf::from),
         level: pick(fields.log_level.as_ref(), "log-level"),
+        max_bytes: count("log-max-bytes"),
+        keep: count("log-keep").map(|k| k.min(u32::MAX as u64) as u32),
     }
 }
 
@@ -583,6 +607,20 @@ mod tests {
         assert_eq!(log.level.as_deref(), Some("debug"));
         assert_eq!(c.wasm().unwrap(), WasmSettings::default());
         assert!(c.delegate().is_none());
+    }
+
+    #[test]
+    fn log_caps_top_level_or_contrail_section() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"n","type":"t","log-max-bytes":"2048",
+                 "contrail":{"log-keep":5,"log-max-bytes":1}}"#,
+        )
+        .unwrap();
+        let l = c.log_settings();
+        assert_eq!((l.max_bytes, l.keep), (Some(2048), Some(5)));
+        let c = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"n","type":"t","log-keep":-1}"#)
+            .unwrap();
+        assert_eq!(c.log_settings().keep, None);
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub(super) fn section(
     if let Err(e) = cfg.check_supported() {
         out.push(Problem::from_parse(&e, "contrail.vif-type"));
     }
+    if let Err(e) = cfg.check_state_dir() {
+        out.push(Problem::from_parse(&e, "contrail.state-dir"));
+    }
     poll_budget(&cfg, out);
 
     // Mode: unset decides per ADD (k8s when CNI_ARGS names a pod, else mesos).

@@ -85,6 +85,7 @@ pub(super) fn wasm_section(conf: &NetConf, worlds: &[World], out: &mut Vec<Probl
 
 /// The top-level keys win over the `contrail` section's (see `NetConf::log_settings`).
 pub(super) fn log_settings(conf: &NetConf, out: &mut Vec<Problem>) {
+    log_counts(conf, out);
     let top = |k: &str| conf.get(k).filter(|v| !v.is_null());
     let section = |k: &str| {
         conf.get("contrail")
@@ -113,6 +114,33 @@ pub(super) fn log_settings(conf: &NetConf, out: &mut Vec<Problem>) {
                 key,
                 format!("{v} is not one of trace, debug, info, warn, error, off: logging at warn"),
             )),
+        }
+    }
+}
+
+/// `log-max-bytes` / `log-keep`: a count, else the default applies.
+fn log_counts(conf: &NetConf, out: &mut Vec<Problem>) {
+    for (k, default) in [
+        ("log-max-bytes", crate::logging::DEFAULT_MAX_BYTES),
+        ("log-keep", u64::from(crate::logging::DEFAULT_KEEP)),
+    ] {
+        let found = conf
+            .get(k)
+            .filter(|v| !v.is_null())
+            .map(|v| (k.to_owned(), v))
+            .or_else(|| {
+                conf.get("contrail")
+                    .and_then(|c| c.get(k))
+                    .filter(|v| !v.is_null())
+                    .map(|v| (format!("contrail.{k}"), v))
+            });
+        if let Some((key, v)) = found
+            && crate::cni::config::log_count(v).is_none()
+        {
+            out.push(Problem::warning(
+                key,
+                format!("expected a non-negative integer, got {v}: using {default}"),
+            ));
         }
     }
 }

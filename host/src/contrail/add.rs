@@ -15,6 +15,7 @@ use super::error::{Error, Result, at_step, code};
 use super::naming::{eth_index, tap_name};
 use super::poll::{Poll, agent_poll_reason, ms, poll, request_timeout};
 use super::portfile::{PortMsg, VmDir, go_time_now};
+use super::record::{Record, Store};
 use super::undo::{Undo, UndoList};
 use crate::cni::result::{CniResult, Interface, IpConfig};
 use crate::net::{NetError, RouteSpec, VethSpec, format_mac, parse_mac};
@@ -25,6 +26,7 @@ pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
         .netns
         .ok_or_else(|| Error::new(code::INVALID_ENV, "CNI_NETNS is required for ADD"))?;
     ctx.cfg.check_supported()?;
+    ctx.cfg.check_state_dir()?;
     let policy = deps.policy;
     let mut undo = UndoList::default();
     let out = std::thread::scope(|s| {
@@ -430,6 +432,27 @@ fn subscribe(
         vm_uuid: plan.vm_uuid.clone(),
         posted: false,
     });
+    // Which network made this port: what GC and `sweep` go by (the port file cannot say).
+    let record = Record {
+        network: ctx.network_name.to_owned(),
+        container_id: ctx.container_id.to_owned(),
+        ifname: ctx.ifname.to_owned(),
+        netns: netns.to_string_lossy().into_owned(),
+        vm_name: id.vm_name.clone(),
+        vm_uuid: plan.vm_uuid.clone(),
+        vmi_uuid: plan.vmi.clone(),
+        tap: tap.to_owned(),
+        config_dir: cfg.config_dir.clone(),
+    };
+    undo.push(Undo::Record {
+        network: record.network.clone(),
+    });
+    Store::new(&cfg.state_dir).write(&record).map_err(|e| {
+        at_step(
+            Error::new(code::PORT_FILE, format!("{}: {e}", cfg.state_dir.display())),
+            "write the attachment record",
+        )
+    })?;
     deps.agent
         .add_port(&body, request_timeout(cfg))
         .map_err(|e| at_step(e.into(), "POST /vm"))?;
@@ -525,7 +548,7 @@ mod tests {
         assert_eq!(r.ips[0].interface, Some(0));
         assert_eq!(r.routes.len(), 1);
         assert_eq!(r.interfaces[0].mac.as_deref(), Some("02:00:00:00:00:01"));
-        let file = tmp.path().join(CID).join(VMI);
+        let file = cfg.config_dir.join(CID).join(VMI);
         assert_eq!(std::fs::read(&file).unwrap(), agent.subs.borrow()[VMI]);
         assert_eq!(
             agent
@@ -537,6 +560,18 @@ mod tests {
             3
         );
         assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
+        // Our record of it, outside the agent's directory.
+        let store = crate::contrail::record::Store::new(&cfg.state_dir);
+        let recs = store.list(Some("contrail-cni-plugin")).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(
+            (
+                recs[0].vmi_uuid.as_str(),
+                recs[0].tap.as_str(),
+                recs[0].netns.as_str()
+            ),
+            (VMI, tap_name(CID, "eth0").as_str(), "/run/netns/x")
+        );
 
         let mut deps = Deps {
             agent: &agent,
@@ -546,8 +581,9 @@ mod tests {
         };
         del(&ctx(&cfg, ns), &mut deps).unwrap();
         assert!(net.links.is_empty());
-        assert!(!tmp.path().join(CID).exists());
+        assert!(!cfg.config_dir.join(CID).exists());
         assert!(agent.subs.borrow().is_empty());
+        assert!(store.list(None).unwrap().is_empty());
         let mut deps = Deps {
             agent: &agent,
             manager: None,
@@ -590,8 +626,10 @@ mod tests {
             e.msg
         );
         assert!(net.links.is_empty());
-        assert!(!tmp.path().join(CID).exists());
+        assert!(!cfg.config_dir.join(CID).exists());
         assert!(agent.subs.borrow().is_empty());
+        let store = crate::contrail::record::Store::new(&cfg.state_dir);
+        assert!(store.list(None).unwrap().is_empty());
 
         let agent = FakeAgent {
             fail_post: true,
@@ -607,7 +645,7 @@ mod tests {
         assert_eq!(e.code, code::AGENT);
         assert!(e.msg.starts_with("POST /vm:"), "{}", e.msg);
         assert!(net.links.is_empty());
-        assert!(!tmp.path().join(CID).exists());
+        assert!(!cfg.config_dir.join(CID).exists());
         // Not posted: no DELETE needed.
         assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
     }
@@ -724,7 +762,7 @@ mod tests {
         );
         assert!(agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
         assert!(manager.attached.borrow().is_empty());
-        assert!(!tmp.path().join(CID).exists());
+        assert!(!cfg.config_dir.join(CID).exists());
     }
 
     #[test]
@@ -750,7 +788,7 @@ mod tests {
         assert_eq!(agent.calls.borrow().len(), calls);
         assert_eq!(manager.attached.borrow().len(), 1);
         assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
-        assert!(tmp.path().join(CID).join(VMI).exists());
+        assert!(cfg.config_dir.join(CID).join(VMI).exists());
     }
 
     #[test]
@@ -781,7 +819,7 @@ mod tests {
             1
         );
         assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
-        assert!(tmp.path().join(CID).join(VMI).exists());
+        assert!(cfg.config_dir.join(CID).join(VMI).exists());
     }
 
     #[test]

@@ -55,10 +55,14 @@ pub struct ContrailConfig {
     /// DEL frees the interface names at once and leaves the kernel's slow veth teardown to a
     /// detached child (`async-teardown`, default true).
     pub async_teardown: bool,
+    /// Where this plugin records which network made each attachment (`state-dir`): never under
+    /// `config-dir`, whose files are the vRouter agent's.
+    pub state_dir: PathBuf,
 }
 
 pub const DEFAULT_CONFIG_DIR: &str = "/var/lib/contrail/ports/vm";
 pub const DEFAULT_MESOS_PORT: u16 = 6991;
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/contrail-cni/attachments";
 
 impl Default for ContrailConfig {
     fn default() -> Self {
@@ -79,6 +83,7 @@ impl Default for ContrailConfig {
             vrouter_ca_file: String::new(),
             mesos_timeout: Duration::from_secs(30),
             async_teardown: true,
+            state_dir: DEFAULT_STATE_DIR.into(),
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct Section {
     pub managers: Option<Vec<String>>,
     #[serde(deserialize_with = "de::boolean")]
     pub async_teardown: Option<bool>,
+    #[serde(deserialize_with = "de::string")]
+    pub state_dir: Option<String>,
     /// Every other key: kept, and logged ([`IGNORED`] says why some known ones are unused).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -135,7 +142,7 @@ pub struct Section {
 
 /// Read by the logger (`crate::cni::config::LogSettings`) before anything else, never fatal: a
 /// bad log setting must not break networking.
-const LOGGER_KEYS: &[&str] = &["log-file", "log-level"];
+const LOGGER_KEYS: &[&str] = &["log-file", "log-level", "log-max-bytes", "log-keep"];
 
 /// Keys of Contrail's CNI config that this plugin reads nowhere, and why.
 pub const IGNORED: &[(&str, &str)] = &[
@@ -363,6 +370,10 @@ impl ContrailConfig {
                 .mesos_timeout
                 .map_or(d.mesos_timeout, Duration::from_secs_f64),
             async_teardown: s.async_teardown.unwrap_or(d.async_teardown),
+            state_dir: s
+                .state_dir
+                .filter(|d| !d.is_empty())
+                .map_or(d.state_dir, PathBuf::from),
         })
     }
 
@@ -379,6 +390,29 @@ impl ContrailConfig {
                 self.vif_type
             ),
         ))
+    }
+
+    /// The state directory must be absolute and outside `config-dir`: the agent reads every
+    /// directory there as a VM's ports.
+    pub fn check_state_dir(&self) -> Result<()> {
+        let bad = |why: &str| {
+            Err(Error::new(
+                code::INVALID_CONFIG,
+                format!("contrail.state-dir {}: {why}", self.state_dir.display()),
+            ))
+        };
+        if !self.state_dir.is_absolute() {
+            return bad("must be an absolute path");
+        }
+        if self.state_dir.starts_with(&self.config_dir)
+            || self.config_dir.starts_with(&self.state_dir)
+        {
+            return bad(&format!(
+                "must not be inside (or contain) contrail.config-dir {}",
+                self.config_dir.display()
+            ));
+        }
+        Ok(())
     }
 
     /// The whole time we wait for the agent: what Contrail's `poll-retries` polls spaced by
@@ -422,6 +456,28 @@ fn host_port(ip: &str, port: u16) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn state_dir_must_be_absolute_and_outside_config_dir() {
+        let c = |state: &str| ContrailConfig {
+            state_dir: state.into(),
+            ..ContrailConfig::default()
+        };
+        c(DEFAULT_STATE_DIR).check_state_dir().unwrap();
+        for bad in [
+            "/var/lib/contrail/ports/vm/state",
+            "/var/lib/contrail",
+            "state",
+        ] {
+            let e = c(bad).check_state_dir().unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG, "{bad}");
+            assert!(e.msg.starts_with("contrail.state-dir"), "{}", e.msg);
+        }
+        let s = Section::parse(&serde_json::json!({"state-dir": "/srv/att"})).unwrap();
+        assert!(s.unknown_keys().next().is_none());
+        let c = ContrailConfig::from_section(s).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/att"));
+    }
+
     use super::*;
     use serde_json::json;
 

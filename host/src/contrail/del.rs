@@ -15,6 +15,7 @@ use super::error::{Error, Result, code};
 use super::naming::tap_name;
 use super::poll::{ms, request_timeout};
 use super::portfile::{PortMsg, VmDir};
+use super::record::Store;
 
 /// Removes this port's file and, when it was the VM's last, the directory and the agent's
 /// subscriptions. `DELETE /vm/<uuid>` drops every subscription of the VM (the agent's port-IPC
@@ -38,6 +39,26 @@ pub fn release_port(
     };
     let Some(dir) = VmDir::lock(&cfg.config_dir, vm_name, false).map_err(pf)? else {
         return Ok(false);
+    };
+    release_locked(agent, cfg, &dir, container_id, vmi, vm_uuid, posted)
+}
+
+/// [`release_port`] with the VM directory already locked (GC checks ownership under the same
+/// lock).
+pub fn release_locked(
+    agent: &dyn Agent,
+    cfg: &ContrailConfig,
+    dir: &VmDir,
+    container_id: &str,
+    vmi: &str,
+    vm_uuid: &str,
+    posted: bool,
+) -> Result<bool> {
+    let pf = |e: std::io::Error| {
+        Error::new(
+            code::PORT_FILE,
+            format!("port file {}/{vmi}: {e}", dir.path().display()),
+        )
     };
     dir.remove(vmi).map_err(pf)?;
     let last = dir.remove_if_empty().map_err(pf)?;
@@ -119,6 +140,21 @@ fn step(e: Error, what: &str) -> Error {
     super::error::at_step(e, what)
 }
 
+/// Removes our record of this attachment. Best effort: a record left behind names a port that is
+/// gone, which GC and `sweep` then find absent (they check the port file's owner first).
+fn forget(ctx: &Ctx) {
+    if let Err(e) =
+        Store::new(&ctx.cfg.state_dir).remove(ctx.network_name, ctx.container_id, ctx.ifname)
+    {
+        tracing::warn!(
+            container_id = ctx.container_id,
+            ifname = ctx.ifname,
+            "DEL: could not remove the attachment record under {}: {e}",
+            ctx.cfg.state_dir.display()
+        );
+    }
+}
+
 pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
     let t0 = Instant::now();
     let cfg = ctx.cfg;
@@ -133,6 +169,7 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
                 // A late DEL of an earlier container must not tear down the newer one that
                 // reuses the name (Contrail's CNI had this bug for Kubernetes sandboxes).
                 tracing::warn!(container_id = cid, owner = %owner, "stale DEL ignored: the port file belongs to another container");
+                forget(ctx);
                 return Ok(());
             }
             Ok(Lookup::Mine { vmi, vm_uuid }) => Some((vmi, vm_uuid)),
@@ -166,6 +203,11 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
         )
     {
         errors.push(step(e, "remove the port file"));
+    }
+    // The record goes only with a clean node side: what a failed step left, GC and `sweep`
+    // can still find by it.
+    if errors.is_empty() {
+        forget(ctx);
     }
     if let (Some(id), Some(m)) = (&id, deps.manager)
         && id.mode == Mode::Mesos
@@ -216,7 +258,7 @@ mod tests {
         };
         add(&ctx(&cfg, ns), &mut deps).unwrap();
         // Rewrite the port file as if a newer container with the same name owned it.
-        let file = tmp.path().join(CID).join(VMI);
+        let file = cfg.config_dir.join(CID).join(VMI);
         let mut m: PortMsg = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         m.vm_id = "newer".into();
         std::fs::write(&file, m.to_body()).unwrap();
@@ -250,7 +292,7 @@ mod tests {
         assert_eq!(manager.attached.borrow().len(), 1);
         net.fail_retire = true;
         // The VM's port directory is unreadable (a file where the directory should be).
-        let vm_dir = tmp.path().join(CID);
+        let vm_dir = cfg.config_dir.join(CID);
         std::fs::remove_dir_all(&vm_dir).unwrap();
         std::fs::write(&vm_dir, b"").unwrap();
         let manager = FakeManager {
@@ -276,6 +318,9 @@ mod tests {
         );
         assert_eq!(e.code, code::PORT_FILE);
         assert_eq!(e.details.lines().count(), 2, "{}", e.details);
+        // What the failed steps left can still be found by GC and `sweep`.
+        let store = crate::contrail::record::Store::new(&cfg.state_dir);
+        assert_eq!(store.list(None).unwrap().len(), 1);
     }
 
     #[test]
@@ -305,7 +350,7 @@ mod tests {
         };
         del(&ctx(&cfg, ns), &mut deps).unwrap();
         assert!(net.links.is_empty());
-        assert!(!tmp.path().join(CID).exists());
+        assert!(!cfg.config_dir.join(CID).exists());
         assert!(agent.subs.borrow().is_empty());
         assert_eq!(*down.journal.lock().unwrap(), ["detach"]);
     }

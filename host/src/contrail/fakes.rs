@@ -272,7 +272,8 @@ impl Policy for FakePolicy {
 
 pub fn cfg(dir: &Path) -> ContrailConfig {
     ContrailConfig {
-        config_dir: dir.to_owned(),
+        config_dir: dir.join("ports"),
+        state_dir: dir.join("state"),
         poll_timeout: Duration::from_millis(20),
         poll_retries: 5,
         mode: Some(Mode::Mesos),

@@ -10,7 +10,8 @@
 //! [`ctx`], so each runs against fakes without root; [`poll`] waits for the agent. Peers:
 //! [`agent`] (vRouter agent client and its wire types), [`manager`] (attachment API client).
 //! [`config`] is the `contrail` section, [`portfile`] the port files and per-VM lock, [`naming`]
-//! the tap and k8s names.
+//! the tap and k8s names. [`record`] is our own record of which network made each attachment
+//! (what [`gc`] and the operator's [`sweep`] go by).
 
 pub mod add;
 pub mod agent;
@@ -27,7 +28,9 @@ pub mod naming;
 pub mod plugin;
 pub mod poll;
 pub mod portfile;
+pub mod record;
 pub mod status;
+pub mod sweep;
 pub mod undo;
 
 use std::path::Path;
@@ -108,8 +111,9 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         return status::status(&cfg, &agent).map(|()| None);
     }
     if inv.command == Command::Gc {
-        gc::gc(&inv.conf);
-        return Ok(None);
+        let valid = gc::valid_attachments(&inv.conf)?;
+        let mut net = crate::net::Netlink::new()?;
+        return gc::gc(&cfg, inv.network_name(), &valid, &agent, &mut net).map(|_| None);
     }
     if let Some(a) = inv.args.args.as_deref()
         && let Err(e) = naming::check_cni_args(a)

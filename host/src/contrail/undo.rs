@@ -1,7 +1,7 @@
 //! The rollback of a failed ADD: each side effect pushes the step that undoes it, and a failure
-//! runs the list in reverse (the port before the veth before the manager registration, the
-//! opposite of the order ADD made them). Every step runs even when an earlier one failed; a
-//! failed undo is logged, the ADD's own error is what the runtime gets.
+//! runs the list in reverse (the record before the port before the veth before the manager
+//! registration, the opposite of the order ADD made them). Every step runs even when an earlier
+//! one failed; a failed undo is logged, the ADD's own error is what the runtime gets.
 
 use std::time::Instant;
 
@@ -26,6 +26,8 @@ pub enum Undo {
         vm_uuid: String,
         posted: bool,
     },
+    /// Our attachment record (`record`), by its network.
+    Record { network: String },
 }
 
 /// The undo steps of one ADD, in the order their side effects happened.
@@ -69,6 +71,15 @@ impl UndoList {
                     *posted,
                 )
                 .map(drop),
+                Undo::Record { network } => super::record::Store::new(&cfg.state_dir)
+                    .remove(network, container_id, ifname)
+                    .map(drop)
+                    .map_err(|e| {
+                        super::error::Error::new(
+                            super::error::code::PORT_FILE,
+                            format!("attachment record: {e}"),
+                        )
+                    }),
                 Undo::Veth { tap } => deps.net.delete_host_link(tap).map(drop).map_err(Into::into),
                 Undo::Registration => match deps.manager {
                     Some(m) => m.detach(container_id, ifname).map(drop),
