@@ -399,7 +399,10 @@ fn add_logs_the_findings_once() {
         "contrail": {"vrouter-ip": "127.0.0.1", "vrouter-port": 9091,
                      "poll-timeout": 0.1, "poll-retries": 2,
                      "config-dir": dir.path().join("ports"),
+                     "state-dir": dir.path().join("state"),
                      "log-file": log, "log-level": "warn"},
+        // Everything the ADD may write stays in the test's directory.
+        "wasm": {"cache-dir": dir.path().join("wasm-cache")},
         "args": {"org.apache.mesos": {"network_info": {"name": "contrail-cni-plugin",
             "labels": {"labels": [{"key": "networks", "value": "blue"}]}}}}
     });
