@@ -108,6 +108,30 @@ pub fn leadership(cfg: &Config) -> anyhow::Result<Arc<dyn Leadership>> {
     Ok(Arc::new(e))
 }
 
+/// Whether any server of the ensemble accepts a TCP connection (for `/healthz`; the session
+/// itself is the election's business, and 4-letter-word commands are often disabled).
+fn zk_reachable(connect: &str) -> Result<(), String> {
+    let hosts = connect.replace("tcp://", "");
+    let hosts = hosts.split('/').next().unwrap_or_default();
+    let mut last = String::from("no server listed");
+    for h in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let addrs = match std::net::ToSocketAddrs::to_socket_addrs(h) {
+            Ok(a) => a,
+            Err(e) => {
+                last = format!("{h}: {e}");
+                continue;
+            }
+        };
+        for a in addrs {
+            match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = format!("{h}: {e}"),
+            }
+        }
+    }
+    Err(last)
+}
+
 /// The HTTP server's limits from `[api]`.
 pub fn limits(cfg: &Config) -> Limits {
     let a = &cfg.api;
@@ -178,11 +202,24 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
     } else {
         &["vnc"]
     };
-    let health = Arc::new(Health::new(names, stale));
+    let mut health = Health::new(names, stale);
+    if !cfg.zookeeper.connect.is_empty() {
+        health = health.informational("zookeeper");
+    }
+    let health = Arc::new(health);
     let _ = health.leadership.set(leader.clone());
     // The rebuild above just read VNC.
     health.record("vnc", Ok(()));
     let mut threads = Vec::new();
+    if !cfg.zookeeper.connect.is_empty() {
+        let connect = cfg.zookeeper.connect.clone();
+        threads.push(health.spawn(
+            "zookeeper",
+            Box::new(move || zk_reachable(&connect)),
+            interval,
+            shutdown.clone(),
+        )?);
+    }
     {
         let (m, domain) = (mgr.clone(), cfg.cluster.domain.clone());
         threads.push(health.spawn(

@@ -49,6 +49,8 @@ pub struct Health {
     stale_after: Duration,
     /// The election, once the app has one.
     pub leadership: std::sync::OnceLock<std::sync::Arc<dyn crate::leader::Leadership>>,
+    /// Checks reported but not part of readiness (see [`Health::informational`]).
+    informational: Vec<String>,
 }
 
 impl Health {
@@ -62,7 +64,18 @@ impl Health {
                 .collect(),
             stale_after,
             leadership: std::sync::OnceLock::new(),
+            informational: Vec::new(),
         }
+    }
+
+    /// Adds a check that `/healthz` reports but readiness ignores: ZooKeeper, whose loss only
+    /// demotes this manager (every manager keeps serving the attachment API), so it must not
+    /// make a whole cluster of managers unready at once.
+    pub fn informational(mut self, name: &str) -> Health {
+        self.probes
+            .push((name.to_owned(), Mutex::new(ProbeState::default())));
+        self.informational.push(name.to_owned());
+        self
     }
 
     fn slot(&self, name: &str) -> Option<std::sync::MutexGuard<'_, ProbeState>> {
@@ -121,7 +134,9 @@ impl Health {
             };
             checks.insert(name.clone(), c);
         }
-        let ready = checks.values().all(|c| c.ok);
+        let ready = checks
+            .iter()
+            .all(|(n, c)| c.ok || self.informational.contains(n));
         Report {
             ready,
             status: if ready { "ok" } else { "unavailable" },

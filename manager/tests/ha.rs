@@ -440,3 +440,39 @@ fn a_wrong_or_unreachable_ensemble_stops_the_manager_at_start() {
         assert!(err.contains(want), "{name}: {err}");
     }
 }
+
+#[test]
+fn healthz_reports_zookeeper_but_losing_it_does_not_make_the_manager_unready() {
+    if !zookeeper::available() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ZooKeeper is required under CI (make deps installs it)"
+        );
+        eprintln!("SKIPPED: ZooKeeper not installed");
+        return;
+    }
+    let zk = ZkServer::start().expect("zookeeper");
+    let v = vnc();
+    let m = MarathonServer::start().expect("marathon");
+    let dir = tempfile::tempdir().unwrap();
+    let a = spawn_manager(dir.path(), "a", &v, &m, &zk);
+    let zk_ok = |p: &Proc| -> Option<bool> {
+        let h: Value = serde_json::from_str(&get(p.addr, "/healthz")?).ok()?;
+        h["checks"]["zookeeper"]["ok"].as_bool()
+    };
+    assert!(wait_until(Duration::from_secs(20), || zk_ok(&a) == Some(true)));
+    drop(zk);
+    assert!(
+        wait_until(Duration::from_secs(20), || zk_ok(&a) == Some(false)),
+        "/healthz never said ZooKeeper is gone"
+    );
+    let ready = http()
+        .get(format!("http://{}/readyz", a.addr))
+        .call()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(ready, 200, "ZooKeeper's loss made the manager unready");
+    assert!(wait_until(Duration::from_secs(20), || a.role().as_deref()
+        == Some("follower")));
+}
