@@ -112,9 +112,10 @@ pub(crate) fn rotate_from(current: &AtomicUsize, urls: &[String], url: &str) {
 /// A failed exchange: a TLS failure (permanent) or no answer (transient).
 fn transport_error(url: &str, e: &ureq::Error) -> VncError {
     if let ureq::Error::Other(o) = e
-        && let Some(a) = o.downcast_ref::<crate::auth::AuthError>()
+        && let Some(a @ VncError::Auth(_)) = o.downcast_ref::<VncError>()
     {
-        return VncError::Auth(a.clone());
+        // No token to send (`get_authed`): the login's error, not a transport one.
+        return a.clone();
     }
     match contrail_mesos_api::tls::failure(e) {
         Some(reason) => VncError::Tls(contrail_mesos_api::tls::describe(url, &reason)),
