@@ -145,6 +145,23 @@ fn a_token_revoked_mid_run_is_renewed_after_one_401() {
 }
 
 #[test]
+fn a_token_is_renewed_before_its_expires_at_without_a_401() {
+    // Tokens live 3 s; the manager renews a tenth of a lifetime (at least 1 s) before
+    // `expires_at`, so calls made across the expiry never meet a 401.
+    let k = KeystoneServer::start(Account::admin(PASSWORD), Duration::from_secs(3)).unwrap();
+    let v = vnc_behind(&k);
+    let app = app::start(&keystone_config(&v, &k, PASSWORD)).unwrap();
+    let mut n = 0;
+    wait_for("a renewal", 200, || {
+        n += 1;
+        assert_eq!(post(&app, &cid(200 + n)).0, 201);
+        k.logins() >= 2
+    });
+    assert_eq!(v.faults.unauthorized.load(Ordering::SeqCst), 0);
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
 fn many_concurrent_attaches_after_a_revocation_cause_one_login() {
     let k = KeystoneServer::start(Account::admin(PASSWORD), HOUR).unwrap();
     let v = vnc_behind(&k);

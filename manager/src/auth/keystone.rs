@@ -149,4 +149,26 @@ mod tests {
         assert!(lifetime("2999-01-01T00:00:00.000000Z").unwrap() > Duration::from_secs(1));
         assert_eq!(lifetime("soon"), None);
     }
+
+    #[test]
+    fn an_unreachable_keystone_is_transient() {
+        // A port nothing listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let l = KeystoneLogin::new(KeystoneConfig {
+            auth_url: format!("http://127.0.0.1:{port}/v3"),
+            username: "admin".into(),
+            password: "p".into(),
+            user_domain: "Default".into(),
+            project: "admin".into(),
+            project_domain: "Default".into(),
+            timeout: Duration::from_secs(2),
+            tls: contrail_mesos_api::tls::client_config("").unwrap(),
+        });
+        let e = l.login().unwrap_err();
+        assert!(!e.is_permanent(), "{e}");
+    }
 }

@@ -43,6 +43,19 @@ pub enum MarathonError {
     Auth(crate::auth::AuthError),
 }
 
+impl MarathonError {
+    /// Marathon (or the login in front of it) refused who we say we are: a 401/403 after the
+    /// client's one renewal, or a refused login. Not an outage: only a configuration change
+    /// helps.
+    pub fn is_refused_credentials(&self) -> bool {
+        match self {
+            MarathonError::Status { status, .. } => matches!(status, 401 | 403),
+            MarathonError::Auth(a) => a.is_permanent(),
+            _ => false,
+        }
+    }
+}
+
 /// How the manager proves who it is to Marathon.
 #[derive(Clone)]
 pub enum MarathonAuth {
