@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::{AuthError, Login};
 
-#[derive(Debug, Clone)]
+/// No `Debug`: it holds the password.
+#[derive(Clone)]
 pub struct KeystoneConfig {
     /// The v3 base, e.g. `https://keystone:5000/v3` (a base without `/v3` gets it added).
     pub auth_url: String,
