@@ -412,8 +412,14 @@ impl Config {
         first_line(&self.marathon.password_file)
     }
 
+    /// The effective configuration as TOML (`--print-config`), `[vnc] password` masked: it
+    /// ends up in terminals and bug reports.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        let mut c = self.clone();
+        if !c.vnc.password.is_empty() {
+            c.vnc.password = "(set, not shown)".into();
+        }
+        toml::to_string_pretty(&c).unwrap_or_default()
     }
 }
 
@@ -553,6 +559,14 @@ mod tests {
         c.api.allow_unauthenticated = false;
         c.api.token = "t".into();
         assert_eq!(c.checked_api_token().unwrap().as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn the_printed_config_hides_the_vnc_password() {
+        let mut c = Config::default();
+        c.vnc.password = "hunter2".into();
+        let t = c.to_toml();
+        assert!(!t.contains("hunter2") && t.contains("not shown"), "{t}");
     }
 
     #[test]
