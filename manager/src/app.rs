@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::auth::keystone::{KeystoneConfig, KeystoneLogin};
+use crate::auth::{self, TokenSource};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::health::Health;
 use crate::leader::{Leadership, Standalone, ZkConfig, ZkElection};
-use crate::marathon::{HttpMarathon, HttpMarathonConfig, MarathonApi};
+use crate::marathon::{HttpMarathon, HttpMarathonConfig, MarathonApi, MarathonAuth};
 use crate::metrics::Metrics;
 use crate::reconcile::Policy;
 use crate::server::{ApiServer, Limits};
@@ -38,13 +40,79 @@ fn client_tls(key: &str, ca_file: &str) -> anyhow::Result<ureq::tls::TlsConfig> 
     contrail_mesos_api::tls::client_config(ca_file).map_err(|e| anyhow::anyhow!("{key}: {e}"))
 }
 
+/// Where the VNC token comes from: a Keystone login with `[vnc] auth-url`, else the static
+/// `[vnc] token` (or none).
+pub fn vnc_auth(cfg: &Config, tls: &ureq::tls::TlsConfig) -> anyhow::Result<Arc<dyn TokenSource>> {
+    let v = &cfg.vnc;
+    if v.auth_url.is_empty() {
+        return Ok(Arc::new(auth::Static(opt(&v.token))));
+    }
+    let password = cfg.vnc_password()?.ok_or_else(|| {
+        anyhow::anyhow!("[vnc] auth-url is set but [vnc] password (or password-file) is not")
+    })?;
+    Ok(Arc::new(auth::Cached::new(KeystoneLogin::new(
+        KeystoneConfig {
+            auth_url: v.auth_url.clone(),
+            username: v.username.clone(),
+            password,
+            user_domain: v.user_domain.clone(),
+            project: v.project.clone(),
+            project_domain: v.project_domain.clone(),
+            timeout: Duration::from_secs(v.timeout_secs),
+            tls: tls.clone(),
+        },
+    ))))
+}
+
+/// How the manager authenticates to Marathon: a DC/OS service-account login, HTTP basic auth,
+/// a static token, or nothing.
+pub fn marathon_auth(cfg: &Config, tls: &ureq::tls::TlsConfig) -> anyhow::Result<MarathonAuth> {
+    let m = &cfg.marathon;
+    if !m.service_account_id.is_empty() {
+        let key = auth::dcos::load_rsa_key(&m.service_account_key_file)
+            .map_err(|e| anyhow::anyhow!("[marathon] service-account-key-file: {e}"))?;
+        let url = if m.login_url.is_empty() {
+            m.urls
+                .first()
+                .and_then(|u| auth::dcos::default_login_url(u))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("[marathon] login-url: no Marathon URL to derive it from")
+                })?
+        } else {
+            m.login_url.clone()
+        };
+        return Ok(MarathonAuth::Token(Arc::new(auth::Cached::new(
+            auth::dcos::ServiceAccountLogin::new(
+                m.service_account_id.clone(),
+                key,
+                url,
+                Duration::from_secs(m.timeout_secs),
+                tls.clone(),
+            ),
+        ))));
+    }
+    if !m.username.is_empty() {
+        let password = cfg.marathon_password()?.ok_or_else(|| {
+            anyhow::anyhow!("[marathon] username is set but password-file is not")
+        })?;
+        return Ok(MarathonAuth::Basic {
+            username: m.username.clone(),
+            password,
+        });
+    }
+    Ok(match opt(&m.token) {
+        Some(t) => MarathonAuth::Token(Arc::new(auth::Static(Some(t)))),
+        None => MarathonAuth::None,
+    })
+}
+
 /// The manager core over an HTTP VNC client.
 pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Manager>> {
     let tls = client_tls("[vnc] ca-file", &cfg.vnc.ca_file)?;
     let api: Arc<dyn VncApi> = Arc::new(HttpVnc::new(
         HttpVncConfig {
             urls: cfg.vnc.urls.clone(),
-            token: opt(&cfg.vnc.token),
+            auth: vnc_auth(cfg, &tls)?,
             timeout: Duration::from_secs(cfg.vnc.timeout_secs),
             connect_timeout: Duration::from_secs(cfg.vnc.connect_timeout_secs),
             attempts: cfg.vnc.attempts,
@@ -165,6 +233,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
     // Every TLS file is read before anything starts: a bad one is a configuration error.
     let server_tls = crate::server::tls_acceptor(&cfg.api)?;
     let marathon_tls = client_tls("[marathon] ca-file", &cfg.marathon.ca_file)?;
+    let marathon_auth = marathon_auth(cfg, &marathon_tls)?;
     let mesos_tls = client_tls("[mesos] ca-file", &cfg.mesos.ca_file)?;
     let metrics = Arc::new(Metrics::default());
     let mgr = manager(cfg, metrics.clone())?;
@@ -247,7 +316,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
     if with_marathon {
         let m: Arc<dyn MarathonApi> = Arc::new(HttpMarathon::new(HttpMarathonConfig {
             urls: cfg.marathon.urls.clone(),
-            token: opt(&cfg.marathon.token),
+            auth: marathon_auth,
             timeout: Duration::from_secs(cfg.marathon.timeout_secs),
             stall_timeout: Duration::from_secs(cfg.marathon.stall_timeout_secs),
             tls: marathon_tls,

@@ -61,8 +61,19 @@ pub struct VncConfig {
     pub attempts: u32,
     pub backoff_ms: u64,
     /// CA bundle (PEM) that `https://` URLs' certificates must chain to; empty = the Mozilla
-    /// roots built in.
+    /// roots built in. Also used for an `https://` `auth-url`.
     pub ca_file: String,
+    /// Keystone v3 base (e.g. `https://keystone:5000/v3`): log in with `username` and
+    /// `password` and send the token it issues, renewed before it expires. Empty = `token`.
+    pub auth_url: String,
+    pub username: String,
+    pub password: String,
+    /// File holding the password (first line), read when `password` is empty.
+    pub password_file: String,
+    pub user_domain: String,
+    /// The project the token is scoped to.
+    pub project: String,
+    pub project_domain: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,7 +105,19 @@ pub struct MarathonConfig {
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
     /// CA bundle (PEM) for `https://` Marathon URLs; empty = the Mozilla roots built in.
+    /// Also used for an `https://` `login-url`.
     pub ca_file: String,
+    /// DC/OS service account: log in with a JWT signed by `service-account-key-file` and send
+    /// the token it gets, renewed before it expires or after a 401.
+    pub service_account_id: String,
+    /// The account's RSA private key (PEM, PKCS#8 or PKCS#1).
+    pub service_account_key_file: String,
+    /// The IAM login endpoint; empty = `<first URL's scheme://host>/acs/api/v1/auth/login`.
+    pub login_url: String,
+    /// HTTP basic auth (Marathon's `--http_credentials`), with `password-file`.
+    pub username: String,
+    /// File holding the basic-auth password (first line).
+    pub password_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,6 +229,13 @@ impl Default for VncConfig {
             attempts: 5,
             backoff_ms: 100,
             ca_file: String::new(),
+            auth_url: String::new(),
+            username: String::new(),
+            password: String::new(),
+            password_file: String::new(),
+            user_domain: "Default".into(),
+            project: "admin".into(),
+            project_domain: "Default".into(),
         }
     }
 }
@@ -231,6 +261,11 @@ impl Default for MarathonConfig {
             backoff_min_ms: 500,
             backoff_max_ms: 30_000,
             ca_file: String::new(),
+            service_account_id: String::new(),
+            service_account_key_file: String::new(),
+            login_url: String::new(),
+            username: String::new(),
+            password_file: String::new(),
         }
     }
 }
@@ -364,9 +399,43 @@ impl Config {
         Ok(token)
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+    /// `[vnc] password`, or the first line of `[vnc] password-file`.
+    pub fn vnc_password(&self) -> Result<Option<String>, ConfigError> {
+        if !self.vnc.password.is_empty() {
+            return Ok(Some(self.vnc.password.clone()));
+        }
+        first_line(&self.vnc.password_file)
     }
+
+    /// The first line of `[marathon] password-file`.
+    pub fn marathon_password(&self) -> Result<Option<String>, ConfigError> {
+        first_line(&self.marathon.password_file)
+    }
+
+    /// The effective configuration as TOML (`--print-config`), `[vnc] password` masked: it
+    /// ends up in terminals and bug reports.
+    pub fn to_toml(&self) -> String {
+        let mut c = self.clone();
+        if !c.vnc.password.is_empty() {
+            c.vnc.password = "(set, not shown)".into();
+        }
+        toml::to_string_pretty(&c).unwrap_or_default()
+    }
+}
+
+/// A secret file's first line (trimmed); `None` for no file or an empty first line.
+fn first_line(path: &str) -> Result<Option<String>, ConfigError> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let t = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(t.lines()
+        .next()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty()))
 }
 
 fn merge(base: &mut toml::Value, over: toml::Value) {
@@ -490,6 +559,14 @@ mod tests {
         c.api.allow_unauthenticated = false;
         c.api.token = "t".into();
         assert_eq!(c.checked_api_token().unwrap().as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn the_printed_config_hides_the_vnc_password() {
+        let mut c = Config::default();
+        c.vnc.password = "hunter2".into();
+        let t = c.to_toml();
+        assert!(!t.contains("hunter2") && t.contains("not shown"), "{t}");
     }
 
     #[test]

@@ -75,7 +75,107 @@ pub fn check(cfg: &Config) -> Vec<Problem> {
     numbers(cfg, &mut out);
     log(cfg, &mut out);
     tls(cfg, &mut out);
+    logins(cfg, &mut out);
     out.0
+}
+
+/// A secret file start reads: readable, with a non-empty first line.
+fn secret_file(out: &mut Out, key: &str, file: &str) {
+    match std::fs::read_to_string(file) {
+        Err(e) => out.error(key, format!("{file:?} cannot be read: {e}")),
+        Ok(t) if t.lines().next().is_none_or(|l| l.trim().is_empty()) => {
+            out.error(key, format!("{file:?}: its first line is empty"))
+        }
+        Ok(_) => {}
+    }
+}
+
+/// The login keys: what start needs to log in to Keystone (VNC) and DC/OS or Marathon.
+fn logins(cfg: &Config, out: &mut Out) {
+    let v = &cfg.vnc;
+    let vnc_login = !v.auth_url.is_empty();
+    if vnc_login {
+        if let Err(why) = base_url(&v.auth_url) {
+            out.error("vnc.auth-url", format!("{:?}: {why}", v.auth_url));
+        }
+        if v.username.is_empty() {
+            out.error(
+                "vnc.username",
+                "empty while auth-url is set: the Keystone user to log in as",
+            );
+        }
+        for (key, val) in [
+            ("vnc.user-domain", &v.user_domain),
+            ("vnc.project", &v.project),
+            ("vnc.project-domain", &v.project_domain),
+        ] {
+            if val.is_empty() {
+                out.error(
+                    key,
+                    "empty while auth-url is set: the login is scoped by name",
+                );
+            }
+        }
+        if !v.token.is_empty() {
+            out.warning(
+                "vnc.token",
+                "ignored: auth-url is set, tokens come from Keystone",
+            );
+        }
+    }
+    if !v.username.is_empty() && v.password.is_empty() && v.password_file.is_empty() {
+        out.error(
+            "vnc.password",
+            "username is set without password or password-file",
+        );
+    } else if !v.password_file.is_empty() && v.password.is_empty() {
+        secret_file(out, "vnc.password-file", &v.password_file);
+    }
+    if !vnc_login && (!v.username.is_empty() || !v.password.is_empty()) {
+        out.error("vnc.auth-url", "empty while username/password are set: the Keystone v3 base to log in to (e.g. http://keystone:5000/v3)");
+    }
+
+    let m = &cfg.marathon;
+    if !m.service_account_id.is_empty() {
+        if m.service_account_key_file.is_empty() {
+            out.error(
+                "marathon.service-account-key-file",
+                "empty while service-account-id is set: the account's PEM RSA private key",
+            );
+        } else if let Err(e) = crate::auth::dcos::load_rsa_key(&m.service_account_key_file) {
+            out.error("marathon.service-account-key-file", e);
+        }
+        if m.login_url.is_empty() {
+            if m.urls.is_empty() {
+                out.error(
+                    "marathon.login-url",
+                    "empty and no Marathon URL to derive it from",
+                );
+            }
+        } else if let Err(why) = base_url(&m.login_url) {
+            out.error("marathon.login-url", format!("{:?}: {why}", m.login_url));
+        }
+        if !m.username.is_empty() {
+            out.error(
+                "marathon.username",
+                "set together with service-account-id: choose one login",
+            );
+        }
+    } else if !m.service_account_key_file.is_empty() {
+        out.error(
+            "marathon.service-account-id",
+            "empty while service-account-key-file is set",
+        );
+    }
+    if !m.username.is_empty() {
+        if m.password_file.is_empty() {
+            out.error("marathon.password-file", "empty while username is set");
+        } else {
+            secret_file(out, "marathon.password-file", &m.password_file);
+        }
+    } else if !m.password_file.is_empty() {
+        out.error("marathon.username", "empty while password-file is set");
+    }
 }
 
 /// The TLS files start loads: each CA bundle must parse, and the server's certificate and key
@@ -417,9 +517,20 @@ mod tests {
         c
     }
 
+    fn fixture(rel: &str) -> String {
+        format!("{}/../tests/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))
+    }
+
     #[test]
     fn a_production_config_is_clean() {
         assert_eq!(check(&production()), vec![]);
+        let mut c = production();
+        c.vnc.auth_url = "https://keystone:5000/v3".into();
+        c.vnc.username = "admin".into();
+        c.vnc.password = "p".into();
+        c.marathon.service_account_id = "contrail".into();
+        c.marathon.service_account_key_file = fixture("login/service-account.key.pem");
+        assert_eq!(check(&c), vec![]);
         let mut c = production();
         c.marathon.urls = vec!["http://master.mesos/marathon".into()];
         c.mesos.agent_url = "http://{node-ip}:5051".into();
@@ -496,6 +607,62 @@ mod tests {
             ),
             (|c| c.log.level = "info,=[".into(), "log.level"),
             (|c| c.log.file = "/nonexistent/dir/m.log".into(), "log.file"),
+            (
+                |c| {
+                    c.vnc.auth_url = "keystone:5000".into();
+                    c.vnc.username = "admin".into();
+                    c.vnc.password = "p".into();
+                },
+                "vnc.auth-url",
+            ),
+            (
+                |c| {
+                    c.vnc.auth_url = "http://keystone:5000/v3".into();
+                    c.vnc.username = "admin".into();
+                },
+                "vnc.password",
+            ),
+            (
+                |c| {
+                    c.vnc.auth_url = "http://keystone:5000/v3".into();
+                    c.vnc.password = "p".into();
+                },
+                "vnc.username",
+            ),
+            (
+                |c| {
+                    c.vnc.auth_url = "http://keystone:5000/v3".into();
+                    c.vnc.username = "admin".into();
+                    c.vnc.password_file = "/nonexistent/pw".into();
+                },
+                "vnc.password-file",
+            ),
+            (
+                |c| {
+                    c.marathon.service_account_id = "contrail".into();
+                    c.marathon.service_account_key_file = "/nonexistent/key.pem".into();
+                },
+                "marathon.service-account-key-file",
+            ),
+            (
+                |c| {
+                    c.marathon.service_account_id = "contrail".into();
+                    c.marathon.service_account_key_file = fixture("login/service-account.pub.pem");
+                },
+                "marathon.service-account-key-file",
+            ),
+            (
+                |c| {
+                    c.marathon.service_account_id = "contrail".into();
+                    c.marathon.service_account_key_file = fixture("login/service-account.key.pem");
+                    c.marathon.login_url = "iam/login".into();
+                },
+                "marathon.login-url",
+            ),
+            (
+                |c| c.marathon.username = "m".into(),
+                "marathon.password-file",
+            ),
         ];
         for (edit, key) in cases {
             let mut c = production();

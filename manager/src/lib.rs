@@ -3,6 +3,7 @@
 //! to learn which tasks run, and reconciles VNC with what runs. See `docs/manager.md`.
 
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod config_check;

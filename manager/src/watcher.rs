@@ -483,6 +483,15 @@ impl Watcher {
                     self.backoff(backoff);
                     continue;
                 }
+                Err(e) if e.is_refused_credentials() => {
+                    // The same: a login or credentials Marathon refuses (a renewal was already
+                    // tried by the client) need an operator.
+                    self.mgr.metrics.marathon_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, "event stream: credentials refused; check the [marathon] login keys");
+                    backoff = self.cfg.backoff_max;
+                    self.backoff(backoff);
+                    continue;
+                }
                 Err(e) => {
                     self.mgr.metrics.marathon_errors.fetch_add(1, Relaxed);
                     tracing::warn!(error = %e, "event stream connect failed");

@@ -237,7 +237,7 @@ fn bench_attachments_restart_reconcile() {
     let mgr = app::manager(&cfg, metrics).unwrap();
     let marathon = Arc::new(HttpMarathon::new(HttpMarathonConfig {
         urls: vec![m.url()],
-        token: None,
+        auth: contrail_mesos_manager::marathon::MarathonAuth::None,
         timeout: Duration::from_secs(30),
         stall_timeout: Duration::from_secs(30),
         tls: Default::default(),

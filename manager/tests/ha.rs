@@ -150,7 +150,7 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 fn watcher(app: &app::App, m: &MarathonServer, shutdown: Arc<AtomicBool>) -> Watcher {
     let marathon = Arc::new(HttpMarathon::new(HttpMarathonConfig {
         urls: vec![m.url()],
-        token: None,
+        auth: contrail_mesos_manager::marathon::MarathonAuth::None,
         timeout: Duration::from_secs(5),
         stall_timeout: Duration::from_secs(1),
         tls: Default::default(),

@@ -4,6 +4,7 @@
 //! (`tests/fixtures/`), never from our own clients.
 
 pub mod attach_standin;
+pub mod login;
 pub mod marathon;
 pub mod mesos_agent;
 pub mod netns;

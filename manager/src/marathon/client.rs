@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufReader, Read};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -37,6 +38,65 @@ pub enum MarathonError {
     /// The TLS handshake failed (certificate not trusted by `[marathon] ca-file`, ...).
     #[error("Marathon {0}")]
     Tls(String),
+    /// No credentials to send: the login was refused or its service is unreachable.
+    #[error("Marathon login: {0}")]
+    Auth(crate::auth::AuthError),
+}
+
+impl MarathonError {
+    /// Marathon (or the login in front of it) refused who we say we are: a 401/403 after the
+    /// client's one renewal, or a refused login. Not an outage: only a configuration change
+    /// helps.
+    pub fn is_refused_credentials(&self) -> bool {
+        match self {
+            MarathonError::Status { status, .. } => matches!(status, 401 | 403),
+            MarathonError::Auth(a) => a.is_permanent(),
+            _ => false,
+        }
+    }
+}
+
+/// How the manager proves who it is to Marathon.
+#[derive(Clone)]
+pub enum MarathonAuth {
+    None,
+    /// `Authorization: token=<t>` (DC/OS): a configured token or a service-account login's.
+    Token(Arc<dyn crate::auth::TokenSource>),
+    /// `Authorization: Basic <user:password>` (Marathon's `--http_credentials`).
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+impl MarathonAuth {
+    /// The header value to send, and the token it carries (for a renewal after a 401).
+    fn header(&self) -> Result<Option<(String, Option<String>)>, MarathonError> {
+        use base64::Engine as _;
+        Ok(match self {
+            MarathonAuth::None => None,
+            MarathonAuth::Token(src) => src
+                .token()
+                .map_err(MarathonError::Auth)?
+                .map(|t| (format!("token={t}"), Some(t))),
+            MarathonAuth::Basic { username, password } => Some((
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}"))
+                ),
+                None,
+            )),
+        })
+    }
+
+    /// The peer refused `header`'s token: true when asking again can give another.
+    fn refused(&self, header: &Option<(String, Option<String>)>) -> bool {
+        match (self, header) {
+            (MarathonAuth::Token(src), Some((_, Some(t)))) => src.refused(t),
+            _ => false,
+        }
+    }
 }
 
 /// A failed request: TLS failure or no answer.
@@ -70,11 +130,11 @@ pub trait MarathonApi: Send + Sync {
     fn stream_failed(&self) {}
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpMarathonConfig {
     pub urls: Vec<String>,
-    /// Sent as `Authorization: token=<t>` (DC/OS ACL token) when set.
-    pub token: Option<String>,
+    /// The `Authorization` header sent with every request, the event stream's included.
+    pub auth: MarathonAuth,
     pub timeout: Duration,
     /// The stream is declared dead after this long without a byte (heartbeats come every 10 s).
     pub stall_timeout: Duration,
@@ -136,19 +196,40 @@ impl HttpMarathon {
         crate::vnc::client::rotate_from(&self.current, &self.cfg.urls, url);
     }
 
+    /// Sends with the credentials; after a 401 to a token from a login, renews it and sends
+    /// once more (a second 401 is the answer).
+    fn send_authed(
+        &self,
+        url: &str,
+        send: impl Fn(Option<&str>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<ureq::http::Response<ureq::Body>, MarathonError> {
+        let h = self.cfg.auth.header()?;
+        let call = |h: &Option<(String, Option<String>)>| {
+            send(h.as_ref().map(|(v, _)| v.as_str())).map_err(|e| {
+                self.rotate(url);
+                transport_error(url, &e)
+            })
+        };
+        let resp = call(&h)?;
+        if resp.status().as_u16() == 401 && self.cfg.auth.refused(&h) {
+            let h = self.cfg.auth.header()?;
+            return call(&h);
+        }
+        Ok(resp)
+    }
+
     /// `Ok(None)` on 404.
     fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
     ) -> Result<Option<T>, MarathonError> {
         let url = format!("{}{path}", self.base());
-        let mut rb = self.lists.get(&url).header("Accept", "application/json");
-        if let Some(t) = &self.cfg.token {
-            rb = rb.header("Authorization", format!("token={t}"));
-        }
-        let resp = rb.call().map_err(|e| {
-            self.rotate(&url);
-            transport_error(&url, &e)
+        let resp = self.send_authed(&url, |auth| {
+            let mut rb = self.lists.get(&url).header("Accept", "application/json");
+            if let Some(a) = auth {
+                rb = rb.header("Authorization", a);
+            }
+            rb.call()
         })?;
         let status = resp.status().as_u16();
         if status == 404 {
@@ -196,9 +277,12 @@ impl MarathonApi for HttpMarathon {
 
     fn ping(&self) -> Result<(), MarathonError> {
         let url = format!("{}/ping", self.base());
-        let resp = self.lists.get(&url).call().map_err(|e| {
-            self.rotate(&url);
-            transport_error(&url, &e)
+        let resp = self.send_authed(&url, |auth| {
+            let mut rb = self.lists.get(&url);
+            if let Some(a) = auth {
+                rb = rb.header("Authorization", a);
+            }
+            rb.call()
         })?;
         match resp.status().as_u16() {
             200 => Ok(()),
@@ -211,14 +295,15 @@ impl MarathonApi for HttpMarathon {
 
     fn events(&self) -> Result<Box<dyn EventStream>, MarathonError> {
         let url = format!("{}{EVENTS_PATH}", self.base());
-        // Jetty compares each Accept header to "text/event-stream" exactly: nothing else.
-        let mut rb = self.stream.get(&url).header("Accept", "text/event-stream");
-        if let Some(t) = &self.cfg.token {
-            rb = rb.header("Authorization", format!("token={t}"));
-        }
-        let resp = rb.call().map_err(|e| {
-            self.rotate(&url);
-            transport_error(&url, &e)
+        // The stream carries the same credentials; a stream cut because its token expired
+        // comes back here, and the 401 to the old token renews it.
+        let resp = self.send_authed(&url, |auth| {
+            // Jetty compares each Accept header to "text/event-stream" exactly: nothing else.
+            let mut rb = self.stream.get(&url).header("Accept", "text/event-stream");
+            if let Some(a) = auth {
+                rb = rb.header("Authorization", a);
+            }
+            rb.call()
         })?;
         let status = resp.status().as_u16();
         if status != 200 {

@@ -7,6 +7,7 @@ pub mod model;
 pub mod sse;
 
 pub use client::{
-    EventStream, HttpMarathon, HttpMarathonConfig, Listing, MarathonApi, MarathonError,
+    EventStream, HttpMarathon, HttpMarathonConfig, Listing, MarathonApi, MarathonAuth,
+    MarathonError,
 };
 pub use model::{Event, TaskView};

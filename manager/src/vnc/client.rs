@@ -32,6 +32,9 @@ pub enum VncError {
     /// configuration changes, so it is never retried.
     #[error("VNC {0}")]
     Tls(String),
+    /// No token to send: the login was refused (permanent) or its service is unreachable.
+    #[error("VNC login: {0}")]
+    Auth(crate::auth::AuthError),
 }
 
 impl VncError {
@@ -67,6 +70,7 @@ impl VncError {
                 *status >= 500 && !PERMANENT_5XX.iter().any(|p| body.contains(p))
             }
             VncError::Transport(_) => true,
+            VncError::Auth(a) => !a.is_permanent(),
             VncError::Decode(_) | VncError::Fenced(_) | VncError::Tls(_) => false,
         }
     }
@@ -107,9 +111,22 @@ pub(crate) fn rotate_from(current: &AtomicUsize, urls: &[String], url: &str) {
 
 /// A failed exchange: a TLS failure (permanent) or no answer (transient).
 fn transport_error(url: &str, e: &ureq::Error) -> VncError {
+    if let ureq::Error::Other(o) = e
+        && let Some(a @ VncError::Auth(_)) = o.downcast_ref::<VncError>()
+    {
+        // No token to send (`get_authed`): the login's error, not a transport one.
+        return a.clone();
+    }
     match contrail_mesos_api::tls::failure(e) {
         Some(reason) => VncError::Tls(contrail_mesos_api::tls::describe(url, &reason)),
         None => VncError::Transport(format!("{url}: {e}")),
+    }
+}
+
+fn with_token<B>(rb: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {
+    match token {
+        Some(t) => rb.header("X-Auth-Token", t),
+        None => rb,
     }
 }
 
@@ -167,12 +184,12 @@ pub trait VncApi: Send + Sync {
 }
 
 /// Settings of the HTTP client.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpVncConfig {
     /// API servers; a connection failure moves to the next.
     pub urls: Vec<String>,
-    /// Keystone-style token, sent as `X-Auth-Token`.
-    pub token: Option<String>,
+    /// The token sent as `X-Auth-Token` (static or from a Keystone login).
+    pub auth: Arc<dyn crate::auth::TokenSource>,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     /// Attempts per call (1 = no retry).
@@ -225,26 +242,48 @@ impl HttpVnc {
             .unwrap_or_default()
     }
 
-    /// One exchange: returns (status, body text) or a transport error.
+    /// One exchange: returns (status, body text) or a transport error. A 401 to a token from
+    /// a login renews it and sends the request once more (the token was revoked or expired
+    /// early); a second 401 is the answer.
     fn exchange(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, String), VncError> {
+        let token = self.token()?;
+        let r = self.exchange_with(method, path, body, token.as_deref())?;
+        match token {
+            Some(t) if r.0 == 401 && self.cfg.auth.refused(&t) => {
+                let token = self.token()?;
+                self.exchange_with(method, path, body, token.as_deref())
+            }
+            _ => Ok(r),
+        }
+    }
+
+    fn token(&self) -> Result<Option<String>, VncError> {
+        self.cfg.auth.token().map_err(VncError::Auth)
+    }
+
+    fn exchange_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Result<(u16, String), VncError> {
         let url = format!("{}{path}", self.base());
         let res = match (method, body) {
-            ("GET", _) => self.with_token(self.agent.get(&url)).call(),
-            ("DELETE", _) => self.with_token(self.agent.delete(&url)).call(),
-            ("PUT", Some(b)) => self
-                .with_token(self.agent.put(&url))
+            ("GET", _) => with_token(self.agent.get(&url), token).call(),
+            ("DELETE", _) => with_token(self.agent.delete(&url), token).call(),
+            ("PUT", Some(b)) => with_token(self.agent.put(&url), token)
                 .content_type("application/json")
                 .send(b.to_string().as_bytes()),
-            (_, Some(b)) => self
-                .with_token(self.agent.post(&url))
+            (_, Some(b)) => with_token(self.agent.post(&url), token)
                 .content_type("application/json")
                 .send(b.to_string().as_bytes()),
-            (_, None) => self.with_token(self.agent.post(&url)).send_empty(),
+            (_, None) => with_token(self.agent.post(&url), token).send_empty(),
         };
         match res {
             Ok(mut r) => {
@@ -282,7 +321,7 @@ impl HttpVnc {
                 percent_encode(marker)
             );
             let t0 = Instant::now();
-            let r = match self.with_token(self.agent.get(&url)).call() {
+            let r = match self.get_authed(&url) {
                 Ok(resp) if resp.status().as_u16() == 200 => {
                     let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(
                         resp.into_body().into_reader(),
@@ -314,10 +353,16 @@ impl HttpVnc {
         Err(VncError::Transport(format!("list {ty}: no attempt made")))
     }
 
-    fn with_token<B>(&self, rb: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.cfg.token {
-            Some(t) => rb.header("X-Auth-Token", t),
-            None => rb,
+    /// A GET with the token, renewed and sent once more after a 401 (as `exchange`).
+    fn get_authed(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let token = self.token().map_err(|e| ureq::Error::Other(Box::new(e)))?;
+        let resp = with_token(self.agent.get(url), token.as_deref()).call()?;
+        match token {
+            Some(t) if resp.status().as_u16() == 401 && self.cfg.auth.refused(&t) => {
+                let token = self.token().map_err(|e| ureq::Error::Other(Box::new(e)))?;
+                with_token(self.agent.get(url), token.as_deref()).call()
+            }
+            _ => Ok(resp),
         }
     }
 

@@ -64,7 +64,7 @@ pub(crate) fn bad(label: &'static str, message: impl Into<String>) -> AttachErro
 
 impl From<VncError> for AttachError {
     fn from(e: VncError) -> Self {
-        if let VncError::Tls(_) = e {
+        if matches!(&e, VncError::Tls(_)) || matches!(&e, VncError::Auth(a) if a.is_permanent()) {
             AttachError::Misconfigured(e.to_string())
         } else if e.is_transient() {
             AttachError::Unavailable(e.to_string())

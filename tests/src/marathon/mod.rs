@@ -79,6 +79,12 @@ pub struct Knobs {
     /// Handles the write routes (`POST /v2/apps`, `PUT`/`DELETE /v2/apps/<id>`, pods...),
     /// which need a scheduler behind them (the devstack installs one).
     pub writes: Mutex<Option<WriteHandler>>,
+    /// When set, every request's `Authorization` header (`""` when absent) must satisfy it,
+    /// else 401; an open event stream whose header stops satisfying it is cut (its token
+    /// expired), as DC/OS does with a stream it no longer authorizes.
+    pub auth: Mutex<Option<crate::login::Validator>>,
+    /// Requests refused with 401 so far.
+    pub unauthorized: AtomicU64,
 }
 
 /// `(method, path, body) -> (status, JSON body)` for requests the read side does not serve.
@@ -123,6 +129,8 @@ impl MarathonServer {
             after_next_list: Mutex::new(None),
             close_next_streams: AtomicU64::new(0),
             writes: Mutex::new(None),
+            auth: Mutex::new(None),
+            unauthorized: AtomicU64::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (st, kn, sp) = (state.clone(), knobs.clone(), stop.clone());
@@ -308,6 +316,11 @@ impl MarathonServer {
         *lock(&self.knobs.writes) = Some(handler);
     }
 
+    /// Accept only requests whose `Authorization` header satisfies `check` (`None` = any).
+    pub fn require_auth(&self, check: Option<crate::login::Validator>) {
+        *lock(&self.knobs.auth) = check;
+    }
+
     pub fn tasks(&self) -> Vec<FakeTask> {
         lock(&self.state).apps.values().cloned().collect()
     }
@@ -361,6 +374,7 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
     );
     let mut accepts = Vec::new();
     let mut content_length = 0usize;
+    let mut authorization = String::new();
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).is_err() || h.trim_end().is_empty() {
@@ -369,6 +383,8 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
         if let Some((k, v)) = h.trim_end().split_once(':') {
             if k.eq_ignore_ascii_case("accept") {
                 accepts.push(v.trim().to_owned());
+            } else if k.eq_ignore_ascii_case("authorization") {
+                authorization = v.trim().to_owned();
             } else if k.eq_ignore_ascii_case("content-length") {
                 content_length = v.trim().parse().unwrap_or(0);
             }
@@ -380,6 +396,20 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
     }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let leader_hdr = "X-Marathon-Leader: http://self\r\n";
+    let check = lock(&knobs.auth).clone();
+    if let Some(check) = &check
+        && !check(&authorization)
+    {
+        knobs.unauthorized.fetch_add(1, Ordering::SeqCst);
+        respond(
+            &mut s,
+            "401 Unauthorized",
+            "application/json",
+            r#"{"message":"Unauthorized access"}"#,
+            "WWW-Authenticate: Basic realm=\"Mesosphere\"\r\n",
+        );
+        return;
+    }
     match (method.as_str(), path) {
         ("GET", "/v2/apps") => {
             knobs.app_lists.fetch_add(1, Ordering::SeqCst);
@@ -514,7 +544,7 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                 .filter_map(|kv| kv.strip_prefix("event_type="))
                 .map(str::to_owned)
                 .collect();
-            stream(s, state, knobs, stop, filter);
+            stream(s, state, knobs, stop, filter, &authorization);
         }
         (m, p) if m != "GET" || p.starts_with("/v2/apps/") || p.starts_with("/v2/pods/") => {
             let handler = lock(&knobs.writes).clone();
@@ -556,6 +586,7 @@ fn stream(
     knobs: &Knobs,
     stop: &AtomicBool,
     filter: Vec<String>,
+    authorization: &str,
 ) {
     knobs.stream_connects.fetch_add(1, Ordering::SeqCst);
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n";
@@ -590,6 +621,10 @@ fn stream(
     let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
     loop {
         if stop.load(Ordering::Relaxed) || sub.closed.load(Ordering::SeqCst) {
+            break;
+        }
+        let check = lock(&knobs.auth).clone();
+        if check.is_some_and(|c| !c(authorization)) {
             break;
         }
         if knobs.silent.load(Ordering::SeqCst) {

@@ -26,6 +26,11 @@ pub struct Faults {
     pub fail_prefix: Mutex<String>,
     /// When set, requests must carry `X-Auth-Token: <token>` (else 401).
     pub token: Mutex<Option<String>>,
+    /// When set, the `X-Auth-Token` must satisfy it (a token the Keystone stand-in issued and
+    /// still honours), else 401.
+    pub auth: Mutex<Option<crate::login::Validator>>,
+    /// Requests refused with 401 so far.
+    pub unauthorized: AtomicU64,
 }
 
 /// A running stand-in.
@@ -173,6 +178,11 @@ impl VncServer {
 
     pub fn require_token(&self, token: Option<&str>) {
         *self.faults.token.lock().unwrap() = token.map(str::to_owned);
+    }
+
+    /// Accept only `X-Auth-Token`s that satisfy `check` (`None` = any).
+    pub fn require_auth(&self, check: Option<crate::login::Validator>) {
+        *self.faults.auth.lock().unwrap() = check;
     }
 
     pub fn calls(&self, key: &str) -> u64 {
@@ -422,15 +432,18 @@ fn handle(
     };
     *calls.lock().unwrap().entry(key).or_default() += 1;
     let token = faults.token.lock().unwrap().clone();
-    if let Some(t) = token {
-        let ok = req
-            .headers()
-            .iter()
-            .any(|h| h.field.equiv("X-Auth-Token") && h.value.as_str() == t);
-        if !ok {
-            let _ = req.respond(text(401, "Authentication required"));
-            return;
-        }
+    let check = faults.auth.lock().unwrap().clone();
+    let sent = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("X-Auth-Token"))
+        .map(|h| h.value.as_str().to_owned());
+    let ok = token.is_none_or(|t| sent.as_deref() == Some(t.as_str()))
+        && check.is_none_or(|c| sent.as_deref().is_some_and(|s| c(s)));
+    if !ok {
+        faults.unauthorized.fetch_add(1, Ordering::SeqCst);
+        let _ = req.respond(text(401, "Authentication required"));
+        return;
     }
     let fails = faults.fail_next.load(Ordering::SeqCst);
     if fails > 0 && path.starts_with(faults.fail_prefix.lock().unwrap().as_str()) {
