@@ -3,25 +3,17 @@
 //! front of one stand-in, so the servers of a list share their state as a real cluster's do.
 //! No root needed; everything is on 127.0.0.1.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use contrail_integration::marathon::MarathonServer;
 use contrail_integration::proxy::TcpProxy;
 use contrail_integration::vnc::VncServer;
-use contrail_mesos_api::{AttachRequest, ContrailRequest, Label, Node};
 use contrail_mesos_manager::app::{self, App};
 use contrail_mesos_manager::config::Config;
 use serde_json::Value;
 
-const TOKEN: &str = "s3cret";
-
-fn addr_of(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("stand-in address")
-}
+mod common;
+use common::*;
 
 /// A URL nothing listens on.
 fn dead_url() -> String {
@@ -31,17 +23,6 @@ fn dead_url() -> String {
         .unwrap()
         .port();
     format!("http://127.0.0.1:{port}")
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 fn config(vnc_urls: Vec<String>, marathon_urls: Vec<String>) -> Config {
@@ -63,28 +44,6 @@ fn config(vnc_urls: Vec<String>, marathon_urls: Vec<String>) -> Config {
     c
 }
 
-fn request(cid: &str) -> AttachRequest {
-    AttachRequest {
-        container_id: cid.into(),
-        ifname: "eth0".into(),
-        netns: Some(format!("/var/run/mesos/isolators/network/cni/{cid}/ns")),
-        node: Node {
-            name: "agent-1".into(),
-            ip: "10.0.0.5".into(),
-        },
-        network_name: "contrail-cni-plugin".into(),
-        request: ContrailRequest {
-            network: Some(vec!["blue".into()]),
-            subnets: vec!["5.5.5.0/24".into()],
-            ..Default::default()
-        },
-        labels: vec![Label {
-            key: "networks".into(),
-            value: "blue".into(),
-        }],
-    }
-}
-
 fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -97,7 +56,7 @@ fn attach(app: &App, cid: &str) -> (u16, Value) {
     let mut r = http()
         .post(format!("http://{}/v1/attachments", app.api.addr))
         .header("Authorization", format!("Bearer {TOKEN}"))
-        .send_json(request(cid))
+        .send_json(blue_request(cid))
         .expect("post");
     let st = r.status().as_u16();
     (st, r.body_mut().read_json().unwrap_or(Value::Null))

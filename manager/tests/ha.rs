@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use contrail_integration::marathon::MarathonServer;
 use contrail_integration::vnc::VncServer;
 use contrail_integration::zookeeper::{self, ZkServer};
-use contrail_mesos_api::{AttachRequest, ContrailRequest, Label, Node};
 use contrail_mesos_manager::app;
 use contrail_mesos_manager::config::Config;
 use contrail_mesos_manager::leader::{Leadership, NotLeader};
@@ -21,7 +20,8 @@ use contrail_mesos_manager::reconcile::Policy;
 use contrail_mesos_manager::watcher::{WatchConfig, Watcher};
 use serde_json::Value;
 
-const TOKEN: &str = "s3cret";
+mod common;
+use common::*;
 
 /// Leads while `leading` is set, and for at most `fences` more fence checks.
 struct Scripted {
@@ -80,28 +80,6 @@ fn config(v: &VncServer) -> Config {
     c
 }
 
-fn attach_request(cid: &str) -> AttachRequest {
-    AttachRequest {
-        container_id: cid.into(),
-        ifname: "eth0".into(),
-        netns: Some(format!("/var/run/mesos/isolators/network/cni/{cid}/ns")),
-        node: Node {
-            name: "agent-1".into(),
-            ip: "10.0.0.5".into(),
-        },
-        network_name: "contrail-cni-plugin".into(),
-        request: ContrailRequest {
-            network: Some(vec!["blue".into()]),
-            subnets: vec!["5.5.5.0/24".into()],
-            ..Default::default()
-        },
-        labels: vec![Label {
-            key: "networks".into(),
-            value: "blue".into(),
-        }],
-    }
-}
-
 fn http() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -115,7 +93,7 @@ fn attach(addr: SocketAddr, cid: &str) -> String {
     let mut r = http()
         .post(format!("http://{addr}/v1/attachments"))
         .header("Authorization", format!("Bearer {TOKEN}"))
-        .send_json(attach_request(cid))
+        .send_json(blue_request(cid))
         .expect("post");
     let st = r.status().as_u16();
     let b: Value = r.body_mut().read_json().unwrap_or(Value::Null);
@@ -133,18 +111,6 @@ fn metric(addr: SocketAddr, line_prefix: &str) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix(line_prefix))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// Polls `f` every 20 ms for at most `limit`.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 fn watcher(app: &app::App, m: &MarathonServer, shutdown: Arc<AtomicBool>) -> Watcher {

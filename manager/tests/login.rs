@@ -12,12 +12,14 @@ use contrail_integration::login::dcos_iam::{IamServer, basic_validator};
 use contrail_integration::login::keystone::{Account, KeystoneServer};
 use contrail_integration::marathon::MarathonServer;
 use contrail_integration::vnc::VncServer;
-use contrail_mesos_api::{AttachRequest, ContrailRequest, Label, Node, vm_uuid_for};
+use contrail_mesos_api::vm_uuid_for;
 use contrail_mesos_manager::app::{self, App};
 use contrail_mesos_manager::config::Config;
 use serde_json::Value;
 
-const TOKEN: &str = "s3cret";
+mod common;
+use common::*;
+
 const PASSWORD: &str = "c0ntrail123";
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -65,28 +67,6 @@ fn keystone_config(v: &VncServer, k: &KeystoneServer, password: &str) -> Config 
     c
 }
 
-fn request(cid: &str) -> AttachRequest {
-    AttachRequest {
-        container_id: cid.into(),
-        ifname: "eth0".into(),
-        netns: Some(format!("/var/run/mesos/isolators/network/cni/{cid}/ns")),
-        node: Node {
-            name: "agent-1".into(),
-            ip: "10.0.0.5".into(),
-        },
-        network_name: "contrail-cni-plugin".into(),
-        request: ContrailRequest {
-            network: Some(vec!["blue".into()]),
-            subnets: vec!["5.5.5.0/24".into()],
-            ..Default::default()
-        },
-        labels: vec![Label {
-            key: "networks".into(),
-            value: "blue".into(),
-        }],
-    }
-}
-
 fn post(app: &App, cid: &str) -> (u16, Value) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -95,20 +75,10 @@ fn post(app: &App, cid: &str) -> (u16, Value) {
     let mut r = agent
         .post(format!("http://{}/v1/attachments", app.api.addr))
         .header("Authorization", format!("Bearer {TOKEN}"))
-        .send_json(request(cid))
+        .send_json(blue_request(cid))
         .expect("post");
     let status = r.status().as_u16();
     (status, r.body_mut().read_json().unwrap_or(Value::Null))
-}
-
-fn wait_for(what: &str, tries: u32, mut cond: impl FnMut() -> bool) {
-    for _ in 0..tries {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn cid(n: u32) -> String {

@@ -13,8 +13,6 @@ use contrail_mesos_manager::app::{self, App};
 use contrail_mesos_manager::config::Config;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "s3cret";
-
 fn config(vnc: &VncServer, marathon: &[String]) -> Config {
     let mut c = Config::default();
     c.api.listen = "127.0.0.1:0".into();
@@ -96,17 +94,6 @@ fn delete(app: &App, cid: &str, ifname: &str) -> (u16, Value) {
         r.status().as_u16(),
         r.body_mut().read_json().unwrap_or(Value::Null),
     )
-}
-
-/// Polls `cond` up to `tries` times, 50 ms apart.
-fn wait_for(what: &str, tries: u32, mut cond: impl FnMut() -> bool) {
-    for _ in 0..tries {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn cid(n: u32) -> String {
@@ -621,6 +608,9 @@ fn redirected_and_silent_streams_reconnect_and_relist() {
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+
+mod common;
+use common::*;
 
 /// Sends `bytes` (a write error is fine: the server may close early) and returns the answer's
 /// head (status line and headers), or "" when the server closed without one.

@@ -5,37 +5,20 @@
 //! No root needed; everything is on 127.0.0.1.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use contrail_integration::marathon::MarathonServer;
 use contrail_integration::proxy::TcpProxy;
 use contrail_integration::tls_proxy::{Pki, TlsProxy};
 use contrail_integration::vnc::VncServer;
-use contrail_mesos_api::{AttachRequest, ContrailRequest, Label, Node};
+use contrail_mesos_api::Node;
 use contrail_mesos_manager::app::{self, App};
 use contrail_mesos_manager::config::Config;
 use serde_json::Value;
 
-const TOKEN: &str = "s3cret";
-
-fn addr_of(url: &str) -> SocketAddr {
-    url.trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("stand-in address")
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
+mod common;
+use common::*;
 
 fn config(vnc_urls: Vec<String>, vnc_ca: &Pki) -> Config {
     let mut c = Config::default();
@@ -54,28 +37,6 @@ fn config(vnc_urls: Vec<String>, vnc_ca: &Pki) -> Config {
     c.reconcile.interval_secs = 3600;
     c.reconcile.grace_secs = 3600;
     c
-}
-
-fn request(cid: &str) -> AttachRequest {
-    AttachRequest {
-        container_id: cid.into(),
-        ifname: "eth0".into(),
-        netns: Some(format!("/var/run/mesos/isolators/network/cni/{cid}/ns")),
-        node: Node {
-            name: "agent-1".into(),
-            ip: "10.0.0.5".into(),
-        },
-        network_name: "contrail-cni-plugin".into(),
-        request: ContrailRequest {
-            network: Some(vec!["blue".into()]),
-            subnets: vec!["5.5.5.0/24".into()],
-            ..Default::default()
-        },
-        labels: vec![Label {
-            key: "networks".into(),
-            value: "blue".into(),
-        }],
-    }
 }
 
 /// A client of the attachment API; over https it trusts `ca` only.
@@ -97,7 +58,7 @@ fn attach(base: &str, ca: Option<&Pki>, cid: &str) -> (u16, Value) {
     let mut r = http(ca)
         .post(format!("{base}/v1/attachments"))
         .header("Authorization", format!("Bearer {TOKEN}"))
-        .send_json(request(cid))
+        .send_json(blue_request(cid))
         .expect("post");
     let st = r.status().as_u16();
     (st, r.body_mut().read_json().unwrap_or(Value::Null))
@@ -491,7 +452,7 @@ fn the_cni_hosts_client_registers_with_the_manager_over_tls() {
     };
     let m = client(&pki);
     let a = m
-        .attach(&request(&cid(1)))
+        .attach(&blue_request(&cid(1)))
         .expect("ADD's registration over TLS");
     assert!(!a.vmi_uuid.is_empty());
     assert_eq!(app.mgr.list().len(), 1);
@@ -499,7 +460,7 @@ fn the_cni_hosts_client_registers_with_the_manager_over_tls() {
     assert!(app.mgr.list().is_empty());
     // The CNI trusting another CA: error 7 that says why, nothing registered.
     let e = client(&Pki::new("other"))
-        .attach(&request(&cid(2)))
+        .attach(&blue_request(&cid(2)))
         .unwrap_err();
     assert_eq!(e.code, 7, "{}", e.msg);
     assert!(e.msg.contains("TLS verification failed"), "{}", e.msg);

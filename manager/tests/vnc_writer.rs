@@ -14,6 +14,9 @@ use contrail_mesos_manager::app::{self, App};
 use contrail_mesos_manager::config::Config;
 use serde_json::{Value, json};
 
+mod common;
+use common::*;
+
 fn config(vnc: &VncServer, marathon: &[String]) -> Config {
     let mut c = Config::default();
     c.api.listen = "127.0.0.1:0".into();
@@ -90,16 +93,6 @@ fn delete(app: &App, cid: &str, ifname: &str) -> (u16, Value) {
         r.status().as_u16(),
         r.body_mut().read_json().unwrap_or(Value::Null),
     )
-}
-
-fn wait_for(what: &str, tries: u32, mut cond: impl FnMut() -> bool) {
-    for _ in 0..tries {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn cid(n: u32) -> String {
