@@ -177,6 +177,10 @@ fn each_error_exits_1_naming_the_key() {
     let cases = [
         (
             with(good(), &["contrail", "vif-type"], json!("macvlan")),
+            "contrail.parent-interface",
+        ),
+        (
+            with(good(), &["contrail", "vif-type"], json!("ipvlan")),
             "contrail.vif-type",
         ),
         (
@@ -367,7 +371,7 @@ fn conflists_and_unreadable_files() {
     assert_eq!(c.code, 1, "{}", c.stdout);
     assert_eq!(
         c.keys("error"),
-        ["plugins[0].contrail.vif-type"],
+        ["plugins[0].contrail.parent-interface"],
         "{}",
         c.stdout
     );

@@ -11,6 +11,7 @@
 //! The manager's reconciler removes the VNC objects of containers that are gone.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -63,7 +64,21 @@ pub fn teardown(
     dry_run: bool,
 ) -> Result<Vec<String>> {
     let mut done = vec![];
-    let tap = if dry_run {
+    let tap = if rec.tap.is_empty() {
+        // Nested mode: no tap; the container's macvlan, when its namespace is still there.
+        let ns = Path::new(&rec.netns);
+        match (&rec.vlan_link, dry_run) {
+            (None, _) => Ok(false),
+            (Some(_), true) => net.container_link_exists(ns, &rec.ifname).or(Ok(false)),
+            (Some(_), false) => net.delete_container_link(ns, &rec.ifname),
+        }
+        .map(|r| {
+            if r {
+                done.push(format!("macvlan {} in {}", rec.ifname, rec.netns));
+            }
+            false
+        })
+    } else if dry_run {
         net.host_link_exists(&rec.tap)
     } else {
         net.delete_host_link(&rec.tap)
@@ -112,7 +127,8 @@ pub fn teardown(
                         &rec.container_id,
                         &rec.vmi_uuid,
                         &rec.vm_uuid,
-                        !rec.vm_uuid.is_empty(),
+                        // Nested mode never subscribed the port.
+                        !rec.vm_uuid.is_empty() && rec.vlan_link.is_none(),
                     )?;
                     done.push(file);
                     if last && !rec.vm_uuid.is_empty() {
@@ -147,6 +163,12 @@ pub fn teardown(
             })?;
     }
     done.push("record".into());
+    if let Some(v) = &rec.vlan_link
+        && !dry_run
+        && super::nested::release_vlan(net, &cfg.state_dir, v)?
+    {
+        done.push(format!("VLAN interface {v}"));
+    }
     Ok(done)
 }
 

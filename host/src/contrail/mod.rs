@@ -25,6 +25,7 @@ mod fakes;
 pub mod gc;
 pub mod manager;
 pub mod naming;
+pub mod nested;
 pub mod plugin;
 pub mod poll;
 pub mod portfile;
