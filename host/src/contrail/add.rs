@@ -447,6 +447,14 @@ fn nested_link(
                 code::INVALID_CONFIG,
                 format!("contrail.parent-interface {parent:?}: no such interface on the node"),
             ),
+            e if e.errno() == Some(libc::EOPNOTSUPP) => {
+                let mut e = Error::from(e);
+                e.msg = format!(
+                    "{} (the node's kernel has no 802.1Q VLAN support: module 8021q, CONFIG_VLAN_8021Q)",
+                    e.msg
+                );
+                e
+            }
             e => e.into(),
         };
         at_step(e, "create the VLAN interface")
@@ -478,6 +486,7 @@ fn nested_link(
 }
 
 /// Port file, then `POST /vm`, under the VM's directory lock.
+#[allow(clippy::too_many_arguments)]
 fn subscribe(
     ctx: &Ctx,
     netns: &Path,
