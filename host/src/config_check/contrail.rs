@@ -89,7 +89,7 @@ pub(super) fn section(
         }
     };
     if let Err(e) = cfg.check_supported() {
-        let key = if e.msg.contains("parent-interface") {
+        let key = if e.msg.starts_with("contrail.parent-interface") {
             "contrail.parent-interface"
         } else {
             "contrail.vif-type"
