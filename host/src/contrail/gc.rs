@@ -332,6 +332,34 @@ mod tests {
     }
 
     #[test]
+    fn gc_in_nested_mode_releases_the_vlan_interface_with_its_last_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            ..Default::default()
+        };
+        let mut net = FakeNet {
+            parents: vec!["em2".into()],
+            ..Default::default()
+        };
+        add_as(&cfg, &agent, &mut net, "blue", "stale");
+        add_as(&cfg, &agent, &mut net, "blue", "live");
+        assert_eq!(net.macvlans.len(), 2);
+        let n = gc(&cfg, "blue", &valid(&[("live", "eth0")]), &agent, &mut net).unwrap();
+        assert_eq!(n, 1);
+        assert!(net.vlans.contains_key("em2.100"));
+        assert!(!cfg.config_dir.join("stale").exists());
+        assert!(cfg.config_dir.join("live").join(VMI).exists());
+        // Nested mode never subscribed: nothing to unsubscribe.
+        assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
+        let n = gc(&cfg, "blue", &valid(&[]), &agent, &mut net).unwrap();
+        assert_eq!(n, 1);
+        assert!(net.vlans.is_empty(), "{:?}", net.journal.lock().unwrap());
+        assert!(Store::new(&cfg.state_dir).list(None).unwrap().is_empty());
+    }
+
+    #[test]
     fn gc_leaves_a_port_file_that_now_belongs_to_another_container() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = cfg(tmp.path());

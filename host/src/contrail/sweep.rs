@@ -64,7 +64,13 @@ pub fn sweep(
         if !gone(Path::new(&r.netns)) {
             continue;
         }
-        match net.host_link_exists(&r.tap) {
+        // Nested mode has no tap (the macvlan went with the namespace).
+        let tap = if r.tap.is_empty() {
+            Ok(false)
+        } else {
+            net.host_link_exists(&r.tap)
+        };
+        match tap {
             Ok(false) => {}
             Ok(true) => {
                 tracing::warn!(

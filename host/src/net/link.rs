@@ -581,6 +581,8 @@ impl NetOps for Netlink {
             {
                 return Ok(false);
             }
+            // Its mount point is left but the namespace is not: no interface of ours there.
+            Err(NetError::NotNetns { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
         self.rt.block_on(async {
