@@ -1259,8 +1259,8 @@ impl Nested {
             .collect()
     }
 
-    /// Whether the kernel can make VLAN interfaces (CONFIG_VLAN_8021Q); tests that need one say
-    /// they are skipped otherwise, like the root tests.
+    /// Whether the kernel can make VLAN interfaces (CONFIG_VLAN_8021Q); tests that need one print
+    /// `SKIPPED` otherwise, like the root tests (a failure with `CONTRAIL_REQUIRE_VLAN_TESTS=1`).
     fn vlan_supported(&self, test: Option<&str>) -> bool {
         let ok = Command::new("ip")
             .args(["-n", self.node.ns.name(), "link", "add", "link", PARENT])
@@ -1271,7 +1271,13 @@ impl Nested {
         if ok {
             self.node.ns.ip(&["link", "del", "probe.9"]);
         } else if let Some(test) = test {
-            eprintln!("{test}: skipped, the kernel has no 802.1Q VLAN support");
+            // Where the kernel is known to have it, a skip must not pass silently.
+            if std::env::var("CONTRAIL_REQUIRE_VLAN_TESTS").as_deref() == Ok("1") {
+                panic!(
+                    "{test}: the kernel has no 802.1Q VLAN support (CONTRAIL_REQUIRE_VLAN_TESTS=1)"
+                );
+            }
+            eprintln!("SKIPPED {test}: the kernel has no 802.1Q VLAN support (CONFIG_VLAN_8021Q)");
         }
         ok
     }
@@ -1500,7 +1506,7 @@ fn contrail_nested_without_kernel_vlan_support_fails_cleanly() {
     let n = Nested::new();
     if n.vlan_supported(None) {
         eprintln!(
-            "contrail_nested_without_kernel_vlan_support_fails_cleanly: skipped, the kernel has 802.1Q"
+            "SKIPPED contrail_nested_without_kernel_vlan_support_fails_cleanly: the kernel has 802.1Q"
         );
         return;
     }
