@@ -178,6 +178,19 @@ fn contrail_net_macvlan_in_the_container_and_the_vlan_interface() {
             matches!(missing, Err(NetError::NotFound { .. })),
             "{missing:?}"
         );
+        let big = nl.create_macvlan(
+            &ctp,
+            &MacvlanSpec {
+                container_name: "eth2".into(),
+                mtu: 9000,
+                ..spec.clone()
+            },
+        );
+        assert!(
+            big.as_ref()
+                .is_err_and(|e| e.to_string().contains("larger than the MTU 1500 of low0")),
+            "{big:?}"
+        );
         let addrs = ["10.1.2.3/24".parse().unwrap()];
         let routes = [RouteSpec {
             dst: "0.0.0.0/0".parse().unwrap(),

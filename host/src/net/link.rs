@@ -549,6 +549,22 @@ impl NetOps for Netlink {
                 .ok_or_else(|| NetError::NotFound {
                     name: spec.lower.clone(),
                 })?;
+            // The kernel's answer to a macvlan larger than its lower device is a bare EINVAL:
+            // say which MTUs disagree (a VM's interface is often below 1500).
+            let lower_mtu = lower.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            });
+            if let Some(m) = lower_mtu.filter(|m| spec.mtu > *m) {
+                return Err(NetError::Netlink {
+                    op: format!("create macvlan {}", spec.container_name),
+                    errno: Some(libc::EINVAL),
+                    msg: format!(
+                        "MTU {} is larger than the MTU {m} of {} (set contrail.mtu)",
+                        spec.mtu, spec.lower
+                    ),
+                });
+            }
             let msg = build_macvlan(spec, lower.header.index, ns_fd);
             if let Err(e) = host.link().add(msg).execute().await {
                 let e = nl_err(format!("create macvlan {}", spec.container_name), e);
