@@ -1,5 +1,6 @@
 //! ADD: labels → manager → agent → veth → port file + `POST /vm` → agent → Wasm IPAM → addresses
-//! and routes. Each step with a side effect records its [`Undo`]; a failure (or a panic) runs
+//! and routes (nested mode: VLAN interface + macvlan → port file, no `POST /vm`; see
+//! [`super::nested`]). Each step with a side effect records its [`Undo`]; a failure (or a panic) runs
 //! them in reverse before the error goes back to the runtime.
 
 use std::path::Path;

@@ -160,4 +160,60 @@ mod tests {
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("contrail.parent-interface"), "{}", e.msg);
     }
+
+    #[test]
+    fn a_release_waits_for_the_add_that_holds_the_lock() {
+        use crate::contrail::fakes::FakeNet;
+        use crate::contrail::record::Record;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let fake = || FakeNet {
+            vlans: [("em2.100".to_string(), VLAN_OWNER_ALIAS.to_string())].into(),
+            ..Default::default()
+        };
+        // An ADD that reuses em2.100 holds the lock until its record is written; a release
+        // started meanwhile must wait for it and then keep the interface.
+        let lock = VlanLock::acquire(&state).unwrap();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let releaser = std::thread::spawn({
+            let state = state.clone();
+            move || {
+                let mut net = fake();
+                started_tx.send(()).unwrap();
+                let r = release_vlan(&mut net, &state, "em2.100").unwrap();
+                (r, net.vlans.contains_key("em2.100"))
+            }
+        });
+        started_rx.recv().unwrap();
+        // Give the releaser the chance to run ahead if the lock did not hold it.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        Store::new(&state)
+            .write(&Record {
+                network: "blue".into(),
+                container_id: "c2".into(),
+                ifname: "eth0".into(),
+                netns: "/run/netns/x".into(),
+                vm_name: "c2".into(),
+                vm_uuid: String::new(),
+                vmi_uuid: "v".into(),
+                tap: String::new(),
+                vlan_link: Some("em2.100".into()),
+                config_dir: tmp.path().join("ports"),
+            })
+            .unwrap();
+        drop(lock);
+        assert_eq!(releaser.join().unwrap(), (false, true));
+        // Once nobody's record names it, it goes; one not marked ours never does.
+        Store::new(&state).remove("blue", "c2", "eth0").unwrap();
+        let mut net = fake();
+        assert!(release_vlan(&mut net, &state, "em2.100").unwrap());
+        assert!(net.vlans.is_empty());
+        let mut net = FakeNet {
+            vlans: [("em2.100".to_string(), "operator".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(!release_vlan(&mut net, &state, "em2.100").unwrap());
+        assert!(!net.vlans.is_empty());
+    }
 }
