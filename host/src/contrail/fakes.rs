@@ -211,9 +211,13 @@ impl NetOps for FakeNet {
     }
     fn delete_container_link(
         &mut self,
-        _: &Path,
+        netns: &Path,
         ifname: &str,
     ) -> std::result::Result<bool, NetError> {
+        // A namespace under /gone (the sweep tests' dead containers) took its links with it.
+        if netns.starts_with("/gone") {
+            return Ok(false);
+        }
         self.journal
             .lock()
             .unwrap()

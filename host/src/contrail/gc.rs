@@ -116,7 +116,7 @@ pub fn teardown(
                 let file = format!("port file {}/{}", dir.path().display(), rec.vmi_uuid);
                 if dry_run {
                     done.push(file);
-                    if entries.len() == 1 && !rec.vm_uuid.is_empty() {
+                    if entries.len() == 1 && !rec.vm_uuid.is_empty() && rec.vlan_link.is_none() {
                         done.push(format!("agent VM {}", rec.vm_uuid));
                     }
                 } else {
@@ -131,7 +131,7 @@ pub fn teardown(
                         !rec.vm_uuid.is_empty() && rec.vlan_link.is_none(),
                     )?;
                     done.push(file);
-                    if last && !rec.vm_uuid.is_empty() {
+                    if last && !rec.vm_uuid.is_empty() && rec.vlan_link.is_none() {
                         done.push(format!("agent VM {}", rec.vm_uuid));
                     }
                 }
