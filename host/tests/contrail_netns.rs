@@ -1346,12 +1346,12 @@ fn contrail_nested_add_makes_a_macvlan_on_the_vlan_interface() {
         "{routes}"
     );
     // No tap and no subscription (upstream's nested mode does not POST /vm); the port file is
-    // kept, naming the VLAN interface.
+    // kept, naming the parent as Contrail's does.
     assert!(n.node.taps().is_empty());
     assert!(n.node.agent.requests_matching("POST", "/vm").is_empty());
     let file = n.node.ports_dir().join("k8s__default__web-1").join(&vmi);
     let body: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    assert_eq!(body["host-ifname"], "par0.100");
+    assert_eq!(body["host-ifname"], PARENT);
 
     let (ok, out) = n.cni("DEL", "nested-1", Some(&ct), &args);
     assert!(ok, "{out}");

@@ -504,7 +504,12 @@ fn subscribe(
         vm_id: ctx.container_id.to_owned(),
         vm_uuid: plan.vm_uuid.clone(),
         vm_name: id.vm_name.clone(),
-        host_ifname: vlan_link.unwrap_or(tap).to_owned(),
+        // Nested mode: the parent, as Contrail's `MacVlan::GetHostIfName` (the file is ours only:
+        // no agent reads it on a VM).
+        host_ifname: match vlan_link {
+            Some(_) => cfg.parent_interface.clone().unwrap_or_default(),
+            None => tap.to_owned(),
+        },
         vm_ifname: ctx.ifname.to_owned(),
         vm_namespace: netns.to_string_lossy().into_owned(),
         vn_uuid: plan.vn_uuid.clone(),

@@ -1,16 +1,22 @@
 //! Nested mode (`vif-type: macvlan`): the node is a VM of an OpenStack Contrail cloud, and a
 //! container's interface is a macvlan on the VLAN sub-interface `<parent-interface>.<vlan>` of
 //! the VM, tagged with the VLAN the agent gives for the container's VMI (a sub-interface VMI of
-//! the VM's port, so the compute node's vRouter sees the container's traffic on that tag). This
-//! is what tf-controller's Go CNI does (`src/container/cni/common/macvlan.go`, chosen in
-//! `src/container/cni/contrail/cni.go` `makeInterface`).
+//! the VM's port, so the compute node's vRouter sees the container's traffic on that tag).
 //!
-//! The VLAN sub-interface is shared by every container on that VLAN. Who uses it is known from
-//! our attachment records (`vlan_link`), under a node-wide lock in the state directory: ADD
-//! holds it from finding (or creating) the sub-interface until its record is written, and the
-//! last user out removes the sub-interface under it, so a DEL never pulls the sub-interface
-//! from under an ADD that is about to use it. Only sub-interfaces carrying our alias
-//! ([`crate::net::VLAN_OWNER_ALIAS`]) are ever removed: one the operator made stays.
+//! tf-controller's Go CNI (`src/container/cni/common/macvlan.go`, chosen in
+//! `src/container/cni/contrail/cni.go` `makeInterface`) does the same with two differences: it
+//! makes one VLAN interface per container (named from the container's uuid, with the alias
+//! `INTF_ALIAS<vlan>`) and a VEPA-mode macvlan. Here the VLAN interface is named for its VLAN and
+//! shared by the containers on that VLAN (the kernel allows one VLAN device per tag and parent),
+//! and the macvlan is in bridge mode, so containers on one VLAN of this VM reach each other
+//! without a hairpin through the vRouter.
+//!
+//! Who uses a VLAN interface is known from our attachment records (`vlan_link`), under a
+//! node-wide lock in the state directory: ADD holds it from finding (or creating) the
+//! sub-interface until its record is written, and the last user out removes the sub-interface
+//! under it, so a DEL never pulls the sub-interface from under an ADD that is about to use it.
+//! Only sub-interfaces carrying our alias ([`crate::net::VLAN_OWNER_ALIAS`]) are ever removed:
+//! one the operator made stays.
 
 use std::fs::File;
 use std::path::Path;

@@ -222,8 +222,8 @@ fn vlan_of(m: &LinkMessage) -> Option<(Option<u32>, Option<u16>)> {
 
 fn build_macvlan(spec: &MacvlanSpec, lower_index: u32, ns_fd: i32) -> LinkMessage {
     // Born in the container namespace with its final name, like the veth peer: no rename, no
-    // move. Bridge mode, as Contrail's CNI (`src/container/cni/common/macvlan.go`), so the
-    // containers on one VLAN reach each other through the parent.
+    // move (Contrail's `src/container/cni/common/macvlan.go` creates a temporary name and renames
+    // it). Bridge mode, so the containers sharing one VLAN interface reach each other directly.
     LinkMacVlan::new(&spec.container_name, lower_index, MacVlanMode::Bridge)
         .mtu(spec.mtu)
         .address(spec.mac.to_vec())
