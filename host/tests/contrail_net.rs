@@ -227,6 +227,10 @@ fn contrail_net_macvlan_in_the_container_and_the_vlan_interface() {
                     Some(VLAN_OWNER_ALIAS)
                 );
                 assert!(!nl.ensure_vlan(&vlan("low0", "low0.5", 5)).unwrap());
+                // Found down: set up again.
+                node.ip(&["link", "set", "low0.5", "down"]);
+                assert!(!nl.ensure_vlan(&vlan("low0", "low0.5", 5)).unwrap());
+                assert!(node.ip(&["link", "show", "low0.5"]).contains(",UP"));
                 let e = nl.ensure_vlan(&vlan("low0", "low0.5", 6)).unwrap_err();
                 assert!(e.to_string().contains("not VLAN 6"), "{e}");
                 assert!(nl.delete_host_link("low0.5").unwrap());

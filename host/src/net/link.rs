@@ -511,6 +511,15 @@ impl NetOps for Netlink {
             };
             if let Some(m) = Self::link_by_name(&h, &spec.name).await? {
                 check(&m)?;
+                // A VLAN interface that is down carries nothing for its macvlans.
+                if !m.header.flags.contains(LinkFlags::Up) {
+                    let up = LinkUnspec::new_with_index(m.header.index).up().build();
+                    h.link()
+                        .set(up)
+                        .execute()
+                        .await
+                        .map_err(|e| nl_err(format!("set {} up", spec.name), e))?;
+                }
                 return Ok(false);
             }
             let msg = LinkVlan::new(&spec.name, pidx, spec.vlan).up().build();
