@@ -296,6 +296,11 @@ impl VncFeed {
                 v6_gateway: sub6.as_ref().and_then(|(_, g, _)| g.clone()),
                 v6_dns: sub6.as_ref().and_then(|(_, _, d)| d.clone()),
                 project_uuid: fq.get(1).cloned().unwrap_or_default(),
+                // A sub-interface VMI (nested mode) carries its VLAN tag in its properties.
+                vlan_id: vmi["virtual_machine_interface_properties"]["sub_interface_vlan_tag"]
+                    .as_u64()
+                    .and_then(|v| u16::try_from(v).ok())
+                    .filter(|v| (1..=4094).contains(v)),
             });
         }
         Ok(out)

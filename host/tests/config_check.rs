@@ -159,6 +159,12 @@ fn contrails_own_sample_gets_one_finding_per_problem() {
 fn a_good_config_passes() {
     for conf in [
         good(),
+        // Nested mode, with its parent (whether it exists on the node is ADD's check).
+        with(
+            with(good(), &["contrail", "vif-type"], json!("macvlan")),
+            &["contrail", "parent-interface"],
+            json!("eth1"),
+        ),
         json!({"cniVersion": "0.2.0", "name": "mesos-bridge", "type": "mesos",
                "delegate": {"type": "bridge", "bridge": "br0",
                             "ipam": {"type": "host-local", "subnet": "10.1.0.0/24"}}}),
@@ -177,6 +183,10 @@ fn each_error_exits_1_naming_the_key() {
     let cases = [
         (
             with(good(), &["contrail", "vif-type"], json!("macvlan")),
+            "contrail.parent-interface",
+        ),
+        (
+            with(good(), &["contrail", "vif-type"], json!("ipvlan")),
             "contrail.vif-type",
         ),
         (
@@ -367,7 +377,7 @@ fn conflists_and_unreadable_files() {
     assert_eq!(c.code, 1, "{}", c.stdout);
     assert_eq!(
         c.keys("error"),
-        ["plugins[0].contrail.vif-type"],
+        ["plugins[0].contrail.parent-interface"],
         "{}",
         c.stdout
     );

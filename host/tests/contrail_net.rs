@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use contrail_cni_host::net::{NetError, NetOps, Netlink, RouteSpec, VethSpec};
+use contrail_cni_host::net::{
+    MacvlanSpec, NetError, NetOps, Netlink, RouteSpec, VLAN_OWNER_ALIAS, VethSpec, VlanSpec,
+};
 use contrail_integration::netns::{TestNetns, require_root};
 
 fn in_node<T: Send>(node: &TestNetns, f: impl FnOnce() -> T + Send) -> T {
@@ -128,4 +130,127 @@ fn contrail_net_retire_frees_names_at_once_and_deletes_in_background() {
         assert!(!nl.retire(None, "eth0", "tapmissing0000", true).unwrap());
         nl.delete_host_link("tapretire00002").unwrap();
     });
+}
+
+/// Nested mode's links: a macvlan born inside the container on a lower device of the node (here
+/// a veth end, so it runs on kernels without 802.1Q), and the VLAN sub-interface where the
+/// kernel has VLAN support (its errors everywhere).
+#[test]
+fn contrail_net_macvlan_in_the_container_and_the_vlan_interface() {
+    if !require_root("contrail_net_macvlan_in_the_container_and_the_vlan_interface") {
+        return;
+    }
+    let node = TestNetns::new("n");
+    let ct = TestNetns::new("c");
+    let ctp = ct.path();
+    node.ip(&[
+        "link", "add", "low0", "type", "veth", "peer", "name", "low1",
+    ]);
+    node.ip(&["link", "set", "low0", "up"]);
+    let low_index = {
+        let v: serde_json::Value =
+            serde_json::from_str(&node.ip(&["-j", "link", "show", "low0"])).unwrap();
+        v[0]["ifindex"].clone()
+    };
+    in_node(&node, || {
+        let mut nl = Netlink::new().unwrap();
+        let spec = MacvlanSpec {
+            lower: "low0".into(),
+            container_name: "eth0".into(),
+            mac: [2, 9, 8, 7, 6, 5],
+            mtu: 1400,
+        };
+        nl.create_macvlan(&ctp, &spec).unwrap();
+        let again = nl.create_macvlan(&ctp, &spec);
+        assert!(
+            matches!(again, Err(NetError::IfnameExists { .. })),
+            "{again:?}"
+        );
+        let missing = nl.create_macvlan(
+            &ctp,
+            &MacvlanSpec {
+                lower: "nope0".into(),
+                container_name: "eth1".into(),
+                ..spec.clone()
+            },
+        );
+        assert!(
+            matches!(missing, Err(NetError::NotFound { .. })),
+            "{missing:?}"
+        );
+        let big = nl.create_macvlan(
+            &ctp,
+            &MacvlanSpec {
+                container_name: "eth2".into(),
+                mtu: 9000,
+                ..spec.clone()
+            },
+        );
+        assert!(
+            big.as_ref()
+                .is_err_and(|e| e.to_string().contains("larger than the MTU 1500 of low0")),
+            "{big:?}"
+        );
+        let addrs = ["10.1.2.3/24".parse().unwrap()];
+        let routes = [RouteSpec {
+            dst: "0.0.0.0/0".parse().unwrap(),
+            gw: Some("10.1.2.254".parse().unwrap()),
+        }];
+        nl.configure(&ctp, "eth0", &addrs, &routes).unwrap();
+        let st = nl.inspect(&ctp, "eth0").unwrap().unwrap();
+        assert_eq!(st.mac, Some([2, 9, 8, 7, 6, 5]));
+        assert_eq!(st.mtu, Some(1400));
+        assert!(st.up);
+        assert!(st.addrs.contains(&addrs[0]), "{st:?}");
+        assert!(st.routes.contains(&routes[0]), "{:?}", st.routes);
+        let d: serde_json::Value =
+            serde_json::from_str(&ct.ip(&["-d", "-j", "link", "show", "eth0"])).unwrap();
+        assert_eq!(d[0]["linkinfo"]["info_kind"], "macvlan", "{d}");
+        assert_eq!(d[0]["linkinfo"]["info_data"]["mode"], "bridge", "{d}");
+        assert_eq!(d[0]["link_index"], low_index, "{d}");
+
+        // The parent must exist; a name taken by another kind of link is refused.
+        let vlan = |parent: &str, name: &str, vlan| VlanSpec {
+            parent: parent.into(),
+            name: name.into(),
+            vlan,
+        };
+        let e = nl.ensure_vlan(&vlan("nope0", "nope0.5", 5)).unwrap_err();
+        assert!(matches!(e, NetError::NotFound { .. }), "{e:?}");
+        let e = nl.ensure_vlan(&vlan("low0", "low1", 5)).unwrap_err();
+        assert!(e.to_string().contains("not a VLAN"), "{e}");
+        match nl.ensure_vlan(&vlan("low0", "low0.5", 5)) {
+            Ok(created) => {
+                assert!(created);
+                assert_eq!(
+                    nl.host_link_alias("low0.5").unwrap().as_deref(),
+                    Some(VLAN_OWNER_ALIAS)
+                );
+                assert!(!nl.ensure_vlan(&vlan("low0", "low0.5", 5)).unwrap());
+                // Found down: set up again.
+                node.ip(&["link", "set", "low0.5", "down"]);
+                assert!(!nl.ensure_vlan(&vlan("low0", "low0.5", 5)).unwrap());
+                assert!(node.ip(&["link", "show", "low0.5"]).contains(",UP"));
+                let e = nl.ensure_vlan(&vlan("low0", "low0.5", 6)).unwrap_err();
+                assert!(e.to_string().contains("not VLAN 6"), "{e}");
+                assert!(nl.delete_host_link("low0.5").unwrap());
+            }
+            // A kernel without 802.1Q: the kernel's answer, and nothing made.
+            Err(e) => {
+                assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "{e:?}");
+                assert!(!nl.host_link_exists("low0.5").unwrap());
+            }
+        }
+        assert_eq!(nl.host_link_alias("low0").unwrap().as_deref(), Some(""));
+        assert_eq!(nl.host_link_alias("nope0").unwrap(), None);
+
+        assert!(nl.delete_container_link(&ctp, "eth0").unwrap());
+        assert!(!nl.delete_container_link(&ctp, "eth0").unwrap());
+        // A namespace that is gone: nothing to delete, no error.
+        assert!(
+            !nl.delete_container_link(Path::new("/run/netns/contrail-no-such-ns"), "eth0")
+                .unwrap()
+        );
+    });
+    assert_eq!(ct.links().as_array().unwrap().len(), 1);
 }

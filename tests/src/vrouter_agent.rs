@@ -43,6 +43,10 @@ pub struct VmiSpec {
     pub v6_gateway: Option<String>,
     pub v6_dns: Option<String>,
     pub project_uuid: String,
+    /// Nested mode: the VMI is a sub-interface of the VM's port on this VLAN (`vlan-id` in
+    /// vm-cfg; `sub-interface: true`). The agent then knows the port from configuration: the
+    /// parent port is plugged by Nova, so `GET /vm` answers without a `POST /vm`.
+    pub vlan_id: Option<u16>,
 }
 
 impl VmiSpec {
@@ -417,8 +421,9 @@ fn vmi_cfg_json(v: &VmiSpec) -> Value {
         "vn-id": v.vn_uuid,
         "vn-name": v.vn_name,
         "mac-address": v.mac,
-        "sub-interface": false,
-        "vlan-id": 65535,
+        "sub-interface": v.vlan_id.is_some(),
+        // The agent's "no VLAN" is 0xffff (`VmInterface::kInvalidVlanId`).
+        "vlan-id": v.vlan_id.map_or(65535, u32::from),
     });
     if !v.annotations.is_empty() {
         o["annotations"] = v
@@ -438,8 +443,8 @@ fn vmi_oper_json(v: &VmiSpec, sub: &Value) -> Value {
         "vm-project-id": v.project_uuid,
         "mac-address": v.mac,
         "system-name": sub.get("host-ifname").cloned().unwrap_or(Value::Null),
-        "rx-vlan-id": 65535,
-        "tx-vlan-id": 65535,
+        "rx-vlan-id": v.vlan_id.map_or(65535, u32::from),
+        "tx-vlan-id": v.vlan_id.map_or(65535, u32::from),
         "vhostuser-mode": 0,
         "author": "/usr/bin/contrail-vrouter-agent",
         "time": "2026-01-01 00:00:00.000000",
@@ -514,12 +519,24 @@ fn route(sh: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, String) {
             if is_uuid(vm) && tail.len() <= 1 && tail.iter().all(|t| is_uuid(t)) =>
         {
             let vmi = tail.first().copied();
-            let out: Vec<Value> = st
+            let mut out: Vec<Value> = st
                 .subs
                 .iter()
                 .filter(|((v, i), _)| v == vm && vmi.is_none_or(|x| x == i))
                 .filter_map(|((_, i), sub)| st.vmis.get(i).map(|spec| vmi_oper_json(spec, sub)))
                 .collect();
+            // Sub-interfaces of the VM's port: known without a subscription.
+            out.extend(
+                st.vmis
+                    .values()
+                    .filter(|s| s.vlan_id.is_some() && s.vm_uuid == *vm)
+                    .filter(|s| vmi.is_none_or(|x| x == s.vmi_uuid))
+                    .filter(|s| {
+                        !st.subs
+                            .contains_key(&(s.vm_uuid.clone(), s.vmi_uuid.clone()))
+                    })
+                    .map(|s| vmi_oper_json(s, &Value::Null)),
+            );
             if out.is_empty() {
                 not_found()
             } else {
@@ -612,5 +629,39 @@ mod tests {
         assert_eq!(call(&a, "POST", "/vm", "{}").0, 500);
         assert_eq!(call(&a, "POST", "/vm", "{}").0, 500); // missing fields, real handler
         assert_eq!(a.requests_matching("POST", "/vm").len(), 2);
+    }
+
+    #[test]
+    fn a_sub_interface_has_its_vlan_and_answers_without_a_post() {
+        let a = AgentStandin::start();
+        let mut spec = VmiSpec::mesos(CID, VMI, 0, 1, "10.0.0.5", 24);
+        spec.vlan_id = Some(100);
+        a.add_vmi(spec);
+        let (s, b) = call(&a, "GET", &format!("/vm-cfg/{CID}"), "");
+        assert_eq!(s, 200);
+        let v: Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v[0]["vlan-id"], 100);
+        assert_eq!(v[0]["sub-interface"], true);
+        let (s, b) = call(&a, "GET", &format!("/vm/{CID}/{VMI}"), "");
+        assert_eq!(s, 200, "{b}");
+        let v: Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v[0]["ip-address"], "10.0.0.5");
+        assert_eq!(v[0]["rx-vlan-id"], 100);
+        // A plain VMI still needs its POST.
+        a.add_vmi(VmiSpec::mesos(
+            CID,
+            "a1b2c3d4-0000-4000-8000-000000000009",
+            1,
+            2,
+            "10.0.0.6",
+            24,
+        ));
+        let (s, _) = call(
+            &a,
+            "GET",
+            &format!("/vm/{CID}/a1b2c3d4-0000-4000-8000-000000000009"),
+            "",
+        );
+        assert_eq!(s, 404);
     }
 }

@@ -89,7 +89,12 @@ pub(super) fn section(
         }
     };
     if let Err(e) = cfg.check_supported() {
-        out.push(Problem::from_parse(&e, "contrail.vif-type"));
+        let key = if e.msg.starts_with("contrail.parent-interface") {
+            "contrail.parent-interface"
+        } else {
+            "contrail.vif-type"
+        };
+        out.push(Problem::from_parse(&e, key));
     }
     if let Err(e) = cfg.check_state_dir() {
         out.push(Problem::from_parse(&e, "contrail.state-dir"));

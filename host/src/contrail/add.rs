@@ -1,5 +1,6 @@
 //! ADD: labels → manager → agent → veth → port file + `POST /vm` → agent → Wasm IPAM → addresses
-//! and routes. Each step with a side effect records its [`Undo`]; a failure (or a panic) runs
+//! and routes (nested mode: VLAN interface + macvlan → port file, no `POST /vm`; see
+//! [`super::nested`]). Each step with a side effect records its [`Undo`]; a failure (or a panic) runs
 //! them in reverse before the error goes back to the runtime.
 
 use std::path::Path;
@@ -13,12 +14,13 @@ use super::config::Mode;
 use super::ctx::{Ctx, Deps, Identity};
 use super::error::{Error, Result, at_step, code};
 use super::naming::{eth_index, tap_name};
+use super::nested::{self, VlanLock};
 use super::poll::{Poll, agent_poll_reason, ms, poll, request_timeout};
 use super::portfile::{PortMsg, VmDir, go_time_now};
 use super::record::{Record, Store};
 use super::undo::{Undo, UndoList};
 use crate::cni::result::{CniResult, Interface, IpConfig};
-use crate::net::{NetError, RouteSpec, VethSpec, format_mac, parse_mac};
+use crate::net::{MacvlanSpec, NetError, RouteSpec, VethSpec, VlanSpec, format_mac, parse_mac};
 
 /// ADD. Returns the result in the canonical (1.1.0) shape.
 pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
@@ -83,6 +85,14 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
     deps.net
         .check_netns(netns)
         .map_err(|e| at_step(e.into(), "open the container's network namespace"))?;
+    if let Some(parent) = ctx
+        .cfg
+        .parent_interface
+        .as_deref()
+        .filter(|_| ctx.cfg.nested())
+    {
+        nested::check_parent(&mut *deps.net, parent)?;
+    }
     let registers = id.mode == Mode::Mesos && deps.manager.is_some();
     if registers {
         ifname_is_free(
@@ -100,12 +110,21 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
     laps.done("vm-cfg");
     let plan = Plan::new(ctx, &id, &vmi, &hints)?;
 
-    let tap = create_veth(ctx, netns, deps, &plan)?;
-    undo.push(Undo::Veth { tap: tap.clone() });
-    laps.done("veth");
-
-    subscribe(ctx, netns, deps, &id, &plan, &tap, undo)?;
-    laps.done("port");
+    let tap = match (&plan.vlan, ctx.cfg.parent_interface.as_deref()) {
+        (Some(vlan), Some(parent)) if ctx.cfg.nested() => {
+            let link = nested_link(ctx, netns, deps, &id, &plan, parent, *vlan, undo)?;
+            laps.done("macvlan");
+            link
+        }
+        _ => {
+            let tap = create_veth(ctx, netns, deps, &plan)?;
+            undo.push(Undo::Veth { tap: tap.clone() });
+            laps.done("veth");
+            subscribe(ctx, netns, deps, &id, &plan, &tap, None, undo)?;
+            laps.done("port");
+            tap
+        }
+    };
 
     let port = wait_for_port(ctx, deps, &plan)?;
     laps.done("vm-port");
@@ -322,6 +341,8 @@ struct Plan {
     vn_uuid: String,
     mac: [u8; 6],
     primary: bool,
+    /// Nested mode: the VMI's VLAN tag.
+    vlan: Option<u16>,
 }
 
 impl Plan {
@@ -343,7 +364,13 @@ impl Plan {
                 format!("VMI {} has a malformed MAC address {mac_text:?}", vmi.id),
             )
         })?;
+        let vlan = if ctx.cfg.nested() {
+            Some(nested::vlan_of(vmi)?)
+        } else {
+            None
+        };
         Ok(Plan {
+            vlan,
             vmi: vmi.id.clone(),
             vm_uuid,
             vn_uuid: vmi.vn_id.clone().unwrap_or_default(),
@@ -392,7 +419,75 @@ fn create_veth(ctx: &Ctx, netns: &Path, deps: &mut Deps, plan: &Plan) -> Result<
     Ok(tap)
 }
 
+/// Nested mode: the VLAN sub-interface (found or created), the macvlan on it inside the
+/// container, then the port file and our record, all under the node-wide VLAN lock, so that a
+/// DEL of the sub-interface's last other user sees this attachment's record before it decides.
+/// Returns the tap name of the record: none.
+#[allow(clippy::too_many_arguments)]
+fn nested_link(
+    ctx: &Ctx,
+    netns: &Path,
+    deps: &mut Deps,
+    id: &Identity,
+    plan: &Plan,
+    parent: &str,
+    vlan: u16,
+    undo: &mut UndoList,
+) -> Result<String> {
+    let name = nested::vlan_link_name(parent, vlan)?;
+    let _lock = VlanLock::acquire(&ctx.cfg.state_dir)
+        .map_err(|e| at_step(e, "lock the VLAN interfaces"))?;
+    let spec = VlanSpec {
+        parent: parent.to_owned(),
+        name: name.clone(),
+        vlan,
+    };
+    let created = deps.net.ensure_vlan(&spec).map_err(|e| {
+        let e = match e {
+            NetError::NotFound { .. } => Error::new(
+                code::INVALID_CONFIG,
+                format!("contrail.parent-interface {parent:?}: no such interface on the node"),
+            ),
+            e if e.errno() == Some(libc::EOPNOTSUPP) => {
+                let mut e = Error::from(e);
+                e.msg = format!(
+                    "{} (the node's kernel has no 802.1Q VLAN support: module 8021q, CONFIG_VLAN_8021Q)",
+                    e.msg
+                );
+                e
+            }
+            e => e.into(),
+        };
+        at_step(e, "create the VLAN interface")
+    })?;
+    if created {
+        undo.push(Undo::Vlan { name: name.clone() });
+    }
+    let mv = MacvlanSpec {
+        lower: name.clone(),
+        container_name: ctx.ifname.to_owned(),
+        mac: plan.mac,
+        mtu: ctx.cfg.mtu,
+    };
+    deps.net
+        .create_macvlan(netns, &mv)
+        .map_err(|e| at_step(e.into(), "create macvlan"))?;
+    undo.push(Undo::Macvlan {
+        netns: netns.to_owned(),
+        ifname: ctx.ifname.to_owned(),
+    });
+    subscribe(ctx, netns, deps, id, plan, "", Some(&name), undo)?;
+    tracing::info!(
+        container_id = ctx.container_id,
+        vlan_link = name,
+        created,
+        "macvlan on VLAN interface"
+    );
+    Ok(String::new())
+}
+
 /// Port file, then `POST /vm`, under the VM's directory lock.
+#[allow(clippy::too_many_arguments)]
 fn subscribe(
     ctx: &Ctx,
     netns: &Path,
@@ -400,6 +495,7 @@ fn subscribe(
     id: &Identity,
     plan: &Plan,
     tap: &str,
+    vlan_link: Option<&str>,
     undo: &mut UndoList,
 ) -> Result<()> {
     let cfg = ctx.cfg;
@@ -408,7 +504,12 @@ fn subscribe(
         vm_id: ctx.container_id.to_owned(),
         vm_uuid: plan.vm_uuid.clone(),
         vm_name: id.vm_name.clone(),
-        host_ifname: tap.to_owned(),
+        // Nested mode: the parent, as Contrail's `MacVlan::GetHostIfName` (the file is ours only:
+        // no agent reads it on a VM).
+        host_ifname: match vlan_link {
+            Some(_) => cfg.parent_interface.clone().unwrap_or_default(),
+            None => tap.to_owned(),
+        },
         vm_ifname: ctx.ifname.to_owned(),
         vm_namespace: netns.to_string_lossy().into_owned(),
         vn_uuid: plan.vn_uuid.clone(),
@@ -442,6 +543,7 @@ fn subscribe(
         vm_uuid: plan.vm_uuid.clone(),
         vmi_uuid: plan.vmi.clone(),
         tap: tap.to_owned(),
+        vlan_link: vlan_link.map(str::to_owned),
         config_dir: cfg.config_dir.clone(),
     };
     undo.push(Undo::Record {
@@ -453,6 +555,13 @@ fn subscribe(
             "write the attachment record",
         )
     })?;
+    if vlan_link.is_some() {
+        // Nested mode: the port file is kept (DEL finds the VMI and its owner by it) but the
+        // agent is not told: the VMI is a sub-interface of the VM's own port, which the compute
+        // node's agent already has; tf-controller `src/container/cni/contrail/cni.go`
+        // (`updateAgent = false` for macvlan) and `vrouter.go` (`Add` posts only then).
+        return Ok(());
+    }
     deps.agent
         .add_port(&body, request_timeout(cfg))
         .map_err(|e| at_step(e.into(), "POST /vm"))?;
@@ -842,5 +951,221 @@ mod tests {
         assert_eq!(e.code, code::INVALID_ENV);
         assert!(agent.calls.borrow().is_empty());
         assert!(manager.journal.lock().unwrap().is_empty());
+    }
+
+    fn nested_deps<'a>(agent: &'a FakeAgent, net: &'a mut FakeNet) -> Deps<'a> {
+        Deps {
+            agent,
+            manager: None,
+            net,
+            policy: &FakePolicy,
+        }
+    }
+
+    fn em2() -> FakeNet {
+        FakeNet {
+            parents: vec!["em2".into()],
+            ..Default::default()
+        }
+    }
+
+    fn journal(net: &FakeNet) -> Vec<String> {
+        net.journal.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn nested_add_makes_a_macvlan_on_the_vlan_interface_and_no_tap_nor_post() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            ..Default::default()
+        };
+        let mut net = em2();
+        let ns = Path::new("/run/netns/x");
+        let r = add(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        assert_eq!(r.ips[0].address.to_string(), "10.0.0.5/24");
+        assert_eq!(r.interfaces[0].mac.as_deref(), Some("02:00:00:00:00:01"));
+        assert_eq!(journal(&net), ["vlan em2.100", "macvlan eth0 on em2.100"]);
+        assert!(net.links.is_empty(), "no tap: {:?}", net.links);
+        assert!(
+            !agent.calls.borrow().iter().any(|c| c.starts_with("POST")),
+            "{:?}",
+            agent.calls.borrow()
+        );
+        // The port file (upstream keeps it in nested mode too) and our record, with the VLAN.
+        assert!(cfg.config_dir.join(CID).join(VMI).exists());
+        let store = crate::contrail::record::Store::new(&cfg.state_dir);
+        let recs = store.list(None).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].vlan_link.as_deref(), Some("em2.100"));
+        assert_eq!(recs[0].tap, "");
+
+        del(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        assert_eq!(
+            journal(&net)[2..],
+            ["delete eth0 in the container", "delete em2.100"]
+        );
+        assert!(net.vlans.is_empty() && net.container.is_empty());
+        assert!(!cfg.config_dir.join(CID).exists());
+        assert!(store.list(None).unwrap().is_empty());
+        assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
+        // Repeatable, and without a netns.
+        let mut c = ctx(&cfg, ns);
+        c.netns = None;
+        del(&c, &mut nested_deps(&agent, &mut net)).unwrap();
+    }
+
+    #[test]
+    fn nested_containers_share_the_vlan_interface_until_the_last_del() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            no_index: true,
+            ..Default::default()
+        };
+        let mut net = em2();
+        let ns = Path::new("/run/netns/x");
+        let other = "0d3e7a52-0000-4000-8000-00000000000b";
+        add(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        let mut c2 = ctx(&cfg, ns);
+        c2.container_id = other;
+        c2.ifname = "eth1";
+        add(&c2, &mut nested_deps(&agent, &mut net)).unwrap();
+        assert_eq!(
+            journal(&net),
+            [
+                "vlan em2.100",
+                "macvlan eth0 on em2.100",
+                "macvlan eth1 on em2.100"
+            ]
+        );
+        del(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        assert!(net.vlans.contains_key("em2.100"), "{:?}", journal(&net));
+        assert_eq!(net.macvlans, [("eth1".to_string(), "em2.100".to_string())]);
+        del(&c2, &mut nested_deps(&agent, &mut net)).unwrap();
+        assert!(net.vlans.is_empty(), "{:?}", journal(&net));
+    }
+
+    #[test]
+    fn nested_failed_add_removes_what_it_made_in_reverse_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(7),
+            ..Default::default()
+        };
+        let journal_ = Journal::default();
+        let manager = FakeManager {
+            journal: journal_.clone(),
+            ..Default::default()
+        };
+        let mut net = FakeNet {
+            fail_configure: true,
+            journal: journal_.clone(),
+            ..em2()
+        };
+        let mut deps = Deps {
+            agent: &agent,
+            manager: Some(&manager),
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let e = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::NETLINK);
+        assert_eq!(
+            *journal_.lock().unwrap(),
+            [
+                "attach",
+                "vlan em2.7",
+                "macvlan eth0 on em2.7",
+                "delete eth0 in the container",
+                "delete em2.7",
+                "detach"
+            ]
+        );
+        assert!(net.vlans.is_empty() && net.container.is_empty());
+        assert!(!cfg.config_dir.join(CID).exists());
+        let store = crate::contrail::record::Store::new(&cfg.state_dir);
+        assert!(store.list(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn nested_failed_add_leaves_a_vlan_interface_it_did_not_make() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            ..Default::default()
+        };
+        // The operator's own sub-interface (no alias of ours), and a macvlan that fails.
+        let mut net = FakeNet {
+            vlans: [("em2.100".to_string(), String::new())].into(),
+            fail_macvlan: true,
+            ..em2()
+        };
+        let ns = Path::new("/run/netns/x");
+        let e = add(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap_err();
+        assert!(e.msg.starts_with("create macvlan:"), "{}", e.msg);
+        assert!(net.vlans.contains_key("em2.100"));
+        assert!(journal(&net).is_empty(), "{:?}", journal(&net));
+        // And a DEL of a working attachment on it leaves it too.
+        net.fail_macvlan = false;
+        add(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        del(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        assert!(net.vlans.contains_key("em2.100"), "{:?}", journal(&net));
+        assert!(net.macvlans.is_empty());
+    }
+
+    #[test]
+    fn nested_without_its_parent_is_error_7_before_anyone_is_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            ..Default::default()
+        };
+        let manager = FakeManager::default();
+        let mut net = FakeNet::default();
+        let mut deps = Deps {
+            agent: &agent,
+            manager: Some(&manager),
+            net: &mut net,
+            policy: &FakePolicy,
+        };
+        let e = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(
+            e.msg.contains("contrail.parent-interface \"em2\""),
+            "{}",
+            e.msg
+        );
+        assert!(agent.calls.borrow().is_empty());
+        assert!(manager.journal.lock().unwrap().is_empty());
+        assert!(journal(&net).is_empty());
+        assert!(!cfg.config_dir.exists());
+    }
+
+    #[test]
+    fn nested_without_a_vlan_id_from_the_agent_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        for vlan in [None, Some(65535)] {
+            let agent = FakeAgent {
+                vlan,
+                ..Default::default()
+            };
+            let mut net = em2();
+            let e = add(
+                &ctx(&cfg, Path::new("/run/netns/x")),
+                &mut nested_deps(&agent, &mut net),
+            )
+            .unwrap_err();
+            assert_eq!(e.code, code::AGENT);
+            assert!(e.msg.contains("no vlan-id for VMI"), "{}", e.msg);
+            assert!(journal(&net).is_empty());
+            assert!(!cfg.config_dir.join(CID).exists());
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! CHECK (CNI SPEC.md "CHECK: Check container's networking is as expected"): the interface,
-//! its MAC, addresses and routes are still what ADD reported, and the host end still exists.
+//! its MAC, addresses and routes are still what ADD reported, and the host end (nested mode: the
+//! VLAN interface) still exists.
 
 use std::net::IpAddr;
 
@@ -62,9 +63,21 @@ pub fn check(ctx: &Ctx, prev: &CniResult, deps: &mut Deps) -> Result<()> {
             )));
         }
     }
-    let tap = tap_name(ctx.container_id, ctx.ifname);
-    if !deps.net.host_link_exists(&tap)? {
-        return Err(fail(format!("host interface {tap} is missing")));
+    // The node side: the veth's host end, or in nested mode the VLAN interface our record
+    // names (without a record there is nothing to compare with).
+    let host = if ctx.cfg.nested() {
+        super::record::Store::new(&ctx.cfg.state_dir)
+            .get(ctx.network_name, ctx.container_id, ctx.ifname)
+            .ok()
+            .flatten()
+            .and_then(|r| r.vlan_link)
+    } else {
+        Some(tap_name(ctx.container_id, ctx.ifname))
+    };
+    if let Some(host) = host
+        && !deps.net.host_link_exists(&host)?
+    {
+        return Err(fail(format!("host interface {host} is missing")));
     }
     Ok(())
 }

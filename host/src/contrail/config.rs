@@ -35,9 +35,12 @@ pub struct ContrailConfig {
     /// pod, Mesos otherwise).
     pub mode: Option<Mode>,
     pub mtu: u32,
-    /// `vif-type`: only `veth` is implemented; nested mode (`macvlan` on `parent-interface`)
-    /// is refused by ADD rather than silently replaced by a veth.
+    /// `vif-type`: `veth` (a tap for the node's own vRouter), or `macvlan` (nested mode: the
+    /// node is a VM of a Contrail cloud and a container gets a macvlan on a VLAN sub-interface
+    /// of `parent-interface`, tagged as the agent says).
     pub vif_type: String,
+    /// `parent-interface`: the VM's interface the VLAN sub-interfaces of nested mode sit on.
+    pub parent_interface: Option<String>,
     /// The manager instances' attachment API base URLs, tried in this order: `managers`, then
     /// `mesos-ip`:`mesos-port` (Contrail's keys) when set. Empty: no manager (k8s mode).
     pub managers: Vec<String>,
@@ -60,6 +63,19 @@ pub struct ContrailConfig {
     pub state_dir: PathBuf,
 }
 
+pub const VIF_MACVLAN: &str = "macvlan";
+
+/// A Linux interface name: 1-15 bytes, no `/`, `:`, whitespace, not `.` or `..`.
+pub fn valid_ifname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() < 16
+        && n != "."
+        && n != ".."
+        && !n
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+}
+
 pub const DEFAULT_CONFIG_DIR: &str = "/var/lib/contrail/ports/vm";
 pub const DEFAULT_MESOS_PORT: u16 = 6991;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/contrail-cni/attachments";
@@ -76,6 +92,7 @@ impl Default for ContrailConfig {
             mode: None,
             mtu: 1500,
             vif_type: "veth".into(),
+            parent_interface: None,
             managers: vec![],
             mesos_token: None,
             manager_ca_file: String::new(),
@@ -110,6 +127,8 @@ pub struct Section {
     pub mtu: Option<u32>,
     #[serde(deserialize_with = "de::string")]
     pub vif_type: Option<String>,
+    #[serde(deserialize_with = "de::string")]
+    pub parent_interface: Option<String>,
     #[serde(deserialize_with = "de::string")]
     pub mesos_ip: Option<String>,
     #[serde(deserialize_with = "de::port")]
@@ -153,10 +172,6 @@ pub const IGNORED: &[(&str, &str)] = &[
     (
         "network-name",
         "Contrail overwrites it with the top-level \"name\", and so does this plugin",
-    ),
-    (
-        "parent-interface",
-        "only nested mode (vif-type macvlan) uses it, and nested mode is not supported",
     ),
     ("log-dir", "logs go to log-file"),
 ];
@@ -350,6 +365,7 @@ impl ContrailConfig {
             mode: s.mode,
             mtu: s.mtu.unwrap_or(d.mtu),
             vif_type: s.vif_type.unwrap_or(d.vif_type),
+            parent_interface: s.parent_interface.filter(|p| !p.is_empty()),
             managers: {
                 let mut m = s.managers.unwrap_or_default();
                 if let Some(ip) = s.mesos_ip.filter(|ip| !ip.is_empty()) {
@@ -377,19 +393,34 @@ impl ContrailConfig {
         })
     }
 
-    /// What ADD cannot do: nested mode (`vif-type` other than `veth`), in which Contrail's CNI
-    /// puts a macvlan/VLAN sub-interface of `parent-interface` into the container.
+    /// Whether this is nested mode (`vif-type: macvlan`).
+    pub fn nested(&self) -> bool {
+        self.vif_type == VIF_MACVLAN
+    }
+
+    /// `vif-type` is `veth` or `macvlan`; `macvlan` needs a `parent-interface` that is a valid
+    /// interface name (whether it exists on the node is ADD's check).
     pub fn check_supported(&self) -> Result<()> {
-        if self.vif_type == "veth" {
-            return Ok(());
+        match self.vif_type.as_str() {
+            "veth" => Ok(()),
+            VIF_MACVLAN => match self.parent_interface.as_deref() {
+                None => Err(Error::new(
+                    code::INVALID_CONFIG,
+                    "contrail.parent-interface is required with contrail.vif-type \"macvlan\" (nested mode)",
+                )),
+                Some(p) if !valid_ifname(p) => Err(Error::new(
+                    code::INVALID_CONFIG,
+                    format!("contrail.parent-interface {p:?} is not an interface name"),
+                )),
+                Some(_) => Ok(()),
+            },
+            other => Err(Error::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "contrail.vif-type {other:?} is not supported: \"veth\" or \"macvlan\" (nested mode, on parent-interface)"
+                ),
+            )),
         }
-        Err(Error::new(
-            code::INVALID_CONFIG,
-            format!(
-                "contrail.vif-type {:?} is not supported: nested mode (a macvlan sub-interface of parent-interface) is not implemented, only \"veth\"",
-                self.vif_type
-            ),
-        ))
     }
 
     /// The state directory must be absolute and outside `config-dir`: the agent reads every
@@ -567,7 +598,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_kept_and_nested_mode_is_refused() {
+    fn unknown_keys_are_kept_and_nested_mode_needs_its_parent() {
         let s = Section::parse(
             &json!({"log-dir": "/x", "frobnicate": 1, "vif-type": "macvlan",
             "parent-interface": "eth1", "mesos-ip": null}),
@@ -575,20 +606,39 @@ mod tests {
         .unwrap();
         assert_eq!(
             s.extra.keys().collect::<Vec<_>>(),
-            ["log-dir", "frobnicate", "parent-interface"]
+            ["log-dir", "frobnicate"]
         );
         // Contrail's known-but-unused keys are not reported as unknown.
         assert_eq!(s.unknown_keys().collect::<Vec<_>>(), ["frobnicate"]);
         let c = ContrailConfig::from_section(s).unwrap();
         assert!(c.managers.is_empty());
-        let e = c.check_supported().unwrap_err();
-        assert_eq!(e.code, 7);
-        assert!(
-            e.msg.contains("vif-type") && e.msg.contains("nested"),
-            "{}",
-            e.msg
-        );
+        assert!(c.nested());
+        assert_eq!(c.parent_interface.as_deref(), Some("eth1"));
+        c.check_supported().unwrap();
         ContrailConfig::default().check_supported().unwrap();
+        for (sec, want) in [
+            (
+                json!({"vif-type": "macvlan"}),
+                "contrail.parent-interface is required",
+            ),
+            (
+                json!({"vif-type": "macvlan", "parent-interface": ""}),
+                "contrail.parent-interface is required",
+            ),
+            (
+                json!({"vif-type": "macvlan", "parent-interface": "a/b"}),
+                "contrail.parent-interface \"a/b\"",
+            ),
+            (
+                json!({"vif-type": "ipvlan"}),
+                "contrail.vif-type \"ipvlan\"",
+            ),
+        ] {
+            let c = ContrailConfig::from_section(Section::parse(&sec).unwrap()).unwrap();
+            let e = c.check_supported().unwrap_err();
+            assert_eq!(e.code, 7);
+            assert!(e.msg.contains(want), "{}", e.msg);
+        }
         let e = parse(json!({"contrail": 5})).unwrap_err();
         assert_eq!(e.code, 7);
         let e = parse(json!({"contrail": {"vrouter-port": 0}})).unwrap_err();

@@ -182,14 +182,40 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
         None => None,
     };
     let t_lookup = t0.elapsed();
-    // Veth first: the agent then sees the tap vanish before the unsubscribe.
-    let removed = deps
-        .net
-        .retire(ctx.netns, ctx.ifname, &tap, cfg.async_teardown)
-        .unwrap_or_else(|e| {
-            errors.push(step(e.into(), "remove the veth"));
-            false
-        });
+    // Nested mode: the VLAN interface our record names (read before the record goes).
+    let vlan_link = if cfg.nested() {
+        Store::new(&cfg.state_dir)
+            .get(ctx.network_name, cid, ctx.ifname)
+            .unwrap_or_else(|e| {
+                tracing::warn!(container_id = cid, "DEL: attachment record unreadable: {e}");
+                None
+            })
+            .and_then(|r| r.vlan_link)
+    } else {
+        None
+    };
+    let removed = if cfg.nested() {
+        // The macvlan goes with its namespace anyway; removing it now frees the VLAN interface
+        // at once. Without a netns there is nothing left to remove in the container.
+        match ctx.netns {
+            Some(ns) => deps
+                .net
+                .delete_container_link(ns, ctx.ifname)
+                .unwrap_or_else(|e| {
+                    errors.push(step(e.into(), "remove the macvlan"));
+                    false
+                }),
+            None => false,
+        }
+    } else {
+        // Veth first: the agent then sees the tap vanish before the unsubscribe.
+        deps.net
+            .retire(ctx.netns, ctx.ifname, &tap, cfg.async_teardown)
+            .unwrap_or_else(|e| {
+                errors.push(step(e.into(), "remove the veth"));
+                false
+            })
+    };
     let t_veth = t0.elapsed();
     if let (Some(id), Some((vmi, vm_uuid))) = (&id, &port)
         && let Err(e) = release_port(
@@ -199,7 +225,8 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
             &id.vm_name,
             vmi,
             vm_uuid,
-            !vm_uuid.is_empty(),
+            // Nested mode never subscribed the port (see `add::subscribe`).
+            !vm_uuid.is_empty() && !cfg.nested(),
         )
     {
         errors.push(step(e, "remove the port file"));
@@ -208,6 +235,12 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
     // can still find by it.
     if errors.is_empty() {
         forget(ctx);
+        // The VLAN interface goes with its last user (a macvlan still on it would go with it).
+        if let Some(v) = &vlan_link
+            && let Err(e) = super::nested::release_vlan(&mut *deps.net, &cfg.state_dir, v)
+        {
+            errors.push(step(e, "remove the VLAN interface"));
+        }
     }
     if let (Some(id), Some(m)) = (&id, deps.manager)
         && id.mode == Mode::Mesos

@@ -17,7 +17,9 @@ use super::error::{Error, Result};
 use super::manager::Manager;
 use crate::cni::config::Label;
 use crate::cni::result::{Dns, IpConfig, Route};
-use crate::net::{IfaceState, NetError, NetOps, RouteSpec, VethSpec};
+use crate::net::{
+    IfaceState, MacvlanSpec, NetError, NetOps, RouteSpec, VLAN_OWNER_ALIAS, VethSpec, VlanSpec,
+};
 use crate::wasm::IpamConfig;
 
 pub const CID: &str = "5baff64c-d028-47ba-864e-a5ee679fc069";
@@ -29,6 +31,10 @@ pub struct FakeAgent {
     /// `GET /vm/...` answers 200 without an address this many times first.
     pub port_unaddressed: RefCell<u32>,
     pub fail_post: bool,
+    /// The `vlan-id` of the VMI (nested mode).
+    pub vlan: Option<u32>,
+    /// The VMI without an `index` annotation (then taken for any ifname).
+    pub no_index: bool,
     pub calls: RefCell<Vec<String>>,
     pub subs: RefCell<BTreeMap<String, Vec<u8>>>,
 }
@@ -50,7 +56,12 @@ impl Agent for FakeAgent {
             vm_uuid: Some(CID.into()),
             vn_id: Some("vn".into()),
             mac: Some("02:00:00:00:00:01".into()),
-            annotations: [("index".to_string(), "0/1".to_string())].into(),
+            annotations: if self.no_index {
+                Default::default()
+            } else {
+                [("index".to_string(), "0/1".to_string())].into()
+            },
+            vlan_id: self.vlan,
             ..Default::default()
         }]))
     }
@@ -114,6 +125,13 @@ pub struct FakeNet {
     pub fail_retire: bool,
     /// `check_netns` says the path is not a network namespace.
     pub bad_netns: bool,
+    /// Host interfaces that exist (nested mode's parents).
+    pub parents: Vec<String>,
+    /// VLAN interfaces: name → alias.
+    pub vlans: BTreeMap<String, String>,
+    /// Macvlans: (container name, lower).
+    pub macvlans: Vec<(String, String)>,
+    pub fail_macvlan: bool,
     pub journal: Journal,
 }
 
@@ -148,8 +166,87 @@ impl NetOps for FakeNet {
         }
         Ok(())
     }
+    fn ensure_vlan(&mut self, spec: &VlanSpec) -> std::result::Result<bool, NetError> {
+        if !self.parents.contains(&spec.parent) {
+            return Err(NetError::NotFound {
+                name: spec.parent.clone(),
+            });
+        }
+        if self.vlans.contains_key(&spec.name) {
+            return Ok(false);
+        }
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("vlan {}", spec.name));
+        self.vlans
+            .insert(spec.name.clone(), VLAN_OWNER_ALIAS.to_owned());
+        Ok(true)
+    }
+    fn create_macvlan(
+        &mut self,
+        _: &Path,
+        spec: &MacvlanSpec,
+    ) -> std::result::Result<(), NetError> {
+        if self.fail_macvlan || !self.vlans.contains_key(&spec.lower) {
+            return Err(NetError::Netlink {
+                op: "create macvlan".into(),
+                errno: Some(22),
+                msg: "invalid".into(),
+            });
+        }
+        if self.container.contains(&spec.container_name) {
+            return Err(NetError::IfnameExists {
+                name: spec.container_name.clone(),
+            });
+        }
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("macvlan {} on {}", spec.container_name, spec.lower));
+        self.container.push(spec.container_name.clone());
+        self.macvlans
+            .push((spec.container_name.clone(), spec.lower.clone()));
+        Ok(())
+    }
+    fn delete_container_link(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+    ) -> std::result::Result<bool, NetError> {
+        // A namespace under /gone (the sweep tests' dead containers) took its links with it.
+        if netns.starts_with("/gone") {
+            return Ok(false);
+        }
+        self.journal
+            .lock()
+            .unwrap()
+            .push(format!("delete {ifname} in the container"));
+        let before = self.container.len();
+        self.container.retain(|c| c != ifname);
+        self.macvlans.retain(|(c, _)| c != ifname);
+        Ok(before != self.container.len())
+    }
+    fn host_link_alias(&mut self, name: &str) -> std::result::Result<Option<String>, NetError> {
+        Ok(self.vlans.get(name).cloned().or_else(|| {
+            (self.parents.iter().any(|p| p == name) || self.links.iter().any(|l| l == name))
+                .then(String::new)
+        }))
+    }
     fn delete_host_link(&mut self, name: &str) -> std::result::Result<bool, NetError> {
         self.journal.lock().unwrap().push(format!("delete {name}"));
+        if self.vlans.remove(name).is_some() {
+            // Its macvlans go with it.
+            let gone: Vec<String> = self
+                .macvlans
+                .iter()
+                .filter(|(_, l)| l == name)
+                .map(|(c, _)| c.clone())
+                .collect();
+            self.macvlans.retain(|(_, l)| l != name);
+            self.container.retain(|c| !gone.contains(c));
+            return Ok(true);
+        }
         let before = self.links.len();
         self.links.retain(|l| l != name);
         // One veth per test container: its peer goes with it.
@@ -175,7 +272,9 @@ impl NetOps for FakeNet {
         self.delete_host_link(name)
     }
     fn host_link_exists(&mut self, name: &str) -> std::result::Result<bool, NetError> {
-        Ok(self.links.iter().any(|l| l == name))
+        Ok(self.links.iter().any(|l| l == name)
+            || self.parents.iter().any(|p| p == name)
+            || self.vlans.contains_key(name))
     }
     fn container_link_exists(
         &mut self,
@@ -278,6 +377,15 @@ pub fn cfg(dir: &Path) -> ContrailConfig {
         poll_retries: 5,
         mode: Some(Mode::Mesos),
         ..Default::default()
+    }
+}
+
+/// [`cfg`] in nested mode on parent `em2`.
+pub fn nested_cfg(dir: &Path) -> ContrailConfig {
+    ContrailConfig {
+        vif_type: "macvlan".into(),
+        parent_interface: Some("em2".into()),
+        ..cfg(dir)
     }
 }
 

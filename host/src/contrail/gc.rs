@@ -11,6 +11,7 @@
 //! The manager's reconciler removes the VNC objects of containers that are gone.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -63,7 +64,21 @@ pub fn teardown(
     dry_run: bool,
 ) -> Result<Vec<String>> {
     let mut done = vec![];
-    let tap = if dry_run {
+    let tap = if rec.tap.is_empty() {
+        // Nested mode: no tap; the container's macvlan, when its namespace is still there.
+        let ns = Path::new(&rec.netns);
+        match (&rec.vlan_link, dry_run) {
+            (None, _) => Ok(false),
+            (Some(_), true) => net.container_link_exists(ns, &rec.ifname).or(Ok(false)),
+            (Some(_), false) => net.delete_container_link(ns, &rec.ifname),
+        }
+        .map(|r| {
+            if r {
+                done.push(format!("macvlan {} in {}", rec.ifname, rec.netns));
+            }
+            false
+        })
+    } else if dry_run {
         net.host_link_exists(&rec.tap)
     } else {
         net.delete_host_link(&rec.tap)
@@ -101,7 +116,7 @@ pub fn teardown(
                 let file = format!("port file {}/{}", dir.path().display(), rec.vmi_uuid);
                 if dry_run {
                     done.push(file);
-                    if entries.len() == 1 && !rec.vm_uuid.is_empty() {
+                    if entries.len() == 1 && !rec.vm_uuid.is_empty() && rec.vlan_link.is_none() {
                         done.push(format!("agent VM {}", rec.vm_uuid));
                     }
                 } else {
@@ -112,10 +127,11 @@ pub fn teardown(
                         &rec.container_id,
                         &rec.vmi_uuid,
                         &rec.vm_uuid,
-                        !rec.vm_uuid.is_empty(),
+                        // Nested mode never subscribed the port.
+                        !rec.vm_uuid.is_empty() && rec.vlan_link.is_none(),
                     )?;
                     done.push(file);
-                    if last && !rec.vm_uuid.is_empty() {
+                    if last && !rec.vm_uuid.is_empty() && rec.vlan_link.is_none() {
                         done.push(format!("agent VM {}", rec.vm_uuid));
                     }
                 }
@@ -147,6 +163,12 @@ pub fn teardown(
             })?;
     }
     done.push("record".into());
+    if let Some(v) = &rec.vlan_link
+        && !dry_run
+        && super::nested::release_vlan(net, &cfg.state_dir, v)?
+    {
+        done.push(format!("VLAN interface {v}"));
+    }
     Ok(done)
 }
 
@@ -307,6 +329,34 @@ mod tests {
             gc(&cfg, "blue", &valid(&[("live", "eth0")]), &agent, &mut net).unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn gc_in_nested_mode_releases_the_vlan_interface_with_its_last_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            ..Default::default()
+        };
+        let mut net = FakeNet {
+            parents: vec!["em2".into()],
+            ..Default::default()
+        };
+        add_as(&cfg, &agent, &mut net, "blue", "stale");
+        add_as(&cfg, &agent, &mut net, "blue", "live");
+        assert_eq!(net.macvlans.len(), 2);
+        let n = gc(&cfg, "blue", &valid(&[("live", "eth0")]), &agent, &mut net).unwrap();
+        assert_eq!(n, 1);
+        assert!(net.vlans.contains_key("em2.100"));
+        assert!(!cfg.config_dir.join("stale").exists());
+        assert!(cfg.config_dir.join("live").join(VMI).exists());
+        // Nested mode never subscribed: nothing to unsubscribe.
+        assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
+        let n = gc(&cfg, "blue", &valid(&[]), &agent, &mut net).unwrap();
+        assert_eq!(n, 1);
+        assert!(net.vlans.is_empty(), "{:?}", net.journal.lock().unwrap());
+        assert!(Store::new(&cfg.state_dir).list(None).unwrap().is_empty());
     }
 
     #[test]

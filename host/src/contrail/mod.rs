@@ -11,7 +11,9 @@
 //! [`agent`] (vRouter agent client and its wire types), [`manager`] (attachment API client).
 //! [`config`] is the `contrail` section, [`portfile`] the port files and per-VM lock, [`naming`]
 //! the tap and k8s names. [`record`] is our own record of which network made each attachment
-//! (what [`gc`] and the operator's [`sweep`] go by).
+//! (what [`gc`] and the operator's [`sweep`] go by). [`nested`] is nested mode (`vif-type:
+//! macvlan`): a macvlan on a VLAN interface of `parent-interface` instead of a veth, and no
+//! `POST /vm`.
 
 pub mod add;
 pub mod agent;
@@ -25,6 +27,7 @@ mod fakes;
 pub mod gc;
 pub mod manager;
 pub mod naming;
+pub mod nested;
 pub mod plugin;
 pub mod poll;
 pub mod portfile;

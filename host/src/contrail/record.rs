@@ -29,7 +29,12 @@ pub struct Record {
     pub vm_name: String,
     pub vm_uuid: String,
     pub vmi_uuid: String,
+    /// The veth's host end; empty in nested mode (no tap).
     pub tap: String,
+    /// Nested mode: the VLAN sub-interface the container's macvlan sits on (what tells DEL
+    /// whether another container still uses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_link: Option<String>,
     /// The `config-dir` the port file went to (networks may use different ones).
     pub config_dir: PathBuf,
 }
@@ -96,6 +101,24 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
         }
         res.map(|()| dst)
+    }
+
+    /// The record of one attachment, None when there is none (or it does not parse).
+    pub fn get(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> std::io::Result<Option<Record>> {
+        let p = self.path(network, container_id, ifname)?;
+        let f = match std::fs::File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut body = vec![];
+        f.take(MAX_RECORD_BYTES + 1).read_to_end(&mut body)?;
+        Ok(serde_json::from_slice(&body).ok())
     }
 
     /// Ok(false) when there was none. Repeatable.
@@ -200,6 +223,7 @@ mod tests {
             vm_uuid: "u".into(),
             vmi_uuid: "v".into(),
             tap: "tapx".into(),
+            vlan_link: None,
             config_dir: "/ports".into(),
         }
     }

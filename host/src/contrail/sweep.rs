@@ -64,7 +64,13 @@ pub fn sweep(
         if !gone(Path::new(&r.netns)) {
             continue;
         }
-        match net.host_link_exists(&r.tap) {
+        // Nested mode has no tap (the macvlan went with the namespace).
+        let tap = if r.tap.is_empty() {
+            Ok(false)
+        } else {
+            net.host_link_exists(&r.tap)
+        };
+        match tap {
             Ok(false) => {}
             Ok(true) => {
                 tracing::warn!(
@@ -202,6 +208,43 @@ mod tests {
         assert_eq!(left[0].container_id, "live");
         // Nothing left to do.
         assert!(sweep(&cfg, &agent, &mut net, false, &gone).lines.is_empty());
+    }
+
+    #[test]
+    fn sweep_in_nested_mode_releases_the_vlan_interface_with_its_last_user() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            ..Default::default()
+        };
+        let mut net = FakeNet {
+            parents: vec!["em2".into()],
+            ..Default::default()
+        };
+        add_in(&cfg, &agent, &mut net, "dead", "/gone/dead");
+        add_in(&cfg, &agent, &mut net, "live", "/live/live");
+        // No tap to wait for: the dead one goes at once, the VLAN interface stays for the live.
+        let r = sweep(&cfg, &agent, &mut net, false, &gone);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
+        assert!(r.lines[0].contains("port file"), "{}", r.lines[0]);
+        assert!(!r.lines[0].contains("agent VM"), "{}", r.lines[0]);
+        assert!(!r.lines[0].contains("VLAN"), "{}", r.lines[0]);
+        assert!(net.vlans.contains_key("em2.100"));
+        assert!(!cfg.config_dir.join("dead").exists());
+        // The last one's namespace gone too: the VLAN interface goes with it.
+        let r = sweep(&cfg, &agent, &mut net, false, &|_: &Path| true);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
+        assert!(
+            r.lines[0].contains("VLAN interface em2.100"),
+            "{}",
+            r.lines[0]
+        );
+        assert!(net.vlans.is_empty());
+        assert!(Store::new(&cfg.state_dir).list(None).unwrap().is_empty());
+        assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The rollback of a failed ADD: each side effect pushes the step that undoes it, and a failure
 //! runs the list in reverse (the record before the port before the veth before the manager
-//! registration, the opposite of the order ADD made them). Every step runs even when an earlier
+//! registration, the opposite of the order ADD made them; in nested mode the record before the
+//! port file before the macvlan before the VLAN sub-interface). Every step runs even when an earlier
 //! one failed; a failed undo is logged, the ADD's own error is what the runtime gets.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::config::ContrailConfig;
@@ -18,6 +20,11 @@ pub enum Undo {
     Registration,
     /// The veth pair, by its host end (the container end goes with it).
     Veth { tap: String },
+    /// Nested mode: the VLAN sub-interface this ADD created. Undone only when no other
+    /// attachment's record uses it (one may have started to since).
+    Vlan { name: String },
+    /// Nested mode: the container's macvlan.
+    Macvlan { netns: PathBuf, ifname: String },
     /// The port file, and the agent subscription once `posted`. Undone under the VM directory
     /// lock like a DEL, so a sibling interface's subscription survives.
     Port {
@@ -81,6 +88,14 @@ impl UndoList {
                         )
                     }),
                 Undo::Veth { tap } => deps.net.delete_host_link(tap).map(drop).map_err(Into::into),
+                Undo::Macvlan { netns, ifname } => deps
+                    .net
+                    .delete_container_link(netns, ifname)
+                    .map(drop)
+                    .map_err(Into::into),
+                Undo::Vlan { name } => {
+                    super::nested::release_vlan(&mut *deps.net, &cfg.state_dir, name).map(drop)
+                }
                 Undo::Registration => match deps.manager {
                     Some(m) => m.detach(container_id, ifname).map(drop),
                     None => Ok(()),

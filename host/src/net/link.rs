@@ -13,16 +13,21 @@ use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteScope,
 };
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVlan, RouteMessageBuilder,
+};
 use tokio::runtime::Runtime;
 
 use super::netns::NetNs;
-use super::{IfaceState, NetError, NetOps, RouteSpec, VethSpec};
+use super::{
+    IfaceState, MacvlanSpec, NetError, NetOps, RouteSpec, VLAN_OWNER_ALIAS, VethSpec, VlanSpec,
+};
 
 const ENODEV: i32 = libc::ENODEV;
 const EEXIST: i32 = libc::EEXIST;
@@ -186,6 +191,43 @@ fn build_veth(spec: &VethSpec, ns_fd: i32) -> LinkMessage {
         .mtu(spec.mtu)
         .up()
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build()
+}
+
+/// (parent index, tag) when `m` is a VLAN link.
+fn vlan_of(m: &LinkMessage) -> Option<(Option<u32>, Option<u16>)> {
+    let infos = m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(i) => Some(i),
+        _ => None,
+    })?;
+    if !infos
+        .iter()
+        .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vlan)))
+    {
+        return None;
+    }
+    let id = infos.iter().find_map(|i| match i {
+        LinkInfo::Data(InfoData::Vlan(v)) => v.iter().find_map(|x| match x {
+            InfoVlan::Id(id) => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    });
+    let parent = m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(i) => Some(*i),
+        _ => None,
+    });
+    Some((parent, id))
+}
+
+fn build_macvlan(spec: &MacvlanSpec, lower_index: u32, ns_fd: i32) -> LinkMessage {
+    // Born in the container namespace with its final name, like the veth peer: no rename, no
+    // move (Contrail's `src/container/cni/common/macvlan.go` creates a temporary name and renames
+    // it). Bridge mode, so the containers sharing one VLAN interface reach each other directly.
+    LinkMacVlan::new(&spec.container_name, lower_index, MacVlanMode::Bridge)
+        .mtu(spec.mtu)
+        .address(spec.mac.to_vec())
+        .setns_by_fd(ns_fd)
         .build()
 }
 
@@ -443,6 +485,161 @@ impl NetOps for Netlink {
                     })
             }
         }
+    }
+
+    fn ensure_vlan(&mut self, spec: &VlanSpec) -> Result<bool, NetError> {
+        let h = self.host()?;
+        self.rt.block_on(async {
+            let parent = Self::link_by_name(&h, &spec.parent)
+                .await?
+                .ok_or_else(|| NetError::NotFound {
+                    name: spec.parent.clone(),
+                })?;
+            let pidx = parent.header.index;
+            let mismatch = |what: String| NetError::Netlink {
+                op: format!("use VLAN interface {}", spec.name),
+                errno: None,
+                msg: what,
+            };
+            let check = |m: &LinkMessage| match vlan_of(m) {
+                Some((Some(p), Some(id))) if p == pidx && id == spec.vlan => Ok(()),
+                Some((p, id)) => Err(mismatch(format!(
+                    "it exists as VLAN {id:?} on link index {p:?}, not VLAN {} on {} (index {pidx})",
+                    spec.vlan, spec.parent
+                ))),
+                None => Err(mismatch("it exists and is not a VLAN interface".into())),
+            };
+            if let Some(m) = Self::link_by_name(&h, &spec.name).await? {
+                check(&m)?;
+                // A VLAN interface that is down carries nothing for its macvlans.
+                if !m.header.flags.contains(LinkFlags::Up) {
+                    let up = LinkUnspec::new_with_index(m.header.index).up().build();
+                    h.link()
+                        .set(up)
+                        .execute()
+                        .await
+                        .map_err(|e| nl_err(format!("set {} up", spec.name), e))?;
+                }
+                return Ok(false);
+            }
+            let msg = LinkVlan::new(&spec.name, pidx, spec.vlan).up().build();
+            if let Err(e) = h.link().add(msg).execute().await {
+                let e = nl_err(format!("create VLAN interface {}", spec.name), e);
+                if e.errno() != Some(EEXIST) {
+                    return Err(e);
+                }
+                // Made meanwhile by someone else: use it if it is the same VLAN.
+                let m = Self::link_by_name(&h, &spec.name).await?.ok_or(e)?;
+                check(&m)?;
+                return Ok(false);
+            }
+            // The alias marks it ours (the kernel ignores IFLA_IFALIAS on creation).
+            let alias = LinkUnspec::new_with_name(&spec.name)
+                .alias(VLAN_OWNER_ALIAS)
+                .build();
+            if let Err(e) = h.link().set(alias).execute().await {
+                let e = nl_err(format!("set alias of {}", spec.name), e);
+                if let Ok(Some(m)) = Self::link_by_name(&h, &spec.name).await {
+                    let _ = h.link().del(m.header.index).execute().await;
+                }
+                return Err(e);
+            }
+            Ok(true)
+        })
+    }
+
+    fn create_macvlan(&mut self, netns: &Path, spec: &MacvlanSpec) -> Result<(), NetError> {
+        let host = self.host()?;
+        let (ns, cont) = self.in_ns(netns)?;
+        let ns_fd = std::os::fd::AsRawFd::as_raw_fd(&ns.fd());
+        self.rt.block_on(async {
+            let lower = Self::link_by_name(&host, &spec.lower)
+                .await?
+                .ok_or_else(|| NetError::NotFound {
+                    name: spec.lower.clone(),
+                })?;
+            // The kernel's answer to a macvlan larger than its lower device is a bare EINVAL:
+            // say which MTUs disagree (a VM's interface is often below 1500).
+            let lower_mtu = lower.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            });
+            if let Some(m) = lower_mtu.filter(|m| spec.mtu > *m) {
+                return Err(NetError::Netlink {
+                    op: format!("create macvlan {}", spec.container_name),
+                    errno: Some(libc::EINVAL),
+                    msg: format!(
+                        "MTU {} is larger than the MTU {m} of {} (set contrail.mtu)",
+                        spec.mtu, spec.lower
+                    ),
+                });
+            }
+            let msg = build_macvlan(spec, lower.header.index, ns_fd);
+            if let Err(e) = host.link().add(msg).execute().await {
+                let e = nl_err(format!("create macvlan {}", spec.container_name), e);
+                if e.errno() == Some(EEXIST)
+                    && Self::link_by_name(&cont, &spec.container_name)
+                        .await?
+                        .is_some()
+                {
+                    return Err(NetError::IfnameExists {
+                        name: spec.container_name.clone(),
+                    });
+                }
+                return Err(e);
+            }
+            let up = LinkUnspec::new_with_name(&spec.container_name).up().build();
+            cont.link()
+                .set(up)
+                .execute()
+                .await
+                .map_err(|e| nl_err(format!("set {} up", spec.container_name), e))
+        })
+    }
+
+    fn delete_container_link(&mut self, netns: &Path, ifname: &str) -> Result<bool, NetError> {
+        let h = match self.in_ns(netns) {
+            Ok((_, h)) => h,
+            // A namespace that is gone took its interfaces with it.
+            Err(NetError::NetnsOpen { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(false);
+            }
+            // Its mount point is left but the namespace is not: no interface of ours there.
+            Err(NetError::NotNetns { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.rt.block_on(async {
+            let Some(link) = Self::link_by_name(&h, ifname).await? else {
+                return Ok(false);
+            };
+            match h.link().del(link.header.index).execute().await {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    let e = nl_err(format!("delete link {ifname}"), e);
+                    if e.errno() == Some(ENODEV) {
+                        Ok(false)
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        })
+    }
+
+    fn host_link_alias(&mut self, name: &str) -> Result<Option<String>, NetError> {
+        let h = self.host()?;
+        let link = self.rt.block_on(Self::link_by_name(&h, name))?;
+        Ok(link.map(|m| {
+            m.attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::IfAlias(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        }))
     }
 
     fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError> {

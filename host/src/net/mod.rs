@@ -88,6 +88,28 @@ pub struct VethSpec {
     pub mtu: u32,
 }
 
+/// The VLAN sub-interface of nested mode: `<parent>.<vlan>` in the node's namespace, the lower
+/// device of the containers' macvlans (tf-controller `src/container/cni/common/macvlan.go`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanSpec {
+    pub parent: String,
+    pub name: String,
+    pub vlan: u16,
+}
+
+/// A macvlan (bridge mode) on `lower`, created directly inside the container namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacvlanSpec {
+    pub lower: String,
+    pub container_name: String,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// The alias our VLAN sub-interfaces carry: only those are ever deleted by us (one the operator
+/// made is used, never removed).
+pub const VLAN_OWNER_ALIAS: &str = "contrail-mesos-cni nested";
+
 /// A route to set inside the container.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteSpec {
@@ -146,6 +168,18 @@ pub trait NetOps {
         host_name: &str,
         background: bool,
     ) -> Result<bool, NetError>;
+    /// Nested mode: the VLAN sub-interface, created up (with [`VLAN_OWNER_ALIAS`]) unless a VLAN
+    /// link of that name, parent and tag exists already. Ok(true) when this call created it;
+    /// [`NetError::NotFound`] when the parent does not exist; an error when the name is taken
+    /// by another kind of link or another tag.
+    fn ensure_vlan(&mut self, spec: &VlanSpec) -> Result<bool, NetError>;
+    /// Nested mode: the macvlan on `spec.lower`, born inside `netns` with its name, MAC and
+    /// MTU, then set up. [`NetError::IfnameExists`] when the name is taken there.
+    fn create_macvlan(&mut self, netns: &Path, spec: &MacvlanSpec) -> Result<(), NetError>;
+    /// Deletes `ifname` inside `netns`. Ok(false) when it (or the namespace) is gone.
+    fn delete_container_link(&mut self, netns: &Path, ifname: &str) -> Result<bool, NetError>;
+    /// A host-side link's alias: None when there is no such link, Some("") without alias.
+    fn host_link_alias(&mut self, name: &str) -> Result<Option<String>, NetError>;
     /// Whether a host-side link of that name exists.
     fn host_link_exists(&mut self, name: &str) -> Result<bool, NetError>;
     /// Whether `ifname` exists inside `netns` (one netlink request; [`NetOps::inspect`] also
