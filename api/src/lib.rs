@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod config_problem;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -233,10 +233,7 @@ fn config_check(file: &Path) -> ExitCode {
     for p in &problems {
         print(p.to_string());
     }
-    let errors = problems
-        .iter()
-        .filter(|p| p.severity == crate::config_check::Severity::Error)
-        .count();
+    let errors = contrail_mesos_api::config_problem::errors(&problems);
     let warnings = problems.len() - errors;
     let name = if file == Path::new("-") {
         "<stdin>".to_owned()

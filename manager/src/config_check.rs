@@ -4,54 +4,22 @@
 //! `error: <key>: <what and how to fix>` / `warning: ...`, the key as in the TOML file
 //! (`api.listen`, `zookeeper.connect`).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::config::Config;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// `start` fails, or runs differently than the operator meant.
-    Error,
-    /// `start` runs, but not as the operator probably expects.
-    Warning,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub severity: Severity,
-    pub key: String,
-    pub msg: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, "{s}: {}: {}", self.key, self.msg)
-    }
-}
+pub use contrail_mesos_api::config_problem::{Problem, Severity};
 
 #[derive(Default)]
 struct Out(Vec<Problem>);
 
 impl Out {
     fn error(&mut self, key: &str, msg: impl Into<String>) {
-        self.0.push(Problem {
-            severity: Severity::Error,
-            key: key.to_owned(),
-            msg: msg.into(),
-        });
+        self.0.push(Problem::error(key, msg));
     }
     fn warning(&mut self, key: &str, msg: impl Into<String>) {
-        self.0.push(Problem {
-            severity: Severity::Warning,
-            key: key.to_owned(),
-            msg: msg.into(),
-        });
+        self.0.push(Problem::warning(key, msg));
     }
 }
 

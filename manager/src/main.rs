@@ -118,10 +118,7 @@ fn check_config(cli: &Cli) -> ExitCode {
     for p in &problems {
         print(p.to_string());
     }
-    let errors = problems
-        .iter()
-        .filter(|p| p.severity == config_check::Severity::Error)
-        .count();
+    let errors = contrail_mesos_api::config_problem::errors(&problems);
     if problems.is_empty() {
         print("config ok".to_owned());
     } else {

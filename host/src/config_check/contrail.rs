@@ -32,7 +32,7 @@ pub(super) fn section(
         Some(v) => match Section::parse(v) {
             Ok(s) => s,
             Err(e) => {
-                out.push(Problem::from_parse(&e, "contrail"));
+                out.push(super::from_parse(&e, "contrail"));
                 return facts;
             }
         },
@@ -84,7 +84,7 @@ pub(super) fn section(
     let cfg = match ContrailConfig::from_section(section) {
         Ok(c) => c,
         Err(e) => {
-            out.push(Problem::from_parse(&e, "contrail"));
+            out.push(super::from_parse(&e, "contrail"));
             return facts;
         }
     };
@@ -94,10 +94,10 @@ pub(super) fn section(
         } else {
             "contrail.vif-type"
         };
-        out.push(Problem::from_parse(&e, key));
+        out.push(super::from_parse(&e, key));
     }
     if let Err(e) = cfg.check_state_dir() {
-        out.push(Problem::from_parse(&e, "contrail.state-dir"));
+        out.push(super::from_parse(&e, "contrail.state-dir"));
     }
     poll_budget(&cfg, out);
 

@@ -19,7 +19,7 @@ pub(super) fn wasm_section(conf: &NetConf, worlds: &[World], out: &mut Vec<Probl
     let settings = match conf.wasm() {
         Ok(s) => s,
         Err(e) => {
-            out.push(Problem::from_parse(&e, "wasm"));
+            out.push(super::from_parse(&e, "wasm"));
             return;
         }
     };

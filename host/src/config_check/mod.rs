@@ -14,71 +14,27 @@
 mod contrail;
 mod files;
 
-use std::fmt;
-
 use serde_json::Value;
 
 use crate::cni::{CniError, CniVersion, NetConf};
 use crate::dispatch::{CONTRAIL_TYPES, DELEGATE_VERSIONS, MESOS_TYPE};
 use crate::wasm::World;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// ADD fails (or does something else than the operator meant) with this config.
-    Error,
-    /// ADD runs, but not as the operator probably expects.
-    Warning,
-}
+pub use contrail_mesos_api::config_problem::{Problem, Severity};
 
-/// One finding: the config key it is about and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub severity: Severity,
-    pub key: String,
-    pub msg: String,
-}
-
-impl Problem {
-    fn error(key: impl Into<String>, msg: impl Into<String>) -> Self {
-        Problem {
-            severity: Severity::Error,
-            key: key.into(),
-            msg: msg.into(),
-        }
-    }
-
-    fn warning(key: impl Into<String>, msg: impl Into<String>) -> Self {
-        Problem {
-            severity: Severity::Warning,
-            key: key.into(),
-            msg: msg.into(),
-        }
-    }
-
-    /// A parser's error (`contrail.mesos-port: expected ...`, `wasm.max-ips must be ...`) as a
-    /// problem of the key it names, else of `fallback`.
-    fn from_parse(e: &CniError, fallback: &str) -> Self {
-        let msg = e.msg.as_str();
-        let end = msg
-            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-            .unwrap_or(msg.len());
-        let (key, rest) = msg.split_at(end);
-        let rest = rest.trim_start_matches(':').trim_start();
-        if key.starts_with(fallback) && !rest.is_empty() {
-            Problem::error(key, rest)
-        } else {
-            Problem::error(fallback, msg)
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, "{s}: {}: {}", self.key, self.msg)
+/// A parser's error (`contrail.mesos-port: expected ...`, `wasm.max-ips must be ...`) as a
+/// problem of the key it names, else of `fallback`.
+fn from_parse(e: &CniError, fallback: &str) -> Problem {
+    let msg = e.msg.as_str();
+    let end = msg
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        .unwrap_or(msg.len());
+    let (key, rest) = msg.split_at(end);
+    let rest = rest.trim_start_matches(':').trim_start();
+    if key.starts_with(fallback) && !rest.is_empty() {
+        Problem::error(key, rest)
+    } else {
+        Problem::error(fallback, msg)
     }
 }
 
@@ -235,10 +191,10 @@ fn plugin(conf: &NetConf, runtime: Runtime, out: &mut Vec<Problem>) {
         ));
     }
     if let Err(e) = conf.ignore_unknown() {
-        out.push(Problem::from_parse(&e, "ignoreUnknown"));
+        out.push(from_parse(&e, "ignoreUnknown"));
     }
     if let Err(e) = conf.mesos_network_info() {
-        out.push(Problem::from_parse(&e, "args"));
+        out.push(from_parse(&e, "args"));
     }
     let mut worlds = vec![];
     let mut mesos_run = runtime == Runtime::Mesos || (runtime == Runtime::File && delegate);
@@ -342,7 +298,7 @@ mod tests {
 
     #[test]
     fn parse_errors_keep_the_key_they_name() {
-        let p = Problem::from_parse(
+        let p = from_parse(
             &CniError::new(
                 INVALID_CONFIG,
                 "contrail.mesos-port: expected a port number",
@@ -353,7 +309,7 @@ mod tests {
             (p.key.as_str(), p.msg.as_str()),
             ("contrail.mesos-port", "expected a port number")
         );
-        let p = Problem::from_parse(
+        let p = from_parse(
             &CniError::new(
                 INVALID_CONFIG,
                 "wasm.max-ips must be an integer from 1 to 1024",
@@ -363,7 +319,7 @@ mod tests {
         assert_eq!(p.key, "wasm.max-ips");
         assert_eq!(p.msg, "must be an integer from 1 to 1024");
         // A message that names no key of the section stays whole.
-        let p = Problem::from_parse(&CniError::new(INVALID_CONFIG, "args: bad"), "wasm");
+        let p = from_parse(&CniError::new(INVALID_CONFIG, "args: bad"), "wasm");
         assert_eq!((p.key.as_str(), p.msg.as_str()), ("wasm", "args: bad"));
         assert_eq!(
             p.to_string(),
