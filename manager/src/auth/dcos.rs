@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde_json::{Value, json};
 
-use super::{AuthError, Login};
+use super::{AuthError, Login, LoginAnswer, post_login};
 
 /// How long the signed login token is valid: it is used once, at once.
 const LOGIN_JWT_SECS: u64 = 300;
@@ -109,26 +109,14 @@ impl Login for ServiceAccountLogin {
             + LOGIN_JWT_SECS;
         let jwt = sign_jwt(&self.key, &json!({"uid": self.uid, "exp": exp}))
             .map_err(AuthError::Refused)?;
-        let mut resp = self
-            .agent
-            .post(url)
-            .header("Accept", "application/json")
-            .send_json(json!({"uid": self.uid, "token": jwt}))
-            .map_err(|e| match contrail_mesos_api::tls::failure(&e) {
-                Some(r) => AuthError::Refused(format!(
-                    "DC/OS login {}",
-                    contrail_mesos_api::tls::describe(url, &r)
-                )),
-                None => AuthError::Unavailable(format!("DC/OS login {url}: {e}")),
-            })?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(1024 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let LoginAnswer {
+            status, body: v, ..
+        } = post_login(
+            &self.agent,
+            "DC/OS login",
+            url,
+            json!({"uid": self.uid, "token": jwt}),
+        )?;
         // IAM errors are `{"title", "description", "code"}`.
         let why = v["description"].as_str().unwrap_or("").to_owned();
         match status {

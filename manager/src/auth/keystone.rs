@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use super::{AuthError, Login};
+use super::{AuthError, Login, LoginAnswer, post_login};
 
 /// No `Debug`: it holds the password.
 #[derive(Clone)]
@@ -73,27 +73,12 @@ impl KeystoneLogin {
 impl Login for KeystoneLogin {
     fn login(&self) -> Result<(String, Option<Duration>), AuthError> {
         let url = tokens_url(&self.cfg.auth_url);
-        let mut resp = self
-            .agent
-            .post(&url)
-            .header("Accept", "application/json")
-            .send_json(self.body())
-            .map_err(|e| match contrail_mesos_api::tls::failure(&e) {
-                Some(r) => AuthError::Refused(format!(
-                    "Keystone {}",
-                    contrail_mesos_api::tls::describe(&url, &r)
-                )),
-                None => AuthError::Unavailable(format!("Keystone {url}: {e}")),
-            })?;
-        let status = resp.status().as_u16();
+        let LoginAnswer {
+            status,
+            headers,
+            body: v,
+        } = post_login(&self.agent, "Keystone", &url, self.body())?;
         // Keystone's errors are `{"error": {"code", "title", "message"}}`.
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(1024 * 1024)
-            .read_to_string()
-            .unwrap_or_default();
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let message = v["error"]["message"].as_str().unwrap_or("").to_owned();
         match status {
             200 | 201 => {}
@@ -116,8 +101,7 @@ impl Login for KeystoneLogin {
                 )));
             }
         }
-        let token = resp
-            .headers()
+        let token = headers
             .get("X-Subject-Token")
             .and_then(|h| h.to_str().ok())
             .map(str::trim)

@@ -14,6 +14,47 @@ use std::time::Duration;
 
 pub use cached::Cached;
 
+/// An identity service's answer to a login: status, the headers, the JSON body (`Null` when it
+/// is not JSON).
+pub struct LoginAnswer {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+/// `POST url` with a JSON login body. A TLS verification failure is permanent (the same
+/// certificate fails again), any other transport failure is not; the body read is bounded.
+/// `who` names the service in messages (`Keystone`, `DC/OS login`).
+pub fn post_login(
+    agent: &ureq::Agent,
+    who: &str,
+    url: &str,
+    body: serde_json::Value,
+) -> Result<LoginAnswer, AuthError> {
+    let mut resp = agent
+        .post(url)
+        .header("Accept", "application/json")
+        .send_json(body)
+        .map_err(|e| match contrail_mesos_api::tls::failure(&e) {
+            Some(r) => AuthError::Refused(format!(
+                "{who} {}",
+                contrail_mesos_api::tls::describe(url, &r)
+            )),
+            None => AuthError::Unavailable(format!("{who} {url}: {e}")),
+        })?;
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1024 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    Ok(LoginAnswer {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    })
+}
+
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
