@@ -83,7 +83,11 @@ impl Writer {
             .enumerate()
             .map(|(k, o)| (o.attachment.vmi_uuid.clone(), k))
             .collect();
-        let find = |_: &[Owned], vmi: Option<&str>| by_vmi.get(vmi?).copied();
+        let find = |vmi: Option<&str>| by_vmi.get(vmi?).copied();
+        let is_v4 = |a: Option<&str>| {
+            a.and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| a.is_ipv4())
+        };
         let mut orphans = Vec::new();
         self.api.list_each("instance-ip", &mut |i| {
             if !mine(&i) {
@@ -93,23 +97,13 @@ impl Writer {
                 .virtual_machine_interface_refs
                 .first()
                 .map(|r| r.uuid.as_str());
-            match find(&owned, vmi) {
+            match find(vmi) {
                 // A dual-stack port has one of each family: the IPv4 one is the attachment's
                 // address (as at registration); otherwise the last one listed wins.
                 Some(k) => {
                     let o = &mut owned[k];
-                    let v4 = i
-                        .instance_ip_address
-                        .as_deref()
-                        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-                        .is_some_and(|a| a.is_ipv4());
-                    let have_v4 = o
-                        .attachment
-                        .ip
-                        .as_deref()
-                        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
-                        .is_some_and(|a| a.is_ipv4());
-                    if v4 || !have_v4 {
+                    if is_v4(i.instance_ip_address.as_deref()) || !is_v4(o.attachment.ip.as_deref())
+                    {
                         o.attachment.ip = i.instance_ip_address.clone();
                         o.iip_uuid = Some(i.uuid.clone());
                     }
@@ -125,7 +119,7 @@ impl Writer {
                 .virtual_machine_interface_refs
                 .first()
                 .map(|r| r.uuid.as_str());
-            match find(&owned, vmi) {
+            match find(vmi) {
                 Some(k) => {
                     let o = &mut owned[k];
                     if let Some(a) = &f.floating_ip_address {
