@@ -619,12 +619,7 @@ mod tests {
             ..Default::default()
         };
         let mut net = FakeNet::default();
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         let r = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.5/24");
         let gets = agent
@@ -646,12 +641,7 @@ mod tests {
         };
         let mut net = FakeNet::default();
         let ns = Path::new("/run/netns/x");
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         let r = add(&ctx(&cfg, ns), &mut deps).unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.5/24");
         assert_eq!(r.ips[0].interface, Some(0));
@@ -682,23 +672,13 @@ mod tests {
             (VMI, tap_name(CID, "eth0").as_str(), "/run/netns/x")
         );
 
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         del(&ctx(&cfg, ns), &mut deps).unwrap();
         assert!(net.links.is_empty());
         assert!(!cfg.config_dir.join(CID).exists());
         assert!(agent.subs.borrow().is_empty());
         assert!(store.list(None).unwrap().is_empty());
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         del(&ctx(&cfg, ns), &mut deps).unwrap();
         assert_eq!(
             agent
@@ -721,12 +701,7 @@ mod tests {
             ..Default::default()
         };
         let ns = Path::new("/run/netns/x");
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
         assert_eq!(e.code, code::NETLINK);
         assert!(
@@ -744,12 +719,7 @@ mod tests {
             fail_post: true,
             ..Default::default()
         };
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
         assert_eq!(e.code, code::AGENT);
         assert!(e.msg.starts_with("POST /vm:"), "{}", e.msg);
@@ -768,12 +738,7 @@ mod tests {
             ..Default::default()
         };
         let mut net = FakeNet::default();
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         let t = Instant::now();
         let e = add(&ctx(&cfg, Path::new("/x")), &mut deps).unwrap_err();
         let took = t.elapsed();
@@ -854,10 +819,8 @@ mod tests {
             ..Default::default()
         };
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&manager),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap_err();
         // Port (file + DELETE /vm), then the veth, then the registration.
@@ -883,10 +846,8 @@ mod tests {
         let mut net = FakeNet::default();
         let ns = Path::new("/run/netns/x");
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&manager),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         add(&ctx(&cfg, ns), &mut deps).unwrap();
         let calls = agent.calls.borrow().len();
@@ -907,12 +868,7 @@ mod tests {
         let agent = FakeAgent::default();
         let mut net = FakeNet::default();
         let ns = Path::new("/run/netns/x");
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         add(&ctx(&cfg, ns), &mut deps).unwrap();
         let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
         assert_eq!(e.code, code::INVALID_CONFIG);
@@ -942,24 +898,13 @@ mod tests {
             ..Default::default()
         };
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&manager),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         let e = add(&ctx(&cfg, Path::new("/tmp/file")), &mut deps).unwrap_err();
         assert_eq!(e.code, code::INVALID_ENV);
         assert!(agent.calls.borrow().is_empty());
         assert!(manager.journal.lock().unwrap().is_empty());
-    }
-
-    fn nested_deps<'a>(agent: &'a FakeAgent, net: &'a mut FakeNet) -> Deps<'a> {
-        Deps {
-            agent,
-            manager: None,
-            net,
-            policy: &FakePolicy,
-        }
     }
 
     fn em2() -> FakeNet {
@@ -983,7 +928,7 @@ mod tests {
         };
         let mut net = em2();
         let ns = Path::new("/run/netns/x");
-        let r = add(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        let r = add(&ctx(&cfg, ns), &mut fake_deps(&agent, &mut net)).unwrap();
         assert_eq!(r.ips[0].address.to_string(), "10.0.0.5/24");
         assert_eq!(r.interfaces[0].mac.as_deref(), Some("02:00:00:00:00:01"));
         assert_eq!(journal(&net), ["vlan em2.100", "macvlan eth0 on em2.100"]);
@@ -1001,7 +946,7 @@ mod tests {
         assert_eq!(recs[0].vlan_link.as_deref(), Some("em2.100"));
         assert_eq!(recs[0].tap, "");
 
-        del(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        del(&ctx(&cfg, ns), &mut fake_deps(&agent, &mut net)).unwrap();
         assert_eq!(
             journal(&net)[2..],
             ["delete eth0 in the container", "delete em2.100"]
@@ -1013,7 +958,7 @@ mod tests {
         // Repeatable, and without a netns.
         let mut c = ctx(&cfg, ns);
         c.netns = None;
-        del(&c, &mut nested_deps(&agent, &mut net)).unwrap();
+        del(&c, &mut fake_deps(&agent, &mut net)).unwrap();
     }
 
     #[test]
@@ -1028,11 +973,11 @@ mod tests {
         let mut net = em2();
         let ns = Path::new("/run/netns/x");
         let other = "0d3e7a52-0000-4000-8000-00000000000b";
-        add(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        add(&ctx(&cfg, ns), &mut fake_deps(&agent, &mut net)).unwrap();
         let mut c2 = ctx(&cfg, ns);
         c2.container_id = other;
         c2.ifname = "eth1";
-        add(&c2, &mut nested_deps(&agent, &mut net)).unwrap();
+        add(&c2, &mut fake_deps(&agent, &mut net)).unwrap();
         assert_eq!(
             journal(&net),
             [
@@ -1041,10 +986,10 @@ mod tests {
                 "macvlan eth1 on em2.100"
             ]
         );
-        del(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        del(&ctx(&cfg, ns), &mut fake_deps(&agent, &mut net)).unwrap();
         assert!(net.vlans.contains_key("em2.100"), "{:?}", journal(&net));
         assert_eq!(net.macvlans, [("eth1".to_string(), "em2.100".to_string())]);
-        del(&c2, &mut nested_deps(&agent, &mut net)).unwrap();
+        del(&c2, &mut fake_deps(&agent, &mut net)).unwrap();
         assert!(net.vlans.is_empty(), "{:?}", journal(&net));
     }
 
@@ -1067,10 +1012,8 @@ mod tests {
             ..em2()
         };
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&manager),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         let e = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap_err();
         assert_eq!(e.code, code::NETLINK);
@@ -1106,14 +1049,14 @@ mod tests {
             ..em2()
         };
         let ns = Path::new("/run/netns/x");
-        let e = add(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap_err();
+        let e = add(&ctx(&cfg, ns), &mut fake_deps(&agent, &mut net)).unwrap_err();
         assert!(e.msg.starts_with("create macvlan:"), "{}", e.msg);
         assert!(net.vlans.contains_key("em2.100"));
         assert!(journal(&net).is_empty(), "{:?}", journal(&net));
         // And a DEL of a working attachment on it leaves it too.
         net.fail_macvlan = false;
-        add(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
-        del(&ctx(&cfg, ns), &mut nested_deps(&agent, &mut net)).unwrap();
+        add(&ctx(&cfg, ns), &mut fake_deps(&agent, &mut net)).unwrap();
+        del(&ctx(&cfg, ns), &mut fake_deps(&agent, &mut net)).unwrap();
         assert!(net.vlans.contains_key("em2.100"), "{:?}", journal(&net));
         assert!(net.macvlans.is_empty());
     }
@@ -1129,10 +1072,8 @@ mod tests {
         let manager = FakeManager::default();
         let mut net = FakeNet::default();
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&manager),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         let e = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap_err();
         assert_eq!(e.code, code::INVALID_CONFIG);
@@ -1159,7 +1100,7 @@ mod tests {
             let mut net = em2();
             let e = add(
                 &ctx(&cfg, Path::new("/run/netns/x")),
-                &mut nested_deps(&agent, &mut net),
+                &mut fake_deps(&agent, &mut net),
             )
             .unwrap_err();
             assert_eq!(e.code, code::AGENT);

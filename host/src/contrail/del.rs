@@ -283,24 +283,14 @@ mod tests {
         let agent = FakeAgent::default();
         let mut net = FakeNet::default();
         let ns = Path::new("/run/netns/x");
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         add(&ctx(&cfg, ns), &mut deps).unwrap();
         // Rewrite the port file as if a newer container with the same name owned it.
         let file = cfg.config_dir.join(CID).join(VMI);
         let mut m: PortMsg = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         m.vm_id = "newer".into();
         std::fs::write(&file, m.to_body()).unwrap();
-        let mut deps = Deps {
-            agent: &agent,
-            manager: None,
-            net: &mut net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(&agent, &mut net);
         del(&ctx(&cfg, ns), &mut deps).unwrap();
         assert!(file.exists());
         assert_eq!(net.links.len(), 1);
@@ -316,10 +306,8 @@ mod tests {
         let mut net = FakeNet::default();
         let ns = Path::new("/run/netns/x");
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&manager),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         add(&ctx(&cfg, ns), &mut deps).unwrap();
         assert_eq!(manager.attached.borrow().len(), 1);
@@ -334,10 +322,8 @@ mod tests {
             ..Default::default()
         };
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&manager),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         let e = del(&ctx(&cfg, ns), &mut deps).unwrap_err();
         // The port file could not be read and the veth could not go: both are reported, and the
@@ -365,10 +351,8 @@ mod tests {
         let mut net = FakeNet::default();
         let ns = Path::new("/run/netns/x");
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&manager),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         add(&ctx(&cfg, ns), &mut deps).unwrap();
         let down = FakeManager {
@@ -376,10 +360,8 @@ mod tests {
             ..Default::default()
         };
         let mut deps = Deps {
-            agent: &agent,
             manager: Some(&down),
-            net: &mut net,
-            policy: &FakePolicy,
+            ..fake_deps(&agent, &mut net)
         };
         del(&ctx(&cfg, ns), &mut deps).unwrap();
         assert!(net.links.is_empty());

@@ -346,6 +346,16 @@ impl Manager for FakeManager {
 
 pub struct FakePolicy;
 
+/// Fakes wired as the verbs take them, without a manager.
+pub fn fake_deps<'a>(agent: &'a FakeAgent, net: &'a mut FakeNet) -> super::ctx::Deps<'a> {
+    super::ctx::Deps {
+        agent,
+        manager: None,
+        net,
+        policy: &FakePolicy,
+    }
+}
+
 impl Policy for FakePolicy {
     fn translate(&self, _: &[Label]) -> Result<ContrailRequest> {
         Ok(ContrailRequest::default())

@@ -247,7 +247,7 @@ mod tests {
 
     use super::*;
     use crate::contrail::add::add;
-    use crate::contrail::ctx::{Ctx, Deps};
+    use crate::contrail::ctx::Ctx;
     use crate::contrail::fakes::*;
 
     fn add_as(
@@ -262,12 +262,7 @@ mod tests {
             container_id: cid,
             ..ctx(cfg, Path::new("/run/netns/x"))
         };
-        let mut deps = Deps {
-            agent,
-            manager: None,
-            net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(agent, net);
         add(&ctx, &mut deps).unwrap();
         // Each container has its own namespace; the fake has one list for all.
         net.container.clear();

@@ -144,7 +144,7 @@ fn unrecorded(cfg: &ContrailConfig, records: &[Record], gone: &dyn Fn(&Path) -> 
 mod tests {
     use super::*;
     use crate::contrail::add::add;
-    use crate::contrail::ctx::{Ctx, Deps};
+    use crate::contrail::ctx::Ctx;
     use crate::contrail::fakes::*;
 
     fn add_in(cfg: &ContrailConfig, agent: &FakeAgent, net: &mut FakeNet, cid: &str, ns: &str) {
@@ -152,12 +152,7 @@ mod tests {
             container_id: cid,
             ..ctx(cfg, Path::new(ns))
         };
-        let mut deps = Deps {
-            agent,
-            manager: None,
-            net,
-            policy: &FakePolicy,
-        };
+        let mut deps = fake_deps(agent, net);
         add(&ctx, &mut deps).unwrap();
         net.container.clear();
     }
