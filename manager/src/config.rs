@@ -358,18 +358,7 @@ impl Config {
         if !self.api.token.is_empty() {
             return Ok(Some(self.api.token.clone()));
         }
-        if self.api.token_file.is_empty() {
-            return Ok(None);
-        }
-        let t =
-            std::fs::read_to_string(&self.api.token_file).map_err(|source| ConfigError::Read {
-                path: self.api.token_file.clone(),
-                source,
-            })?;
-        Ok(t.lines()
-            .next()
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty()))
+        first_line(&self.api.token_file)
     }
 
     /// The token to require, after checking the listen address is safe without one: with no

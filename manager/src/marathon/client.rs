@@ -201,11 +201,15 @@ impl HttpMarathon {
     fn send_authed(
         &self,
         url: &str,
-        send: impl Fn(Option<&str>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        request: impl Fn() -> ureq::RequestBuilder<ureq::typestate::WithoutBody>,
     ) -> Result<ureq::http::Response<ureq::Body>, MarathonError> {
         let h = self.cfg.auth.header()?;
         let call = |h: &Option<(String, Option<String>)>| {
-            send(h.as_ref().map(|(v, _)| v.as_str())).map_err(|e| {
+            let mut rb = request();
+            if let Some((v, _)) = h {
+                rb = rb.header("Authorization", v.as_str());
+            }
+            rb.call().map_err(|e| {
                 self.rotate(url);
                 transport_error(url, &e)
             })
@@ -224,12 +228,8 @@ impl HttpMarathon {
         path: &str,
     ) -> Result<Option<T>, MarathonError> {
         let url = format!("{}{path}", self.base());
-        let resp = self.send_authed(&url, |auth| {
-            let mut rb = self.lists.get(&url).header("Accept", "application/json");
-            if let Some(a) = auth {
-                rb = rb.header("Authorization", a);
-            }
-            rb.call()
+        let resp = self.send_authed(&url, || {
+            self.lists.get(&url).header("Accept", "application/json")
         })?;
         let status = resp.status().as_u16();
         if status == 404 {
@@ -277,13 +277,7 @@ impl MarathonApi for HttpMarathon {
 
     fn ping(&self) -> Result<(), MarathonError> {
         let url = format!("{}/ping", self.base());
-        let resp = self.send_authed(&url, |auth| {
-            let mut rb = self.lists.get(&url);
-            if let Some(a) = auth {
-                rb = rb.header("Authorization", a);
-            }
-            rb.call()
-        })?;
+        let resp = self.send_authed(&url, || self.lists.get(&url))?;
         match resp.status().as_u16() {
             200 => Ok(()),
             status => {
@@ -297,13 +291,9 @@ impl MarathonApi for HttpMarathon {
         let url = format!("{}{EVENTS_PATH}", self.base());
         // The stream carries the same credentials; a stream cut because its token expired
         // comes back here, and the 401 to the old token renews it.
-        let resp = self.send_authed(&url, |auth| {
-            // Jetty compares each Accept header to "text/event-stream" exactly: nothing else.
-            let mut rb = self.stream.get(&url).header("Accept", "text/event-stream");
-            if let Some(a) = auth {
-                rb = rb.header("Authorization", a);
-            }
-            rb.call()
+        // Jetty compares each Accept header to "text/event-stream" exactly: nothing else.
+        let resp = self.send_authed(&url, || {
+            self.stream.get(&url).header("Accept", "text/event-stream")
         })?;
         let status = resp.status().as_u16();
         if status != 200 {
