@@ -179,8 +179,7 @@ pub fn leadership(cfg: &Config) -> anyhow::Result<Arc<dyn Leadership>> {
 /// Whether any server of the ensemble accepts a TCP connection (for `/healthz`; the session
 /// itself is the election's business, and 4-letter-word commands are often disabled).
 fn zk_reachable(connect: &str) -> Result<(), String> {
-    let hosts = connect.replace("tcp://", "");
-    let hosts = hosts.split('/').next().unwrap_or_default();
+    let (hosts, _) = crate::leader::split_connect(connect);
     let mut last = String::from("no server listed");
     for h in hosts.split(',').map(str::trim).filter(|h| !h.is_empty()) {
         let addrs = match std::net::ToSocketAddrs::to_socket_addrs(h) {

@@ -85,17 +85,22 @@ pub enum ZkSetupError {
     Unreachable(String, String),
 }
 
+/// A connect string's `host:port` list (as written, comma-separated) and its chroot. `tcp://`
+/// is the only scheme without TLS support compiled in; the first other '/' starts the chroot.
+pub fn split_connect(connect: &str) -> (String, Option<String>) {
+    let plain = connect.replace("tcp://", "");
+    match plain.find('/') {
+        Some(i) => (plain[..i].to_owned(), Some(plain[i..].to_owned())),
+        None => (plain, None),
+    }
+}
+
 /// Checks the connect string and the root the way the client will use them, so a typo is an
 /// error at start, never a manager that silently runs alone.
 pub fn validate(cfg: &ZkConfig) -> Result<(), ZkSetupError> {
     let bad = |m: &str| ZkSetupError::BadConnect(cfg.connect.clone(), m.to_owned());
-    // `tcp://` is the only scheme without TLS support compiled in; the first other '/' starts
-    // the chroot.
-    let plain = cfg.connect.replace("tcp://", "");
-    let (hosts, chroot) = match plain.find('/') {
-        Some(i) => (&plain[..i], Some(&plain[i..])),
-        None => (plain.as_str(), None),
-    };
+    let (hosts, chroot) = split_connect(&cfg.connect);
+    let chroot = chroot.as_deref();
     if hosts.trim().is_empty() {
         return Err(bad("no host"));
     }
