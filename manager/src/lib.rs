@@ -15,6 +15,7 @@ pub mod mesos;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;
+pub mod servers;
 pub mod service;
 pub mod signals;
 pub mod vnc;

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::io::{BufReader, Read};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::model::{AppList, Event, TaskView, decode_pods, pod_tasks};
@@ -19,6 +18,8 @@ pub struct Listing {
     pub incomplete: Vec<String>,
 }
 use super::sse::{SseEvent, SseParser};
+
+use crate::servers::Servers;
 
 /// The two event types the watcher acts on; Marathon matches `event_type` exactly (REST API
 /// docs, `GET /v2/events`).
@@ -146,7 +147,7 @@ pub struct HttpMarathon {
     cfg: HttpMarathonConfig,
     lists: ureq::Agent,
     stream: ureq::Agent,
-    current: AtomicUsize,
+    servers: Servers,
     /// The URL of the last stream opened (`stream_failed` moves past it).
     stream_url: std::sync::Mutex<String>,
 }
@@ -174,26 +175,21 @@ impl HttpMarathon {
             .build()
             .into();
         HttpMarathon {
+            servers: Servers::new(cfg.urls.clone()),
             cfg,
             lists,
             stream,
-            current: AtomicUsize::new(0),
             stream_url: std::sync::Mutex::new(String::new()),
         }
     }
 
     fn base(&self) -> String {
-        let n = self.cfg.urls.len().max(1);
-        self.cfg
-            .urls
-            .get(self.current.load(Ordering::Relaxed) % n)
-            .map(|u| u.trim_end_matches('/').to_owned())
-            .unwrap_or_default()
+        self.servers.base()
     }
 
     /// After a failure of the server `url` went to.
     fn rotate(&self, url: &str) {
-        crate::vnc::client::rotate_from(&self.current, &self.cfg.urls, url);
+        self.servers.failed(url);
     }
 
     /// Sends with the credentials; after a 401 to a token from a login, renews it and sends

@@ -3,7 +3,7 @@
 //! 5xx and connection errors are retried with capped exponential backoff, 4xx never are.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::model::{ListStream, VncObject};
 use crate::metrics::Metrics;
+use crate::servers::Servers;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VncError {
@@ -90,24 +91,6 @@ impl VncError {
 /// - `... has invalid alloc_unit(1) in subnet(...)`: a network with a /31, /32 or IPv6 /127
 ///   subnet.
 const PERMANENT_5XX: &[&str] = &["has exhausted subnet(", "has invalid alloc_unit("];
-
-/// Moves `current` past the server `url` was sent to, unless a concurrent failure already
-/// did: two callers failing on the same server must move one step, not two (skipping a
-/// healthy server).
-pub(crate) fn rotate_from(current: &AtomicUsize, urls: &[String], url: &str) {
-    let n = urls.len().max(1);
-    let i = current.load(Ordering::SeqCst);
-    let base = urls
-        .get(i % n)
-        .map(|u| u.trim_end_matches('/'))
-        .unwrap_or_default();
-    let same = url
-        .strip_prefix(base)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'));
-    if same {
-        let _ = current.compare_exchange(i, i.wrapping_add(1), Ordering::SeqCst, Ordering::SeqCst);
-    }
-}
 
 /// A failed exchange: a TLS failure (permanent) or no answer (transient).
 fn transport_error(url: &str, e: &ureq::Error) -> VncError {
@@ -202,7 +185,7 @@ pub struct HttpVncConfig {
 pub struct HttpVnc {
     cfg: HttpVncConfig,
     agent: ureq::Agent,
-    current: AtomicUsize,
+    servers: Servers,
     metrics: Arc<Metrics>,
 }
 
@@ -226,20 +209,15 @@ impl HttpVnc {
             .build()
             .into();
         HttpVnc {
+            servers: Servers::new(cfg.urls.clone()),
             cfg,
             agent,
-            current: AtomicUsize::new(0),
             metrics,
         }
     }
 
     fn base(&self) -> String {
-        let i = self.current.load(Ordering::Relaxed) % self.cfg.urls.len().max(1);
-        self.cfg
-            .urls
-            .get(i)
-            .map(|u| u.trim_end_matches('/').to_owned())
-            .unwrap_or_default()
+        self.servers.base()
     }
 
     /// One exchange: returns (status, body text) or a transport error. A 401 to a token from
@@ -298,7 +276,7 @@ impl HttpVnc {
             }
             Err(e) => {
                 // Try the next API server on the next attempt.
-                rotate_from(&self.current, &self.cfg.urls, &url);
+                self.servers.failed(&url);
                 Err(transport_error(&url, &e))
             }
         }
@@ -336,7 +314,7 @@ impl HttpVnc {
                     body: resp.body_mut().read_to_string().unwrap_or_default(),
                 }),
                 Err(e) => {
-                    rotate_from(&self.current, &self.cfg.urls, &url);
+                    self.servers.failed(&url);
                     Err(transport_error(&url, &e))
                 }
             };
