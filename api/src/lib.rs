@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod allow;
 pub mod config_problem;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -120,7 +121,7 @@ impl std::fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
-fn fq_ok(parts: &[String], allowed: &[usize]) -> bool {
+pub(crate) fn fq_ok(parts: &[String], allowed: &[usize]) -> bool {
     allowed.contains(&parts.len())
         && parts
             .iter()
@@ -132,6 +133,26 @@ fn name_ok(s: &str) -> bool {
 }
 
 impl ContrailRequest {
+    /// The `allow-from` entries (every `allow-from` label among `other`, in order, each entry
+    /// once), or why one does not parse.
+    pub fn allow_from(&self) -> Result<Vec<allow::Allow>, ValidationError> {
+        let mut out: Vec<allow::Allow> = Vec::new();
+        for l in self.other.iter().filter(|l| l.key == allow::LABEL) {
+            for a in allow::parse(&l.value)? {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+        if out.len() > allow::MAX_ENTRIES {
+            return Err(ValidationError {
+                field: allow::LABEL,
+                reason: format!("more than {} entries", allow::MAX_ENTRIES),
+            });
+        }
+        Ok(out)
+    }
+
     /// The one check of the vocabulary, for the CNI host (on a plugin's answer) and the
     /// manager (on a request it receives): fq-names of the right length with non-empty parts,
     /// CIDRs without host bits, addresses that parse, names without `:`.
@@ -190,6 +211,7 @@ impl ContrailRequest {
                 );
             }
         }
+        self.allow_from()?;
         if self.isolation == Some(Isolation::UserDefined) && self.security_groups.is_empty() {
             return err(
                 "isolation",

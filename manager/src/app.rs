@@ -130,10 +130,22 @@ pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Manage
             project: cfg.cluster.project.clone(),
             network: cfg.cluster.network.clone(),
             subnet: opt(&cfg.cluster.subnet),
+            group_depth: cfg.cluster.group_depth.max(1),
         },
         cache: Arc::new(Cache::default()),
     };
-    Ok(Arc::new(Manager::new(writer, metrics)))
+    let mut m = Manager::new(writer, metrics);
+    m.isolation = cfg.cluster.isolation;
+    if !cfg.mesos.agent_url.is_empty() {
+        tracing::info!(url = %cfg.mesos.agent_url, "Mesos agents' operator API used for container identity");
+        m.agents = Some(Arc::new(crate::mesos::HttpAgent::new(
+            &cfg.mesos.agent_url,
+            opt(&cfg.mesos.token),
+            Duration::from_secs(cfg.mesos.timeout_secs.max(1)),
+            client_tls("[mesos] ca-file", &cfg.mesos.ca_file)?,
+        )));
+    }
+    Ok(Arc::new(m))
 }
 
 /// `[zookeeper]` as the election wants it (root and id defaulted).
@@ -233,7 +245,6 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
     let server_tls = crate::server::tls_acceptor(&cfg.api)?;
     let marathon_tls = client_tls("[marathon] ca-file", &cfg.marathon.ca_file)?;
     let marathon_auth = marathon_auth(cfg, &marathon_tls)?;
-    let mesos_tls = client_tls("[mesos] ca-file", &cfg.mesos.ca_file)?;
     let metrics = Arc::new(Metrics::default());
     let mgr = manager(cfg, metrics.clone())?;
     let leader = leadership(cfg)?;
@@ -256,6 +267,17 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err(e) => anyhow::bail!("cache rebuild from VNC failed: {e}"),
+        }
+    }
+    // The cluster network and its IPAM exist before the first task needs them (as Contrail's
+    // managers provision their default pod network). Idempotent; when VNC refuses, the first
+    // registration that needs them makes them.
+    if mgr.writer.cfg.subnet.is_some() {
+        match mgr.writer.provision() {
+            Ok(vn) => tracing::info!(network = %vn, "cluster network provisioned"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster network not provisioned at start; the first registration on it will")
+            }
         }
     }
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -349,15 +371,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
         if !cfg.zookeeper.connect.is_empty() {
             w.pass_on_cache_miss = Some(Duration::from_secs(cfg.reconcile.min_pass_gap_secs));
         }
-        if !cfg.mesos.agent_url.is_empty() {
-            tracing::info!(url = %cfg.mesos.agent_url, "Mesos agents' operator API used for container identity");
-            w.agents = Some(Arc::new(crate::mesos::HttpAgent::new(
-                &cfg.mesos.agent_url,
-                opt(&cfg.mesos.token),
-                Duration::from_secs(cfg.mesos.timeout_secs.max(1)),
-                mesos_tls,
-            )));
-        }
+        w.agents = mgr.agents.clone();
         let w = Arc::new(w);
         let (a, b) = (w.clone(), w.clone());
         threads.push(

@@ -87,9 +87,21 @@ pub struct ClusterConfig {
     pub domain: String,
     pub project: String,
     pub network: String,
-    /// Subnet for a default network the manager must create; empty = never create one
-    /// without a `network-subnets` label.
+    /// The address space of the networks the manager creates without a `network-subnets`
+    /// label (the cluster network, group and app networks): one flat-subnet IPAM
+    /// (`<name>-pod-ipam`, as Contrail's Kubernetes manager makes its pod IPAM), so addresses
+    /// are unique across those networks and a policy can route between them. Empty = never
+    /// create a network without a `network-subnets` label.
     pub subnet: String,
+    /// Where a container without a `networks` label goes: `cluster` (the cluster network),
+    /// `group` (a project and network per Marathon group), `app` (a network per app) or
+    /// `user-defined` (the labels decide; the cluster network when they name none). An app's
+    /// `isolation` label overrides it. `group` and `app` need `[mesos] agent-url` (the app of
+    /// a container comes from its agent) and `subnet`.
+    pub isolation: contrail_mesos_api::Isolation,
+    /// How many segments of an app id make its group in `group` mode (1: `/team-a` for
+    /// `/team-a/back/db`).
+    pub group_depth: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,6 +260,8 @@ impl Default for ClusterConfig {
             project: "default-project".into(),
             network: "mesos-default-network".into(),
             subnet: String::new(),
+            isolation: contrail_mesos_api::Isolation::Cluster,
+            group_depth: 1,
         }
     }
 }

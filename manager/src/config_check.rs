@@ -38,6 +38,7 @@ pub fn check(cfg: &Config) -> Vec<Problem> {
         );
     }
     agent_url(cfg, &mut out);
+    isolation(cfg, &mut out);
     zookeeper(cfg, &mut out);
     cluster(cfg, &mut out);
     numbers(cfg, &mut out);
@@ -366,6 +367,34 @@ fn cluster(cfg: &Config, out: &mut Out) {
                 }
             }
         }
+    }
+}
+
+/// Group and app modes need the app of each container (from its agent) and an address space
+/// for the networks they create.
+fn isolation(cfg: &Config, out: &mut Out) {
+    use contrail_mesos_api::Isolation;
+    let c = &cfg.cluster;
+    if !matches!(c.isolation, Isolation::Group | Isolation::App) {
+        return;
+    }
+    let mode = c.isolation.as_str();
+    if cfg.mesos.agent_url.is_empty() {
+        out.error(
+            "cluster.isolation",
+            format!(
+                "{mode} isolation needs [mesos] agent-url: the app of a container comes from its agent's GET_CONTAINERS"
+            ),
+        );
+    }
+    if c.subnet.is_empty() {
+        out.error(
+            "cluster.isolation",
+            format!("{mode} isolation creates networks: set cluster.subnet"),
+        );
+    }
+    if c.group_depth == 0 {
+        out.error("cluster.group-depth", "must be at least 1");
     }
 }
 

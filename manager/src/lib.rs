@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_check;
 pub mod health;
 pub mod inventory;
+pub mod isolation;
 pub mod leader;
 pub mod marathon;
 pub mod mesos;

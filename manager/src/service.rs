@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-use contrail_mesos_api::{ApiError, AttachRequest, Attachment, ErrorKind};
+use contrail_mesos_api::{ApiError, AttachRequest, Attachment, ErrorKind, Isolation};
 
 use crate::cache::Cache;
+use crate::isolation::PlacementError;
+use crate::mesos::AgentApi;
 use crate::metrics::Metrics;
 use crate::vnc::{AttachError, Writer};
 
@@ -21,6 +23,11 @@ pub struct Manager {
     pub metrics: Arc<Metrics>,
     /// Container id -> its lock, present while someone holds or waits for it.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// `[cluster] isolation`: the mode of a request without `networks` and `isolation`.
+    pub isolation: Isolation,
+    /// The agents' operator API, which names a container's Marathon task (group and app
+    /// modes need it).
+    pub agents: Option<Arc<dyn AgentApi>>,
 }
 
 impl From<AttachError> for ApiError {
@@ -46,6 +53,8 @@ impl Manager {
             cache,
             metrics,
             locks: Mutex::new(HashMap::new()),
+            isolation: Isolation::Cluster,
+            agents: None,
         }
     }
 
@@ -102,7 +111,27 @@ impl Manager {
                 e.to_string(),
             ));
         }
-        let r = self.with_container(&req.container_id, || self.writer.attach(req));
+        let r = match crate::isolation::place(
+            req,
+            self.isolation,
+            self.writer.cfg.group_depth,
+            self.agents.as_deref(),
+        ) {
+            Ok((placement, who)) => self.with_container(&req.container_id, || {
+                self.writer.attach_placed(req, &placement, who.as_ref())
+            }),
+            Err(PlacementError::AgentUnreachable(e)) => Err(AttachError::Unavailable(format!(
+                "the container's Mesos agent cannot say which app it runs ({e}); {} isolation needs it",
+                crate::isolation::mode_of(req, self.isolation).as_str()
+            ))),
+            Err(PlacementError::NoAgentApi) => Err(AttachError::BadLabel {
+                label: "isolation",
+                message: format!(
+                    "{} isolation needs the agents' operator API, and this manager has no [mesos] agent-url",
+                    crate::isolation::mode_of(req, self.isolation).as_str()
+                ),
+            }),
+        };
         match &r {
             Ok(_) => {
                 self.metrics.attach_ok.fetch_add(1, Relaxed);
@@ -234,6 +263,16 @@ mod tests {
             ) -> Result<(), crate::vnc::VncError> {
                 Err(crate::vnc::VncError::Transport("none".into()))
             }
+            fn ref_add_with_attr(
+                &self,
+                _: &str,
+                _: &str,
+                _: &str,
+                _: &str,
+                _: &serde_json::Value,
+            ) -> Result<(), crate::vnc::VncError> {
+                Err(crate::vnc::VncError::Transport("none".into()))
+            }
         }
         let writer = Writer {
             api: Arc::new(NoVnc),
@@ -244,6 +283,7 @@ mod tests {
                 project: "p".into(),
                 network: "n".into(),
                 subnet: None,
+                group_depth: 1,
             },
             cache: Arc::new(Cache::default()),
         };

@@ -68,6 +68,10 @@ pub struct PassStats {
     pub joined: usize,
     /// Deletions not carried out (held and not confirmed, or from an incomplete listing).
     pub held: usize,
+    /// Network policies changed or deleted to follow the tasks that ask for them.
+    pub policies: usize,
+    /// Group and app networks and projects removed once nothing used them.
+    pub unused: usize,
 }
 
 impl Watcher {
@@ -169,6 +173,16 @@ impl Watcher {
         self.mgr.cache.replace_all_if(generation, scan.owned);
         drop(scan.orphans);
         let mut st = self.execute(actions, true);
+        // After the deletions: the policies follow the ports left, then what no port and no
+        // policy uses goes. Each reads VNC afresh; a failure waits for the next pass.
+        match self.writer.collect_policies() {
+            Ok(p) => st.policies = p.updated + p.deleted,
+            Err(e) => tracing::warn!(error = %e, "policy pass failed; next pass retries"),
+        }
+        match self.writer.collect_unused(self.cfg.policy.grace_secs) {
+            Ok(u) => st.unused = u.networks + u.projects,
+            Err(e) => tracing::warn!(error = %e, "unused-network pass failed; next pass retries"),
+        }
         st.tasks = n_tasks;
         st.owned = n_owned;
         st.held = held;
@@ -183,6 +197,8 @@ impl Watcher {
             deleted = st.deleted,
             joined = st.joined,
             held = st.held,
+            policies = st.policies,
+            unused = st.unused,
             "reconcile pass"
         );
         Ok(st)

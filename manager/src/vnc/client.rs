@@ -164,6 +164,16 @@ pub trait VncApi: Send + Sync {
         ref_uuid: &str,
         op: RefOp,
     ) -> Result<(), VncError>;
+    /// `ref-update` ADD with the link's attribute (a VN's `network_policy_refs` carry a
+    /// `VirtualNetworkPolicyType`, `{"sequence": {"major", "minor"}}`).
+    fn ref_add_with_attr(
+        &self,
+        ty: &str,
+        uuid: &str,
+        ref_ty: &str,
+        ref_uuid: &str,
+        attr: &Value,
+    ) -> Result<(), VncError>;
 }
 
 /// Settings of the HTTP client.
@@ -471,6 +481,19 @@ impl VncApi for HttpVnc {
     ) -> Result<(), VncError> {
         let body = json!({"type": ty, "uuid": uuid, "ref-type": ref_ty, "ref-uuid": ref_uuid,
             "operation": if op == RefOp::Add { "ADD" } else { "DELETE" }, "attr": null});
+        self.call("ref-update", "POST", "/ref-update", Some(&body))
+            .map(|_| ())
+    }
+    fn ref_add_with_attr(
+        &self,
+        ty: &str,
+        uuid: &str,
+        ref_ty: &str,
+        ref_uuid: &str,
+        attr: &Value,
+    ) -> Result<(), VncError> {
+        let body = json!({"type": ty, "uuid": uuid, "ref-type": ref_ty, "ref-uuid": ref_uuid,
+            "operation": "ADD", "attr": attr});
         self.call("ref-update", "POST", "/ref-update", Some(&body))
             .map(|_| ())
     }

@@ -70,6 +70,18 @@ impl VncApi for Fenced {
         self.check("ref-update")?;
         self.inner.ref_update(ty, uuid, ref_ty, ref_uuid, op)
     }
+    fn ref_add_with_attr(
+        &self,
+        ty: &str,
+        uuid: &str,
+        ref_ty: &str,
+        ref_uuid: &str,
+        attr: &Value,
+    ) -> Result<(), VncError> {
+        self.check("ref-update")?;
+        self.inner
+            .ref_add_with_attr(ty, uuid, ref_ty, ref_uuid, attr)
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +129,17 @@ mod tests {
             _: &str,
             _: &str,
             _: RefOp,
+        ) -> Result<(), VncError> {
+            self.0.lock().unwrap().push(format!("ref {ty}"));
+            Ok(())
+        }
+        fn ref_add_with_attr(
+            &self,
+            ty: &str,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: &Value,
         ) -> Result<(), VncError> {
             self.0.lock().unwrap().push(format!("ref {ty}"));
             Ok(())

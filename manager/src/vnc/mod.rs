@@ -7,6 +7,8 @@ pub mod inventory;
 pub mod model;
 pub mod objects;
 pub mod planning;
+pub mod policy;
+pub mod unused;
 pub mod writer;
 
 pub use client::{HttpVnc, HttpVncConfig, RefOp, VncApi, VncError};

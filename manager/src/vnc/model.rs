@@ -73,6 +73,18 @@ pub struct VncObject {
     /// network-ipam: `{"subnets": [IpamSubnetType]}`.
     #[serde(default)]
     pub ipam_subnets: Option<Value>,
+    /// network-policy: `{"policy_rule": [PolicyRuleType]}`.
+    #[serde(default)]
+    pub network_policy_entries: Option<Value>,
+    /// virtual-network: the policies applied to it.
+    #[serde(default)]
+    pub network_policy_refs: Vec<RefEntry>,
+    /// network-policy: the networks it is applied to.
+    #[serde(default)]
+    pub virtual_network_back_refs: Vec<RefEntry>,
+    /// project: its networks.
+    #[serde(default)]
+    pub virtual_networks: Vec<RefEntry>,
 }
 
 impl VncObject {

@@ -7,7 +7,7 @@ use contrail_mesos_api::Node;
 
 use super::client::{RefOp, VncError};
 use super::model::annotations;
-use super::planning::Plan;
+use super::planning::{NetKind, NetSpec};
 use super::writer::{AttachError, Writer, bad};
 
 impl Writer {
@@ -38,14 +38,23 @@ impl Writer {
         }
     }
 
-    pub(crate) fn ensure_project(&self, p: &Plan) -> Result<String, AttachError> {
-        if let Some(u) = self.lookup("project", &p.project_fq)? {
+    /// The project, created when absent. A project made for a group network carries the
+    /// manager's ownership annotations, so the collector can remove it once it is empty.
+    pub(crate) fn ensure_project(
+        &self,
+        project_fq: &[String],
+        kind: &NetKind,
+    ) -> Result<String, AttachError> {
+        if let Some(u) = self.lookup("project", project_fq)? {
             return Ok(u);
         }
-        let body = json!({"fq_name": p.project_fq, "parent_type": "domain"});
+        let mut body = json!({"fq_name": project_fq, "parent_type": "domain"});
+        if let NetKind::Group(_) = kind {
+            body["annotations"] = self.made_for(kind);
+        }
         match self.create_or_reuse("project", body) {
             Ok((u, _)) => {
-                self.cache.put_name("project", &p.project_fq, &u);
+                self.cache.put_name("project", project_fq, &u);
                 Ok(u)
             }
             // The server says 400 `Parent ['x'] type domain does not exist` for a project under
@@ -56,19 +65,36 @@ impl Writer {
             {
                 Err(bad(
                     "domain-name",
-                    format!("domain {} does not exist", p.domain),
+                    format!("domain {} does not exist", project_fq[0]),
                 ))
             }
             Err(e) => Err(e.into()),
         }
     }
 
+    /// Annotations of an object the manager makes for a network kind: `created-by`,
+    /// `cluster`, `isolation` and `for` (the group or app).
+    pub(crate) fn made_for(&self, kind: &NetKind) -> Value {
+        let (mode, what) = kind.annotation();
+        let now = super::ids::now_secs().to_string();
+        let mut pairs = vec![
+            ("created-by", self.cfg.owner.as_str()),
+            ("cluster", self.cfg.cluster.as_str()),
+            ("isolation", mode),
+            ("created-at", now.as_str()),
+        ];
+        if !what.is_empty() {
+            pairs.push(("for", what));
+        }
+        annotations(&pairs)
+    }
+
     /// The VN (created with its IPAM and subnets when absent). Returns (uuid, subnets).
     pub(crate) fn ensure_network(
         &self,
-        p: &Plan,
+        n: &NetSpec<'_>,
     ) -> Result<(String, Vec<ipnet::IpNet>), AttachError> {
-        if let Some(u) = self.lookup("virtual-network", &p.vn_fq)? {
+        if let Some(u) = self.lookup("virtual-network", n.vn_fq)? {
             let subnets = match self.cache.subnets(&u) {
                 Some(s) => s,
                 None => match self.api.read("virtual-network", &u) {
@@ -79,13 +105,13 @@ impl Writer {
                     }
                     Err(e) if e.is_not_found() => {
                         // The cache was stale: the VN went away. Look again from scratch.
-                        self.cache.forget_name("virtual-network", &p.vn_fq);
-                        return self.create_network(p);
+                        self.cache.forget_name("virtual-network", n.vn_fq);
+                        return self.create_network(n);
                     }
                     Err(e) => return Err(e.into()),
                 },
             };
-            for want in &p.subnets {
+            for want in n.subnets {
                 if !subnets.contains(want) {
                     let overlap = subnets
                         .iter()
@@ -100,7 +126,7 @@ impl Writer {
                             } else {
                                 "is not a subnet of"
                             },
-                            p.vn_fq.join(":"),
+                            n.vn_fq.join(":"),
                             have.join(", ")
                         ),
                     ));
@@ -108,7 +134,7 @@ impl Writer {
             }
             return Ok((u, subnets));
         }
-        self.create_network(p)
+        self.create_network(n)
     }
 
     /// A network's subnets: those on its IPAM refs, and for a ref that carries none (a
@@ -128,73 +154,129 @@ impl Writer {
         Ok(out)
     }
 
+    /// The flat-subnet IPAM of the networks the manager creates without a `network-subnets`
+    /// label (`<cluster>-pod-ipam` in the cluster's project, holding `[cluster] subnet`), as
+    /// Contrail's Kubernetes manager makes its pod IPAM: every network on it draws from one
+    /// allocation space, so a group's and an app's addresses never overlap and a policy can
+    /// route between them.
+    pub(crate) fn ensure_pod_ipam(
+        &self,
+    ) -> Result<(Vec<String>, String, Vec<ipnet::IpNet>), AttachError> {
+        let s = self.cfg.subnet.as_deref().unwrap_or_default();
+        let n: ipnet::IpNet = s
+            .parse()
+            .map_err(|_| AttachError::Internal(format!("config subnet {s:?} is not a CIDR")))?;
+        if let Some(why) = super::planning::unallocatable(&n) {
+            return Err(AttachError::Internal(format!("config subnet {s}: {why}")));
+        }
+        let fq = vec![
+            self.cfg.domain.clone(),
+            self.cfg.project.clone(),
+            format!("{}-pod-ipam", self.cfg.cluster),
+        ];
+        if let Some(u) = self.lookup("network-ipam", &fq)? {
+            return Ok((fq, u, vec![n]));
+        }
+        self.ensure_project(&fq[..2], &NetKind::Labels)?;
+        let body = json!({"fq_name": fq, "parent_type": "project", "ipam_subnet_method": "flat-subnet",
+            "ipam_subnets": {"subnets": [{"subnet": {"ip_prefix": n.network().to_string(), "ip_prefix_len": n.prefix_len()}}]},
+            "annotations": annotations(&[("created-by", &self.cfg.owner), ("cluster", &self.cfg.cluster)])});
+        let (u, _) = self.create_or_reuse("network-ipam", body)?;
+        self.cache.put_name("network-ipam", &fq, &u);
+        Ok((fq, u, vec![n]))
+    }
+
+    /// The cluster network on the cluster's flat-subnet IPAM (start-up; idempotent). Returns
+    /// its uuid.
+    pub fn provision(&self) -> Result<String, AttachError> {
+        let project = vec![self.cfg.domain.clone(), self.cfg.project.clone()];
+        let mut vn = project.clone();
+        vn.push(self.cfg.network.clone());
+        self.ensure_project(&project, &NetKind::Labels)?;
+        let (u, _) = self.ensure_network(&NetSpec {
+            vn_fq: &vn,
+            subnets: &[],
+            kind: &NetKind::Labels,
+        })?;
+        Ok(u)
+    }
+
     pub(crate) fn create_network(
         &self,
-        p: &Plan,
+        n: &NetSpec<'_>,
     ) -> Result<(String, Vec<ipnet::IpNet>), AttachError> {
-        let mut subnets = p.subnets.clone();
-        if subnets.is_empty() {
-            match &self.cfg.subnet {
-                Some(s) => {
-                    let n: ipnet::IpNet = s.parse().map_err(|_| {
-                        AttachError::Internal(format!("config subnet {s} is not a CIDR"))
-                    })?;
-                    if let Some(why) = super::planning::unallocatable(&n) {
-                        return Err(AttachError::Internal(format!("config subnet {s}: {why}")));
-                    }
-                    subnets.push(n)
-                }
-                None => {
+        if n.subnets.is_empty() && self.cfg.subnet.is_none() {
+            return Err(bad(
+                "networks",
+                format!(
+                    "network {} does not exist and no network-subnets label says how to create it",
+                    n.vn_fq.join(":")
+                ),
+            ));
+        }
+        if let NetKind::Group(_) = n.kind {
+            self.ensure_project(&n.vn_fq[..2], n.kind)?;
+        }
+        let mut made_ipam = None;
+        let (subnets, ipam_ref, props) = if n.subnets.is_empty() {
+            let (fq, u, subnets) = self.ensure_pod_ipam()?;
+            // The server makes the ref's `subnet_uuid`; a flat-subnet network must be l3
+            // (sent with `address_allocation_mode: flat-subnet-only`, as kube-manager does).
+            (
+                subnets,
+                json!({"to": fq, "uuid": u, "attr": {"ipam_subnets": []}}),
+                json!({"forwarding_mode": "l3"}),
+            )
+        } else {
+            let ipam_fq = n.vn_fq.to_vec();
+            let (ipam, ipam_new) = match self.create_or_reuse(
+                "network-ipam",
+                json!({"fq_name": ipam_fq, "parent_type": "project"}),
+            ) {
+                Ok(x) => x,
+                Err(e) if e.is_not_found() => {
                     return Err(bad(
                         "networks",
-                        format!(
-                            "network {} does not exist and no network-subnets label says how to create it",
-                            p.vn_fq.join(":")
-                        ),
+                        format!("project {}:{} does not exist", n.vn_fq[0], n.vn_fq[1]),
                     ));
                 }
+                Err(e) => return Err(e.into()),
+            };
+            if ipam_new {
+                made_ipam = Some(ipam.clone());
             }
-        }
-        let mut ipam_fq = p.project_fq.clone();
-        ipam_fq.push(p.vn_fq[2].clone());
-        if p.vn_fq[..2] != p.project_fq[..] {
-            // A network in another project gets its IPAM there.
-            ipam_fq = vec![p.vn_fq[0].clone(), p.vn_fq[1].clone(), p.vn_fq[2].clone()];
-        }
-        let (ipam, ipam_new) = match self.create_or_reuse(
-            "network-ipam",
-            json!({"fq_name": ipam_fq, "parent_type": "project"}),
-        ) {
-            Ok(x) => x,
-            Err(e) if e.is_not_found() => {
-                return Err(bad(
-                    "networks",
-                    format!("project {}:{} does not exist", p.vn_fq[0], p.vn_fq[1]),
-                ));
-            }
-            Err(e) => return Err(e.into()),
+            let ipam_subnets: Vec<Value> = n.subnets
+                .iter()
+                .map(|s| json!({"subnet": {"ip_prefix": s.network().to_string(), "ip_prefix_len": s.prefix_len()}}))
+                .collect();
+            (
+                n.subnets.to_vec(),
+                json!({"to": ipam_fq, "uuid": ipam, "attr": {"ipam_subnets": ipam_subnets}}),
+                Value::Null,
+            )
         };
-        let ipam_subnets: Vec<Value> = subnets
-            .iter()
-            .map(|s| json!({"subnet": {"ip_prefix": s.network().to_string(), "ip_prefix_len": s.prefix_len()}}))
-            .collect();
-        let body = json!({"fq_name": p.vn_fq, "parent_type": "project",
-            "network_ipam_refs": [{"to": ipam_fq, "uuid": ipam, "attr": {"ipam_subnets": ipam_subnets}}],
-            "annotations": annotations(&[("created-by", &self.cfg.owner), ("cluster", &self.cfg.cluster)])});
+        let mut body = json!({"fq_name": n.vn_fq, "parent_type": "project",
+            "network_ipam_refs": [ipam_ref], "annotations": self.made_for(n.kind)});
+        if !props.is_null() {
+            body["virtual_network_properties"] = props;
+            body["address_allocation_mode"] = json!("flat-subnet-only");
+        }
         match self.create_or_reuse("virtual-network", body) {
             Ok((u, true)) => {
-                self.cache.put_name("virtual-network", &p.vn_fq, &u);
+                self.cache.put_name("virtual-network", n.vn_fq, &u);
                 self.cache.put_subnets(&u, subnets.clone());
                 Ok((u, subnets))
             }
             // Someone created it in between: validate against what is there.
             Ok((u, false)) => {
-                self.cache.put_name("virtual-network", &p.vn_fq, &u);
-                self.ensure_network(p)
+                self.cache.put_name("virtual-network", n.vn_fq, &u);
+                self.ensure_network(n)
             }
             Err(e) => {
                 // No network, so the IPAM made for it goes too.
-                if ipam_new && let Err(de) = ignore_404(self.api.delete("network-ipam", &ipam)) {
+                if let Some(ipam) = made_ipam
+                    && let Err(de) = ignore_404(self.api.delete("network-ipam", &ipam))
+                {
                     tracing::warn!(ipam = %ipam, error = %de, "could not delete the IPAM of a network that failed");
                 }
                 if e.is_permanent() {

@@ -4,31 +4,136 @@
 use std::net::IpAddr;
 
 use contrail_mesos_api::AttachRequest;
+use contrail_mesos_api::allow::{Allow, Source};
 
 use super::writer::{AttachError, WriterConfig, bad};
+use crate::isolation::{Placement, safe_path};
+
+/// What made the network a request lands on; recorded on networks and projects the manager
+/// creates (annotation `isolation`, with `for` = the group or app), so the collector knows
+/// which ones are its to remove once unused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NetKind {
+    /// Named by the labels, or the cluster network.
+    Labels,
+    Group(String),
+    App(String),
+}
+
+impl NetKind {
+    pub fn annotation(&self) -> (&'static str, &str) {
+        match self {
+            NetKind::Labels => ("labels", ""),
+            NetKind::Group(g) => ("group", g),
+            NetKind::App(a) => ("app", a),
+        }
+    }
+}
+
+/// One `allow-from` entry with its source network resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct AllowPlan {
+    pub entry: Allow,
+    pub src_fq: Vec<String>,
+    /// Group or app when the source is a network the manager makes.
+    pub src_kind: NetKind,
+}
+
+/// A network to find or make.
+pub(crate) struct NetSpec<'a> {
+    pub vn_fq: &'a [String],
+    /// Its own subnets; empty = on the cluster's flat-subnet IPAM.
+    pub subnets: &'a [ipnet::IpNet],
+    pub kind: &'a NetKind,
+}
+
+impl Plan {
+    pub(crate) fn net(&self) -> NetSpec<'_> {
+        NetSpec {
+            vn_fq: &self.vn_fq,
+            subnets: &self.subnets,
+            kind: &self.kind,
+        }
+    }
+}
 
 /// Resolved names of one request.
 pub(crate) struct Plan {
-    pub domain: String,
     pub project_fq: Vec<String>,
     pub vn_fq: Vec<String>,
+    pub kind: NetKind,
+    pub allow: Vec<AllowPlan>,
     pub subnets: Vec<ipnet::IpNet>,
     pub ip: Option<IpAddr>,
     pub sgs: Vec<Vec<String>>,
     pub fips: Vec<(Vec<String>, Option<IpAddr>)>,
 }
 
-pub(crate) fn plan(cfg: &WriterConfig, req: &AttachRequest) -> Result<Plan, AttachError> {
+impl WriterConfig {
+    /// The project and network of a Marathon group (`/team-a` -> project `mesos-team-a`,
+    /// network `mesos-team-a-network`, with `mesos` the cluster name). A deeper path than
+    /// `group-depth` names the group it is in.
+    pub(crate) fn group_network(&self, domain: &str, group: &str) -> (Vec<String>, Vec<String>) {
+        let name = format!(
+            "{}-{}",
+            self.cluster,
+            safe_path(&self.group_at_depth(group))
+        );
+        let project = vec![domain.to_owned(), name.clone()];
+        let mut vn = project.clone();
+        vn.push(format!("{name}-network"));
+        (project, vn)
+    }
+
+    /// `/team-a/back` at depth 1 is `/team-a`.
+    pub(crate) fn group_at_depth(&self, group: &str) -> String {
+        let segs: Vec<&str> = group.trim_start_matches('/').split('/').collect();
+        format!(
+            "/{}",
+            segs[..self.group_depth.clamp(1, segs.len())].join("/")
+        )
+    }
+
+    /// The network of a Marathon app, in the cluster's project (`/team-a/web` ->
+    /// `mesos-app-team-a_web`).
+    pub(crate) fn app_network(&self, domain: &str, app: &str) -> Vec<String> {
+        vec![
+            domain.to_owned(),
+            self.project.clone(),
+            format!("{}-app-{}", self.cluster, safe_path(app)),
+        ]
+    }
+}
+
+pub(crate) fn plan(
+    cfg: &WriterConfig,
+    req: &AttachRequest,
+    placement: &Placement,
+) -> Result<Plan, AttachError> {
     let r = &req.request;
     let domain = r.domain.clone().unwrap_or_else(|| cfg.domain.clone());
     let project = r.project.clone().unwrap_or_else(|| cfg.project.clone());
-    let project_fq = vec![domain.clone(), project];
+    let mut project_fq = vec![domain.clone(), project];
+    let mut kind = NetKind::Labels;
     let vn_fq = match r.network.as_deref() {
-        None => {
-            let mut f = project_fq.clone();
-            f.push(cfg.network.clone());
-            f
-        }
+        None => match placement {
+            Placement::Group(g) => {
+                let (p, vn) = cfg.group_network(&domain, g);
+                project_fq = p;
+                kind = NetKind::Group(cfg.group_at_depth(g));
+                vn
+            }
+            Placement::App(a) => {
+                project_fq = vec![domain.clone(), cfg.project.clone()];
+                kind = NetKind::App(a.clone());
+                cfg.app_network(&domain, a)
+            }
+            Placement::Labels => {
+                let mut f = project_fq.clone();
+                f.push(cfg.network.clone());
+                f
+            }
+        },
         Some([name]) => {
             let mut f = project_fq.clone();
             f.push(name.clone());
@@ -98,10 +203,36 @@ pub(crate) fn plan(cfg: &WriterConfig, req: &AttachRequest) -> Result<Plan, Atta
         };
         fips.push((f.pool.clone(), a));
     }
+    let mut allow = Vec::new();
+    for entry in r.allow_from().map_err(|e| bad("allow-from", e.reason))? {
+        let (src_fq, src_kind) = match &entry.source {
+            Source::Group(g) => (
+                cfg.group_network(&domain, g).1,
+                NetKind::Group(cfg.group_at_depth(g)),
+            ),
+            Source::App(a) => (cfg.app_network(&domain, a), NetKind::App(a.clone())),
+            Source::Network(n) if n.len() == 1 => {
+                let mut f = project_fq.clone();
+                f.push(n[0].clone());
+                (f, NetKind::Labels)
+            }
+            Source::Network(n) => (n.clone(), NetKind::Labels),
+        };
+        if src_fq == vn_fq {
+            // Traffic inside one network always passes: nothing to allow.
+            continue;
+        }
+        allow.push(AllowPlan {
+            entry,
+            src_fq,
+            src_kind,
+        });
+    }
     Ok(Plan {
-        domain,
         project_fq,
         vn_fq,
+        kind,
+        allow,
         subnets,
         ip,
         sgs,

@@ -17,6 +17,7 @@ use super::model::{VncObject, annotations};
 use super::objects::ignore_404;
 use super::planning::{Plan, plan};
 use crate::cache::{Cache, Owned};
+use crate::isolation::{Placement, TaskIdentity};
 
 pub use super::ids::now_secs;
 
@@ -31,8 +32,11 @@ pub struct WriterConfig {
     pub project: String,
     /// Network name used when the `networks` label is absent.
     pub network: String,
-    /// Subnet for a network the manager has to create without a `network-subnets` label.
+    /// The address space of networks the manager creates without a `network-subnets` label
+    /// (on the flat-subnet IPAM `<cluster>-pod-ipam`).
     pub subnet: Option<String>,
+    /// Segments of an app id that make its group (`[cluster] group-depth`).
+    pub group_depth: usize,
 }
 
 /// Why a registration failed; maps onto the attachment API's error kinds.
@@ -100,14 +104,28 @@ impl Writer {
     /// back every object this call created (best effort: what a failed take-back leaves is an
     /// orphan the reconciler removes after its grace).
     pub fn attach(&self, req: &AttachRequest) -> Result<(Attachment, bool), AttachError> {
-        let p = plan(&self.cfg, req)?;
+        self.attach_placed(req, &Placement::Labels, None)
+    }
+
+    /// Registers one attachment on the network its placement (isolation mode) gives it;
+    /// `who` is the container's Marathon task when its agent named it.
+    pub fn attach_placed(
+        &self,
+        req: &AttachRequest,
+        placement: &Placement,
+        who: Option<&TaskIdentity>,
+    ) -> Result<(Attachment, bool), AttachError> {
+        let p = plan(&self.cfg, req, placement)?;
         if let Some(a) = self.registered(req, &p)? {
             return Ok((a, false));
+        }
+        if let Some(w) = who {
+            self.tell_of_moved_tasks(w, &p);
         }
         let mut refreshed = false;
         loop {
             let mut created = Created::default();
-            let r = self.register(req, &p, &mut created);
+            let r = self.register(req, &p, who, &mut created);
             let failure = match r {
                 Ok(x) => return Ok(x),
                 Err(f) => f,
@@ -165,13 +183,34 @@ impl Writer {
         Ok(None)
     }
 
+    /// An app whose mode (or labels) changed: its new tasks go to the new network, the running
+    /// ones stay where they are until they end. Said once per registration, in the log.
+    fn tell_of_moved_tasks(&self, who: &TaskIdentity, p: &Plan) {
+        let elsewhere = self.cache.filter(|o| {
+            o.attachment.vn.fq_name != p.vn_fq
+                && o.task_id
+                    .as_deref()
+                    .and_then(crate::isolation::app_of_task)
+                    .is_some_and(|a| a == who.app_id)
+        });
+        if let Some(o) = elsewhere.first() {
+            tracing::info!(app = %who.app_id, network = %p.vn_fq.join(":"), running = elsewhere.len(),
+                old_network = %o.attachment.vn.fq_name.join(":"),
+                "the app's new tasks go to another network than its running ones; the running tasks stay where they are until they end");
+        }
+    }
+
     /// Forgets the uuids of the shared objects a request names (network, security groups,
     /// pools) and the virtual routers, so the next lookup asks VNC.
     fn forget_shared(&self, p: &Plan) {
-        if let Some(u) = self.cache.name("virtual-network", &p.vn_fq) {
-            self.cache.forget_subnets(&u);
+        for vn in std::iter::once(&p.vn_fq).chain(p.allow.iter().map(|a| &a.src_fq)) {
+            if let Some(u) = self.cache.name("virtual-network", vn) {
+                self.cache.forget_subnets(&u);
+            }
+            self.cache.forget_name("virtual-network", vn);
         }
-        self.cache.forget_name("virtual-network", &p.vn_fq);
+        self.cache
+            .forget_name("network-policy", &self.policy_fq(&p.vn_fq));
         self.cache.forget_name("project", &p.project_fq);
         for g in &p.sgs {
             self.cache.forget_name("security-group", g);
@@ -187,12 +226,15 @@ impl Writer {
         &self,
         req: &AttachRequest,
         p: &Plan,
+        who: Option<&TaskIdentity>,
         created: &mut Created,
     ) -> Result<(Attachment, bool), Failure> {
         let cid = req.container_id.as_str();
         let ifname = req.ifname.as_str();
-        self.ensure_project(p)?;
-        let (vn, subnets) = self.ensure_network(p)?;
+        self.ensure_project(&p.project_fq, &p.kind)?;
+        let (vn, subnets) = self.ensure_network(&p.net())?;
+        let rules = self.ensure_policy(p, &vn)?;
+        let rules_ann = (!rules.is_empty()).then(|| super::policy::encode_rules(&rules));
         if let Some(ip) = p.ip
             && !subnets.iter().any(|s| s.contains(&ip))
         {
@@ -240,7 +282,9 @@ impl Writer {
 
         // VM: uuid and name from the container id, shared by the container's interfaces.
         let vm_uuid = vm_uuid_for(cid);
-        let vm_body = json!({"uuid": vm_uuid, "fq_name": [cid], "display_name": cid, "server_type": "container",
+        // The display name is the Marathon task once known (the join the reconciler uses).
+        let display = who.map(|w| w.task_id.as_str()).unwrap_or(cid);
+        let vm_body = json!({"uuid": vm_uuid, "fq_name": [cid], "display_name": display, "server_type": "container",
             "annotations": annotations(&[("owner", &self.cfg.owner), ("cluster", &self.cfg.cluster),
                 ("container-id", cid), ("created-at", &created_at), ("kind", "mesos-container")])});
         let (vm_uuid, vm_new) = self.create_or_reuse("virtual-machine", vm_body)?;
@@ -270,6 +314,9 @@ impl Writer {
             ("node-ip", req.node.ip.as_str()),
             ("network", req.network_name.as_str()),
         ]);
+        if let Some(r) = &rules_ann {
+            vmi_ann.push(("allow-rules", r.as_str()));
+        }
         let vmi_body = json!({"uuid": vmi_uuid, "fq_name": vmi_fq, "parent_type": "project", "display_name": name,
             "virtual_network_refs": [{"to": p.vn_fq, "uuid": vn}],
             "virtual_machine_refs": [{"to": [cid], "uuid": vm_uuid}],
@@ -345,7 +392,7 @@ impl Writer {
             fip_uuids,
             node: req.node.clone(),
             created_at: now_secs(),
-            task_id: None,
+            task_id: who.map(|w| w.task_id.clone()),
         });
         Ok((attachment, vmi_new))
     }
