@@ -642,6 +642,36 @@ fn the_isolation_label_reaches_the_attach_request() {
     assert!(e.msg.contains("isolation"), "{e:?}");
 }
 
+/// The `allow-from` label passes the stock translator untouched (in `other`) and is checked by
+/// the host before any manager call: a bad one is error 114 naming it.
+#[test]
+fn the_allow_from_label_reaches_the_attach_request_and_is_checked() {
+    use contrail_cni_host::cni::config::Label;
+    use contrail_cni_host::contrail::plugin::contrail_request;
+    let s = Sandbox::new();
+    s.install("mesos_delegate", "mesos-delegate.wasm");
+    let p = s.plugins(16, 1000);
+    let labels = |v: &str| {
+        vec![Label {
+            key: "allow-from".into(),
+            value: v.into(),
+        }]
+    };
+    let r = p
+        .translate_contrail(&record("ok"), &labels("group:/team-b tcp:8080"))
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap();
+    let allow = r.allow_from().unwrap();
+    assert_eq!(allow.len(), 1);
+    assert_eq!(allow[0].to_string(), "group:/team-b tcp:8080");
+    let e = p
+        .translate_contrail(&record("ok"), &labels("group:/team-b tcp:99999"))
+        .and_then(|a| contrail_request(a, p.settings()))
+        .unwrap_err();
+    assert_eq!(e.code, 114, "{e:?}");
+    assert!(e.msg.contains("allow-from"), "{e:?}");
+}
+
 /// The out-of-tree template builds against a copy of the shipped WIT: the copy must not drift.
 #[test]
 fn the_templates_wit_is_the_shipped_wit() {

@@ -1,0 +1,439 @@
+//! Isolation modes and `allow-from` policies end to end: the manager against the VNC stand-in
+//! (which keeps the real server's flat-subnet and policy rules), the Mesos agent's operator API
+//! stand-in (which names each container's Marathon task) and the Marathon stand-in (whose
+//! passes collect what nothing uses any more).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{TOKEN, wait_for};
+use contrail_integration::marathon::MarathonServer;
+use contrail_integration::mesos_agent::OperatorApi;
+use contrail_integration::vnc::VncServer;
+use contrail_mesos_api::{AttachRequest, ContrailRequest, Isolation, Label, Node};
+use contrail_mesos_manager::app::{self, App};
+use contrail_mesos_manager::config::Config;
+use serde_json::Value;
+
+struct Rig {
+    v: VncServer,
+    agent: OperatorApi,
+    _m: MarathonServer,
+    app: Arc<App>,
+}
+
+fn rig(mode: Isolation, tweak: impl FnOnce(&mut Config)) -> Rig {
+    let v = VncServer::start().expect("vnc");
+    v.add_virtual_router("agent-1", "10.0.0.5");
+    let agent = OperatorApi::start().unwrap();
+    let m = MarathonServer::start().unwrap();
+    let mut c = Config::default();
+    c.api.listen = "127.0.0.1:0".into();
+    c.api.token = TOKEN.into();
+    c.vnc.urls = vec![v.url()];
+    c.vnc.backoff_ms = 10;
+    c.cluster.subnet = "10.32.0.0/16".into();
+    c.cluster.isolation = mode;
+    c.mesos.agent_url = agent.url();
+    c.marathon.urls = vec![m.url()];
+    c.marathon.backoff_min_ms = 50;
+    c.reconcile.interval_secs = 3600;
+    c.reconcile.grace_secs = 0;
+    tweak(&mut c);
+    let app = Arc::new(app::start(&c).unwrap());
+    Rig {
+        v,
+        agent,
+        _m: m,
+        app,
+    }
+}
+
+fn cid(n: u32) -> String {
+    format!("7d0e3f2a-51c4-4b8e-9a1d-{n:012x}")
+}
+
+fn req(cid: &str, r: ContrailRequest) -> AttachRequest {
+    AttachRequest {
+        container_id: cid.into(),
+        ifname: "eth0".into(),
+        netns: None,
+        node: Node {
+            name: "agent-1".into(),
+            ip: "10.0.0.5".into(),
+        },
+        network_name: "contrail-cni-plugin".into(),
+        request: r,
+        labels: vec![],
+    }
+}
+
+fn allow(v: &str) -> ContrailRequest {
+    ContrailRequest {
+        other: vec![Label {
+            key: "allow-from".into(),
+            value: v.into(),
+        }],
+        ..Default::default()
+    }
+}
+
+impl Rig {
+    fn post(&self, r: &AttachRequest) -> (u16, Value) {
+        let mut resp = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent()
+            .post(format!("http://{}/v1/attachments", self.app.api.addr))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send_json(r)
+            .expect("post");
+        (
+            resp.status().as_u16(),
+            resp.body_mut().read_json().unwrap_or(Value::Null),
+        )
+    }
+
+    fn delete(&self, cid: &str) {
+        let r = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent()
+            .delete(format!(
+                "http://{}/v1/attachments/{cid}/eth0",
+                self.app.api.addr
+            ))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .call()
+            .expect("delete");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+
+    /// Registers `cid` for the task `task` (the agent names it) and returns its network and
+    /// address.
+    fn run(&self, n: u32, task: &str, r: ContrailRequest) -> (String, String) {
+        self.agent.add_container(&cid(n), task);
+        let (st, b) = self.post(&req(&cid(n), r));
+        assert_eq!(st, 201, "{b}");
+        (
+            b["vn"]["fq-name"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(":"),
+            b["ip"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    fn pass(&self) {
+        self.app
+            .watcher
+            .as_ref()
+            .unwrap()
+            .relist_and_reconcile()
+            .unwrap();
+    }
+
+    fn exists(&self, ty: &str, fq: &str) -> bool {
+        let fq: Vec<String> = fq.split(':').map(str::to_owned).collect();
+        self.v.store().uuid_of(ty, &fq).is_some()
+    }
+
+    /// The rules of a policy as (src, protocol, start, end), and the networks it is on.
+    fn policy(&self, fq: &str) -> Option<(Vec<(String, String, i64, i64)>, Vec<String>)> {
+        let fq: Vec<String> = fq.split(':').map(str::to_owned).collect();
+        let s = self.v.store();
+        let u = s.uuid_of("network-policy", &fq)?;
+        let o = s.get(&u).unwrap();
+        let rules = o.props["network_policy_entries"]["policy_rule"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["src_addresses"][0]["virtual_network"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    r["protocol"].as_str().unwrap().to_owned(),
+                    r["dst_ports"][0]["start_port"].as_i64().unwrap(),
+                    r["dst_ports"][0]["end_port"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        let mut on: Vec<String> = s
+            .list_type("virtual-network")
+            .into_iter()
+            .filter(|vn| vn.ref_uuids("network-policy").contains(&u))
+            .map(|vn| vn.fq_name.join(":"))
+            .collect();
+        on.sort();
+        Some((rules, on))
+    }
+}
+
+const CLUSTER_NET: &str = "default-domain:default-project:mesos-default-network";
+const TEAM_A: &str = "default-domain:mesos-team-a:mesos-team-a-network";
+const TEAM_B: &str = "default-domain:mesos-team-b:mesos-team-b-network";
+
+#[test]
+fn cluster_mode_provisions_the_cluster_network_at_start_and_unlabelled_tasks_land_on_it() {
+    let r = rig(Isolation::Cluster, |_| {});
+    // Before any task: the flat-subnet pod IPAM and the cluster network on it.
+    assert!(r.exists("virtual-network", CLUSTER_NET));
+    assert!(r.exists(
+        "network-ipam",
+        "default-domain:default-project:mesos-pod-ipam"
+    ));
+    // A task with no labels at all, and one of another framework.
+    let (vn, ip) = r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        ContrailRequest::default(),
+    );
+    assert_eq!(vn, CLUSTER_NET);
+    assert!(ip.starts_with("10.32."), "{ip}");
+    // The agent was not asked: cluster mode needs no identity.
+    assert_eq!(r.agent.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // A restart provisions nothing twice.
+    let before = r.v.count("virtual-network");
+    r.app.mgr.writer.provision().unwrap();
+    assert_eq!(r.v.count("virtual-network"), before);
+}
+
+#[test]
+fn group_mode_gives_each_group_its_project_and_network_on_one_address_space() {
+    let r = rig(Isolation::Group, |_| {});
+    let (a1, ip1) = r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        ContrailRequest::default(),
+    );
+    let (a2, ip2) = r.run(
+        2,
+        "team-a_back_db.instance-22222222-2222-2222-2222-222222222222._app.1",
+        ContrailRequest::default(),
+    );
+    let (b1, ip3) = r.run(
+        3,
+        "team-b_web.33333333-3333-3333-3333-333333333333",
+        ContrailRequest::default(),
+    );
+    // An app in the root group and another framework's executor: the cluster network.
+    let (root, _) = r.run(
+        4,
+        "web.44444444-4444-4444-4444-444444444444",
+        ContrailRequest::default(),
+    );
+    let (other, _) = r.run(5, "Executor_5", ContrailRequest::default());
+    assert_eq!(
+        (a1.as_str(), a2.as_str(), b1.as_str()),
+        (TEAM_A, TEAM_A, TEAM_B)
+    );
+    assert_eq!((root.as_str(), other.as_str()), (CLUSTER_NET, CLUSTER_NET));
+    // One flat address space: no address twice across the group networks.
+    assert!(ip1 != ip2 && ip2 != ip3 && ip1 != ip3, "{ip1} {ip2} {ip3}");
+    // The group's project is the manager's, and the VM carries the task id (the join).
+    {
+        let s = r.v.store();
+        let p = s
+            .get(
+                &s.uuid_of("project", &["default-domain".into(), "mesos-team-a".into()])
+                    .unwrap(),
+            )
+            .unwrap()
+            .clone();
+        let ann = p.props["annotations"].to_string();
+        assert!(
+            ann.contains("created-by") && ann.contains("/team-a"),
+            "{ann}"
+        );
+        let vm = s.get(&cid(1)).unwrap();
+        assert_eq!(
+            vm.props["display_name"],
+            "team-a_web.11111111-1111-1111-1111-111111111111"
+        );
+    }
+    let o = r.app.mgr.cache.all();
+    assert!(
+        o.iter().any(
+            |o| o.task_id.as_deref() == Some("team-a_web.11111111-1111-1111-1111-111111111111")
+        )
+    );
+    // A `networks` label always wins; an `isolation` label overrides the mode.
+    let blue = ContrailRequest {
+        network: Some(vec!["blue".into()]),
+        subnets: vec!["5.5.5.0/24".into()],
+        isolation: Some(Isolation::Group),
+        ..Default::default()
+    };
+    assert_eq!(
+        r.run(6, "team-a_web.66666666-6666-6666-6666-666666666666", blue)
+            .0,
+        "default-domain:default-project:blue"
+    );
+    let app_mode = ContrailRequest {
+        isolation: Some(Isolation::App),
+        ..Default::default()
+    };
+    assert_eq!(
+        r.run(
+            7,
+            "team-a_web.77777777-7777-7777-7777-777777777777",
+            app_mode
+        )
+        .0,
+        "default-domain:default-project:mesos-app-team-a_web"
+    );
+}
+
+#[test]
+fn without_an_answer_from_the_agent_nothing_is_placed() {
+    // The agent API is configured but down: 503 (a retry can succeed), nothing written.
+    let r = rig(Isolation::Group, |c| {
+        c.mesos.agent_url = "http://127.0.0.1:9".into()
+    });
+    let vmis = r.v.count("virtual-machine-interface");
+    let (st, b) = r.post(&req(&cid(1), ContrailRequest::default()));
+    assert_eq!(st, 503, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("group isolation"),
+        "{b}"
+    );
+    assert_eq!(r.v.count("virtual-machine-interface"), vmis);
+    // Cluster and labelled tasks do not need the agent.
+    let (st, b) = r.post(&req(
+        &cid(2),
+        ContrailRequest {
+            isolation: Some(Isolation::Cluster),
+            ..Default::default()
+        },
+    ));
+    assert_eq!(st, 201, "{b}");
+    // Without [mesos] agent-url an app label cannot be honoured: 422 naming it.
+    let r = rig(Isolation::Cluster, |c| c.mesos.agent_url.clear());
+    let (st, b) = r.post(&req(
+        &cid(3),
+        ContrailRequest {
+            isolation: Some(Isolation::App),
+            ..Default::default()
+        },
+    ));
+    assert_eq!(st, 422, "{b}");
+    assert_eq!(b["error"]["label"], "isolation", "{b}");
+}
+
+#[test]
+fn allow_from_becomes_a_policy_on_both_networks_and_goes_with_the_last_task() {
+    let r = rig(Isolation::Group, |_| {});
+    let pol = "default-domain:mesos-team-a:mesos-allow-to-mesos-team-a-network";
+    // A bad label: 422 naming it, nothing created.
+    let nets = r.v.count("virtual-network");
+    r.agent
+        .add_container(&cid(9), "team-a_web.99999999-9999-9999-9999-999999999999");
+    let (st, b) = r.post(&req(&cid(9), allow("group:Team-B tcp:80")));
+    assert_eq!(st, 422, "{b}");
+    assert_eq!(b["error"]["label"], "allow-from", "{b}");
+    assert_eq!(r.v.count("virtual-network"), nets);
+    assert_eq!(r.v.count("network-policy"), 0);
+
+    let (vn, _) = r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        allow("group:/team-b tcp:8080"),
+    );
+    assert_eq!(vn, TEAM_A);
+    // The source group's network exists (empty) so the policy can name it.
+    assert!(r.exists("virtual-network", TEAM_B));
+    let (rules, on) = r.policy(pol).expect("the policy");
+    assert_eq!(rules, [(TEAM_B.to_owned(), "tcp".to_owned(), 8080, 8080)]);
+    assert_eq!(on, [TEAM_A, TEAM_B]);
+    // A second task of the app: no second rule. A second app widens the policy.
+    r.run(
+        2,
+        "team-a_web.22222222-2222-2222-2222-222222222222",
+        allow("group:/team-b tcp:8080"),
+    );
+    r.run(
+        3,
+        "team-a_api.33333333-3333-3333-3333-333333333333",
+        allow("app:/ops/monitor"),
+    );
+    let (rules, on) = r.policy(pol).unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(rules.contains(&(
+        "default-domain:default-project:mesos-app-ops_monitor".to_owned(),
+        "any".to_owned(),
+        -1,
+        -1
+    )));
+    assert_eq!(on.len(), 3, "{on:?}");
+    // A pass with everything running changes nothing.
+    r.pass();
+    assert_eq!(r.policy(pol).unwrap().0.len(), 2);
+    // The api task ends: its rule goes, the monitor's network (unused) with it.
+    r.delete(&cid(3));
+    r.pass();
+    let (rules, on) = r.policy(pol).unwrap();
+    assert_eq!(rules, [(TEAM_B.to_owned(), "tcp".to_owned(), 8080, 8080)]);
+    assert_eq!(on, [TEAM_A, TEAM_B]);
+    assert!(!r.exists(
+        "virtual-network",
+        "default-domain:default-project:mesos-app-ops_monitor"
+    ));
+    // One task of the app left: the policy stays.
+    r.delete(&cid(1));
+    r.pass();
+    assert!(r.policy(pol).is_some());
+    // The last: no policy, no group network, no group project; the cluster network stays.
+    r.delete(&cid(2));
+    r.pass();
+    assert!(r.policy(pol).is_none());
+    for fq in [TEAM_A, TEAM_B] {
+        assert!(!r.exists("virtual-network", fq), "{fq}");
+    }
+    for p in ["default-domain:mesos-team-a", "default-domain:mesos-team-b"] {
+        assert!(!r.exists("project", p), "{p}");
+    }
+    assert!(r.exists("virtual-network", CLUSTER_NET));
+    assert_eq!(r.v.count("network-policy"), 0);
+    wait_for("no port left", 1, || {
+        r.v.count("virtual-machine-interface") == 0
+    });
+}
+
+#[test]
+fn an_app_that_changes_mode_moves_its_next_tasks_and_leaves_the_running_ones() {
+    let r = rig(Isolation::Group, |_| {});
+    let (old, ip_old) = r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        ContrailRequest::default(),
+    );
+    assert_eq!(old, TEAM_A);
+    // The app is redeployed with `isolation: app`: its new task gets the app's network.
+    let (new, _) = r.run(
+        2,
+        "team-a_web.22222222-2222-2222-2222-222222222222",
+        ContrailRequest {
+            isolation: Some(Isolation::App),
+            ..Default::default()
+        },
+    );
+    assert_eq!(new, "default-domain:default-project:mesos-app-team-a_web");
+    // The running task keeps its network and address, through a pass.
+    r.pass();
+    let ports = r.v.ports();
+    let p1 = ports
+        .iter()
+        .find(|p| p.vm_uuid.as_deref() == Some(cid(1).as_str()))
+        .expect("the running task's port");
+    assert_eq!(p1.ip.as_deref(), Some(ip_old.as_str()));
+    assert!(r.exists("virtual-network", TEAM_A));
+}
