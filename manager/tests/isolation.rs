@@ -143,7 +143,7 @@ impl Rig {
     }
 
     /// The rules of a policy as (src, protocol, start, end), and the networks it is on.
-    fn policy(&self, fq: &str) -> Option<(Vec<(String, String, i64, i64)>, Vec<String>)> {
+    fn policy(&self, fq: &str) -> Option<(Vec<Rule>, Vec<String>)> {
         let fq: Vec<String> = fq.split(':').map(str::to_owned).collect();
         let s = self.v.store();
         let u = s.uuid_of("network-policy", &fq)?;
@@ -174,6 +174,9 @@ impl Rig {
         Some((rules, on))
     }
 }
+
+/// (source network, protocol, first port, last port).
+type Rule = (String, String, i64, i64);
 
 const CLUSTER_NET: &str = "default-domain:default-project:mesos-default-network";
 const TEAM_A: &str = "default-domain:mesos-team-a:mesos-team-a-network";
