@@ -522,6 +522,11 @@ mod tests {
     fn a_production_config_is_clean() {
         assert_eq!(check(&production()), vec![]);
         let mut c = production();
+        c.cluster.isolation = contrail_mesos_api::Isolation::Group;
+        c.cluster.subnet = "10.32.0.0/12".into();
+        c.mesos.agent_url = "http://{node-ip}:5051".into();
+        assert_eq!(check(&c), vec![]);
+        let mut c = production();
         c.vnc.auth_url = "https://keystone:5000/v3".into();
         c.vnc.username = "admin".into();
         c.vnc.password = "p".into();
@@ -591,6 +596,31 @@ mod tests {
                 "cluster.subnet",
             ),
             (|c| c.cluster.owner = String::new(), "cluster.owner"),
+            (
+                |c| {
+                    c.cluster.isolation = contrail_mesos_api::Isolation::Group;
+                    c.cluster.subnet = "10.32.0.0/12".into();
+                    c.mesos.agent_url.clear();
+                },
+                "cluster.isolation",
+            ),
+            (
+                |c| {
+                    c.cluster.isolation = contrail_mesos_api::Isolation::App;
+                    c.mesos.agent_url = "http://{node-ip}:5051".into();
+                    c.cluster.subnet.clear();
+                },
+                "cluster.isolation",
+            ),
+            (
+                |c| {
+                    c.cluster.isolation = contrail_mesos_api::Isolation::Group;
+                    c.mesos.agent_url = "http://{node-ip}:5051".into();
+                    c.cluster.subnet = "10.32.0.0/12".into();
+                    c.cluster.group_depth = 0;
+                },
+                "cluster.group-depth",
+            ),
             (|c| c.vnc.timeout_secs = 0, "vnc.timeout-secs"),
             (|c| c.api.header_timeout_ms = 0, "api.header-timeout-ms"),
             (
