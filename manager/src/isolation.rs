@@ -112,7 +112,10 @@ pub fn identify(
         }))
 }
 
-/// The placement of one request, asking the agent only when the mode needs the app.
+/// The placement of one request, and the container's task when its agent names it. With
+/// `[mesos] agent-url` the agent is asked at every registration, whatever the mode: the task id
+/// it names is the join the reconciler uses (an address cannot tell two networks' equal
+/// addresses apart). Only group and app mode fail without an answer.
 pub fn place(
     req: &AttachRequest,
     default: Isolation,
@@ -120,12 +123,22 @@ pub fn place(
     agents: Option<&dyn AgentApi>,
 ) -> Result<(Placement, Option<TaskIdentity>), PlacementError> {
     let mode = mode_of(req, default);
-    if matches!(mode, Isolation::Cluster | Isolation::UserDefined) {
-        return Ok((Placement::Labels, None));
+    let needs_app = matches!(mode, Isolation::Group | Isolation::App);
+    let who = match agents {
+        None if needs_app => return Err(PlacementError::NoAgentApi),
+        None => None,
+        Some(a) => match identify(a, &req.node, &req.container_id) {
+            Ok(w) => w,
+            Err(e) if needs_app => return Err(PlacementError::AgentUnreachable(e)),
+            Err(e) => {
+                tracing::debug!(cid = %req.container_id, error = %e, "agent not asked successfully; the reconciler joins the task later");
+                None
+            }
+        },
+    };
+    if !needs_app {
+        return Ok((Placement::Labels, who));
     }
-    let agents = agents.ok_or(PlacementError::NoAgentApi)?;
-    let who =
-        identify(agents, &req.node, &req.container_id).map_err(PlacementError::AgentUnreachable)?;
     let Some(who) = who else {
         tracing::warn!(cid = %req.container_id, node = %req.node.name, mode = mode.as_str(),
             "the agent names no Marathon task for this container (another framework?); it goes on the cluster network");
@@ -233,10 +246,10 @@ mod tests {
         let (pl, who) = p(&req("app"), Isolation::Group, Some(&a)).unwrap();
         assert_eq!(pl, Placement::App("/team-a/web".into()));
         assert_eq!(who.unwrap().task_id, "team-a_web.1234");
-        assert_eq!(
-            p(&req("networks"), Isolation::App, Some(&a)).unwrap().0,
-            Placement::Labels
-        );
+        // A `networks` label wins, and the task is still named (the join).
+        let (pl, who) = p(&req("networks"), Isolation::App, Some(&a)).unwrap();
+        assert_eq!(pl, Placement::Labels);
+        assert_eq!(who.unwrap().app_id, "/team-a/web");
         assert_eq!(
             p(&req("cluster"), Isolation::App, None).unwrap().0,
             Placement::Labels
@@ -250,6 +263,11 @@ mod tests {
             p(&req(""), Isolation::App, Some(&down)).unwrap_err(),
             PlacementError::AgentUnreachable(_)
         ));
+        // Cluster mode does not need the answer.
+        assert_eq!(
+            p(&req(""), Isolation::Cluster, Some(&down)).unwrap(),
+            (Placement::Labels, None)
+        );
         // Another framework's executor, or a container the agent does not list: the cluster
         // network.
         let other = runs("Executor_1");

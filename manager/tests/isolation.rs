@@ -199,8 +199,11 @@ fn cluster_mode_provisions_the_cluster_network_at_start_and_unlabelled_tasks_lan
     );
     assert_eq!(vn, CLUSTER_NET);
     assert!(ip.starts_with("10.32."), "{ip}");
-    // The agent was not asked: cluster mode needs no identity.
-    assert_eq!(r.agent.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The agent named the task at ADD: the join is made by identity, not by address.
+    assert_eq!(
+        r.app.mgr.cache.all()[0].task_id.as_deref(),
+        Some("team-a_web.11111111-1111-1111-1111-111111111111")
+    );
     // A restart provisions nothing twice.
     let before = r.v.count("virtual-network");
     r.app.mgr.writer.provision().unwrap();
