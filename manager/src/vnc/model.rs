@@ -85,6 +85,10 @@ pub struct VncObject {
     /// project: its networks.
     #[serde(default)]
     pub virtual_networks: Vec<RefEntry>,
+    /// project: its security groups (the API server makes one named `default` in each new
+    /// project).
+    #[serde(default)]
+    pub security_groups: Vec<RefEntry>,
 }
 
 impl VncObject {

@@ -282,15 +282,33 @@ impl Writer {
                 None => BTreeSet::new(),
             };
             let have = entries_of(&pol);
-            if want == have {
-                continue;
-            }
             // Networks that stay: the destination and the sources still named.
             let keep: BTreeSet<String> = want
                 .iter()
                 .map(|r| r.src.clone())
                 .chain((!want.is_empty()).then(|| dst.clone()))
                 .collect();
+            let on: BTreeSet<String> = pol
+                .virtual_network_back_refs
+                .iter()
+                .map(|r| r.to.join(":"))
+                .collect();
+            if want == have && on == keep {
+                continue;
+            }
+            // A source another manager's registration named but could not apply.
+            for fq in keep.difference(&on) {
+                let parts: Vec<String> = fq.split(':').map(str::to_owned).collect();
+                if let Some(u) = self.api.fqname_to_id("virtual-network", &parts)? {
+                    self.api.ref_add_with_attr(
+                        "virtual-network",
+                        &u,
+                        "network-policy",
+                        &pol.uuid,
+                        &sequence(),
+                    )?;
+                }
+            }
             for r in &pol.virtual_network_back_refs {
                 if !keep.contains(&r.to.join(":")) {
                     ignore_404(self.api.ref_update(
@@ -307,7 +325,7 @@ impl Writer {
                 ignore_404(self.api.delete("network-policy", &pol.uuid))?;
                 self.cache.forget_name("network-policy", &pol.fq_name);
                 st.deleted += 1;
-            } else {
+            } else if want != have {
                 let rules: Vec<Value> = want.iter().map(|r| r.rule(&dst)).collect();
                 tracing::info!(policy = %pol.fq_name.join(":"), rules = rules.len(), "policy follows the tasks that ask for it");
                 self.api.update(

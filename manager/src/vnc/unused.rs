@@ -77,8 +77,18 @@ impl Writer {
             if !p.virtual_networks.is_empty() {
                 continue;
             }
-            // The API server's own default security group of the project goes with it; any
-            // other child makes the delete a 409 and the project stays.
+            // The API server makes a security group named `default` in every new project
+            // (tf-controller `vnc_cfg_types.py`, `ProjectServer.post_dbe_create`): it goes
+            // first. Any other child makes the project's delete a 409 and the project stays.
+            for sg in &p.security_groups {
+                if sg.to.last().map(String::as_str) == Some("default") {
+                    match ignore_404(self.api.delete("security-group", &sg.uuid)) {
+                        Ok(()) => {}
+                        Err(e) if e.status() == Some(409) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             match ignore_404(self.api.delete("project", &p.uuid)) {
                 Ok(()) => {
                     tracing::info!(project = %p.fq_name.join(":"), "group project has no network left; deleted");
