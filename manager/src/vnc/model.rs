@@ -85,8 +85,7 @@ pub struct VncObject {
     /// project: its networks.
     #[serde(default)]
     pub virtual_networks: Vec<RefEntry>,
-    /// project: its security groups (the API server makes one named `default` in each new
-    /// project).
+    /// project: its security groups.
     #[serde(default)]
     pub security_groups: Vec<RefEntry>,
 }

@@ -77,9 +77,10 @@ impl Writer {
             if !p.virtual_networks.is_empty() {
                 continue;
             }
-            // The API server makes a security group named `default` in every new project
-            // (tf-controller `vnc_cfg_types.py`, `ProjectServer.post_dbe_create`): it goes
-            // first. Any other child makes the project's delete a 409 and the project stays.
+            // Releases whose API server makes a security group named `default` in each new
+            // project leave it as the project's last child: it goes first (the default
+            // application-policy-set goes with the project, server-side). Any other child
+            // makes the project's delete a 409 and the project stays.
             for sg in &p.security_groups {
                 if sg.to.last().map(String::as_str) == Some("default") {
                     match ignore_404(self.api.delete("security-group", &sg.uuid)) {
