@@ -35,7 +35,12 @@ pub struct Echo {
 
 impl Echo {
     pub fn start(netns: &Path, ip: IpAddr) -> std::io::Result<Echo> {
-        let listener = in_netns(netns, || TcpListener::bind((ip, 0)))??;
+        Echo::start_on(netns, SocketAddr::new(ip, 0))
+    }
+
+    /// On a given port (0: any free one).
+    pub fn start_on(netns: &Path, addr: SocketAddr) -> std::io::Result<Echo> {
+        let listener = in_netns(netns, || TcpListener::bind(addr))??;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
