@@ -8,8 +8,9 @@
 //!  ├─ VNC API stand-in (in-process)  <──── contrail-mesos-manager (child processes, real binary;
 //!  │                                        with `managers` > 1, a ZooKeeper elects their leader)
 //!  ├─ Marathon stand-in (in-process) <──── the leading manager's watcher (REST + SSE)
-//!  ├─ vRouter agent stand-in + bridge per VN, fed from VNC (in-process)
-//!  └─ Mesos agent stand-in: execs contrail-cni-plugin (real binary, copied as `make install` does)
+//!  ├─ vRouter agent stand-in + bridge per VN, routed and policed (nftables) from VNC (in-process)
+//!  └─ Mesos agent stand-in: execs contrail-cni-plugin (real binary, copied as `make install` does);
+//!     its operator API (GET_CONTAINERS) is the managers' `[mesos] agent-url`
 //!       └─ container namespaces (ip netns), veth `tap…` host ends on the VN bridges
 //! ```
 
