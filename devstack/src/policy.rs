@@ -18,10 +18,13 @@
 //! ports swapped (the agent adds the mirrored ACL entry).
 //!
 //! Compiled form, one chain per ordered pair of bridges so both ordered lists keep their
-//! first-match semantics: `forward` (policy drop) accepts `ct state established,related` and
-//! same-bridge traffic, then sends S→D traffic to `eg-S-D` (S's rules for that pair: pass =
-//! `goto in-S-D`, deny = `drop`); `in-S-D` holds D's rules (pass = `accept`, deny = `drop`).
-//! Falling off either chain ends in `forward`'s drop policy.
+//! first-match semantics: `forward` (policy drop) accepts replies (`ct direction reply`,
+//! established) and related packets (ICMP errors) and same-bridge traffic, then sends S→D
+//! traffic to `eg-S-D` (S's rules for that pair: pass = `goto in-S-D`, deny = `drop`); `in-S-D`
+//! holds D's rules (pass = `accept`, deny = `drop`). Falling off either chain ends in
+//! `forward`'s drop policy. Every packet of a flow's initiating direction is judged, not just
+//! the first: when a policy goes, the vRouter re-evaluates its flows and drops those no longer
+//! allowed, and so an established connection stops here too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -322,9 +325,8 @@ fn list_for(
 /// first so the delete never fails).
 pub fn ruleset(nets: &[Network], rules: &HashMap<String, Vec<Rule>>) -> String {
     let mut forward = vec![
-        "ct state established,related accept".to_owned(),
-        // ICMP errors and the like of flows conntrack has not seen are not special-cased:
-        // anything not accepted below is dropped, as the vRouter drops flows without a match.
+        "ct state related accept".to_owned(),
+        "ct direction reply ct state established accept".to_owned(),
     ];
     let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let bridges: BTreeSet<&str> = nets.iter().map(|n| n.bridge.as_str()).collect();
@@ -452,7 +454,8 @@ mod tests {
             chain(&set, "forward"),
             vec![
                 "type filter hook forward priority filter; policy drop;",
-                "ct state established,related accept",
+                "ct state related accept",
+                "ct direction reply ct state established accept",
                 "iifname \"vna\" oifname \"vna\" accept",
                 "iifname \"vnb\" oifname \"vnb\" accept",
             ]

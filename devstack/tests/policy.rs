@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use contrail_devstack::probe::{Echo, reachable};
+use contrail_devstack::probe::{Conn, Echo, reachable};
 use contrail_devstack::stack::CONTRAIL_NETWORK;
 use contrail_devstack::{RunSpec, Stack, StackOptions};
 use contrail_integration::mesos_agent::NetworkRequest;
@@ -272,6 +272,8 @@ fn flat_networks_are_isolated_until_a_policy_on_both_passes_one_direction_and_po
         eventually_reachable(a0, a1_8080.addr),
         "team-a → team-a still"
     );
+    let mut held = Conn::open(a0, b1_8080.addr, DROPPED).expect("a connection while allowed");
+    assert!(held.echoes(b"first"), "an allowed connection carries data");
 
     // (c) The refs removed: dropped again after the poll.
     policy_ref(&stack, &vn_a, &pol, "DELETE");
@@ -283,6 +285,11 @@ fn flat_networks_are_isolated_until_a_policy_on_both_passes_one_direction_and_po
     assert!(
         eventually_reachable(b0, b1_8080.addr),
         "team-b → team-b still"
+    );
+    // As the vRouter re-evaluates its flows, a connection made while allowed stops too.
+    assert!(
+        !held.echoes(b"again"),
+        "the established connection once the policy is gone"
     );
 
     // The table is the node namespace's own, and the machine's forwarding never changed.
