@@ -548,4 +548,71 @@ mod tests {
         assert!(p.annotations.contains(&("index".into(), "0/1".into())));
         assert!(p.mac.starts_with("02:"));
     }
+
+    /// The policy feed reads the shapes a config API client writes (flat-subnet IPAM networks,
+    /// `network_policy_refs` with a sequence, a `network-policy` with its rules) over REST.
+    #[test]
+    fn the_policy_feed_reads_networks_refs_and_policies_over_rest() {
+        let v = VncServer::start().unwrap();
+        let fq = |n: &str| json!(["default-domain", "default-project", n]);
+        let ipam = v
+            .create("network-ipam", json!({"fq_name": fq("flat"), "parent_type": "project",
+                "ipam_subnet_method": "flat-subnet",
+                "ipam_subnets": {"subnets": [{"subnet": {"ip_prefix": "10.32.0.0", "ip_prefix_len": 12}}]}}))
+            .unwrap();
+        let vn = |n: &str| {
+            v.create(
+                "virtual-network",
+                json!({"fq_name": fq(n), "parent_type": "project",
+                "virtual_network_properties": {"forwarding_mode": "l3"},
+                "network_ipam_refs": [{"to": fq("flat"), "uuid": ipam,
+                    "attr": {"ipam_subnets": [{"subnet_uuid": null}]}}]}),
+            )
+            .unwrap()
+        };
+        let (a, b, c) = (vn("a"), vn("b"), vn("c"));
+        let rule = json!({"direction": ">", "protocol": "tcp",
+            "src_addresses": [{"virtual_network": "default-domain:default-project:a"}],
+            "dst_addresses": [{"virtual_network": "default-domain:default-project:b"}],
+            "src_ports": [{"start_port": -1, "end_port": -1}],
+            "dst_ports": [{"start_port": 8080, "end_port": 8080}],
+            "action_list": {"simple_action": "pass"}});
+        let pol = v
+            .create(
+                "network-policy",
+                json!({"fq_name": fq("a-b"), "parent_type": "project",
+                "network_policy_entries": {"policy_rule": [rule]}}),
+            )
+            .unwrap();
+        for n in [&a, &b] {
+            v.store()
+                .ref_update(&json!({"type": "virtual-network", "uuid": n,
+                    "ref-type": "network-policy", "ref-uuid": pol, "operation": "ADD",
+                    "attr": {"sequence": {"major": 0, "minor": 0}, "timer": null}}))
+                .unwrap();
+        }
+        let feed = VncFeed::new(&v.url(), "node-1");
+        let bridges: HashMap<String, String> = [&a, &b, &c]
+            .into_iter()
+            .map(|u| (u.clone(), super::super::dataplane::bridge_name(u)))
+            .collect();
+        let set = feed.policy_ruleset(&bridges).unwrap();
+        let (ba, bb) = (&bridges[&a], &bridges[&b]);
+        assert!(set.contains(&format!(
+            "iifname \"{ba}\" oifname \"{bb}\" goto eg-{ba}-{bb}"
+        )));
+        assert!(set.contains("meta l4proto 6 th dport 8080 accept"), "{set}");
+        assert!(
+            !set.contains(&format!("goto eg-{bb}-{ba}")),
+            "one way only: {set}"
+        );
+        // A bridge whose network left VNC keeps only its own traffic.
+        v.store().delete("virtual-network", &c).unwrap();
+        let set = feed.policy_ruleset(&bridges).unwrap();
+        let bc = &bridges[&c];
+        assert!(
+            set.contains(&format!("iifname \"{bc}\" oifname \"{bc}\" accept")),
+            "{set}"
+        );
+    }
 }

@@ -129,7 +129,9 @@ impl RunSpec {
 /// (`/team-a/web` -> `team-a_web`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarathonIds {
-    /// An app's task id, `<safe>.<uuid>` (the command executor's id too).
+    /// An app's task id, `<safe>.<uuid>`, or since Marathon 1.5 `<safe>.instance-<uuid>._app.1`
+    /// (`Task.Id.forInstanceId`: the instance id, the container name `_app`, the incarnation);
+    /// the command executor's id is the task id.
     pub app_task: String,
     /// A pod's instance id, `<safe>.instance-<uuid>` (its tasks are `<instance>.<container>`).
     pub pod_instance: String,
@@ -138,11 +140,15 @@ pub struct MarathonIds {
 }
 
 impl MarathonIds {
-    pub fn new(run_id: &str) -> MarathonIds {
+    pub fn new(run_id: &str, instance_style: bool) -> MarathonIds {
         let safe = run_id.trim_start_matches('/').replace('/', "_");
         let u = uuid::Uuid::new_v4();
         MarathonIds {
-            app_task: format!("{safe}.{u}"),
+            app_task: if instance_style {
+                format!("{safe}.instance-{u}._app.1")
+            } else {
+                format!("{safe}.{u}")
+            },
             pod_instance: format!("{safe}.instance-{u}"),
             pod_executor: format!("instance-{safe}.{u}"),
         }
@@ -172,6 +178,9 @@ pub struct Scheduler {
     runs: Mutex<BTreeMap<String, RunState>>,
     /// Deployments running in the background (Marathon's REST API answers before they finish).
     in_flight: std::sync::atomic::AtomicUsize,
+    /// App task ids in Marathon >= 1.5's instance form (`<safe>.instance-<uuid>._app.1`)
+    /// instead of the legacy `<safe>.<uuid>`; both are live in real clusters.
+    pub instance_style_task_ids: std::sync::atomic::AtomicBool,
 }
 
 /// Counts one background deployment for as long as it lives.
@@ -211,6 +220,7 @@ impl Scheduler {
             host: host.into(),
             runs: Mutex::new(BTreeMap::new()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            instance_style_task_ids: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -378,7 +388,11 @@ impl Scheduler {
     /// on its node has no IPs yet.
     fn launch(&self, spec: &RunSpec) -> Result<Instance, String> {
         let cid = uuid::Uuid::new_v4().to_string();
-        let ids = MarathonIds::new(&spec.id);
+        let ids = MarathonIds::new(
+            &spec.id,
+            self.instance_style_task_ids
+                .load(std::sync::atomic::Ordering::SeqCst),
+        );
         if spec.is_pod() {
             let instance_id = ids.pod_instance.clone();
             let report = |ips: &[String], state: &str| {
@@ -523,7 +537,7 @@ mod tests {
 
     #[test]
     fn instance_ids_have_marathons_forms() {
-        let ids = MarathonIds::new("/team-a/web");
+        let ids = MarathonIds::new("/team-a/web", false);
         let u = ids
             .app_task
             .strip_prefix("team-a_web.")
@@ -531,6 +545,12 @@ mod tests {
         assert!(uuid::Uuid::parse_str(u).is_ok(), "{}", ids.app_task);
         assert_eq!(ids.pod_instance, format!("team-a_web.instance-{u}"));
         assert_eq!(ids.pod_executor, format!("instance-team-a_web.{u}"));
+        let ids = MarathonIds::new("/team-a/web", true);
+        let u = ids
+            .pod_instance
+            .strip_prefix("team-a_web.instance-")
+            .unwrap();
+        assert_eq!(ids.app_task, format!("team-a_web.instance-{u}._app.1"));
     }
 
     #[test]

@@ -100,6 +100,21 @@ echo '{{"cniVersion":"0.2.0"}}'
     .unwrap();
 }
 
+/// Task ids as Marathon's `GET /v2/tasks` lists them.
+fn marathon_task_ids(stack: &Stack) -> Vec<String> {
+    ureq::get(format!("{}/v2/tasks", stack.marathon.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json::<Value>()
+        .unwrap()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn probe_run(id: &str, instances: usize, pod_containers: &[&str]) -> RunSpec {
     RunSpec {
         id: id.into(),
@@ -146,17 +161,7 @@ fn the_operator_api_lists_each_container_with_marathons_executor_id_from_add_to_
     assert_eq!(now.len(), 3, "{now:?}");
 
     // An app task: the executor id is the task id Marathon lists, `team-a_web.<uuid>`.
-    let marathon_tasks: Vec<String> = ureq::get(format!("{}/v2/tasks", stack.marathon.url()))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json::<Value>()
-        .unwrap()["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_owned())
-        .collect();
+    let marathon_tasks = marathon_task_ids(&stack);
     for (task, cid, _, _) in stack.scheduler.instances("/team-a/web") {
         assert!(tasks.contains(&task));
         assert!(
@@ -179,6 +184,25 @@ fn the_operator_api_lists_each_container_with_marathons_executor_id_from_add_to_
         .strip_prefix("team-a_pod.instance-")
         .expect("instance id form");
     assert_eq!(now.get(&cid), Some(&format!("instance-team-a_pod.{u}")));
+
+    // Marathon >= 1.5's instance-style task ids: the same id in Marathon and as the executor.
+    stack
+        .scheduler
+        .instance_style_task_ids
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    stack
+        .scheduler
+        .deploy(probe_run("/team-b/api", 1, &[]))
+        .expect("deploy instance-style app");
+    let (task, cid, _, _) = stack.scheduler.instances("/team-b/api").remove(0);
+    let u = task
+        .strip_prefix("team-b_api.instance-")
+        .and_then(|t| t.strip_suffix("._app.1"))
+        .expect("instance-style task id");
+    assert!(uuid::Uuid::parse_str(u).is_ok(), "{task}");
+    assert_eq!(listed(&stack).get(&cid), Some(&task));
+    assert!(marathon_task_ids(&stack).contains(&task));
+    stack.scheduler.destroy("/team-b/api").unwrap();
 
     // Gone once destroyed (after its DEL); a failed launch is never left listed.
     stack.scheduler.scale("/team-a/web", 1).unwrap();
