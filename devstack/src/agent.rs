@@ -15,15 +15,25 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use contrail_integration::vrouter_agent::{AgentStandin, VmiSpec};
 use serde_json::Value;
 
 use super::dataplane::Dataplane;
+use super::policy;
+
+/// A tap on its bridge, with the addresses routed to it.
+struct Attachment {
+    bridge: String,
+    addrs: Vec<IpAddr>,
+}
 
 /// How often VNC is re-read: the delay a real agent has between config and IF-MAP push.
 const SYNC_PERIOD: Duration = Duration::from_millis(25);
+/// How often the policy rule set is rebuilt from VNC without a new port or bridge to prompt it
+/// (the manager adds, changes and removes policies and their refs after ports exist).
+const POLICY_PERIOD: Duration = Duration::from_millis(500);
 
 pub struct DevAgent {
     pub standin: Arc<AgentStandin>,
@@ -33,33 +43,51 @@ pub struct DevAgent {
 }
 
 impl DevAgent {
-    /// Starts the agent stand-in on 127.0.0.1 of the calling thread's namespace and the sync
-    /// loop for `node_name`'s vrouter, reading the config API at `vnc_url`.
-    pub fn start(vnc_url: &str, node_name: &str) -> DevAgent {
+    /// Starts the agent stand-in on 127.0.0.1 of the calling thread's namespace (never the
+    /// machine's: the dataplane refuses it) and the sync loop for `node_name`'s vrouter,
+    /// reading the config API at `vnc_url`.
+    pub fn start(vnc_url: &str, node_name: &str) -> Result<DevAgent, String> {
+        let dataplane = Arc::new(Dataplane::new()?);
         let standin = Arc::new(AgentStandin::start());
-        let dataplane = Arc::new(Dataplane::default());
         let stop = Arc::new(AtomicBool::new(false));
         let feed = VncFeed::new(vnc_url, node_name);
         let (s, d, st) = (standin.clone(), dataplane.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let mut feed = feed;
             let mut configured: BTreeMap<String, VmiSpec> = BTreeMap::new();
-            let mut attached: HashMap<String, String> = HashMap::new(); // tap -> bridge
+            let mut attached: HashMap<String, Attachment> = HashMap::new();
+            let mut policy_due = Instant::now();
             while !st.load(Ordering::Relaxed) {
-                match feed.ports() {
+                let changed = match feed.ports() {
                     Ok(ports) => sync_once(ports, &s, &d, &mut configured, &mut attached),
                     // VNC unreachable or mid-change: keep what is configured, read again.
-                    Err(e) => tracing::debug!("agent feed: {e}"),
+                    Err(e) => {
+                        tracing::debug!("agent feed: {e}");
+                        false
+                    }
+                };
+                // On every new port or bridge, and periodically for policy changes alone.
+                if changed || Instant::now() >= policy_due {
+                    match feed.policy_ruleset(&d.bridge_map()) {
+                        Ok(rs) => {
+                            if let Err(e) = d.apply_policy(&rs) {
+                                tracing::warn!("dataplane policy: {e}");
+                            }
+                        }
+                        // Keep the rule set in force: VNC may be mid-change or away.
+                        Err(e) => tracing::debug!("policy feed: {e}"),
+                    }
+                    policy_due = Instant::now() + POLICY_PERIOD;
                 }
                 std::thread::sleep(SYNC_PERIOD);
             }
         });
-        DevAgent {
+        Ok(DevAgent {
             standin,
             dataplane,
             stop,
             thread: Some(thread),
-        }
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -307,20 +335,65 @@ impl VncFeed {
     }
 }
 
+impl VncFeed {
+    /// The policy rule set for the networks with a bridge here (`bridges`: VN uuid -> bridge):
+    /// those networks with their `network_policy_refs`, and the policies they refer to.
+    fn policy_ruleset(&self, bridges: &HashMap<String, String>) -> Result<String, String> {
+        let mut nets = Vec::new();
+        if !bridges.is_empty() {
+            let uuids: Vec<&str> = bridges.keys().map(String::as_str).collect();
+            let vns = self.list("virtual-network", &format!("obj_uuids={}", uuids.join(",")))?;
+            nets = policy::networks(&vns, bridges);
+        }
+        // A bridge whose network is gone from VNC keeps only its own traffic.
+        for (vn, br) in bridges {
+            if !nets.iter().any(|n| &n.bridge == br) {
+                nets.push(policy::Network {
+                    fq_name: format!("(deleted network {vn})"),
+                    bridge: br.clone(),
+                    policies: Vec::new(),
+                });
+            }
+        }
+        let refs: std::collections::BTreeSet<&str> = nets
+            .iter()
+            .flat_map(|n| n.policies.iter().map(String::as_str))
+            .collect();
+        let rules = if refs.is_empty() {
+            HashMap::new()
+        } else {
+            let list = self.list(
+                "network-policy",
+                &format!(
+                    "obj_uuids={}",
+                    refs.into_iter().collect::<Vec<_>>().join(",")
+                ),
+            )?;
+            policy::policies(&list)
+        };
+        Ok(policy::ruleset(&nets, &rules))
+    }
+}
+
+/// One pass: ports to the agent stand-in, bridges for their networks, subscribed taps onto
+/// their bridges. True when a bridge or an attachment was added (the policy is rebuilt then).
 fn sync_once(
     ports: Vec<VmiSpec>,
     agent: &AgentStandin,
     dataplane: &Dataplane,
     configured: &mut BTreeMap<String, VmiSpec>,
-    attached: &mut HashMap<String, String>,
-) {
+    attached: &mut HashMap<String, Attachment>,
+) -> bool {
+    let mut changed = false;
     let mut seen = BTreeMap::new();
     for spec in ports {
-        if let (Some(gw), Some(plen)) = (&spec.gateway, spec.plen)
-            && let Err(e) =
-                dataplane.ensure_network(&spec.vn_uuid, gw.parse().ok(), Some(plen as u8))
+        if let Some(gw) = &spec.gateway
+            && dataplane.bridge_of(&spec.vn_uuid).is_none()
         {
-            tracing::warn!("dataplane: {e}");
+            changed = true;
+            if let Err(e) = dataplane.ensure_network(&spec.vn_uuid, gw.parse().ok()) {
+                tracing::warn!("dataplane: {e}");
+            }
         }
         seen.insert(spec.vmi_uuid.clone(), spec);
     }
@@ -342,36 +415,54 @@ fn sync_once(
         let Some(tap) = body["host-ifname"].as_str() else {
             continue;
         };
+        // Attached once the port (with its addresses, routed to the tap's bridge) is known.
+        let Some(spec) = configured.get(&vmi) else {
+            if attached.contains_key(tap) {
+                // Still subscribed; its port left VNC first.
+                subscribed.insert(tap.to_owned(), (String::new(), Vec::new()));
+            }
+            continue;
+        };
         let vn = body["vn-uuid"]
             .as_str()
             .map(str::to_owned)
-            .or_else(|| configured.get(&vmi).map(|s| s.vn_uuid.clone()));
-        if let Some(vn) = vn {
-            subscribed.insert(tap.to_owned(), vn);
-        }
+            .unwrap_or_else(|| spec.vn_uuid.clone());
+        let addrs: Vec<IpAddr> = [&spec.ip, &spec.v6_ip]
+            .into_iter()
+            .filter_map(|a| a.as_deref()?.parse().ok())
+            .collect();
+        subscribed.insert(tap.to_owned(), (vn, addrs));
     }
-    for (tap, vn) in &subscribed {
+    for (tap, (vn, addrs)) in &subscribed {
         if attached.contains_key(tap) {
             continue;
         }
         let Some(bridge) = dataplane.bridge_of(vn) else {
             continue;
         };
-        match dataplane.attach(tap, &bridge) {
+        match dataplane.attach(tap, &bridge, addrs) {
             Ok(()) => {
-                attached.insert(tap.clone(), bridge);
+                changed = true;
+                attached.insert(
+                    tap.clone(),
+                    Attachment {
+                        bridge,
+                        addrs: addrs.clone(),
+                    },
+                );
             }
             // The tap may not exist yet (POST /vm races the veth) or already be gone.
             Err(e) => tracing::debug!("attach {tap}: {e}"),
         }
     }
-    attached.retain(|tap, _| {
+    attached.retain(|tap, a| {
         let keep = subscribed.contains_key(tap);
         if !keep {
-            dataplane.detach(tap);
+            dataplane.detach(tap, &a.bridge, &a.addrs);
         }
         keep
     });
+    changed
 }
 
 impl Drop for DevAgent {
@@ -456,5 +547,72 @@ mod tests {
         assert_eq!(p.vn_name, "default-domain:default-project:ds");
         assert!(p.annotations.contains(&("index".into(), "0/1".into())));
         assert!(p.mac.starts_with("02:"));
+    }
+
+    /// The policy feed reads the shapes a config API client writes (flat-subnet IPAM networks,
+    /// `network_policy_refs` with a sequence, a `network-policy` with its rules) over REST.
+    #[test]
+    fn the_policy_feed_reads_networks_refs_and_policies_over_rest() {
+        let v = VncServer::start().unwrap();
+        let fq = |n: &str| json!(["default-domain", "default-project", n]);
+        let ipam = v
+            .create("network-ipam", json!({"fq_name": fq("flat"), "parent_type": "project",
+                "ipam_subnet_method": "flat-subnet",
+                "ipam_subnets": {"subnets": [{"subnet": {"ip_prefix": "10.32.0.0", "ip_prefix_len": 12}}]}}))
+            .unwrap();
+        let vn = |n: &str| {
+            v.create(
+                "virtual-network",
+                json!({"fq_name": fq(n), "parent_type": "project",
+                "virtual_network_properties": {"forwarding_mode": "l3"},
+                "network_ipam_refs": [{"to": fq("flat"), "uuid": ipam,
+                    "attr": {"ipam_subnets": [{"subnet_uuid": null}]}}]}),
+            )
+            .unwrap()
+        };
+        let (a, b, c) = (vn("a"), vn("b"), vn("c"));
+        let rule = json!({"direction": ">", "protocol": "tcp",
+            "src_addresses": [{"virtual_network": "default-domain:default-project:a"}],
+            "dst_addresses": [{"virtual_network": "default-domain:default-project:b"}],
+            "src_ports": [{"start_port": -1, "end_port": -1}],
+            "dst_ports": [{"start_port": 8080, "end_port": 8080}],
+            "action_list": {"simple_action": "pass"}});
+        let pol = v
+            .create(
+                "network-policy",
+                json!({"fq_name": fq("a-b"), "parent_type": "project",
+                "network_policy_entries": {"policy_rule": [rule]}}),
+            )
+            .unwrap();
+        for n in [&a, &b] {
+            v.store()
+                .ref_update(&json!({"type": "virtual-network", "uuid": n,
+                    "ref-type": "network-policy", "ref-uuid": pol, "operation": "ADD",
+                    "attr": {"sequence": {"major": 0, "minor": 0}, "timer": null}}))
+                .unwrap();
+        }
+        let feed = VncFeed::new(&v.url(), "node-1");
+        let bridges: HashMap<String, String> = [&a, &b, &c]
+            .into_iter()
+            .map(|u| (u.clone(), super::super::dataplane::bridge_name(u)))
+            .collect();
+        let set = feed.policy_ruleset(&bridges).unwrap();
+        let (ba, bb) = (&bridges[&a], &bridges[&b]);
+        assert!(set.contains(&format!(
+            "iifname \"{ba}\" oifname \"{bb}\" goto eg-{ba}-{bb}"
+        )));
+        assert!(set.contains("meta l4proto 6 th dport 8080 accept"), "{set}");
+        assert!(
+            !set.contains(&format!("goto eg-{bb}-{ba}")),
+            "one way only: {set}"
+        );
+        // A bridge whose network left VNC keeps only its own traffic.
+        v.store().delete("virtual-network", &c).unwrap();
+        let set = feed.policy_ruleset(&bridges).unwrap();
+        let bc = &bridges[&c];
+        assert!(
+            set.contains(&format!("iifname \"{bc}\" oifname \"{bc}\" accept")),
+            "{set}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod dataplane;
 pub mod marathon_api;
+pub mod policy;
 pub mod probe;
 pub mod scheduler;
 pub mod stack;

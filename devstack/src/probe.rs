@@ -35,22 +35,39 @@ pub struct Echo {
 
 impl Echo {
     pub fn start(netns: &Path, ip: IpAddr) -> std::io::Result<Echo> {
-        let listener = in_netns(netns, || TcpListener::bind((ip, 0)))??;
+        Echo::start_on(netns, SocketAddr::new(ip, 0))
+    }
+
+    /// On a given port (0: any free one).
+    pub fn start_on(netns: &Path, addr: SocketAddr) -> std::io::Result<Echo> {
+        let listener = in_netns(netns, || TcpListener::bind(addr))??;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
         std::thread::spawn(move || {
+            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut buf = [0u8; 64];
-                        if let Ok(n) = s.read(&mut buf) {
-                            let _ = s.write_all(&buf[..n]);
-                        }
+                    // One thread per connection (at most 64 at once), echoing until the peer
+                    // closes or is idle for 10 s, so a connection can be held open.
+                    Ok((mut s, _)) if open.load(Ordering::SeqCst) < 64 => {
+                        open.fetch_add(1, Ordering::SeqCst);
+                        let (open, st) = (open.clone(), st.clone());
+                        std::thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                            let mut buf = [0u8; 64];
+                            while !st.load(Ordering::Relaxed) {
+                                match s.read(&mut buf) {
+                                    Ok(n) if n > 0 && s.write_all(&buf[..n]).is_ok() => {}
+                                    _ => break,
+                                }
+                            }
+                            open.fetch_sub(1, Ordering::SeqCst);
+                        });
                     }
+                    Ok(_) => {}
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
@@ -62,6 +79,24 @@ impl Echo {
 impl Drop for Echo {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A TCP connection from inside a namespace, held open.
+pub struct Conn(TcpStream);
+
+impl Conn {
+    /// Connects from inside `from` (the socket stays in that namespace).
+    pub fn open(from: &Path, to: SocketAddr, timeout: Duration) -> std::io::Result<Conn> {
+        let s = in_netns(from, || TcpStream::connect_timeout(&to, timeout))??;
+        s.set_read_timeout(Some(timeout))?;
+        Ok(Conn(s))
+    }
+
+    /// True when `msg` comes back within the connection's timeout.
+    pub fn echoes(&mut self, msg: &[u8]) -> bool {
+        let mut buf = vec![0u8; msg.len()];
+        self.0.write_all(msg).is_ok() && self.0.read_exact(&mut buf).is_ok() && buf == msg
     }
 }
 

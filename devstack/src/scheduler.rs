@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use contrail_integration::marathon::{FakePodInstance, MarathonServer};
-use contrail_integration::mesos_agent::{Container, MesosAgent, NetworkRequest};
+use contrail_integration::mesos_agent::{
+    CniFailure, Container, MesosAgent, NetworkRequest, OperatorApi,
+};
 
 /// An app or pod as far as networking goes.
 #[derive(Debug, Clone)]
@@ -122,6 +124,37 @@ impl RunSpec {
     }
 }
 
+/// The ids Marathon gives one new instance of a run spec (`mesosphere.marathon.core.instance.
+/// Instance.Id` and `core.task.Task.Id`): the path's safe form is its segments joined by `_`
+/// (`/team-a/web` -> `team-a_web`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarathonIds {
+    /// An app's task id, `<safe>.<uuid>`, or since Marathon 1.5 `<safe>.instance-<uuid>._app.1`
+    /// (`Task.Id.forInstanceId`: the instance id, the container name `_app`, the incarnation);
+    /// the command executor's id is the task id.
+    pub app_task: String,
+    /// A pod's instance id, `<safe>.instance-<uuid>` (its tasks are `<instance>.<container>`).
+    pub pod_instance: String,
+    /// A pod's executor id, `instance-<safe>.<uuid>` (`Instance.Id.executorIdString`).
+    pub pod_executor: String,
+}
+
+impl MarathonIds {
+    pub fn new(run_id: &str, instance_style: bool) -> MarathonIds {
+        let safe = run_id.trim_start_matches('/').replace('/', "_");
+        let u = uuid::Uuid::new_v4();
+        MarathonIds {
+            app_task: if instance_style {
+                format!("{safe}.instance-{u}._app.1")
+            } else {
+                format!("{safe}.{u}")
+            },
+            pod_instance: format!("{safe}.instance-{u}"),
+            pod_executor: format!("instance-{safe}.{u}"),
+        }
+    }
+}
+
 /// A running instance.
 pub struct Instance {
     /// App task id, or pod instance id.
@@ -137,11 +170,17 @@ struct RunState {
 pub struct Scheduler {
     pub marathon: Arc<MarathonServer>,
     pub agent: MesosAgent,
+    /// The agent's operator API (`GET_CONTAINERS`): every container this agent runs, with its
+    /// executor id, from before its CNI ADD until after its DEL (the manager asks during ADD).
+    pub operator: OperatorApi,
     /// The agent's hostname as Marathon reports it.
     pub host: String,
     runs: Mutex<BTreeMap<String, RunState>>,
     /// Deployments running in the background (Marathon's REST API answers before they finish).
     in_flight: std::sync::atomic::AtomicUsize,
+    /// App task ids in Marathon >= 1.5's instance form (`<safe>.instance-<uuid>._app.1`)
+    /// instead of the legacy `<safe>.<uuid>`; both are live in real clusters.
+    pub instance_style_task_ids: std::sync::atomic::AtomicBool,
 }
 
 /// Counts one background deployment for as long as it lives.
@@ -168,13 +207,20 @@ impl Scheduler {
         self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    pub fn new(marathon: Arc<MarathonServer>, agent: MesosAgent, host: &str) -> Self {
+    pub fn new(
+        marathon: Arc<MarathonServer>,
+        agent: MesosAgent,
+        operator: OperatorApi,
+        host: &str,
+    ) -> Self {
         Scheduler {
             marathon,
             agent,
+            operator,
             host: host.into(),
             runs: Mutex::new(BTreeMap::new()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            instance_style_task_ids: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -277,8 +323,7 @@ impl Scheduler {
         };
         let iid = victim.id.clone();
         if silently {
-            self.agent
-                .destroy(&victim.container, true)
+            self.destroy_container(&victim.container, true)
                 .map_err(|e| e.to_string())?;
             if spec.is_pod() {
                 // A pod instance that vanished from the lists without an event.
@@ -343,9 +388,13 @@ impl Scheduler {
     /// on its node has no IPs yet.
     fn launch(&self, spec: &RunSpec) -> Result<Instance, String> {
         let cid = uuid::Uuid::new_v4().to_string();
-        let short = spec.id.trim_start_matches('/').replace('/', "_");
+        let ids = MarathonIds::new(
+            &spec.id,
+            self.instance_style_task_ids
+                .load(std::sync::atomic::Ordering::SeqCst),
+        );
         if spec.is_pod() {
-            let instance_id = format!("{short}.instance-{}", uuid::Uuid::new_v4());
+            let instance_id = ids.pod_instance.clone();
             let report = |ips: &[String], state: &str| {
                 let ip_refs: Vec<&str> = ips.iter().map(String::as_str).collect();
                 let containers: Vec<(String, String)> = spec
@@ -365,7 +414,7 @@ impl Scheduler {
                 }
             };
             report(&[], "TASK_STAGING");
-            let container = match self.agent.launch(&cid, &spec.networks) {
+            let container = match self.launch_container(&cid, &ids.pod_executor, &spec.networks) {
                 Ok(c) => c,
                 Err(e) => {
                     self.marathon.end_pod_instance(&instance_id, "Failed");
@@ -378,10 +427,11 @@ impl Scheduler {
                 container,
             })
         } else {
-            let task_id = format!("{short}.{}", uuid::Uuid::new_v4());
+            // Marathon's command executor: the executor id is the task id.
+            let task_id = ids.app_task.clone();
             self.marathon
                 .add_task(&spec.id, &task_id, &self.host, &[], "TASK_STAGING");
-            let container = match self.agent.launch(&cid, &spec.networks) {
+            let container = match self.launch_container(&cid, &task_id, &spec.networks) {
                 Ok(c) => c,
                 Err(e) => {
                     self.marathon.set_task_state(&task_id, "TASK_FAILED");
@@ -399,6 +449,27 @@ impl Scheduler {
         }
     }
 
+    /// Launches a container as the agent does: it is listed by the operator API (with its
+    /// executor) before the isolator's CNI ADD runs, and no longer once it is destroyed.
+    fn launch_container(
+        &self,
+        cid: &str,
+        executor_id: &str,
+        networks: &[NetworkRequest],
+    ) -> Result<Container, CniFailure> {
+        self.operator.add_container(cid, executor_id);
+        self.agent
+            .launch(cid, networks)
+            .inspect_err(|_| self.operator.remove_container(cid))
+    }
+
+    /// Destroys a container (its DELs, unless `skip_del`), then drops it from the operator API.
+    fn destroy_container(&self, c: &Container, skip_del: bool) -> Result<(), CniFailure> {
+        let res = self.agent.destroy(c, skip_del);
+        self.operator.remove_container(&c.container_id);
+        res
+    }
+
     fn kill(&self, spec: &RunSpec, inst: Instance, lost: bool) -> Result<(), String> {
         if spec.is_pod() {
             let ips = inst.container.ips();
@@ -411,13 +482,13 @@ impl Scheduler {
                     &ip_refs,
                 );
             }
-            let res = self.agent.destroy(&inst.container, lost);
+            let res = self.destroy_container(&inst.container, lost);
             self.marathon
                 .end_pod_instance(&inst.id, if lost { "Gone" } else { "Killed" });
             res.map_err(|e| e.to_string())
         } else {
             self.marathon.set_task_state(&inst.id, "TASK_KILLING");
-            let res = self.agent.destroy(&inst.container, lost);
+            let res = self.destroy_container(&inst.container, lost);
             self.marathon
                 // TASK_GONE (the agent is known gone), not TASK_LOST: since Marathon 1.4 a lost
                 // task is Unreachable and may come back, so it ends nothing.
@@ -462,6 +533,24 @@ mod tests {
             RunSpec::from_app(&app).unwrap().networks[0].name,
             "mesos-bridge"
         );
+    }
+
+    #[test]
+    fn instance_ids_have_marathons_forms() {
+        let ids = MarathonIds::new("/team-a/web", false);
+        let u = ids
+            .app_task
+            .strip_prefix("team-a_web.")
+            .expect("safe path prefix");
+        assert!(uuid::Uuid::parse_str(u).is_ok(), "{}", ids.app_task);
+        assert_eq!(ids.pod_instance, format!("team-a_web.instance-{u}"));
+        assert_eq!(ids.pod_executor, format!("instance-team-a_web.{u}"));
+        let ids = MarathonIds::new("/team-a/web", true);
+        let u = ids
+            .pod_instance
+            .strip_prefix("team-a_web.instance-")
+            .unwrap();
+        assert_eq!(ids.app_task, format!("team-a_web.instance-{u}._app.1"));
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //!  ├─ VNC API stand-in (in-process)  <──── contrail-mesos-manager (child processes, real binary;
 //!  │                                        with `managers` > 1, a ZooKeeper elects their leader)
 //!  ├─ Marathon stand-in (in-process) <──── the leading manager's watcher (REST + SSE)
-//!  ├─ vRouter agent stand-in + bridge per VN, fed from VNC (in-process)
-//!  └─ Mesos agent stand-in: execs contrail-cni-plugin (real binary, copied as `make install` does)
+//!  ├─ vRouter agent stand-in + bridge per VN, routed and policed (nftables) from VNC (in-process)
+//!  └─ Mesos agent stand-in: execs contrail-cni-plugin (real binary, copied as `make install` does);
+//!     its operator API (GET_CONTAINERS) is the managers' `[mesos] agent-url`
 //!       └─ container namespaces (ip netns), veth `tap…` host ends on the VN bridges
 //! ```
 
@@ -24,7 +25,7 @@ use nix::sched::{CloneFlags, setns};
 use serde_json::json;
 
 use contrail_integration::marathon::MarathonServer;
-use contrail_integration::mesos_agent::{MesosAgent, write_network_config};
+use contrail_integration::mesos_agent::{MesosAgent, OperatorApi, write_network_config};
 use contrail_integration::vnc::VncServer;
 use contrail_integration::zookeeper::ZkServer;
 
@@ -276,8 +277,14 @@ impl Stack {
                 vnc.url()
             }
         };
-        let agent = DevAgent::start(&vnc_url, NODE_NAME);
+        let agent = DevAgent::start(&vnc_url, NODE_NAME)?;
         let marathon = Arc::new(MarathonServer::start().map_err(|e| e.to_string())?);
+        // The Mesos agent's operator API; the managers learn a container's executor (its
+        // Marathon task) from it (`[mesos] agent-url`).
+        let operator = OperatorApi::start().map_err(|e| format!("operator API: {e}"))?;
+        // As a production template (`{node-ip}` is the attachment's `contrail.vrouter-ip`,
+        // 127.0.0.1 here, where the agent's operator API listens).
+        let agent_url = format!("http://{{node-ip}}:{}", operator.addr.port());
 
         // Agent node install, as `make install CNI_BIN_DIR=...` lays it out.
         let cni_bin_dir = root.join("cni-bin");
@@ -321,7 +328,8 @@ impl Stack {
                 .unwrap_or_default();
             let cfg = format!(
                 "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\n\n\
-                 [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n{zk}\
+                 [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n\
+                 [mesos]\nagent-url = \"{agent_url}\"\n\n{zk}\
                  [reconcile]\ninterval-secs = {}\ngrace-secs = {}\nmin-pass-gap-secs = 1\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",
                 vnc_url,
                 marathon.url(),
@@ -371,7 +379,7 @@ impl Stack {
 
         let mut mesos = MesosAgent::new(&config_dir, &cni_bin_dir, &root.join("mesos-cni-root"));
         mesos.netns_prefix = format!("mesos{tag}-");
-        let scheduler = Arc::new(Scheduler::new(marathon.clone(), mesos, NODE_NAME));
+        let scheduler = Arc::new(Scheduler::new(marathon.clone(), mesos, operator, NODE_NAME));
         let weak = Arc::downgrade(&scheduler);
         marathon.set_write_handler(Arc::new(move |m: &str, p: &str, b: &str| {
             super::marathon_api::handle(&weak, m, p, b)
@@ -524,6 +532,12 @@ impl Stack {
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The Mesos agent operator API's URL (`POST <url>/api/v1`, `GET_CONTAINERS`), as the
+    /// managers' `[mesos] agent-url` names it.
+    pub fn agent_operator_url(&self) -> String {
+        self.scheduler.operator.url()
     }
 
     /// Name of the node namespace (under /run/netns) everything runs in.
