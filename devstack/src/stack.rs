@@ -43,6 +43,10 @@ pub const NODE_NAME: &str = "devstack-node-1";
 static STACKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Where the built artifacts are.
+/// The managers' `[cluster] subnet`: the flat-subnet IPAM of the cluster, group and app networks
+/// (the managers run in group isolation, so a Marathon group gets its own network).
+pub const POD_SUBNET: &str = "10.32.0.0/16";
+
 #[derive(Debug, Clone)]
 pub struct StackOptions {
     pub cni_bin: PathBuf,
@@ -327,7 +331,7 @@ impl Stack {
                 })
                 .unwrap_or_default();
             let cfg = format!(
-                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\n\n\
+                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\nsubnet = \"{POD_SUBNET}\"\nisolation = \"group\"\n\n\
                  [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n\
                  [mesos]\nagent-url = \"{agent_url}\"\n\n{zk}\
                  [reconcile]\ninterval-secs = {}\ngrace-secs = {}\nmin-pass-gap-secs = 1\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",

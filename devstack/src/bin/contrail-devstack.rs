@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use contrail_devstack::marathon_api::Marathon;
 use contrail_devstack::probe::{Echo, reachable};
+use contrail_devstack::stack::CONTRAIL_NETWORK;
 use contrail_devstack::{Stack, StackOptions};
 use serde_json::json;
 
@@ -230,6 +231,255 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
     r.check(
         &format!("no container namespaces left {:?}", stack.container_netns()),
         stack.container_netns().is_empty(),
+    );
+    isolation(stack, &api, r)
+}
+
+/// A Marathon app on the Contrail CNI network whose labels name no network: the managers'
+/// isolation mode (group, in the devstack) or the app's own `isolation` label places it.
+fn unlabelled_app(id: &str, instances: usize, labels: serde_json::Value) -> serde_json::Value {
+    json!({"id": id, "instances": instances, "cmd": "sleep 3600", "cpus": 0.1, "mem": 32,
+        "networks": [{"mode": "container", "name": CONTRAIL_NETWORK, "labels": labels}]})
+}
+
+/// The config API's answer for one object, or Null.
+fn vnc_get(stack: &Stack, path: &str) -> serde_json::Value {
+    ureq::get(format!("{}/{path}", stack.vnc_url))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_json().ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The virtual network (fq-name, `:`-joined) of a container's first port.
+fn network_of(stack: &Stack, cid: &str) -> String {
+    let vm = vnc_get(
+        stack,
+        &format!("virtual-machine/{}", contrail_mesos_api::vm_uuid_for(cid)),
+    );
+    let vmi = vm["virtual-machine"]["virtual_machine_interface_back_refs"][0]["uuid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let v = vnc_get(stack, &format!("virtual-machine-interface/{vmi}"));
+    v["virtual-machine-interface"]["virtual_network_refs"][0]["to"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .unwrap_or_default()
+}
+
+/// Names of the virtual networks, policies and projects in the config API.
+fn names_of(stack: &Stack, ty: &str) -> Vec<String> {
+    vnc_get(stack, &format!("{ty}s?detail=True"))[format!("{ty}s")]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o[ty]["fq_name"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .collect()
+}
+
+/// Isolation modes with real packets: two Marathon groups on networks of their own cannot talk;
+/// an `allow-from` label opens one port from one group to the other (a Contrail network policy
+/// that the dataplane enforces); an app with `isolation: app` is alone on its network; an app in
+/// the root group lands on the cluster network. Destroying the apps removes the policy, the
+/// group and app networks and the group projects.
+fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String> {
+    r.step("isolation: the managers run in group mode; POST /v2/apps /team-a/web (2), /team-b/client, /ops/tool (isolation: app), /plain, all without a networks label");
+    let apps = [
+        ("/team-a/web", 2, json!({})),
+        ("/team-b/client", 1, json!({})),
+        ("/ops/tool", 1, json!({"isolation": "app"})),
+        ("/plain", 1, json!({})),
+    ];
+    for (id, n, labels) in &apps {
+        let (status, body) = api.call(
+            "POST",
+            "/v2/apps",
+            Some(&unlabelled_app(id, *n, labels.clone())),
+        )?;
+        if status != 201 {
+            return Err(format!("POST /v2/apps {id}: HTTP {status} {body}"));
+        }
+    }
+    for (id, n, _) in &apps {
+        api.wait_running(id, *n)?;
+        interrupted()?;
+    }
+    // (netns path, address, network) of each instance of an app.
+    let of = |id: &str| -> Vec<(PathBuf, IpAddr, String)> {
+        stack
+            .scheduler
+            .instances(id)
+            .into_iter()
+            .filter_map(|(_, cid, ns, nets)| {
+                let ip = nets.first()?.2.as_ref()?.parse().ok()?;
+                Some((
+                    PathBuf::from("/run/netns").join(ns),
+                    ip,
+                    network_of(stack, &cid),
+                ))
+            })
+            .collect()
+    };
+    let (web, client, tool, plain) = (
+        of("/team-a/web"),
+        of("/team-b/client"),
+        of("/ops/tool"),
+        of("/plain"),
+    );
+    if web.len() != 2 || client.len() != 1 || tool.len() != 1 || plain.len() != 1 {
+        return Err("not every instance has an address".into());
+    }
+    for (id, list) in [
+        ("/team-a/web", &web),
+        ("/team-b/client", &client),
+        ("/ops/tool", &tool),
+        ("/plain", &plain),
+    ] {
+        for (_, ip, vn) in list {
+            println!("          {id:<16} {ip:<12} {vn}");
+        }
+    }
+    r.check(
+        "each group has its own project and network (devstack-team-a, devstack-team-b)",
+        web.iter()
+            .all(|w| w.2 == "default-domain:devstack-team-a:devstack-team-a-network")
+            && client[0].2 == "default-domain:devstack-team-b:devstack-team-b-network",
+    );
+    r.check(
+        "/ops/tool (isolation: app) has a network of its own",
+        tool[0].2 == "default-domain:default-project:devstack-app-ops_tool",
+    );
+    r.check(
+        "/plain (root group, no labels) is on the cluster network",
+        plain[0].2 == "default-domain:default-project:mesos-default-network",
+    );
+    r.check(
+        "one address space: every address is in the pod subnet and none is used twice",
+        {
+            let mut all: Vec<IpAddr> = [&web, &client, &tool, &plain]
+                .iter()
+                .flat_map(|l| l.iter().map(|x| x.1))
+                .collect();
+            let n = all.len();
+            all.sort();
+            all.dedup();
+            all.len() == n && all.iter().all(|a| a.to_string().starts_with("10.32."))
+        },
+    );
+    let (w0, w1) = (&web[0], &web[1]);
+    let on = |p: u16| SocketAddr::new(w1.1, p);
+    let _e8080 = Echo::start_on(&w1.0, on(8080)).map_err(|e| e.to_string())?;
+    let _e9090 = Echo::start_on(&w1.0, on(9090)).map_err(|e| e.to_string())?;
+    let t = Duration::from_secs(2);
+    let blocked = Duration::from_secs(1);
+    r.check(
+        "team-a → team-a :8080 reachable (one group, one network)",
+        reachable(&w0.0, on(8080), t),
+    );
+    r.check(
+        "team-b → team-a :8080 blocked (group isolation)",
+        !reachable(&client[0].0, on(8080), blocked),
+    );
+    r.check(
+        "/ops/tool → team-a :8080 blocked (app isolation)",
+        !reachable(&tool[0].0, on(8080), blocked),
+    );
+    r.check(
+        "/plain → team-a :8080 blocked (cluster network ≠ group network)",
+        !reachable(&plain[0].0, on(8080), blocked),
+    );
+    interrupted()?;
+
+    r.step("POST /v2/apps /team-a/gateway with allow-from: \"group:/team-b tcp:8080\"");
+    let gw = unlabelled_app(
+        "/team-a/gateway",
+        1,
+        json!({"allow-from": "group:/team-b tcp:8080"}),
+    );
+    let (status, body) = api.call("POST", "/v2/apps", Some(&gw))?;
+    if status != 201 {
+        return Err(format!(
+            "POST /v2/apps /team-a/gateway: HTTP {status} {body}"
+        ));
+    }
+    api.wait_running("/team-a/gateway", 1)?;
+    let policy = "default-domain:devstack-team-a:devstack-allow-to-devstack-team-a-network";
+    r.check(
+        &format!("network policy {policy} exists"),
+        Stack::wait_for(Duration::from_secs(10), || {
+            names_of(stack, "network-policy")
+                .iter()
+                .any(|n| n == policy)
+        }),
+    );
+    // The dataplane re-reads policies every 500 ms: the first check waits for it.
+    r.check(
+        "team-b → team-a :8080 reachable (the policy)",
+        Stack::wait_for(Duration::from_secs(5), || {
+            reachable(&client[0].0, on(8080), blocked)
+        }),
+    );
+    r.check(
+        "team-b → team-a :9090 still blocked (only 8080 is allowed)",
+        !reachable(&client[0].0, on(9090), blocked),
+    );
+    r.check(
+        "/plain → team-a :8080 still blocked (only team-b is allowed)",
+        !reachable(&plain[0].0, on(8080), blocked),
+    );
+    interrupted()?;
+
+    r.step("DELETE every isolation app");
+    for id in [
+        "/team-a/web",
+        "/team-a/gateway",
+        "/team-b/client",
+        "/ops/tool",
+        "/plain",
+    ] {
+        api.call("DELETE", &format!("/v2/apps{id}"), None)?;
+    }
+    let gone = Stack::wait_for(Duration::from_secs(30), || {
+        stack.scheduler.run_ids().is_empty()
+    });
+    r.check("Marathon finished the destroy deployments", gone);
+    // The leader's pass (every 5 s here) removes the policy, then the networks and projects
+    // nothing uses once they are older than the grace (10 s here).
+    let made = |n: &String| {
+        n.contains("devstack-team-")
+            || n.contains("devstack-app-")
+            || n.contains("devstack-allow-to-")
+    };
+    let clean = Stack::wait_for(Duration::from_secs(40), || {
+        ["network-policy", "virtual-network", "project"]
+            .iter()
+            .all(|ty| !names_of(stack, ty).iter().any(made))
+    });
+    let left: Vec<String> = ["network-policy", "virtual-network", "project"]
+        .iter()
+        .flat_map(|ty| names_of(stack, ty).into_iter().filter(made))
+        .collect();
+    r.check(
+        &format!("no policy, group/app network or group project left {left:?}"),
+        clean,
+    );
+    r.check(
+        "the cluster network stays",
+        names_of(stack, "virtual-network")
+            .iter()
+            .any(|n| n == "default-domain:default-project:mesos-default-network"),
     );
     Ok(())
 }
