@@ -8,6 +8,7 @@ pub mod policy;
 pub mod probe;
 pub mod scheduler;
 pub mod stack;
+pub mod vnc_view;
 
 pub use scheduler::{RunSpec, Scheduler};
 pub use stack::{Stack, StackOptions};

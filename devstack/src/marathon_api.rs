@@ -221,3 +221,10 @@ impl Marathon {
         }
     }
 }
+
+/// A Marathon app definition on the Contrail CNI network with these network labels (`{}` =
+/// none: the managers' isolation mode places it).
+pub fn contrail_app(id: &str, instances: usize, labels: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"id": id, "instances": instances, "cmd": "sleep 3600", "cpus": 0.1, "mem": 32,
+        "networks": [{"mode": "container", "name": crate::stack::CONTRAIL_NETWORK, "labels": labels}]})
+}

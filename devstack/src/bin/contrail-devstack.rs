@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use contrail_devstack::marathon_api::Marathon;
+use contrail_devstack::marathon_api::{Marathon, contrail_app};
 use contrail_devstack::probe::{Echo, reachable};
-use contrail_devstack::stack::CONTRAIL_NETWORK;
 use contrail_devstack::{Stack, StackOptions};
 use serde_json::json;
 
@@ -235,60 +234,6 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
     isolation(stack, &api, r)
 }
 
-/// A Marathon app on the Contrail CNI network whose labels name no network: the managers'
-/// isolation mode (group, in the devstack) or the app's own `isolation` label places it.
-fn unlabelled_app(id: &str, instances: usize, labels: serde_json::Value) -> serde_json::Value {
-    json!({"id": id, "instances": instances, "cmd": "sleep 3600", "cpus": 0.1, "mem": 32,
-        "networks": [{"mode": "container", "name": CONTRAIL_NETWORK, "labels": labels}]})
-}
-
-/// The config API's answer for one object, or Null.
-fn vnc_get(stack: &Stack, path: &str) -> serde_json::Value {
-    ureq::get(format!("{}/{path}", stack.vnc_url))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_json().ok())
-        .unwrap_or(serde_json::Value::Null)
-}
-
-/// The virtual network (fq-name, `:`-joined) of a container's first port.
-fn network_of(stack: &Stack, cid: &str) -> String {
-    let vm = vnc_get(
-        stack,
-        &format!("virtual-machine/{}", contrail_mesos_api::vm_uuid_for(cid)),
-    );
-    let vmi = vm["virtual-machine"]["virtual_machine_interface_back_refs"][0]["uuid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let v = vnc_get(stack, &format!("virtual-machine-interface/{vmi}"));
-    v["virtual-machine-interface"]["virtual_network_refs"][0]["to"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(":")
-        })
-        .unwrap_or_default()
-}
-
-/// Names of the virtual networks, policies and projects in the config API.
-fn names_of(stack: &Stack, ty: &str) -> Vec<String> {
-    vnc_get(stack, &format!("{ty}s?detail=True"))[format!("{ty}s")]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|o| o[ty]["fq_name"].as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(":")
-        })
-        .collect()
-}
-
 /// Isolation modes with real packets: two Marathon groups on networks of their own cannot talk;
 /// an `allow-from` label opens one port from one group to the other (a Contrail network policy
 /// that the dataplane enforces); an app with `isolation: app` is alone on its network; an app in
@@ -306,7 +251,7 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
         let (status, body) = api.call(
             "POST",
             "/v2/apps",
-            Some(&unlabelled_app(id, *n, labels.clone())),
+            Some(&contrail_app(id, *n, labels.clone())),
         )?;
         if status != 201 {
             return Err(format!("POST /v2/apps {id}: HTTP {status} {body}"));
@@ -327,7 +272,7 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
                 Some((
                     PathBuf::from("/run/netns").join(ns),
                     ip,
-                    network_of(stack, &cid),
+                    stack.network_of(&cid),
                 ))
             })
             .collect()
@@ -403,7 +348,7 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     interrupted()?;
 
     r.step("POST /v2/apps /team-a/gateway with allow-from: \"group:/team-b tcp:8080\"");
-    let gw = unlabelled_app(
+    let gw = contrail_app(
         "/team-a/gateway",
         1,
         json!({"allow-from": "group:/team-b tcp:8080"}),
@@ -419,9 +364,7 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     r.check(
         &format!("network policy {policy} exists"),
         Stack::wait_for(Duration::from_secs(10), || {
-            names_of(stack, "network-policy")
-                .iter()
-                .any(|n| n == policy)
+            stack.names_of("network-policy").iter().any(|n| n == policy)
         }),
     );
     // The dataplane re-reads policies every 500 ms: the first check waits for it.
@@ -465,11 +408,11 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     let clean = Stack::wait_for(Duration::from_secs(40), || {
         ["network-policy", "virtual-network", "project"]
             .iter()
-            .all(|ty| !names_of(stack, ty).iter().any(made))
+            .all(|ty| !stack.names_of(ty).iter().any(made))
     });
     let left: Vec<String> = ["network-policy", "virtual-network", "project"]
         .iter()
-        .flat_map(|ty| names_of(stack, ty).into_iter().filter(made))
+        .flat_map(|ty| stack.names_of(ty).into_iter().filter(made))
         .collect();
     r.check(
         &format!("no policy, group/app network or group project left {left:?}"),
@@ -477,7 +420,8 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     );
     r.check(
         "the cluster network stays",
-        names_of(stack, "virtual-network")
+        stack
+            .names_of("virtual-network")
             .iter()
             .any(|n| n == "default-domain:default-project:mesos-default-network"),
     );
