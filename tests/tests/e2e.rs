@@ -1463,3 +1463,148 @@ fn a_stack_torn_down_during_a_deployment_leaves_nothing() {
     );
     assert!(sched.run_ids().is_empty(), "{:?}", sched.run_ids());
 }
+
+/// Isolation modes end to end, with real packets (root): the managers run in group mode, so two
+/// Marathon groups land on networks of their own and cannot talk; an `allow-from` label opens one
+/// port from one group to the other (a network policy the dataplane enforces, and no other port);
+/// `isolation: app` puts an app alone on its network; an app in the root group lands on the
+/// cluster network. After destroy, the policy, the group and app networks and the group projects
+/// are gone; the cluster network stays.
+#[test]
+fn isolation_modes_and_an_allow_from_policy_with_real_packets() {
+    if !require_root("isolation_modes_and_an_allow_from_policy_with_real_packets") {
+        return;
+    }
+    use contrail_devstack::marathon_api::{Marathon, contrail_app};
+    use contrail_devstack::probe::{Echo, reachable};
+    use std::net::SocketAddr;
+    let mut o = options();
+    o.reconcile_interval_secs = 1;
+    o.reconcile_grace_secs = 1;
+    let h = Harness::start(&o);
+    let s = h.s();
+    let api = Marathon::new(&s.marathon.url());
+    let apps = [
+        ("/team-a/web", 2, json!({})),
+        ("/team-b/client", 1, json!({})),
+        ("/ops/tool", 1, json!({"isolation": "app"})),
+        ("/plain", 1, json!({})),
+        (
+            "/team-a/gateway",
+            1,
+            json!({"allow-from": "group:/team-b tcp:8080"}),
+        ),
+    ];
+    for (id, n, labels) in &apps[..4] {
+        let (st, b) = api
+            .call(
+                "POST",
+                "/v2/apps",
+                Some(&contrail_app(id, *n, labels.clone())),
+            )
+            .unwrap();
+        assert_eq!(st, 201, "{id}: {b}");
+    }
+    for (id, n, _) in &apps[..4] {
+        api.wait_running(id, *n).unwrap();
+    }
+    h.note_links();
+    let of = |id: &str| -> Vec<(std::path::PathBuf, std::net::IpAddr, String)> {
+        s.scheduler
+            .instances(id)
+            .into_iter()
+            .map(|(_, cid, ns, nets)| {
+                let ip = nets[0].2.as_ref().expect("an address").parse().unwrap();
+                (
+                    std::path::PathBuf::from("/run/netns").join(ns),
+                    ip,
+                    s.network_of(&cid),
+                )
+            })
+            .collect()
+    };
+    let (web, client, tool, plain) = (
+        of("/team-a/web"),
+        of("/team-b/client"),
+        of("/ops/tool"),
+        of("/plain"),
+    );
+    let team_a = "default-domain:devstack-team-a:devstack-team-a-network";
+    assert!(web.iter().all(|w| w.2 == team_a), "{web:?}");
+    assert_eq!(
+        client[0].2,
+        "default-domain:devstack-team-b:devstack-team-b-network"
+    );
+    assert_eq!(
+        tool[0].2,
+        "default-domain:default-project:devstack-app-ops_tool"
+    );
+    assert_eq!(
+        plain[0].2,
+        "default-domain:default-project:mesos-default-network"
+    );
+    let to = |p: u16| SocketAddr::new(web[1].1, p);
+    let _e1 = Echo::start_on(&web[1].0, to(8080)).unwrap();
+    let _e2 = Echo::start_on(&web[1].0, to(9090)).unwrap();
+    let (t, short) = (Duration::from_secs(2), Duration::from_millis(700));
+    assert!(reachable(&web[0].0, to(8080), t), "inside one group");
+    for (from, what) in [
+        (&client[0].0, "another group"),
+        (&tool[0].0, "an app-isolated app"),
+        (&plain[0].0, "the cluster network"),
+    ] {
+        assert!(!reachable(from, to(8080), short), "{what} reached team-a");
+    }
+
+    let (id, n, labels) = &apps[4];
+    let (st, b) = api
+        .call(
+            "POST",
+            "/v2/apps",
+            Some(&contrail_app(id, *n, labels.clone())),
+        )
+        .unwrap();
+    assert_eq!(st, 201, "{b}");
+    api.wait_running(id, *n).unwrap();
+    wait_ok(CONVERGE, "team-b reaches team-a:8080", || {
+        if reachable(&client[0].0, to(8080), short) {
+            Ok(())
+        } else {
+            Err("blocked".into())
+        }
+    });
+    assert!(
+        !reachable(&client[0].0, to(9090), short),
+        "9090 is not allowed"
+    );
+    assert!(
+        !reachable(&plain[0].0, to(8080), short),
+        "only team-b is allowed"
+    );
+    h.note_links();
+
+    for (id, _, _) in &apps {
+        api.call("DELETE", &format!("/v2/apps{id}"), None).unwrap();
+    }
+    let made = |n: &String| {
+        n.contains("devstack-team-") || n.contains("devstack-app-") || n.contains("-allow-to-")
+    };
+    wait_ok(
+        CONVERGE,
+        "no policy, group/app network or project left",
+        || {
+            let left: Vec<String> = ["network-policy", "virtual-network", "project"]
+                .iter()
+                .flat_map(|ty| s.names_of(ty).into_iter().filter(made))
+                .collect();
+            ensure!(s.scheduler.run_ids().is_empty(), "apps still running");
+            ensure!(left.is_empty(), "left: {left:?}");
+            nothing_left(s)
+        },
+    );
+    assert!(
+        s.names_of("virtual-network")
+            .contains(&"default-domain:default-project:mesos-default-network".to_owned())
+    );
+    h.finish();
+}
