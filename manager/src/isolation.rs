@@ -52,7 +52,7 @@ pub enum PlacementError {
 /// The app id of a Marathon task or instance id, or `None` when the id is not one Marathon
 /// makes (another framework's executor). Forms: `app_path.<uuid>` (Marathon < 1.5),
 /// `app_path.instance-<uuid>._app.<n>` and `app_path.marathon-<uuid>` (instances, 1.5+), and
-/// for pods the default executor's `instance-app_path.instance-<uuid>`. The path is the app id
+/// for pods the default executor's `instance-app_path.<uuid>`. The path is the app id
 /// with `/` made `_`, which no Marathon id segment contains.
 pub fn app_of_task(task_id: &str) -> Option<String> {
     let id = task_id.strip_prefix("instance-").unwrap_or(task_id);
@@ -181,6 +181,11 @@ mod tests {
             (
                 "instance-prod_db.instance-8f2c1f4e-1d2b-11e9-9d3f-0242ac110002",
                 Some("/prod/db"),
+            ),
+            // A pod's default executor (Marathon's `executorIdString`).
+            (
+                "instance-team-a_pod.8f2c1f4e-1d2b-11e9-9d3f-0242ac110002",
+                Some("/team-a/pod"),
             ),
             ("Executor_1", None),
             ("thermos-www-data-prod-hello-0-1234", None),
