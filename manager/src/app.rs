@@ -131,6 +131,11 @@ pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Manage
             network: cfg.cluster.network.clone(),
             subnet: opt(&cfg.cluster.subnet),
             group_depth: cfg.cluster.group_depth.max(1),
+            fabric: crate::vnc::fabric::Fabric::from_config(
+                &cfg.fabric,
+                &cfg.cluster.domain,
+                &cfg.cluster.project,
+            ),
         },
         cache: Arc::new(Cache::default()),
     };

@@ -187,6 +187,25 @@ pub struct ReconcileConfig {
     pub min_pass_gap_secs: u64,
 }
 
+/// `[fabric]`: how tasks on Contrail networks and hosts on the IP fabric (masters, Mesos-DNS,
+/// marathon-lb, public agents) reach each other, as Contrail's Mesos and Kubernetes managers
+/// provision it. Cluster-wide, or for the networks listed (names in `cluster.project`, or
+/// `domain:project:name`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct FabricConfig {
+    /// `fabric_snat` on every network the manager creates: tasks reach the underlay with
+    /// their node's address.
+    pub snat: bool,
+    /// The same for these networks only (when the manager creates them).
+    pub snat_networks: Vec<String>,
+    /// A policy from `default-domain:default-project:ip-fabric` to every network tasks land
+    /// on: hosts on the fabric reach task addresses (replies pass).
+    pub policy: bool,
+    /// The same for these networks only.
+    pub policy_networks: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -206,6 +225,7 @@ pub struct Config {
     pub mesos: MesosConfig,
     pub zookeeper: ZookeeperConfig,
     pub reconcile: ReconcileConfig,
+    pub fabric: FabricConfig,
     pub log: LogConfig,
 }
 

@@ -39,6 +39,7 @@ pub fn check(cfg: &Config) -> Vec<Problem> {
     }
     agent_url(cfg, &mut out);
     isolation(cfg, &mut out);
+    fabric(cfg, &mut out);
     zookeeper(cfg, &mut out);
     cluster(cfg, &mut out);
     numbers(cfg, &mut out);
@@ -398,6 +399,24 @@ fn isolation(cfg: &Config, out: &mut Out) {
     }
 }
 
+/// `[fabric]` network lists: names in the cluster's project or `domain:project:name`.
+fn fabric(cfg: &Config, out: &mut Out) {
+    for (key, list) in [
+        ("fabric.snat-networks", &cfg.fabric.snat_networks),
+        ("fabric.policy-networks", &cfg.fabric.policy_networks),
+    ] {
+        for n in list {
+            let parts: Vec<&str> = n.split(':').collect();
+            if !matches!(parts.len(), 1 | 3) || parts.iter().any(|p| p.trim().is_empty()) {
+                out.error(
+                    key,
+                    format!("{n:?} is neither a network name nor domain:project:name"),
+                );
+            }
+        }
+    }
+}
+
 fn numbers(cfg: &Config, out: &mut Out) {
     let (a, v, m, r) = (&cfg.api, &cfg.vnc, &cfg.marathon, &cfg.reconcile);
     let nonzero: [(&str, u64); 15] = [
@@ -596,6 +615,14 @@ mod tests {
                 "cluster.subnet",
             ),
             (|c| c.cluster.owner = String::new(), "cluster.owner"),
+            (
+                |c| c.fabric.snat_networks = vec!["a:b".into()],
+                "fabric.snat-networks",
+            ),
+            (
+                |c| c.fabric.policy_networks = vec!["".into()],
+                "fabric.policy-networks",
+            ),
             (
                 |c| {
                     c.cluster.isolation = contrail_mesos_api::Isolation::Group;

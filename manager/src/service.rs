@@ -284,6 +284,7 @@ mod tests {
                 network: "n".into(),
                 subnet: None,
                 group_depth: 1,
+                fabric: Default::default(),
             },
             cache: Arc::new(Cache::default()),
         };

@@ -443,3 +443,51 @@ fn an_app_that_changes_mode_moves_its_next_tasks_and_leaves_the_running_ones() {
     assert_eq!(p1.ip.as_deref(), Some(ip_old.as_str()));
     assert!(r.exists("virtual-network", TEAM_A));
 }
+
+#[test]
+fn fabric_snat_and_the_ip_fabric_policy_are_provisioned_and_follow_the_networks() {
+    let r = rig(Isolation::Group, |c| {
+        c.fabric.snat = true;
+        c.fabric.policy = true;
+    });
+    let ip_fabric = "default-domain:default-project:ip-fabric";
+    let snat_of = |fq: &str| {
+        let fq: Vec<String> = fq.split(':').map(str::to_owned).collect();
+        let s = r.v.store();
+        let u = s.uuid_of("virtual-network", &fq).unwrap();
+        s.get(&u).unwrap().props.get("fabric_snat").cloned()
+    };
+    // At start: the cluster network with fabric SNAT and a policy from ip-fabric, applied to
+    // both networks.
+    assert_eq!(snat_of(CLUSTER_NET), Some(serde_json::json!(true)));
+    let cluster_pol = "default-domain:default-project:mesos-allow-to-mesos-default-network";
+    let (rules, on) = r
+        .policy(cluster_pol)
+        .expect("the cluster network's fabric policy");
+    assert_eq!(rules, [(ip_fabric.to_owned(), "any".to_owned(), -1, -1)]);
+    assert_eq!(on, [ip_fabric, CLUSTER_NET]);
+    // A group network made on first use gets both.
+    r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        allow("group:/team-b tcp:80"),
+    );
+    assert_eq!(snat_of(TEAM_A), Some(serde_json::json!(true)));
+    let pol = "default-domain:mesos-team-a:mesos-allow-to-mesos-team-a-network";
+    let (rules, on) = r.policy(pol).unwrap();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert!(rules.contains(&(ip_fabric.to_owned(), "any".to_owned(), -1, -1)));
+    assert_eq!(on, [ip_fabric, TEAM_A, TEAM_B]);
+    // A restart provisions nothing twice.
+    let n = r.v.count("network-policy");
+    r.app.mgr.writer.provision().unwrap();
+    assert_eq!(r.v.count("network-policy"), n);
+    // The group's last task ends: its policy and network go; the cluster network's stays.
+    r.delete(&cid(1));
+    r.pass();
+    r.pass();
+    assert!(r.policy(pol).is_none());
+    assert!(!r.exists("virtual-network", TEAM_A));
+    assert!(r.policy(cluster_pol).is_some());
+    assert!(r.exists("virtual-network", ip_fabric));
+}

@@ -85,6 +85,9 @@ pub struct VncObject {
     /// project: its networks.
     #[serde(default)]
     pub virtual_networks: Vec<RefEntry>,
+    /// virtual-network: its tasks reach the underlay with their node's address.
+    #[serde(default)]
+    pub fabric_snat: bool,
     /// project: its security groups.
     #[serde(default)]
     pub security_groups: Vec<RefEntry>,

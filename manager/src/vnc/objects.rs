@@ -188,17 +188,36 @@ impl Writer {
 
     /// The cluster network on the cluster's flat-subnet IPAM (start-up; idempotent). Returns
     /// its uuid.
+    /// With `[fabric]`, its `fabric_snat` is set (on a network made before it was asked for)
+    /// and its ip-fabric policy made.
     pub fn provision(&self) -> Result<String, AttachError> {
-        let project = vec![self.cfg.domain.clone(), self.cfg.project.clone()];
-        let mut vn = project.clone();
-        vn.push(self.cfg.network.clone());
-        self.ensure_project(&project, &NetKind::Labels)?;
+        let vn = self.cluster_network();
+        self.ensure_project(&vn[..2], &NetKind::Labels)?;
         let (u, _) = self.ensure_network(&NetSpec {
             vn_fq: &vn,
             subnets: &[],
             kind: &NetKind::Labels,
         })?;
+        if self.cfg.fabric.snat_for(&vn) {
+            let o = self.api.read("virtual-network", &u)?;
+            if !o.fabric_snat {
+                self.api
+                    .update("virtual-network", &u, json!({"fabric_snat": true}))?;
+            }
+        }
+        if self.cfg.fabric.policy_for(&vn) {
+            self.ensure_policy(&vn, &[super::fabric::Fabric::rule()], &u)?;
+        }
         Ok(u)
+    }
+
+    /// `[cluster]` domain, project and network.
+    pub(crate) fn cluster_network(&self) -> Vec<String> {
+        vec![
+            self.cfg.domain.clone(),
+            self.cfg.project.clone(),
+            self.cfg.network.clone(),
+        ]
     }
 
     pub(crate) fn create_network(
@@ -257,6 +276,9 @@ impl Writer {
         };
         let mut body = json!({"fq_name": n.vn_fq, "parent_type": "project",
             "network_ipam_refs": [ipam_ref], "annotations": self.made_for(n.kind)});
+        if self.cfg.fabric.snat_for(n.vn_fq) {
+            body["fabric_snat"] = json!(true);
+        }
         if !props.is_null() {
             body["virtual_network_properties"] = props;
             body["address_allocation_mode"] = json!("flat-subnet-only");

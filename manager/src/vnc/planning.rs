@@ -228,6 +228,9 @@ pub(crate) fn plan(
             src_kind,
         });
     }
+    if cfg.fabric.policy_for(&vn_fq) {
+        allow.push(super::fabric::Fabric::rule());
+    }
     Ok(Plan {
         project_fq,
         vn_fq,

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::client::{RefOp, VncError};
 use super::model::{VncObject, annotations};
 use super::objects::ignore_404;
-use super::planning::{NetKind, NetSpec, Plan};
+use super::planning::{AllowPlan, NetKind, NetSpec};
 use super::writer::{AttachError, Writer, bad};
 
 /// One rule, as recorded on a port and compared with a policy's entries.
@@ -81,9 +81,9 @@ pub fn decode_rules(s: &str) -> BTreeSet<RuleKey> {
         .collect()
 }
 
-/// The rules of a plan.
-pub(crate) fn rules_of(p: &Plan) -> BTreeSet<RuleKey> {
-    p.allow
+/// The rules of a request's `allow-from` entries (and the fabric's).
+pub(crate) fn rules_of(allow: &[AllowPlan]) -> BTreeSet<RuleKey> {
+    allow
         .iter()
         .map(|a| RuleKey {
             src: a.src_fq.join(":"),
@@ -135,9 +135,9 @@ impl Writer {
 
     /// The source networks of a plan: group and app networks are made when absent (empty
     /// until their first task); a network named by `network:` must exist.
-    fn source_networks(&self, p: &Plan) -> Result<Vec<String>, AttachError> {
+    fn source_networks(&self, allow: &[AllowPlan]) -> Result<Vec<String>, AttachError> {
         let mut out = Vec::new();
-        for a in &p.allow {
+        for a in allow {
             let u = match &a.src_kind {
                 NetKind::Labels => self.lookup("virtual-network", &a.src_fq)?.ok_or_else(|| {
                     bad(
@@ -163,16 +163,17 @@ impl Writer {
     /// destination and every source network. Returns the rules to record on the port.
     pub(crate) fn ensure_policy(
         &self,
-        p: &Plan,
+        vn_fq: &[String],
+        allow: &[AllowPlan],
         dst_uuid: &str,
     ) -> Result<BTreeSet<RuleKey>, AttachError> {
-        let want = rules_of(p);
+        let want = rules_of(allow);
         if want.is_empty() {
             return Ok(want);
         }
-        let sources = self.source_networks(p)?;
-        let fq = self.policy_fq(&p.vn_fq);
-        let dst = p.vn_fq.join(":");
+        let sources = self.source_networks(allow)?;
+        let fq = self.policy_fq(vn_fq);
+        let dst = vn_fq.join(":");
         let _g = POLICY_WRITES.lock().unwrap_or_else(|e| e.into_inner());
         let existing = match self.lookup("network-policy", &fq)? {
             Some(u) => match self.api.read("network-policy", &u) {
@@ -215,7 +216,7 @@ impl Writer {
                 if !new {
                     // Made by another manager in between: merge into it.
                     drop(_g);
-                    return self.ensure_policy(p, dst_uuid);
+                    return self.ensure_policy(vn_fq, allow, dst_uuid);
                 }
                 (u, BTreeSet::new())
             }
@@ -273,7 +274,7 @@ impl Writer {
                 Err(e) => return Err(e.into()),
             };
             let dst_fq: Vec<String> = dst.split(':').map(str::to_owned).collect();
-            let want = match self.api.fqname_to_id("virtual-network", &dst_fq)? {
+            let mut want = match self.api.fqname_to_id("virtual-network", &dst_fq)? {
                 Some(u) => match self.api.read("virtual-network", &u) {
                     Ok(vn) => self.rules_on_network(&vn)?,
                     Err(e) if e.is_not_found() => BTreeSet::new(),
@@ -281,6 +282,10 @@ impl Writer {
                 },
                 None => BTreeSet::new(),
             };
+            // The cluster network keeps its fabric rule without tasks (provisioned at start).
+            if dst_fq == self.cluster_network() && self.cfg.fabric.policy_for(&dst_fq) {
+                want.extend(rules_of(&[super::fabric::Fabric::rule()]));
+            }
             let have = entries_of(&pol);
             // Networks that stay: the destination and the sources still named.
             let keep: BTreeSet<String> = want

@@ -37,6 +37,8 @@ pub struct WriterConfig {
     pub subnet: Option<String>,
     /// Segments of an app id that make its group (`[cluster] group-depth`).
     pub group_depth: usize,
+    /// `[fabric]`: fabric SNAT and the ip-fabric policy.
+    pub fabric: super::fabric::Fabric,
 }
 
 /// Why a registration failed; maps onto the attachment API's error kinds.
@@ -233,7 +235,7 @@ impl Writer {
         let ifname = req.ifname.as_str();
         self.ensure_project(&p.project_fq, &p.kind)?;
         let (vn, subnets) = self.ensure_network(&p.net())?;
-        let rules = self.ensure_policy(p, &vn)?;
+        let rules = self.ensure_policy(&p.vn_fq, &p.allow, &vn)?;
         let rules_ann = (!rules.is_empty()).then(|| super::policy::encode_rules(&rules));
         if let Some(ip) = p.ip
             && !subnets.iter().any(|s| s.contains(&ip))
