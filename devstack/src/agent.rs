@@ -68,7 +68,7 @@ impl DevAgent {
                 };
                 // On every new port or bridge, and periodically for policy changes alone.
                 if changed || Instant::now() >= policy_due {
-                    match feed.policy_ruleset(&d.bridge_map()) {
+                    match feed.policy_ruleset(&d.bridge_map(), d.fabric().as_deref()) {
                         Ok(rs) => {
                             if let Err(e) = d.apply_policy(&rs) {
                                 tracing::warn!("dataplane policy: {e}");
@@ -338,12 +338,28 @@ impl VncFeed {
 impl VncFeed {
     /// The policy rule set for the networks with a bridge here (`bridges`: VN uuid -> bridge):
     /// those networks with their `network_policy_refs`, and the policies they refer to.
-    fn policy_ruleset(&self, bridges: &HashMap<String, String>) -> Result<String, String> {
+    fn policy_ruleset(
+        &self,
+        bridges: &HashMap<String, String>,
+        fabric: Option<&str>,
+    ) -> Result<String, String> {
         let mut nets = Vec::new();
         if !bridges.is_empty() {
             let uuids: Vec<&str> = bridges.keys().map(String::as_str).collect();
             let vns = self.list("virtual-network", &format!("obj_uuids={}", uuids.join(",")))?;
             nets = policy::networks(&vns, bridges);
+        }
+        // The node's link to the IP fabric stands in for the `ip-fabric` network's bridge: its
+        // policies decide what the fabric may reach.
+        if let Some(f) = fabric {
+            let fab = self.list(
+                "virtual-network",
+                "fq_names=default-domain:default-project:ip-fabric",
+            )?;
+            if let Some(uuid) = fab.first().and_then(|v| v["uuid"].as_str()) {
+                let m = HashMap::from([(uuid.to_owned(), f.to_owned())]);
+                nets.extend(policy::networks(&fab, &m));
+            }
         }
         // A bridge whose network is gone from VNC keeps only its own traffic.
         for (vn, br) in bridges {
@@ -352,6 +368,7 @@ impl VncFeed {
                     fq_name: format!("(deleted network {vn})"),
                     bridge: br.clone(),
                     policies: Vec::new(),
+                    fabric_snat: false,
                 });
             }
         }
@@ -371,7 +388,7 @@ impl VncFeed {
             )?;
             policy::policies(&list)
         };
-        Ok(policy::ruleset(&nets, &rules))
+        Ok(policy::ruleset_with_fabric(&nets, &rules, fabric))
     }
 }
 
@@ -596,7 +613,7 @@ mod tests {
             .into_iter()
             .map(|u| (u.clone(), super::super::dataplane::bridge_name(u)))
             .collect();
-        let set = feed.policy_ruleset(&bridges).unwrap();
+        let set = feed.policy_ruleset(&bridges, None).unwrap();
         let (ba, bb) = (&bridges[&a], &bridges[&b]);
         assert!(set.contains(&format!(
             "iifname \"{ba}\" oifname \"{bb}\" goto eg-{ba}-{bb}"
@@ -608,7 +625,7 @@ mod tests {
         );
         // A bridge whose network left VNC keeps only its own traffic.
         v.store().delete("virtual-network", &c).unwrap();
-        let set = feed.policy_ruleset(&bridges).unwrap();
+        let set = feed.policy_ruleset(&bridges, None).unwrap();
         let bc = &bridges[&c];
         assert!(
             set.contains(&format!("iifname \"{bc}\" oifname \"{bc}\" accept")),

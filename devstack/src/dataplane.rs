@@ -38,6 +38,8 @@ pub struct Dataplane {
     netns_ino: (u64, u64),
     bridges: Mutex<HashMap<String, String>>,
     applied: Mutex<Option<String>>,
+    /// The node's interface to the IP fabric, when the node has one.
+    fabric: Mutex<Option<String>>,
 }
 
 fn ns_id(path: &str) -> std::io::Result<(u64, u64)> {
@@ -126,6 +128,7 @@ impl Dataplane {
             netns_ino: here,
             bridges: Mutex::new(HashMap::new()),
             applied: Mutex::new(None),
+            fabric: Mutex::new(None),
         };
         dp.apply_policy(&super::policy::ruleset(&[], &HashMap::new()))?;
         sysctl("net/ipv4/ip_forward", "1")?;
@@ -146,6 +149,16 @@ impl Dataplane {
             .join()
             .expect("node namespace thread")
         })
+    }
+
+    /// The node's link to the IP fabric (`fabric_snat` and the `ip-fabric` network's policies
+    /// apply to it).
+    pub fn set_fabric(&self, ifname: &str) {
+        *self.fabric.lock().unwrap() = Some(ifname.to_owned());
+    }
+
+    pub fn fabric(&self) -> Option<String> {
+        self.fabric.lock().unwrap().clone()
     }
 
     /// Ensures the VN's bridge exists, is up, holds its IPv4 gateway as a /32 and proxies ARP.

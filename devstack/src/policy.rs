@@ -196,6 +196,8 @@ pub struct Network {
     pub bridge: String,
     /// Its policies' uuids, in sequence order.
     pub policies: Vec<String>,
+    /// `fabric_snat`: its tasks reach the fabric with the node's address.
+    pub fabric_snat: bool,
 }
 
 /// `virtual-network` objects (unwrapped) -> the ones with a bridge here (`bridges`: VN uuid ->
@@ -230,6 +232,7 @@ pub fn networks(list: &[Value], bridges: &HashMap<String, String>) -> Vec<Networ
                 fq_name: fq.join(":"),
                 bridge: bridge.clone(),
                 policies: refs.into_iter().map(|(_, u)| u).collect(),
+                fabric_snat: vn["fabric_snat"].as_bool().unwrap_or(false),
             })
         })
         .collect();
@@ -324,6 +327,19 @@ fn list_for(
 /// The whole rule set for `nft -f`: replaces the table in one transaction (created empty
 /// first so the delete never fails).
 pub fn ruleset(nets: &[Network], rules: &HashMap<String, Vec<Rule>>) -> String {
+    ruleset_with_fabric(nets, rules, None)
+}
+
+/// [`ruleset`] on a node with a link to the IP fabric (`fabric`: its interface, which stands in
+/// for the `ip-fabric` network's bridge in `nets`): a network with `fabric_snat` opens
+/// connections to the fabric with the node's address (masquerade), as the vRouter's fabric SNAT
+/// does; the fabric reaches a network only where a policy on both passes it.
+pub fn ruleset_with_fabric(
+    nets: &[Network],
+    rules: &HashMap<String, Vec<Rule>>,
+    fabric: Option<&str>,
+) -> String {
+    let mut snat = Vec::new();
     let mut forward = vec![
         "ct state related accept".to_owned(),
         "ct direction reply ct state established accept".to_owned(),
@@ -332,6 +348,15 @@ pub fn ruleset(nets: &[Network], rules: &HashMap<String, Vec<Rule>>) -> String {
     let bridges: BTreeSet<&str> = nets.iter().map(|n| n.bridge.as_str()).collect();
     for b in &bridges {
         forward.push(format!("iifname \"{b}\" oifname \"{b}\" accept"));
+    }
+    if let Some(f) = fabric {
+        for n in nets.iter().filter(|n| n.fabric_snat && n.bridge != f) {
+            forward.push(format!("iifname \"{}\" oifname \"{f}\" accept", n.bridge));
+            snat.push(format!(
+                "iifname \"{}\" oifname \"{f}\" masquerade",
+                n.bridge
+            ));
+        }
     }
     let mut count = forward.len();
     'pairs: for s in nets {
@@ -376,6 +401,13 @@ pub fn ruleset(nets: &[Network], rules: &HashMap<String, Vec<Rule>>) -> String {
         let _ = writeln!(out, "\t\t{l}");
     }
     out.push_str("\t}\n");
+    if !snat.is_empty() {
+        out.push_str("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
+        for l in &snat {
+            let _ = writeln!(out, "\t\t{l}");
+        }
+        out.push_str("\t}\n");
+    }
     for (name, lines) in &chains {
         let _ = writeln!(out, "\tchain {name} {{");
         for l in lines {
@@ -439,6 +471,42 @@ mod tests {
             .take_while(|l| *l != "\t}")
             .map(str::trim)
             .collect()
+    }
+
+    #[test]
+    fn fabric_snat_networks_reach_the_fabric_masqueraded_and_others_do_not() {
+        let mut nets = vec![
+            Network {
+                fq_name: "d:p:a".into(),
+                bridge: "vna".into(),
+                policies: vec![],
+                fabric_snat: true,
+            },
+            Network {
+                fq_name: "d:p:b".into(),
+                bridge: "vnb".into(),
+                policies: vec![],
+                fabric_snat: false,
+            },
+        ];
+        let set = ruleset_with_fabric(&nets, &HashMap::new(), Some("fabric0"));
+        assert!(
+            set.contains("iifname \"vna\" oifname \"fabric0\" accept"),
+            "{set}"
+        );
+        assert!(
+            set.contains("iifname \"vna\" oifname \"fabric0\" masquerade"),
+            "{set}"
+        );
+        assert!(
+            !set.contains("iifname \"vnb\" oifname \"fabric0\""),
+            "{set}"
+        );
+        assert!(set.contains("type nat hook postrouting"), "{set}");
+        // Without a fabric link, or without a snat network, no nat chain.
+        assert!(!ruleset_with_fabric(&nets, &HashMap::new(), None).contains("masquerade"));
+        nets[0].fabric_snat = false;
+        assert!(!ruleset_with_fabric(&nets, &HashMap::new(), Some("fabric0")).contains("nat hook"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use serde_json::json;
 
+use crate::fabric::{FABRIC_IF, FabricHost};
 use contrail_integration::marathon::MarathonServer;
 use contrail_integration::mesos_agent::{MesosAgent, OperatorApi, write_network_config};
 use contrail_integration::vnc::VncServer;
@@ -132,6 +133,8 @@ pub struct Stack {
     pub zookeeper: Option<ZkServer>,
     /// Leave the work directory (logs, configs) behind when dropped.
     pub keep_work_dir: bool,
+    /// A host on the IP fabric, linked to the node (`fabric`).
+    pub fabric: FabricHost,
     // Dropped last: the namespace holding everything above.
     _node: NodeNetns,
 }
@@ -282,6 +285,9 @@ impl Stack {
             }
         };
         let agent = DevAgent::start(&vnc_url, NODE_NAME)?;
+        // The fabric host routes every Contrail address (10/8 here) to the node.
+        let fabric = FabricHost::create(&format!("cdsfab{tag}"), &["10.0.0.0/8"])?;
+        agent.dataplane.set_fabric(FABRIC_IF);
         let marathon = Arc::new(MarathonServer::start().map_err(|e| e.to_string())?);
         // The Mesos agent's operator API; the managers learn a container's executor (its
         // Marathon task) from it (`[mesos] agent-url`).
@@ -331,7 +337,7 @@ impl Stack {
                 })
                 .unwrap_or_default();
             let cfg = format!(
-                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\nsubnet = \"{POD_SUBNET}\"\nisolation = \"group\"\n\n\
+                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\nsubnet = \"{POD_SUBNET}\"\nisolation = \"group\"\n\n[fabric]\nsnat = true\npolicy = true\n\n\
                  [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n\
                  [mesos]\nagent-url = \"{agent_url}\"\n\n{zk}\
                  [reconcile]\ninterval-secs = {}\ngrace-secs = {}\nmin-pass-gap-secs = 1\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",
@@ -405,6 +411,7 @@ impl Stack {
             manager_cfgs,
             zookeeper,
             keep_work_dir: false,
+            fabric,
             _node: node,
         };
         stack.start_manager()?;

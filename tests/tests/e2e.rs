@@ -1556,6 +1556,27 @@ fn isolation_modes_and_an_allow_from_policy_with_real_packets() {
         assert!(!reachable(from, to(8080), short), "{what} reached team-a");
     }
 
+    // The IP fabric: tasks reach a fabric host with the node's address (fabric SNAT); the
+    // fabric host reaches tasks (the ip-fabric policy the managers add).
+    {
+        use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP, WhoCalls, seen_as};
+        let who = WhoCalls::start(
+            &s.fabric.path(),
+            SocketAddr::new(FABRIC_HOST_IP.parse().unwrap(), 7000),
+        )
+        .unwrap();
+        assert_eq!(
+            seen_as(&web[0].0, who.addr, t).as_deref(),
+            Some(NODE_FABRIC_IP)
+        );
+        wait_ok(CONVERGE, "the fabric host reaches team-a", || {
+            if reachable(&s.fabric.path(), to(8080), short) {
+                Ok(())
+            } else {
+                Err("blocked".into())
+            }
+        });
+    }
     let (id, n, labels) = &apps[4];
     let (st, b) = api
         .call(
@@ -1587,7 +1608,9 @@ fn isolation_modes_and_an_allow_from_policy_with_real_packets() {
         api.call("DELETE", &format!("/v2/apps{id}"), None).unwrap();
     }
     let made = |n: &String| {
-        n.contains("devstack-team-") || n.contains("devstack-app-") || n.contains("-allow-to-")
+        n.contains("devstack-team-")
+            || n.contains("devstack-app-")
+            || n.contains("-allow-to-devstack-")
     };
     wait_ok(
         CONVERGE,

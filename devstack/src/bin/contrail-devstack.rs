@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP, WhoCalls, seen_as};
 use contrail_devstack::marathon_api::{Marathon, contrail_app};
 use contrail_devstack::probe::{Echo, reachable};
 use contrail_devstack::{Stack, StackOptions};
@@ -347,6 +348,27 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     );
     interrupted()?;
 
+    r.step("the IP fabric: a host on a link to the node (192.168.200.2); the managers set fabric_snat and an ip-fabric policy on the networks");
+    let fabric_host = stack.fabric.path();
+    let who = WhoCalls::start(
+        &fabric_host,
+        SocketAddr::new(FABRIC_HOST_IP.parse().unwrap(), 7000),
+    )
+    .map_err(|e| e.to_string())?;
+    let seen = seen_as(&w0.0, who.addr, t);
+    r.check(
+        &format!("team-a → fabric host {} reachable, seen as the node's {NODE_FABRIC_IP} (fabric SNAT): {seen:?}", who.addr),
+        seen.as_deref() == Some(NODE_FABRIC_IP),
+    );
+    r.check(
+        "fabric host → team-a :8080 reachable (the ip-fabric policy)",
+        Stack::wait_for(Duration::from_secs(5), || {
+            reachable(&fabric_host, on(8080), blocked)
+        }),
+    );
+    drop(who);
+    interrupted()?;
+
     r.step("POST /v2/apps /team-a/gateway with allow-from: \"group:/team-b tcp:8080\"");
     let gw = contrail_app(
         "/team-a/gateway",
@@ -403,7 +425,7 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     let made = |n: &String| {
         n.contains("devstack-team-")
             || n.contains("devstack-app-")
-            || n.contains("devstack-allow-to-")
+            || n.contains("devstack-allow-to-devstack-")
     };
     let clean = Stack::wait_for(Duration::from_secs(40), || {
         ["network-policy", "virtual-network", "project"]
