@@ -11,7 +11,7 @@ WASM_OUT := $(TARGET_DIR)/$(WASM_TARGET)/wasm-release
 PLUGIN_CRATES := -p mesos-delegate -p contrail-ipam
 CNI_BIN_DIR ?=
 MANAGER_BIN_DIR ?= /usr/local/bin
-APT_PACKAGES := containernetworking-plugins iproute2 nftables zookeeper
+APT_PACKAGES := containernetworking-plugins iproute2 nftables zookeeper haproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build wasm wasm-test host manager lint test test-unit bench install dist demo clean-demo

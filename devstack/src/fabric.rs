@@ -86,8 +86,10 @@ impl Drop for FabricHost {
     }
 }
 
-/// A TCP service in a namespace that answers each connection with the address it came from
-/// (so a check can tell a masqueraded connection from a direct one); stopped on drop.
+/// A TCP service in a namespace that answers each connection with an address: the one the
+/// connection came from ([`WhoCalls::start`], so a check can tell a masqueraded connection from
+/// a direct one) or its own ([`WhoCalls::identify`], so a check can tell load-balanced backends
+/// apart); stopped on drop.
 pub struct WhoCalls {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -95,6 +97,14 @@ pub struct WhoCalls {
 
 impl WhoCalls {
     pub fn start(netns: &Path, addr: SocketAddr) -> std::io::Result<WhoCalls> {
+        Self::serve(netns, addr, false)
+    }
+
+    pub fn identify(netns: &Path, addr: SocketAddr) -> std::io::Result<WhoCalls> {
+        Self::serve(netns, addr, true)
+    }
+
+    fn serve(netns: &Path, addr: SocketAddr, own: bool) -> std::io::Result<WhoCalls> {
         let listener = crate::probe::in_netns(netns, || TcpListener::bind(addr))??;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -104,7 +114,8 @@ impl WhoCalls {
                 match listener.accept() {
                     Ok((mut s, peer)) => {
                         let _ = s.set_nonblocking(false);
-                        let _ = s.write_all(peer.ip().to_string().as_bytes());
+                        let who = if own { addr.ip() } else { peer.ip() };
+                        let _ = s.write_all(who.to_string().as_bytes());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }

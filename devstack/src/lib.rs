@@ -5,6 +5,7 @@ pub mod agent;
 pub mod dataplane;
 pub mod fabric;
 pub mod marathon_api;
+pub mod marathon_lb;
 pub mod policy;
 pub mod probe;
 pub mod scheduler;

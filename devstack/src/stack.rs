@@ -337,7 +337,7 @@ impl Stack {
                 })
                 .unwrap_or_default();
             let cfg = format!(
-                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\nsubnet = \"{POD_SUBNET}\"\nisolation = \"group\"\n\n[fabric]\nsnat = true\npolicy = true\n\n\
+                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\nsubnet = \"{POD_SUBNET}\"\nisolation = \"group\"\n\n[fabric]\nsnat = true\npolicy-networks = [\"mesos-default-network\"]\n\n\
                  [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n\
                  [mesos]\nagent-url = \"{agent_url}\"\n\n{zk}\
                  [reconcile]\ninterval-secs = {}\ngrace-secs = {}\nmin-pass-gap-secs = 1\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",

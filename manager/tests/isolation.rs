@@ -491,3 +491,34 @@ fn fabric_snat_and_the_ip_fabric_policy_are_provisioned_and_follow_the_networks(
     assert!(r.policy(cluster_pol).is_some());
     assert!(r.exists("virtual-network", ip_fabric));
 }
+
+#[test]
+fn an_haproxy_group_label_lets_the_fabric_in_without_the_fabric_policy() {
+    let r = rig(Isolation::Group, |_| {});
+    let ip_fabric = "default-domain:default-project:ip-fabric";
+    let lb = ContrailRequest {
+        other: vec![Label {
+            key: "HAPROXY_GROUP".into(),
+            value: "external".into(),
+        }],
+        ..Default::default()
+    };
+    r.run(1, "shop_web.11111111-1111-1111-1111-111111111111", lb);
+    let pol = "default-domain:mesos-shop:mesos-allow-to-mesos-shop-network";
+    let (rules, on) = r.policy(pol).expect("the shop network's policy");
+    assert_eq!(rules, [(ip_fabric.to_owned(), "any".to_owned(), -1, -1)]);
+    assert_eq!(
+        on,
+        [ip_fabric, "default-domain:mesos-shop:mesos-shop-network"]
+    );
+    // Without the label (and without [fabric] policy): no policy at all.
+    r.run(
+        2,
+        "team-a_web.22222222-2222-2222-2222-222222222222",
+        ContrailRequest::default(),
+    );
+    assert!(
+        r.policy("default-domain:mesos-team-a:mesos-allow-to-mesos-team-a-network")
+            .is_none()
+    );
+}

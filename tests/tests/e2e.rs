@@ -1557,7 +1557,8 @@ fn isolation_modes_and_an_allow_from_policy_with_real_packets() {
     }
 
     // The IP fabric: tasks reach a fabric host with the node's address (fabric SNAT); the
-    // fabric host reaches tasks (the ip-fabric policy the managers add).
+    // fabric host reaches the cluster network (its ip-fabric policy, made at start) and not a
+    // group network (no policy there).
     {
         use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP, WhoCalls, seen_as};
         let who = WhoCalls::start(
@@ -1569,13 +1570,18 @@ fn isolation_modes_and_an_allow_from_policy_with_real_packets() {
             seen_as(&web[0].0, who.addr, t).as_deref(),
             Some(NODE_FABRIC_IP)
         );
-        wait_ok(CONVERGE, "the fabric host reaches team-a", || {
-            if reachable(&s.fabric.path(), to(8080), short) {
+        let plain_echo = Echo::start_on(&plain[0].0, SocketAddr::new(plain[0].1, 8080)).unwrap();
+        wait_ok(CONVERGE, "the fabric host reaches /plain", || {
+            if reachable(&s.fabric.path(), plain_echo.addr, short) {
                 Ok(())
             } else {
                 Err("blocked".into())
             }
         });
+        assert!(
+            !reachable(&s.fabric.path(), to(8080), short),
+            "the fabric reached a group network without its policy"
+        );
     }
     let (id, n, labels) = &apps[4];
     let (st, b) = api

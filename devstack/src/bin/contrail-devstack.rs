@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP, WhoCalls, seen_as};
 use contrail_devstack::marathon_api::{Marathon, contrail_app};
+use contrail_devstack::marathon_lb::Haproxy;
 use contrail_devstack::probe::{Echo, reachable};
 use contrail_devstack::{Stack, StackOptions};
 use serde_json::json;
@@ -348,7 +349,7 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     );
     interrupted()?;
 
-    r.step("the IP fabric: a host on a link to the node (192.168.200.2); the managers set fabric_snat and an ip-fabric policy on the networks");
+    r.step("the IP fabric: a host on a link to the node (192.168.200.2); the managers set fabric_snat on the networks they make and an ip-fabric policy on the cluster network");
     let fabric_host = stack.fabric.path();
     let who = WhoCalls::start(
         &fabric_host,
@@ -360,13 +361,57 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
         &format!("team-a → fabric host {} reachable, seen as the node's {NODE_FABRIC_IP} (fabric SNAT): {seen:?}", who.addr),
         seen.as_deref() == Some(NODE_FABRIC_IP),
     );
+    drop(who);
+    let plain_echo = Echo::start_on(&plain[0].0, SocketAddr::new(plain[0].1, 8080))
+        .map_err(|e| e.to_string())?;
     r.check(
-        "fabric host → team-a :8080 reachable (the ip-fabric policy)",
+        &format!("fabric host → /plain {} reachable (the cluster network's ip-fabric policy, made at start)", plain_echo.addr),
         Stack::wait_for(Duration::from_secs(5), || {
-            reachable(&fabric_host, on(8080), blocked)
+            reachable(&fabric_host, plain_echo.addr, blocked)
         }),
     );
-    drop(who);
+    r.check(
+        "fabric host → team-a :8080 blocked (no ip-fabric policy on team-a's network)",
+        !reachable(&fabric_host, on(8080), blocked),
+    );
+    drop(plain_echo);
+    interrupted()?;
+
+    r.step("marathon-lb: POST /v2/apps /shop/web (2 instances, HAPROXY_GROUP: external); a real HAProxy on the fabric host balances 192.168.200.2:8000 over the task addresses in Marathon's task list");
+    let shop = contrail_app("/shop/web", 2, json!({"HAPROXY_GROUP": "external"}));
+    let (status, body) = api.call("POST", "/v2/apps", Some(&shop))?;
+    if status != 201 {
+        return Err(format!("POST /v2/apps /shop/web: HTTP {status} {body}"));
+    }
+    api.wait_running("/shop/web", 2)?;
+    let shops = of("/shop/web");
+    let _ids: Vec<WhoCalls> = shops
+        .iter()
+        .map(|(ns, ip, _)| WhoCalls::identify(ns, SocketAddr::new(*ip, 8080)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    // What marathon-lb reads: the app's tasks and their addresses, from Marathon.
+    let backends: Vec<SocketAddr> = api
+        .tasks()?
+        .iter()
+        .filter(|t| t["appId"] == "/shop/web")
+        .filter_map(|t| t["ipAddresses"][0]["ipAddress"].as_str()?.parse().ok())
+        .map(|ip| SocketAddr::new(ip, 8080))
+        .collect();
+    let bind = SocketAddr::new(FABRIC_HOST_IP.parse().unwrap(), 8000);
+    let haproxy = Haproxy::start(&stack.fabric.netns, bind, &backends, stack.work_dir())?;
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        if let Some(a) = seen_as(&fabric_host, bind, t) {
+            answered.insert(a);
+        }
+    }
+    let want: std::collections::BTreeSet<String> = shops.iter().map(|s| s.1.to_string()).collect();
+    r.check(
+        &format!("HAProxy on the fabric reached both /shop/web tasks in turn {answered:?} (HAPROXY_GROUP let the fabric in)"),
+        backends.len() == 2 && answered == want,
+    );
+    drop(haproxy);
     interrupted()?;
 
     r.step("POST /v2/apps /team-a/gateway with allow-from: \"group:/team-b tcp:8080\"");
@@ -413,8 +458,12 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
         "/team-b/client",
         "/ops/tool",
         "/plain",
+        "/shop/web",
     ] {
-        api.call("DELETE", &format!("/v2/apps{id}"), None)?;
+        let (status, body) = api.call("DELETE", &format!("/v2/apps{id}"), None)?;
+        if status != 200 {
+            return Err(format!("DELETE /v2/apps{id}: HTTP {status} {body}"));
+        }
     }
     let gone = Stack::wait_for(Duration::from_secs(30), || {
         stack.scheduler.run_ids().is_empty()
@@ -424,6 +473,7 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     // nothing uses once they are older than the grace (10 s here).
     let made = |n: &String| {
         n.contains("devstack-team-")
+            || n.contains("devstack-shop")
             || n.contains("devstack-app-")
             || n.contains("devstack-allow-to-devstack-")
     };

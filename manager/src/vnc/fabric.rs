@@ -10,6 +10,10 @@ use contrail_mesos_api::allow::{Allow, Protocol, Source};
 use super::planning::{AllowPlan, NetKind};
 use crate::config::FabricConfig;
 
+/// marathon-lb's label naming the load balancer group an app is exposed through (marathon-lb's
+/// README, "HAPROXY_GROUP"); on a task's network labels it asks for the ip-fabric rule.
+pub const HAPROXY_GROUP: &str = "HAPROXY_GROUP";
+
 /// The provider network every Contrail cluster has (the API server makes it at boot).
 pub fn ip_fabric() -> Vec<String> {
     ["default-domain", "default-project", "ip-fabric"]

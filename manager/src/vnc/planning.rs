@@ -228,7 +228,13 @@ pub(crate) fn plan(
             src_kind,
         });
     }
-    if cfg.fabric.policy_for(&vn_fq) {
+    // marathon-lb on the fabric load-balances to task addresses of the apps in its
+    // `HAPROXY_GROUP`: their network must let the fabric in.
+    let marathon_lb = r
+        .other
+        .iter()
+        .any(|l| l.key == super::fabric::HAPROXY_GROUP && !l.value.trim().is_empty());
+    if cfg.fabric.policy_for(&vn_fq) || (marathon_lb && vn_fq != super::fabric::ip_fabric()) {
         allow.push(super::fabric::Fabric::rule());
     }
     Ok(Plan {
