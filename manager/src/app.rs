@@ -136,6 +136,19 @@ pub fn manager(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Manage
                 &cfg.cluster.domain,
                 &cfg.cluster.project,
             ),
+            dns: cfg.dns.enabled.then(|| crate::vnc::dns::Dns {
+                server_fq: vec![
+                    cfg.cluster.domain.clone(),
+                    if cfg.dns.server.is_empty() {
+                        format!("{}-dns", cfg.cluster.name)
+                    } else {
+                        cfg.dns.server.clone()
+                    },
+                ],
+                domain: cfg.dns.domain.clone(),
+                forwarder: opt(&cfg.dns.forwarder),
+                ttl: cfg.dns.ttl_secs.max(1),
+            }),
         },
         cache: Arc::new(Cache::default()),
     };
@@ -277,7 +290,7 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
     // The cluster network and its IPAM exist before the first task needs them (as Contrail's
     // managers provision their default pod network). Idempotent; when VNC refuses, the first
     // registration that needs them makes them.
-    if mgr.writer.cfg.subnet.is_some() {
+    if mgr.writer.cfg.subnet.is_some() || mgr.writer.cfg.dns.is_some() {
         match mgr.writer.provision() {
             Ok(vn) => tracing::info!(network = %vn, "cluster network provisioned"),
             Err(e) => {

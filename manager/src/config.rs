@@ -206,6 +206,35 @@ pub struct FabricConfig {
     pub policy_networks: Vec<String>,
 }
 
+/// `[dns]`: a Contrail virtual DNS server for the cluster's networks, with an A record per task
+/// under its app's Mesos-DNS name (`web-team-a` for `/team-a/web`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub enabled: bool,
+    /// The `virtual-DNS` object's name under `cluster.domain`; empty = `<cluster name>-dns`.
+    /// No `_` (the API server refuses it).
+    pub server: String,
+    /// The server's domain: task names resolve as `<app name>.<domain>`.
+    pub domain: String,
+    /// Where names outside the domain go (`next_virtual_DNS`: an address or a virtual DNS
+    /// server's `domain:name`); empty = nowhere.
+    pub forwarder: String,
+    pub ttl_secs: u32,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            enabled: false,
+            server: String::new(),
+            domain: "marathon.mesos".into(),
+            forwarder: String::new(),
+            ttl_secs: 60,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -226,6 +255,7 @@ pub struct Config {
     pub zookeeper: ZookeeperConfig,
     pub reconcile: ReconcileConfig,
     pub fabric: FabricConfig,
+    pub dns: DnsConfig,
     pub log: LogConfig,
 }
 

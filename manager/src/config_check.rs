@@ -40,6 +40,7 @@ pub fn check(cfg: &Config) -> Vec<Problem> {
     agent_url(cfg, &mut out);
     isolation(cfg, &mut out);
     fabric(cfg, &mut out);
+    dns(cfg, &mut out);
     zookeeper(cfg, &mut out);
     cluster(cfg, &mut out);
     numbers(cfg, &mut out);
@@ -417,6 +418,23 @@ fn fabric(cfg: &Config, out: &mut Out) {
     }
 }
 
+/// `[dns]`: what the API server would refuse, said before it does.
+fn dns(cfg: &Config, out: &mut Out) {
+    let d = &cfg.dns;
+    if !d.enabled {
+        return;
+    }
+    if d.server.contains('_') || d.server.contains(':') {
+        out.error(
+            "dns.server",
+            format!("{:?}: the API server refuses `_` in a virtual DNS server's name", d.server),
+        );
+    }
+    if d.domain.trim().is_empty() || d.domain.contains(char::is_whitespace) {
+        out.error("dns.domain", format!("{:?} is not a domain name", d.domain));
+    }
+}
+
 fn numbers(cfg: &Config, out: &mut Out) {
     let (a, v, m, r) = (&cfg.api, &cfg.vnc, &cfg.marathon, &cfg.reconcile);
     let nonzero: [(&str, u64); 15] = [
@@ -618,6 +636,13 @@ mod tests {
             (
                 |c| c.fabric.snat_networks = vec!["a:b".into()],
                 "fabric.snat-networks",
+            ),
+            (
+                |c| {
+                    c.dns.enabled = true;
+                    c.dns.server = "my_dns".into();
+                },
+                "dns.server",
             ),
             (
                 |c| c.fabric.policy_networks = vec!["".into()],

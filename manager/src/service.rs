@@ -285,6 +285,7 @@ mod tests {
                 subnet: None,
                 group_depth: 1,
                 fabric: Default::default(),
+                dns: None,
             },
             cache: Arc::new(Cache::default()),
         };

@@ -183,6 +183,10 @@ impl Watcher {
             Ok(u) => st.unused = u.networks + u.projects,
             Err(e) => tracing::warn!(error = %e, "unused-network pass failed; next pass retries"),
         }
+        match self.writer.collect_records() {
+            Ok(n) => st.unused += n,
+            Err(e) => tracing::warn!(error = %e, "DNS record pass failed; next pass retries"),
+        }
         st.tasks = n_tasks;
         st.owned = n_owned;
         st.held = held;

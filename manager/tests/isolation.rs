@@ -522,3 +522,76 @@ fn an_haproxy_group_label_lets_the_fabric_in_without_the_fabric_policy() {
             .is_none()
     );
 }
+
+#[test]
+fn dns_gives_each_task_its_apps_mesos_dns_name_and_takes_it_back() {
+    let r = rig(Isolation::Group, |c| c.dns.enabled = true);
+    let server = ["default-domain".to_owned(), "mesos-dns".to_owned()];
+    {
+        let s = r.v.store();
+        let u = s
+            .uuid_of("virtual-DNS", &server)
+            .expect("the virtual DNS server");
+        assert_eq!(
+            s.get(&u).unwrap().props["virtual_DNS_data"]["domain_name"],
+            "marathon.mesos"
+        );
+        let ipam = s
+            .uuid_of(
+                "network-ipam",
+                &["default-domain", "default-project", "mesos-pod-ipam"].map(str::to_owned),
+            )
+            .unwrap();
+        let ipam = s.get(&ipam).unwrap();
+        assert_eq!(
+            ipam.props["network_ipam_mgmt"]["ipam_dns_method"],
+            "virtual-dns-server"
+        );
+        assert_eq!(ipam.ref_uuids("virtual-DNS"), [u]);
+    }
+    let records = || -> Vec<(String, String)> {
+        let s = r.v.store();
+        s.list_type("virtual-DNS-record")
+            .into_iter()
+            .map(|o| {
+                let d = &o.props["virtual_DNS_record_data"];
+                (
+                    d["record_name"].as_str().unwrap().to_owned(),
+                    d["record_data"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let (_, ip1) = r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        ContrailRequest::default(),
+    );
+    let (_, ip2) = r.run(
+        2,
+        "team-a_web.22222222-2222-2222-2222-222222222222",
+        ContrailRequest::default(),
+    );
+    let mut got = records();
+    got.sort();
+    let mut want = vec![
+        ("web-team-a".to_owned(), ip1),
+        ("web-team-a".to_owned(), ip2),
+    ];
+    want.sort();
+    assert_eq!(got, want, "one A record per task under the app's name");
+    // A DEL takes the task's record with it.
+    r.delete(&cid(1));
+    assert_eq!(records().len(), 1);
+    // A port deleted behind the manager's back: its record goes at the next pass.
+    let vmi = r.v.ports()[0].vmi_uuid.clone();
+    {
+        let mut s = r.v.store();
+        for iip in s.back_refs_of(&vmi) {
+            let _ = s.delete(&iip.0, &iip.1);
+        }
+        s.delete("virtual-machine-interface", &vmi).unwrap();
+    }
+    r.pass();
+    assert!(records().is_empty());
+}

@@ -1,6 +1,7 @@
 //! Everything that talks to the Contrail VNC config API.
 
 pub mod client;
+pub mod dns;
 pub mod fabric;
 pub mod fenced;
 pub mod ids;

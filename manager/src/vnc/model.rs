@@ -88,6 +88,12 @@ pub struct VncObject {
     /// virtual-network: its tasks reach the underlay with their node's address.
     #[serde(default)]
     pub fabric_snat: bool,
+    /// network-ipam: how its networks get DNS (`IpamType`).
+    #[serde(default)]
+    pub network_ipam_mgmt: Option<Value>,
+    /// virtual-DNS: its records (children).
+    #[serde(default, rename = "virtual_DNS_records")]
+    pub virtual_dns_records: Vec<RefEntry>,
     /// project: its security groups.
     #[serde(default)]
     pub security_groups: Vec<RefEntry>,

@@ -178,9 +178,15 @@ impl Writer {
             return Ok((fq, u, vec![n]));
         }
         self.ensure_project(&fq[..2], &NetKind::Labels)?;
-        let body = json!({"fq_name": fq, "parent_type": "project", "ipam_subnet_method": "flat-subnet",
+        let mut body = json!({"fq_name": fq, "parent_type": "project", "ipam_subnet_method": "flat-subnet",
             "ipam_subnets": {"subnets": [{"subnet": {"ip_prefix": n.network().to_string(), "ip_prefix_len": n.prefix_len()}}]},
             "annotations": annotations(&[("created-by", &self.cfg.owner), ("cluster", &self.cfg.cluster)])});
+        if let Some(d) = &self.cfg.dns {
+            let server = self.ensure_dns_server(d)?;
+            let (mgmt, refs) = Writer::ipam_dns_fields(d, &server);
+            body["network_ipam_mgmt"] = mgmt;
+            body["virtual_DNS_refs"] = refs;
+        }
         let (u, _) = self.create_or_reuse("network-ipam", body)?;
         self.cache.put_name("network-ipam", &fq, &u);
         Ok((fq, u, vec![n]))
@@ -191,6 +197,27 @@ impl Writer {
     /// With `[fabric]`, its `fabric_snat` is set (on a network made before it was asked for)
     /// and its ip-fabric policy made.
     pub fn provision(&self) -> Result<String, AttachError> {
+        if let Some(d) = &self.cfg.dns {
+            self.ensure_dns_server(d)?;
+        }
+        if self.cfg.subnet.is_none() {
+            return Ok(String::new());
+        }
+        if let Some(d) = &self.cfg.dns {
+            // A pod IPAM made before `[dns]` was turned on points at the server now.
+            let (fq, ipam, _) = self.ensure_pod_ipam()?;
+            let o = self.api.read("network-ipam", &ipam)?;
+            if o.network_ipam_mgmt.is_none() {
+                let server = self.ensure_dns_server(d)?;
+                let (mgmt, refs) = Writer::ipam_dns_fields(d, &server);
+                tracing::info!(ipam = %fq.join(":"), "pointing the pod IPAM at the virtual DNS server");
+                self.api.update(
+                    "network-ipam",
+                    &ipam,
+                    json!({"network_ipam_mgmt": mgmt, "virtual_DNS_refs": refs}),
+                )?;
+            }
+        }
         let vn = self.cluster_network();
         self.ensure_project(&vn[..2], &NetKind::Labels)?;
         let (u, _) = self.ensure_network(&NetSpec {

@@ -39,6 +39,8 @@ pub struct WriterConfig {
     pub group_depth: usize,
     /// `[fabric]`: fabric SNAT and the ip-fabric policy.
     pub fabric: super::fabric::Fabric,
+    /// `[dns]`, when enabled.
+    pub dns: Option<super::dns::Dns>,
 }
 
 /// Why a registration failed; maps onto the attachment API's error kinds.
@@ -365,6 +367,11 @@ impl Writer {
         };
         let (iips, ip) = self.attach_addresses(req, p, &port, created)?;
         let (fips, fip_uuids) = self.attach_floating_ips(req, p, &port, &pools, created)?;
+        // The task's name (its app's, Mesos-DNS style) on the cluster's virtual DNS server.
+        if let (Some(d), Some(w), Ok(IpAddr::V4(_))) = (&self.cfg.dns, who, ip.parse::<IpAddr>()) {
+            let r = self.add_task_record(d, &vmi_uuid, &w.app_id, &ip, &owner)?;
+            created.record = Some(r);
+        }
         // Without this ref the agent never learns the port; ADD of an existing ref is a no-op.
         self.api.ref_update(
             "virtual-router",
@@ -516,10 +523,10 @@ impl Writer {
     /// Deletes what one failed registration created, newest first.
     fn take_back(&self, cid: &str, ifname: &str, created: &Created) {
         let steps = created
-            .fips
+            .record
             .iter()
-            .rev()
-            .map(|u| ("floating-ip", u))
+            .map(|u| ("virtual-DNS-record", u))
+            .chain(created.fips.iter().rev().map(|u| ("floating-ip", u)))
             .chain(created.iips.iter().rev().map(|u| ("instance-ip", u)))
             .chain(created.vmi.iter().map(|u| ("virtual-machine-interface", u)))
             .chain(created.vm.iter().map(|u| ("virtual-machine", u)));
@@ -683,6 +690,7 @@ impl Writer {
         // 2. The port with its floating IPs and instance-ips.
         let mut found = !vmis.is_empty();
         for vmi in &vmis {
+            self.remove_task_record(&vmi.uuid)?;
             self.remove_port(vmi, cached.as_ref())?;
         }
         // 3. Without a VMI, instance-ips can only be found by name.
@@ -730,6 +738,7 @@ impl Writer {
 /// The objects one registration attempt created.
 #[derive(Default)]
 struct Created {
+    record: Option<String>,
     vm: Option<String>,
     vmi: Option<String>,
     iips: Vec<String>,
