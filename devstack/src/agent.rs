@@ -408,7 +408,8 @@ fn sync_once(
             && dataplane.bridge_of(&spec.vn_uuid).is_none()
         {
             changed = true;
-            if let Err(e) = dataplane.ensure_network(&spec.vn_uuid, gw.parse().ok()) {
+            let dns = spec.dns.as_deref().and_then(|d| d.parse().ok());
+            if let Err(e) = dataplane.ensure_network(&spec.vn_uuid, gw.parse().ok(), dns) {
                 tracing::warn!("dataplane: {e}");
             }
         }

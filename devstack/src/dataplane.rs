@@ -162,7 +162,15 @@ impl Dataplane {
     }
 
     /// Ensures the VN's bridge exists, is up, holds its IPv4 gateway as a /32 and proxies ARP.
-    pub fn ensure_network(&self, vn_uuid: &str, gateway: Option<IpAddr>) -> Result<String, String> {
+    /// The network's DNS address (`dns`) is held the same way: the node's DNS server
+    /// (`dns::DnsServer`, on every address of the node) answers there, as the vRouter answers a
+    /// task's queries to it.
+    pub fn ensure_network(
+        &self,
+        vn_uuid: &str,
+        gateway: Option<IpAddr>,
+        dns: Option<IpAddr>,
+    ) -> Result<String, String> {
         let mut bridges = self.bridges.lock().unwrap();
         if let Some(b) = bridges.get(vn_uuid) {
             return Ok(b.clone());
@@ -177,8 +185,8 @@ impl Dataplane {
             // Proxied answers are otherwise delayed up to 0.8 s (`proxy_delay`, in jiffies).
             sysctl(&format!("net/ipv4/neigh/{br}/proxy_delay"), "0")?;
             ip(&["link", "set", &br, "up"])?;
-            if let Some(gw @ IpAddr::V4(_)) = gateway {
-                ip(&["addr", "add", &format!("{gw}/32"), "dev", &br])?;
+            for a in [gateway, dns].into_iter().flatten().filter(IpAddr::is_ipv4) {
+                ip(&["addr", "add", &format!("{a}/32"), "dev", &br])?;
             }
             Ok(br.clone())
         })

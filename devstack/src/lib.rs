@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod dataplane;
+pub mod dns;
 pub mod fabric;
 pub mod marathon_api;
 pub mod marathon_lb;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 use serde_json::json;
 
+use crate::dns::DnsServer;
 use crate::fabric::{FABRIC_IF, FabricHost};
 use contrail_integration::marathon::MarathonServer;
 use contrail_integration::mesos_agent::{MesosAgent, OperatorApi, write_network_config};
@@ -47,6 +48,13 @@ static STACKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(
 /// The managers' `[cluster] subnet`: the flat-subnet IPAM of the cluster, group and app networks
 /// (the managers run in group isolation, so a Marathon group gets its own network).
 pub const POD_SUBNET: &str = "10.32.0.0/16";
+
+/// The DNS address of the networks on the pod IPAM: the API server gives a subnet's DNS the
+/// last address but two (`vnc_addr_mgmt.py`), here 10.32.255.253.
+pub fn pod_dns_address() -> std::net::IpAddr {
+    let n: ipnet::Ipv4Net = POD_SUBNET.parse().expect("POD_SUBNET");
+    std::net::IpAddr::V4((u32::from(n.broadcast()) - 2).into())
+}
 
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -135,6 +143,8 @@ pub struct Stack {
     pub keep_work_dir: bool,
     /// A host on the IP fabric, linked to the node (`fabric`).
     pub fabric: FabricHost,
+    /// The node's DNS server (`dns`), on port 53 of every node address.
+    pub dns: DnsServer,
     // Dropped last: the namespace holding everything above.
     _node: NodeNetns,
 }
@@ -288,6 +298,7 @@ impl Stack {
         // The fabric host routes every Contrail address (10/8 here) to the node.
         let fabric = FabricHost::create(&format!("cdsfab{tag}"), &["10.0.0.0/8"])?;
         agent.dataplane.set_fabric(FABRIC_IF);
+        let dns = DnsServer::start(&vnc_url, "0.0.0.0:53".parse().unwrap())?;
         let marathon = Arc::new(MarathonServer::start().map_err(|e| e.to_string())?);
         // The Mesos agent's operator API; the managers learn a container's executor (its
         // Marathon task) from it (`[mesos] agent-url`).
@@ -337,7 +348,7 @@ impl Stack {
                 })
                 .unwrap_or_default();
             let cfg = format!(
-                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\nsubnet = \"{POD_SUBNET}\"\nisolation = \"group\"\n\n[fabric]\nsnat = true\npolicy-networks = [\"mesos-default-network\"]\n\n\
+                "[api]\nlisten = \"127.0.0.1:{mport}\"\n\n[vnc]\nurls = [\"{}\"]\n\n[cluster]\nname = \"devstack\"\nsubnet = \"{POD_SUBNET}\"\nisolation = \"group\"\n\n[fabric]\nsnat = true\npolicy-networks = [\"mesos-default-network\"]\n\n[dns]\nenabled = true\n\n\
                  [marathon]\nurls = [\"{}\"]\nbackoff-min-ms = 100\nbackoff-max-ms = 2000\n\n\
                  [mesos]\nagent-url = \"{agent_url}\"\n\n{zk}\
                  [reconcile]\ninterval-secs = {}\ngrace-secs = {}\nmin-pass-gap-secs = 1\n\n[log]\nfile = \"{}\"\nlevel = \"debug\"\n",
@@ -412,6 +423,7 @@ impl Stack {
             zookeeper,
             keep_work_dir: false,
             fabric,
+            dns,
             _node: node,
         };
         stack.start_manager()?;
@@ -567,6 +579,7 @@ impl Stack {
             "virtual-machine-interface",
             "instance-ip",
             "floating-ip",
+            "virtual-DNS-record",
         ]
         .into_iter()
         .map(|t| (t, self.vnc_count(t)))

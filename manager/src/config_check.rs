@@ -427,7 +427,10 @@ fn dns(cfg: &Config, out: &mut Out) {
     if d.server.contains('_') || d.server.contains(':') {
         out.error(
             "dns.server",
-            format!("{:?}: the API server refuses `_` in a virtual DNS server's name", d.server),
+            format!(
+                "{:?}: the API server refuses `_` in a virtual DNS server's name",
+                d.server
+            ),
         );
     }
     if d.domain.trim().is_empty() || d.domain.contains(char::is_whitespace) {

@@ -1556,6 +1556,24 @@ fn isolation_modes_and_an_allow_from_policy_with_real_packets() {
         assert!(!reachable(from, to(8080), short), "{what} reached team-a");
     }
 
+    // DNS: another group's task resolves team-a's app name to its tasks.
+    {
+        let dns = SocketAddr::new(contrail_devstack::stack::pod_dns_address(), 53);
+        let mut want: Vec<String> = web.iter().map(|w| w.1.to_string()).collect();
+        want.sort();
+        let mut got: Vec<String> =
+            contrail_devstack::dns::resolve_in(&client[0].0, dns, "web-team-a.marathon.mesos", t)
+                .expect("an answer")
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+        got.sort();
+        assert_eq!(got, want);
+        assert_eq!(
+            contrail_devstack::dns::resolve_in(&client[0].0, dns, "nope.marathon.mesos", t),
+            Some(vec![])
+        );
+    }
     // The IP fabric: tasks reach a fabric host with the node's address (fabric SNAT); the
     // fabric host reaches the cluster network (its ip-fabric policy, made at start) and not a
     // group network (no policy there).

@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use contrail_devstack::dns::resolve_in;
 use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP, WhoCalls, seen_as};
 use contrail_devstack::marathon_api::{Marathon, contrail_app};
 use contrail_devstack::marathon_lb::Haproxy;
 use contrail_devstack::probe::{Echo, reachable};
+use contrail_devstack::stack::pod_dns_address;
 use contrail_devstack::{Stack, StackOptions};
 use serde_json::json;
 
@@ -346,6 +348,26 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     r.check(
         "/plain → team-a :8080 blocked (cluster network ≠ group network)",
         !reachable(&plain[0].0, on(8080), blocked),
+    );
+    interrupted()?;
+
+    r.step("DNS: the managers keep an A record per task on a Contrail virtual DNS server (web-team-a for /team-a/web); the node answers each network's DNS address from it");
+    let dns = SocketAddr::new(pod_dns_address(), 53);
+    let mut want: Vec<std::net::Ipv4Addr> = web
+        .iter()
+        .filter_map(|w| match w.1 {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    want.sort();
+    let got = resolve_in(&client[0].0, dns, "web-team-a.marathon.mesos", t).map(|mut v| {
+        v.sort();
+        v
+    });
+    r.check(
+        &format!("team-b resolves web-team-a.marathon.mesos at {dns}: {got:?}"),
+        got.as_ref() == Some(&want),
     );
     interrupted()?;
 
