@@ -17,6 +17,7 @@ use super::naming::{eth_index, tap_name};
 use super::nested::{self, VlanLock};
 use super::poll::{Poll, agent_poll_reason, ms, poll, request_timeout};
 use super::portfile::{PortMsg, VmDir, go_time_now};
+use super::portmap::{InstallError, Target, chain_name};
 use super::record::{Record, Store};
 use super::undo::{Undo, UndoList};
 use crate::cni::result::{CniResult, Interface, IpConfig};
@@ -93,6 +94,14 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
     {
         nested::check_parent(&mut *deps.net, parent)?;
     }
+    if !ctx.port_mappings.is_empty() && ctx.cfg.nested() {
+        // A macvlan's traffic bypasses the node's (the VM's) netfilter: a DNAT there would
+        // never see it.
+        return Err(Error::new(
+            code::INVALID_CONFIG,
+            "network_info.port_mappings: host ports are not forwarded in nested mode (contrail.vif-type \"macvlan\")",
+        ));
+    }
     let registers = id.mode == Mode::Mesos && deps.manager.is_some();
     if registers {
         ifname_is_free(
@@ -147,6 +156,10 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
         .configure(netns, ctx.ifname, &addrs, &routes)
         .map_err(|e| at_step(e.into(), "configure addresses and routes"))?;
     laps.done("configure");
+    if !ctx.port_mappings.is_empty() {
+        forward_ports(ctx, deps, &addrs, undo)?;
+        laps.done("port mappings");
+    }
 
     tracing::info!(container_id = ctx.container_id, ifname = ctx.ifname, tap, vmi = %plan.vmi, ms = ms(t0.elapsed()), "ADD done");
     Ok(CniResult {
@@ -169,6 +182,98 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
         routes: ipcfg.routes.clone(),
         dns: ipcfg.dns.clone(),
     })
+}
+
+/// The node's DNAT rules for Mesos' port mappings, to the interface's first IPv4 and first
+/// IPv6 address (see [`super::portmap`]).
+fn forward_ports(ctx: &Ctx, deps: &mut Deps, addrs: &[IpNet], undo: &mut UndoList) -> Result<()> {
+    let v4 = addrs.iter().find_map(|a| match a.addr() {
+        std::net::IpAddr::V4(v) => Some(v),
+        _ => None,
+    });
+    let v6 = addrs.iter().find_map(|a| match a.addr() {
+        std::net::IpAddr::V6(v) => Some(v),
+        _ => None,
+    });
+    if v4.is_none() && v6.is_none() {
+        return Err(Error::new(
+            code::PORT_MAPPING,
+            format!(
+                "forward host ports: interface {} got no address to forward to",
+                ctx.ifname
+            ),
+        ));
+    }
+    let chain = chain_name(ctx.container_id, ctx.ifname);
+    // Rules of this very attachment left by a lost DEL forward to an address that is gone.
+    match deps.ports.remove(&chain) {
+        Ok(true) => tracing::warn!(
+            container_id = ctx.container_id,
+            chain,
+            "replaced stale port mappings"
+        ),
+        Ok(false) => {}
+        Err(e) => return Err(at_step(e, "forward host ports")),
+    }
+    undo.push(Undo::PortMap {
+        chain: chain.clone(),
+    });
+    let target = Target {
+        container_id: ctx.container_id,
+        ifname: ctx.ifname,
+        v4,
+        v6,
+    };
+    match deps.ports.install(&target, &ctx.port_mappings) {
+        Ok(()) => {
+            tracing::info!(
+                container_id = ctx.container_id,
+                chain,
+                mappings = ctx.port_mappings.len(),
+                "host ports forwarded"
+            );
+            Ok(())
+        }
+        Err(InstallError::Other(e)) => Err(at_step(e, "forward host ports")),
+        Err(InstallError::Conflict) => Err(conflict(ctx, deps, &chain)),
+    }
+}
+
+/// The error for a host port another attachment holds, naming it when our records can.
+fn conflict(ctx: &Ctx, deps: &Deps, chain: &str) -> Error {
+    let listing = deps.ports.list().unwrap_or_default();
+    let records = Store::new(&ctx.cfg.state_dir)
+        .list(None)
+        .unwrap_or_default();
+    let taken: Vec<String> = ctx
+        .port_mappings
+        .iter()
+        .filter_map(|m| {
+            let holder = listing.holder(m.proto, m.host_port)?;
+            if holder == chain {
+                return None;
+            }
+            let who = records
+                .iter()
+                .find(|r| chain_name(&r.container_id, &r.ifname) == holder)
+                .map(|r| format!("container {} ({})", r.container_id, r.ifname))
+                .unwrap_or_else(|| format!("nft chain {holder}"));
+            Some(format!(
+                "{}/{} (forwarded to {who})",
+                m.proto.as_str(),
+                m.host_port
+            ))
+        })
+        .collect();
+    let what = if taken.is_empty() {
+        "one of the host ports".to_owned()
+    } else {
+        taken.join(", ")
+    };
+    Error::new(
+        code::PORT_MAPPING,
+        format!("forward host ports: {what} already mapped on this node"),
+    )
 }
 
 /// What the manager's answer tells about the port before the agent does.
