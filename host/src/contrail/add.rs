@@ -712,6 +712,7 @@ mod tests {
     use super::*;
     use crate::contrail::del::del;
     use crate::contrail::fakes::*;
+    use crate::contrail::portmap::PortMap;
 
     #[test]
     fn a_port_without_an_address_yet_is_polled_again() {
@@ -1213,5 +1214,195 @@ mod tests {
             assert!(journal(&net).is_empty());
             assert!(!cfg.config_dir.join(CID).exists());
         }
+    }
+
+    fn mappings(list: &[(u32, u32, &str)]) -> Vec<crate::contrail::portmap::Mapping> {
+        let pms: Vec<_> = list
+            .iter()
+            .map(|(h, c, p)| crate::cni::config::PortMapping {
+                host_port: *h,
+                container_port: *c,
+                protocol: Some((*p).to_owned()),
+            })
+            .collect();
+        crate::contrail::portmap::from_mesos(&pms).unwrap()
+    }
+
+    #[test]
+    fn port_mappings_are_forwarded_to_the_address_and_removed_by_del() {
+        use crate::contrail::portmap::{Proto, chain_name};
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut c = ctx(&cfg, ns);
+        c.port_mappings = mappings(&[(8080, 80, "tcp"), (5353, 53, "udp")]);
+        add(&c, &mut fake_deps(&agent, &mut net)).unwrap();
+        let chain = chain_name(CID, "eth0");
+        let l = agent.ports.listing.borrow().clone();
+        assert_eq!(l.keys_of(&chain), [(Proto::Tcp, 8080), (Proto::Udp, 5353)]);
+        assert_eq!(
+            agent.ports.targets.borrow()[&chain].0,
+            Some("10.0.0.5".parse().unwrap())
+        );
+        // CHECK finds them.
+        let prev = CniResult::default();
+        crate::contrail::check::check(&c, &prev, &mut fake_deps(&agent, &mut net)).unwrap();
+        // DEL (without a netns, twice) removes them.
+        let mut d = ctx(&cfg, ns);
+        d.netns = None;
+        del(&d, &mut fake_deps(&agent, &mut net)).unwrap();
+        assert_eq!(*agent.ports.listing.borrow(), Default::default());
+        del(&d, &mut fake_deps(&agent, &mut net)).unwrap();
+        // CHECK misses rules that went behind our back.
+        add(&c, &mut fake_deps(&agent, &mut net)).unwrap();
+        agent.ports.remove(&chain).unwrap();
+        let e =
+            crate::contrail::check::check(&c, &prev, &mut fake_deps(&agent, &mut net)).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "host port tcp/8080 is not forwarded to eth0 (nft table inet contrail_cni_portmap)"
+        );
+    }
+
+    #[test]
+    fn a_host_port_already_mapped_fails_the_add_and_rolls_everything_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let other = crate::contrail::portmap::Target {
+            container_id: "other",
+            ifname: "eth0",
+            v4: Some("10.0.0.9".parse().unwrap()),
+            v6: None,
+        };
+        agent
+            .ports
+            .install(&other, &mappings(&[(8080, 80, "tcp")]))
+            .unwrap();
+        // Our record of the other container, so the error can name it.
+        crate::contrail::record::Store::new(&cfg.state_dir)
+            .write(&crate::contrail::record::Record {
+                network: "contrail-cni-plugin".into(),
+                container_id: "other".into(),
+                ifname: "eth0".into(),
+                netns: "/run/netns/o".into(),
+                vm_name: "other".into(),
+                vm_uuid: String::new(),
+                vmi_uuid: "v".into(),
+                tap: String::new(),
+                vlan_link: None,
+                config_dir: cfg.config_dir.clone(),
+            })
+            .unwrap();
+        let before = agent.ports.listing.borrow().clone();
+        let mut net = FakeNet::default();
+        let mut c = ctx(&cfg, Path::new("/run/netns/x"));
+        c.port_mappings = mappings(&[(9090, 90, "tcp"), (8080, 80, "tcp")]);
+        let e = add(&c, &mut fake_deps(&agent, &mut net)).unwrap_err();
+        assert_eq!(e.code, code::PORT_MAPPING);
+        assert_eq!(
+            e.msg,
+            "forward host ports: tcp/8080 (forwarded to container other (eth0)) already mapped on this node"
+        );
+        // Nothing of ours is left; the other container's rules are untouched.
+        assert_eq!(*agent.ports.listing.borrow(), before);
+        assert!(net.links.is_empty());
+        assert!(!cfg.config_dir.join(CID).exists());
+        assert!(agent.subs.borrow().is_empty());
+        let recs = crate::contrail::record::Store::new(&cfg.state_dir)
+            .list(None)
+            .unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].container_id, "other");
+    }
+
+    #[test]
+    fn a_failed_add_after_the_port_mappings_removes_them() {
+        // The rollback runs the undo list: a failure of the install itself (not a conflict)
+        // leaves nothing either, and a DEL whose nft fails keeps the record for GC and sweep.
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent {
+            ports: FakePorts {
+                fail_remove: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let mut c = ctx(&cfg, Path::new("/run/netns/x"));
+        c.port_mappings = mappings(&[(8080, 80, "tcp")]);
+        // The pre-install removal of stale rules fails: the ADD fails at that step, cleanly.
+        let e = add(&c, &mut fake_deps(&agent, &mut net)).unwrap_err();
+        assert_eq!(e.code, code::PORT_MAPPING);
+        assert!(e.msg.starts_with("forward host ports: "), "{}", e.msg);
+        assert!(net.links.is_empty());
+        assert!(
+            crate::contrail::record::Store::new(&cfg.state_dir)
+                .list(None)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn del_keeps_the_record_when_the_port_mappings_cannot_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut c = ctx(&cfg, ns);
+        c.port_mappings = mappings(&[(8080, 80, "tcp")]);
+        add(&c, &mut fake_deps(&agent, &mut net)).unwrap();
+        let failing = FakeAgent {
+            ports: FakePorts {
+                fail_remove: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut deps = fake_deps(&agent, &mut net);
+        deps.ports = &failing.ports;
+        let e = del(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        assert!(e.msg.contains("remove the port mappings"), "{}", e.msg);
+        // The rest of the node side went; the record stays for GC and sweep.
+        assert!(net.links.is_empty());
+        let store = crate::contrail::record::Store::new(&cfg.state_dir);
+        let recs = store.list(None).unwrap();
+        assert_eq!(recs.len(), 1);
+        // GC of it removes the rules, then the record.
+        let n = crate::contrail::gc::gc(
+            &cfg,
+            "contrail-cni-plugin",
+            &Default::default(),
+            &agent,
+            &mut net,
+            &agent.ports,
+        )
+        .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(*agent.ports.listing.borrow(), Default::default());
+        assert!(store.list(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn port_mappings_are_refused_in_nested_mode_before_anything_is_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            ..Default::default()
+        };
+        let mut net = em2();
+        let mut c = ctx(&cfg, Path::new("/run/netns/x"));
+        c.port_mappings = mappings(&[(8080, 80, "tcp")]);
+        let e = add(&c, &mut fake_deps(&agent, &mut net)).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains("nested mode"), "{}", e.msg);
+        assert!(journal(&net).is_empty());
+        assert!(agent.calls.borrow().is_empty());
     }
 }

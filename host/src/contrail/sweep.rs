@@ -212,6 +212,46 @@ mod tests {
     }
 
     #[test]
+    fn sweep_removes_a_dead_containers_port_mappings_and_keeps_a_live_ones() {
+        use crate::contrail::portmap::{Proto, chain_name, from_mesos};
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        for (cid, ns, port) in [("dead", "/gone/dead", 8080), ("live", "/live/live", 9090)] {
+            let ctx = Ctx {
+                container_id: cid,
+                port_mappings: from_mesos(&[crate::cni::config::PortMapping {
+                    host_port: port,
+                    container_port: 80,
+                    protocol: None,
+                }])
+                .unwrap(),
+                ..ctx(&cfg, Path::new(ns))
+            };
+            add(&ctx, &mut fake_deps(&agent, &mut net)).unwrap();
+            net.container.clear();
+        }
+        let dead_tap = crate::contrail::naming::tap_name("dead", "eth0");
+        net.links.retain(|l| *l != dead_tap);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, true, &gone);
+        assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
+        let dead = chain_name("dead", "eth0");
+        assert!(
+            r.lines[0].contains(&format!("port mappings (nft chain {dead})")),
+            "{}",
+            r.lines[0]
+        );
+        assert_eq!(agent.ports.listing.borrow().entries.len(), 2);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, false, &gone);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert!(r.lines[0].contains("port mappings"), "{}", r.lines[0]);
+        let l = agent.ports.listing.borrow().clone();
+        assert!(l.keys_of(&dead).is_empty() && !l.chains.contains(&dead));
+        assert_eq!(l.keys_of(&chain_name("live", "eth0")), [(Proto::Tcp, 9090)]);
+    }
+
+    #[test]
     fn sweep_in_nested_mode_releases_the_vlan_interface_with_its_last_user() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = nested_cfg(tmp.path());
