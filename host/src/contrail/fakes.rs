@@ -42,13 +42,16 @@ pub struct FakeAgent {
     pub ports: FakePorts,
 }
 
+/// What one install forwarded: the IPv4 address and the mappings.
+pub type Installed = (Option<std::net::Ipv4Addr>, Vec<Mapping>);
+
 /// The nft table as a map of (proto, host port) → chain, with the kernel's rule that an
 /// existing key refuses the whole install.
 #[derive(Default)]
 pub struct FakePorts {
     pub listing: RefCell<Listing>,
     /// The targets installed, by chain.
-    pub targets: RefCell<BTreeMap<String, (Option<std::net::Ipv4Addr>, Vec<Mapping>)>>,
+    pub targets: RefCell<BTreeMap<String, Installed>>,
     pub fail_remove: bool,
 }
 
