@@ -1784,7 +1784,7 @@ fn contrail_port_mappings_forward_the_nodes_host_ports() {
         (portmap_table(&node), node.records(), node.port_files()),
         before
     );
-    assert_eq!(node.taps(), [tap.clone()]);
+    assert_eq!(node.taps(), std::slice::from_ref(&tap));
     assert!(only_lo(&ct2));
     assert_eq!(node.manager.as_ref().unwrap().attachments().len(), 1);
     // The first container is still reachable.
