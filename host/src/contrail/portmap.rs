@@ -342,7 +342,14 @@ pub trait PortMap {
 pub struct Nft {
     pub path: std::path::PathBuf,
     pub timeout: Duration,
+    /// `<state-dir>/.portmap-used`, made before the first install: until it exists no rule of
+    /// ours can be on the node, so a DEL, GC or sweep there runs no `nft` at all (a DEL is
+    /// ~4 ms; an `nft` run adds ~2).
+    pub marker: Option<std::path::PathBuf>,
 }
+
+/// The marker's file name under `state-dir`.
+pub const MARKER: &str = ".portmap-used";
 
 /// What a finished `nft` said.
 struct Run {
@@ -356,6 +363,7 @@ impl Nft {
         Nft {
             path: cfg.nft_path.clone(),
             timeout: cfg.nft_timeout,
+            marker: Some(cfg.state_dir.join(MARKER)),
         }
     }
 
@@ -469,6 +477,19 @@ fn first_error(stderr: &str) -> String {
 
 impl PortMap for Nft {
     fn install(&self, t: &Target, maps: &[Mapping]) -> std::result::Result<(), InstallError> {
+        if let Some(m) = &self.marker {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(m)
+                .map_err(|e| {
+                    InstallError::Other(Error::new(
+                        code::PORT_MAPPING,
+                        format!("{}: {e}", m.display()),
+                    ))
+                })?;
+        }
         let r = self
             .apply(&install_script(t, maps))
             .map_err(InstallError::Other)?;
@@ -485,6 +506,9 @@ impl PortMap for Nft {
     }
 
     fn list(&self) -> Result<Listing> {
+        if self.marker.as_ref().is_some_and(|m| !m.exists()) {
+            return Ok(Listing::default());
+        }
         // Without the binary nothing was ever installed with it: a DEL on a node without
         // nftables has nothing to remove (an ADD with port mappings fails on the check).
         if std::fs::symlink_metadata(&self.path)
@@ -707,6 +731,25 @@ mod tests {
     }
 
     #[test]
+    fn without_the_marker_nothing_is_run() {
+        // Before any install under this state dir, a DEL's listing runs no binary at all (this
+        // one would fail the check: not root's, writable by anyone).
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("nft");
+        std::fs::write(&p, "#!/bin/sh\nexit 1\n").unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let mut nft = Nft {
+            path: p,
+            timeout: Duration::from_secs(1),
+            marker: Some(tmp.path().join(MARKER)),
+        };
+        assert_eq!(nft.list().unwrap(), Listing::default());
+        assert!(!nft.remove("cni-x").unwrap());
+        nft.marker = None;
+        assert_eq!(nft.list().unwrap_err().code, code::INVALID_CONFIG);
+    }
+
+    #[test]
     fn an_nft_that_hangs_is_killed_within_the_timeout() {
         // A root-owned binary that never exits: `sleep` (the check wants root's file).
         let sleep = Path::new("/usr/bin/sleep");
@@ -718,6 +761,7 @@ mod tests {
         let nft = Nft {
             path: sleep.into(),
             timeout: Duration::from_millis(100),
+            marker: None,
         };
         let e = nft.run(&["30"], "").err().unwrap();
         assert_eq!(e.code, code::PORT_MAPPING);
@@ -730,6 +774,7 @@ mod tests {
         let e = Nft {
             path: p,
             timeout: Duration::from_secs(1),
+            marker: None,
         }
         .run(&[], "")
         .err()
