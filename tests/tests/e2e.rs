@@ -1626,19 +1626,7 @@ fn a_host_port_reaches_the_task_on_the_nodes_address() {
     use std::net::SocketAddr;
     let h = Harness::start(&options());
     let s = h.s();
-    // The node's own address: a link in the node namespace standing for its host NIC (a veth
-    // pair with both ends there: kernels without the dummy driver have veth).
-    for args in [
-        &[
-            "link", "add", "node0", "type", "veth", "peer", "name", "node0p",
-        ][..],
-        &["addr", "add", "192.0.2.10/32", "dev", "node0"],
-        &["link", "set", "node0", "up"],
-        &["link", "set", "node0p", "up"],
-    ] {
-        let out = Command::new("ip").args(args).output().unwrap();
-        assert!(out.status.success(), "ip {args:?}: {out:?}");
-    }
+    let node_ip = s.node_address().expect("the node's address");
     let nets = [net("eth0", "hostport-net", "10.46.0.0/24")];
     let app = RunSpec::from_app(
         &json!({"id": "/hostport", "instances": 1, "cmd": "sleep 3600",
@@ -1661,16 +1649,16 @@ fn a_host_port_reaches_the_task_on_the_nodes_address() {
     let task_ns = std::path::PathBuf::from("/run/netns").join(&inst.netns);
     let node_ns = std::path::PathBuf::from("/run/netns").join(s.node_netns());
     let _echo = Echo::start_on(&task_ns, "0.0.0.0:8080".parse().unwrap()).unwrap();
-    let node_addr: SocketAddr = "192.0.2.10:18080".parse().unwrap();
+    let node_addr = SocketAddr::new(node_ip, 18080);
     let t = Duration::from_secs(5);
     assert!(
         reachable(&node_ns, node_addr, t),
-        "the node's 192.0.2.10:18080 reaches the task's :8080"
+        "the node's {node_addr} reaches the task's :8080"
     );
     // Only the mapped port.
     assert!(!reachable(
         &node_ns,
-        "192.0.2.10:18081".parse().unwrap(),
+        SocketAddr::new(node_ip, 18081),
         Duration::from_millis(500)
     ));
 
