@@ -555,6 +555,44 @@ mod tests {
     }
 
     #[test]
+    fn nft_path_and_timeout() {
+        let c = parse(json!({"name": "n", "type": "t"})).unwrap();
+        assert_eq!(
+            (c.nft_path.as_path(), c.nft_timeout),
+            (
+                std::path::Path::new("/usr/sbin/nft"),
+                Duration::from_secs(5)
+            )
+        );
+        let c = parse(
+            json!({"name": "n", "type": "t", "contrail": {"nft-path": "/sbin/nft", "nft-timeout": "0.5"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.nft_path.as_path(), c.nft_timeout),
+            (
+                std::path::Path::new("/sbin/nft"),
+                Duration::from_millis(500)
+            )
+        );
+        for (k, v, want) in [
+            (
+                "nft-path",
+                json!("nft"),
+                "contrail.nft-path \"nft\": must be an absolute path",
+            ),
+            ("nft-path", json!("/a/../nft"), "contrail.nft-path"),
+            ("nft-timeout", json!(0), "contrail.nft-timeout 0"),
+            ("nft-timeout", json!(601), "contrail.nft-timeout 601"),
+            ("nft-timeout", json!("x"), "contrail.nft-timeout"),
+        ] {
+            let e = parse(json!({"name": "n", "type": "t", "contrail": {k: v}})).unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG);
+            assert!(e.msg.starts_with(want), "{}", e.msg);
+        }
+    }
+
+    #[test]
     fn defaults_follow_contrail() {
         let c = parse(json!({"name": "n", "type": "contrail-cni-plugin"})).unwrap();
         assert_eq!(c.vrouter_ip, "127.0.0.1");
