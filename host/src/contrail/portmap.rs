@@ -25,8 +25,8 @@
 //!
 //! `nft` is exec'd by the absolute path of the network config (`contrail.nft-path`), never
 //! found in `PATH` nor named by a label, the script on its stdin, bounded by
-//! `contrail.nft-timeout`. (The `nftables` crate execs `nft` too, but without a time bound;
-//! `rustables` speaks netlink but lacks the verdict maps and concatenations used here.)
+//! `contrail.nft-timeout`. (The `nftables` crate execs `nft` too, with no bound on its run
+//! time; `rustables` 0.8 speaks netlink but its sets carry no data type, so no verdict map.)
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};
