@@ -7,7 +7,9 @@
 //!
 //! Network translation follows Marathon's networking docs (`docs/docs/networking.md`): `networks: [{mode: container, name,
 //! labels}]` (named container networks only), or the legacy `ipAddress: {networkName, labels}`;
-//! apps get `ip_addresses: [{}]`, pods none.
+//! apps get `ip_addresses: [{}]`, pods none. An app's `container.portMappings` with a `hostPort`
+//! become the `port_mappings` of the networks they apply to (all of them, or those named in
+//! `networkNames`), as Marathon's TaskBuilder hands them to Mesos.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,45 @@ fn labels_of(v: &Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The `port_mappings` of network `name` from an app's `container.portMappings`: entries with a
+/// `hostPort` (without one a port is only named, not mapped), for every network unless the
+/// entry's `networkNames` lists others. Marathon fills `hostPort: 0` from the agent's offered
+/// port range; the devstack has no offers, so it asks for an explicit port.
+fn port_mappings_of(app: &Value, name: &str) -> Result<Vec<(u16, u16, String)>, String> {
+    let mut out = vec![];
+    for pm in app["container"]["portMappings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(host) = pm.get("hostPort").filter(|h| !h.is_null()) else {
+            continue;
+        };
+        if let Some(names) = pm["networkNames"].as_array()
+            && !names.is_empty()
+            && !names.iter().any(|n| n == name)
+        {
+            continue;
+        }
+        let port = |v: &Value, what: &str| {
+            v.as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| format!("portMappings: {what} {v} is not a port"))
+        };
+        let host = port(host, "hostPort")?;
+        if host == 0 {
+            return Err(
+                "portMappings: hostPort 0 (a port from the offer) needs an explicit port here"
+                    .into(),
+            );
+        }
+        let container = port(&pm["containerPort"], "containerPort")?;
+        let protocol = pm["protocol"].as_str().unwrap_or("tcp").to_owned();
+        out.push((host, container, protocol));
+    }
+    Ok(out)
+}
+
 fn normalise_id(id: &str) -> String {
     if id.starts_with('/') {
         id.to_owned()
@@ -63,7 +104,7 @@ impl RunSpec {
             networks.push(NetworkRequest {
                 name: name.into(),
                 labels: labels_of(&ip["labels"]),
-                port_mappings: vec![],
+                port_mappings: port_mappings_of(v, name)?,
                 app_style_ip_addresses: true,
             });
         }
@@ -83,7 +124,7 @@ impl RunSpec {
                     networks.push(NetworkRequest {
                         name: name.into(),
                         labels: labels_of(&n["labels"]),
-                        port_mappings: vec![],
+                        port_mappings: port_mappings_of(v, name)?,
                         app_style_ip_addresses: true,
                     });
                 }
@@ -522,6 +563,31 @@ mod tests {
         assert_eq!(s.networks[0].labels.len(), 2);
         let mixed = json!({"id": "x", "ipAddress": {"networkName": "n"}, "networks": []});
         assert!(RunSpec::from_app(&mixed).is_err());
+    }
+
+    #[test]
+    fn port_mappings_with_a_host_port_go_to_their_networks() {
+        let app = json!({"id": "/web", "networks": [
+                {"mode": "container", "name": "a"}, {"mode": "container", "name": "b"}],
+            "container": {"portMappings": [
+                {"containerPort": 8080, "hostPort": 18080},
+                {"containerPort": 53, "hostPort": 15353, "protocol": "udp", "networkNames": ["b"]},
+                {"containerPort": 9090, "name": "no-host-port"}]}});
+        let s = RunSpec::from_app(&app).unwrap();
+        assert_eq!(s.networks[0].port_mappings, [(18080, 8080, "tcp".into())]);
+        assert_eq!(
+            s.networks[1].port_mappings,
+            [(18080, 8080, "tcp".into()), (15353, 53, "udp".into())]
+        );
+        assert_eq!(
+            s.networks[1].network_info()["port_mappings"][1],
+            json!({"host_port": 15353, "container_port": 53, "protocol": "udp"})
+        );
+        for bad in [json!(0), json!(70000), json!("x")] {
+            let app = json!({"id": "/w", "networks": [{"mode": "container", "name": "a"}],
+                "container": {"portMappings": [{"containerPort": 80, "hostPort": bad}]}});
+            assert!(RunSpec::from_app(&app).is_err(), "{bad}");
+        }
     }
 
     #[test]

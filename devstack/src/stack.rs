@@ -39,6 +39,8 @@ pub const CONTRAIL_NETWORK: &str = "contrail-cni-plugin";
 /// A second CNI network with the same plugin and `contrail` section: Mesos refuses to join one
 /// CNI network twice, so a task on two Contrail virtual networks (`eth0`, `eth1`) names both.
 pub const CONTRAIL_NETWORK_2: &str = "contrail-cni-plugin-2";
+/// The node's own address (documentation range, inside the node namespace only).
+pub const NODE_ADDRESS: &str = "192.0.2.10";
 /// The node's name: the vrouter's fq_name and the CNI's `cluster-name`.
 pub const NODE_NAME: &str = "devstack-node-1";
 
@@ -566,6 +568,39 @@ impl Stack {
     /// Name of the node namespace (under /run/netns) everything runs in.
     pub fn node_netns(&self) -> &str {
         &self._node.name
+    }
+
+    /// The node's own address, [`NODE_ADDRESS`], on a link `node0` standing for its host NIC (a
+    /// veth pair with both ends in the node namespace: not every kernel has the dummy driver),
+    /// made on first use: what Marathon's `hostPort`s are reached on.
+    pub fn node_address(&self) -> Result<std::net::IpAddr, String> {
+        let ns = self.node_netns();
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip")
+                .arg("-n")
+                .arg(ns)
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip -n {ns} {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        if ip(&["link", "show", "node0"]).is_err() {
+            ip(&[
+                "link", "add", "node0", "type", "veth", "peer", "name", "node0p",
+            ])?;
+            ip(&["addr", "add", &format!("{NODE_ADDRESS}/32"), "dev", "node0"])?;
+            ip(&["link", "set", "node0p", "up"])?;
+            ip(&["link", "set", "node0", "up"])?;
+        }
+        Ok(NODE_ADDRESS.parse().expect("an address"))
     }
 
     pub fn work_dir(&self) -> &Path {

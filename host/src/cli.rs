@@ -302,7 +302,8 @@ fn sweep(file: &Path, dry_run: bool) -> Result<ExitCode> {
     let tls = cfg.agent_tls().map_err(|e| anyhow!(e.msg))?;
     let agent = agent::HttpAgent::new(&cfg.agent_base(), tls);
     let mut net = crate::net::Netlink::new().map_err(|e| anyhow!(e))?;
-    let report = sweep::sweep(&cfg, &agent, &mut net, dry_run, &sweep::netns_gone);
+    let ports = crate::contrail::portmap::Nft::new(&cfg);
+    let report = sweep::sweep(&cfg, &agent, &mut net, &ports, dry_run, &sweep::netns_gone);
     let mut out = std::io::stdout().lock();
     for l in &report.lines {
         use std::io::Write;

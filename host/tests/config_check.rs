@@ -217,6 +217,14 @@ fn each_error_exits_1_naming_the_key() {
             ),
             "contrail.mesos-token-file",
         ),
+        (
+            with(good(), &["contrail", "nft-path"], json!("sbin/nft")),
+            "contrail.nft-path",
+        ),
+        (
+            with(good(), &["contrail", "nft-timeout"], json!(0)),
+            "contrail.nft-timeout",
+        ),
         (with(good(), &["name"], json!("bad/name")), "name"),
         (with(good(), &["cniVersion"], json!("9.9.9")), "cniVersion"),
         (with(good(), &["type"], json!("bridge")), "type"),

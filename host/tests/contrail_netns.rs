@@ -1525,3 +1525,360 @@ fn contrail_nested_without_kernel_vlan_support_fails_cleanly() {
     assert!(n.node.port_files().is_empty());
     assert!(n.node.records().is_empty());
 }
+
+/// The node's port-mapping table (`nft -j list table inet contrail_cni_portmap` inside the
+/// node namespace): (the map's elements as "proto/port->chain", the chains); None when there is
+/// no table.
+fn portmap_table(node: &Node) -> Option<(Vec<String>, Vec<String>)> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", node.ns.name(), "/usr/sbin/nft", "-j"])
+        .args(["list", "table", "inet", "contrail_cni_portmap"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (mut elems, mut chains) = (vec![], vec![]);
+    for it in v["nftables"].as_array().unwrap() {
+        if let Some(n) = it["chain"]["name"].as_str() {
+            chains.push(n.to_owned());
+        }
+        for e in it["map"]["elem"].as_array().into_iter().flatten() {
+            elems.push(format!(
+                "{}/{}->{}",
+                e[0]["concat"][0].as_str().unwrap(),
+                e[0]["concat"][1],
+                e[1]["goto"]["target"].as_str().unwrap()
+            ));
+        }
+    }
+    elems.sort();
+    chains.sort();
+    Some((elems, chains))
+}
+
+/// Runs `f` on a thread that joined the namespace at `ns`.
+fn in_ns<T: Send>(ns: &Path, f: impl FnOnce() -> T + Send) -> T {
+    let file = File::open(ns).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A TCP service inside a namespace that answers each connection with the peer address it sees,
+/// and a UDP one that answers each datagram the same way; both stop on drop (bounded waits).
+struct Whoami {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Whoami {
+    fn start(ns: &Path, port: u16) -> Whoami {
+        use std::sync::atomic::Ordering;
+        let (tcp, udp) = in_ns(ns, || {
+            (
+                std::net::TcpListener::bind(("0.0.0.0", port)).unwrap(),
+                std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap(),
+            )
+        });
+        tcp.set_nonblocking(true).unwrap();
+        udp.set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let st = stop.clone();
+        let t1 = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match tcp.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.write_all(format!("{}\n", peer.ip()).as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        let st = stop.clone();
+        let t2 = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            while !st.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = udp.recv_from(&mut buf) {
+                    let _ = udp.send_to(format!("{}\n", peer.ip()).as_bytes(), peer);
+                }
+            }
+        });
+        Whoami {
+            stop,
+            threads: vec![t1, t2],
+        }
+    }
+}
+
+impl Drop for Whoami {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a TCP connection from inside `from` to `to` reads (the peer address the container
+/// saw), or the connect error's kind.
+fn tcp_answer(from: &Path, to: &str) -> Result<String, std::io::ErrorKind> {
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    in_ns(from, || {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect_timeout(&to, std::time::Duration::from_secs(5))
+            .map_err(|e| e.kind())?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.kind())?;
+        Ok(out.trim().to_owned())
+    })
+}
+
+/// What a UDP datagram from inside `from` to `to` gets back within 5 s.
+fn udp_answer(from: &Path, to: &str) -> Option<String> {
+    let to: std::net::SocketAddr = to.parse().unwrap();
+    in_ns(from, || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        s.send_to(b"ping", to).ok()?;
+        let mut buf = [0u8; 64];
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).trim().to_owned())
+    })
+}
+
+/// Mesos' `port_mappings` forwarded on the node: a client in its own namespace, linked to the
+/// node, reaches the container's listener on the node's address and host port (TCP and UDP,
+/// its own address seen by the container), so does the node itself, not its 127.0.0.1; a
+/// second container asking for the same host port fails its ADD and leaves nothing; after the
+/// DEL the port is closed and no rule is left.
+#[test]
+fn contrail_port_mappings_forward_the_nodes_host_ports() {
+    if !require_root("contrail_port_mappings_forward_the_nodes_host_ports") {
+        return;
+    }
+    let node = Node::new(true);
+    let ct = TestNetns::new("c");
+    let client = TestNetns::new("k");
+    // The client's link to the node (192.0.2.0/24, documentation addresses, inside the test's
+    // namespaces only) and the node's forwarding.
+    node.ns.ip(&[
+        "link",
+        "add",
+        "pm-node",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pm-client",
+        "netns",
+        client.name(),
+    ]);
+    node.ns
+        .ip(&["addr", "add", "192.0.2.1/24", "dev", "pm-node"]);
+    node.ns.ip(&["link", "set", "pm-node", "up"]);
+    client.ip(&["addr", "add", "192.0.2.2/24", "dev", "pm-client"]);
+    client.ip(&["link", "set", "pm-client", "up"]);
+    contrail_integration::netns::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            node.ns.name(),
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+        ],
+    );
+
+    let mut conf = node.conf("0.2.0");
+    conf["args"]["org.apache.mesos"]["network_info"]["port_mappings"] = json!([
+        {"host_port": 18080, "container_port": 8080, "protocol": "tcp"},
+        {"host_port": 15353, "container_port": 8080, "protocol": "udp"}
+    ]);
+    let id = cid(90);
+    let (ok, res) = node.cni("ADD", &id, "eth0", Some(&ct.path()), &conf);
+    assert!(ok, "{res}");
+    assert_eq!(res["ip4"]["ip"], "5.5.5.2/24");
+    // The vRouter's part in this stand-in: the node routes the container's subnet to its tap
+    // and holds the container's gateway.
+    let tap = node.taps().pop().unwrap();
+    node.ns.ip(&["addr", "add", "5.5.5.254/24", "dev", &tap]);
+    let _svc = Whoami::start(&ct.path(), 8080);
+
+    let chain = {
+        let (elems, chains) = portmap_table(&node).expect("the port-mapping table");
+        assert_eq!(elems.len(), 2, "{elems:?}");
+        let chain = elems[0].split("->").nth(1).unwrap().to_owned();
+        assert_eq!(
+            elems,
+            [format!("tcp/18080->{chain}"), format!("udp/15353->{chain}")]
+        );
+        assert!(chains.contains(&chain), "{chains:?}");
+        chain
+    };
+    // From the client, through the node: answered by the container, which sees the client.
+    assert_eq!(
+        tcp_answer(&client.path(), "192.0.2.1:18080"),
+        Ok("192.0.2.2".into())
+    );
+    assert_eq!(
+        udp_answer(&client.path(), "192.0.2.1:15353").as_deref(),
+        Some("192.0.2.2")
+    );
+    // From the node itself, to its own address (the output hook); not to its loopback.
+    assert_eq!(
+        tcp_answer(&node.ns.path(), "192.0.2.1:18080"),
+        Ok("192.0.2.1".into())
+    );
+    assert_eq!(
+        tcp_answer(&node.ns.path(), "127.0.0.1:18080"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    // A port that is not mapped is not forwarded.
+    assert_eq!(
+        tcp_answer(&client.path(), "192.0.2.1:18081"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    // CHECK (a 1.0.0 config) finds the rules.
+    let mut check = node.conf("1.0.0");
+    check["args"] = conf["args"].clone();
+    check["prevResult"] = json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": "eth0", "sandbox": ct.path()}],
+        "ips": [{"address": "5.5.5.2/24", "interface": 0}]
+    });
+    let (ok, out) = node.cni("CHECK", &id, "eth0", Some(&ct.path()), &check);
+    assert!(ok, "{out}");
+
+    // A second container asking for the taken TCP port: the ADD fails naming it and the
+    // container holding it, and leaves nothing of its own.
+    let ct2 = TestNetns::new("c");
+    let id2 = cid(91);
+    let mut conf2 = node.conf("0.2.0");
+    conf2["args"]["org.apache.mesos"]["network_info"]["port_mappings"] = json!([
+        {"host_port": 19090, "container_port": 80},
+        {"host_port": 18080, "container_port": 80}
+    ]);
+    let before = (portmap_table(&node), node.records(), node.port_files());
+    let (ok, err) = node.cni("ADD", &id2, "eth0", Some(&ct2.path()), &conf2);
+    assert!(!ok);
+    assert_eq!(err["code"], 124, "{err}");
+    let msg = err["msg"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("tcp/18080 (forwarded to container {id} (eth0))"))
+            && msg.contains("already mapped on this node"),
+        "{msg}"
+    );
+    assert_eq!(
+        (portmap_table(&node), node.records(), node.port_files()),
+        before
+    );
+    assert_eq!(node.taps(), std::slice::from_ref(&tap));
+    assert!(only_lo(&ct2));
+    assert_eq!(node.manager.as_ref().unwrap().attachments().len(), 1);
+    // The first container is still reachable.
+    assert_eq!(
+        tcp_answer(&client.path(), "192.0.2.1:18080"),
+        Ok("192.0.2.2".into())
+    );
+
+    // CHECK misses a rule removed behind the plugin's back.
+    contrail_integration::netns::run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            node.ns.name(),
+            "/usr/sbin/nft",
+            "delete element inet contrail_cni_portmap hostports { udp . 15353 }",
+        ],
+    );
+    let (ok, out) = node.cni("CHECK", &id, "eth0", Some(&ct.path()), &check);
+    assert!(!ok);
+    assert!(
+        out["msg"]
+            .as_str()
+            .unwrap()
+            .contains("host port udp/15353 is not forwarded to eth0"),
+        "{out}"
+    );
+
+    // DEL (without a netns, then again): the port closes, no rule is left.
+    assert!(node.cni("DEL", &id, "eth0", None, &conf).0);
+    assert!(node.cni("DEL", &id, "eth0", None, &conf).0);
+    assert_eq!(
+        tcp_answer(&client.path(), "192.0.2.1:18080"),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    let (elems, chains) = portmap_table(&node).unwrap();
+    assert!(elems.is_empty(), "{elems:?}");
+    assert!(!chains.contains(&chain), "{chains:?}");
+    assert!(chains.iter().all(|c| !c.starts_with("cni-")), "{chains:?}");
+}
+
+/// A lost DEL's port mappings: `sweep` removes those of the container whose namespace is gone
+/// and keeps the live one's.
+#[test]
+fn contrail_sweep_removes_a_dead_containers_port_mappings_only() {
+    if !require_root("contrail_sweep_removes_a_dead_containers_port_mappings_only") {
+        return;
+    }
+    let node = Node::new(true);
+    let (dead, live) = (cid(92), cid(93));
+    let with_port = |port: u16| {
+        let mut c = node.conf("0.2.0");
+        c["args"]["org.apache.mesos"]["network_info"]["port_mappings"] =
+            json!([{"host_port": port, "container_port": 80}]);
+        c
+    };
+    {
+        let ct = TestNetns::new("c");
+        let (ok, out) = node.cni("ADD", &dead, "eth0", Some(&ct.path()), &with_port(18081));
+        assert!(ok, "{out}");
+    } // namespace deleted; the DEL never comes
+    let ct_live = TestNetns::new("c");
+    let (ok, out) = node.cni(
+        "ADD",
+        &live,
+        "eth0",
+        Some(&ct_live.path()),
+        &with_port(18082),
+    );
+    assert!(ok, "{out}");
+    eventually("the dead container's tap gone", || node.taps().len() == 1);
+    let (elems, _) = portmap_table(&node).unwrap();
+    assert_eq!(elems.len(), 2, "{elems:?}");
+    let (ok, out) = node.sweep(&node.conf("0.2.0"), false);
+    assert!(ok);
+    assert!(
+        out.starts_with(&format!("removed contrail-cni-plugin {dead}/eth0"))
+            && out.contains("port mappings (nft chain cni-"),
+        "{out}"
+    );
+    let (elems, chains) = portmap_table(&node).unwrap();
+    assert_eq!(elems.len(), 1, "{elems:?}");
+    assert!(elems[0].starts_with("tcp/18082->"), "{elems:?}");
+    assert_eq!(chains.iter().filter(|c| c.starts_with("cni-")).count(), 1);
+    assert!(
+        node.cni(
+            "DEL",
+            &live,
+            "eth0",
+            Some(&ct_live.path()),
+            &node.conf("0.2.0")
+        )
+        .0
+    );
+    assert!(portmap_table(&node).unwrap().0.is_empty());
+}

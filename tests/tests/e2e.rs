@@ -1655,3 +1655,75 @@ fn isolation_modes_and_an_allow_from_policy_with_real_packets() {
     );
     h.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Port mappings: Marathon's hostPort on the node's address
+// ---------------------------------------------------------------------------------------------
+
+/// An app with `container.portMappings` (`hostPort` 18080 → `containerPort` 8080): Marathon's
+/// mapping reaches the CNI as `network_info.port_mappings`, and a connection to the node's
+/// address on the host port is answered by the task; after the destroy the port is closed and
+/// the node's port-mapping table holds no chain of any container.
+#[test]
+fn a_host_port_reaches_the_task_on_the_nodes_address() {
+    if !require_root("a_host_port_reaches_the_task_on_the_nodes_address") {
+        return;
+    }
+    use contrail_devstack::probe::{Echo, reachable};
+    use std::net::SocketAddr;
+    let h = Harness::start(&options());
+    let s = h.s();
+    let node_ip = s.node_address().expect("the node's address");
+    let nets = [net("eth0", "hostport-net", "10.46.0.0/24")];
+    let app = RunSpec::from_app(
+        &json!({"id": "/hostport", "instances": 1, "cmd": "sleep 3600",
+        "networks": [{"mode": "container", "name": CONTRAIL_NETWORK, "labels": {
+            "networks": "hostport-net", "network-subnets": "10.46.0.0/24"}}],
+        "container": {"portMappings": [
+            {"containerPort": 8080, "hostPort": 18080, "protocol": "tcp"}]}}),
+    )
+    .unwrap();
+    assert_eq!(
+        app.networks[0].port_mappings,
+        [(18080, 8080, "tcp".to_owned())]
+    );
+    s.scheduler.deploy(app).expect("deploy /hostport");
+    wait_ok(CONVERGE, "1 instance", || {
+        app_converged(s, "/hostport", 1, &nets)
+    });
+    h.note_links();
+    let inst = instances(s, "/hostport").pop().unwrap();
+    let task_ns = std::path::PathBuf::from("/run/netns").join(&inst.netns);
+    let node_ns = std::path::PathBuf::from("/run/netns").join(s.node_netns());
+    let _echo = Echo::start_on(&task_ns, "0.0.0.0:8080".parse().unwrap()).unwrap();
+    let node_addr = SocketAddr::new(node_ip, 18080);
+    let t = Duration::from_secs(5);
+    assert!(
+        reachable(&node_ns, node_addr, t),
+        "the node's {node_addr} reaches the task's :8080"
+    );
+    // Only the mapped port.
+    assert!(!reachable(
+        &node_ns,
+        SocketAddr::new(node_ip, 18081),
+        Duration::from_millis(500)
+    ));
+
+    s.scheduler.destroy("/hostport").expect("destroy /hostport");
+    wait_ok(CONVERGE, "nothing left after destroy", || nothing_left(s));
+    assert!(!reachable(&node_ns, node_addr, Duration::from_millis(500)));
+    let out = Command::new(contrail_devstack::dataplane::NFT)
+        .args(["-j", "list", "table", "inet", "contrail_cni_portmap"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let table: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chains: Vec<&str> = table["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["chain"]["name"].as_str())
+        .collect();
+    assert!(chains.iter().all(|c| !c.starts_with("cni-")), "{chains:?}");
+    h.finish();
+}

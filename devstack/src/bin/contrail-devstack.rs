@@ -235,7 +235,77 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
         &format!("no container namespaces left {:?}", stack.container_netns()),
         stack.container_netns().is_empty(),
     );
+    host_ports(stack, &api, r)?;
     isolation(stack, &api, r)
+}
+
+/// Marathon's `portMappings` with a `hostPort`: the CNI forwards the node's port to the task
+/// (nftables DNAT in the node's table `inet contrail_cni_portmap`), and removes the rules with
+/// the task.
+fn host_ports(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String> {
+    let node = stack.node_address()?;
+    r.step(&format!(
+        "POST /v2/apps /web-hostport with portMappings [{{containerPort: 8080, hostPort: 18080}}]; the node's address is {node}"
+    ));
+    let mut app = app("/web-hostport", "web-hostport-network", "10.10.4.0/24");
+    app["instances"] = json!(1);
+    app["container"] = json!({"portMappings": [
+        {"containerPort": 8080, "hostPort": 18080, "protocol": "tcp"}]});
+    let (status, body) = api.call("POST", "/v2/apps", Some(&app))?;
+    if status != 201 {
+        return Err(format!("POST /v2/apps /web-hostport: HTTP {status} {body}"));
+    }
+    api.wait_running("/web-hostport", 1)?;
+    let (_, _, netns, nets) = stack
+        .scheduler
+        .instances("/web-hostport")
+        .pop()
+        .ok_or("no /web-hostport instance")?;
+    let task_ns = PathBuf::from("/run/netns").join(netns);
+    let task_ip = nets[0].2.clone().unwrap_or_default();
+    let _echo = Echo::start_on(&task_ns, SocketAddr::new([0, 0, 0, 0].into(), 8080))
+        .map_err(|e| e.to_string())?;
+    let node_ns = PathBuf::from("/run/netns").join(stack.node_netns());
+    let to = SocketAddr::new(node, 18080);
+    r.check(
+        &format!("node → {to} reaches the task's {task_ip}:8080"),
+        reachable(&node_ns, to, Duration::from_secs(2)),
+    );
+    r.check(
+        &format!("node → {node}:18081 is not forwarded (not mapped)"),
+        !reachable(
+            &node_ns,
+            SocketAddr::new(node, 18081),
+            Duration::from_secs(1),
+        ),
+    );
+    api.call("DELETE", "/v2/apps/web-hostport", None)?;
+    let gone = Stack::wait_for(Duration::from_secs(20), || {
+        stack.scheduler.run_ids().is_empty() && stack.taps().is_empty()
+    });
+    r.check(
+        &format!("after DELETE /v2/apps/web-hostport, {to} is closed"),
+        gone && !reachable(&node_ns, to, Duration::from_secs(1)),
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", stack.node_netns()])
+        .args([contrail_devstack::dataplane::NFT, "-j", "list", "table"])
+        .args(["inet", "contrail_cni_portmap"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let chains: Vec<&str> = table["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["chain"]["name"].as_str())
+        .filter(|c| c.starts_with("cni-"))
+        .collect();
+    r.check(
+        &format!("no port-mapping rules left {chains:?}"),
+        out.status.success() && chains.is_empty(),
+    );
+    interrupted()
 }
 
 /// Isolation modes with real packets: two Marathon groups on networks of their own cannot talk;

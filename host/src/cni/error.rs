@@ -46,6 +46,8 @@ pub const NETLINK: u32 = 121;
 pub const PORT_FILE: u32 = 122;
 /// 123: manager (attachment API) error.
 pub const MANAGER: u32 = 123;
+/// 124: port mapping (nftables) failure, or a host port another container already maps.
+pub const PORT_MAPPING: u32 = 124;
 /// 200-299: codes a Wasm plugin may use for errors of its own (wit/types.wit).
 pub const PLUGIN_CODES: std::ops::RangeInclusive<u32> = 200..=299;
 /// 299: a Wasm plugin returned a code it may not use (0, the host's 1xx, ...); the code it

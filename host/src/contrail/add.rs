@@ -17,6 +17,7 @@ use super::naming::{eth_index, tap_name};
 use super::nested::{self, VlanLock};
 use super::poll::{Poll, agent_poll_reason, ms, poll, request_timeout};
 use super::portfile::{PortMsg, VmDir, go_time_now};
+use super::portmap::{InstallError, Target, chain_name};
 use super::record::{Record, Store};
 use super::undo::{Undo, UndoList};
 use crate::cni::result::{CniResult, Interface, IpConfig};
@@ -93,6 +94,14 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
     {
         nested::check_parent(&mut *deps.net, parent)?;
     }
+    if !ctx.port_mappings.is_empty() && ctx.cfg.nested() {
+        // A macvlan's traffic bypasses the node's (the VM's) netfilter: a DNAT there would
+        // never see it.
+        return Err(Error::new(
+            code::INVALID_CONFIG,
+            "network_info.port_mappings: host ports are not forwarded in nested mode (contrail.vif-type \"macvlan\")",
+        ));
+    }
     let registers = id.mode == Mode::Mesos && deps.manager.is_some();
     if registers {
         ifname_is_free(
@@ -147,6 +156,10 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
         .configure(netns, ctx.ifname, &addrs, &routes)
         .map_err(|e| at_step(e.into(), "configure addresses and routes"))?;
     laps.done("configure");
+    if !ctx.port_mappings.is_empty() {
+        forward_ports(ctx, deps, &addrs, undo)?;
+        laps.done("port mappings");
+    }
 
     tracing::info!(container_id = ctx.container_id, ifname = ctx.ifname, tap, vmi = %plan.vmi, ms = ms(t0.elapsed()), "ADD done");
     Ok(CniResult {
@@ -169,6 +182,98 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
         routes: ipcfg.routes.clone(),
         dns: ipcfg.dns.clone(),
     })
+}
+
+/// The node's DNAT rules for Mesos' port mappings, to the interface's first IPv4 and first
+/// IPv6 address (see [`super::portmap`]).
+fn forward_ports(ctx: &Ctx, deps: &mut Deps, addrs: &[IpNet], undo: &mut UndoList) -> Result<()> {
+    let v4 = addrs.iter().find_map(|a| match a.addr() {
+        std::net::IpAddr::V4(v) => Some(v),
+        _ => None,
+    });
+    let v6 = addrs.iter().find_map(|a| match a.addr() {
+        std::net::IpAddr::V6(v) => Some(v),
+        _ => None,
+    });
+    if v4.is_none() && v6.is_none() {
+        return Err(Error::new(
+            code::PORT_MAPPING,
+            format!(
+                "forward host ports: interface {} got no address to forward to",
+                ctx.ifname
+            ),
+        ));
+    }
+    let chain = chain_name(ctx.container_id, ctx.ifname);
+    // Rules of this very attachment left by a lost DEL forward to an address that is gone.
+    match deps.ports.remove(&chain) {
+        Ok(true) => tracing::warn!(
+            container_id = ctx.container_id,
+            chain,
+            "replaced stale port mappings"
+        ),
+        Ok(false) => {}
+        Err(e) => return Err(at_step(e, "forward host ports")),
+    }
+    undo.push(Undo::PortMap {
+        chain: chain.clone(),
+    });
+    let target = Target {
+        container_id: ctx.container_id,
+        ifname: ctx.ifname,
+        v4,
+        v6,
+    };
+    match deps.ports.install(&target, &ctx.port_mappings) {
+        Ok(()) => {
+            tracing::info!(
+                container_id = ctx.container_id,
+                chain,
+                mappings = ctx.port_mappings.len(),
+                "host ports forwarded"
+            );
+            Ok(())
+        }
+        Err(InstallError::Other(e)) => Err(at_step(e, "forward host ports")),
+        Err(InstallError::Conflict) => Err(conflict(ctx, deps, &chain)),
+    }
+}
+
+/// The error for a host port another attachment holds, naming it when our records can.
+fn conflict(ctx: &Ctx, deps: &Deps, chain: &str) -> Error {
+    let listing = deps.ports.list().unwrap_or_default();
+    let records = Store::new(&ctx.cfg.state_dir)
+        .list(None)
+        .unwrap_or_default();
+    let taken: Vec<String> = ctx
+        .port_mappings
+        .iter()
+        .filter_map(|m| {
+            let holder = listing.holder(m.proto, m.host_port)?;
+            if holder == chain {
+                return None;
+            }
+            let who = records
+                .iter()
+                .find(|r| chain_name(&r.container_id, &r.ifname) == holder)
+                .map(|r| format!("container {} ({})", r.container_id, r.ifname))
+                .unwrap_or_else(|| format!("nft chain {holder}"));
+            Some(format!(
+                "{}/{} (forwarded to {who})",
+                m.proto.as_str(),
+                m.host_port
+            ))
+        })
+        .collect();
+    let what = if taken.is_empty() {
+        "one of the host ports".to_owned()
+    } else {
+        taken.join(", ")
+    };
+    Error::new(
+        code::PORT_MAPPING,
+        format!("forward host ports: {what} already mapped on this node"),
+    )
 }
 
 /// What the manager's answer tells about the port before the agent does.
@@ -607,6 +712,7 @@ mod tests {
     use super::*;
     use crate::contrail::del::del;
     use crate::contrail::fakes::*;
+    use crate::contrail::portmap::PortMap;
 
     #[test]
     fn a_port_without_an_address_yet_is_polled_again() {
@@ -1108,5 +1214,195 @@ mod tests {
             assert!(journal(&net).is_empty());
             assert!(!cfg.config_dir.join(CID).exists());
         }
+    }
+
+    fn mappings(list: &[(u32, u32, &str)]) -> Vec<crate::contrail::portmap::Mapping> {
+        let pms: Vec<_> = list
+            .iter()
+            .map(|(h, c, p)| crate::cni::config::PortMapping {
+                host_port: *h,
+                container_port: *c,
+                protocol: Some((*p).to_owned()),
+            })
+            .collect();
+        crate::contrail::portmap::from_mesos(&pms).unwrap()
+    }
+
+    #[test]
+    fn port_mappings_are_forwarded_to_the_address_and_removed_by_del() {
+        use crate::contrail::portmap::{Proto, chain_name};
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut c = ctx(&cfg, ns);
+        c.port_mappings = mappings(&[(8080, 80, "tcp"), (5353, 53, "udp")]);
+        add(&c, &mut fake_deps(&agent, &mut net)).unwrap();
+        let chain = chain_name(CID, "eth0");
+        let l = agent.ports.listing.borrow().clone();
+        assert_eq!(l.keys_of(&chain), [(Proto::Tcp, 8080), (Proto::Udp, 5353)]);
+        assert_eq!(
+            agent.ports.targets.borrow()[&chain].0,
+            Some("10.0.0.5".parse().unwrap())
+        );
+        // CHECK finds them.
+        let prev = CniResult::default();
+        crate::contrail::check::check(&c, &prev, &mut fake_deps(&agent, &mut net)).unwrap();
+        // DEL (without a netns, twice) removes them.
+        let mut d = ctx(&cfg, ns);
+        d.netns = None;
+        del(&d, &mut fake_deps(&agent, &mut net)).unwrap();
+        assert_eq!(*agent.ports.listing.borrow(), Default::default());
+        del(&d, &mut fake_deps(&agent, &mut net)).unwrap();
+        // CHECK misses rules that went behind our back.
+        add(&c, &mut fake_deps(&agent, &mut net)).unwrap();
+        agent.ports.remove(&chain).unwrap();
+        let e =
+            crate::contrail::check::check(&c, &prev, &mut fake_deps(&agent, &mut net)).unwrap_err();
+        assert_eq!(
+            e.msg,
+            "host port tcp/8080 is not forwarded to eth0 (nft table inet contrail_cni_portmap)"
+        );
+    }
+
+    #[test]
+    fn a_host_port_already_mapped_fails_the_add_and_rolls_everything_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let other = crate::contrail::portmap::Target {
+            container_id: "other",
+            ifname: "eth0",
+            v4: Some("10.0.0.9".parse().unwrap()),
+            v6: None,
+        };
+        agent
+            .ports
+            .install(&other, &mappings(&[(8080, 80, "tcp")]))
+            .unwrap();
+        // Our record of the other container, so the error can name it.
+        crate::contrail::record::Store::new(&cfg.state_dir)
+            .write(&crate::contrail::record::Record {
+                network: "contrail-cni-plugin".into(),
+                container_id: "other".into(),
+                ifname: "eth0".into(),
+                netns: "/run/netns/o".into(),
+                vm_name: "other".into(),
+                vm_uuid: String::new(),
+                vmi_uuid: "v".into(),
+                tap: String::new(),
+                vlan_link: None,
+                config_dir: cfg.config_dir.clone(),
+            })
+            .unwrap();
+        let before = agent.ports.listing.borrow().clone();
+        let mut net = FakeNet::default();
+        let mut c = ctx(&cfg, Path::new("/run/netns/x"));
+        c.port_mappings = mappings(&[(9090, 90, "tcp"), (8080, 80, "tcp")]);
+        let e = add(&c, &mut fake_deps(&agent, &mut net)).unwrap_err();
+        assert_eq!(e.code, code::PORT_MAPPING);
+        assert_eq!(
+            e.msg,
+            "forward host ports: tcp/8080 (forwarded to container other (eth0)) already mapped on this node"
+        );
+        // Nothing of ours is left; the other container's rules are untouched.
+        assert_eq!(*agent.ports.listing.borrow(), before);
+        assert!(net.links.is_empty());
+        assert!(!cfg.config_dir.join(CID).exists());
+        assert!(agent.subs.borrow().is_empty());
+        let recs = crate::contrail::record::Store::new(&cfg.state_dir)
+            .list(None)
+            .unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].container_id, "other");
+    }
+
+    #[test]
+    fn a_failed_add_after_the_port_mappings_removes_them() {
+        // The rollback runs the undo list: a failure of the install itself (not a conflict)
+        // leaves nothing either, and a DEL whose nft fails keeps the record for GC and sweep.
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent {
+            ports: FakePorts {
+                fail_remove: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let mut c = ctx(&cfg, Path::new("/run/netns/x"));
+        c.port_mappings = mappings(&[(8080, 80, "tcp")]);
+        // The pre-install removal of stale rules fails: the ADD fails at that step, cleanly.
+        let e = add(&c, &mut fake_deps(&agent, &mut net)).unwrap_err();
+        assert_eq!(e.code, code::PORT_MAPPING);
+        assert!(e.msg.starts_with("forward host ports: "), "{}", e.msg);
+        assert!(net.links.is_empty());
+        assert!(
+            crate::contrail::record::Store::new(&cfg.state_dir)
+                .list(None)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn del_keeps_the_record_when_the_port_mappings_cannot_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        let ns = Path::new("/run/netns/x");
+        let mut c = ctx(&cfg, ns);
+        c.port_mappings = mappings(&[(8080, 80, "tcp")]);
+        add(&c, &mut fake_deps(&agent, &mut net)).unwrap();
+        let failing = FakeAgent {
+            ports: FakePorts {
+                fail_remove: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut deps = fake_deps(&agent, &mut net);
+        deps.ports = &failing.ports;
+        let e = del(&ctx(&cfg, ns), &mut deps).unwrap_err();
+        assert!(e.msg.contains("remove the port mappings"), "{}", e.msg);
+        // The rest of the node side went; the record stays for GC and sweep.
+        assert!(net.links.is_empty());
+        let store = crate::contrail::record::Store::new(&cfg.state_dir);
+        let recs = store.list(None).unwrap();
+        assert_eq!(recs.len(), 1);
+        // GC of it removes the rules, then the record.
+        let n = crate::contrail::gc::gc(
+            &cfg,
+            "contrail-cni-plugin",
+            &Default::default(),
+            &agent,
+            &mut net,
+            &agent.ports,
+        )
+        .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(*agent.ports.listing.borrow(), Default::default());
+        assert!(store.list(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn port_mappings_are_refused_in_nested_mode_before_anything_is_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = nested_cfg(tmp.path());
+        let agent = FakeAgent {
+            vlan: Some(100),
+            ..Default::default()
+        };
+        let mut net = em2();
+        let mut c = ctx(&cfg, Path::new("/run/netns/x"));
+        c.port_mappings = mappings(&[(8080, 80, "tcp")]);
+        let e = add(&c, &mut fake_deps(&agent, &mut net)).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains("nested mode"), "{}", e.msg);
+        assert!(journal(&net).is_empty());
+        assert!(agent.calls.borrow().is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! CHECK (CNI SPEC.md "CHECK: Check container's networking is as expected"): the interface,
 //! its MAC, addresses and routes are still what ADD reported, and the host end (nested mode: the
-//! VLAN interface) still exists.
+//! VLAN interface) still exists, and so do the node's rules for the port mappings.
 
 use std::net::IpAddr;
 
@@ -78,6 +78,23 @@ pub fn check(ctx: &Ctx, prev: &CniResult, deps: &mut Deps) -> Result<()> {
         && !deps.net.host_link_exists(&host)?
     {
         return Err(fail(format!("host interface {host} is missing")));
+    }
+    // The node's DNAT rules of the port mappings asked for.
+    if !ctx.port_mappings.is_empty() {
+        let chain = super::portmap::chain_name(ctx.container_id, ctx.ifname);
+        let listing = deps.ports.list()?;
+        for m in &ctx.port_mappings {
+            let holder = listing.holder(m.proto, m.host_port);
+            if holder != Some(chain.as_str()) || !listing.chains.contains(&chain) {
+                return Err(fail(format!(
+                    "host port {}/{} is not forwarded to {} (nft table {})",
+                    m.proto.as_str(),
+                    m.host_port,
+                    ctx.ifname,
+                    super::portmap::TABLE
+                )));
+            }
+        }
     }
     Ok(())
 }

@@ -61,6 +61,11 @@ pub struct ContrailConfig {
     /// Where this plugin records which network made each attachment (`state-dir`): never under
     /// `config-dir`, whose files are the vRouter agent's.
     pub state_dir: PathBuf,
+    /// `nft-path`: the `nft` binary port mappings are installed with (absolute; only the
+    /// network config names it).
+    pub nft_path: PathBuf,
+    /// `nft-timeout`: how long one `nft` run may take before it is killed.
+    pub nft_timeout: Duration,
 }
 
 pub const VIF_MACVLAN: &str = "macvlan";
@@ -79,6 +84,8 @@ pub fn valid_ifname(n: &str) -> bool {
 pub const DEFAULT_CONFIG_DIR: &str = "/var/lib/contrail/ports/vm";
 pub const DEFAULT_MESOS_PORT: u16 = 6991;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/contrail-cni/attachments";
+/// Where Debian's `nftables` package installs `nft`.
+pub const DEFAULT_NFT_PATH: &str = "/usr/sbin/nft";
 
 impl Default for ContrailConfig {
     fn default() -> Self {
@@ -101,6 +108,8 @@ impl Default for ContrailConfig {
             mesos_timeout: Duration::from_secs(30),
             async_teardown: true,
             state_dir: DEFAULT_STATE_DIR.into(),
+            nft_path: DEFAULT_NFT_PATH.into(),
+            nft_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -154,6 +163,10 @@ pub struct Section {
     pub async_teardown: Option<bool>,
     #[serde(deserialize_with = "de::string")]
     pub state_dir: Option<String>,
+    #[serde(deserialize_with = "de::string")]
+    pub nft_path: Option<String>,
+    #[serde(deserialize_with = "de::seconds")]
+    pub nft_timeout: Option<f64>,
     /// Every other key: kept, and logged ([`IGNORED`] says why some known ones are unused).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -353,7 +366,32 @@ impl ContrailConfig {
             ),
             (None, None) => None,
         };
+        let nft_path = s
+            .nft_path
+            .filter(|p| !p.is_empty())
+            .map_or(d.nft_path.clone(), PathBuf::from);
+        if !super::portmap::valid_nft_path(&nft_path) {
+            return Err(Error::new(
+                code::INVALID_CONFIG,
+                format!(
+                    "contrail.nft-path {:?}: must be an absolute path without `..`",
+                    nft_path.display()
+                ),
+            ));
+        }
+        let nft_timeout = match s.nft_timeout {
+            None => d.nft_timeout,
+            Some(t) if t > 0.0 && t <= 600.0 => Duration::from_secs_f64(t),
+            Some(t) => {
+                return Err(Error::new(
+                    code::INVALID_CONFIG,
+                    format!("contrail.nft-timeout {t}: expected seconds in (0, 600]"),
+                ));
+            }
+        };
         Ok(ContrailConfig {
+            nft_path,
+            nft_timeout,
             vrouter_ip: s.vrouter_ip.unwrap_or(d.vrouter_ip),
             vrouter_port: s.vrouter_port.unwrap_or(d.vrouter_port),
             cluster_name: s.cluster_name.unwrap_or(d.cluster_name),
@@ -514,6 +552,44 @@ mod tests {
 
     fn parse(v: Value) -> Result<ContrailConfig> {
         ContrailConfig::from_netconf(&NetConf::from_value(v).unwrap())
+    }
+
+    #[test]
+    fn nft_path_and_timeout() {
+        let c = parse(json!({"name": "n", "type": "t"})).unwrap();
+        assert_eq!(
+            (c.nft_path.as_path(), c.nft_timeout),
+            (
+                std::path::Path::new("/usr/sbin/nft"),
+                Duration::from_secs(5)
+            )
+        );
+        let c = parse(
+            json!({"name": "n", "type": "t", "contrail": {"nft-path": "/sbin/nft", "nft-timeout": "0.5"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.nft_path.as_path(), c.nft_timeout),
+            (
+                std::path::Path::new("/sbin/nft"),
+                Duration::from_millis(500)
+            )
+        );
+        for (k, v, want) in [
+            (
+                "nft-path",
+                json!("nft"),
+                "contrail.nft-path \"nft\": must be an absolute path",
+            ),
+            ("nft-path", json!("/a/../nft"), "contrail.nft-path"),
+            ("nft-timeout", json!(0), "contrail.nft-timeout 0"),
+            ("nft-timeout", json!(601), "contrail.nft-timeout 601"),
+            ("nft-timeout", json!("x"), "contrail.nft-timeout"),
+        ] {
+            let e = parse(json!({"name": "n", "type": "t", "contrail": {k: v}})).unwrap_err();
+            assert_eq!(e.code, code::INVALID_CONFIG);
+            assert!(e.msg.starts_with(want), "{}", e.msg);
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::config::{ContrailConfig, Mode};
 use super::error::{Error, Result, code};
 use super::manager::Manager;
 use super::naming::{k8s_pod, k8s_vm_name};
+use super::portmap::{Mapping, PortMap};
 use crate::cni::config::Label;
 use crate::net::NetOps;
 use crate::wasm::IpamConfig;
@@ -36,6 +37,8 @@ pub struct Ctx<'a> {
     pub cni_args: Option<&'a str>,
     pub network_name: &'a str,
     pub labels: Vec<Label>,
+    /// Mesos' `network_info.port_mappings`, checked (ADD and CHECK).
+    pub port_mappings: Vec<Mapping>,
 }
 
 pub struct Deps<'a> {
@@ -44,6 +47,8 @@ pub struct Deps<'a> {
     pub manager: Option<&'a dyn Manager>,
     pub net: &'a mut (dyn NetOps + Send),
     pub policy: &'a (dyn Policy + Sync),
+    /// The node's port forwarding (nftables).
+    pub ports: &'a dyn PortMap,
 }
 
 /// How the workload is named towards the agent.

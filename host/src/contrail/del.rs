@@ -15,6 +15,7 @@ use super::error::{Error, Result, code};
 use super::naming::tap_name;
 use super::poll::{ms, request_timeout};
 use super::portfile::{PortMsg, VmDir};
+use super::portmap::chain_name;
 use super::record::Store;
 
 /// Removes this port's file and, when it was the VM's last, the directory and the agent's
@@ -161,6 +162,14 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
     let cid = ctx.container_id;
     let tap = tap_name(cid, ctx.ifname);
     let mut errors = vec![];
+    // The host ports first: they stop forwarding before the interface goes. They are this
+    // (container id, ifname)'s by name, so even a stale DEL removes them.
+    let chain = chain_name(cid, ctx.ifname);
+    match deps.ports.remove(&chain) {
+        Ok(true) => tracing::info!(container_id = cid, chain, "port mappings removed"),
+        Ok(false) => {}
+        Err(e) => errors.push(step(e, "remove the port mappings")),
+    }
     // Without the pod's name a k8s DEL cannot find the port file; it still removes the veth.
     let id = Identity::of(ctx).ok();
     let port = match &id {
@@ -170,7 +179,7 @@ pub fn del(ctx: &Ctx, deps: &mut Deps) -> Result<()> {
                 // reuses the name (Contrail's CNI had this bug for Kubernetes sandboxes).
                 tracing::warn!(container_id = cid, owner = %owner, "stale DEL ignored: the port file belongs to another container");
                 forget(ctx);
-                return Ok(());
+                return aggregate(errors);
             }
             Ok(Lookup::Mine { vmi, vm_uuid }) => Some((vmi, vm_uuid)),
             Ok(Lookup::Absent) => None,

@@ -8,7 +8,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub mod code {
     pub use crate::cni::error::{
         AGENT, INTERNAL, INVALID_CONFIG, INVALID_ENV, MANAGER, NETLINK, NOT_AVAILABLE, PORT_FILE,
-        TRY_AGAIN_LATER as TRY_AGAIN,
+        PORT_MAPPING, TRY_AGAIN_LATER as TRY_AGAIN,
     };
 }
 

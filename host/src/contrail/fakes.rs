@@ -15,6 +15,7 @@ use super::config::{ContrailConfig, Mode};
 use super::ctx::{Ctx, Policy};
 use super::error::{Error, Result};
 use super::manager::Manager;
+use super::portmap::{Entry, InstallError, Listing, Mapping, PortMap, Target, chain_name};
 use crate::cni::config::Label;
 use crate::cni::result::{Dns, IpConfig, Route};
 use crate::net::{
@@ -37,6 +38,60 @@ pub struct FakeAgent {
     pub no_index: bool,
     pub calls: RefCell<Vec<String>>,
     pub subs: RefCell<BTreeMap<String, Vec<u8>>>,
+    /// The node's port forwarding (here so that every `fake_deps` of a test shares it).
+    pub ports: FakePorts,
+}
+
+/// What one install forwarded: the IPv4 address and the mappings.
+pub type Installed = (Option<std::net::Ipv4Addr>, Vec<Mapping>);
+
+/// The nft table as a map of (proto, host port) → chain, with the kernel's rule that an
+/// existing key refuses the whole install.
+#[derive(Default)]
+pub struct FakePorts {
+    pub listing: RefCell<Listing>,
+    /// The targets installed, by chain.
+    pub targets: RefCell<BTreeMap<String, Installed>>,
+    pub fail_remove: bool,
+}
+
+impl PortMap for FakePorts {
+    fn install(&self, t: &Target, maps: &[Mapping]) -> std::result::Result<(), InstallError> {
+        let chain = chain_name(t.container_id, t.ifname);
+        let mut l = self.listing.borrow_mut();
+        if maps
+            .iter()
+            .any(|m| l.holder(m.proto, m.host_port).is_some())
+        {
+            return Err(InstallError::Conflict);
+        }
+        for m in maps {
+            l.entries.push(Entry {
+                proto: m.proto,
+                host_port: m.host_port,
+                chain: chain.clone(),
+            });
+        }
+        l.chains.push(chain.clone());
+        self.targets
+            .borrow_mut()
+            .insert(chain, (t.v4, maps.to_vec()));
+        Ok(())
+    }
+    fn list(&self) -> Result<Listing> {
+        Ok(self.listing.borrow().clone())
+    }
+    fn remove(&self, chain: &str) -> Result<bool> {
+        if self.fail_remove {
+            return Err(Error::new(124, "nft: fake failure"));
+        }
+        let mut l = self.listing.borrow_mut();
+        let before = (l.entries.len(), l.chains.len());
+        l.entries.retain(|e| e.chain != chain);
+        l.chains.retain(|c| c != chain);
+        self.targets.borrow_mut().remove(chain);
+        Ok(before != (l.entries.len(), l.chains.len()))
+    }
 }
 
 impl Agent for FakeAgent {
@@ -353,6 +408,7 @@ pub fn fake_deps<'a>(agent: &'a FakeAgent, net: &'a mut FakeNet) -> super::ctx::
         manager: None,
         net,
         policy: &FakePolicy,
+        ports: &agent.ports,
     }
 }
 
@@ -408,5 +464,6 @@ pub fn ctx<'a>(cfg: &'a ContrailConfig, netns: &'a Path) -> Ctx<'a> {
         cni_args: None,
         network_name: "contrail-cni-plugin",
         labels: vec![],
+        port_mappings: vec![],
     }
 }

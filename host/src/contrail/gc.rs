@@ -4,8 +4,8 @@
 //! on two Contrail networks share the VM's port directory. So GC goes by our own attachment
 //! records ([`super::record`], under `state-dir`), which ADD writes per (network, container id,
 //! ifname): for each record of this network whose (container id, ifname) is not in
-//! `cni.dev/valid-attachments`, the node side of a DEL runs (the tap, the port file and, for the
-//! VM's last port, the agent's subscription, then the record). Another network's records, and
+//! `cni.dev/valid-attachments`, the node side of a DEL runs (the port mappings' nft rules, the
+//! tap, the port file and, for the VM's last port, the agent's subscription, then the record). Another network's records, and
 //! any port without a record (written by Contrail's own CNI, or before records existed), are
 //! never touched; nor is a port file whose `vm-id` names another container than the record.
 //! The manager's reconciler removes the VNC objects of containers that are gone.
@@ -20,6 +20,7 @@ use super::config::ContrailConfig;
 use super::del::release_locked;
 use super::error::{Error, Result, code};
 use super::portfile::VmDir;
+use super::portmap::{PortMap, chain_name};
 use super::record::{Record, Store};
 use crate::cni::config::NetConf;
 use crate::net::NetOps;
@@ -61,9 +62,32 @@ pub fn teardown(
     cfg: &ContrailConfig,
     agent: &dyn Agent,
     net: &mut dyn NetOps,
+    ports: &dyn PortMap,
     dry_run: bool,
 ) -> Result<Vec<String>> {
     let mut done = vec![];
+    // The node's DNAT rules of the attachment, by its (container id, ifname).
+    let chain = chain_name(&rec.container_id, &rec.ifname);
+    let ports_error = if dry_run {
+        match ports.list() {
+            Ok(l) => {
+                if l.chains.contains(&chain) || !l.keys_of(&chain).is_empty() {
+                    done.push(format!("port mappings (nft chain {chain})"));
+                }
+                None
+            }
+            Err(e) => Some(super::error::at_step(e, "list the port mappings")),
+        }
+    } else {
+        match ports.remove(&chain) {
+            Ok(true) => {
+                done.push(format!("port mappings (nft chain {chain})"));
+                None
+            }
+            Ok(false) => None,
+            Err(e) => Some(super::error::at_step(e, "remove the port mappings")),
+        }
+    };
     let tap = if rec.tap.is_empty() {
         // Nested mode: no tap; the container's macvlan, when its namespace is still there.
         let ns = Path::new(&rec.netns);
@@ -146,7 +170,7 @@ pub fn teardown(
             None => {}
         }
     }
-    if let Some(e) = tap_error {
+    if let Some(e) = ports_error.or(tap_error) {
         return Err(e);
     }
     if !dry_run {
@@ -180,6 +204,7 @@ pub fn gc(
     valid: &HashSet<(String, String)>,
     agent: &dyn Agent,
     net: &mut dyn NetOps,
+    ports: &dyn PortMap,
 ) -> Result<usize> {
     let store = Store::new(&cfg.state_dir);
     let records = store.list(Some(network)).map_err(|e| {
@@ -194,7 +219,7 @@ pub fn gc(
     let mut errors = vec![];
     let mut removed = 0;
     for r in stale {
-        match teardown(r, cfg, agent, net, false) {
+        match teardown(r, cfg, agent, net, ports, false) {
             Ok(what) => {
                 removed += 1;
                 tracing::info!(
@@ -286,7 +311,15 @@ mod tests {
         add_as(&cfg, &agent, &mut net, "blue", "live");
         add_as(&cfg, &agent, &mut net, "red", "other");
         assert_eq!(net.links.len(), 3);
-        let n = gc(&cfg, "blue", &valid(&[("live", "eth0")]), &agent, &mut net).unwrap();
+        let n = gc(
+            &cfg,
+            "blue",
+            &valid(&[("live", "eth0")]),
+            &agent,
+            &mut net,
+            &agent.ports,
+        )
+        .unwrap();
         assert_eq!(n, 1);
         // The stale one's tap, port file and record are gone, its VM deleted at the agent.
         assert!(!cfg.config_dir.join("stale").exists());
@@ -321,7 +354,15 @@ mod tests {
         assert_eq!(deletes.len(), 1);
         // Repeatable: nothing else is stale.
         assert_eq!(
-            gc(&cfg, "blue", &valid(&[("live", "eth0")]), &agent, &mut net).unwrap(),
+            gc(
+                &cfg,
+                "blue",
+                &valid(&[("live", "eth0")]),
+                &agent,
+                &mut net,
+                &agent.ports
+            )
+            .unwrap(),
             0
         );
     }
@@ -341,14 +382,22 @@ mod tests {
         add_as(&cfg, &agent, &mut net, "blue", "stale");
         add_as(&cfg, &agent, &mut net, "blue", "live");
         assert_eq!(net.macvlans.len(), 2);
-        let n = gc(&cfg, "blue", &valid(&[("live", "eth0")]), &agent, &mut net).unwrap();
+        let n = gc(
+            &cfg,
+            "blue",
+            &valid(&[("live", "eth0")]),
+            &agent,
+            &mut net,
+            &agent.ports,
+        )
+        .unwrap();
         assert_eq!(n, 1);
         assert!(net.vlans.contains_key("em2.100"));
         assert!(!cfg.config_dir.join("stale").exists());
         assert!(cfg.config_dir.join("live").join(VMI).exists());
         // Nested mode never subscribed: nothing to unsubscribe.
         assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
-        let n = gc(&cfg, "blue", &valid(&[]), &agent, &mut net).unwrap();
+        let n = gc(&cfg, "blue", &valid(&[]), &agent, &mut net, &agent.ports).unwrap();
         assert_eq!(n, 1);
         assert!(net.vlans.is_empty(), "{:?}", net.journal.lock().unwrap());
         assert!(Store::new(&cfg.state_dir).list(None).unwrap().is_empty());
@@ -366,7 +415,7 @@ mod tests {
             serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         m.vm_id = "newer".into();
         std::fs::write(&file, m.to_body()).unwrap();
-        gc(&cfg, "blue", &valid(&[]), &agent, &mut net).unwrap();
+        gc(&cfg, "blue", &valid(&[]), &agent, &mut net, &agent.ports).unwrap();
         assert!(file.exists());
         assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
         assert!(Store::new(&cfg.state_dir).list(None).unwrap().is_empty());
@@ -381,7 +430,10 @@ mod tests {
         add_as(&cfg, &agent, &mut net, "blue", CID);
         // As if Contrail's own CNI (which writes no record) had made it.
         std::fs::remove_dir_all(&cfg.state_dir).unwrap();
-        assert_eq!(gc(&cfg, "blue", &valid(&[]), &agent, &mut net).unwrap(), 0);
+        assert_eq!(
+            gc(&cfg, "blue", &valid(&[]), &agent, &mut net, &agent.ports).unwrap(),
+            0
+        );
         assert!(cfg.config_dir.join(CID).join(VMI).exists());
         assert_eq!(net.links.len(), 1);
     }

@@ -13,7 +13,8 @@
 //! the tap and k8s names. [`record`] is our own record of which network made each attachment
 //! (what [`gc`] and the operator's [`sweep`] go by). [`nested`] is nested mode (`vif-type:
 //! macvlan`): a macvlan on a VLAN interface of `parent-interface` instead of a veth, and no
-//! `POST /vm`.
+//! `POST /vm`. [`portmap`] forwards the host ports Mesos asks for (`network_info.port_mappings`)
+//! with nftables DNAT on the node.
 
 pub mod add;
 pub mod agent;
@@ -31,6 +32,7 @@ pub mod nested;
 pub mod plugin;
 pub mod poll;
 pub mod portfile;
+pub mod portmap;
 pub mod record;
 pub mod status;
 pub mod sweep;
@@ -116,7 +118,8 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     if inv.command == Command::Gc {
         let valid = gc::valid_attachments(&inv.conf)?;
         let mut net = crate::net::Netlink::new()?;
-        return gc::gc(&cfg, inv.network_name(), &valid, &agent, &mut net).map(|_| None);
+        let ports = portmap::Nft::new(&cfg);
+        return gc::gc(&cfg, inv.network_name(), &valid, &agent, &mut net, &ports).map(|_| None);
     }
     if let Some(a) = inv.args.args.as_deref()
         && let Err(e) = naming::check_cni_args(a)
@@ -149,6 +152,17 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     } else {
         vec![]
     };
+    // The host ports to forward: ADD installs them, CHECK looks for them (DEL removes whatever
+    // the attachment has, without reading them).
+    let port_mappings = match inv.command {
+        Command::Add | Command::Check => portmap::from_mesos(
+            &inv.conf
+                .mesos_network_info()?
+                .map(|n| n.port_mappings)
+                .unwrap_or_default(),
+        )?,
+        _ => vec![],
+    };
     let network_name = inv.network_name().to_owned();
     let ctx = ctx::Ctx {
         cfg: &cfg,
@@ -158,6 +172,7 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         cni_args: inv.args.args.as_deref(),
         network_name: &network_name,
         labels,
+        port_mappings,
     };
     let mut net = crate::net::Netlink::new()?;
     let policy = WasmPolicy {
@@ -170,6 +185,7 @@ pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
         manager: manager.as_ref().map(|m| m as &dyn manager::Manager),
         net: &mut net,
         policy: &policy,
+        ports: &portmap::Nft::new(&cfg),
     };
     match inv.command {
         Command::Add => add::add(&ctx, &mut deps).map(Some),

@@ -15,6 +15,7 @@ use super::agent::Agent;
 use super::config::ContrailConfig;
 use super::gc::teardown;
 use super::portfile::VmDir;
+use super::portmap::PortMap;
 use super::record::{Record, Store};
 use crate::net::NetOps;
 
@@ -46,6 +47,7 @@ pub fn sweep(
     cfg: &ContrailConfig,
     agent: &dyn Agent,
     net: &mut dyn NetOps,
+    ports: &dyn PortMap,
     dry_run: bool,
     gone: &dyn Fn(&Path) -> bool,
 ) -> Report {
@@ -91,7 +93,7 @@ pub fn sweep(
             }
         }
         let verb = if dry_run { "would remove" } else { "removed" };
-        match teardown(r, cfg, agent, net, dry_run) {
+        match teardown(r, cfg, agent, net, ports, dry_run) {
             Ok(what) => report.lines.push(format!(
                 "{verb} {} {}/{} (netns {} is gone): {}",
                 r.network,
@@ -170,14 +172,14 @@ mod tests {
         add_in(&cfg, &agent, &mut net, "dead", "/gone/dead");
         add_in(&cfg, &agent, &mut net, "live", "/live/live");
         // While the dead one's tap exists, its namespace is still held somewhere.
-        let r = sweep(&cfg, &agent, &mut net, false, &gone);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, false, &gone);
         assert!(r.lines.is_empty() && r.errors.is_empty(), "{r:?}");
         assert!(cfg.config_dir.join("dead").join(VMI).exists());
         // The kernel removes the veth pair with the namespace.
         let dead_tap = crate::contrail::naming::tap_name("dead", "eth0");
         net.links.retain(|l| *l != dead_tap);
         // Dry run: reports, changes nothing.
-        let r = sweep(&cfg, &agent, &mut net, true, &gone);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, true, &gone);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
         assert!(r.lines[0].starts_with("would remove contrail-cni-plugin dead/eth0"));
@@ -186,7 +188,7 @@ mod tests {
         assert_eq!(Store::new(&cfg.state_dir).list(None).unwrap().len(), 2);
         assert!(!agent.calls.borrow().iter().any(|c| c.starts_with("DELETE")));
 
-        let r = sweep(&cfg, &agent, &mut net, false, &gone);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, false, &gone);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
         assert!(r.lines[0].contains("port file"), "{}", r.lines[0]);
@@ -202,7 +204,51 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].container_id, "live");
         // Nothing left to do.
-        assert!(sweep(&cfg, &agent, &mut net, false, &gone).lines.is_empty());
+        assert!(
+            sweep(&cfg, &agent, &mut net, &agent.ports, false, &gone)
+                .lines
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn sweep_removes_a_dead_containers_port_mappings_and_keeps_a_live_ones() {
+        use crate::contrail::portmap::{Proto, chain_name, from_mesos};
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let mut net = FakeNet::default();
+        for (cid, ns, port) in [("dead", "/gone/dead", 8080), ("live", "/live/live", 9090)] {
+            let ctx = Ctx {
+                container_id: cid,
+                port_mappings: from_mesos(&[crate::cni::config::PortMapping {
+                    host_port: port,
+                    container_port: 80,
+                    protocol: None,
+                }])
+                .unwrap(),
+                ..ctx(&cfg, Path::new(ns))
+            };
+            add(&ctx, &mut fake_deps(&agent, &mut net)).unwrap();
+            net.container.clear();
+        }
+        let dead_tap = crate::contrail::naming::tap_name("dead", "eth0");
+        net.links.retain(|l| *l != dead_tap);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, true, &gone);
+        assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
+        let dead = chain_name("dead", "eth0");
+        assert!(
+            r.lines[0].contains(&format!("port mappings (nft chain {dead})")),
+            "{}",
+            r.lines[0]
+        );
+        assert_eq!(agent.ports.listing.borrow().entries.len(), 2);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, false, &gone);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert!(r.lines[0].contains("port mappings"), "{}", r.lines[0]);
+        let l = agent.ports.listing.borrow().clone();
+        assert!(l.keys_of(&dead).is_empty() && !l.chains.contains(&dead));
+        assert_eq!(l.keys_of(&chain_name("live", "eth0")), [(Proto::Tcp, 9090)]);
     }
 
     #[test]
@@ -220,7 +266,7 @@ mod tests {
         add_in(&cfg, &agent, &mut net, "dead", "/gone/dead");
         add_in(&cfg, &agent, &mut net, "live", "/live/live");
         // No tap to wait for: the dead one goes at once, the VLAN interface stays for the live.
-        let r = sweep(&cfg, &agent, &mut net, false, &gone);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, false, &gone);
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
         assert!(r.lines[0].contains("port file"), "{}", r.lines[0]);
@@ -229,7 +275,9 @@ mod tests {
         assert!(net.vlans.contains_key("em2.100"));
         assert!(!cfg.config_dir.join("dead").exists());
         // The last one's namespace gone too: the VLAN interface goes with it.
-        let r = sweep(&cfg, &agent, &mut net, false, &|_: &Path| true);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, false, &|_: &Path| {
+            true
+        });
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.lines.len(), 1, "{:?}", r.lines);
         assert!(
@@ -251,7 +299,7 @@ mod tests {
         add_in(&cfg, &agent, &mut net, "dead", "/gone/dead");
         net.links.clear();
         std::fs::remove_dir_all(&cfg.state_dir).unwrap();
-        let r = sweep(&cfg, &agent, &mut net, false, &gone);
+        let r = sweep(&cfg, &agent, &mut net, &agent.ports, false, &gone);
         assert!(r.lines.is_empty() && r.errors.is_empty());
         assert!(cfg.config_dir.join("dead").join(VMI).exists());
         assert!(

@@ -1,8 +1,9 @@
 //! The rollback of a failed ADD: each side effect pushes the step that undoes it, and a failure
-//! runs the list in reverse (the record before the port before the veth before the manager
-//! registration, the opposite of the order ADD made them; in nested mode the record before the
-//! port file before the macvlan before the VLAN sub-interface). Every step runs even when an earlier
-//! one failed; a failed undo is logged, the ADD's own error is what the runtime gets.
+//! runs the list in reverse (the port mappings before the record before the port before the veth
+//! before the manager registration, the opposite of the order ADD made them; in nested mode the
+//! record before the port file before the macvlan before the VLAN sub-interface). Every step runs
+//! even when an earlier one failed; a failed undo is logged, the ADD's own error is what the
+//! runtime gets.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -35,6 +36,9 @@ pub enum Undo {
     },
     /// Our attachment record (`record`), by its network.
     Record { network: String },
+    /// The node's DNAT rules of this attachment, by their chain (pushed before the install:
+    /// removing what is not there is a no-op).
+    PortMap { chain: String },
 }
 
 /// The undo steps of one ADD, in the order their side effects happened.
@@ -96,6 +100,7 @@ impl UndoList {
                 Undo::Vlan { name } => {
                     super::nested::release_vlan(&mut *deps.net, &cfg.state_dir, name).map(drop)
                 }
+                Undo::PortMap { chain } => deps.ports.remove(chain).map(drop),
                 Undo::Registration => match deps.manager {
                     Some(m) => m.detach(container_id, ifname).map(drop),
                     None => Ok(()),
