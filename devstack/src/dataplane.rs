@@ -47,7 +47,9 @@ fn ns_id(path: &str) -> std::io::Result<(u64, u64)> {
     Ok((m.dev(), m.ino()))
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
+/// Runs `ip` with `args` (the devstack is test infrastructure: it drives `ip`; the product
+/// itself never shells out); the error quotes the command and its stderr.
+pub fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
         .output()

@@ -7,12 +7,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use contrail_integration::mesos_agent::{create_netns, delete_netns};
+
+use crate::dataplane::ip;
 
 /// The node's end of the link.
 pub const FABRIC_IF: &str = "fabric0";
@@ -22,22 +23,6 @@ pub const FABRIC_HOST_IP: &str = "192.168.200.2";
 /// The fabric host's namespace; deleted (with the link) on drop.
 pub struct FabricHost {
     pub netns: String,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 impl FabricHost {

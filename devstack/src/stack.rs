@@ -576,21 +576,7 @@ impl Stack {
     pub fn node_address(&self) -> Result<std::net::IpAddr, String> {
         let ns = self.node_netns();
         let ip = |args: &[&str]| -> Result<(), String> {
-            let out = Command::new("ip")
-                .arg("-n")
-                .arg(ns)
-                .args(args)
-                .output()
-                .map_err(|e| format!("ip: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "ip -n {ns} {}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
+            crate::dataplane::ip(&[&["-n", ns][..], args].concat())
         };
         if ip(&["link", "show", "node0"]).is_err() {
             ip(&[

@@ -406,6 +406,25 @@ impl HttpVnc {
     }
 }
 
+impl HttpVnc {
+    /// `POST /ref-update` (tf-api-client `ref_update`): one ref added or removed, with the
+    /// link's attribute (null for refs that have none).
+    fn post_ref_update(
+        &self,
+        ty: &str,
+        uuid: &str,
+        ref_ty: &str,
+        ref_uuid: &str,
+        op: RefOp,
+        attr: &Value,
+    ) -> Result<(), VncError> {
+        let body = json!({"type": ty, "uuid": uuid, "ref-type": ref_ty, "ref-uuid": ref_uuid,
+            "operation": if op == RefOp::Add { "ADD" } else { "DELETE" }, "attr": attr});
+        self.call("ref-update", "POST", "/ref-update", Some(&body))
+            .map(|_| ())
+    }
+}
+
 impl VncApi for HttpVnc {
     fn create(&self, ty: &str, obj: Value) -> Result<String, VncError> {
         let v: Value = self.call_json(
@@ -479,10 +498,7 @@ impl VncApi for HttpVnc {
         ref_uuid: &str,
         op: RefOp,
     ) -> Result<(), VncError> {
-        let body = json!({"type": ty, "uuid": uuid, "ref-type": ref_ty, "ref-uuid": ref_uuid,
-            "operation": if op == RefOp::Add { "ADD" } else { "DELETE" }, "attr": null});
-        self.call("ref-update", "POST", "/ref-update", Some(&body))
-            .map(|_| ())
+        self.post_ref_update(ty, uuid, ref_ty, ref_uuid, op, &Value::Null)
     }
     fn ref_add_with_attr(
         &self,
@@ -492,10 +508,7 @@ impl VncApi for HttpVnc {
         ref_uuid: &str,
         attr: &Value,
     ) -> Result<(), VncError> {
-        let body = json!({"type": ty, "uuid": uuid, "ref-type": ref_ty, "ref-uuid": ref_uuid,
-            "operation": "ADD", "attr": attr});
-        self.call("ref-update", "POST", "/ref-update", Some(&body))
-            .map(|_| ())
+        self.post_ref_update(ty, uuid, ref_ty, ref_uuid, RefOp::Add, attr)
     }
 }
 
