@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod dataplane;
+pub mod lb;
 pub mod marathon_api;
 pub mod policy;
 pub mod probe;
