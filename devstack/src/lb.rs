@@ -6,8 +6,10 @@
 //!
 //! In the node namespace only, in an nftables table of its own (`TABLE`), replaced whole in
 //! one `nft -f` transaction. What else it needs there:
-//! - a route for each VIP to a dummy link (`DUMMY`), so the bridges' proxy ARP answers for the
-//!   VIP (the vRouter answers ARP for every address it routes);
+//! - each VIP as a /32 on the node's loopback, so the node answers ARP for it on every bridge
+//!   (Linux answers for any local address, `arp_ignore` 0), as the vRouter answers ARP for every
+//!   address it routes; traffic to a VIP port that no listener serves is dropped, never
+//!   delivered to the node;
 //! - connections that were DNATed are masqueraded out of the backend's bridge, so a backend on
 //!   the client's own network answers through the node (which undoes the DNAT), not straight to
 //!   the client over the bridge; and ICMP redirects are off, so the node never tells a client
@@ -22,8 +24,6 @@ use super::dataplane::Dataplane;
 
 /// The load balancer's nftables table (family `ip`).
 pub const TABLE: &str = "contrail_lb";
-/// The dummy link the VIP routes point at.
-pub const DUMMY: &str = "clb0";
 
 /// One listener with its members.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -172,10 +172,10 @@ pub fn ruleset(services: &[Service]) -> String {
     let post = if vips.is_empty() {
         String::new()
     } else {
-        format!(
-            "\t\tct status dnat ct original ip daddr {{ {} }} masquerade\n",
-            vips.into_iter().collect::<Vec<_>>().join(", ")
-        )
+        let set = vips.into_iter().collect::<Vec<_>>().join(", ");
+        // The VIPs are local addresses: what no listener took is not for the node.
+        pre.push_str(&format!("\t\tip daddr {{ {set} }} drop\n"));
+        format!("\t\tct status dnat ct original ip daddr {{ {set} }} masquerade\n")
     };
     format!(
         "table ip {TABLE} {{}}\ndelete table ip {TABLE}\ntable ip {TABLE} {{\n\
@@ -189,6 +189,7 @@ pub fn ruleset(services: &[Service]) -> String {
 #[derive(Default)]
 pub struct LbPlane {
     applied: Option<String>,
+    /// The VIPs on the loopback.
     routes: BTreeSet<Ipv4Addr>,
     ready: bool,
 }
@@ -209,8 +210,7 @@ impl LbPlane {
         let ready = self.ready;
         d.in_node(|| -> Result<(), String> {
             if !ready {
-                let _ = super::dataplane::ip(&["link", "add", DUMMY, "type", "dummy"]);
-                super::dataplane::ip(&["link", "set", DUMMY, "up"])?;
+                super::dataplane::ip(&["link", "set", "lo", "up"])?;
                 for c in ["all", "default"] {
                     super::dataplane::sysctl(&format!("net/ipv4/conf/{c}/send_redirects"), "0")?;
                 }
@@ -220,10 +220,10 @@ impl LbPlane {
             }
             super::dataplane::nft_apply(&rs)?;
             for v in &new {
-                super::dataplane::ip(&["route", "replace", &format!("{v}/32"), "dev", DUMMY])?;
+                super::dataplane::ip(&["addr", "replace", &format!("{v}/32"), "dev", "lo"])?;
             }
             for v in &gone {
-                let _ = super::dataplane::ip(&["route", "del", &format!("{v}/32"), "dev", DUMMY]);
+                let _ = super::dataplane::ip(&["addr", "del", &format!("{v}/32"), "dev", "lo"]);
             }
             Ok(())
         })?;
@@ -234,7 +234,7 @@ impl LbPlane {
         Ok(())
     }
 
-    /// Removes the table, the routes and the dummy link.
+    /// Removes the table and the VIP addresses.
     pub fn teardown(&mut self, d: &Dataplane) {
         if !self.ready {
             return;
@@ -244,7 +244,9 @@ impl LbPlane {
                 .args(["delete", "table", "ip", TABLE])
                 .stderr(std::process::Stdio::null())
                 .status();
-            let _ = super::dataplane::ip(&["link", "delete", DUMMY]);
+            for v in &self.routes {
+                let _ = super::dataplane::ip(&["addr", "del", &format!("{v}/32"), "dev", "lo"]);
+            }
         });
         *self = LbPlane::default();
     }
@@ -311,7 +313,8 @@ mod tests {
             "{rs}"
         );
         assert!(
-            rs.contains("ct status dnat ct original ip daddr { 10.32.255.1 } masquerade"),
+            rs.contains("ct status dnat ct original ip daddr { 10.32.255.1 } masquerade")
+                && rs.contains("ip daddr { 10.32.255.1 } drop"),
             "{rs}"
         );
     }
