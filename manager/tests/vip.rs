@@ -315,3 +315,30 @@ fn an_address_vip_takes_that_address_and_one_outside_the_vip_network_makes_nothi
     r.pass();
     assert!(r.nothing_left(), "{:?}", r.counts());
 }
+
+#[test]
+fn an_incomplete_listing_adds_but_never_removes_members() {
+    let r = rig();
+    r.m.set_app_definition("/web", &web("/web:80", false));
+    r.m.add_task("/web", "web.1", "agent-1", &["10.32.0.2"], "TASK_RUNNING");
+    r.m.add_task("/web", "web.2", "agent-1", &["10.32.0.3"], "TASK_RUNNING");
+    r.pass();
+    assert_eq!(r.members().len(), 2);
+    // Marathon counts 2 running tasks but embeds none: not the whole truth.
+    r.m.knobs
+        .omit_tasks
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    r.pass();
+    assert_eq!(
+        r.members().len(),
+        2,
+        "members kept on an incomplete listing"
+    );
+    assert_eq!(r.objs("loadbalancer").len(), 1);
+    r.m.knobs
+        .omit_tasks
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    r.m.kill_task("web.2");
+    r.pass();
+    assert_eq!(r.members(), [("10.32.0.2".to_owned(), 8080)]);
+}
