@@ -2,7 +2,14 @@
 //! `/v2/pods/::status`, the `status_update_event` and `instance_changed_event` events of the
 //! Marathon REST/event-bus docs); every other field is skipped while decoding.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// A field Marathon may send as `null` (or leave out): its default then. The fields a load
+/// balancer reads are decoded with it, so an odd app never fails the listing the reconciler
+/// depends on.
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct IpAddress {
@@ -21,11 +28,11 @@ pub struct Task {
     #[serde(rename = "ipAddresses", default)]
     pub ip_addresses: Vec<IpAddress>,
     /// The host ports Marathon assigned, in `portDefinitions` order (host networking).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub ports: Vec<u32>,
     /// One result per health check Marathon ran on the task (absent: no health checks, or
     /// none reported yet).
-    #[serde(rename = "healthCheckResults", default)]
+    #[serde(rename = "healthCheckResults", default, deserialize_with = "nullable")]
     pub health_check_results: Vec<HealthCheckResult>,
 }
 
@@ -45,7 +52,7 @@ pub struct PortDefinition {
     pub protocol: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
@@ -61,7 +68,7 @@ pub struct PortMapping {
     pub protocol: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
@@ -111,11 +118,11 @@ pub struct App {
     pub tasks_running: Option<u64>,
     #[serde(rename = "tasksStaged", default)]
     pub tasks_staged: Option<u64>,
-    #[serde(rename = "portDefinitions", default)]
+    #[serde(rename = "portDefinitions", default, deserialize_with = "nullable")]
     pub port_definitions: Vec<PortDefinition>,
     #[serde(default)]
     pub container: Option<Container>,
-    #[serde(rename = "healthChecks", default)]
+    #[serde(rename = "healthChecks", default, deserialize_with = "nullable")]
     pub health_checks: Vec<HealthCheck>,
 }
 
@@ -653,6 +660,63 @@ mod tests {
         let t: Vec<TaskView> = pod_tasks(decode_pods(ok).unwrap()).collect();
         assert_eq!(t[0].id, "p.instance-1.c");
         assert_eq!(t[0].ips, ["10.0.0.2"]);
+    }
+
+    #[test]
+    fn an_app_with_a_vip_label_keeps_its_ports_health_checks_and_task_health() {
+        // The Marathon docs' app, its `vip` labels renamed to the `VIP_0` DC/OS reads, with
+        // one task whose health check passed.
+        let mut app = fixture("marathon-docs-app.json");
+        let mut a = app.get("app").cloned().unwrap_or(app.clone());
+        a["container"]["docker"]["portMappings"][0]["labels"] =
+            serde_json::json!({"VIP_0": "/foo:80"});
+        a["tasks"] = serde_json::json!([{"id": "foo.1", "state": "TASK_RUNNING", "ports": [31001],
+            "ipAddresses": [{"ipAddress": "10.32.0.2"}], "healthCheckResults": [{"alive": true}]}]);
+        app = serde_json::json!({"apps": [a]});
+        let l = AppList::decode(app).unwrap();
+        let s = l.services();
+        assert_eq!(s.len(), 1);
+        let s = &s[0];
+        assert_eq!(s.id, "/foo");
+        // Marathon < 1.5 kept the mappings under `container.docker`; they win over
+        // `portDefinitions`.
+        assert_eq!(s.ports[0].port, Some(80));
+        assert_eq!(
+            s.ports[0].labels,
+            [("VIP_0".to_owned(), "/foo:80".to_owned())]
+        );
+        assert_eq!(s.health_checks[0].protocol, "HTTP");
+        assert_eq!(s.health_checks[0].path.as_deref(), Some("/"));
+        assert_eq!(s.health_checks[0].interval_seconds, 20);
+        assert_eq!(s.tasks[0].alive, Some(true));
+        assert_eq!(s.tasks[0].ports, [31001]);
+        // An app without VIP labels keeps nothing; `null`s decode as absent.
+        let l = AppList::decode(
+            serde_json::json!({"apps": [{"id": "/x", "portDefinitions": null,
+            "healthChecks": null, "container": {"portMappings": null},
+            "tasks": [{"id": "x.1", "healthCheckResults": null, "ports": null}]}]}),
+        )
+        .unwrap();
+        assert!(l.services().is_empty());
+    }
+
+    #[test]
+    fn health_events_decode() {
+        let e = Event::parse(
+            "health_status_changed_event",
+            r#"{"appId":"/web","taskId":"web.1","instanceId":"web.marathon-1","version":"v","alive":false,"eventType":"health_status_changed_event","timestamp":"t"}"#,
+        );
+        assert_eq!(
+            e,
+            Event::HealthChanged {
+                task_id: "web.1".into(),
+                alive: false
+            }
+        );
+        assert!(matches!(
+            Event::parse("health_status_changed_event", r#"{"taskId":"web.1"}"#),
+            Event::Undecodable { .. }
+        ));
     }
 
     #[test]
