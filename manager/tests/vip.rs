@@ -342,3 +342,53 @@ fn an_incomplete_listing_adds_but_never_removes_members() {
     r.pass();
     assert_eq!(r.members(), [("10.32.0.2".to_owned(), 8080)]);
 }
+
+/// Cost of VIP passes: one VIP whose app scales to `BENCH_VIP_TASKS` tasks (default 500).
+#[test]
+#[ignore = "benchmark: cargo test --release -p contrail-mesos-manager --test vip -- --ignored --nocapture"]
+fn bench_vip_passes() {
+    let n: usize = std::env::var("BENCH_VIP_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let r = rig();
+    r.m.set_app_definition("/web", &web("/web:80", false));
+    for i in 0..n {
+        let ip = format!("10.32.{}.{}", 1 + i / 250, 1 + i % 250);
+        r.m.add_task_silently(
+            "/web",
+            &format!("web.{i}"),
+            "agent-1",
+            &[&ip],
+            "TASK_RUNNING",
+        );
+    }
+    let calls = |r: &Rig| -> u64 {
+        r.app
+            .mgr
+            .metrics
+            .vnc_calls
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .sum()
+    };
+    let w = r.app.watcher.as_ref().unwrap();
+    for (what, f) in [
+        ("first pass (creates the LB and every member)", 0usize),
+        ("steady pass (nothing changes)", 1),
+        ("one task gone", 2),
+    ] {
+        if f == 2 {
+            r.m.kill_task("web.0");
+        }
+        let c0 = calls(&r);
+        let t = std::time::Instant::now();
+        w.relist_and_reconcile().unwrap();
+        println!(
+            "{what}: {n} tasks, {:.1} ms, {} VNC calls",
+            t.elapsed().as_secs_f64() * 1e3,
+            calls(&r) - c0
+        );
+    }
+    assert_eq!(r.v.store().count("loadbalancer-member"), n - 1);
+}
