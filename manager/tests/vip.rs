@@ -29,6 +29,10 @@ const LB_TYPES: [&str; 5] = [
 ];
 
 fn rig() -> Rig {
+    rig_with(|_| {})
+}
+
+fn rig_with(tweak: impl FnOnce(&mut Config)) -> Rig {
     let v = VncServer::start().expect("vnc");
     let m = MarathonServer::start().unwrap();
     let mut c = Config::default();
@@ -42,6 +46,7 @@ fn rig() -> Rig {
     c.reconcile.interval_secs = 3600;
     c.reconcile.grace_secs = 0;
     c.vip.min_event_gap_ms = 50;
+    tweak(&mut c);
     let app = Arc::new(app::start(&c).unwrap());
     Rig { v, m, app }
 }
@@ -391,4 +396,105 @@ fn bench_vip_passes() {
         );
     }
     assert_eq!(r.v.store().count("loadbalancer-member"), n - 1);
+}
+
+/// Leads while `leading`, and for at most `fences` more fence checks (a lease that ends).
+struct Lease {
+    leading: std::sync::atomic::AtomicBool,
+    fences: std::sync::atomic::AtomicU64,
+}
+
+impl contrail_mesos_manager::leader::Leadership for Lease {
+    fn is_leader(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn fence(&self) -> Result<(), contrail_mesos_manager::leader::NotLeader> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let left = self
+            .fences
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+        if self.is_leader() && left.is_ok() {
+            Ok(())
+        } else {
+            Err(contrail_mesos_manager::leader::NotLeader(
+                "test: lease gone".into(),
+            ))
+        }
+    }
+    fn elections_won(&self) -> u64 {
+        0
+    }
+    fn role(&self) -> &'static str {
+        "test"
+    }
+}
+
+/// A watcher of `r`'s manager with VIPs, acting under `fences` fence checks.
+fn watcher_with_lease(r: &Rig, fences: u64) -> contrail_mesos_manager::watcher::Watcher {
+    use contrail_mesos_manager::marathon::{HttpMarathon, HttpMarathonConfig, MarathonAuth};
+    use contrail_mesos_manager::watcher::{WatchConfig, Watcher};
+    use std::time::Duration;
+    let marathon = Arc::new(HttpMarathon::new(HttpMarathonConfig {
+        urls: vec![r.m.url()],
+        auth: MarathonAuth::None,
+        timeout: Duration::from_secs(5),
+        stall_timeout: Duration::from_secs(1),
+        tls: Default::default(),
+    }));
+    let mut w = Watcher::new(
+        r.app.mgr.clone(),
+        marathon,
+        WatchConfig {
+            policy: contrail_mesos_manager::reconcile::Policy {
+                grace_secs: 0,
+                delete_unjoined: true,
+            },
+            interval: Duration::from_secs(3600),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(200),
+            max_delete_percent: 100,
+            confirm_delay: Duration::from_millis(10),
+        },
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    )
+    .with_leadership(Arc::new(Lease {
+        leading: std::sync::atomic::AtomicBool::new(true),
+        fences: std::sync::atomic::AtomicU64::new(fences),
+    }));
+    w.vips = Some(Arc::new(contrail_mesos_manager::vip::Vips::new(
+        contrail_mesos_manager::vip::VipNames {
+            network: "mesos-vip-network".into(),
+            domain: "thisdcos.directory".into(),
+        },
+        Duration::from_secs(1),
+    )));
+    w
+}
+
+#[test]
+fn only_a_leader_whose_lease_holds_makes_or_removes_a_vip() {
+    // The manager's own (standalone) watcher makes no VIP: only the watchers below act.
+    let r = rig_with(|c| c.vip.enabled = false);
+    r.m.set_app_definition("/web", &web("/web:80", false));
+    r.m.add_task("/web", "web.1", "agent-1", &["10.32.0.2"], "TASK_RUNNING");
+    // The lease ends right after the pass starts: the VIP pass decides, but nothing is sent.
+    let fenced = r.app.mgr.metrics.fenced_writes.load(Relaxed);
+    watcher_with_lease(&r, 1).relist_and_reconcile().unwrap();
+    assert!(r.nothing_left(), "{:?}", r.counts());
+    assert!(r.app.mgr.metrics.fenced_writes.load(Relaxed) > fenced);
+    // A leader makes it.
+    watcher_with_lease(&r, u64::MAX)
+        .relist_and_reconcile()
+        .unwrap();
+    assert_eq!(r.objs("loadbalancer").len(), 1);
+    assert_eq!(r.members().len(), 1);
+    // The app goes; a deposed leader removes nothing, the leader everything.
+    r.m.kill_task("web.1");
+    r.m.remove_app_definition("/web");
+    watcher_with_lease(&r, 1).relist_and_reconcile().unwrap();
+    assert_eq!(r.objs("loadbalancer").len(), 1);
+    watcher_with_lease(&r, u64::MAX)
+        .relist_and_reconcile()
+        .unwrap();
+    assert!(r.nothing_left(), "{:?}", r.counts());
 }
