@@ -57,6 +57,7 @@ impl DevAgent {
             let mut configured: BTreeMap<String, VmiSpec> = BTreeMap::new();
             let mut attached: HashMap<String, Attachment> = HashMap::new();
             let mut policy_due = Instant::now();
+            let mut lb = super::lb::LbPlane::default();
             while !st.load(Ordering::Relaxed) {
                 let changed = match feed.ports() {
                     Ok(ports) => sync_once(ports, &s, &d, &mut configured, &mut attached),
@@ -78,9 +79,28 @@ impl DevAgent {
                         Err(e) => tracing::debug!("policy feed: {e}"),
                     }
                     policy_due = Instant::now() + POLICY_PERIOD;
+                    // Native load balancers (Marathon VIPs), rebuilt with the policy.
+                    let l = |ty: &str| feed.list(ty, "");
+                    match (
+                        l("loadbalancer"),
+                        l("loadbalancer-listener"),
+                        l("loadbalancer-pool"),
+                        l("loadbalancer-member"),
+                    ) {
+                        (Ok(a), Ok(b), Ok(c), Ok(m)) => {
+                            if let Err(e) = lb.apply(&d, &super::lb::services(&a, &b, &c, &m)) {
+                                tracing::warn!("dataplane load balancer: {e}");
+                            }
+                        }
+                        (a, b, c, m) => tracing::debug!(
+                            "load-balancer feed: {:?}",
+                            [a.err(), b.err(), c.err(), m.err()]
+                        ),
+                    }
                 }
                 std::thread::sleep(SYNC_PERIOD);
             }
+            lb.teardown(&d);
         });
         Ok(DevAgent {
             standin,

@@ -66,12 +66,12 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 /// Writes a sysctl of the calling thread's network namespace (`/proc/sys/net` is per namespace).
-fn sysctl(path: &str, value: &str) -> Result<(), String> {
+pub(crate) fn sysctl(path: &str, value: &str) -> Result<(), String> {
     std::fs::write(format!("/proc/sys/{path}"), value).map_err(|e| format!("sysctl {path}: {e}"))
 }
 
 /// Applies a rule set with `nft -f -`: one transaction, all or nothing.
-fn nft_apply(ruleset: &str) -> Result<(), String> {
+pub(crate) fn nft_apply(ruleset: &str) -> Result<(), String> {
     let mut child = Command::new(NFT)
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -161,6 +161,11 @@ impl Dataplane {
 
     pub fn fabric(&self) -> Option<String> {
         self.fabric.lock().unwrap().clone()
+    }
+
+    /// Runs `f` in the node namespace (the load balancer, `lb`).
+    pub(crate) fn in_node<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.here(f)
     }
 
     /// Ensures the VN's bridge exists, is up, holds its IPv4 gateway as a /32 and proxies ARP.

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod dataplane;
 pub mod dns;
 pub mod fabric;
+pub mod lb;
 pub mod marathon_api;
 pub mod marathon_lb;
 pub mod policy;

@@ -42,6 +42,7 @@ fn create(
     body: &str,
     parse: fn(&Value) -> Result<RunSpec, String>,
     duplicate: &str,
+    is_app: bool,
 ) -> (u16, Value) {
     let v: Value = match serde_json::from_str(body) {
         Ok(v) => v,
@@ -60,6 +61,10 @@ fn create(
     if sched.run_ids().contains(&spec.id) {
         return error(409, &format!("{duplicate} [{}] already exists.", spec.id));
     }
+    if is_app {
+        // Its ports' labels (VIPs), container and health checks, as Marathon serves them.
+        sched.marathon.set_app_definition(&spec.id, &v);
+    }
     let mut answer = v;
     answer["id"] = json!(spec.id);
     answer["deployments"] = json!([{"id": deployment()["deploymentId"]}]);
@@ -77,8 +82,8 @@ pub fn handle(sched: &Weak<Scheduler>, method: &str, path: &str, body: &str) -> 
         serde_json::from_str::<Value>(body).map_err(|e| error(400, &format!("Invalid JSON: {e}")))
     };
     match (method, path) {
-        ("POST", "/v2/apps") => create(sched, body, RunSpec::from_app, "An app with id"),
-        ("POST", "/v2/pods") => create(sched, body, RunSpec::from_pod, "A pod with id"),
+        ("POST", "/v2/apps") => create(sched, body, RunSpec::from_app, "An app with id", true),
+        ("POST", "/v2/pods") => create(sched, body, RunSpec::from_pod, "A pod with id", false),
         (m, p) if p.starts_with("/v2/apps/") || p.starts_with("/v2/pods/") => {
             let id = p
                 .trim_start_matches("/v2/apps")
@@ -128,7 +133,14 @@ pub fn handle(sched: &Weak<Scheduler>, method: &str, path: &str, body: &str) -> 
                     (200, deployment())
                 }
                 "DELETE" => {
-                    deploy_async(sched, id.clone(), move |s| s.destroy(&id));
+                    let app = kind == "App";
+                    deploy_async(sched, id.clone(), move |s| {
+                        s.destroy(&id)?;
+                        if app {
+                            s.marathon.remove_app_definition(&id);
+                        }
+                        Ok(())
+                    });
                     (if kind == "App" { 200 } else { 202 }, deployment())
                 }
                 _ => error(405, "method not allowed"),

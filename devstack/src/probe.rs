@@ -115,3 +115,60 @@ pub fn reachable(from: &Path, to: SocketAddr, timeout: Duration) -> bool {
     })
     .unwrap_or(false)
 }
+
+/// A TCP service inside a namespace that answers every connection with its own address
+/// (`ip:port` and a newline) and closes: which backend a load balancer chose. Stopped on drop.
+pub struct Ident {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl Ident {
+    pub fn start_on(netns: &Path, addr: SocketAddr) -> std::io::Result<Ident> {
+        let listener = in_netns(netns, || TcpListener::bind(addr))??;
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+                        let _ = s.write_all(format!("{addr}\n").as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Ok(Ident { addr, stop })
+    }
+}
+
+impl Drop for Ident {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Connects from inside `from` to `to` and returns the first line the peer sends (at most 128
+/// bytes), `None` when no answer comes within `timeout`.
+pub fn ask(from: &Path, to: SocketAddr, timeout: Duration) -> Option<String> {
+    in_netns(from, || {
+        let mut s = TcpStream::connect_timeout(&to, timeout).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        let mut buf = Vec::new();
+        let mut b = [0u8; 128];
+        while buf.len() < 128 && !buf.contains(&b'\n') {
+            match s.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&b[..n]),
+            }
+        }
+        let line = String::from_utf8_lossy(&buf).lines().next()?.to_owned();
+        (!line.is_empty()).then_some(line)
+    })
+    .ok()
+    .flatten()
+}

@@ -390,6 +390,20 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
             w.pass_on_cache_miss = Some(Duration::from_secs(cfg.reconcile.min_pass_gap_secs));
         }
         w.agents = mgr.agents.clone();
+        if cfg.vip.enabled {
+            let network = if cfg.vip.network.is_empty() {
+                format!("{}-vip-network", cfg.cluster.name)
+            } else {
+                cfg.vip.network.clone()
+            };
+            w.vips = Some(Arc::new(crate::vip::Vips::new(
+                crate::vip::VipNames {
+                    network,
+                    domain: cfg.vip.domain.clone(),
+                },
+                Duration::from_millis(cfg.vip.min_event_gap_ms),
+            )));
+        }
         let w = Arc::new(w);
         let (a, b) = (w.clone(), w.clone());
         threads.push(

@@ -235,6 +235,33 @@ impl Default for DnsConfig {
     }
 }
 
+/// `[vip]`: Marathon's `VIP_<n>` port labels as Contrail native load balancers
+/// (`crate::vip`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct VipConfig {
+    /// Off: no load balancer is made or removed.
+    pub enabled: bool,
+    /// The network named VIPs get their address on, in `[cluster] project`; made on the
+    /// cluster's flat pod IPAM (`[cluster] subnet`) when absent. Empty: `<cluster>-vip-network`.
+    pub network: String,
+    /// DNS domain of named VIPs: `<name>.marathon.l4lb.<domain>` (DC/OS' form).
+    pub domain: String,
+    /// Least time between two VIP passes driven by task events (each lists Marathon).
+    pub min_event_gap_ms: u64,
+}
+
+impl Default for VipConfig {
+    fn default() -> Self {
+        VipConfig {
+            enabled: true,
+            network: String::new(),
+            domain: "thisdcos.directory".into(),
+            min_event_gap_ms: 1000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -256,6 +283,7 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     pub fabric: FabricConfig,
     pub dns: DnsConfig,
+    pub vip: VipConfig,
     pub log: LogConfig,
 }
 

@@ -19,5 +19,6 @@ pub mod server;
 pub mod servers;
 pub mod service;
 pub mod signals;
+pub mod vip;
 pub mod vnc;
 pub mod watcher;

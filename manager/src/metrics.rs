@@ -72,6 +72,15 @@ pub struct Metrics {
     pub sse_backoff_ms: AtomicU64,
     /// Watcher writes refused because this manager no longer led (`vnc::fenced`).
     pub fenced_writes: AtomicU64,
+    /// VIP passes run (`crate::vip`).
+    pub vip_passes: AtomicU64,
+    /// VIP objects that could not be made or removed (each retried by the next pass).
+    pub vip_errors: AtomicU64,
+    /// `VIP_<n>` labels the last VIP pass could not use.
+    pub vip_bad_labels: AtomicI64,
+    /// Load balancers the last VIP pass kept, and their members.
+    pub vip_loadbalancers: AtomicI64,
+    pub vip_members: AtomicI64,
     /// The election, once the app has one (gauge `leader`, counter of elections won).
     pub leadership: std::sync::OnceLock<std::sync::Arc<dyn crate::leader::Leadership>>,
 }
@@ -191,6 +200,36 @@ impl Metrics {
             "Deletions the last held pass did not carry out.",
             "gauge",
             self.reconcile_held_deletions.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_vip_passes_total",
+            "VIP (load balancer) passes.",
+            "counter",
+            self.vip_passes.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_vip_errors_total",
+            "VIP load balancer objects that could not be made or removed (retried next pass).",
+            "counter",
+            self.vip_errors.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_vip_bad_labels",
+            "VIP_<n> labels the last VIP pass could not use (the log names the app and label).",
+            "gauge",
+            self.vip_bad_labels.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_vip_loadbalancers",
+            "VIP load balancers after the last VIP pass.",
+            "gauge",
+            self.vip_loadbalancers.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_vip_members",
+            "VIP load balancer members after the last VIP pass.",
+            "gauge",
+            self.vip_members.load(Relaxed).to_string(),
         );
         g(
             "contrail_mesos_marathon_incomplete_lists_total",

@@ -55,6 +55,9 @@ pub struct Watcher {
     /// (one manager), an unknown address is a task on another network.
     pub pass_on_cache_miss: Option<Duration>,
     pass_wanted: AtomicBool,
+    /// Marathon VIPs as load balancers (`crate::vip`): after every full pass, and after task
+    /// events between passes.
+    pub vips: Option<Arc<crate::vip::Vips>>,
     /// Serialises full passes (periodic and after a re-list).
     pass: Mutex<()>,
 }
@@ -93,6 +96,7 @@ impl Watcher {
             leader,
             pass_on_cache_miss: None,
             pass_wanted: AtomicBool::new(false),
+            vips: None,
             pass: Mutex::new(()),
         }
     }
@@ -126,7 +130,9 @@ impl Watcher {
             .writer
             .scan()
             .map_err(|e| anyhow::anyhow!("scanning VNC: {e}"))?;
-        let listing = self.list()?;
+        let mut listing = self.list()?;
+        let services = std::mem::take(&mut listing.services);
+        let complete = listing.incomplete.is_empty();
         let now = now_secs();
         let mut ix = TaskIndex::from_tasks(listing.tasks);
         ix.succeed(&self.index(), now, self.cfg.policy.grace_secs);
@@ -187,6 +193,7 @@ impl Watcher {
             Ok(n) => st.unused += n,
             Err(e) => tracing::warn!(error = %e, "DNS record pass failed; next pass retries"),
         }
+        self.vip_pass(&services, complete);
         st.tasks = n_tasks;
         st.owned = n_owned;
         st.held = held;
@@ -423,6 +430,16 @@ impl Watcher {
     /// given to a new container.
     pub fn apply(&self, ev: Event) -> PassStats {
         self.mgr.metrics.sse_events.fetch_add(1, Relaxed);
+        if let Some(v) = &self.vips
+            && matches!(
+                ev,
+                Event::StatusUpdate(_)
+                    | Event::InstanceChanged { .. }
+                    | Event::HealthChanged { .. }
+            )
+        {
+            v.want();
+        }
         let policy = Policy {
             delete_unjoined: false,
             ..self.cfg.policy
@@ -575,6 +592,13 @@ impl Watcher {
         let mut last = Instant::now();
         while !self.shutdown.load(Ordering::Relaxed) {
             self.sleep(FOLLOWER_POLL);
+            if let Some(v) = &self.vips
+                && self.leader.is_leader()
+                && v.due()
+                && let Ok(l) = self.list()
+            {
+                self.vip_pass(&l.services, l.incomplete.is_empty());
+            }
             let requested = self
                 .pass_on_cache_miss
                 .is_some_and(|gap| last.elapsed() >= gap)
@@ -592,6 +616,15 @@ impl Watcher {
             if let Err(e) = self.relist_and_reconcile() {
                 tracing::warn!(error = %e, "periodic reconcile skipped");
             }
+        }
+    }
+}
+
+impl Watcher {
+    /// The VIP load balancers follow `services` (through the fenced writer: leader only).
+    fn vip_pass(&self, services: &[crate::marathon::model::ServiceApp], complete: bool) {
+        if let Some(v) = &self.vips {
+            let _ = v.pass(&self.writer, services, complete, &self.mgr.metrics);
         }
     }
 }

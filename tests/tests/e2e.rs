@@ -1727,3 +1727,119 @@ fn a_host_port_reaches_the_task_on_the_nodes_address() {
     assert!(chains.iter().all(|c| !c.starts_with("cni-")), "{chains:?}");
     h.finish();
 }
+
+// ---------------------------------------------------------------------------------------------
+// VIPs: Marathon's layer-4 load balancing as Contrail load balancers
+// ---------------------------------------------------------------------------------------------
+
+/// A Marathon VIP through the whole system: `VIP_0: /web:80` on an app's port mapping becomes a
+/// Contrail load balancer (the manager), which the devstack's dataplane serves as the vRouter
+/// would; a client task connecting to the VIP several times is answered by each backend in turn.
+/// Destroying the app removes every load-balancer object and the VIP address.
+#[test]
+fn a_vip_is_answered_by_each_backend_in_turn() {
+    if !require_root("a_vip_is_answered_by_each_backend_in_turn") {
+        return;
+    }
+    use contrail_devstack::marathon_api::{Marathon, contrail_app};
+    use contrail_devstack::probe::{Ident, ask};
+    use std::net::{IpAddr, SocketAddr};
+    let mut o = options();
+    o.reconcile_interval_secs = 1;
+    o.reconcile_grace_secs = 1;
+    let h = Harness::start(&o);
+    let s = h.s();
+    let api = Marathon::new(&s.marathon.url());
+    let mut web = contrail_app("/web", 2, json!({}));
+    web["container"] = json!({"type": "MESOS", "portMappings": [
+        {"containerPort": 8080, "protocol": "tcp", "name": "http", "labels": {"VIP_0": "/web:80"}}]});
+    for a in [web, contrail_app("/client", 1, json!({}))] {
+        let (st, b) = api.call("POST", "/v2/apps", Some(&a)).unwrap();
+        assert_eq!(st, 201, "{b}");
+    }
+    api.wait_running("/web", 2).unwrap();
+    api.wait_running("/client", 1).unwrap();
+    h.note_links();
+    let of = |id: &str| -> Vec<(std::path::PathBuf, IpAddr)> {
+        s.scheduler
+            .instances(id)
+            .into_iter()
+            .map(|(_, _, ns, nets)| {
+                (
+                    std::path::PathBuf::from("/run/netns").join(ns),
+                    nets[0].2.as_ref().expect("an address").parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (backends, client) = (of("/web"), of("/client"));
+    let _idents: Vec<Ident> = backends
+        .iter()
+        .map(|(ns, ip)| Ident::start_on(ns, SocketAddr::new(*ip, 8080)).unwrap())
+        .collect();
+    let want: BTreeSet<String> = backends
+        .iter()
+        .map(|(_, ip)| format!("{ip}:8080"))
+        .collect();
+    // The manager's load balancer: its VIP address and both tasks as members.
+    let mut vip = None;
+    wait_ok(CONVERGE, "the VIP's loadbalancer with 2 members", || {
+        let lbs = objs(s, "loadbalancer");
+        ensure!(lbs.len() == 1, "loadbalancers: {}", lbs.len());
+        ensure!(
+            lbs[0].props["display_name"] == "web.marathon.l4lb.thisdcos.directory",
+            "{:?}",
+            lbs[0].props["display_name"]
+        );
+        let n = s.vnc_count("loadbalancer-member");
+        ensure!(n == 2, "members: {n}");
+        vip = lbs[0].props["loadbalancer_properties"]["vip_address"]
+            .as_str()
+            .and_then(|a| a.parse::<IpAddr>().ok());
+        ensure!(vip.is_some(), "no vip_address");
+        Ok(())
+    });
+    let to = SocketAddr::new(vip.unwrap(), 80);
+    let t = Duration::from_secs(2);
+    // The dataplane follows VNC on its own period: wait for the first answer.
+    wait_ok(CONVERGE, "the VIP answers", || {
+        ask(&client[0].0, to, t)
+            .map(drop)
+            .ok_or_else(|| "no answer".to_owned())
+    });
+    let answers: Vec<String> = (0..6)
+        .map(|_| ask(&client[0].0, to, t).expect("the VIP answers every connection"))
+        .collect();
+    assert!(
+        answers.iter().all(|a| want.contains(a)),
+        "{answers:?} not in {want:?}"
+    );
+    let seen: BTreeSet<String> = answers.iter().cloned().collect();
+    assert_eq!(seen, want, "every backend answers: {answers:?}");
+    assert!(
+        answers.windows(2).all(|w| w[0] != w[1]),
+        "the backends answer in turn: {answers:?}"
+    );
+
+    for id in ["/web", "/client"] {
+        api.call("DELETE", &format!("/v2/apps{id}"), None).unwrap();
+    }
+    wait_ok(
+        CONVERGE,
+        "no load-balancer object or VIP address left",
+        || {
+            for ty in [
+                "loadbalancer",
+                "loadbalancer-listener",
+                "loadbalancer-pool",
+                "loadbalancer-member",
+                "loadbalancer-healthmonitor",
+            ] {
+                let n = s.vnc_count(ty);
+                ensure!(n == 0, "{ty}: {n}");
+            }
+            nothing_left(s)
+        },
+    );
+    h.finish();
+}

@@ -16,7 +16,7 @@ use contrail_devstack::dns::resolve_in;
 use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP, WhoCalls, seen_as};
 use contrail_devstack::marathon_api::{Marathon, contrail_app};
 use contrail_devstack::marathon_lb::Haproxy;
-use contrail_devstack::probe::{Echo, reachable};
+use contrail_devstack::probe::{Echo, Ident, ask, reachable};
 use contrail_devstack::stack::pod_dns_address;
 use contrail_devstack::{Stack, StackOptions};
 use serde_json::json;
@@ -236,7 +236,8 @@ fn demo(stack: &Stack, r: &mut Report) -> Result<(), String> {
         stack.container_netns().is_empty(),
     );
     host_ports(stack, &api, r)?;
-    isolation(stack, &api, r)
+    isolation(stack, &api, r)?;
+    vip(stack, &api, r)
 }
 
 /// Marathon's `portMappings` with a `hostPort`: the CNI forwards the node's port to the task
@@ -588,6 +589,118 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
             .names_of("virtual-network")
             .iter()
             .any(|n| n == "default-domain:default-project:mesos-default-network"),
+    );
+    Ok(())
+}
+
+/// A Marathon VIP reached from a task: `VIP_0: /web:80` on `/web`'s port mapping becomes a
+/// Contrail native load balancer (the manager), which the dataplane serves as the vRouter would;
+/// a client task connects to the VIP several times and each backend answers in turn.
+fn vip(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String> {
+    r.step("a VIP reached from a task, answered by each backend in turn: POST /v2/apps /web (2, VIP_0: /web:80 on container port 8080) and /client");
+    let mut web = contrail_app("/web", 2, json!({}));
+    web["container"] = json!({"type": "MESOS", "portMappings": [
+        {"containerPort": 8080, "protocol": "tcp", "name": "http", "labels": {"VIP_0": "/web:80"}}]});
+    for a in [web, contrail_app("/client", 1, json!({}))] {
+        let (status, body) = api.call("POST", "/v2/apps", Some(&a))?;
+        if status != 201 {
+            return Err(format!("POST /v2/apps {}: HTTP {status} {body}", a["id"]));
+        }
+    }
+    api.wait_running("/web", 2)?;
+    api.wait_running("/client", 1)?;
+    let of = |id: &str| -> Vec<(PathBuf, IpAddr)> {
+        stack
+            .scheduler
+            .instances(id)
+            .into_iter()
+            .filter_map(|(_, _, ns, nets)| {
+                Some((
+                    PathBuf::from("/run/netns").join(ns),
+                    nets.first()?.2.as_ref()?.parse().ok()?,
+                ))
+            })
+            .collect()
+    };
+    let (backends, client) = (of("/web"), of("/client"));
+    if backends.len() != 2 || client.len() != 1 {
+        return Err("not every instance has an address".into());
+    }
+    let _idents = backends
+        .iter()
+        .map(|(ns, ip)| Ident::start_on(ns, SocketAddr::new(*ip, 8080)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let lb_url = format!("{}/loadbalancers?detail=True", stack.vnc_url);
+    let read_vip = || -> Option<(String, IpAddr)> {
+        let v: serde_json::Value = ureq::get(&lb_url)
+            .call()
+            .ok()?
+            .body_mut()
+            .read_json()
+            .ok()?;
+        let lb = v["loadbalancers"].as_array()?.first()?["loadbalancer"].clone();
+        Some((
+            lb["display_name"].as_str()?.to_owned(),
+            lb["loadbalancer_properties"]["vip_address"]
+                .as_str()?
+                .parse()
+                .ok()?,
+        ))
+    };
+    let made = Stack::wait_for(Duration::from_secs(15), || {
+        read_vip().is_some() && stack.vnc_count("loadbalancer-member") == 2
+    });
+    let Some((dns, vip)) = read_vip() else {
+        r.check("the manager made the VIP's load balancer", false);
+        return Ok(());
+    };
+    println!(
+        "          {dns} → {vip}:80, members {:?}",
+        backends.iter().map(|b| b.1).collect::<Vec<_>>()
+    );
+    r.check(
+        "a native loadbalancer with a listener on :80 and the 2 tasks as members (port 8080)",
+        made && stack.vnc_count("loadbalancer-listener") == 1,
+    );
+    let to = SocketAddr::new(vip, 80);
+    let t = Duration::from_secs(2);
+    // The dataplane re-reads the load balancers every 500 ms: the first answer waits for it.
+    let up = Stack::wait_for(Duration::from_secs(10), || {
+        ask(&client[0].0, to, t).is_some()
+    });
+    let answers: Vec<String> = (0..6).filter_map(|_| ask(&client[0].0, to, t)).collect();
+    println!("          /client → {to}: {}", answers.join(", "));
+    let want: std::collections::BTreeSet<String> = backends
+        .iter()
+        .map(|(_, ip)| format!("{ip}:8080"))
+        .collect();
+    let seen: std::collections::BTreeSet<String> = answers.iter().cloned().collect();
+    r.check(
+        "6 connections to the VIP, each backend answering in turn",
+        up && answers.len() == 6 && seen == want && answers.windows(2).all(|w| w[0] != w[1]),
+    );
+    interrupted()?;
+    r.step("DELETE /v2/apps/web, /v2/apps/client");
+    for id in ["/web", "/client"] {
+        api.call("DELETE", &format!("/v2/apps{id}"), None)?;
+    }
+    let types = [
+        "loadbalancer",
+        "loadbalancer-listener",
+        "loadbalancer-pool",
+        "loadbalancer-member",
+        "loadbalancer-healthmonitor",
+        "virtual-machine-interface",
+        "instance-ip",
+    ];
+    let clean = Stack::wait_for(Duration::from_secs(30), || {
+        stack.scheduler.run_ids().is_empty() && types.iter().all(|t| stack.vnc_count(t) == 0)
+    });
+    let left: Vec<(&str, usize)> = types.iter().map(|t| (*t, stack.vnc_count(t))).collect();
+    r.check(
+        &format!("no load-balancer object, VIP port or address left {left:?}"),
+        clean,
     );
     Ok(())
 }

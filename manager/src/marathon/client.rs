@@ -16,6 +16,8 @@ pub struct Listing {
     /// Why the listing is not the whole truth (tasks not embedded, counts that disagree);
     /// empty when it is. An incomplete listing may join, never delete.
     pub incomplete: Vec<String>,
+    /// The apps with a `VIP_<n>` port label, for the load balancers (`crate::vip`).
+    pub services: Vec<super::model::ServiceApp>,
 }
 use super::sse::{SseEvent, SseParser};
 
@@ -23,8 +25,7 @@ use crate::servers::Servers;
 
 /// The two event types the watcher acts on; Marathon matches `event_type` exactly (REST API
 /// docs, `GET /v2/events`).
-pub const EVENTS_PATH: &str =
-    "/v2/events?event_type=status_update_event&event_type=instance_changed_event";
+pub const EVENTS_PATH: &str = "/v2/events?event_type=status_update_event&event_type=instance_changed_event&event_type=health_status_changed_event";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MarathonError {
@@ -257,6 +258,7 @@ impl MarathonApi for HttpMarathon {
             msg,
         })?;
         let incomplete = apps.incomplete();
+        let services = apps.services();
         // Marathon < 1.4 has no pods: its 404 means "no pods", not a failed listing.
         const PODS: &str = "/v2/pods/::status";
         let pods = match self.get_json::<serde_json::Value>(PODS)? {
@@ -268,7 +270,11 @@ impl MarathonApi for HttpMarathon {
         };
         let mut tasks: Vec<TaskView> = apps.tasks().collect();
         tasks.extend(pod_tasks(pods));
-        Ok(Listing { tasks, incomplete })
+        Ok(Listing {
+            tasks,
+            incomplete,
+            services,
+        })
     }
 
     fn ping(&self) -> Result<(), MarathonError> {

@@ -2,7 +2,14 @@
 //! `/v2/pods/::status`, the `status_update_event` and `instance_changed_event` events of the
 //! Marathon REST/event-bus docs); every other field is skipped while decoding.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+/// A field Marathon may send as `null` (or leave out): its default then. The fields a load
+/// balancer reads are decoded with it, so an odd app never fails the listing the reconciler
+/// depends on.
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct IpAddress {
@@ -20,6 +27,84 @@ pub struct Task {
     pub state: String,
     #[serde(rename = "ipAddresses", default)]
     pub ip_addresses: Vec<IpAddress>,
+    /// The host ports Marathon assigned, in `portDefinitions` order (host networking).
+    #[serde(default, deserialize_with = "nullable")]
+    pub ports: Vec<u32>,
+    /// One result per health check Marathon ran on the task (absent: no health checks, or
+    /// none reported yet).
+    #[serde(rename = "healthCheckResults", default, deserialize_with = "nullable")]
+    pub health_check_results: Vec<HealthCheckResult>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HealthCheckResult {
+    #[serde(default)]
+    pub alive: bool,
+}
+
+/// `portDefinitions[]` (host networking) of the app JSON.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PortDefinition {
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// `tcp`, `udp` or `udp,tcp`; Marathon's default is `tcp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `container.portMappings[]` (container networking: the port inside the task's own
+/// address).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PortMapping {
+    #[serde(rename = "containerPort", default)]
+    pub container_port: Option<u32>,
+    #[serde(rename = "hostPort", default)]
+    pub host_port: Option<u32>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Docker {
+    /// Marathon < 1.5 kept the mappings under `container.docker`.
+    #[serde(rename = "portMappings", default)]
+    pub port_mappings: Option<Vec<PortMapping>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Container {
+    #[serde(rename = "portMappings", default)]
+    pub port_mappings: Option<Vec<PortMapping>>,
+    #[serde(default)]
+    pub docker: Option<Docker>,
+}
+
+/// `healthChecks[]` of the app JSON (Marathon's health-checks docs; defaults as Marathon's).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HealthCheck {
+    /// `HTTP`, `HTTPS`, `TCP`, `COMMAND`, `MESOS_HTTP`, `MESOS_HTTPS`, `MESOS_TCP`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(rename = "portIndex", default)]
+    pub port_index: Option<u32>,
+    #[serde(default)]
+    pub port: Option<u32>,
+    #[serde(rename = "intervalSeconds", default)]
+    pub interval_seconds: Option<u32>,
+    #[serde(rename = "timeoutSeconds", default)]
+    pub timeout_seconds: Option<u32>,
+    #[serde(rename = "maxConsecutiveFailures", default)]
+    pub max_consecutive_failures: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -33,9 +118,143 @@ pub struct App {
     pub tasks_running: Option<u64>,
     #[serde(rename = "tasksStaged", default)]
     pub tasks_staged: Option<u64>,
+    #[serde(rename = "portDefinitions", default, deserialize_with = "nullable")]
+    pub port_definitions: Vec<PortDefinition>,
+    #[serde(default)]
+    pub container: Option<Container>,
+    #[serde(rename = "healthChecks", default, deserialize_with = "nullable")]
+    pub health_checks: Vec<HealthCheck>,
+}
+
+/// One port of an app: a port mapping (container networking) or a port definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPort {
+    /// Position in `portMappings`/`portDefinitions` (a health check's `portIndex`).
+    pub index: usize,
+    /// The port the task listens on at its own address: `containerPort` of a mapping;
+    /// for a definition, the task's assigned port (`None`: take `task.ports[index]`).
+    pub port: Option<u32>,
+    pub protocol: String,
+    pub labels: Vec<(String, String)>,
+}
+
+/// An app task as a load-balancer pool sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTask {
+    pub id: String,
+    pub state: String,
+    pub ips: Vec<String>,
+    pub ports: Vec<u32>,
+    /// `None`: no result reported; else whether every reported check is alive.
+    pub alive: Option<bool>,
+}
+
+/// The part of an app a VIP needs: its ports with their labels, its health checks and its
+/// tasks. Kept only for apps with at least one `VIP_` label, so a large cluster's listing
+/// keeps nothing more for the many apps that have none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceApp {
+    pub id: String,
+    pub ports: Vec<AppPort>,
+    pub health_checks: Vec<HealthCheckView>,
+    pub tasks: Vec<ServiceTask>,
+}
+
+/// A health check, in the fields a load balancer's monitor takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckView {
+    pub protocol: String,
+    pub path: Option<String>,
+    pub port_index: Option<u32>,
+    pub interval_seconds: u32,
+    pub timeout_seconds: u32,
+    pub max_consecutive_failures: u32,
 }
 
 impl App {
+    /// The app's ports: `container.portMappings` (or the older `container.docker.portMappings`)
+    /// when present, else `portDefinitions`.
+    pub fn ports(&self) -> Vec<AppPort> {
+        let labels = |l: &std::collections::BTreeMap<String, String>| {
+            l.iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        let proto = |p: &Option<String>| p.clone().unwrap_or_else(|| "tcp".into());
+        let mappings = self.container.as_ref().and_then(|c| {
+            c.port_mappings
+                .clone()
+                .or_else(|| c.docker.as_ref().and_then(|d| d.port_mappings.clone()))
+        });
+        match mappings {
+            Some(m) if !m.is_empty() => m
+                .iter()
+                .enumerate()
+                .map(|(index, p)| AppPort {
+                    index,
+                    port: p.container_port.filter(|p| *p != 0),
+                    protocol: proto(&p.protocol),
+                    labels: labels(&p.labels),
+                })
+                .collect(),
+            _ => self
+                .port_definitions
+                .iter()
+                .enumerate()
+                .map(|(index, p)| AppPort {
+                    index,
+                    port: None,
+                    protocol: proto(&p.protocol),
+                    labels: labels(&p.labels),
+                })
+                .collect(),
+        }
+    }
+
+    /// `Some` for an app with a `VIP_<n>` label on a port.
+    pub fn service(&self) -> Option<ServiceApp> {
+        let ports = self.ports();
+        if !ports
+            .iter()
+            .any(|p| p.labels.iter().any(|(k, _)| k.starts_with("VIP_")))
+        {
+            return None;
+        }
+        Some(ServiceApp {
+            id: self.id.clone(),
+            ports,
+            health_checks: self
+                .health_checks
+                .iter()
+                .map(|h| HealthCheckView {
+                    protocol: h.protocol.clone().unwrap_or_else(|| "HTTP".into()),
+                    path: h.path.clone(),
+                    port_index: h.port_index,
+                    interval_seconds: h.interval_seconds.unwrap_or(60),
+                    timeout_seconds: h.timeout_seconds.unwrap_or(20),
+                    max_consecutive_failures: h.max_consecutive_failures.unwrap_or(3),
+                })
+                .collect(),
+            tasks: self
+                .tasks
+                .iter()
+                .flatten()
+                .map(|t| ServiceTask {
+                    id: t.id.clone(),
+                    state: t.state.clone(),
+                    ips: t
+                        .ip_addresses
+                        .iter()
+                        .map(|i| i.ip_address.clone())
+                        .collect(),
+                    ports: t.ports.clone(),
+                    alive: (!t.health_check_results.is_empty())
+                        .then(|| t.health_check_results.iter().all(|r| r.alive)),
+                })
+                .collect(),
+        })
+    }
+
     /// Why this app's tasks cannot be taken as the full truth, if they cannot: Marathon
     /// counts its running and staged tasks in `tasksRunning`/`tasksStaged`; the embedded list
     /// must hold at least that many (it also holds killing and unreachable ones).
@@ -222,6 +441,11 @@ pub fn instance_task_ids(instance_id: &str) -> Vec<String> {
 }
 
 impl AppList {
+    /// The apps that ask for a VIP (see [`App::service`]).
+    pub fn services(&self) -> Vec<ServiceApp> {
+        self.apps.iter().filter_map(App::service).collect()
+    }
+
     pub fn tasks(self) -> impl Iterator<Item = TaskView> {
         self.apps
             .into_iter()
@@ -263,6 +487,11 @@ pub enum Event {
         instance_id: String,
         condition: String,
     },
+    /// `health_status_changed_event`: a task passed or failed its health checks.
+    HealthChanged {
+        task_id: String,
+        alive: bool,
+    },
     Other(String),
     /// A known event whose payload did not decode: the event name and why.
     Undecodable {
@@ -281,6 +510,15 @@ struct StatusUpdateJson {
     host: String,
     #[serde(rename = "ipAddresses", default)]
     ip_addresses: Vec<IpAddress>,
+}
+
+#[derive(Deserialize)]
+struct HealthChangedJson {
+    #[serde(rename = "taskId", default)]
+    task_id: String,
+    #[serde(rename = "instanceId", default)]
+    instance_id: String,
+    alive: bool,
 }
 
 #[derive(Deserialize)]
@@ -318,6 +556,24 @@ impl Event {
                     Ok(i) => Event::InstanceChanged {
                         instance_id: i.instance_id,
                         condition: i.condition,
+                    },
+                    Err(e) => Event::Undecodable {
+                        name: name.to_owned(),
+                        error: format!("{}: {}", e.path(), e.inner()),
+                    },
+                }
+            }
+            "health_status_changed_event" => {
+                match serde_path_to_error::deserialize::<_, HealthChangedJson>(
+                    &mut serde_json::Deserializer::from_str(data),
+                ) {
+                    Ok(h) => Event::HealthChanged {
+                        task_id: if h.task_id.is_empty() {
+                            h.instance_id
+                        } else {
+                            h.task_id
+                        },
+                        alive: h.alive,
                     },
                     Err(e) => Event::Undecodable {
                         name: name.to_owned(),
@@ -404,6 +660,63 @@ mod tests {
         let t: Vec<TaskView> = pod_tasks(decode_pods(ok).unwrap()).collect();
         assert_eq!(t[0].id, "p.instance-1.c");
         assert_eq!(t[0].ips, ["10.0.0.2"]);
+    }
+
+    #[test]
+    fn an_app_with_a_vip_label_keeps_its_ports_health_checks_and_task_health() {
+        // The Marathon docs' app, its `vip` labels renamed to the `VIP_0` DC/OS reads, with
+        // one task whose health check passed.
+        let mut app = fixture("marathon-docs-app.json");
+        let mut a = app.get("app").cloned().unwrap_or(app.clone());
+        a["container"]["docker"]["portMappings"][0]["labels"] =
+            serde_json::json!({"VIP_0": "/foo:80"});
+        a["tasks"] = serde_json::json!([{"id": "foo.1", "state": "TASK_RUNNING", "ports": [31001],
+            "ipAddresses": [{"ipAddress": "10.32.0.2"}], "healthCheckResults": [{"alive": true}]}]);
+        app = serde_json::json!({"apps": [a]});
+        let l = AppList::decode(app).unwrap();
+        let s = l.services();
+        assert_eq!(s.len(), 1);
+        let s = &s[0];
+        assert_eq!(s.id, "/foo");
+        // Marathon < 1.5 kept the mappings under `container.docker`; they win over
+        // `portDefinitions`.
+        assert_eq!(s.ports[0].port, Some(80));
+        assert_eq!(
+            s.ports[0].labels,
+            [("VIP_0".to_owned(), "/foo:80".to_owned())]
+        );
+        assert_eq!(s.health_checks[0].protocol, "HTTP");
+        assert_eq!(s.health_checks[0].path.as_deref(), Some("/"));
+        assert_eq!(s.health_checks[0].interval_seconds, 20);
+        assert_eq!(s.tasks[0].alive, Some(true));
+        assert_eq!(s.tasks[0].ports, [31001]);
+        // An app without VIP labels keeps nothing; `null`s decode as absent.
+        let l = AppList::decode(
+            serde_json::json!({"apps": [{"id": "/x", "portDefinitions": null,
+            "healthChecks": null, "container": {"portMappings": null},
+            "tasks": [{"id": "x.1", "healthCheckResults": null, "ports": null}]}]}),
+        )
+        .unwrap();
+        assert!(l.services().is_empty());
+    }
+
+    #[test]
+    fn health_events_decode() {
+        let e = Event::parse(
+            "health_status_changed_event",
+            r#"{"appId":"/web","taskId":"web.1","instanceId":"web.marathon-1","version":"v","alive":false,"eventType":"health_status_changed_event","timestamp":"t"}"#,
+        );
+        assert_eq!(
+            e,
+            Event::HealthChanged {
+                task_id: "web.1".into(),
+                alive: false
+            }
+        );
+        assert!(matches!(
+            Event::parse("health_status_changed_event", r#"{"taskId":"web.1"}"#),
+            Event::Undecodable { .. }
+        ));
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct VncObject {
     pub instance_ip_address: Option<String>,
     #[serde(default)]
     pub floating_ip_address: Option<String>,
+    /// instance-ip: the subnet its address came from (a VIP's `vip_subnet_id`).
+    #[serde(default)]
+    pub subnet_uuid: Option<String>,
     #[serde(default)]
     pub virtual_machine_interface_mac_addresses: Option<MacAddresses>,
     #[serde(default)]
@@ -97,6 +100,23 @@ pub struct VncObject {
     /// project: its security groups.
     #[serde(default)]
     pub security_groups: Vec<RefEntry>,
+    /// Load-balancer objects (`crate::vip`): their `*_properties` and refs.
+    #[serde(default)]
+    pub loadbalancer_properties: Option<Value>,
+    #[serde(default)]
+    pub loadbalancer_listener_properties: Option<Value>,
+    #[serde(default)]
+    pub loadbalancer_pool_properties: Option<Value>,
+    #[serde(default)]
+    pub loadbalancer_member_properties: Option<Value>,
+    #[serde(default)]
+    pub loadbalancer_healthmonitor_properties: Option<Value>,
+    #[serde(default)]
+    pub loadbalancer_refs: Vec<RefEntry>,
+    #[serde(default)]
+    pub loadbalancer_listener_refs: Vec<RefEntry>,
+    #[serde(default)]
+    pub loadbalancer_healthmonitor_refs: Vec<RefEntry>,
 }
 
 impl VncObject {

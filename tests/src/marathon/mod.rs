@@ -49,7 +49,21 @@ struct State {
     apps: BTreeMap<String, FakeTask>,
     pods: BTreeMap<String, FakePodInstance>,
     subs: Vec<Arc<Sub>>,
+    /// App definitions (`POST /v2/apps` bodies): their `portDefinitions`, `container`,
+    /// `healthChecks` and `labels` are served in the app list, as Marathon does.
+    specs: BTreeMap<String, Value>,
+    /// Health-check results per task: `alive` of its (one) health check.
+    health: BTreeMap<String, bool>,
 }
+
+/// The app-definition fields the list carries through.
+const SPEC_FIELDS: [&str; 5] = [
+    "portDefinitions",
+    "container",
+    "healthChecks",
+    "labels",
+    "networks",
+];
 
 /// Settings read on every request, so tests can flip them while it runs.
 pub struct Knobs {
@@ -203,10 +217,49 @@ impl MarathonServer {
             let t = t.clone();
             if is_terminal(state) {
                 s.apps.remove(task_id);
+                s.health.remove(task_id);
             }
             t
         };
         self.emit_status(&t);
+    }
+
+    /// Stores an app's definition: its ports (with their labels), container, health checks
+    /// and labels appear in `/v2/apps`, also before any task runs.
+    pub fn set_app_definition(&self, app_id: &str, def: &Value) {
+        let mut kept = serde_json::Map::new();
+        for k in SPEC_FIELDS {
+            if let Some(v) = def.get(k) {
+                kept.insert(k.to_owned(), v.clone());
+            }
+        }
+        lock(&self.state)
+            .specs
+            .insert(app_id.to_owned(), Value::Object(kept));
+    }
+
+    /// Forgets an app's definition (the app was destroyed).
+    pub fn remove_app_definition(&self, app_id: &str) {
+        lock(&self.state).specs.remove(app_id);
+    }
+
+    /// Records a health-check result for a task (`healthCheckResults` in the list) and emits
+    /// `health_status_changed_event` (Marathon event bus docs).
+    pub fn set_task_health(&self, task_id: &str, alive: bool) {
+        let app = {
+            let mut s = lock(&self.state);
+            let Some(t) = s.apps.get(task_id) else {
+                return;
+            };
+            let app = t.app_id.clone();
+            s.health.insert(task_id.to_owned(), alive);
+            app
+        };
+        self.emit(
+            "health_status_changed_event",
+            &json!({"appId": app, "taskId": task_id, "instanceId": task_id, "version": now_iso(),
+                "alive": alive, "eventType": "health_status_changed_event", "timestamp": now_iso()}),
+        );
     }
 
     pub fn kill_task(&self, task_id: &str) {
@@ -415,16 +468,23 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
             knobs.app_lists.fetch_add(1, Ordering::SeqCst);
             let st = lock(state);
             let mut apps: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+            for id in st.specs.keys() {
+                apps.entry(id).or_default();
+            }
             for t in st.apps.values() {
                 let ips: Vec<Value> = t
                     .ips
                     .iter()
                     .map(|i| json!({"ipAddress": i, "protocol": "IPv4"}))
                     .collect();
-                apps.entry(&t.app_id)
-                    .or_default()
-                    .push(json!({"id": t.id, "appId": t.app_id, "host": t.host,
-                    "slaveId": "S0", "state": t.state, "ipAddresses": ips, "ports": [], "stagedAt": now_iso()}));
+                let mut task = json!({"id": t.id, "appId": t.app_id, "host": t.host,
+                    "slaveId": "S0", "state": t.state, "ipAddresses": ips, "ports": [], "stagedAt": now_iso()});
+                if let Some(alive) = st.health.get(&t.id) {
+                    task["healthCheckResults"] = json!([{"alive": alive, "consecutiveFailures": if *alive { 0 } else { 1 },
+                        "firstSuccess": now_iso(), "lastFailure": null, "lastSuccess": now_iso(),
+                        "lastFailureCause": null, "instanceId": t.id}]);
+                }
+                apps.entry(&t.app_id).or_default().push(task);
             }
             let embed =
                 query.contains("embed=apps.tasks") && !knobs.omit_tasks.load(Ordering::SeqCst);
@@ -435,6 +495,7 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
             if hide {
                 apps.clear();
             }
+            let specs = st.specs.clone();
             let list: Vec<Value> = apps
                 .into_iter()
                 .map(|(id, tasks)| {
@@ -448,6 +509,11 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                     };
                     let mut a = json!({"id": id, "instances": tasks.len(), "networks": [{"mode": "container", "name": "contrail-cni-plugin"}],
                         "tasksRunning": count(&["TASK_RUNNING"]), "tasksStaged": count(&["TASK_STAGING", "TASK_STARTING"])});
+                    if let Some(Value::Object(spec)) = specs.get(id) {
+                        for (k, v) in spec {
+                            a[k] = v.clone();
+                        }
+                    }
                     if embed {
                         a["tasks"] = Value::Array(tasks);
                         a["deployments"] = json!([]);
