@@ -13,10 +13,10 @@
 //! * the compiler is found only beside the host's own executable (`/proc/self/exe`, never
 //!   `$PATH`, argv[0], the environment or the network config), and must be a regular file
 //!   that only root (or our user) could have written, in a directory likewise;
-//! * it runs with an empty environment, `/` as its directory, `PR_SET_NO_NEW_PRIVS`, a
-//!   parent-death signal, no core dumps, no file writes (`RLIMIT_FSIZE` 0), an address-space
-//!   cap ([`MEMORY_LIMIT_BYTES`]) and a CPU-time cap; it is killed (SIGKILL, by its pid) at the
-//!   wall-time limit;
+//! * it runs with an empty environment, `/` as its directory, none of the host's descriptors
+//!   but stdio, `PR_SET_NO_NEW_PRIVS`, a parent-death signal, no core dumps, no file writes
+//!   (`RLIMIT_FSIZE` 0), an address-space cap ([`MEMORY_LIMIT_BYTES`]) and a CPU-time cap; it
+//!   is killed (SIGKILL, by its pid) at the wall-time limit;
 //! * its stdout is read up to [`ARTIFACT_MAX_BYTES`] and its stderr up to [`STDERR_MAX`];
 //! * the caller ([`super::cache`]) then requires a wasmtime component artifact that this
 //!   engine deserialises (wasmtime checks the ELF image, the recorded target, CPU features,
@@ -112,33 +112,35 @@ impl Compiler {
         }
     }
 
-    /// A regular, executable file that nobody but root or us could have replaced.
-    fn check(&self) -> Result<(), CompileError> {
+    /// The file to exec: the compiler with symlinks resolved, a regular executable file that
+    /// nobody but root or us could have replaced, in a directory likewise.
+    fn check(&self) -> Result<PathBuf, CompileError> {
         use std::os::unix::fs::PermissionsExt;
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
+        let real = match std::fs::canonicalize(&self.path) {
+            Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(self.unavailable("not installed".into()));
             }
             Err(e) => return Err(self.unavailable(e.to_string())),
         };
+        let meta = std::fs::metadata(&real).map_err(|e| self.unavailable(e.to_string()))?;
         if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
             return Err(self.unavailable("not an executable file".into()));
         }
-        if let Some(why) = insecure_permissions(&self.path, &meta) {
+        if let Some(why) = insecure_permissions(&real, &meta) {
             return Err(self.unavailable(why));
         }
-        Ok(())
+        Ok(real)
     }
 
     /// Compiles `wasm` in a child process bounded as the module doc says; the artifact's bytes,
     /// not yet verified.
     pub fn compile(&self, wasm: &[u8], timeout: Duration) -> Result<Vec<u8>, CompileError> {
-        self.check()?;
+        let program = self.check()?;
         let deadline = Instant::now() + timeout;
         let cpu_secs = timeout.as_secs() + 2;
         let parent = std::process::id() as libc::pid_t;
-        let mut cmd = Command::new(&self.path);
+        let mut cmd = Command::new(&program);
         cmd.arg("--engine")
             .arg(engine::fingerprint_hex())
             .env_clear()
@@ -173,6 +175,15 @@ impl Compiler {
                 if libc::getppid() != parent {
                     libc::_exit(127);
                 }
+                // No descriptor of the host (a netlink socket, the log file) reaches the
+                // compiler, even one a library opened without O_CLOEXEC: mark all but stdio
+                // close-on-exec (Linux 5.11+; older kernels keep relying on O_CLOEXEC).
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3 as libc::c_uint,
+                    libc::c_uint::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+                );
                 Ok(())
             });
         }
@@ -428,5 +439,24 @@ mod tests {
         );
         let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
         assert_eq!(echo.compile(&big, t).unwrap(), big);
+        // A descriptor the host opened without O_CLOEXEC does not reach the compiler.
+        let marker = d.path().join("leak-marker");
+        std::fs::write(&marker, b"").unwrap();
+        let c = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
+        // SAFETY: open/close of a descriptor this test owns.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+        assert!(fd >= 0);
+        let leak = script(
+            "leak",
+            &format!(
+                "[ \"$(readlink /proc/$$/fd/{fd})\" = \"{}\" ] && exit 9; cat",
+                marker.display()
+            ),
+            0o755,
+        );
+        let r = leak.compile(b"x", t);
+        // SAFETY: as above.
+        unsafe { libc::close(fd) };
+        assert_eq!(r.unwrap(), b"x");
     }
 }
