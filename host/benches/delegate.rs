@@ -200,7 +200,7 @@ fn wasm_step(translator: &Path, compiler: &Path) {
         }),
     );
     // As a load does it: over a fresh read-only mapping of the entry (page faults included).
-    let mapped = |f: &dyn Fn(&[u8])| {
+    let mapped_with = |flags: libc::c_int, f: &dyn Fn(&[u8])| {
         let file = fs::File::open(&entry).unwrap();
         let len = file.metadata().unwrap().len() as usize;
         // SAFETY: a fresh private read-only mapping of a file nobody writes, unmapped below.
@@ -209,7 +209,7 @@ fn wasm_step(translator: &Path, compiler: &Path) {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ,
-                libc::MAP_PRIVATE,
+                libc::MAP_PRIVATE | flags,
                 file.as_raw_fd(),
                 0,
             );
@@ -221,6 +221,7 @@ fn wasm_step(translator: &Path, compiler: &Path) {
             libc::munmap(p, len);
         }
     };
+    let mapped = |f: &dyn Fn(&[u8])| mapped_with(0, f);
     stats(
         "open + map + blake3 of the artifact (the load's check until format 2)",
         time(&|| {
@@ -233,6 +234,14 @@ fn wasm_step(translator: &Path, compiler: &Path) {
         "open + map + XXH3-128 of the artifact (the load's check now)",
         time(&|| {
             mapped(&|a| {
+                std::hint::black_box(wasm::cache::checksum(a));
+            });
+        }),
+    );
+    stats(
+        "open + map with MAP_POPULATE + XXH3-128 (not kept)",
+        time(&|| {
+            mapped_with(libc::MAP_POPULATE, &|a| {
                 std::hint::black_box(wasm::cache::checksum(a));
             });
         }),
