@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs a contrail-mesos-cni release tarball (built by `make dist`) with no Rust toolchain.
 #
-#   ./install.sh agent <CNI_BIN_DIR>   every Mesos agent: the CNI host, the `mesos` alias and
-#                                      the Wasm plugins, each checked and precompiled
+#   ./install.sh agent <CNI_BIN_DIR>   every Mesos agent: the CNI host, its plugin compiler
+#                                      (beside it: the host runs it when a plugin is not yet
+#                                      compiled), the `mesos` alias and the Wasm plugins, each
+#                                      checked and precompiled
 #   ./install.sh master                each master: the manager, a sample config (never
 #                                      overwriting one in place) and its systemd unit
 #
@@ -29,6 +31,7 @@ agent() {
   dir="$DESTDIR$1"
   install -d "$dir" "$dir/contrail-cni-wasm"
   install -m 0755 "$BIN_SRC/contrail-cni-plugin" "$dir/contrail-cni-plugin"
+  install -m 0755 "$BIN_SRC/contrail-cni-plugin-compile" "$dir/contrail-cni-plugin-compile"
   ln -sfn contrail-cni-plugin "$dir/mesos"
   for p in mesos-delegate contrail-ipam; do
     src="$WASM_SRC/$p.wasm"
@@ -41,9 +44,9 @@ agent() {
     # not grant, is not installed silently.
     "$dir/contrail-cni-plugin" plugin check "$p" >/dev/null
     "$dir/contrail-cni-plugin" plugin compile --cache-dir "$DESTDIR$WASM_CACHE_DIR" "$p" >/dev/null 2>&1 ||
-      echo "note: $p not precompiled (cache dir not writable); the first ADD compiles it"
+      echo "note: $p not precompiled (cache dir not writable); the first ADD compiles it with $dir/contrail-cni-plugin-compile"
   done
-  echo "installed the CNI host and plugins into $dir"
+  echo "installed the CNI host, its plugin compiler and the plugins into $dir"
   echo "next: a network config in the agent's --network_cni_config_dir (samples: etc/*.conf.sample of the release)"
   echo "      and check it: $dir/contrail-cni-plugin config check <file>"
 }

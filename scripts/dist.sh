@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the release tarball from built artifacts: `make dist` calls it after `make build`.
 #   scripts/dist.sh <bin dir> <wasm dir> <out dir>
-# <bin dir> holds contrail-cni-plugin and contrail-mesos-manager (target/release), <wasm dir> the
+# <bin dir> holds contrail-cni-plugin, contrail-cni-plugin-compile and contrail-mesos-manager
+# (target/release, as `make build` leaves them), <wasm dir> the
 # plugins (target/wasm32-wasip2/wasm-release). Prints the tarball's path.
 set -euo pipefail
 bin=$1 wasm=$2 out=$3
@@ -13,7 +14,8 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 d="$stage/$name"
 install -d "$d/bin" "$d/cni-wasm" "$d/etc" "$d/systemd" "$d/deploy"
-install -m 0755 "$bin/contrail-cni-plugin" "$bin/contrail-mesos-manager" "$d/bin/"
+install -m 0755 "$bin/contrail-cni-plugin" "$bin/contrail-cni-plugin-compile" \
+  "$bin/contrail-mesos-manager" "$d/bin/"
 install -m 0644 "$wasm/mesos_delegate.wasm" "$d/cni-wasm/mesos-delegate.wasm"
 install -m 0644 "$wasm/contrail_ipam.wasm" "$d/cni-wasm/contrail-ipam.wasm"
 install -m 0755 "$root/packaging/install.sh" "$d/install.sh"

@@ -249,6 +249,10 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The plugin compiler `contrail-cni-plugin` runs on a cache miss; built and installed beside
+/// it (`make build`, `make install`).
+const COMPILER_FILE: &str = "contrail-cni-plugin-compile";
+
 fn copy_exe(from: &Path, to: &Path) -> Result<(), String> {
     fs::copy(from, to).map_err(|e| format!("copy {} → {}: {e}", from.display(), to.display()))?;
     Ok(())
@@ -257,7 +261,12 @@ fn copy_exe(from: &Path, to: &Path) -> Result<(), String> {
 impl Stack {
     /// Starts everything; the calling thread is moved into a new node namespace.
     pub fn start(opts: &StackOptions) -> Result<Stack, String> {
-        for (what, p) in [("CNI host", &opts.cni_bin), ("manager", &opts.manager_bin)] {
+        let compiler = opts.cni_bin.with_file_name(COMPILER_FILE);
+        for (what, p) in [
+            ("CNI host", &opts.cni_bin),
+            ("plugin compiler", &compiler),
+            ("manager", &opts.manager_bin),
+        ] {
             if !p.is_file() {
                 return Err(format!(
                     "{what} binary {} is missing: run `make build`",
@@ -314,6 +323,11 @@ impl Stack {
         let wasm = cni_bin_dir.join("contrail-cni-wasm");
         fs::create_dir_all(&wasm).map_err(|e| e.to_string())?;
         copy_exe(&opts.cni_bin, &cni_bin_dir.join("contrail-cni-plugin"))?;
+        // The plugin compiler the host runs on a cache miss, beside it.
+        copy_exe(
+            &opts.cni_bin.with_file_name(COMPILER_FILE),
+            &cni_bin_dir.join(COMPILER_FILE),
+        )?;
         std::os::unix::fs::symlink("contrail-cni-plugin", cni_bin_dir.join("mesos"))
             .map_err(|e| e.to_string())?;
         copy_exe(

@@ -2,10 +2,20 @@
 //!
 //! 1. the Wasm step per ADD, in process: load the translator from the artifact cache,
 //!    instantiate, call `translate-delegate` (a fresh `Plugins` each time, as each CNI process
-//!    has); plus `Engine::new` and the one-time compile, reported separately;
-//! 2. whole-process ADD and DEL (exec → exit) of the installed `mesos` delegating to
+//!    has); plus `Engine::new` and the one-time compile (by the sibling compiler process),
+//!    reported separately, and the integrity checks a load could use, side by side;
+//! 2. the exec floor: the host answering `CNI_COMMAND=VERSION` against `/bin/true`
+//!    (and against `CONTRAIL_BENCH_HOST_BEFORE`, another build of the host, when given),
+//!    interleaved, plus the binaries' sizes;
+//! 3. whole-process ADD and DEL (exec → exit) of the installed `mesos` delegating to
 //!    `bridge` + `host-local`, against `bridge` called directly with the equivalent config, in
-//!    the same namespaces, interleaved. Needs root; skipped otherwise.
+//!    the same namespaces, interleaved; and cold first ADDs after a plugin swap (the host runs
+//!    its compiler). Needs root; skipped otherwise.
+//!
+//! The host measured is `CONTRAIL_BENCH_HOST` (e.g. `target/release/contrail-cni-plugin` as
+//! `make host` builds it: no compiler linked), else the one cargo built for this bench (with
+//! the `compiler` feature, so Cranelift linked but unused); its compiler is the
+//! `contrail-cni-plugin-compile` beside it.
 //!
 //! It reports; it never fails the build (errors are printed and the section skipped).
 
@@ -44,7 +54,11 @@ fn header() {
     println!("|---|---|---|---|---|---|");
 }
 
-fn wasm_step(translator: &Path) {
+fn compiler_beside(host: &Path) -> PathBuf {
+    host.with_file_name("contrail-cni-plugin-compile")
+}
+
+fn wasm_step(translator: &Path, compiler: &Path) {
     let cache = tempfile::tempdir().unwrap();
     let plugin_dir = translator.parent().unwrap().to_owned();
     let settings = WasmSettings {
@@ -72,7 +86,8 @@ fn wasm_step(translator: &Path) {
     }];
     let delegate = config["delegate"].clone();
     let call = || {
-        let p = Plugins::new(settings.clone(), "5baff64c-d028-47ba-864e-a5ee679fc069");
+        let p = Plugins::new(settings.clone(), "5baff64c-d028-47ba-864e-a5ee679fc069")
+            .with_compiler(compiler);
         let t = Instant::now();
         let out = p.translate_delegate(&record, &labels, &delegate, false);
         (t.elapsed(), out)
@@ -99,7 +114,7 @@ fn wasm_step(translator: &Path) {
         return;
     }
     stats(
-        "first ADD after a new .wasm: compile + store + instantiate + call",
+        "first ADD after a new .wasm: compile (sibling process) + verify + store + instantiate + call",
         vec![first],
     );
     let runs: Vec<Duration> = (0..300).map(|_| call().0).collect();
@@ -108,6 +123,7 @@ fn wasm_step(translator: &Path) {
         runs,
     );
     let engine = wasm::engine::engine().unwrap();
+    let compiler = wasm::compiler::Compiler::at(compiler);
     let loads: Vec<Duration> = (0..300)
         .map(|_| {
             let t = Instant::now();
@@ -116,6 +132,7 @@ fn wasm_step(translator: &Path) {
                 translator,
                 &wasm::cache::Options {
                     cache_dir: Some(cache.path()),
+                    compiler: Some(&compiler),
                     ..Default::default()
                 },
             )
@@ -125,7 +142,7 @@ fn wasm_step(translator: &Path) {
         })
         .collect();
     stats(
-        "of which: cache load alone (read .wasm + blake3 x2 + map + deserialize_file)",
+        "of which: cache load alone (read .wasm + blake3 key + map + XXH3-128 + deserialize_file)",
         loads,
     );
 
@@ -135,6 +152,7 @@ fn wasm_step(translator: &Path) {
         translator,
         &wasm::cache::Options {
             cache_dir: Some(cache.path()),
+            compiler: Some(&compiler),
             ..Default::default()
         },
     )
@@ -170,9 +188,70 @@ fn wasm_step(translator: &Path) {
         time(&|| drop(fs::read(&entry).unwrap())),
     );
     stats(
-        "blake3 of the artifact (integrity)",
+        "blake3 of the artifact (in memory; the check until format 2)",
         time(&|| {
             let _ = blake3::hash(artifact);
+        }),
+    );
+    stats(
+        "XXH3-128 of the artifact (in memory; the check now)",
+        time(&|| {
+            let _ = wasm::cache::checksum(artifact);
+        }),
+    );
+    // As a load does it: over a fresh read-only mapping of the entry (page faults included).
+    let mapped_with = |flags: libc::c_int, f: &dyn Fn(&[u8])| {
+        let file = fs::File::open(&entry).unwrap();
+        let len = file.metadata().unwrap().len() as usize;
+        // SAFETY: a fresh private read-only mapping of a file nobody writes, unmapped below.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | flags,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            f(std::slice::from_raw_parts(
+                p as *const u8,
+                len - wasm::cache::TRAILER_LEN,
+            ));
+            libc::munmap(p, len);
+        }
+    };
+    let mapped = |f: &dyn Fn(&[u8])| mapped_with(0, f);
+    stats(
+        "open + map + blake3 of the artifact (the load's check until format 2)",
+        time(&|| {
+            mapped(&|a| {
+                std::hint::black_box(blake3::hash(a));
+            });
+        }),
+    );
+    stats(
+        "open + map + XXH3-128 of the artifact (the load's check now)",
+        time(&|| {
+            mapped(&|a| {
+                std::hint::black_box(wasm::cache::checksum(a));
+            });
+        }),
+    );
+    stats(
+        "open + map with MAP_POPULATE + XXH3-128 (not kept)",
+        time(&|| {
+            mapped_with(libc::MAP_POPULATE, &|a| {
+                std::hint::black_box(wasm::cache::checksum(a));
+            });
+        }),
+    );
+    stats(
+        "open + map, no check (what verify-once-at-write would leave)",
+        time(&|| {
+            mapped(&|a| {
+                std::hint::black_box(a.len());
+            });
         }),
     );
     stats(
@@ -231,6 +310,59 @@ fn run_in(
     )
 }
 
+/// The cost of exec'ing the host at all: `CNI_COMMAND=VERSION` (parse the environment, print
+/// the version JSON, exit), against `/bin/true`, interleaved.
+fn exec_floor(host_bin: &Path, before: Option<&Path>) {
+    println!("\n### Exec floor: `CNI_COMMAND=VERSION` against `/bin/true` (exec → exit)\n");
+    let size = |p: &Path| fs::metadata(p).map_or(0, |m| m.len());
+    println!("| binary | bytes |\n|---|---|");
+    println!("| `{}` | {} |", host_bin.display(), size(host_bin));
+    let compiler = compiler_beside(host_bin);
+    println!("| `{}` | {} |", compiler.display(), size(&compiler));
+    if let Some(b) = before {
+        println!("| `{}` (before) | {} |", b.display(), size(b));
+    }
+    println!();
+    let run = |program: &Path, env: &[(&str, &str)]| {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let t = Instant::now();
+        let st = cmd.status().unwrap();
+        let took = t.elapsed();
+        assert!(st.success(), "{} failed", program.display());
+        took
+    };
+    let version = [("CNI_COMMAND", "VERSION")];
+    let (mut ours, mut theirs, mut truth) = (vec![], vec![], vec![]);
+    for _ in 0..10 {
+        run(host_bin, &version);
+    }
+    for _ in 0..300 {
+        ours.push(run(host_bin, &version));
+        if let Some(b) = before {
+            theirs.push(run(b, &version));
+        }
+        truth.push(run(Path::new("/bin/true"), &[]));
+    }
+    header();
+    let o = stats("host, `CNI_COMMAND=VERSION`", ours);
+    let b = before.map(|_| {
+        stats(
+            "host before (`CONTRAIL_BENCH_HOST_BEFORE`), VERSION",
+            theirs,
+        )
+    });
+    let t = stats("`/bin/true`", truth);
+    println!("\nhost over /bin/true: {:.3} ms (median difference)", o - t);
+    if let Some(b) = b {
+        println!("before over /bin/true: {:.3} ms", b - t);
+    }
+}
+
 fn whole_process(host_bin: &Path, translator: &Path) {
     println!("\n### Whole process, ADD and DEL (exec → exit), bridge + host-local\n");
     if !is_root() {
@@ -243,6 +375,11 @@ fn whole_process(host_bin: &Path, translator: &Path) {
     let cache = tempfile::tempdir().unwrap();
     let dir = install.path();
     fs::copy(host_bin, dir.join("contrail-cni-plugin")).unwrap();
+    fs::copy(
+        compiler_beside(host_bin),
+        dir.join("contrail-cni-plugin-compile"),
+    )
+    .unwrap();
     symlink("contrail-cni-plugin", dir.join("mesos")).unwrap();
     fs::create_dir(dir.join("contrail-cni-wasm")).unwrap();
     fs::copy(
@@ -322,11 +459,34 @@ fn whole_process(host_bin: &Path, translator: &Path) {
         .collect();
     header();
     stats("`/bin/true` (exec floor)", truth);
+
+    // A plugin swap: the cache holds nothing for the new bytes, so the ADD runs the compiler
+    // (a sibling process), verifies and stores the artifact, then goes on as usual. Emptying
+    // the cache dir before each ADD stands for the swap.
+    let mut cold = vec![];
+    for _ in 0..5 {
+        for e in fs::read_dir(cache.path()).unwrap() {
+            let _ = fs::remove_file(e.unwrap().path());
+        }
+        let (t, ok, out) = run_in(&node.path(), &mesos, &env("ADD"), &mesos_in);
+        assert!(ok, "cold ADD failed: {out}");
+        cold.push(t);
+        let (_, ok, out) = run_in(&node.path(), &mesos, &env("DEL"), &mesos_in);
+        assert!(ok, "DEL failed: {out}");
+    }
+    header();
+    stats(
+        "cold ADD via `mesos` after a plugin swap (compiler process + verify + store)",
+        cold,
+    );
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
-    let host_bin = PathBuf::from(env!("CARGO_BIN_EXE_contrail-cni-plugin"));
+    let host_bin = std::env::var_os("CONTRAIL_BENCH_HOST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_contrail-cni-plugin")));
+    let before = std::env::var_os("CONTRAIL_BENCH_HOST_BEFORE").map(PathBuf::from);
     let translator = wasm_dir().join("mesos_delegate.wasm");
     if !translator.is_file() {
         println!(
@@ -341,6 +501,7 @@ fn main() {
         host_bin.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    wasm_step(&translator);
+    wasm_step(&translator, &compiler_beside(&host_bin));
+    exec_floor(&host_bin, before.as_deref());
     whole_process(&host_bin, &translator);
 }

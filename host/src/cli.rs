@@ -5,7 +5,8 @@
 //!   granted, permission warnings; non-zero exit for no world or an ungranted import.
 //! * `contrail-cni-plugin plugin run <file.wasm> --world W --input sample.json`: a dry run.
 //! * `contrail-cni-plugin plugin compile <file.wasm> [--cache-dir DIR]`: precompiles into the
-//!   artifact cache, so the first ADD after a deploy does not pay for compilation.
+//!   artifact cache (with the compiler installed beside this binary, as an ADD would), so the
+//!   first ADD after a deploy does not pay for compilation.
 //! * `contrail-cni-plugin config check FILE|-`: the network config (`.conf` or `.conflist`) as
 //!   ADD reads it; one `error: <key>: ...` / `warning: <key>: ...` line per problem; exit 1 on
 //!   any error, 2 when the file cannot be read.
@@ -332,6 +333,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 CniVersion::ALL.map(CniVersion::as_str).join(", "),
                 wasm::WIT_PACKAGE_COMPAT,
             );
+            // Where a plugin not yet in the cache gets compiled (this binary cannot).
+            match wasm::compiler::Compiler::beside_exe() {
+                Ok(c) if c.path().is_file() => {
+                    println!("plugin compiler: {}", c.path().display())
+                }
+                Ok(c) => println!(
+                    "plugin compiler: {} is missing: only plugins already in the cache can load",
+                    c.path().display()
+                ),
+                Err(e) => println!("plugin compiler: {e}"),
+            }
         }
         Cmd::Plugin {
             cmd:

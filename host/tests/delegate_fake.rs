@@ -89,7 +89,22 @@ impl Setup {
     }
 
     fn run(&self, command: &str, extra_env: &[(&str, &str)], conf: &Value) -> Out {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"));
+        self.run_bin(
+            std::path::Path::new(env!("CARGO_BIN_EXE_contrail-cni-plugin")),
+            command,
+            extra_env,
+            conf,
+        )
+    }
+
+    fn run_bin(
+        &self,
+        host: &std::path::Path,
+        command: &str,
+        extra_env: &[(&str, &str)],
+        conf: &Value,
+    ) -> Out {
+        let mut cmd = Command::new(host);
         cmd.env_clear()
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", "5baff64c-d028-47ba-864e-a5ee679fc069")
@@ -512,4 +527,45 @@ fn plugin_log_lines_cannot_forge_entries() {
         !log.contains('\x1b'),
         "an ANSI escape reached the log: {log:?}"
     );
+}
+
+/// A host installed without its compiler (`contrail-cni-plugin-compile` beside it): an ADD
+/// whose plugin is not in the cache fails with the CNI error naming the missing compiler, and
+/// runs nothing; once the plugin is precompiled (by a complete install), the same host's ADD
+/// works.
+#[test]
+fn a_host_without_its_compiler_runs_cached_plugins_and_says_why_not_others() {
+    let s = Setup::new();
+    s.reply("ADD", RESULT_100, 0);
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let alone = d.path().join("contrail-cni-plugin");
+    // A hard link (the build's file system): a copy could be "text file busy" while another
+    // test thread forks.
+    fs::hard_link(env!("CARGO_BIN_EXE_contrail-cni-plugin"), &alone).unwrap();
+    let conf = s.conf("0.2.0", label("IP=10.5.0.9"));
+    let out = s.run_bin(&alone, "ADD", &[], &conf);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let err: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(err["code"], 110, "{err}");
+    let msg = err["msg"].as_str().unwrap();
+    let missing = d.path().join("contrail-cni-plugin-compile");
+    assert!(
+        msg.contains("mesos-delegate.wasm")
+            && msg.contains(missing.to_str().unwrap())
+            && msg.contains("not installed"),
+        "{msg}"
+    );
+    assert!(s.seen("ADD").is_none(), "the delegate ran");
+
+    let status = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+        .args(["plugin", "compile", "--cache-dir"])
+        .arg(s.path("cache"))
+        .arg(s.path("wasm/mesos-delegate.wasm"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = s.run_bin(&alone, "ADD", &[], &conf);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(s.seen("ADD").is_some());
 }

@@ -73,6 +73,12 @@ impl Node {
             dir.join("contrail-cni-plugin"),
         )
         .unwrap();
+        // Installed beside the host, as `make install` does: the first ADD compiles with it.
+        fs::copy(
+            env!("CARGO_BIN_EXE_contrail-cni-plugin-compile"),
+            dir.join("contrail-cni-plugin-compile"),
+        )
+        .unwrap();
         symlink("contrail-cni-plugin", dir.join("mesos")).unwrap();
         fs::create_dir(dir.join("contrail-cni-wasm")).unwrap();
         fs::copy(

@@ -13,6 +13,10 @@ use contrail_cni_host::contrail::plugin::ipam_config;
 use contrail_cni_host::wasm::{InvocationRecord, Plugins, VrouterPort};
 use contrail_integration::paths::wasm_plugin;
 
+/// The plugin compiler built beside the host (the tests' own executable is not the host, so
+/// they name it; the host finds it beside itself).
+const COMPILER: &str = env!("CARGO_BIN_EXE_contrail-cni-plugin-compile");
+
 struct Sandbox {
     plugins_dir: tempfile::TempDir,
     cache_dir: tempfile::TempDir,
@@ -46,6 +50,7 @@ impl Sandbox {
             },
             "c0ffee",
         )
+        .with_compiler(COMPILER)
     }
 
     fn cache_entries(&self) -> Vec<PathBuf> {
@@ -323,6 +328,216 @@ fn a_corrupt_cache_entry_is_rebuilt_not_executed() {
     s.assert_clean(1);
 }
 
+/// The checksum is what keeps a damaged entry from running: here the entry holds another
+/// plugin's complete, valid artifact (the real IPAM's) behind this plugin's trailer with the
+/// length fixed up, so only the checksum differs. Run, it would answer the real IPAM's
+/// address; it must be rebuilt and answer misbehave's.
+#[test]
+fn a_valid_artifact_behind_a_stale_checksum_is_not_run() {
+    use contrail_cni_host::wasm::cache::TRAILER_LEN;
+    let s = Sandbox::new();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+    let entry = s
+        .cache_entries()
+        .into_iter()
+        .find(|e| e.extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
+    let good = fs::read(&entry).unwrap();
+    let other = Sandbox::new();
+    other.install("contrail_ipam", "contrail-ipam.wasm");
+    let r = call(&other.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.47.255.250/12");
+    let other_entry = other
+        .cache_entries()
+        .into_iter()
+        .find(|e| e.extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
+    let other_bytes = fs::read(&other_entry).unwrap();
+    let other_artifact = &other_bytes[..other_bytes.len() - TRAILER_LEN];
+    let mut trailer = good[good.len() - TRAILER_LEN..].to_vec();
+    // Trailer layout: magic 8, format 4, source 32, engine 32, length 8, checksum 16.
+    trailer[76..84].copy_from_slice(&(other_artifact.len() as u64).to_le_bytes());
+    let mut planted = other_artifact.to_vec();
+    planted.extend_from_slice(&trailer);
+    fs::write(&entry, &planted).unwrap();
+    let r = call(&s.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(
+        r.ips[0].address.to_string(),
+        "10.1.2.3/24",
+        "the planted artifact ran"
+    );
+    assert_eq!(fs::read(&entry).unwrap(), good, "entry rebuilt");
+    s.assert_clean(1);
+}
+
+/// An entry that someone other than root or us could have written is not trusted: it is
+/// removed and rebuilt (a new file), never loaded.
+#[test]
+fn an_entry_others_could_write_is_rebuilt_not_loaded() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = Sandbox::new();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+    let entry = s
+        .cache_entries()
+        .into_iter()
+        .find(|e| e.extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
+    let before = fs::metadata(&entry).unwrap().ino();
+    fs::set_permissions(&entry, fs::Permissions::from_mode(0o666)).unwrap();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+    let after = fs::metadata(&entry).unwrap();
+    assert_ne!(after.ino(), before, "the open entry was loaded");
+    assert_eq!(after.mode() & 0o777, 0o644);
+    s.assert_clean(1);
+}
+
+/// Without the compiler: what is cached still loads; a miss (a swapped plugin) is a clear
+/// load error naming the compiler; a corrupt entry is refused, not run.
+#[test]
+fn without_the_compiler_cached_plugins_work_and_a_miss_is_a_clear_error() {
+    let s = Sandbox::new();
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
+    let missing = s
+        .cache_dir
+        .path()
+        .join("gone")
+        .join("contrail-cni-plugin-compile");
+    let without = || {
+        Plugins::new(
+            WasmSettings {
+                memory_limit_mb: 16,
+                timeout_ms: 1000,
+                ..settings(&s)
+            },
+            "c0ffee",
+        )
+        .with_compiler(&missing)
+    };
+    let r = call(&without(), "ok").0.unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.1.2.3/24");
+
+    let entry = s
+        .cache_entries()
+        .into_iter()
+        .find(|e| e.extension().is_some_and(|x| x == "cwasm"))
+        .unwrap();
+    let good = fs::read(&entry).unwrap();
+    let mut bad = good.clone();
+    let i = bad.len() / 2;
+    bad[i] ^= 0x01;
+    fs::write(&entry, &bad).unwrap();
+    let e = call(&without(), "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    assert!(!entry.exists(), "the corrupt entry is removed");
+
+    s.install("contrail_ipam", "contrail-ipam.wasm");
+    let e = call(&without(), "ok").0.unwrap_err();
+    assert_eq!(e.code, 110, "{e:?}");
+    assert!(
+        e.msg.contains("contrail-ipam.wasm")
+            && e.msg.contains("not compiled for this host")
+            && e.msg.contains("contrail-cni-plugin-compile")
+            && e.msg.contains("not installed"),
+        "{e:?}"
+    );
+    // With the compiler back, the same ADD works.
+    let r = call(&s.plugins(16, 1000), "ok").0.unwrap();
+    assert_eq!(r.ips[0].address.to_string(), "10.47.255.250/12");
+}
+
+/// The compiler binary on its own: the artifact on stdout for a component; exit 1 with one
+/// line for anything else; exit 3 for a host of another release; exit 2 on usage errors.
+#[test]
+fn the_compiler_binary_speaks_its_protocol() {
+    use contrail_cni_host::wasm::engine;
+    use std::io::Write;
+    let run = |args: &[&str], input: &[u8]| {
+        let mut c = std::process::Command::new(COMPILER)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let input = input.to_vec();
+        let w = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = c.wait_with_output().unwrap();
+        w.join().unwrap();
+        (
+            out.status.code(),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let fp = engine::fingerprint_hex();
+    let wasm = fs::read(wasm_plugin("contrail_ipam")).unwrap();
+    let (code, artifact, err) = run(&["--engine", &fp], &wasm);
+    assert_eq!(code, Some(0), "{err}");
+    let e = engine::engine().unwrap();
+    // SAFETY: the artifact was just produced by the compiler for this engine.
+    unsafe { wasmtime::component::Component::deserialize(e, &artifact) }.unwrap();
+
+    let (code, out, err) = run(&["--engine", &fp], b"hello");
+    assert_eq!((code, out.is_empty()), (Some(1), true), "{err}");
+    assert!(
+        err.contains("not a valid WebAssembly component") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, err) = run(&["--engine", &fp], &artifact);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("precompiled artifact"), "{err}");
+    let (code, out, err) = run(&["--engine", &"0".repeat(64)], &wasm);
+    assert_eq!((code, out.is_empty()), (Some(3), true), "{err}");
+    assert!(err.contains("same release"), "{err}");
+    let (code, _, err) = run(&[], &wasm);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+/// The host finds its compiler beside its own executable: a host installed alone reports
+/// the missing compiler on a miss, and still loads what was precompiled.
+#[test]
+fn a_host_installed_without_its_compiler() {
+    let host = env!("CARGO_BIN_EXE_contrail-cni-plugin");
+    let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let alone = d.path().join("contrail-cni-plugin");
+    // A hard link (same file system as the build): no copy to be "text file busy" while
+    // another test thread forks.
+    fs::hard_link(host, &alone).unwrap();
+    let cache = d.path().join("cache");
+    let tr = wasm_plugin("mesos_delegate");
+    let run = |bin: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let compile = [
+        "plugin",
+        "compile",
+        tr.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let (code, _, err) = run(&alone, &compile);
+    assert_eq!(code, Some(1), "{err}");
+    let beside = d.path().join("contrail-cni-plugin-compile");
+    assert!(
+        err.contains(beside.to_str().unwrap()) && err.contains("not installed"),
+        "{err}"
+    );
+    let (code, out, err) = run(std::path::Path::new(host), &compile);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("compiled:"), "{out}");
+    let (code, out, err) = run(&alone, &compile);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("already compiled"), "{out}");
+}
+
 #[test]
 fn swapping_the_wasm_changes_behaviour_without_a_rebuild() {
     let s = Sandbox::new();
@@ -357,7 +572,8 @@ fn an_unwritable_cache_dir_still_works_in_memory() {
             ..WasmSettings::default()
         },
         "c0ffee",
-    );
+    )
+    .with_compiler(COMPILER);
     p.ipam_configure(&record("ok"), &port(), true).unwrap();
     assert_eq!(fs::read(&file).unwrap(), b"x");
 }
@@ -488,6 +704,7 @@ fn concurrent_first_loads_compile_once() {
     let engine = engine::engine().unwrap();
     let wasm = s.plugins_dir.path().join("contrail-ipam.wasm");
     let barrier = std::sync::Barrier::new(8);
+    let compiler = contrail_cni_host::wasm::compiler::Compiler::at(COMPILER);
     let origins: Vec<cache::Origin> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..8)
             .map(|_| {
@@ -495,6 +712,7 @@ fn concurrent_first_loads_compile_once() {
                     barrier.wait();
                     let opts = cache::Options {
                         cache_dir: Some(s.cache_dir.path()),
+                        compiler: Some(&compiler),
                         ..Default::default()
                     };
                     cache::load(engine, &wasm, &opts).unwrap().origin
@@ -522,7 +740,8 @@ fn compilation_has_a_time_limit() {
             ..settings(&s)
         },
         "c0ffee",
-    );
+    )
+    .with_compiler(COMPILER);
     let e = call(&p, "ok").0.unwrap_err();
     assert_eq!(e.code, 110, "{e:?}");
     assert!(e.msg.contains("compile-timeout-ms"), "{e:?}");
@@ -546,7 +765,8 @@ fn insecure_plugin_permissions_are_refused_unless_allowed() {
             ..settings(&s)
         },
         "c0ffee",
-    );
+    )
+    .with_compiler(COMPILER);
     call(&allowed, "ok").0.unwrap();
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
     fs::set_permissions(s.plugins_dir.path(), fs::Permissions::from_mode(0o777)).unwrap();

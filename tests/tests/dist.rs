@@ -25,6 +25,7 @@ fn artifacts() -> (PathBuf, PathBuf) {
     let wasm = paths::wasm_dir();
     for p in [
         bin.join("contrail-cni-plugin"),
+        bin.join("contrail-cni-plugin-compile"),
         bin.join("contrail-mesos-manager"),
         wasm.join("mesos_delegate.wasm"),
         wasm.join("contrail_ipam.wasm"),
@@ -90,6 +91,14 @@ fn the_release_tarball_installs_an_agent_and_a_master() {
             .args(["plugin", "check"])
             .arg(&f));
     }
+    // The compiler is installed beside the host, where the host looks for it.
+    let v = run(Command::new(cni.join("contrail-cni-plugin")).arg("version"));
+    let compiler = cni.join("contrail-cni-plugin-compile");
+    assert!(compiler.is_file(), "{v}");
+    assert!(
+        v.contains(&format!("plugin compiler: {}\n", compiler.display())),
+        "{v}"
+    );
     let cache = root.join("var/cache/contrail-cni/wasm");
     assert!(
         std::fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some()),

@@ -1,25 +1,45 @@
 //! Compiled-artifact cache.
 //!
 //! A cached artifact is native code that wasmtime maps executable, so it is only ever loaded
-//! after these checks (anything else is a miss: logged, rebuilt, never executed):
-//! * the file name is `<plugin stem>-<path digest>.<blake3(wasm)>-<engine digest>.cwasm`, so a
-//!   swapped `.wasm` or a new engine/host build is simply another entry (and storing it prunes
-//!   the entries of the plugin's older builds; the dir keeps at most [`CACHE_MAX_ENTRIES`]);
+//! after these checks (anything else is a miss: logged, removed, rebuilt, never executed):
+//! * the file name is `<plugin stem>-<path digest>.<blake3(wasm)>-<engine fingerprint>.cwasm`,
+//!   so a swapped `.wasm` or a new engine/host build is simply another entry (and storing it
+//!   prunes the entries of the plugin's older builds; the dir keeps at most
+//!   [`CACHE_MAX_ENTRIES`]);
 //! * the file is the artifact followed by a trailer holding the magic, the format version,
-//!   both of those digests in full, the artifact length and blake3 of the artifact; all must
-//!   match (the hash is computed over the file's mapped pages on every load);
-//! * the directory and the file must be owned by us or root and not group/world-writable,
-//!   since anyone who can write there could otherwise plant code.
+//!   both of those digests in full, the artifact length and an XXH3-128 checksum of the
+//!   artifact; all must match, the checksum over every byte of the file's mapped pages on
+//!   every load;
+//! * the directory and the file must be owned by us or root and not group/world-writable.
+//!
+//! What protects an entry from what (the threat model):
+//! * **Tampering** (someone planting or editing native code): only the ownership and mode
+//!   checks stop it. Whoever passes them (root, or the host's own user) can replace the host
+//!   binary itself, so no check inside the host could stop them; an unkeyed digest in the
+//!   trailer would not either, since they can rewrite the trailer too. That is why the
+//!   artifact checksum does not need to be cryptographic.
+//! * **Corruption** (disk or filesystem errors, a torn or partial copy, a truncated file, a
+//!   tool rewriting the file): the checksum over every byte on every load, plus the length
+//!   and magic at the end (a truncated file loses its trailer). A 128-bit checksum misses a
+//!   random corruption with probability 2^-128. Writes go to a temp file that is fsynced and
+//!   renamed into place, so a crash leaves nothing or a whole entry.
+//! * **Staleness** (an entry of another plugin build or another engine): the blake3 of the
+//!   `.wasm` bytes the host read (cryptographic: it binds the code that runs to the bytes the
+//!   operator installed) and the engine fingerprint, in the name and the trailer; wasmtime
+//!   also checks the artifact's recorded settings (target, CPU features, tunables, version).
+//! * **A lying compiler**: artifacts come from the sibling compiler process
+//!   ([`super::compiler`]); its output is stored only after this engine deserialised it, and
+//!   the trailer's source digest is the host's own, over the bytes it sent.
 //!
 //! Entries are written to a temp file in the same directory and renamed into place, so a
 //! concurrent ADD sees either nothing or a whole entry, and an entry's inode is never written
 //! after the rename. That is what lets a load map the file instead of copying it: the verified
 //! file is opened once, and wasmtime maps that same open file (through `/proc/self/fd`), so
-//! what was hashed is what runs. (The artifact comes first because wasmtime maps a whole file
+//! what was checked is what runs. (The artifact comes first because wasmtime maps a whole file
 //! and expects its ELF image at offset 0; bytes after the ELF image are not looked at.) When
-//! the directory cannot be used the plugin is compiled in memory (slow, but correct) with a
-//! warning. A compile runs under a `flock` beside the entry (one compile per artifact across
-//! concurrent ADDs) and a wall-time limit.
+//! the directory cannot be used the plugin is compiled and loaded from memory (slow, but
+//! correct) with a warning. A compile runs under a `flock` beside the entry (one compile per
+//! artifact across concurrent ADDs) and a wall-time limit.
 
 use std::fs;
 use std::io::Write;
@@ -27,23 +47,25 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Precompiled};
 
-use super::engine::compatibility_digest;
+use super::compiler::{CompileError, Compiler};
+use super::engine::fingerprint;
 
 /// Where artifacts go when the config names no `wasm.cache-dir`.
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/contrail-cni/wasm";
 
 const MAGIC: &[u8; 8] = b"CCNIWASM";
-/// 2: trailer after the artifact (1 had a header before it).
-const FORMAT: u32 = 2;
+/// 3: XXH3-128 checksum, engine fingerprint (2: blake3 of the artifact, wasmtime's
+/// compatibility hash; 1 had a header before the artifact).
+const FORMAT: u32 = 3;
 /// Largest plugin file accepted (the stock plugins are a few hundred KiB).
 pub const PLUGIN_MAX_BYTES: u64 = 16 << 20;
 /// Entries kept in a cache dir (builds of other plugin files); the oldest go first.
 pub const CACHE_MAX_ENTRIES: usize = 64;
 /// Length of the trailer after the artifact.
-pub const TRAILER_LEN: usize = 8 + 4 + 32 + 32 + 8 + 32;
+pub const TRAILER_LEN: usize = 8 + 4 + 32 + 32 + 8 + 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -56,6 +78,10 @@ pub enum LoadError {
     Precompiled { path: PathBuf },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     Compile { path: PathBuf, reason: String },
+    /// Not in the cache, and the compiler could not produce it (missing, timed out, crashed,
+    /// of another release, or its output does not load).
+    #[error("{path} is not compiled for this host and cannot be compiled now: {source}")]
+    Compiler { path: PathBuf, source: CompileError },
     #[error("Wasm engine unavailable: {0}")]
     Engine(String),
     #[error("refused: {why} (wasm.allow-insecure-permissions: true loads it anyway)")]
@@ -116,7 +142,7 @@ fn usable_dir(dir: &Path) -> Option<&Path> {
 fn verify<'a>(
     bytes: &'a [u8],
     source: &[u8; 32],
-    compat: &[u8; 32],
+    engine_fp: &[u8; 32],
 ) -> Result<&'a [u8], &'static str> {
     if bytes.len() < TRAILER_LEN {
         return Err("truncated trailer");
@@ -131,28 +157,34 @@ fn verify<'a>(
     if &h[12..44] != source {
         return Err("built from other wasm bytes");
     }
-    if &h[44..76] != compat {
+    if &h[44..76] != engine_fp {
         return Err("built by another engine");
     }
     if u64::from_le_bytes(h[76..84].try_into().expect("8")) != artifact.len() as u64 {
         return Err("length mismatch (truncated or extended)");
     }
-    if blake3::hash(artifact).as_bytes() != &h[84..116] {
-        return Err("artifact digest mismatch (corrupt)");
+    if checksum(artifact) != h[84..100] {
+        return Err("artifact checksum mismatch (corrupt)");
     }
     Ok(artifact)
 }
 
-fn encode(source: &[u8; 32], compat: &[u8; 32], artifact: &[u8]) -> Vec<u8> {
+fn encode(source: &[u8; 32], engine_fp: &[u8; 32], artifact: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(artifact.len() + TRAILER_LEN);
     out.extend_from_slice(artifact);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT.to_le_bytes());
     out.extend_from_slice(source);
-    out.extend_from_slice(compat);
+    out.extend_from_slice(engine_fp);
     out.extend_from_slice(&(artifact.len() as u64).to_le_bytes());
-    out.extend_from_slice(blake3::hash(artifact).as_bytes());
+    out.extend_from_slice(&checksum(artifact));
     out
+}
+
+/// The corruption check over a whole artifact (see the module doc for why XXH3-128 and not
+/// a cryptographic hash: 4x cheaper on every load, and no weaker against what it is for).
+pub fn checksum(artifact: &[u8]) -> [u8; 16] {
+    xxhash_rust::xxh3::xxh3_128(artifact).to_le_bytes()
 }
 
 /// A read-only private mapping of a whole file (no copy; pages come from the page cache).
@@ -214,7 +246,7 @@ fn load_entry(
     engine: &Engine,
     entry: &Path,
     source: &[u8; 32],
-    compat: &[u8; 32],
+    engine_fp: &[u8; 32],
 ) -> Result<Option<Component>, String> {
     use std::os::fd::AsRawFd;
     let file = match fs::File::open(entry) {
@@ -230,15 +262,15 @@ fn load_entry(
     }
     let len = usize::try_from(meta.len()).map_err(|_| "too large".to_owned())?;
     let map = Mapped::new(&file, len).map_err(|e| format!("cannot map it ({e})"))?;
-    let artifact = verify(map.bytes(), source, compat)?;
+    let artifact = verify(map.bytes(), source, engine_fp)?;
     // The same open file, not the path: a rename over the entry in between cannot swap in
     // unverified bytes.
     let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    // SAFETY: the file holds exactly what `precompile_component` produced with this engine
-    // configuration (artifact digest, engine digest and source digest checked above, in a
-    // directory only we/root can write), followed by our trailer, which wasmtime ignores (it
-    // reads the ELF image through its section table). The inode is never written after it was
-    // renamed into place.
+    // SAFETY: the file holds what this host verified and stored from the compiler's output
+    // for this engine configuration (checksum, engine fingerprint and source digest checked
+    // above, in a directory only we/root can write), followed by our trailer, which wasmtime
+    // ignores (it reads the ELF image through its section table). The inode is never written
+    // after it was renamed into place.
     let loaded = if by_fd.exists() {
         unsafe { Component::deserialize_file(engine, &by_fd) }
     } else {
@@ -288,6 +320,9 @@ pub struct Options<'a> {
     pub compile_timeout: Duration,
     /// Load a `.wasm` that a non-root user (other than us) could have written.
     pub allow_insecure_permissions: bool,
+    /// The compiler to run on a miss; `None`: [`Compiler::beside_exe`], the only choice of
+    /// the CNI path and the CLI (tests and benchmarks of the library name the built one).
+    pub compiler: Option<&'a Compiler>,
 }
 
 impl Default for Options<'_> {
@@ -296,6 +331,7 @@ impl Default for Options<'_> {
             cache_dir: None,
             compile_timeout: Duration::from_millis(crate::cni::config::DEFAULT_COMPILE_TIMEOUT_MS),
             allow_insecure_permissions: false,
+            compiler: None,
         }
     }
 }
@@ -383,7 +419,7 @@ pub fn load(engine: &Engine, wasm_path: &Path, opts: &Options<'_>) -> Result<Loa
 }
 
 /// The cache file names of one plugin file: `<stem>-<path digest>.` then
-/// `<blake3(wasm)>-<engine digest>.cwasm` for each build, and `.lock` for the compile lock.
+/// `<blake3(wasm)>-<engine fingerprint>.cwasm` for each build, and `.lock` for the compile lock.
 /// Keying by the plugin's path lets a new build of the same file prune the old entries without
 /// touching other plugins' (or another network's same-named plugin's).
 fn entry_prefix(wasm_path: &Path) -> String {
@@ -434,31 +470,53 @@ impl CompileLock {
     }
 }
 
-/// Compiles on a helper thread and gives up after `timeout`: Cranelift has no interruption
-/// point, so a compile bomb would otherwise hold an ADD for as long as it likes. The thread is
-/// left to finish on its own (the CNI process exits right after the error); nothing it
-/// produces is used.
-fn compile_bounded(engine: &Engine, wasm: &[u8], timeout: Duration) -> Result<Vec<u8>, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let engine = engine.clone();
-    let wasm = wasm.to_vec();
-    std::thread::Builder::new()
-        .name("wasm-compile".into())
-        .spawn(move || {
-            let _ = tx.send(
-                engine
-                    .precompile_component(&wasm)
-                    .map_err(|e| format!("{e:#}")),
-            );
-        })
-        .map_err(|e| format!("cannot start the compile thread: {e}"))?;
-    match rx.recv_timeout(timeout) {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "compilation took longer than {} ms (wasm.compile-timeout-ms)",
-            timeout.as_millis()
-        )),
+/// Runs the compiler on `wasm` and checks what it answered: a component artifact that this
+/// engine deserialises (wasmtime checks its ELF image and recorded settings). Returns the
+/// artifact and the component loaded from it.
+fn compile_verified(
+    engine: &Engine,
+    wasm_path: &Path,
+    wasm: &[u8],
+    opts: &Options<'_>,
+) -> Result<(Vec<u8>, Component), LoadError> {
+    let beside;
+    let compiler = match opts.compiler {
+        Some(c) => c,
+        None => {
+            beside = Compiler::beside_exe().map_err(|source| LoadError::Compiler {
+                path: wasm_path.to_owned(),
+                source,
+            })?;
+            &beside
+        }
+    };
+    let failed = |source| LoadError::Compiler {
+        path: wasm_path.to_owned(),
+        source,
+    };
+    let artifact = compiler
+        .compile(wasm, opts.compile_timeout)
+        .map_err(|e| match e {
+            CompileError::Invalid(reason) => LoadError::Compile {
+                path: wasm_path.to_owned(),
+                reason,
+            },
+            other => failed(other),
+        })?;
+    if Engine::detect_precompiled(&artifact) != Some(Precompiled::Component) {
+        return Err(failed(CompileError::Failed(
+            "its output is not a component artifact".into(),
+        )));
     }
+    // SAFETY: the bytes come from the compiler installed beside this binary (trusted as the
+    // binary itself is: see `Compiler::check`), for this engine's fingerprint; wasmtime checks
+    // the image and its recorded settings against this engine before anything of it runs.
+    let component = unsafe { Component::deserialize(engine, &artifact) }.map_err(|e| {
+        failed(CompileError::Failed(format!(
+            "its output does not load in this host: {e:#}"
+        )))
+    })?;
+    Ok((artifact, component))
 }
 
 /// Removes the entries of other builds of the same plugin file (same prefix), then the
@@ -505,19 +563,19 @@ pub fn load_bytes(
         });
     }
     let source = *blake3::hash(wasm).as_bytes();
-    let compat = compatibility_digest(engine);
+    let engine_fp = fingerprint();
     let dir = opts.cache_dir.and_then(usable_dir);
     let prefix = entry_prefix(wasm_path);
     let entry = dir.map(|d| {
         d.join(format!(
             "{prefix}.{}-{}.cwasm",
             hex(&source),
-            hex(&compat[..8])
+            hex(&engine_fp[..8])
         ))
     });
 
     let try_entry = |entry: &Path| -> Option<Component> {
-        match load_entry(engine, entry, &source, &compat) {
+        match load_entry(engine, entry, &source, &engine_fp) {
             Ok(c) => c,
             Err(why) => {
                 tracing::warn!(entry = %entry.display(), "Wasm cache entry rejected: {why}; rebuilding");
@@ -560,22 +618,11 @@ pub fn load_bytes(
     };
 
     let started = std::time::Instant::now();
-    let artifact = compile_bounded(engine, wasm, opts.compile_timeout).map_err(|reason| {
-        LoadError::Compile {
-            path: wasm_path.to_owned(),
-            reason,
-        }
-    })?;
+    let (artifact, component) = compile_verified(engine, wasm_path, wasm, opts)?;
     tracing::info!(plugin = %wasm_path.display(), ms = started.elapsed().as_secs_f64() * 1e3, "compiled Wasm plugin");
-    // SAFETY: `artifact` was just produced by this engine from these bytes.
-    let component =
-        unsafe { Component::deserialize(engine, &artifact) }.map_err(|e| LoadError::Compile {
-            path: wasm_path.to_owned(),
-            reason: format!("{e:#}"),
-        })?;
     let mut stored = false;
     if let (Some(entry), Some(d)) = (&entry, dir) {
-        match write_atomic(entry, &encode(&source, &compat, &artifact)) {
+        match write_atomic(entry, &encode(&source, &engine_fp, &artifact)) {
             Ok(()) => {
                 stored = true;
                 evict(d, &prefix, entry);
@@ -613,7 +660,7 @@ mod tests {
         flipped[0] ^= 1;
         assert_eq!(
             verify(&flipped, &s, &c),
-            Err("artifact digest mismatch (corrupt)")
+            Err("artifact checksum mismatch (corrupt)")
         );
         let mut magic = good;
         magic[8] = b'X';

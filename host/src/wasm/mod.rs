@@ -1,5 +1,6 @@
 //! The Wasm plugin platform: one engine configuration ([`engine::engine_config`]), the
-//! compiled-artifact cache ([`cache`]), the sandboxed call ([`runtime`]), the bindings of every
+//! compiled-artifact cache ([`cache`]), the sibling compiler process that fills it on a miss
+//! ([`compiler`]; this binary links no compiler), the sandboxed call ([`runtime`]), the bindings of every
 //! world and version ([`bindings`]), what a plugin may read ([`redact`]) and [`Plugins`], the
 //! lazily loaded plugins one invocation uses. What an answer *means* (and the checks before
 //! it touches the node) lives with its user: `delegate::answer`, `contrail::plugin`.
@@ -14,6 +15,7 @@
 pub mod bindings;
 pub mod cache;
 mod compat;
+pub mod compiler;
 pub mod engine;
 pub mod imports;
 pub mod redact;
@@ -140,6 +142,8 @@ pub struct Plugins {
     plugin_dir: PathBuf,
     cache_dir: PathBuf,
     container_id: String,
+    /// `None`: the compiler beside the executable (the CNI path and the CLI).
+    compiler: Option<compiler::Compiler>,
     delegate: OnceLock<Prepared<DelegatePre>>,
     contrail: OnceLock<Prepared<ContrailPre>>,
     ipam: OnceLock<Prepared<IpamPre>>,
@@ -212,10 +216,19 @@ impl Plugins {
             plugin_dir,
             cache_dir,
             container_id: container_id.to_owned(),
+            compiler: None,
             delegate: OnceLock::new(),
             contrail: OnceLock::new(),
             ipam: OnceLock::new(),
         }
+    }
+
+    /// Compile with the compiler at `path` instead of the one beside the executable. For tests
+    /// and benchmarks of this library, whose executable is not the installed host; nothing a
+    /// config or a plugin supplies reaches this.
+    pub fn with_compiler(mut self, path: impl Into<PathBuf>) -> Self {
+        self.compiler = Some(compiler::Compiler::at(path));
+        self
     }
 
     pub fn settings(&self) -> &WasmSettings {
@@ -267,6 +280,7 @@ impl Plugins {
             cache_dir: Some(&self.cache_dir),
             compile_timeout: std::time::Duration::from_millis(self.settings.compile_timeout_ms),
             allow_insecure_permissions: self.settings.allow_insecure_permissions,
+            compiler: self.compiler.as_ref(),
         }
     }
 
