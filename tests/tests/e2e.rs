@@ -1820,6 +1820,31 @@ fn a_vip_is_answered_by_each_backend_in_turn() {
         answers.windows(2).all(|w| w[0] != w[1]),
         "the backends answer in turn: {answers:?}"
     );
+    // The VIP's DC/OS name resolves to its address (the managers' l4lb virtual DNS server).
+    let dns = SocketAddr::new(contrail_devstack::stack::pod_dns_address(), 53);
+    let mut named = None;
+    wait_ok(
+        CONVERGE,
+        "web.marathon.l4lb.thisdcos.directory resolves",
+        || {
+            named = contrail_devstack::dns::resolve_in(
+                &client[0].0,
+                dns,
+                "web.marathon.l4lb.thisdcos.directory",
+                t,
+            );
+            ensure!(named.as_ref().is_some_and(|v| !v.is_empty()), "{named:?}");
+            Ok(())
+        },
+    );
+    assert_eq!(
+        named
+            .unwrap()
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .collect::<Vec<_>>(),
+        [to.ip()]
+    );
 
     for id in ["/web", "/client"] {
         api.call("DELETE", &format!("/v2/apps{id}"), None).unwrap();

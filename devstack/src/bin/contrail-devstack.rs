@@ -680,6 +680,16 @@ fn vip(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String> {
         "6 connections to the VIP, each backend answering in turn",
         up && answers.len() == 6 && seen == want && answers.windows(2).all(|w| w[0] != w[1]),
     );
+    let named = Stack::wait_for(Duration::from_secs(10), || {
+        resolve_in(
+            &client[0].0,
+            SocketAddr::new(pod_dns_address(), 53),
+            &dns,
+            t,
+        )
+        .is_some_and(|a| a.iter().any(|a| IpAddr::V4(*a) == vip))
+    });
+    r.check(&format!("/client resolves {dns} to the VIP {vip}"), named);
     interrupted()?;
     r.step("DELETE /v2/apps/web, /v2/apps/client");
     for id in ["/web", "/client"] {
@@ -693,6 +703,7 @@ fn vip(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String> {
         "loadbalancer-healthmonitor",
         "virtual-machine-interface",
         "instance-ip",
+        "virtual-DNS-record",
     ];
     let clean = Stack::wait_for(Duration::from_secs(30), || {
         stack.scheduler.run_ids().is_empty() && types.iter().all(|t| stack.vnc_count(t) == 0)

@@ -152,6 +152,26 @@ impl Writer {
             match self.ensure_vip(key, vip, &fq, lbs.get(&fq), names, &mut st) {
                 Ok(lb) => {
                     st.loadbalancers += 1;
+                    // With `[dns]`, the name of a named VIP resolves to its address.
+                    if let (Some(d), VipKey::Name(n)) = (&self.cfg.dns, key) {
+                        let l4 = Writer::l4lb_server(d, &names.domain);
+                        let addr = props(&lb.loadbalancer_properties)["vip_address"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
+                        let vip_s = key.to_string();
+                        let owner = [
+                            ("created-by", self.cfg.owner.as_str()),
+                            ("cluster", self.cfg.cluster.as_str()),
+                            ("vip", vip_s.as_str()),
+                        ];
+                        if !addr.is_empty()
+                            && let Err(e) = self.ensure_vip_record(&l4, &lb.uuid, n, &addr, &owner)
+                        {
+                            st.errors += 1;
+                            tracing::warn!(vip = %key, error = %e, "VIP DNS record not made; next pass retries");
+                        }
+                    }
                     if let Err(e) = self.ensure_listeners(
                         key,
                         vip,
@@ -535,6 +555,9 @@ impl Writer {
             .filter(|l| l.loadbalancer_refs.iter().any(|r| r.uuid == lb.uuid))
         {
             self.delete_listener(l, &pools, &monitors, &owned.members, st)?;
+        }
+        if let Some(d) = &self.cfg.dns {
+            self.remove_vip_record(d, &lb.uuid)?;
         }
         self.delete_owned("loadbalancer", &lb.uuid, st)?;
         for r in &lb.virtual_machine_interface_refs {

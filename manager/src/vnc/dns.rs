@@ -106,6 +106,54 @@ impl Writer {
         }
     }
 
+    /// The server of named VIPs' names (DC/OS' `<name>.marathon.l4lb.<domain>`): a second
+    /// virtual DNS server, `<server>-l4lb`, for `l4lb.<vip domain>`, as one server serves one
+    /// domain.
+    pub(crate) fn l4lb_server(d: &Dns, vip_domain: &str) -> Dns {
+        Dns {
+            server_fq: vec![d.server_fq[0].clone(), format!("{}-l4lb", d.server_fq[1])],
+            domain: format!("l4lb.{vip_domain}"),
+            forwarder: None,
+            ttl: d.ttl,
+        }
+    }
+
+    /// The A record of a named VIP (`<name>.marathon` on the l4lb server), named by its
+    /// loadbalancer's uuid; made once.
+    pub(crate) fn ensure_vip_record(
+        &self,
+        d: &Dns,
+        lb_uuid: &str,
+        name: &str,
+        address: &str,
+        owner: &[(&str, &str)],
+    ) -> Result<(), AttachError> {
+        self.ensure_dns_server(d)?;
+        let mut fq = d.server_fq.clone();
+        fq.push(lb_uuid.to_owned());
+        if self.lookup("virtual-DNS-record", &fq)?.is_some() {
+            return Ok(());
+        }
+        let body = json!({"fq_name": fq, "parent_type": "virtual-DNS",
+            "virtual_DNS_record_data": {"record_name": format!("{name}.marathon"), "record_type": "A",
+                "record_class": "IN", "record_data": address, "record_ttl_seconds": d.ttl},
+            "annotations": annotations(owner)});
+        let (u, _) = self.create_or_reuse("virtual-DNS-record", body)?;
+        self.cache.put_name("virtual-DNS-record", &fq, &u);
+        Ok(())
+    }
+
+    /// Removes a named VIP's record (before its loadbalancer goes); `d` is `[dns]`.
+    pub(crate) fn remove_vip_record(&self, d: &Dns, lb_uuid: &str) -> Result<(), VncError> {
+        let mut fq = Writer::l4lb_server(d, "").server_fq;
+        fq.push(lb_uuid.to_owned());
+        self.cache.forget_name("virtual-DNS-record", &fq);
+        match self.api.fqname_to_id("virtual-DNS-record", &fq)? {
+            Some(u) => ignore_404(self.api.delete("virtual-DNS-record", &u)),
+            None => Ok(()),
+        }
+    }
+
     /// The leader's pass: records of ports that no longer exist (a registration that died
     /// half-way, a port deleted behind the manager's back) go. Returns how many.
     pub fn collect_records(&self) -> Result<usize, AttachError> {
