@@ -22,7 +22,7 @@
 //!    was re-registered since.
 //! 6. `guard` holds back a pass that deletes too much, or that rests on an empty listing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::cache::Owned;
 use crate::inventory::Orphan;
@@ -35,7 +35,7 @@ pub struct Policy {
     pub delete_unjoined: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Deregister (container id, ifname).
     Delete {
@@ -57,8 +57,13 @@ pub enum Action {
 /// Live tasks indexed by id and by IP, plus the tasks that ended before reporting an address.
 #[derive(Debug, Clone, Default)]
 pub struct TaskIndex {
-    pub by_id: HashMap<String, TaskView>,
+    /// Ordered, so the tasks of an instance (`<instance>`, `<instance>.<container>`) are one
+    /// range: an `instance_changed_event` does not scan every task.
+    pub by_id: BTreeMap<String, TaskView>,
     by_ip: HashMap<String, Vec<String>>,
+    /// Live tasks still starting without an address (few at any time): what protects an
+    /// unjoined attachment on their node, looked up without walking every task.
+    starting: std::collections::BTreeSet<String>,
     /// When each live task was first seen (unix seconds), carried across listings.
     seen: HashMap<String, u64>,
     /// Tasks that ended (or vanished) while still without an address: their CNI ADD may
@@ -120,6 +125,9 @@ impl TaskIndex {
         for ip in &t.ips {
             self.by_ip.entry(ip.clone()).or_default().push(t.id.clone());
         }
+        if t.ips.is_empty() && is_starting_state(&t.state) {
+            self.starting.insert(t.id.clone());
+        }
         self.by_id.insert(t.id.clone(), t);
     }
 
@@ -152,6 +160,7 @@ impl TaskIndex {
 
     pub fn remove(&mut self, id: &str) -> Option<TaskView> {
         let t = self.by_id.remove(id)?;
+        self.starting.remove(id);
         for ip in &t.ips {
             if let Some(v) = self.by_ip.get_mut(ip) {
                 v.retain(|x| x != id);
@@ -167,12 +176,22 @@ impl TaskIndex {
     /// Marathon 1.4-1.7 form, see `instance_task_ids`).
     pub fn remove_instance(&mut self, instance_id: &str) -> Vec<String> {
         let roots = instance_task_ids(instance_id);
-        let ids: Vec<String> = self
-            .by_id
-            .keys()
-            .filter(|k| roots.iter().any(|r| is_task_of(k, r)))
-            .cloned()
-            .collect();
+        let mut ids: Vec<String> = Vec::new();
+        for r in &roots {
+            ids.extend(
+                self.by_id
+                    .range::<str, _>((
+                        std::ops::Bound::Included(r.as_str()),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .map(|(k, _)| k)
+                    .take_while(|k| k.starts_with(r.as_str()))
+                    .filter(|k| is_task_of(k, r))
+                    .cloned(),
+            );
+        }
+        ids.sort();
+        ids.dedup();
         for id in &ids {
             self.remove(id);
         }
@@ -228,8 +247,9 @@ impl TaskIndex {
     }
 
     fn node_has_starting_task(&self, o: &Owned) -> bool {
-        self.by_id
-            .values()
+        self.starting
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
             .any(|t| t.ips.is_empty() && is_starting_state(&t.state) && on_node(t, o))
     }
 
@@ -303,8 +323,8 @@ pub enum Hold {
 }
 
 /// Decides whether a pass's attachment deletions may run as they are.
-pub fn guard(
-    owned: &[Owned],
+pub fn guard<O: std::borrow::Borrow<Owned>>(
+    owned: &[O],
     tasks: &TaskIndex,
     actions: &[Action],
     max_delete_percent: u64,
@@ -316,7 +336,10 @@ pub fn guard(
     if deletions == 0 {
         return None;
     }
-    let joined = owned.iter().filter(|o| o.task_id.is_some()).count();
+    let joined = owned
+        .iter()
+        .filter(|o| o.borrow().task_id.is_some())
+        .count();
     if tasks.is_empty() && joined > 0 {
         return Some(Hold::EmptyListing { joined });
     }
@@ -332,8 +355,8 @@ pub fn guard(
 }
 
 /// One pass over a complete snapshot.
-pub fn reconcile(
-    owned: &[Owned],
+pub fn reconcile<O: std::borrow::Borrow<Owned>>(
+    owned: &[O],
     orphans: &[Orphan],
     tasks: &TaskIndex,
     now: u64,
@@ -348,6 +371,7 @@ pub fn reconcile(
     let mut early: HashMap<usize, Vec<usize>> = HashMap::new();
     if policy.delete_unjoined {
         for (k, o) in owned.iter().enumerate() {
+            let o = o.borrow();
             if o.task_id.is_none() && matches!(tasks.lookup(o), Lookup::None) {
                 for e in tasks.ended_early_for(o) {
                     early.entry(e).or_default().push(k);
@@ -361,6 +385,7 @@ pub fn reconcile(
         .map(|v| v[0])
         .collect();
     for (k, o) in owned.iter().enumerate() {
+        let o = o.borrow();
         let cid = &o.attachment.container_id;
         let young = now.saturating_sub(o.created_at) < policy.grace_secs;
         match tasks.lookup(o) {
@@ -721,8 +746,11 @@ mod tests {
             container_id: "c".into(),
             created_at: 950,
         }];
-        assert!(reconcile(&[], &x, &TaskIndex::default(), 1000, P).is_empty());
-        assert_eq!(reconcile(&[], &x, &TaskIndex::default(), 1100, P).len(), 1);
+        assert!(reconcile::<Owned>(&[], &x, &TaskIndex::default(), 1000, P).is_empty());
+        assert_eq!(
+            reconcile::<Owned>(&[], &x, &TaskIndex::default(), 1100, P).len(),
+            1
+        );
     }
 
     #[test]
