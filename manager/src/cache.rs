@@ -161,6 +161,19 @@ impl Cache {
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
+    /// `o` as a shared entry: the cached one when the cache holds an equal attachment under
+    /// its key (a scan that finds nothing changed then allocates nothing lasting).
+    pub fn share(&self, o: Owned) -> Arc<Owned> {
+        let a = r(&self.attachments);
+        let k = (
+            o.attachment.container_id.clone(),
+            o.attachment.ifname.clone(),
+        );
+        match a.map.get(&k) {
+            Some(c) if **c == o => Arc::clone(c),
+            _ => Arc::new(o),
+        }
+    }
     pub fn put(&self, o: Owned) {
         w(&self.attachments).insert(Arc::new(o));
         self.bump();

@@ -128,19 +128,22 @@ impl Watcher {
             .scan()
             .map_err(|e| anyhow::anyhow!("scanning VNC: {e}"))?;
         // VNC is the authority: the cache follows the scan at once, sharing its entries (the
-        // pass and the cache hold one copy, and the old one goes before the listing is read),
+        // pass and the cache hold one copy, and what changed goes before the listing is read),
         // unless an API call changed the cache while the scan ran (the scan may predate it).
-        let owned: Vec<Arc<Owned>> = scan.owned.into_iter().map(Arc::new).collect();
+        let owned: Vec<Arc<Owned>> = scan.owned;
         self.mgr
             .cache
             .replace_all_if(generation, owned.iter().cloned());
         let listing = self.list()?;
         let now = now_secs();
-        let mut ix = TaskIndex::from_tasks(listing.tasks);
-        ix.succeed(&self.index(), now, self.cfg.policy.grace_secs);
-        let n_tasks = ix.len();
-        let mut actions = reconcile(&owned, &scan.orphans, &ix, now, self.cfg.policy);
-        *self.index() = ix;
+        // The index follows the listing in place (one index, not two, for the pass); events
+        // wait while the pass reads it.
+        let (n_tasks, mut actions) = {
+            let mut ix = self.index();
+            ix.refresh(listing.tasks, now, self.cfg.policy.grace_secs);
+            let actions = reconcile(&owned, &scan.orphans, &ix, now, self.cfg.policy);
+            (ix.len(), actions)
+        };
         let mut held = 0;
         if !listing.incomplete.is_empty() {
             // Joins are safe on a partial listing; deciding what ended is not.
@@ -345,11 +348,9 @@ impl Watcher {
         let confirmed: std::collections::HashSet<Action> = match self.list() {
             Ok(l) if l.incomplete.is_empty() => {
                 let now = now_secs();
-                let mut ix = TaskIndex::from_tasks(l.tasks);
-                ix.succeed(&self.index(), now, self.cfg.policy.grace_secs);
-                let again = reconcile(owned, &[], &ix, now, self.cfg.policy);
-                *self.index() = ix;
-                again
+                let mut ix = self.index();
+                ix.refresh(l.tasks, now, self.cfg.policy.grace_secs);
+                reconcile(owned, &[], &ix, now, self.cfg.policy)
                     .into_iter()
                     .filter(|a| matches!(a, Action::Delete { .. }))
                     .collect()

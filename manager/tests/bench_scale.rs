@@ -245,7 +245,11 @@ fn bench_cluster_scale() {
     // the same stand-ins.
     let bin = std::env::var("BENCH_MANAGER_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_contrail-mesos-manager").to_owned());
-    let listen = "127.0.0.1:16993";
+    // A port nobody holds now (a manager left over from an earlier run would answer instead).
+    let listen: &'static str = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Box::leak(l.local_addr().unwrap().to_string().into_boxed_str())
+    };
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -278,6 +282,11 @@ fn bench_cluster_scale() {
     let ready = wait_for("API up", Duration::from_secs(600), || {
         ureq::get(format!("http://{listen}/livez")).call().is_ok()
     });
+    let mut child = child;
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the manager exited: another process answers on {listen}"
+    );
     let first = wait_for("first pass", Duration::from_secs(600), || runs() >= 1.0) + ready;
     let hwm_first = proc_status_kib(pid, "VmHWM:");
     let first_pass = metric(listen, "contrail_mesos_reconcile_last_pass_seconds").unwrap_or(-1.0);
