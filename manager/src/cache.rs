@@ -196,6 +196,10 @@ impl Cache {
             .map(|o| Owned::clone(o))
             .collect()
     }
+    /// Every attachment, shared (in key order).
+    pub fn all_shared(&self) -> Vec<Arc<Owned>> {
+        r(&self.attachments).map.values().cloned().collect()
+    }
     /// Attachments for which `pred` holds (cloned; the lock is not held by the caller).
     pub fn filter(&self, pred: impl Fn(&Owned) -> bool) -> Vec<Owned> {
         r(&self.attachments)

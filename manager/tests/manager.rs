@@ -1183,3 +1183,42 @@ fn the_stream_backoff_restarts_from_the_minimum_on_every_connect() {
     assert_eq!(ms, 5 * 50, "backed off {ms} ms in total");
     app.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn the_first_pass_uses_the_start_up_scan_and_later_passes_scan_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    // Three attachments registered by an earlier run, their tasks running.
+    let app = app::start(&config(&v, &[])).unwrap();
+    let mut ips = Vec::new();
+    for i in 0..3 {
+        let (st, b) = post(&app, &request(&cid(i), "eth0", blue()));
+        assert_eq!(st, 201, "{b}");
+        ips.push(b["ip"].as_str().unwrap().to_owned());
+    }
+    app.shutdown(Duration::from_secs(1));
+    let m = MarathonServer::start().unwrap();
+    for (i, ip) in ips.iter().enumerate() {
+        m.add_task_silently(
+            "/web",
+            &format!("web.{i}"),
+            "agent-1",
+            &[ip],
+            "TASK_RUNNING",
+        );
+    }
+    let lists = || v.calls("GET /virtual-machine-interfaces");
+    let before = lists();
+    let app = app::start(&config(&v, &[m.url()])).unwrap();
+    common::wait_for("the first pass", 200, || {
+        app.mgr.metrics.reconcile_runs.load(SeqCst) >= 1
+    });
+    // One scan for the rebuild and the first pass; the pass still joined every attachment.
+    assert_eq!(lists() - before, 1);
+    assert_eq!(app.mgr.metrics.joins.load(SeqCst), 3);
+    assert!(app.mgr.cache.all().iter().all(|o| o.task_id.is_some()));
+    // A later pass scans VNC afresh.
+    relist(&m, &app);
+    assert_eq!(lists() - before, 2);
+    app.shutdown(Duration::from_secs(1));
+}
