@@ -259,7 +259,13 @@ fn bench_cluster_scale() {
                 #[serde(default)]
                 marker: Option<String>,
             }
-            let p: Page = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+            let body = r
+                .body_mut()
+                .with_config()
+                .limit(1 << 30)
+                .read_to_vec()
+                .unwrap();
+            let p: Page = serde_json::from_slice(&body).unwrap();
             pages += 1;
             match p.marker {
                 Some(m) => marker = m,
