@@ -225,6 +225,7 @@ impl Watcher {
             .reconcile_last_pass_ms
             .store(started.elapsed().as_millis() as u64, Relaxed);
         self.mgr.metrics.reconcile_runs.fetch_add(1, Relaxed);
+        release_free_memory();
         self.mgr
             .metrics
             .attachments
@@ -645,6 +646,18 @@ impl Watcher {
                 tracing::warn!(error = %e, "periodic reconcile skipped");
             }
         }
+    }
+}
+
+/// Hands the pages a pass freed back to the kernel. A pass allocates and frees a scan's and a
+/// listing's worth (~80 MiB at 100,000 tasks); without this the freed pages stayed resident
+/// between passes (357 MiB resident after a pass, 266 MiB with it; the peak during a pass is
+/// the same either way: docs/BENCHMARKS.md).
+fn release_free_memory() {
+    // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

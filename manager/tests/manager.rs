@@ -526,8 +526,9 @@ fn a_lost_del_is_removed_by_the_reconciler_after_a_dropped_stream() {
     wait_for("a re-list", 200, || {
         m.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst) > lists
     });
+    // The VM goes after its VMI (dependency order): wait for both, not just the first.
     wait_for("the reconcile", 200, || {
-        v.count("virtual-machine-interface") == 1
+        v.count("virtual-machine-interface") == 1 && v.store().get(&vm_uuid_for(&cid(1))).is_none()
     });
     assert!(
         v.store().get(&vm_uuid_for(&cid(2))).is_some(),
