@@ -2,12 +2,15 @@
 //! and the orphans a scan found. The VNC adapter (`vnc/`) fills these; the reconcile core
 //! imports nothing from it.
 
+use std::sync::Arc;
+
 use crate::cache::Owned;
 
 /// Owned objects as VNC holds them.
 #[derive(Debug, Clone, Default)]
 pub struct Scan {
-    pub owned: Vec<Owned>,
+    /// Shared with the cache where the cache already held the same attachment.
+    pub owned: Vec<Arc<Owned>>,
     pub orphans: Vec<Orphan>,
     /// Containers with an attachment whose VM no virtual router refers to (the node's router
     /// was re-registered, or the ref was lost): the agent never learns such a port.
@@ -19,7 +22,7 @@ pub struct Scan {
 /// floating-ip without VMI: traces of a crash mid-registration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
-    pub ty: String,
+    pub ty: &'static str,
     pub uuid: String,
     pub container_id: String,
     /// Unix seconds (annotation `created-at`), for the grace.

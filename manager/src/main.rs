@@ -190,12 +190,14 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
-    // Many worker threads each get a glibc malloc arena by default; a couple suffice for a
-    // daemon whose threads mostly wait on sockets, and keep the resident size small.
+    // Many worker threads each get a glibc malloc arena by default. One is enough for a
+    // daemon whose threads mostly wait on sockets: the reconcile passes run on two threads
+    // (the stream's and the periodic one), and with an arena each, each arena grew to a
+    // pass's peak (100,000 tasks: 482 MiB resident with 2 arenas; docs/BENCHMARKS.md).
     // SAFETY: called before any other thread exists.
     #[cfg(target_env = "gnu")]
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
     let cli = Cli::parse();
     if cli.check_config {

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub marathon_lists: AtomicU64,
     pub marathon_errors: AtomicU64,
     pub reconcile_runs: AtomicU64,
+    /// Duration of the last completed reconcile pass, in milliseconds.
+    pub reconcile_last_pass_ms: AtomicU64,
     pub reconcile_deletions: AtomicU64,
     pub event_deletions: AtomicU64,
     pub joins: AtomicU64,
@@ -164,6 +166,15 @@ impl Metrics {
             "Reconcile passes.",
             "counter",
             self.reconcile_runs.load(Relaxed).to_string(),
+        );
+        g(
+            "contrail_mesos_reconcile_last_pass_seconds",
+            "Duration of the last completed reconcile pass.",
+            "gauge",
+            format!(
+                "{:.3}",
+                self.reconcile_last_pass_ms.load(Relaxed) as f64 / 1e3
+            ),
         );
         g(
             "contrail_mesos_reconcile_deletions_total",

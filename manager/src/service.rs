@@ -28,6 +28,19 @@ pub struct Manager {
     /// The agents' operator API, which names a container's Marathon task (group and app
     /// modes need it).
     pub agents: Option<Arc<dyn AgentApi>>,
+    /// What the start-up scan found besides the attachments, for the first pass to use
+    /// instead of a scan of its own (`Watcher::relist_and_reconcile`).
+    pub start_scan: Mutex<Option<StartScan>>,
+}
+
+/// The start-up scan, as the first reconcile pass may use it.
+pub struct StartScan {
+    /// When the scan started.
+    pub at: std::time::Instant,
+    /// The cache's generation once it held the scan: a registration or deregistration since
+    /// changes it, and the scan is not used.
+    pub generation: u64,
+    pub vms_without_vrouter: Vec<String>,
 }
 
 impl From<AttachError> for ApiError {
@@ -55,6 +68,7 @@ impl Manager {
             locks: Mutex::new(HashMap::new()),
             isolation: Isolation::Cluster,
             agents: None,
+            start_scan: Mutex::new(None),
         }
     }
 
@@ -82,9 +96,16 @@ impl Manager {
 
     /// Rebuilds the cache from VNC (start-up). Returns the number of attachments found.
     pub fn rebuild(&self) -> Result<usize, AttachError> {
+        let at = std::time::Instant::now();
         let scan = self.writer.scan()?;
         let n = scan.owned.len();
         self.cache.replace_all(scan.owned);
+        // Orphans are not kept: a pass that uses this scan leaves them to the next one.
+        *self.start_scan.lock().unwrap_or_else(|p| p.into_inner()) = Some(StartScan {
+            at,
+            generation: self.cache.generation(),
+            vms_without_vrouter: scan.vms_without_vrouter,
+        });
         self.metrics.attachments.store(n as i64, Relaxed);
         Ok(n)
     }

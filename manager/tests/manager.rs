@@ -526,8 +526,9 @@ fn a_lost_del_is_removed_by_the_reconciler_after_a_dropped_stream() {
     wait_for("a re-list", 200, || {
         m.knobs.app_lists.load(std::sync::atomic::Ordering::SeqCst) > lists
     });
+    // The VM goes after its VMI (dependency order): wait for both, not just the first.
     wait_for("the reconcile", 200, || {
-        v.count("virtual-machine-interface") == 1
+        v.count("virtual-machine-interface") == 1 && v.store().get(&vm_uuid_for(&cid(1))).is_none()
     });
     assert!(
         v.store().get(&vm_uuid_for(&cid(2))).is_some(),
@@ -1181,5 +1182,44 @@ fn the_stream_backoff_restarts_from_the_minimum_on_every_connect() {
     // Reset only on an event, it doubled on: 50+100+...+800 = 1.55 s.
     let ms = app.mgr.metrics.sse_backoff_ms.load(SeqCst);
     assert_eq!(ms, 5 * 50, "backed off {ms} ms in total");
+    app.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn the_first_pass_uses_the_start_up_scan_and_later_passes_scan_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let v = vnc();
+    // Three attachments registered by an earlier run, their tasks running.
+    let app = app::start(&config(&v, &[])).unwrap();
+    let mut ips = Vec::new();
+    for i in 0..3 {
+        let (st, b) = post(&app, &request(&cid(i), "eth0", blue()));
+        assert_eq!(st, 201, "{b}");
+        ips.push(b["ip"].as_str().unwrap().to_owned());
+    }
+    app.shutdown(Duration::from_secs(1));
+    let m = MarathonServer::start().unwrap();
+    for (i, ip) in ips.iter().enumerate() {
+        m.add_task_silently(
+            "/web",
+            &format!("web.{i}"),
+            "agent-1",
+            &[ip],
+            "TASK_RUNNING",
+        );
+    }
+    let lists = || v.calls("GET /virtual-machine-interfaces");
+    let before = lists();
+    let app = app::start(&config(&v, &[m.url()])).unwrap();
+    common::wait_for("the first pass", 200, || {
+        app.mgr.metrics.reconcile_runs.load(SeqCst) >= 1
+    });
+    // One scan for the rebuild and the first pass; the pass still joined every attachment.
+    assert_eq!(lists() - before, 1);
+    assert_eq!(app.mgr.metrics.joins.load(SeqCst), 3);
+    assert!(app.mgr.cache.all().iter().all(|o| o.task_id.is_some()));
+    // A later pass scans VNC afresh.
+    relist(&m, &app);
+    assert_eq!(lists() - before, 2);
     app.shutdown(Duration::from_secs(1));
 }

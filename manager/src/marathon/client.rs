@@ -224,6 +224,23 @@ impl HttpMarathon {
         &self,
         path: &str,
     ) -> Result<Option<T>, MarathonError> {
+        let Some((url, body)) = self.get_body(path)? else {
+            return Ok(None);
+        };
+        // Streamed decode: no 10 MB body limit, no intermediate copy of a large app list.
+        serde_json::from_reader(body)
+            .map(Some)
+            .map_err(|e| MarathonError::Decode {
+                url,
+                msg: e.to_string(),
+            })
+    }
+
+    /// The URL and the body of a 200 answer, to be read as it arrives; `Ok(None)` on 404.
+    fn get_body(
+        &self,
+        path: &str,
+    ) -> Result<Option<(String, BufReader<impl std::io::Read + use<>>)>, MarathonError> {
         let url = format!("{}{path}", self.base());
         let resp = self.send_authed(&url, || {
             self.lists.get(&url).header("Accept", "application/json")
@@ -236,27 +253,19 @@ impl HttpMarathon {
             self.rotate(&url);
             return Err(MarathonError::Status { url, status });
         }
-        // Streamed decode: no 10 MB body limit, no intermediate copy of a large app list.
-        serde_json::from_reader(BufReader::new(resp.into_body().into_reader()))
-            .map(Some)
-            .map_err(|e| MarathonError::Decode {
-                url,
-                msg: e.to_string(),
-            })
+        Ok(Some((url, BufReader::new(resp.into_body().into_reader()))))
     }
 }
 
 impl MarathonApi for HttpMarathon {
     fn list_tasks(&self) -> Result<Listing, MarathonError> {
         const APPS: &str = "/v2/apps?embed=apps.tasks";
-        let v: serde_json::Value = self.get_json(APPS)?.ok_or_else(|| MarathonError::Status {
+        let (url, body) = self.get_body(APPS)?.ok_or_else(|| MarathonError::Status {
             url: format!("{}{APPS}", self.base()),
             status: 404,
         })?;
-        let apps = AppList::decode(v).map_err(|msg| MarathonError::Decode {
-            url: format!("{}{APPS}", self.base()),
-            msg,
-        })?;
+        // Decoded as it arrives into only the fields the reconciler reads.
+        let apps = AppList::from_reader(body).map_err(|msg| MarathonError::Decode { url, msg })?;
         let incomplete = apps.incomplete();
         let services = apps.services();
         // Marathon < 1.4 has no pods: its 404 means "no pods", not a failed listing.

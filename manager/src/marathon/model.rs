@@ -283,46 +283,254 @@ pub struct AppList {
 
 impl AppList {
     /// Decodes each app on its own, so a failure names the app, the task and the field
-    /// (`app /web: tasks[1] (web.3f2a...): ipAddresses[0]: invalid type ...`).
+    /// (`app /web: tasks[1] (task web.3f2a...): ipAddresses[0]: invalid type ...`).
     pub fn decode(v: serde_json::Value) -> Result<AppList, String> {
-        let serde_json::Value::Object(mut top) = v else {
-            return Err("the answer is not a JSON object".into());
-        };
-        let apps = match top.remove("apps") {
-            Some(serde_json::Value::Array(a)) => a,
-            Some(_) => return Err("`apps` is not an array".into()),
-            None => return Err("no `apps` key".into()),
-        };
-        let mut out = Vec::with_capacity(apps.len());
-        for (i, a) in apps.into_iter().enumerate() {
-            let id = a
-                .get("id")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("#{i}"));
-            let task_id = |path: &str| -> String {
-                // "tasks[3].host" -> the id of task 3.
-                path.strip_prefix("tasks[")
-                    .and_then(|r| r.split(']').next())
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .and_then(|n| a.get("tasks")?.get(n)?.get("id")?.as_str())
-                    .map(|t| format!(" (task {t})"))
-                    .unwrap_or_default()
-            };
-            match serde_path_to_error::deserialize::<_, App>(&a) {
-                Ok(app) => out.push(app),
-                Err(e) => {
-                    let path = e.path().to_string();
-                    return Err(format!("app {id}: {path}{}: {}", task_id(&path), e.inner()));
-                }
-            }
-        }
-        Ok(AppList { apps: out })
+        use serde::de::DeserializeSeed as _;
+        Apps.deserialize(v)
+            .map(|apps| AppList { apps })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The same decode, straight from the answer's bytes: only the fields above are kept, so
+    /// 100,000 tasks never exist as a JSON tree (which was most of a pass's peak memory).
+    pub fn from_reader(r: impl std::io::Read) -> Result<AppList, String> {
+        use serde::de::DeserializeSeed as _;
+        let mut de = serde_json::Deserializer::from_reader(r);
+        let apps = Apps.deserialize(&mut de).map_err(|e| e.to_string())?;
+        de.end().map_err(|e| e.to_string())?;
+        Ok(AppList { apps })
     }
 
     /// Why the listing cannot be used to decide what ended, if it cannot.
     pub fn incomplete(&self) -> Vec<String> {
         self.apps.iter().filter_map(App::incomplete).collect()
+    }
+}
+
+/// What the app being decoded has shown so far, for the error message: its id and the id of
+/// the task being decoded.
+#[derive(Default)]
+struct Seen {
+    app: std::cell::RefCell<Option<String>>,
+    task: std::cell::RefCell<Option<String>>,
+}
+
+/// The top object: its `apps`, app by app.
+struct Apps;
+
+impl<'de> serde::de::DeserializeSeed<'de> for Apps {
+    type Value = Vec<App>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<App>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Apps {
+    type Value = Vec<App>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the /v2/apps answer (a JSON object with `apps`)")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Vec<App>, A::Error> {
+        let mut apps = None;
+        while let Some(k) = m.next_key::<String>()? {
+            if k == "apps" {
+                apps = Some(m.next_value_seed(AppSeq)?);
+            } else {
+                m.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        apps.ok_or_else(|| serde::de::Error::custom("no `apps` key"))
+    }
+}
+
+struct AppSeq;
+
+impl<'de> serde::de::DeserializeSeed<'de> for AppSeq {
+    type Value = Vec<App>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<App>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for AppSeq {
+    type Value = Vec<App>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("`apps`, an array")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Vec<App>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(app) = s.next_element_seed(OneApp(out.len()))? {
+            out.push(app);
+        }
+        Ok(out)
+    }
+}
+
+/// One app, with the path to a failure inside it and the app and task it was in.
+struct OneApp(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for OneApp {
+    type Value = App;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<App, D::Error> {
+        let seen = Seen::default();
+        let mut track = serde_path_to_error::Track::new();
+        let r = serde::Deserializer::deserialize_map(
+            serde_path_to_error::Deserializer::new(d, &mut track),
+            AppVisitor(&seen),
+        );
+        r.map_err(|e| {
+            let path = track.path().to_string();
+            let id = seen.app.take().unwrap_or_else(|| format!("#{}", self.0));
+            let task = match seen.task.take() {
+                Some(t) if path.starts_with("tasks[") => format!(" (task {t})"),
+                _ => String::new(),
+            };
+            serde::de::Error::custom(format!("app {id}: {path}{task}: {e}"))
+        })
+    }
+}
+
+struct AppVisitor<'s>(&'s Seen);
+
+impl<'de> serde::de::Visitor<'de> for AppVisitor<'_> {
+    type Value = App;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an app object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<App, A::Error> {
+        let mut app = App::default();
+        while let Some(k) = m.next_key::<String>()? {
+            match k.as_str() {
+                "id" => {
+                    app.id = m.next_value()?;
+                    *self.0.app.borrow_mut() = Some(app.id.clone());
+                }
+                "tasks" => app.tasks = m.next_value_seed(TaskSeq(self.0))?,
+                "tasksRunning" => app.tasks_running = m.next_value()?,
+                "tasksStaged" => app.tasks_staged = m.next_value()?,
+                // What a VIP needs (`vip`): an odd value here costs the app its VIPs (said in
+                // the log), never the listing the reconciler decides on.
+                "portDefinitions" | "container" | "healthChecks" => {
+                    let v: serde_json::Value = m.next_value()?;
+                    let r = match k.as_str() {
+                        "portDefinitions" => Option::<Vec<PortDefinition>>::deserialize(v)
+                            .map(|x| app.port_definitions = x.unwrap_or_default()),
+                        "container" => {
+                            Option::<Container>::deserialize(v).map(|x| app.container = x)
+                        }
+                        _ => Option::<Vec<HealthCheck>>::deserialize(v)
+                            .map(|x| app.health_checks = x.unwrap_or_default()),
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(app = %app.id, field = %k, error = %e, "app field not understood; the app gets no VIP from it");
+                    }
+                }
+                _ => {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(app)
+    }
+}
+
+/// `tasks`: null (not told) or the tasks, each recording its id in `Seen` as it goes.
+struct TaskSeq<'s>(&'s Seen);
+
+impl<'de> serde::de::DeserializeSeed<'de> for TaskSeq<'_> {
+    type Value = Option<Vec<Task>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TaskSeq<'_> {
+    type Value = Option<Vec<Task>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of tasks")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(t) = s.next_element_seed(OneTask(self.0))? {
+            out.push(t);
+        }
+        Ok(Some(out))
+    }
+}
+
+struct OneTask<'s>(&'s Seen);
+
+impl<'de> serde::de::DeserializeSeed<'de> for OneTask<'_> {
+    type Value = Task;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Task, D::Error> {
+        *self.0.task.borrow_mut() = None;
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for OneTask<'_> {
+    type Value = Task;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a task object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Task, A::Error> {
+        let mut t = Task::default();
+        // Marathon writes `ipAddresses`, `state` and `host` before `id`: they are kept as
+        // (small) JSON values and typed once the whole task, and so its id, has been read, so
+        // a failure names the task.
+        let mut later: Vec<(&'static str, serde_json::Value)> = Vec::new();
+        while let Some(k) = m.next_key::<String>()? {
+            match k.as_str() {
+                "id" => {
+                    t.id = m.next_value()?;
+                    *self.0.task.borrow_mut() = Some(t.id.clone());
+                }
+                "host" => later.push(("host", m.next_value()?)),
+                "state" => later.push(("state", m.next_value()?)),
+                "ipAddresses" => later.push(("ipAddresses", m.next_value()?)),
+                "ports" => later.push(("ports", m.next_value()?)),
+                "healthCheckResults" => later.push(("healthCheckResults", m.next_value()?)),
+                _ => {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        fn typed<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+            field: &str,
+            v: serde_json::Value,
+        ) -> Result<T, E> {
+            serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                let path = match path.as_str() {
+                    "." => String::new(),
+                    p if p.starts_with('[') => p.to_owned(),
+                    p => format!(".{p}"),
+                };
+                E::custom(format!("{field}{path}: {}", e.inner()))
+            })
+        }
+        for (field, v) in later {
+            match field {
+                "host" => t.host = typed(field, v)?,
+                "state" => t.state = typed(field, v)?,
+                // Null is absent (as for the typed fields' `nullable`).
+                "ports" => t.ports = typed::<Option<_>, _>(field, v)?.unwrap_or_default(),
+                "healthCheckResults" => {
+                    t.health_check_results = typed::<Option<_>, _>(field, v)?.unwrap_or_default()
+                }
+                _ => t.ip_addresses = typed(field, v)?,
+            }
+        }
+        Ok(t)
     }
 }
 
@@ -599,7 +807,12 @@ mod tests {
         .expect("example");
         let l = AppList::decode(serde_json::from_str(&text).expect("json")).expect("decode");
         assert!(l.incomplete().is_empty(), "{:?}", l.incomplete());
+        let streamed: Vec<TaskView> = AppList::from_reader(text.as_bytes())
+            .expect("decode")
+            .tasks()
+            .collect();
         let t: Vec<TaskView> = l.tasks().collect();
+        assert_eq!(t, streamed);
         assert!(!t.is_empty());
         assert_eq!(t[0].ips, vec!["172.17.0.2".to_owned()]);
         assert_eq!(t[0].state, "TASK_RUNNING");
@@ -639,10 +852,15 @@ mod tests {
         let mut v = fixture("marathonlb-marathon15_apps.json");
         let tid = v["apps"][0]["tasks"][0]["id"].as_str().unwrap().to_owned();
         v["apps"][0]["tasks"][0]["ipAddresses"][0]["ipAddress"] = 17.into();
+        // The same from the answer's bytes, as the client reads it (the task's `id` comes
+        // after its `ipAddresses` in Marathon's output).
+        let streamed = AppList::from_reader(v.to_string().as_bytes()).unwrap_err();
         let e = AppList::decode(v).unwrap_err();
-        assert!(e.contains("app /pywebserver"), "{e}");
-        assert!(e.contains(&tid), "{e}");
-        assert!(e.contains("ipAddresses[0].ipAddress"), "{e}");
+        for e in [e, streamed] {
+            assert!(e.contains("app /pywebserver"), "{e}");
+            assert!(e.contains(&tid), "{e}");
+            assert!(e.contains("ipAddresses[0].ipAddress"), "{e}");
+        }
     }
 
     #[test]

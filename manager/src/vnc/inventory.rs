@@ -22,16 +22,56 @@ impl Writer {
     /// gone). Used at start and by the reconciler.
     pub fn scan(&self) -> Result<Scan, AttachError> {
         // Each list is streamed and every owned object is cut down to what the pass needs as
-        // it is decoded: at 10,000 attachments, holding four lists of whole objects was most
-        // of the manager's peak memory.
+        // it is decoded. The interfaces are listed last: by then each one's VM, addresses and
+        // floating IPs are known, so its attachment is complete as it is read and, when the
+        // cache already holds the same, the cached one is shared instead (a pass then holds
+        // the cache plus the few small maps below, not a second copy of every attachment).
         let mine = |o: &VncObject| self.owns(o);
-        // (display name, the VM as an orphan should no VMI use it), in list order.
-        let mut vms: Vec<(Option<String>, Orphan)> = Vec::new();
+        let mut vms: HashMap<String, Vm> = HashMap::new();
         self.api.list_each("virtual-machine", &mut |o| {
             if mine(&o) {
-                vms.push((o.display_name.clone(), orphan_of("virtual-machine", &o)));
+                let (cid, created_at) = identity(&o);
+                vms.insert(
+                    o.uuid,
+                    Vm {
+                        display: o.display_name,
+                        cid,
+                        created_at,
+                        used: false,
+                    },
+                );
             }
         })?;
+        // VMI uuid -> its instance-ips / floating-ips, in list order.
+        let mut orphans = Vec::new();
+        let mut iips: HashMap<String, Vec<Part>> = HashMap::new();
+        let mut fips: HashMap<String, Vec<Part>> = HashMap::new();
+        for (ty, parts) in [("instance-ip", &mut iips), ("floating-ip", &mut fips)] {
+            self.api.list_each(ty, &mut |i| {
+                if !mine(&i) {
+                    return;
+                }
+                let (cid, created_at) = identity(&i);
+                let part = Part {
+                    address: if ty == "instance-ip" {
+                        i.instance_ip_address
+                    } else {
+                        i.floating_ip_address
+                    },
+                    uuid: i.uuid,
+                    cid,
+                    created_at,
+                };
+                match i.virtual_machine_interface_refs.into_iter().next() {
+                    Some(r) => parts.entry(r.uuid).or_default().push(part),
+                    None => orphans.push(part.orphan(ty)),
+                }
+            })?;
+        }
+        let is_v4 = |a: Option<&str>| {
+            a.and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                .is_some_and(|a| a.is_ipv4())
+        };
         let mut owned = Vec::new();
         self.api.list_each("virtual-machine-interface", &mut |v| {
             if !mine(&v) {
@@ -40,15 +80,23 @@ impl Writer {
             let ann = |k: &str| v.annotation(k).unwrap_or_default().to_owned();
             let cid = ann("container-id");
             let vn = v.virtual_network_refs.first().cloned().unwrap_or_default();
-            owned.push(Owned {
+            let vm_uuid = v
+                .virtual_machine_refs
+                .first()
+                .map(|r| r.uuid.clone())
+                .unwrap_or_default();
+            let task_id = vms.get_mut(&vm_uuid).and_then(|vm| {
+                vm.used = true;
+                vm.display
+                    .as_ref()
+                    .filter(|d| **d != cid && !d.is_empty())
+                    .cloned()
+            });
+            let mut o = Owned {
                 attachment: Attachment {
                     container_id: cid.clone(),
                     ifname: ann("ifname"),
-                    vm_uuid: v
-                        .virtual_machine_refs
-                        .first()
-                        .map(|r| r.uuid.clone())
-                        .unwrap_or_default(),
+                    vm_uuid,
                     vm_name: cid,
                     vmi_uuid: v.uuid.clone(),
                     vn: ObjectRef {
@@ -74,81 +122,39 @@ impl Writer {
                     .annotation("created-at")
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0),
-                task_id: None,
-            });
-        })?;
-        // VMI uuid -> position in `owned`, for the instance-ips and floating-ips.
-        let by_vmi: HashMap<String, usize> = owned
-            .iter()
-            .enumerate()
-            .map(|(k, o)| (o.attachment.vmi_uuid.clone(), k))
-            .collect();
-        let find = |vmi: Option<&str>| by_vmi.get(vmi?).copied();
-        let is_v4 = |a: Option<&str>| {
-            a.and_then(|a| a.parse::<std::net::IpAddr>().ok())
-                .is_some_and(|a| a.is_ipv4())
-        };
-        let mut orphans = Vec::new();
-        self.api.list_each("instance-ip", &mut |i| {
-            if !mine(&i) {
-                return;
-            }
-            let vmi = i
-                .virtual_machine_interface_refs
-                .first()
-                .map(|r| r.uuid.as_str());
-            match find(vmi) {
-                // A dual-stack port has one of each family: the IPv4 one is the attachment's
-                // address (as at registration); otherwise the last one listed wins.
-                Some(k) => {
-                    let o = &mut owned[k];
-                    if is_v4(i.instance_ip_address.as_deref()) || !is_v4(o.attachment.ip.as_deref())
-                    {
-                        o.attachment.ip = i.instance_ip_address.clone();
-                        o.iip_uuid = Some(i.uuid.clone());
-                    }
+                task_id,
+            };
+            // A dual-stack port has one of each family: the IPv4 one is the attachment's
+            // address (as at registration); otherwise the last one listed wins.
+            for i in iips.remove(&v.uuid).unwrap_or_default() {
+                if is_v4(i.address.as_deref()) || !is_v4(o.attachment.ip.as_deref()) {
+                    o.attachment.ip = i.address;
+                    o.iip_uuid = Some(i.uuid);
                 }
-                None => orphans.push(orphan_of("instance-ip", &i)),
             }
-        })?;
-        self.api.list_each("floating-ip", &mut |f| {
-            if !mine(&f) {
-                return;
-            }
-            let vmi = f
-                .virtual_machine_interface_refs
-                .first()
-                .map(|r| r.uuid.as_str());
-            match find(vmi) {
-                Some(k) => {
-                    let o = &mut owned[k];
-                    if let Some(a) = &f.floating_ip_address {
-                        o.attachment.floating_ips.push(a.clone());
-                    }
-                    o.fip_uuids.push(f.uuid.clone());
+            for f in fips.remove(&v.uuid).unwrap_or_default() {
+                if let Some(a) = f.address {
+                    o.attachment.floating_ips.push(a);
                 }
-                None => orphans.push(orphan_of("floating-ip", &f)),
+                o.fip_uuids.push(f.uuid);
             }
+            owned.push(self.cache.share(o));
         })?;
-        drop(by_vmi);
-        let vm_by_uuid: HashMap<&str, &Option<String>> =
-            vms.iter().map(|(d, x)| (x.uuid.as_str(), d)).collect();
-        let mut used = HashSet::new();
-        for o in &mut owned {
-            if let Some(display) = vm_by_uuid.get(o.attachment.vm_uuid.as_str()) {
-                o.task_id = display
-                    .as_ref()
-                    .filter(|d| **d != o.attachment.container_id && !d.is_empty())
-                    .cloned();
-            }
-            used.insert(o.attachment.vm_uuid.clone());
+        // What is left has no interface: instance-ips and floating-ips whose VMI is gone, VMs
+        // no VMI uses.
+        for (ty, parts) in [("instance-ip", iips), ("floating-ip", fips)] {
+            let mut left: Vec<Part> = parts.into_values().flatten().collect();
+            left.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+            orphans.extend(left.into_iter().map(|p| p.orphan(ty)));
         }
-        drop(vm_by_uuid);
-        orphans.extend(
-            vms.into_iter()
-                .map(|(_, x)| x)
-                .filter(|x| !used.contains(&x.uuid)),
-        );
+        let mut unused: Vec<(String, Vm)> = vms.into_iter().filter(|(_, vm)| !vm.used).collect();
+        unused.sort_by(|a, b| a.0.cmp(&b.0));
+        orphans.extend(unused.into_iter().map(|(uuid, vm)| Orphan {
+            ty: "virtual-machine",
+            uuid,
+            container_id: vm.cid,
+            created_at: vm.created_at,
+        }));
         // Which VMs a virtual router refers to: a detail list carries refs (not back-refs),
         // so the routers' lists are the place to look.
         let mut referred = HashSet::new();
@@ -167,6 +173,44 @@ impl Writer {
             vms_without_vrouter,
         })
     }
+}
+
+/// An owned VM as the scan keeps it until the interfaces are read.
+struct Vm {
+    display: Option<String>,
+    cid: String,
+    created_at: u64,
+    /// An interface refers to it.
+    used: bool,
+}
+
+/// An owned instance-ip or floating-ip as the scan keeps it until the interfaces are read.
+struct Part {
+    address: Option<String>,
+    uuid: String,
+    cid: String,
+    created_at: u64,
+}
+
+impl Part {
+    fn orphan(self, ty: &'static str) -> Orphan {
+        Orphan {
+            ty,
+            uuid: self.uuid,
+            container_id: self.cid,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// The `container-id` and `created-at` annotations of an owned object.
+fn identity(o: &VncObject) -> (String, u64) {
+    (
+        o.annotation("container-id").unwrap_or_default().to_owned(),
+        o.annotation("created-at")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+    )
 }
 
 impl Writer {
@@ -231,16 +275,3 @@ impl Writer {
 
 // The inventory types belong to the reconciler (`crate::inventory`); the VNC side fills them.
 pub use crate::inventory::{Orphan, Scan};
-
-/// An owned object outside any complete attachment, from its VNC form.
-fn orphan_of(ty: &str, o: &VncObject) -> Orphan {
-    Orphan {
-        ty: ty.to_owned(),
-        uuid: o.uuid.clone(),
-        container_id: o.annotation("container-id").unwrap_or_default().to_owned(),
-        created_at: o
-            .annotation("created-at")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-    }
-}

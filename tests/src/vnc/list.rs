@@ -16,7 +16,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::store::{Obj, Store, VncErr};
+use super::store::{Obj, Store, VncErr, index_key};
 
 /// Upstream's `paginate_count` default.
 const DEFAULT_PAGE: usize = 256;
@@ -141,33 +141,52 @@ pub fn list(s: &Store, ty: &str, q: &ListQuery) -> Result<Value, VncErr> {
         .fq_names
         .as_ref()
         .map(|names| names.iter().filter_map(|fq| s.uuid_of(ty, fq)).collect());
-    let mut objs: Vec<&Obj> = s
-        .list_type(ty)
-        .into_iter()
-        .filter(|o| {
-            parents
-                .as_ref()
-                .is_none_or(|ps| o.parent.as_ref().is_some_and(|(_, pu)| ps.contains(pu)))
-        })
-        .filter(|o| {
-            q.back_ref_ids
-                .as_ref()
-                .is_none_or(|bs| o.refs.values().flatten().any(|r| bs.contains(&r.to_uuid)))
-        })
-        .filter(|o| q.obj_uuids.as_ref().is_none_or(|us| us.contains(&o.uuid)))
-        .filter(|o| fq_uuids.as_ref().is_none_or(|us| us.contains(&o.uuid)))
-        .collect();
-    if let Some(fs) = &filters {
-        objs.retain(|o| {
+    let keep = |o: &Obj| {
+        filters.as_ref().is_none_or(|fs| {
             let r = s.render(o, true);
             fs.iter().all(|(k, v)| r.get(k) == Some(v))
-        });
-    }
-    let index_key = |o: &Obj| format!("{}:{}", o.fq_name.join(":"), o.uuid);
+        })
+    };
+    let start = q.page_marker.as_deref().filter(|m| *m != "None");
     let mut marker = None;
-    if paging {
-        let start = q.page_marker.as_deref().filter(|m| *m != "None");
-        if q.scoped() {
+    let objs: Vec<&Obj> = if !q.scoped() {
+        // Upstream lists in the order of its fq-name index, and an unscoped page walks it
+        // from the marker: only the page (and one more, to know whether there is a next) is
+        // looked at.
+        let walk = s
+            .walk_index(ty, if paging { start } else { None })
+            .filter(|o| keep(o));
+        if paging {
+            let mut objs: Vec<&Obj> = walk.take(limit + 1).collect();
+            let more = objs.len() > limit;
+            objs.truncate(limit);
+            marker = Some(match (more, objs.last()) {
+                (true, Some(o)) => Value::String(index_key(o)),
+                _ => Value::Null,
+            });
+            objs
+        } else {
+            walk.collect()
+        }
+    } else {
+        let mut objs: Vec<&Obj> = s
+            .list_type(ty)
+            .into_iter()
+            .filter(|o| {
+                parents
+                    .as_ref()
+                    .is_none_or(|ps| o.parent.as_ref().is_some_and(|(_, pu)| ps.contains(pu)))
+            })
+            .filter(|o| {
+                q.back_ref_ids
+                    .as_ref()
+                    .is_none_or(|bs| o.refs.values().flatten().any(|r| bs.contains(&r.to_uuid)))
+            })
+            .filter(|o| q.obj_uuids.as_ref().is_none_or(|us| us.contains(&o.uuid)))
+            .filter(|o| fq_uuids.as_ref().is_none_or(|us| us.contains(&o.uuid)))
+            .filter(|o| keep(o))
+            .collect();
+        if paging {
             objs.sort_by(|a, b| a.uuid.cmp(&b.uuid));
             if let Some(m) = start {
                 if uuid::Uuid::parse_str(m).is_err() {
@@ -177,26 +196,18 @@ pub fn list(s: &Store, ty: &str, q: &ListQuery) -> Result<Value, VncErr> {
                 }
                 objs.retain(|o| o.uuid.as_str() > m);
             }
-        } else {
-            objs.sort_by_cached_key(|o| index_key(o));
-            if let Some(m) = start {
-                objs.retain(|o| index_key(o).as_str() > m);
-            }
+            let more = objs.len() > limit;
+            objs.truncate(limit);
+            marker = Some(match (more, objs.last()) {
+                (true, Some(o)) => Value::String(o.uuid.clone()),
+                _ => Value::Null,
+            });
+        } else if let (Some(us), None, None) = (&q.obj_uuids, &parents, &q.back_ref_ids) {
+            // obj_uuids alone: in the order asked for.
+            objs.sort_by_key(|o| us.iter().position(|u| *u == o.uuid));
         }
-        let more = objs.len() > limit;
-        objs.truncate(limit);
-        marker = Some(match (more, objs.last()) {
-            (true, Some(o)) if q.scoped() => Value::String(o.uuid.clone()),
-            (true, Some(o)) => Value::String(index_key(o)),
-            _ => Value::Null,
-        });
-    } else if !q.scoped() {
-        // Upstream lists in the order of its fq-name index.
-        objs.sort_by_cached_key(|o| index_key(o));
-    } else if let (Some(us), None, None) = (&q.obj_uuids, &parents, &q.back_ref_ids) {
-        // obj_uuids alone: in the order asked for.
-        objs.sort_by_key(|o| us.iter().position(|u| *u == o.uuid));
-    }
+        objs
+    };
     let body = if q.count {
         json!({"count": objs.len()})
     } else {

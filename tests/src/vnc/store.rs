@@ -158,6 +158,9 @@ pub struct Store {
     objs: HashMap<String, Obj>,
     fq: HashMap<(String, Vec<String>), String>,
     by_type: HashMap<String, BTreeMap<u64, String>>,
+    /// Per type, `"<fq:name>:<uuid>"` -> uuid: the fq-name index an unscoped list walks (the
+    /// real server keeps this index, so a page costs the page, not the whole type).
+    by_index: HashMap<String, BTreeMap<String, String>>,
     children: HashMap<String, BTreeSet<(String, String)>>,
     back_refs: HashMap<String, BTreeSet<(String, String)>>,
     /// VN uuid (flat-subnet IPAM uuid) -> subnets with allocation state.
@@ -178,6 +181,11 @@ fn now_str() -> String {
     format!("{}.{:06}", d.as_secs(), d.subsec_micros())
 }
 
+/// The key of an object in its type's fq-name index, as the real server's list markers are.
+pub fn index_key(o: &Obj) -> String {
+    format!("{}:{}", o.fq_name.join(":"), o.uuid)
+}
+
 fn us(ty: &str) -> String {
     ty.replace('-', "_")
 }
@@ -192,6 +200,7 @@ impl Store {
             objs: HashMap::new(),
             fq: HashMap::new(),
             by_type: HashMap::new(),
+            by_index: HashMap::new(),
             children: HashMap::new(),
             back_refs: HashMap::new(),
             allocs: HashMap::new(),
@@ -281,6 +290,24 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Objects of a type in the order of the fq-name index (`"<fq:name>:<uuid>"`), from
+    /// just after `after` when given.
+    pub fn walk_index<'a>(
+        &'a self,
+        ty: &str,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a Obj> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(m) => Bound::Excluded(m.to_owned()),
+            None => Bound::Unbounded,
+        };
+        self.by_index
+            .get(ty)
+            .into_iter()
+            .flat_map(move |m| m.range((start.clone(), Bound::Unbounded)))
+            .filter_map(|(_, u)| self.objs.get(u))
+    }
     pub fn count(&self, ty: &str) -> usize {
         self.by_type.get(ty).map(BTreeMap::len).unwrap_or(0)
     }
@@ -654,6 +681,10 @@ impl Store {
             .entry(ty.to_owned())
             .or_default()
             .insert(obj.seq, uuid.clone());
+        self.by_index
+            .entry(ty.to_owned())
+            .or_default()
+            .insert(index_key(&obj), uuid.clone());
         self.objs.insert(uuid.clone(), obj);
         if let Some(a) = new_allocs
             && !a.is_empty()
@@ -1069,6 +1100,9 @@ impl Store {
         self.fq.remove(&(obj.ty.clone(), obj.fq_name.clone()));
         if let Some(m) = self.by_type.get_mut(&obj.ty) {
             m.remove(&obj.seq);
+        }
+        if let Some(m) = self.by_index.get_mut(&obj.ty) {
+            m.remove(&index_key(&obj));
         }
         if obj.ty == "network-ipam" {
             self.allocs.remove(uuid);
