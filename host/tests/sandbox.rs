@@ -384,6 +384,9 @@ fn an_entry_others_could_write_is_rebuilt_not_loaded() {
         .unwrap();
     let before = fs::metadata(&entry).unwrap().ino();
     fs::set_permissions(&entry, fs::Permissions::from_mode(0o666)).unwrap();
+    // Held open, the old file's inode cannot be handed to the rebuilt entry (a filesystem
+    // reuses a freed inode number at once), so a new number proves a new file.
+    let _old = fs::File::open(&entry).unwrap();
     call(&s.plugins(16, 1000), "ok").0.unwrap();
     let after = fs::metadata(&entry).unwrap();
     assert_ne!(after.ino(), before, "the open entry was loaded");
