@@ -4,12 +4,7 @@
 //! them from the vRouter gateway; whether its packets get through is the dataplane's policy (the
 //! `ip-fabric` network's), and tasks on `fabric_snat` networks reach it with the node's address.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use contrail_integration::mesos_agent::{create_netns, delete_netns};
 
@@ -69,63 +64,4 @@ impl Drop for FabricHost {
     fn drop(&mut self) {
         delete_netns(&self.netns);
     }
-}
-
-/// A TCP service in a namespace that answers each connection with an address: the one the
-/// connection came from ([`WhoCalls::start`], so a check can tell a masqueraded connection from
-/// a direct one) or its own ([`WhoCalls::identify`], so a check can tell load-balanced backends
-/// apart); stopped on drop.
-pub struct WhoCalls {
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl WhoCalls {
-    pub fn start(netns: &Path, addr: SocketAddr) -> std::io::Result<WhoCalls> {
-        Self::serve(netns, addr, false)
-    }
-
-    pub fn identify(netns: &Path, addr: SocketAddr) -> std::io::Result<WhoCalls> {
-        Self::serve(netns, addr, true)
-    }
-
-    fn serve(netns: &Path, addr: SocketAddr, own: bool) -> std::io::Result<WhoCalls> {
-        let listener = crate::probe::in_netns(netns, || TcpListener::bind(addr))??;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = stop.clone();
-        std::thread::spawn(move || {
-            while !st.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, peer)) => {
-                        let _ = s.set_nonblocking(false);
-                        let who = if own { addr.ip() } else { peer.ip() };
-                        let _ = s.write_all(who.to_string().as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Ok(WhoCalls { addr, stop })
-    }
-}
-
-impl Drop for WhoCalls {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// From inside `from`, the address `to` saw the connection come from (None: no answer within
-/// `timeout`).
-pub fn seen_as(from: &Path, to: SocketAddr, timeout: Duration) -> Option<String> {
-    crate::probe::in_netns(from, || {
-        let mut s = std::net::TcpStream::connect_timeout(&to, timeout).ok()?;
-        s.set_read_timeout(Some(timeout)).ok()?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).ok()?;
-        Some(buf)
-    })
-    .ok()
-    .flatten()
 }

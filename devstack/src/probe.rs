@@ -116,8 +116,10 @@ pub fn reachable(from: &Path, to: SocketAddr, timeout: Duration) -> bool {
     .unwrap_or(false)
 }
 
-/// A TCP service inside a namespace that answers every connection with its own address
-/// (`ip:port` and a newline) and closes: which backend a load balancer chose. Stopped on drop.
+/// A TCP service inside a namespace that answers every connection with an address and a
+/// newline, and closes: its own (`ip:port`, [`Ident::start_on`]: which backend a load balancer
+/// chose) or the caller's (`ip`, [`Ident::caller_on`]: whether a connection was masqueraded).
+/// Stopped on drop.
 pub struct Ident {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -125,6 +127,14 @@ pub struct Ident {
 
 impl Ident {
     pub fn start_on(netns: &Path, addr: SocketAddr) -> std::io::Result<Ident> {
+        Self::serve(netns, addr, false)
+    }
+
+    pub fn caller_on(netns: &Path, addr: SocketAddr) -> std::io::Result<Ident> {
+        Self::serve(netns, addr, true)
+    }
+
+    fn serve(netns: &Path, addr: SocketAddr, caller: bool) -> std::io::Result<Ident> {
         let listener = in_netns(netns, || TcpListener::bind(addr))??;
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
@@ -133,10 +143,15 @@ impl Ident {
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((mut s, _)) => {
+                    Ok((mut s, peer)) => {
                         let _ = s.set_nonblocking(false);
                         let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-                        let _ = s.write_all(format!("{addr}\n").as_bytes());
+                        let who = if caller {
+                            peer.ip().to_string()
+                        } else {
+                            addr.to_string()
+                        };
+                        let _ = s.write_all(format!("{who}\n").as_bytes());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }

@@ -1578,16 +1578,14 @@ fn isolation_modes_and_an_allow_from_policy_with_real_packets() {
     // fabric host reaches the cluster network (its ip-fabric policy, made at start) and not a
     // group network (no policy there).
     {
-        use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP, WhoCalls, seen_as};
-        let who = WhoCalls::start(
+        use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP};
+        use contrail_devstack::probe::{Ident, ask};
+        let who = Ident::caller_on(
             &s.fabric.path(),
             SocketAddr::new(FABRIC_HOST_IP.parse().unwrap(), 7000),
         )
         .unwrap();
-        assert_eq!(
-            seen_as(&web[0].0, who.addr, t).as_deref(),
-            Some(NODE_FABRIC_IP)
-        );
+        assert_eq!(ask(&web[0].0, who.addr, t).as_deref(), Some(NODE_FABRIC_IP));
         let plain_echo = Echo::start_on(&plain[0].0, SocketAddr::new(plain[0].1, 8080)).unwrap();
         wait_ok(CONVERGE, "the fabric host reaches /plain", || {
             if reachable(&s.fabric.path(), plain_echo.addr, short) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use contrail_devstack::dns::resolve_in;
-use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP, WhoCalls, seen_as};
+use contrail_devstack::fabric::{FABRIC_HOST_IP, NODE_FABRIC_IP};
 use contrail_devstack::marathon_api::{Marathon, contrail_app};
 use contrail_devstack::marathon_lb::Haproxy;
 use contrail_devstack::probe::{Echo, Ident, ask, reachable};
@@ -444,12 +444,12 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
 
     r.step("the IP fabric: a host on a link to the node (192.168.200.2); the managers set fabric_snat on the networks they make and an ip-fabric policy on the cluster network");
     let fabric_host = stack.fabric.path();
-    let who = WhoCalls::start(
+    let who = Ident::caller_on(
         &fabric_host,
         SocketAddr::new(FABRIC_HOST_IP.parse().unwrap(), 7000),
     )
     .map_err(|e| e.to_string())?;
-    let seen = seen_as(&w0.0, who.addr, t);
+    let seen = ask(&w0.0, who.addr, t);
     r.check(
         &format!("team-a → fabric host {} reachable, seen as the node's {NODE_FABRIC_IP} (fabric SNAT): {seen:?}", who.addr),
         seen.as_deref() == Some(NODE_FABRIC_IP),
@@ -478,9 +478,9 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     }
     api.wait_running("/shop/web", 2)?;
     let shops = of("/shop/web");
-    let _ids: Vec<WhoCalls> = shops
+    let _ids: Vec<Ident> = shops
         .iter()
-        .map(|(ns, ip, _)| WhoCalls::identify(ns, SocketAddr::new(*ip, 8080)))
+        .map(|(ns, ip, _)| Ident::start_on(ns, SocketAddr::new(*ip, 8080)))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     // What marathon-lb reads: the app's tasks and their addresses, from Marathon.
@@ -495,11 +495,12 @@ fn isolation(stack: &Stack, api: &Marathon, r: &mut Report) -> Result<(), String
     let haproxy = Haproxy::start(&stack.fabric.netns, bind, &backends, stack.work_dir())?;
     let mut answered = std::collections::BTreeSet::new();
     for _ in 0..6 {
-        if let Some(a) = seen_as(&fabric_host, bind, t) {
+        if let Some(a) = ask(&fabric_host, bind, t) {
             answered.insert(a);
         }
     }
-    let want: std::collections::BTreeSet<String> = shops.iter().map(|s| s.1.to_string()).collect();
+    let want: std::collections::BTreeSet<String> =
+        shops.iter().map(|s| format!("{}:8080", s.1)).collect();
     r.check(
         &format!("HAProxy on the fabric reached both /shop/web tasks in turn {answered:?} (HAPROXY_GROUP let the fabric in)"),
         backends.len() == 2 && answered == want,
