@@ -26,6 +26,9 @@ pub struct TaskIdentity {
     pub task_id: String,
     /// `/team-a/web`.
     pub app_id: String,
+    /// marathon-lb exposes the app (`HAPROXY_GROUP` among its labels, as of the last listing):
+    /// its network must let the fabric in.
+    pub marathon_lb: bool,
 }
 
 /// Where a container's interface goes when its labels name no network.
@@ -108,6 +111,7 @@ pub fn identify(
             app_of_task(&c.executor_id).map(|app_id| TaskIdentity {
                 task_id: c.executor_id,
                 app_id,
+                marathon_lb: false,
             })
         }))
 }

@@ -28,6 +28,8 @@ pub struct Manager {
     /// The agents' operator API, which names a container's Marathon task (group and app
     /// modes need it).
     pub agents: Option<Arc<dyn AgentApi>>,
+    /// The apps marathon-lb exposes, as of the watcher's last listing.
+    pub marathon_lb: std::sync::RwLock<std::collections::HashSet<String>>,
     /// What the start-up scan found besides the attachments, for the first pass to use
     /// instead of a scan of its own (`Watcher::relist_and_reconcile`).
     pub start_scan: Mutex<Option<StartScan>>,
@@ -68,6 +70,7 @@ impl Manager {
             locks: Mutex::new(HashMap::new()),
             isolation: Isolation::Cluster,
             agents: None,
+            marathon_lb: Default::default(),
             start_scan: Mutex::new(None),
         }
     }
@@ -138,7 +141,14 @@ impl Manager {
             self.writer.cfg.group_depth,
             self.agents.as_deref(),
         ) {
-            Ok((placement, who)) => self.with_container(&req.container_id, || {
+            Ok((placement, mut who)) => self.with_container(&req.container_id, || {
+                if let Some(w) = who.as_mut() {
+                    w.marathon_lb = self
+                        .marathon_lb
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&w.app_id);
+                }
                 self.writer.attach_placed(req, &placement, who.as_ref())
             }),
             Err(PlacementError::AgentUnreachable(e)) => Err(AttachError::Unavailable(format!(

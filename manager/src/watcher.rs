@@ -165,6 +165,13 @@ impl Watcher {
         let owned: Vec<Arc<Owned>> = scan.owned;
         let mut listing = self.list()?;
         let services = std::mem::take(&mut listing.services);
+        *self
+            .mgr
+            .marathon_lb
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = std::mem::take(&mut listing.marathon_lb)
+            .into_iter()
+            .collect();
         let complete = listing.incomplete.is_empty();
         let now = now_secs();
         // The index follows the listing in place (one index, not two, for the pass); events

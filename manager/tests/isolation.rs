@@ -19,7 +19,7 @@ use serde_json::Value;
 struct Rig {
     v: VncServer,
     agent: OperatorApi,
-    _m: MarathonServer,
+    m: MarathonServer,
     app: Arc<App>,
 }
 
@@ -42,12 +42,7 @@ fn rig(mode: Isolation, tweak: impl FnOnce(&mut Config)) -> Rig {
     c.reconcile.grace_secs = 0;
     tweak(&mut c);
     let app = Arc::new(app::start(&c).unwrap());
-    Rig {
-        v,
-        agent,
-        _m: m,
-        app,
-    }
+    Rig { v, agent, m, app }
 }
 
 fn cid(n: u32) -> String {
@@ -594,4 +589,29 @@ fn dns_gives_each_task_its_apps_mesos_dns_name_and_takes_it_back() {
     }
     r.pass();
     assert!(records().is_empty());
+}
+
+#[test]
+fn an_apps_own_haproxy_group_label_lets_the_fabric_in_to_its_next_tasks() {
+    let r = rig(Isolation::Group, |_| {});
+    // marathon-lb reads the app's labels; the manager learns them from its listing.
+    r.m.set_app_definition(
+        "/shop/web",
+        &serde_json::json!({"id": "/shop/web", "labels": {"HAPROXY_GROUP": "external"}}),
+    );
+    r.pass();
+    r.run(
+        1,
+        "shop_web.11111111-1111-1111-1111-111111111111",
+        ContrailRequest::default(),
+    );
+    let ip_fabric = "default-domain:default-project:ip-fabric";
+    let (rules, on) = r
+        .policy("default-domain:mesos-shop:mesos-allow-to-mesos-shop-network")
+        .expect("the shop network's policy");
+    assert_eq!(rules, [(ip_fabric.to_owned(), "any".to_owned(), -1, -1)]);
+    assert_eq!(
+        on,
+        [ip_fabric, "default-domain:mesos-shop:mesos-shop-network"]
+    );
 }

@@ -18,6 +18,8 @@ pub struct Listing {
     pub incomplete: Vec<String>,
     /// The apps with a `VIP_<n>` port label, for the load balancers (`crate::vip`).
     pub services: Vec<super::model::ServiceApp>,
+    /// The apps marathon-lb exposes (`HAPROXY_GROUP` in their own labels).
+    pub marathon_lb: Vec<String>,
 }
 use super::sse::{SseEvent, SseParser};
 
@@ -268,6 +270,7 @@ impl MarathonApi for HttpMarathon {
         let apps = AppList::from_reader(body).map_err(|msg| MarathonError::Decode { url, msg })?;
         let incomplete = apps.incomplete();
         let services = apps.services();
+        let marathon_lb = apps.marathon_lb_apps();
         // Marathon < 1.4 has no pods: its 404 means "no pods", not a failed listing.
         const PODS: &str = "/v2/pods/::status";
         let pods = match self.get_json::<serde_json::Value>(PODS)? {
@@ -283,6 +286,7 @@ impl MarathonApi for HttpMarathon {
             tasks,
             incomplete,
             services,
+            marathon_lb,
         })
     }
 

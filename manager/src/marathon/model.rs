@@ -124,6 +124,9 @@ pub struct App {
     pub container: Option<Container>,
     #[serde(rename = "healthChecks", default, deserialize_with = "nullable")]
     pub health_checks: Vec<HealthCheck>,
+    /// The app's own labels hold a non-empty `HAPROXY_GROUP`: marathon-lb exposes it.
+    #[serde(skip)]
+    pub marathon_lb: bool,
 }
 
 /// One port of an app: a port mapping (container networking) or a port definition.
@@ -410,6 +413,13 @@ impl<'de> serde::de::Visitor<'de> for AppVisitor<'_> {
                 "tasksStaged" => app.tasks_staged = m.next_value()?,
                 // What a VIP needs (`vip`): an odd value here costs the app its VIPs (said in
                 // the log), never the listing the reconciler decides on.
+                // marathon-lb reads the app's own labels (its README, "HAPROXY_GROUP").
+                "labels" => {
+                    let v: serde_json::Value = m.next_value()?;
+                    app.marathon_lb = v["HAPROXY_GROUP"]
+                        .as_str()
+                        .is_some_and(|g| !g.trim().is_empty());
+                }
                 "portDefinitions" | "container" | "healthChecks" => {
                     let v: serde_json::Value = m.next_value()?;
                     let r = match k.as_str() {
@@ -649,6 +659,15 @@ pub fn instance_task_ids(instance_id: &str) -> Vec<String> {
 }
 
 impl AppList {
+    /// The ids of the apps marathon-lb exposes (`HAPROXY_GROUP` among their labels).
+    pub fn marathon_lb_apps(&self) -> Vec<String> {
+        self.apps
+            .iter()
+            .filter(|a| a.marathon_lb)
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
     /// The apps that ask for a VIP (see [`App::service`]).
     pub fn services(&self) -> Vec<ServiceApp> {
         self.apps.iter().filter_map(App::service).collect()
@@ -878,6 +897,18 @@ mod tests {
         let t: Vec<TaskView> = pod_tasks(decode_pods(ok).unwrap()).collect();
         assert_eq!(t[0].id, "p.instance-1.c");
         assert_eq!(t[0].ips, ["10.0.0.2"]);
+    }
+
+    #[test]
+    fn apps_marathon_lb_exposes_are_the_ones_with_an_haproxy_group_label() {
+        let l = AppList::decode(serde_json::json!({"apps": [
+            {"id": "/shop/web", "labels": {"HAPROXY_GROUP": "external", "HAPROXY_0_VHOST": "shop"}},
+            {"id": "/db", "labels": {"HAPROXY_GROUP": " "}},
+            {"id": "/plain", "labels": null},
+            {"id": "/other"}
+        ]}))
+        .unwrap();
+        assert_eq!(l.marathon_lb_apps(), ["/shop/web"]);
     }
 
     #[test]

@@ -105,10 +105,12 @@ impl WriterConfig {
     }
 }
 
+/// `marathon_lb`: the task's app is exposed by marathon-lb (its own `HAPROXY_GROUP` label).
 pub(crate) fn plan(
     cfg: &WriterConfig,
     req: &AttachRequest,
     placement: &Placement,
+    marathon_lb: bool,
 ) -> Result<Plan, AttachError> {
     let r = &req.request;
     let domain = r.domain.clone().unwrap_or_else(|| cfg.domain.clone());
@@ -230,10 +232,10 @@ pub(crate) fn plan(
     }
     // marathon-lb on the fabric load-balances to task addresses of the apps in its
     // `HAPROXY_GROUP`: their network must let the fabric in.
-    let marathon_lb = r
-        .other
-        .iter()
-        .any(|l| l.key == super::fabric::HAPROXY_GROUP && !l.value.trim().is_empty());
+    let marathon_lb = marathon_lb
+        || r.other
+            .iter()
+            .any(|l| l.key == super::fabric::HAPROXY_GROUP && !l.value.trim().is_empty());
     if cfg.fabric.policy_for(&vn_fq) || (marathon_lb && vn_fq != super::fabric::ip_fabric()) {
         allow.push(super::fabric::Fabric::rule());
     }

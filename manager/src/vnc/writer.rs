@@ -119,7 +119,12 @@ impl Writer {
         placement: &Placement,
         who: Option<&TaskIdentity>,
     ) -> Result<(Attachment, bool), AttachError> {
-        let p = plan(&self.cfg, req, placement)?;
+        let p = plan(
+            &self.cfg,
+            req,
+            placement,
+            who.is_some_and(|w| w.marathon_lb),
+        )?;
         if let Some(a) = self.registered(req, &p)? {
             return Ok((a, false));
         }
