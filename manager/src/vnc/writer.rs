@@ -195,7 +195,12 @@ impl Writer {
     /// An app whose mode (or labels) changed: its new tasks go to the new network, the running
     /// ones stay where they are until they end. Said once per registration, in the log.
     fn tell_of_moved_tasks(&self, who: &TaskIdentity, p: &Plan) {
-        let elsewhere = self.cache.filter(|o| {
+        // The app's tasks through the cache's task index (a task id is the app's safe path and
+        // `.<uuid>`, a pod executor's `instance-` and that), not a scan of every attachment on
+        // every registration; `app_of_task` then tells `/a/web` from `/a/web.v2`.
+        let safe = crate::isolation::safe_path(&who.app_id);
+        let roots = [safe.clone(), format!("instance-{safe}")];
+        let elsewhere = self.cache.filter_related(&[], &[], &roots, |o| {
             o.attachment.vn.fq_name != p.vn_fq
                 && o.task_id
                     .as_deref()
