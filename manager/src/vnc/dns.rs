@@ -155,7 +155,8 @@ impl Writer {
     }
 
     /// The leader's pass: records of ports that no longer exist (a registration that died
-    /// half-way, a port deleted behind the manager's back) go. Returns how many.
+    /// half-way, a port deleted behind the manager's back) go. Returns how many. Run after the
+    /// pass's scan has replaced the cache, whose ports it does not read again.
     pub fn collect_records(&self) -> Result<usize, AttachError> {
         let Some(d) = &self.cfg.dns else {
             return Ok(0);
@@ -164,9 +165,20 @@ impl Writer {
             return Ok(0);
         };
         let vdns = self.api.read("virtual-DNS", &server)?;
+        // Only records whose port the cache does not hold are asked about (a pass would
+        // otherwise read every port of the cluster); VNC confirms each before it goes.
+        let cached: std::collections::HashSet<String> = self
+            .cache
+            .all_shared()
+            .iter()
+            .map(|o| o.attachment.vmi_uuid.clone())
+            .collect();
         let mut n = 0;
         for r in &vdns.virtual_dns_records {
             let Some(vmi) = r.to.last() else { continue };
+            if cached.contains(vmi) {
+                continue;
+            }
             match self.api.read("virtual-machine-interface", vmi) {
                 Ok(_) => continue,
                 Err(e) if e.is_not_found() => {}
