@@ -292,7 +292,8 @@ pub fn start(cfg: &Config) -> anyhow::Result<App> {
     // registration that needs them makes them.
     if mgr.writer.cfg.subnet.is_some() || mgr.writer.cfg.dns.is_some() {
         match mgr.writer.provision() {
-            Ok(vn) => tracing::info!(network = %vn, "cluster network provisioned"),
+            Ok(Some(vn)) => tracing::info!(network = %vn, "cluster network provisioned"),
+            Ok(None) => tracing::info!("virtual DNS server provisioned"),
             Err(e) => {
                 tracing::warn!(error = %e, "cluster network not provisioned at start; the first registration on it will")
             }

@@ -192,16 +192,16 @@ impl Writer {
         Ok((fq, u, vec![n]))
     }
 
-    /// The cluster network on the cluster's flat-subnet IPAM (start-up; idempotent). Returns
-    /// its uuid.
-    /// With `[fabric]`, its `fabric_snat` is set (on a network made before it was asked for)
-    /// and its ip-fabric policy made.
-    pub fn provision(&self) -> Result<String, AttachError> {
+    /// Start-up provisioning (idempotent): with `[dns]` the virtual DNS server; with
+    /// `[cluster] subnet` the cluster network on the cluster's flat-subnet IPAM, whose uuid it
+    /// returns (None without a subnet). With `[fabric]`, the network's `fabric_snat` is set (on
+    /// a network made before it was asked for) and its ip-fabric policy made.
+    pub fn provision(&self) -> Result<Option<String>, AttachError> {
         if let Some(d) = &self.cfg.dns {
             self.ensure_dns_server(d)?;
         }
         if self.cfg.subnet.is_none() {
-            return Ok(String::new());
+            return Ok(None);
         }
         if let Some(d) = &self.cfg.dns {
             // A pod IPAM made before `[dns]` was turned on points at the server now.
@@ -235,7 +235,7 @@ impl Writer {
         if self.cfg.fabric.policy_for(&vn) {
             self.ensure_policy(&vn, &[super::fabric::Fabric::rule()], &u)?;
         }
-        Ok(u)
+        Ok(Some(u))
     }
 
     /// `[cluster]` domain, project and network.
