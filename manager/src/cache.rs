@@ -19,6 +19,8 @@ pub struct Owned {
     pub created_at: u64,
     /// The Marathon task joined to it (the VM's display name when it is not the container id).
     pub task_id: Option<String>,
+    /// The `allow-from` rules its port records (annotation `allow-rules`), if any.
+    pub allow_rules: Option<String>,
 }
 
 pub type Key = (String, String);
@@ -348,6 +350,7 @@ mod tests {
             },
             created_at: 0,
             task_id: task.map(str::to_owned),
+            allow_rules: None,
         }
     }
 

@@ -522,6 +522,7 @@ mod tests {
             },
             created_at,
             task_id: task.map(str::to_owned),
+            allow_rules: None,
         }
     }
 

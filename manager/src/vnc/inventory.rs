@@ -123,6 +123,7 @@ impl Writer {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0),
                 task_id,
+                allow_rules: v.annotation("allow-rules").map(str::to_owned),
             };
             // A dual-stack port has one of each family: the IPv4 one is the attachment's
             // address (as at registration); otherwise the last one listed wins.

@@ -254,9 +254,24 @@ impl Writer {
 
     /// The leader's pass over the policies this manager made: each becomes the union of the
     /// rules its network's ports record; one that no port needs is taken off every network and
-    /// deleted. Every decision is made from VNC reads taken in this pass, never from the cache.
+    /// deleted. Run after the pass's scan has replaced the cache. A rule is only ever removed
+    /// on VNC reads taken in this pass, never on the cache.
     pub fn collect_policies(&self) -> Result<PolicyStats, AttachError> {
         let mut st = PolicyStats::default();
+        // What the ports record, by network, from the cache the pass's scan just replaced: a
+        // policy that only gains (or keeps) rules is decided on it; one that would lose a rule
+        // is decided on a fresh read of its network's ports (a cluster network's ports are
+        // not all read on every pass).
+        let mut cached: std::collections::HashMap<String, BTreeSet<RuleKey>> =
+            std::collections::HashMap::new();
+        for o in self.cache.all_shared() {
+            if let Some(a) = &o.allow_rules {
+                cached
+                    .entry(o.attachment.vn.fq_name.join(":"))
+                    .or_default()
+                    .extend(decode_rules(a));
+            }
+        }
         let _g = POLICY_WRITES.lock().unwrap_or_else(|e| e.into_inner());
         for pol in self.api.list("network-policy")? {
             if pol.annotation("created-by") != Some(self.cfg.owner.as_str())
@@ -274,19 +289,32 @@ impl Writer {
                 Err(e) => return Err(e.into()),
             };
             let dst_fq: Vec<String> = dst.split(':').map(str::to_owned).collect();
-            let mut want = match self.api.fqname_to_id("virtual-network", &dst_fq)? {
-                Some(u) => match self.api.read("virtual-network", &u) {
-                    Ok(vn) => self.rules_on_network(&vn)?,
-                    Err(e) if e.is_not_found() => BTreeSet::new(),
-                    Err(e) => return Err(e.into()),
-                },
-                None => BTreeSet::new(),
-            };
             // The cluster network keeps its fabric rule without tasks (provisioned at start).
-            if dst_fq == self.cluster_network() && self.cfg.fabric.policy_for(&dst_fq) {
-                want.extend(rules_of(&[super::fabric::Fabric::rule()]));
-            }
+            let standing =
+                if dst_fq == self.cluster_network() && self.cfg.fabric.policy_for(&dst_fq) {
+                    rules_of(&[super::fabric::Fabric::rule()])
+                } else {
+                    BTreeSet::new()
+                };
             let have = entries_of(&pol);
+            let mut want: BTreeSet<RuleKey> = cached
+                .get(&dst)
+                .into_iter()
+                .flatten()
+                .chain(&standing)
+                .cloned()
+                .collect();
+            if !want.is_superset(&have) {
+                want = match self.api.fqname_to_id("virtual-network", &dst_fq)? {
+                    Some(u) => match self.api.read("virtual-network", &u) {
+                        Ok(vn) => self.rules_on_network(&vn)?,
+                        Err(e) if e.is_not_found() => BTreeSet::new(),
+                        Err(e) => return Err(e.into()),
+                    },
+                    None => BTreeSet::new(),
+                };
+                want.extend(standing);
+            }
             // Networks that stay: the destination and the sources still named.
             let keep: BTreeSet<String> = want
                 .iter()

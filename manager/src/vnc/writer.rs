@@ -412,6 +412,7 @@ impl Writer {
             node: req.node.clone(),
             created_at: now_secs(),
             task_id: who.map(|w| w.task_id.clone()),
+            allow_rules: rules_ann.clone(),
         });
         Ok((attachment, vmi_new))
     }
