@@ -16,7 +16,7 @@ use crate::cni::error::{CniError, INTERNAL, INVALID_CONFIG, INVALID_ENV};
 use crate::cni::skel::{self, Env};
 use crate::cni::{CniResult, CniVersion, Command};
 use crate::invocation::Invocation;
-use crate::net::{NetError, NetOps, Netlink};
+use crate::net::{NetError, NetNs};
 
 /// Types served by the Contrail path.
 pub const CONTRAIL_TYPES: &[&str] = &["contrail-cni-plugin", "contrail-k8s-cni"];
@@ -78,8 +78,7 @@ fn container_side_is_free(inv: &Invocation) -> Result<(), CniError> {
         .netns
         .as_deref()
         .ok_or_else(|| CniError::new(INVALID_ENV, "CNI_NETNS is required for ADD"))?;
-    let mut net = Netlink::new()?;
-    if net.container_link_exists(Path::new(netns), &inv.args.ifname)? {
+    if NetNs::open(Path::new(netns))?.has_link(&inv.args.ifname)? {
         return Err(NetError::IfnameExists {
             name: inv.args.ifname.clone(),
         }

@@ -3,6 +3,7 @@
 //! read as a result or an error, "text file busy" retried.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
@@ -108,6 +109,122 @@ fn spawn(binary: &Path, command: Command, environ: &[(String, String)]) -> Resul
     }
 }
 
+fn nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, for the duration of the call.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Feeds `input` to the delegate's stdin while reading its stdout (up to [`STDOUT_MAX`], the
+/// rest drained) and relaying its stderr to ours (the last [`STDERR_TAIL`] bytes kept), all on
+/// this thread with `poll`, so a delegate that prints before it reads cannot deadlock against
+/// us, and no thread is started per delegate run. Returns when both outputs are closed.
+fn exchange(child: &mut Child, input: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut child_in = child.stdin.take();
+    let (Some(mut child_out), Some(mut child_err)) = (child.stdout.take(), child.stderr.take())
+    else {
+        return Err(std::io::Error::other("delegate spawned without pipes"));
+    };
+    nonblocking(&child_out)?;
+    nonblocking(&child_err)?;
+    if let Some(i) = &child_in {
+        nonblocking(i)?;
+    }
+    let (mut out, mut tail) = (Vec::new(), Vec::new());
+    let mut ours = std::io::stderr();
+    let (mut written, mut out_open, mut err_open) = (0usize, true, true);
+    if input.is_empty() {
+        child_in = None;
+    }
+    let mut buf = [0u8; 8192];
+    let pollfd = |fd: libc::c_int, events| libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    while out_open || err_open {
+        // Closed entries are skipped by poll (negative fd).
+        let mut fds = [
+            pollfd(
+                if out_open { child_out.as_raw_fd() } else { -1 },
+                libc::POLLIN,
+            ),
+            pollfd(
+                if err_open { child_err.as_raw_fd() } else { -1 },
+                libc::POLLIN,
+            ),
+            pollfd(
+                child_in.as_ref().map_or(-1, |i| i.as_raw_fd()),
+                libc::POLLOUT,
+            ),
+        ];
+        // SAFETY: `fds` is a valid pollfd array for the duration of the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if fds[0].revents != 0 {
+            match child_out.read(&mut buf) {
+                Ok(0) => out_open = false,
+                // Beyond the cap the delegate's output is garbage: drained, not kept.
+                Ok(k) if out.len() as u64 + k as u64 <= STDOUT_MAX => {
+                    out.extend_from_slice(&buf[..k])
+                }
+                Ok(_) => {}
+                Err(e) if retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if fds[1].revents != 0 {
+            match child_err.read(&mut buf) {
+                Ok(0) => err_open = false,
+                Ok(k) => {
+                    let _ = ours.write_all(&buf[..k]);
+                    tail.extend_from_slice(&buf[..k]);
+                    if tail.len() > STDERR_TAIL {
+                        tail.drain(..tail.len() - STDERR_TAIL);
+                    }
+                }
+                Err(e) if retry(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if fds[2].revents != 0
+            && let Some(i) = &mut child_in
+        {
+            match i.write(&input[written..]) {
+                Ok(k) => written += k,
+                Err(e) if retry(&e) => {}
+                // The delegate stopped reading (it exited or closed stdin): its exit status
+                // and output say why.
+                Err(_) => written = input.len(),
+            }
+            if written >= input.len() {
+                // EOF for the delegate.
+                child_in = None;
+            }
+        }
+    }
+    Ok((out, tail))
+}
+
+fn retry(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// Runs `binary` with `command`. Exit 0 → its stdout. Otherwise the delegate's own CNI error
 /// (code/msg/details also carried in `details` as JSON): a code of the spec's range (below 100,
 /// CNI SPEC.md "Error") is passed through unchanged, so the runtime can act on it (11: try again
@@ -124,37 +241,18 @@ pub fn exec(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut child = spawn(binary, command, environ)?;
-    let mut child_in = child.stdin.take().expect("piped");
-    let mut child_err = child.stderr.take().expect("piped");
-    let mut child_out = child.stdout.take().expect("piped");
-    let (stdout, tail) = std::thread::scope(|s| {
-        // Writing stdin on its own thread: a delegate that prints before reading must not
-        // deadlock against us.
-        s.spawn(move || {
-            let _ = child_in.write_all(stdin);
-        });
-        let relay = s.spawn(move || {
-            let mut tail = Vec::new();
-            let mut buf = [0u8; 4096];
-            let mut ours = std::io::stderr();
-            while let Ok(n) = child_err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let _ = ours.write_all(&buf[..n]);
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
-                }
-            }
-            tail
-        });
-        let mut out = Vec::new();
-        let _ = (&mut child_out).take(STDOUT_MAX).read_to_end(&mut out);
-        // Drain anything beyond the cap so the delegate is not blocked on a full pipe.
-        let _ = std::io::copy(&mut child_out, &mut std::io::sink());
-        (out, relay.join().unwrap_or_default())
-    });
+    let (stdout, tail) = match exchange(&mut child, stdin) {
+        Ok(r) => r,
+        Err(e) => {
+            // Not reaped yet: without this the delegate would outlive us unwaited-for.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CniError::new(
+                DELEGATE_EXEC,
+                format!("talking to delegate {name}: {e}"),
+            ));
+        }
+    };
     let status = child
         .wait()
         .map_err(|e| CniError::new(DELEGATE_EXEC, format!("waiting for delegate {name}: {e}")))?;

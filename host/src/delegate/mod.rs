@@ -138,9 +138,24 @@ fn run_delegate(
 ) -> Result<exec::Output, CniError> {
     let ty = conf.get("type").and_then(Value::as_str).unwrap_or_default();
     let binary = find_in_path(ty, &inv.args.path)?;
-    let stdin = Value::Object(conf.clone()).to_string();
-    tracing::debug!(command = command.as_str(), delegate = %binary.display(), config = %stdin, "running delegate");
-    exec::exec(&binary, command, &inv.args.environ, stdin.as_bytes())
+    run_delegate_at(inv, &binary, command, conf)
+}
+
+/// [`run_delegate`] with the binary already looked up.
+fn run_delegate_at(
+    inv: &Invocation,
+    binary: &std::path::Path,
+    command: Command,
+    conf: &Map<String, Value>,
+) -> Result<exec::Output, CniError> {
+    let stdin = serde_json::to_vec(conf).map_err(|e| {
+        CniError::new(
+            INTERNAL,
+            format!("cannot encode the delegate's config: {e}"),
+        )
+    })?;
+    tracing::debug!(command = command.as_str(), delegate = %binary.display(), config = %String::from_utf8_lossy(&stdin), "running delegate");
+    exec::exec(binary, command, &inv.args.environ, &stdin)
 }
 
 /// ADD: translate, run the delegate, read its result, make sure it can be written in the
@@ -153,8 +168,8 @@ pub fn cmd_add(inv: &Invocation) -> Result<CniResult, CniError> {
         .unwrap_or_default()
         .to_owned();
     // Looked up before anything runs: a missing binary has created nothing to roll back.
-    find_in_path(&ty, &inv.args.path)?;
-    let outcome = run_delegate(inv, Command::Add, &conf).and_then(|out| {
+    let binary = find_in_path(&ty, &inv.args.path)?;
+    let outcome = run_delegate_at(inv, &binary, Command::Add, &conf).and_then(|out| {
         let (result, _) = CniResult::parse(&out.stdout).map_err(|e| {
             CniError::new(
                 DELEGATE_FAILED,
@@ -177,7 +192,7 @@ pub fn cmd_add(inv: &Invocation) -> Result<CniResult, CniError> {
         Ok(r) => Ok(r),
         Err(e) => {
             tracing::warn!(delegate = %ty, code = e.code, "ADD failed ({}); running the delegate's DEL", e.msg);
-            if let Err(de) = run_delegate(inv, Command::Del, &conf) {
+            if let Err(de) = run_delegate_at(inv, &binary, Command::Del, &conf) {
                 tracing::error!(delegate = %ty, "rollback DEL failed: {} {}", de.msg, de.details);
             }
             Err(e)

@@ -1,7 +1,8 @@
 //! [`NetOps`] over rtnetlink (the user's choice), on a current-thread tokio runtime owned by this
 //! value. One netlink connection per namespace per invocation: the host connection is opened on
-//! the calling thread, a container connection on a scoped thread that joined the container's
-//! namespace (the socket keeps that namespace afterwards), then everything runs from the caller.
+//! the calling thread, a container connection by the calling thread while it visits the
+//! container's namespace (the socket keeps that namespace afterwards, see `NetNs::visit`), then
+//! everything runs from the caller.
 //! No `ip` subprocesses, no sleeps.
 
 use std::collections::HashMap;
@@ -99,10 +100,12 @@ impl Netlink {
         if !self.ns.contains_key(path) {
             let ns = NetNs::open(path)?;
             let rt = &self.rt;
+            // The socket is made inside the namespace (and keeps it); the calling thread
+            // visits it for that instead of starting one.
             let handle = if ns.is_current() {
                 Self::connect(rt)?
             } else {
-                ns.run(|| Self::connect(rt))?
+                ns.visit(|| Self::connect(rt))?
             };
             self.ns.insert(path.to_owned(), (ns, handle));
         }

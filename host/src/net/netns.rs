@@ -2,8 +2,12 @@
 //! to really be a *network* namespace, and work that must happen inside it runs on a scoped
 //! thread that `setns()`es itself and is then thrown away. A failed switch-back can therefore
 //! never leave the process (or a reused thread) in the wrong namespace (Go's `ns.Do` lesson).
+//! The exception is [`NetNs::visit`], for work that only makes a socket there (a link lookup, a
+//! netlink connection): the calling thread enters the namespace and comes back, and if it
+//! cannot come back the process aborts.
 
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
@@ -73,6 +77,70 @@ impl NetNs {
         self.file.as_fd()
     }
 
+    /// Whether a link named `name` exists in this namespace: one `SIOCGIFINDEX` ioctl
+    /// (`if_nametoindex`) on a socket made inside it, on the calling thread (see
+    /// [`NetNs::visit`]). The delegate path's only question about the container's namespace,
+    /// answered without a netlink connection, an async runtime or a thread.
+    pub fn has_link(&self, name: &str) -> Result<bool, NetError> {
+        // A name with a NUL cannot name a link (and `CNI_IFNAME` cannot carry one anyway).
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            return Ok(false);
+        };
+        let lookup = move || {
+            // SAFETY: `cname` is a valid NUL-terminated string for the call's duration.
+            if unsafe { libc::if_nametoindex(cname.as_ptr()) } != 0 {
+                return Ok(true);
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENODEV) => Ok(false),
+                errno => Err(NetError::Netlink {
+                    op: format!("get link {name}"),
+                    errno,
+                    msg: e.to_string(),
+                }),
+            }
+        };
+        if self.is_current() {
+            lookup()
+        } else {
+            self.visit(lookup)
+        }
+    }
+
+    /// Runs `f` on the calling thread after switching it into this namespace, then switches it
+    /// back. For work that only needs a socket made inside the namespace (sockets keep the
+    /// namespace they were made in): unlike [`NetNs::run`] no thread is started, which costs
+    /// ~0.05 ms, and under CPU contention a new thread can wait milliseconds for a core. `f`
+    /// must not start threads or processes (they would inherit the namespace).
+    ///
+    /// If the switch back fails the process aborts: going on with a thread in the container's
+    /// namespace (whose later sockets and children would land there) is never an option. It
+    /// cannot fail in practice: the thread was in that namespace a moment ago and holds an open
+    /// handle to it, and `setns` into this one just succeeded with the same privileges.
+    pub fn visit<T>(&self, f: impl FnOnce() -> Result<T, NetError>) -> Result<T, NetError> {
+        const OWN: &str = "/proc/thread-self/ns/net";
+        let own = File::open(OWN).map_err(|source| NetError::NetnsOpen {
+            path: PathBuf::from(OWN),
+            source,
+        })?;
+        setns(self.fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Setns {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        let out = f();
+        if let Err(e) = setns(&own, CloneFlags::CLONE_NEWNET) {
+            // Nothing may run in the wrong namespace, not even the error path's logging.
+            let _ = writeln!(
+                std::io::stderr(),
+                "contrail-cni-plugin: cannot return from network namespace {}: {e}; aborting",
+                self.path.display()
+            );
+            std::process::abort();
+        }
+        out
+    }
+
     /// Runs `f` on a fresh thread that has joined this namespace. Sockets created there stay in
     /// this namespace after the thread ends, which is how the netlink connection is opened.
     pub fn run<T: Send>(
@@ -119,6 +187,15 @@ mod tests {
             Err(NetError::NetnsOpen { .. }) => {}
             other => panic!("mnt ns accepted: {other:?}"),
         }
+    }
+
+    #[test]
+    fn has_link_answers_for_the_own_namespace() {
+        let Ok(ns) = NetNs::open(Path::new("/proc/self/ns/net")) else {
+            return;
+        };
+        assert!(ns.has_link("lo").unwrap(), "every namespace has lo");
+        assert!(!ns.has_link("nosuchlink0").unwrap());
     }
 
     #[test]
