@@ -1,0 +1,39 @@
+//! Link settings of `contrail-cni-plugin` alone (not the library, the compiler or the tests'
+//! own binaries). Every CNI call execs it, so what the dynamic loader does before `main` is paid
+//! on every ADD and DEL; docs/BENCHMARKS.md ("Exec floor and delegate path") has the figures.
+//!
+//! * The unwinder is linked in statically (`libgcc_eh.a`) instead of loading `libgcc_s.so.1`:
+//!   one library less to map and relocate, and no `__cpu_indicator_init` constructor, whose
+//!   CPUID instructions trap to the hypervisor on a VM (~7 us each here). Rust's std asks for
+//!   `-lgcc_s` by name, so a linker script of that name, found first on the search path,
+//!   stands for `-lgcc_eh` (what `-static-libgcc` does for C programs). glibc stays dynamic:
+//!   name resolution (`getaddrinfo` for manager and agent host names) keeps using the node's
+//!   NSS modules, which a static glibc would have to `dlopen` from its own glibc version.
+//! * A position-dependent executable (`-no-pie`; the objects are PIC, which links either way):
+//!   no ~12,000 relative relocations to apply and no copy-on-write faults on the pages they
+//!   touch. The price is that the executable's own image is not randomised (ASLR still places
+//!   the stack, heap, libc and every mapping wasmtime makes).
+//!
+//! Only for linux-gnu targets; elsewhere the defaults stand.
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    if var("CARGO_CFG_TARGET_OS") != "linux" || var("CARGO_CFG_TARGET_ENV") != "gnu" {
+        return;
+    }
+    let dir = PathBuf::from(var("OUT_DIR")).join("static-libgcc");
+    std::fs::create_dir_all(&dir).expect("create OUT_DIR/static-libgcc");
+    std::fs::write(
+        dir.join("libgcc_s.so"),
+        "/* contrail-cni-plugin: the unwinder linked statically (host/build.rs) */\nINPUT(-lgcc_eh)\n",
+    )
+    .expect("write the libgcc_s linker script");
+    println!(
+        "cargo::rustc-link-arg-bin=contrail-cni-plugin=-L{}",
+        dir.display()
+    );
+    println!("cargo::rustc-link-arg-bin=contrail-cni-plugin=-no-pie");
+}
