@@ -9,6 +9,11 @@
 //!   cargo test -p contrail-cni-host --test contrail_bench -- --ignored --nocapture
 //! ```
 //!
+//! "ours" is measured twice: against the agent alone, and with `mode: mesos` registering with
+//! the manager (the attachment API stand-in, `AttachStandin`, on the node's loopback) as a
+//! Mesos ADD does in production. `CONTRAIL_BENCH_BIN_BEFORE` (another build of the host) adds
+//! both rows for that build, interleaved with the others, for before/after in one run.
+//!
 //! Everything runs inside a test-owned "node" namespace (plugins exec'd with `setns` in
 //! `pre_exec`, no `ip netns exec` mount games), so the machine's namespace is untouched.
 
@@ -20,10 +25,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use contrail_integration::attach_standin::AttachStandin;
 use contrail_integration::netns::{TestNetns, require_root};
 use contrail_integration::paths::wasm_plugin;
 use contrail_integration::vrouter_agent::{AgentStandin, VmiSpec, mac_for};
 use serde_json::{Value, json};
+
+fn bin_before() -> Option<PathBuf> {
+    std::env::var_os("CONTRAIL_BENCH_BIN_BEFORE").map(PathBuf::from)
+}
 
 fn bin() -> PathBuf {
     std::env::var_os("CONTRAIL_BENCH_BIN")
@@ -108,6 +118,16 @@ fn cid(i: u32) -> String {
     )
 }
 
+/// Container ids of the runs that register with the manager stand-in (which configures the
+/// agent itself) and of the "before" build: apart from [`cid`]'s, so no run finds another's
+/// state.
+fn cid_of(series: u32, i: u32) -> String {
+    format!(
+        "be0c{series:04x}-0000-4000-8000-{:012x}",
+        std::process::id() as u64 * 100_000 + i as u64
+    )
+}
+
 #[test]
 #[ignore = "benchmark: run explicitly (root)"]
 fn contrail_bench() {
@@ -125,7 +145,7 @@ fn contrail_bench() {
     let node = TestNetns::new("bn");
     let node_f = File::open(node.path()).unwrap();
     let nfd = node_f.as_raw_fd();
-    let agent = AgentStandin::start_in_netns(&node.path());
+    let agent = std::sync::Arc::new(AgentStandin::start_in_netns(&node.path()));
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("wasm-cache");
     let conf = json!({
@@ -139,6 +159,19 @@ fn contrail_bench() {
         "args": {"org.apache.mesos": {"network_info": {"name": "contrail-cni-plugin", "labels": {"labels": []}}}}
     })
     .to_string();
+    // The same network registering with the manager first (`mesos-ip`/`mesos-port`): the
+    // stand-in answers as the manager does once VNC has the objects, and configures the agent.
+    let manager = AttachStandin::start_in_netns(&node.path(), agent.clone());
+    let conf_mgr = {
+        let mut c: Value = serde_json::from_str(&conf).unwrap();
+        c["contrail"]["mesos-ip"] = json!("127.0.0.1");
+        c["contrail"]["mesos-port"] = json!(manager.port().to_string());
+        c["args"]["org.apache.mesos"]["network_info"]["labels"]["labels"] = json!([
+            {"key": "networks", "value": "blue-network"},
+            {"key": "network-subnets", "value": "10.96.0.0/12"}
+        ]);
+        c.to_string()
+    };
     let reference = json!({
         "cniVersion": "0.4.0", "name": "benchnet", "type": "bridge", "bridge": "cnibench0",
         "isGateway": true, "mtu": 1400,
@@ -150,8 +183,9 @@ fn contrail_bench() {
 
     // The agent knows every container up front: "answering at once".
     let n_total = iters + parallel + 1;
-    for i in 0..n_total {
-        let id = cid(i);
+    let before_ids = (0..iters).map(|i| cid_of(2, i));
+    for (i, id) in (0..n_total).map(cid).chain(before_ids).enumerate() {
+        let i = i as u32;
         let vmi = format!("b0b00000-0000-4000-8000-{:012x}", i);
         agent.add_vmi(VmiSpec::mesos(
             &id,
@@ -186,6 +220,19 @@ fn contrail_bench() {
             )
             .0
         );
+        for b in std::iter::once(bin()).chain(bin_before()) {
+            let id = cid_of(9, 0);
+            for cmd in ["ADD", "DEL"] {
+                let (ok, out, _) = run_in(
+                    nfd,
+                    &b,
+                    &[],
+                    &cni_env(cmd, &id, Some(&ct.path())),
+                    conf_mgr.as_bytes(),
+                );
+                assert!(ok, "warm-up {cmd} with the manager: {out}");
+            }
+        }
         assert!(
             run_in(
                 nfd,
@@ -208,6 +255,29 @@ fn contrail_bench() {
         );
     }
 
+    let (mut mgr_add, mut mgr_del) = (Series::default(), Series::default());
+    let (mut before_add, mut before_del) = (Series::default(), Series::default());
+    let (mut before_mgr_add, mut before_mgr_del) = (Series::default(), Series::default());
+    // One ADD then DEL of `b` with `conf` in `ct`: (ADD, DEL) times.
+    let add_del = |b: &Path, conf: &str, id: &str, ct: &TestNetns| {
+        let (ok, out, a) = run_in(
+            nfd,
+            b,
+            &[],
+            &cni_env("ADD", id, Some(&ct.path())),
+            conf.as_bytes(),
+        );
+        assert!(ok, "ADD {}: {out}", b.display());
+        let (ok, out, d) = run_in(
+            nfd,
+            b,
+            &[],
+            &cni_env("DEL", id, Some(&ct.path())),
+            conf.as_bytes(),
+        );
+        assert!(ok, "DEL {}: {out}", b.display());
+        (a, d)
+    };
     let (mut ours_add, mut ours_del) = (Series::default(), Series::default());
     let (mut ref_add, mut ref_del) = (Series::default(), Series::default());
     let (mut floor_add, mut floor_del) = (Series::default(), Series::default());
@@ -233,6 +303,18 @@ fn contrail_bench() {
         );
         assert!(ok, "{out}");
         ours_del.push(d);
+
+        let (a, d) = add_del(&bin(), &conf_mgr, &cid_of(1, i), &ct);
+        mgr_add.push(a);
+        mgr_del.push(d);
+        if let Some(b) = bin_before() {
+            let (a, d) = add_del(&b, &conf, &cid_of(2, i), &ct);
+            before_add.push(a);
+            before_del.push(d);
+            let (a, d) = add_del(&b, &conf_mgr, &cid_of(3, i), &ct);
+            before_mgr_add.push(a);
+            before_mgr_del.push(d);
+        }
 
         let rid = format!("ref{i}");
         let (ok, out, d) = run_in(
@@ -364,17 +446,39 @@ fn contrail_bench() {
     println!("\n## Contrail path latency ({iters} iterations, interleaved; ms)\n");
     println!("| what | median | p90 |\n|---|---|---|");
     println!("{}", row("ours ADD", &ours_add));
+    println!(
+        "{}",
+        row("ours ADD, registering with the manager", &mgr_add)
+    );
+    if !before_add.0.is_empty() {
+        println!("{}", row("before ADD", &before_add));
+        println!("{}", row("before ADD, with the manager", &before_mgr_add));
+    }
     println!("{}", row("reference ADD (bridge + host-local)", &ref_add));
     println!("{}", row("floor ADD (ip -batch, 2 processes)", &floor_add));
     println!("{}", row("ours DEL", &ours_del));
+    println!("{}", row("ours DEL, with the manager", &mgr_del));
+    if !before_del.0.is_empty() {
+        println!("{}", row("before DEL", &before_del));
+        println!("{}", row("before DEL, with the manager", &before_mgr_del));
+    }
     println!("{}", row("reference DEL", &ref_del));
     println!("{}", row("floor DEL (ip -batch link del)", &floor_del));
-    println!(
-        "\nratios: ADD ours/reference {:.2}, ours/floor {:.2}; DEL ours/reference {:.2}",
-        ours_add.pct(0.5) / ref_add.pct(0.5),
-        ours_add.pct(0.5) / floor_add.pct(0.5),
-        ours_del.pct(0.5) / ref_del.pct(0.5)
-    );
+    let ratios = |what: &str, add: &Series, del: &Series| {
+        println!(
+            "ratios ({what}): ADD ours/reference {:.2}, ours/floor {:.2}; DEL ours/reference {:.2}",
+            add.pct(0.5) / ref_add.pct(0.5),
+            add.pct(0.5) / floor_add.pct(0.5),
+            del.pct(0.5) / ref_del.pct(0.5)
+        )
+    };
+    println!();
+    ratios("agent only", &ours_add, &ours_del);
+    ratios("with the manager", &mgr_add, &mgr_del);
+    if !before_add.0.is_empty() {
+        ratios("before, agent only", &before_add, &before_del);
+        ratios("before, with the manager", &before_mgr_add, &before_mgr_del);
+    }
     println!(
         "parallel: {parallel} ADDs in {:.0} ms ({fails} failed); {parallel} DELs in {:.0} ms ({del_fails} failed); background teardown finished {:.0} ms later",
         par_add.as_secs_f64() * 1e3,
