@@ -352,6 +352,30 @@ mod tests {
         );
     }
 
+    /// The poll loop's edge cases: a delegate that fills its stdout pipe several times over
+    /// before it reads its stdin (no deadlock, everything kept), and one that exits without
+    /// reading a stdin larger than a pipe holds (no hang, no SIGPIPE: its exit status is what
+    /// counts).
+    #[test]
+    fn output_before_input_and_unread_input() {
+        let d = tempfile::tempdir().unwrap();
+        let p = script(
+            d.path(),
+            "head -c 200000 /dev/zero | tr '\\0' o; echo relayed >&2; wc -c",
+        );
+        let input = vec![b'i'; 300_000];
+        let out = exec(&p, Command::Add, &[], &input).unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with(&"o".repeat(200_000)), "stdout kept whole");
+        assert_eq!(text[200_000..].trim(), "300000", "stdin delivered whole");
+        let p = script(d.path(), "exit 0");
+        let out = exec(&p, Command::Add, &[], &vec![b'x'; 1 << 20]).unwrap();
+        assert!(out.stdout.is_empty());
+        let p = script(d.path(), "echo '{\"code\":11,\"msg\":\"later\"}'; exit 1");
+        let e = exec(&p, Command::Add, &[], &vec![b'x'; 1 << 20]).unwrap_err();
+        assert_eq!(e.code, 11, "{e:?}");
+    }
+
     #[test]
     fn delegate_errors() {
         let d = tempfile::tempdir().unwrap();
