@@ -35,9 +35,9 @@ wasm: deps
 wasm-test: deps
 	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -p v010-translator -p v010-ipam -p changed-record -p evil-import
 
-## The CNI host and its plugin compiler (host/build.rs sets the host binary's own link settings:
-## unwinder linked statically, position-dependent; see docs/BENCHMARKS.md). Two cargo runs because cargo unifies features within
-## one build: the host is built without the `compiler` feature, so it links no Cranelift (it
+## The CNI host and its plugin compiler (host/build.rs sets the host binary's own link
+## settings: unwinder linked statically, position-dependent; see docs/BENCHMARKS.md). Two cargo
+## runs because cargo unifies features within one build: the host is built without the `compiler` feature, so it links no Cranelift (it
 ## only loads precompiled artifacts and runs contrail-cni-plugin-compile, installed beside it,
 ## on a cache miss). The check after the build keeps it that way.
 host:
