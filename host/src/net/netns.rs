@@ -128,17 +128,12 @@ impl NetNs {
             path: self.path.clone(),
             source: e.into(),
         })?;
-        let out = f();
-        if let Err(e) = setns(&own, CloneFlags::CLONE_NEWNET) {
-            // Nothing may run in the wrong namespace, not even the error path's logging.
-            let _ = writeln!(
-                std::io::stderr(),
-                "contrail-cni-plugin: cannot return from network namespace {}: {e}; aborting",
-                self.path.display()
-            );
-            std::process::abort();
-        }
-        out
+        // Restores the namespace when `f` returns and also when it panics.
+        let _back = Back {
+            own,
+            from: &self.path,
+        };
+        f()
     }
 
     /// Runs `f` on a fresh thread that has joined this namespace. Sockets created there stay in
@@ -160,6 +155,26 @@ impl NetNs {
             .join()
             .map_err(|_| NetError::Panic)?
         })
+    }
+}
+
+/// [`NetNs::visit`]'s way back to the thread's own namespace, taken on drop.
+struct Back<'a> {
+    own: File,
+    from: &'a Path,
+}
+
+impl Drop for Back<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = setns(&self.own, CloneFlags::CLONE_NEWNET) {
+            // Nothing may run in the wrong namespace, not even the error path's logging.
+            let _ = writeln!(
+                std::io::stderr(),
+                "contrail-cni-plugin: cannot return from network namespace {}: {e}; aborting",
+                self.from.display()
+            );
+            std::process::abort();
+        }
     }
 }
 
@@ -196,6 +211,33 @@ mod tests {
         };
         assert!(ns.has_link("lo").unwrap(), "every namespace has lo");
         assert!(!ns.has_link("nosuchlink0").unwrap());
+    }
+
+    /// `visit` runs its closure in the other namespace and comes back, also when the closure
+    /// panics. The other namespace is made by the test (root only; skipped otherwise).
+    #[test]
+    fn visit_enters_and_comes_back_even_from_a_panic() {
+        use std::os::unix::fs::MetadataExt;
+        let here = || std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        // A fresh namespace, kept alive by an open handle once its thread is gone.
+        let Some(handle) = std::thread::spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET).ok()?;
+            File::open("/proc/thread-self/ns/net").ok()
+        })
+        .join()
+        .unwrap() else {
+            return;
+        };
+        let ns = NetNs::open(Path::new(&format!("/proc/self/fd/{}", handle.as_raw_fd()))).unwrap();
+        let (own, other) = (here(), handle.metadata().unwrap().ino());
+        assert_ne!(own, other);
+        assert_eq!(ns.visit(|| Ok(here())).unwrap(), other, "inside");
+        assert_eq!(here(), own, "back");
+        assert!(!ns.has_link("eth0").unwrap() && ns.has_link("lo").unwrap());
+        let r =
+            std::panic::catch_unwind(|| ns.visit(|| -> Result<(), NetError> { panic!("in f") }));
+        assert!(r.is_err());
+        assert_eq!(here(), own, "back after a panic");
     }
 
     #[test]
