@@ -551,6 +551,132 @@ impl VncApi for HttpVnc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead as _, Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A VNC-like server on 127.0.0.1: answers each request `{"uuid": ...}` the way the real
+    /// server does (head and body as two writes, no TCP_NODELAY), keeps connections open, and
+    /// leaves the `drop_after`-th request of every connection unanswered, closing it as a
+    /// server ending an idle connection does. Counts connections and requests.
+    struct Peer {
+        url: String,
+        accepts: Arc<AtomicUsize>,
+        requests: Arc<AtomicUsize>,
+    }
+
+    fn peer(drop_after: Option<usize>) -> Peer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let (accepts, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, r) = (accepts.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                a.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                std::thread::spawn(move || serve(c, drop_after, &r));
+            }
+        });
+        Peer {
+            url,
+            accepts,
+            requests,
+        }
+    }
+
+    fn serve(c: TcpStream, drop_after: Option<usize>, requests: &AtomicUsize) {
+        let mut w = c.try_clone().unwrap();
+        let mut r = std::io::BufReader::new(c);
+        for n in 0.. {
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            requests.fetch_add(1, Ordering::SeqCst);
+            if drop_after == Some(n) {
+                return;
+            }
+            let body = r#"{"virtual-machine": {"uuid": "fc210677-dc78-4a15-8901-57c30e4b445a"}}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            w.write_all(head.as_bytes()).unwrap();
+            w.write_all(body.as_bytes()).unwrap();
+        }
+    }
+
+    fn client(url: &str, attempts: u32) -> (HttpVnc, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let vnc = HttpVnc::new(
+            HttpVncConfig {
+                urls: vec![url.to_owned()],
+                auth: Arc::new(crate::auth::Static(None)),
+                timeout: Duration::from_secs(10),
+                connect_timeout: Duration::from_secs(2),
+                attempts,
+                backoff: Duration::from_millis(10),
+                tls: Default::default(),
+            },
+            metrics.clone(),
+        );
+        (vnc, metrics)
+    }
+
+    #[test]
+    fn calls_reuse_one_connection() {
+        let p = peer(None);
+        let (vnc, _) = client(&p.url, 1);
+        for _ in 0..20 {
+            vnc.create("virtual-machine", json!({"fq_name": ["c"]}))
+                .unwrap();
+        }
+        assert_eq!(p.requests.load(Ordering::SeqCst), 20);
+        assert_eq!(p.accepts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_request_on_a_connection_the_server_closed_is_sent_again_at_once() {
+        // Every connection answers one request and closes on the second without answering.
+        let p = peer(Some(1));
+        let (vnc, metrics) = client(&p.url, 1);
+        for _ in 0..3 {
+            let u = vnc
+                .create("virtual-machine", json!({"fq_name": ["c"]}))
+                .unwrap();
+            assert_eq!(u, "fc210677-dc78-4a15-8901-57c30e4b445a");
+        }
+        // 1st call: new connection. 2nd and 3rd: the pooled one is closed unanswered, the
+        // request goes again on a new connection, without counting as a retry.
+        assert_eq!(p.requests.load(Ordering::SeqCst), 5);
+        assert_eq!(p.accepts.load(Ordering::SeqCst), 3);
+        assert_eq!(metrics.vnc_retries.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_new_connection_closed_unanswered_is_a_transport_error_not_a_resend() {
+        // The first request of every connection goes unanswered: nothing to blame on an idle
+        // connection, so the call's own attempts decide (1 here: one request, an error).
+        let p = peer(Some(0));
+        let (vnc, _) = client(&p.url, 1);
+        let e = vnc
+            .create("virtual-machine", json!({"fq_name": ["c"]}))
+            .unwrap_err();
+        assert!(matches!(e, VncError::Transport(_)), "{e}");
+        assert_eq!(p.requests.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn existing_uuid_is_parsed_from_the_409_text() {
