@@ -439,8 +439,8 @@ type Resp = hyper::Response<http_body_util::Full<bytes::Bytes>>;
 
 fn answer(status: u16, content_type: &str, body: String) -> Resp {
     let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-    *r.status_mut() = hyper::StatusCode::from_u16(status)
-        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_str(content_type).expect("header"),
