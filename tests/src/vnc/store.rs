@@ -1359,7 +1359,7 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        let mut op = |s: &mut Store, vm: &str, op: &str| {
+        let op = |s: &mut Store, vm: &str, op: &str| {
             s.ref_update(
                 &json!({"type": "virtual-router", "uuid": r, "ref-type": "virtual-machine",
                 "ref-uuid": vm, "operation": op, "attr": null}),
