@@ -99,6 +99,53 @@ fn load(addr: &str, clients: usize, from: usize, to: usize) -> (Duration, Vec<(u
     (t0.elapsed(), per)
 }
 
+/// Open-loop load: `clients` threads register `rate` attachments a second for `secs` seconds
+/// (`from..`), each at its own fixed schedule (attachment k is due at k / rate s). Returns the
+/// time from when each attachment was due to its answer (a late client's wait counts, so a
+/// slow answer cannot hide the ones queued behind it) and the elapsed time.
+fn paced(
+    addr: &str,
+    clients: usize,
+    rate: f64,
+    secs: f64,
+    from: usize,
+) -> (Vec<Duration>, Duration) {
+    let total = (rate * secs) as usize;
+    let t0 = Instant::now() + Duration::from_millis(50);
+    let hs: Vec<_> = (0..clients)
+        .map(|c| {
+            let addr = addr.to_owned();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let mut lat = Vec::new();
+                for k in (c..total).step_by(clients) {
+                    let due = t0 + Duration::from_secs_f64(k as f64 / rate);
+                    if let Some(d) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                    let r = agent
+                        .post(format!("http://{addr}/v1/attachments"))
+                        .send_json(req(from + k))
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 201);
+                    lat.push(due.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let lat: Vec<Duration> = hs.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    (lat, t0.elapsed())
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1e3
+}
+
 #[test]
 #[ignore = "benchmark: cargo test --release -p contrail-mesos-manager --test bench -- --ignored --nocapture"]
 fn bench_attachments_restart_reconcile() {
@@ -115,10 +162,10 @@ fn bench_attachments_restart_reconcile() {
     cfg.log.level = "warn".into();
     let a = app::start(&cfg).unwrap();
     let addr = a.api.addr.to_string();
-    // Warm-up creates the project network once.
+    // Warm-up creates the project network once (an id no measured phase uses).
     assert_eq!(
         ureq::post(format!("http://{addr}/v1/attachments"))
-            .send_json(req(n + 1))
+            .send_json(req(0xffff_ffff_ffff))
             .unwrap()
             .status()
             .as_u16(),
@@ -155,6 +202,23 @@ fn bench_attachments_restart_reconcile() {
                 - metric(&addr, "contrail_mesos_vnc_latency_seconds_bucket{le=\"5\"}")
         );
     }
+    // 2. Latency at an offered rate below capacity: BENCH_RATE attachments/s (500 by
+    // default) from BENCH_CLIENTS paced clients for BENCH_RATE_SECS seconds.
+    let rate = env_usize("BENCH_RATE", 500) as f64;
+    let secs = env_usize("BENCH_RATE_SECS", 6) as f64;
+    let (mut lat, el) = paced(&addr, clients, rate, secs, first);
+    lat.sort();
+    println!(
+        "BENCH paced: {} attachments offered at {rate:.0}/s by {clients} clients, done in {:.2} s ({:.0}/s); latency from due time p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        lat.len(),
+        el.as_secs_f64(),
+        lat.len() as f64 / el.as_secs_f64(),
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        pct(&lat, 1.0),
+    );
+    first += lat.len();
+
     // VNC round trips per attachment, by request kind (from the stand-in's counters).
     let per: Vec<String> = vnc
         .calls
@@ -173,7 +237,7 @@ fn bench_attachments_restart_reconcile() {
         .collect();
     a.shutdown(Duration::from_secs(1));
 
-    // 2. 10,000 running tasks in Marathon, one per attachment.
+    // 3. The running tasks in Marathon, one per attachment.
     let m = MarathonServer::start().unwrap();
     for (cid, ip) in &ips {
         // Each task on the node its attachment was registered from (`req`): a join needs
@@ -225,14 +289,14 @@ fn bench_attachments_restart_reconcile() {
     let ready = ready.expect("manager ready");
     let reconciled = reconciled.expect("first reconcile");
     println!(
-        "BENCH restart with {} attachments: ready (cache rebuilt, API up) in {:.2} s; first reconcile pass (10,000 joins) done {:.2} s after ready; peak RSS {:.1} MiB; joins {joins}; deletions {deletions}",
+        "BENCH restart with {} attachments: ready (cache rebuilt, API up) in {:.2} s; first reconcile pass (a join each) done {:.2} s after ready; peak RSS {:.1} MiB; joins {joins}; deletions {deletions}",
         ips.len(),
         ready.as_secs_f64(),
         (reconciled - ready).as_secs_f64(),
         hwm as f64 / 1024.0
     );
 
-    // 3. Steady-state pass in process (all joined already): list, scan, diff.
+    // 4. Steady-state pass in process (all joined already): list, scan, diff.
     let metrics = Arc::new(contrail_mesos_manager::metrics::Metrics::default());
     let mgr = app::manager(&cfg, metrics).unwrap();
     let marathon = Arc::new(HttpMarathon::new(HttpMarathonConfig {

@@ -10,8 +10,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::model::{ListStream, VncObject};
+use super::transport::{QuickAckConnector, is_idle_closed};
 use crate::metrics::Metrics;
 use crate::servers::Servers;
+use ureq::unversioned::transport::Connector as _;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VncError {
@@ -106,12 +108,37 @@ fn transport_error(url: &str, e: &ureq::Error) -> VncError {
     }
 }
 
+/// Sends with `send`, again at once when the server had closed the pooled connection before
+/// answering (`transport::IdleClosed`: the request most likely never reached it). This is the
+/// re-send `call` already makes after any transport error, only at once and without counting
+/// an attempt: a create the server did take answers 409 with its uuid the second time, which
+/// the writer's create-or-reuse paths accept.
+fn resend_if_idle_closed<T>(send: impl Fn() -> Result<T, ureq::Error>) -> Result<T, ureq::Error> {
+    let mut r = send();
+    for _ in 0..IDLE_CLOSED_RESENDS {
+        match &r {
+            Err(e) if is_idle_closed(e) => r = send(),
+            _ => break,
+        }
+    }
+    r
+}
+
 fn with_token<B>(rb: ureq::RequestBuilder<B>, token: Option<&str>) -> ureq::RequestBuilder<B> {
     match token {
         Some(t) => rb.header("X-Auth-Token", t),
         None => rb,
     }
 }
+
+/// Idle keep-alive connections kept to the API servers: more than the callers that can be in
+/// a call at once (the API's VNC pool of 16 workers, the reconciler, the watcher).
+const IDLE_CONNECTIONS: usize = 64;
+
+/// Immediate re-sends of a request whose pooled connection the server had closed
+/// (`transport::IdleClosed`); each takes another connection, a new one once the pool's
+/// idle ones are found closed too.
+const IDLE_CLOSED_RESENDS: usize = 3;
 
 /// Objects per list page. The server's own default (`paginate_count`) is 256; a larger page
 /// means fewer requests, and a page is decoded object by object, never held whole.
@@ -201,23 +228,27 @@ pub struct HttpVnc {
 
 impl HttpVnc {
     pub fn new(cfg: HttpVncConfig, metrics: Arc<Metrics>) -> HttpVnc {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
             .timeout_global(Some(cfg.timeout))
             .timeout_connect(Some(cfg.connect_timeout))
-            // A fresh connection per call. The API server (gevent under tf-controller's
-            // `vnc_cfg_api_server`) writes a response's head and body as two segments without
-            // TCP_NODELAY: on a reused connection Nagle holds the body until we ACK the head,
-            // and our delayed ACK waits ~40 ms for it, on every call but a connection's first
-            // (a new connection ACKs at once). TCP_NODELAY on our side does not change the
-            // server's Nagle; a new loopback/LAN connection costs ~0.1 ms
-            // (docs/BENCHMARKS.md, "VNC wire").
-            .max_idle_connections_per_host(0)
-            .max_idle_connections(0)
+            // Keep-alive: one connection per concurrent caller (the API's workers, the
+            // reconciler, the watcher), reused. The API server writes an answer's head and
+            // body as two segments without TCP_NODELAY, which on a reused connection stalled
+            // every call ~40 ms on our delayed ACK; the transport re-arms TCP_QUICKACK before
+            // each read so the head is ACKed at once (`vnc::transport`; docs/BENCHMARKS.md,
+            // "VNC wire"). A connection per call cost a connect, an accept and a TIME_WAIT.
+            .max_idle_connections_per_host(IDLE_CONNECTIONS)
+            .max_idle_connections(IDLE_CONNECTIONS)
             .tls_config(cfg.tls.clone())
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ().chain(QuickAckConnector)
+                .chain(ureq::unversioned::transport::RustlsConnector::default()),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
         HttpVnc {
             servers: Servers::new(cfg.urls.clone()),
             cfg,
@@ -262,17 +293,19 @@ impl HttpVnc {
         token: Option<&str>,
     ) -> Result<(u16, String), VncError> {
         let url = format!("{}{path}", self.base());
-        let res = match (method, body) {
+        let body = body.map(|b| b.to_string());
+        let send = || match (method, &body) {
             ("GET", _) => with_token(self.agent.get(&url), token).call(),
             ("DELETE", _) => with_token(self.agent.delete(&url), token).call(),
             ("PUT", Some(b)) => with_token(self.agent.put(&url), token)
                 .content_type("application/json")
-                .send(b.to_string().as_bytes()),
+                .send(b.as_bytes()),
             (_, Some(b)) => with_token(self.agent.post(&url), token)
                 .content_type("application/json")
-                .send(b.to_string().as_bytes()),
+                .send(b.as_bytes()),
             (_, None) => with_token(self.agent.post(&url), token).send_empty(),
         };
+        let res = resend_if_idle_closed(send);
         match res {
             Ok(mut r) => {
                 let status = r.status().as_u16();
@@ -344,11 +377,14 @@ impl HttpVnc {
     /// A GET with the token, renewed and sent once more after a 401 (as `exchange`).
     fn get_authed(&self, url: &str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let token = self.token().map_err(|e| ureq::Error::Other(Box::new(e)))?;
-        let resp = with_token(self.agent.get(url), token.as_deref()).call()?;
+        let get = |token: Option<&str>| {
+            resend_if_idle_closed(|| with_token(self.agent.get(url), token).call())
+        };
+        let resp = get(token.as_deref())?;
         match token {
             Some(t) if resp.status().as_u16() == 401 && self.cfg.auth.refused(&t) => {
                 let token = self.token().map_err(|e| ureq::Error::Other(Box::new(e)))?;
-                with_token(self.agent.get(url), token.as_deref()).call()
+                get(token.as_deref())
             }
             _ => Ok(resp),
         }
@@ -515,6 +551,132 @@ impl VncApi for HttpVnc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead as _, Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A VNC-like server on 127.0.0.1: answers each request `{"uuid": ...}` the way the real
+    /// server does (head and body as two writes, no TCP_NODELAY), keeps connections open, and
+    /// leaves the `drop_after`-th request of every connection unanswered, closing it as a
+    /// server ending an idle connection does. Counts connections and requests.
+    struct Peer {
+        url: String,
+        accepts: Arc<AtomicUsize>,
+        requests: Arc<AtomicUsize>,
+    }
+
+    fn peer(drop_after: Option<usize>) -> Peer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let (accepts, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, r) = (accepts.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                a.fetch_add(1, Ordering::SeqCst);
+                let r = r.clone();
+                std::thread::spawn(move || serve(c, drop_after, &r));
+            }
+        });
+        Peer {
+            url,
+            accepts,
+            requests,
+        }
+    }
+
+    fn serve(c: TcpStream, drop_after: Option<usize>, requests: &AtomicUsize) {
+        let mut w = c.try_clone().unwrap();
+        let mut r = std::io::BufReader::new(c);
+        for n in 0.. {
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            requests.fetch_add(1, Ordering::SeqCst);
+            if drop_after == Some(n) {
+                return;
+            }
+            let body = r#"{"virtual-machine": {"uuid": "fc210677-dc78-4a15-8901-57c30e4b445a"}}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            w.write_all(head.as_bytes()).unwrap();
+            w.write_all(body.as_bytes()).unwrap();
+        }
+    }
+
+    fn client(url: &str, attempts: u32) -> (HttpVnc, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let vnc = HttpVnc::new(
+            HttpVncConfig {
+                urls: vec![url.to_owned()],
+                auth: Arc::new(crate::auth::Static(None)),
+                timeout: Duration::from_secs(10),
+                connect_timeout: Duration::from_secs(2),
+                attempts,
+                backoff: Duration::from_millis(10),
+                tls: Default::default(),
+            },
+            metrics.clone(),
+        );
+        (vnc, metrics)
+    }
+
+    #[test]
+    fn calls_reuse_one_connection() {
+        let p = peer(None);
+        let (vnc, _) = client(&p.url, 1);
+        for _ in 0..20 {
+            vnc.create("virtual-machine", json!({"fq_name": ["c"]}))
+                .unwrap();
+        }
+        assert_eq!(p.requests.load(Ordering::SeqCst), 20);
+        assert_eq!(p.accepts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_request_on_a_connection_the_server_closed_is_sent_again_at_once() {
+        // Every connection answers one request and closes on the second without answering.
+        let p = peer(Some(1));
+        let (vnc, metrics) = client(&p.url, 1);
+        for _ in 0..3 {
+            let u = vnc
+                .create("virtual-machine", json!({"fq_name": ["c"]}))
+                .unwrap();
+            assert_eq!(u, "fc210677-dc78-4a15-8901-57c30e4b445a");
+        }
+        // 1st call: new connection. 2nd and 3rd: the pooled one is closed unanswered, the
+        // request goes again on a new connection, without counting as a retry.
+        assert_eq!(p.requests.load(Ordering::SeqCst), 5);
+        assert_eq!(p.accepts.load(Ordering::SeqCst), 3);
+        assert_eq!(metrics.vnc_retries.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_new_connection_closed_unanswered_is_a_transport_error_not_a_resend() {
+        // The first request of every connection goes unanswered: nothing to blame on an idle
+        // connection, so the call's own attempts decide (1 here: one request, an error).
+        let p = peer(Some(0));
+        let (vnc, _) = client(&p.url, 1);
+        let e = vnc
+            .create("virtual-machine", json!({"fq_name": ["c"]}))
+            .unwrap_err();
+        assert!(matches!(e, VncError::Transport(_)), "{e}");
+        assert_eq!(p.requests.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn existing_uuid_is_parsed_from_the_409_text() {

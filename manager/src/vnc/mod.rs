@@ -10,6 +10,7 @@ pub mod model;
 pub mod objects;
 pub mod planning;
 pub mod policy;
+pub mod transport;
 pub mod unused;
 pub mod writer;
 

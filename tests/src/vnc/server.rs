@@ -1,6 +1,7 @@
-//! HTTP front of the VNC stand-in (tiny_http, a few threads): the REST routes of
-//! the real API server with plain-text errors, plus fault injection for tests (fail the next N
-//! requests with a status, delay answers, require an `X-Auth-Token`).
+//! HTTP front of the VNC stand-in (hyper on a few tokio threads, each request handled on the
+//! thread that read it): the REST routes of the real API server with plain-text errors, plus
+//! fault injection for tests (fail the next N requests with a status, delay answers, require an
+//! `X-Auth-Token`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering};
@@ -40,7 +41,8 @@ pub struct VncServer {
     pub faults: Arc<Faults>,
     /// Requests served, by "METHOD /collection-or-type".
     pub calls: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
-    server: Arc<tiny_http::Server>,
+    /// Ends the accept loop (and with it the runtime, its connections and the listener).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// The listener of `Wire::SplitNagle` (dropped with the server).
@@ -110,45 +112,48 @@ impl VncServer {
     }
 
     pub fn start_on(bind: &str, threads: usize) -> anyhow::Result<VncServer> {
-        let server = Arc::new(
-            tiny_http::Server::from_listener(nodelay_listener(bind)?, None)
-                .map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?,
-        );
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| anyhow::anyhow!("not an IP listener"))?;
+        let listener = nodelay_listener(bind)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
         let store = Arc::new(Mutex::new(Store::new(&format!("http://{addr}"))));
         let faults = Arc::new(Faults::default());
         let calls = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut hs = Vec::new();
-        for _ in 0..threads.max(1) {
-            let (server, store, faults, calls, stop) = (
-                server.clone(),
-                store.clone(),
-                faults.clone(),
-                calls.clone(),
-                stop.clone(),
-            );
-            hs.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match server.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Some(req)) => handle(req, &store, &faults, &calls),
-                        Ok(None) => {}
-                        Err(_) => break,
-                    }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("vnc-standin")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            faults: faults.clone(),
+            calls: calls.clone(),
+        });
+        // The runtime lives on its own thread and is dropped there, so a `VncServer` dropped
+        // inside another runtime does not drop a runtime in async context, and the listener is
+        // closed when `drop` returns.
+        let thread = std::thread::spawn(move || {
+            rt.block_on(async move {
+                let Ok(l) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                tokio::select! {
+                    () = accept_loop(l, shared) => {}
+                    _ = rx => {}
                 }
-            }));
-        }
+            });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        });
         Ok(VncServer {
             addr,
             store,
             faults,
             calls,
-            server,
+            shutdown: Some(tx),
             stop,
-            threads: hs,
+            threads: vec![thread],
             proxy: None,
         })
     }
@@ -298,7 +303,9 @@ impl VncServer {
 impl Drop for VncServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
         if let Some(l) = self.proxy.take() {
             // Wakes the accept loop, which then sees `stop`.
             let _ = std::net::TcpStream::connect(l.local_addr().expect("proxy address"));
@@ -371,10 +378,10 @@ fn relay_answers(from: std::net::TcpStream, mut to: std::net::TcpStream) -> std:
 }
 
 /// A listener whose accepted connections have `TCP_NODELAY` (Linux copies it from the
-/// listening socket). tiny_http writes through a 1 KiB buffer, so an answer over 1 KiB (any
-/// object read) leaves as two segments, and with Nagle the second waited for the client's
-/// delayed ACK: 40 ms per read on a keep-alive connection, which the real server (whose
-/// answers do not stall) does not have.
+/// listening socket). An answer that leaves as two segments (tiny_http, which served this
+/// before, wrote through a 1 KiB buffer; hyper writes head and body with one `writev` but
+/// may still split a large one) must not wait for the client's delayed ACK: 40 ms per read
+/// on a keep-alive connection. That stall is what `Wire::SplitNagle` is for, not the default.
 fn nodelay_listener(bind: &str) -> anyhow::Result<std::net::TcpListener> {
     use std::os::fd::AsRawFd as _;
     let l = std::net::TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?;
@@ -395,37 +402,82 @@ fn nodelay_listener(bind: &str) -> anyhow::Result<std::net::TcpListener> {
     Ok(l)
 }
 
-fn text(status: u16, body: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    tiny_http::Response::from_string(body)
-        .with_status_code(status)
-        .with_header(
-            tiny_http::Header::from_bytes("Content-Type", "text/html; charset=UTF-8")
-                .expect("header"),
-        )
+/// What a request handler reads: the objects, the fault knobs, the call counters.
+struct Shared {
+    store: Arc<Mutex<Store>>,
+    faults: Arc<Faults>,
+    calls: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
-fn json_resp(status: u16, v: &Value) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    tiny_http::Response::from_string(v.to_string())
-        .with_status_code(status)
-        .with_header(
-            tiny_http::Header::from_bytes("Content-Type", "application/json; charset=UTF-8")
-                .expect("header"),
-        )
+async fn accept_loop(l: tokio::net::TcpListener, sh: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = l.accept().await else {
+            // Out of file descriptors and the like: try again shortly.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        // Inherited from the listener on Linux; set again so it never depends on that.
+        let _ = stream.set_nodelay(true);
+        let sh = sh.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let sh = sh.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(req, &sh).await) }
+            });
+            // Keep-alive, no header timeout (as before), and answers still go out after the
+            // client shut its sending side (the `SplitNagle` relay does once its client has).
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .half_close(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
 }
 
-fn handle(
-    mut req: tiny_http::Request,
-    store: &Mutex<Store>,
-    faults: &Faults,
-    calls: &Mutex<std::collections::BTreeMap<String, u64>>,
-) {
+type Resp = hyper::Response<http_body_util::Full<bytes::Bytes>>;
+
+fn answer(status: u16, content_type: &str, body: String) -> Resp {
+    let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_str(content_type).expect("header"),
+    );
+    r
+}
+
+fn text(status: u16, body: &str) -> Resp {
+    answer(status, "text/html; charset=UTF-8", body.to_owned())
+}
+
+fn json_resp(status: u16, v: &Value) -> Resp {
+    answer(status, "application/json; charset=UTF-8", v.to_string())
+}
+
+async fn handle(req: hyper::Request<hyper::body::Incoming>, sh: &Shared) -> Resp {
+    use http_body_util::BodyExt as _;
+    let (faults, calls) = (&sh.faults, &sh.calls);
     let delay = faults.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
-        std::thread::sleep(Duration::from_millis(delay));
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let url = req.url().to_owned();
+    let (parts, body) = req.into_parts();
+    let url = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let method = req.method().as_str().to_owned();
+    let method = parts.method.as_str().to_owned();
+    // The whole body, read before any answer, so that every answer leaves the connection
+    // ready for the next request. Not UTF-8 (or cut off) reads as empty, as before.
+    let body = match body.collect().await {
+        Ok(b) => String::from_utf8(b.to_bytes().to_vec()).unwrap_or_default(),
+        Err(_) => String::new(),
+    };
     let key = {
         let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         format!("{method} /{}", seg.first().copied().unwrap_or(""))
@@ -433,36 +485,30 @@ fn handle(
     *calls.lock().unwrap().entry(key).or_default() += 1;
     let token = faults.token.lock().unwrap().clone();
     let check = faults.auth.lock().unwrap().clone();
-    let sent = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("X-Auth-Token"))
-        .map(|h| h.value.as_str().to_owned());
+    let sent = parts
+        .headers
+        .get("X-Auth-Token")
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned());
     let ok = token.is_none_or(|t| sent.as_deref() == Some(t.as_str()))
         && check.is_none_or(|c| sent.as_deref().is_some_and(|s| c(s)));
     if !ok {
         faults.unauthorized.fetch_add(1, Ordering::SeqCst);
-        let _ = req.respond(text(401, "Authentication required"));
-        return;
+        return text(401, "Authentication required");
     }
     let fails = faults.fail_next.load(Ordering::SeqCst);
     if fails > 0 && path.starts_with(faults.fail_prefix.lock().unwrap().as_str()) {
         faults.fail_next.fetch_sub(1, Ordering::SeqCst);
         let status = faults.fail_status.load(Ordering::SeqCst);
-        let _ = req.respond(text(status, "Service Unavailable (injected)"));
-        return;
+        return text(status, "Service Unavailable (injected)");
     }
-    let mut body = String::new();
-    let _ = req.as_reader().read_to_string(&mut body);
-    let resp = route(&method, path, query, &body, store);
-    let _ = match resp {
+    match route(&method, path, query, &body, &sh.store) {
         // DELETE answers 200 with an empty body.
         Ok(Value::String(s)) if s.is_empty() => {
-            req.respond(tiny_http::Response::from_string("").with_status_code(200))
+            answer(200, "text/plain; charset=UTF-8", String::new())
         }
-        Ok(v) => req.respond(json_resp(200, &v)),
-        Err(VncErr { status, text: t }) => req.respond(text(status, &t)),
-    };
+        Ok(v) => json_resp(200, &v),
+        Err(VncErr { status, text: t }) => text(status, &t),
+    }
 }
 
 /// A query parameter, percent-decoded (`+` is a space, as form encoding has it).
