@@ -63,7 +63,7 @@ impl Writer {
                     created_at,
                 };
                 match i.virtual_machine_interface_refs.into_iter().next() {
-                    Some(r) => parts.entry(r.uuid).or_default().push(part),
+                    Some(r) => crate::cache::push_small(parts.entry(r.uuid).or_default(), part),
                     None => orphans.push(part.orphan(ty)),
                 }
             })?;
@@ -99,10 +99,10 @@ impl Writer {
                     vm_uuid,
                     vm_name: cid,
                     vmi_uuid: v.uuid.clone(),
-                    vn: ObjectRef {
+                    vn: self.cache.intern_vn(&ObjectRef {
                         uuid: vn.uuid,
                         fq_name: vn.to,
-                    },
+                    }),
                     ip: None,
                     mac: v.mac().map(str::to_owned),
                     // An annotation another writer mangled reads as a sole interface.
@@ -114,10 +114,10 @@ impl Writer {
                 },
                 iip_uuid: None,
                 fip_uuids: Vec::new(),
-                node: Node {
+                node: self.cache.intern_node(&Node {
                     name: ann("node-name"),
                     ip: ann("node-ip"),
-                },
+                }),
                 created_at: v
                     .annotation("created-at")
                     .and_then(|s| s.parse().ok())
@@ -235,7 +235,7 @@ impl Writer {
             return Ok(false);
         }
         let node = match self.cache.of_container(cid).into_iter().next() {
-            Some(o) => o.node,
+            Some(o) => Node::clone(&o.node),
             None => {
                 let vmi = self.api.read(
                     "virtual-machine-interface",
