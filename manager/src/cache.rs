@@ -168,9 +168,25 @@ impl Attachments {
     }
     fn replace<O: Into<Arc<Owned>>>(&mut self, all: impl IntoIterator<Item = O>) {
         *self = Attachments::default();
-        for o in all {
-            self.insert(o.into());
+        // Built in bulk (the last of equal keys kept, as inserts in turn keep it): inserted
+        // one by one in key order, the scan's order, a B-tree's nodes stay about half full.
+        let map: BTreeMap<Key, Arc<Owned>> = all
+            .into_iter()
+            .map(|o| {
+                let o: Arc<Owned> = o.into();
+                (
+                    (
+                        o.attachment.container_id.clone(),
+                        o.attachment.ifname.clone(),
+                    ),
+                    o,
+                )
+            })
+            .collect();
+        for o in map.values() {
+            self.index(o);
         }
+        self.map = map;
     }
 }
 

@@ -204,8 +204,14 @@ impl TaskIndex {
         // Whatever else `seen` holds (a task that ended by an event) the listing does not
         // have either.
         self.seen.retain(|id, _| is_listed(id));
+        // What is left of the index is listed, and every listed task is indexed anew: the
+        // tree is built in bulk from the (sorted) listing. Inserted one by one in key order,
+        // a B-tree's nodes stay about half full: ~9 MiB more at 100,000 tasks.
+        self.by_id = BTreeMap::new();
+        self.by_ip.clear();
+        self.starting.clear();
+        let mut entries = Vec::with_capacity(listed.len());
         for t in listed {
-            self.remove(&t.id);
             // The id already held by `seen` when the task was known, else a new one.
             let id = match self.seen.get_key_value(t.id.as_str()) {
                 Some((k, _)) => Arc::clone(k),
@@ -215,8 +221,18 @@ impl TaskIndex {
                     k
                 }
             };
-            self.add(id, t);
+            for ip in &t.ips {
+                crate::cache::push_small(
+                    self.by_ip.entry(ip.clone()).or_default(),
+                    Arc::clone(&id),
+                );
+            }
+            if t.ips.is_empty() && is_starting_state(&t.state) {
+                self.starting.insert(Arc::clone(&id));
+            }
+            entries.push((id, t));
         }
+        self.by_id = entries.into_iter().collect();
     }
 
     pub fn remove(&mut self, id: &str) -> Option<TaskView> {
