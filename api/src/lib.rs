@@ -294,7 +294,7 @@ impl<'de> Deserialize<'de> for InterfaceIndex {
 }
 
 /// The node the container runs on: the vRouter is found by `ip` first, then by `name`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Node {
     /// The CNI config's `contrail.cluster-name` (Contrail's convention: the vrouter's hostname).
@@ -325,7 +325,7 @@ pub struct AttachRequest {
 }
 
 /// A VNC object reference in answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ObjectRef {
     pub uuid: String,
@@ -344,7 +344,11 @@ pub struct Attachment {
     /// VM name: the container id. The CNI polls the agent's `/vm-cfg/<vm-name>`.
     pub vm_name: String,
     pub vmi_uuid: String,
-    pub vn: ObjectRef,
+    /// Shared: every attachment on a network refers to the same one, so a manager holding
+    /// 100,000 attachments on 50 networks holds 50 of these, not 100,000 (the JSON is the
+    /// object's, as if it were not shared).
+    #[serde(with = "shared")]
+    pub vn: std::sync::Arc<ObjectRef>,
     /// The instance-ip address VNC allocated (or the one asked for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
@@ -356,6 +360,22 @@ pub struct Attachment {
     /// Floating IP addresses bound to the VMI.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub floating_ips: Vec<String>,
+}
+
+/// Serde of an `Arc<T>` field as the `T` itself (what serde's `rc` feature does, for one field).
+mod shared {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Arc<T>, s: S) -> Result<S::Ok, S::Error> {
+        T::serialize(v, s)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<T>, D::Error> {
+        T::deserialize(d).map(Arc::new)
+    }
 }
 
 /// Answer to `DELETE /v1/attachments/<container-id>/<ifname>`: always 200 when the request was

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use contrail_mesos_api::{Attachment, Node};
+use contrail_mesos_api::{Attachment, Node, ObjectRef};
 
 /// One registered attachment and the uuids of its owned objects.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,7 +14,8 @@ pub struct Owned {
     pub attachment: Attachment,
     pub iip_uuid: Option<String>,
     pub fip_uuids: Vec<String>,
-    pub node: Node,
+    /// Shared by the attachments on the node (`Cache::intern_node`).
+    pub node: Arc<Node>,
     /// Unix seconds of registration (annotation `created-at`), for the reconcile grace.
     pub created_at: u64,
     /// The Marathon task joined to it (the VM's display name when it is not the container id).
@@ -37,6 +38,29 @@ pub struct Cache {
     /// Bumped on every change of `attachments`, so a scan taken before a change does not
     /// overwrite it (`replace_all_if`).
     generation: std::sync::atomic::AtomicU64,
+    /// The nodes and networks attachments refer to, each held once: 100,000 attachments on
+    /// 1,000 nodes and 50 networks repeat each one's strings (a network's uuid and fq-name,
+    /// a node's name and address: ~300 bytes an attachment) otherwise. Pruned to what the
+    /// attachments use on every full replacement.
+    shared: std::sync::Mutex<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    nodes: std::collections::HashSet<Arc<Node>>,
+    vns: std::collections::HashSet<Arc<ObjectRef>>,
+}
+
+fn intern<T: Eq + std::hash::Hash + Clone>(
+    set: &mut std::collections::HashSet<Arc<T>>,
+    v: &T,
+) -> Arc<T> {
+    if let Some(a) = set.get(v) {
+        return Arc::clone(a);
+    }
+    let a = Arc::new(v.clone());
+    set.insert(Arc::clone(&a));
+    a
 }
 
 /// The attachments and two indexes over them, changed together under one lock. Every
@@ -58,10 +82,20 @@ struct Attachments {
     by_task: BTreeMap<String, Vec<String>>,
 }
 
+/// Pushes onto one of the many small lists of an index: almost every list holds one item, and
+/// `Vec::push` would give each room for four (at 100,000 attachments, two indexes of such
+/// lists held ~16 MiB of unused capacity). Up to four items grow one at a time, then as usual.
+pub fn push_small<T>(v: &mut Vec<T>, x: T) {
+    if v.len() < 4 && v.len() == v.capacity() {
+        v.reserve_exact(1);
+    }
+    v.push(x);
+}
+
 fn index_add(ix: &mut HashMap<String, Vec<String>>, k: &str, cid: &str) {
     let v = ix.entry(k.to_owned()).or_default();
     if !v.iter().any(|c| c == cid) {
-        v.push(cid.to_owned());
+        push_small(v, cid.to_owned());
     }
 }
 
@@ -112,7 +146,7 @@ impl Attachments {
         if let Some(t) = o.task_id.as_deref() {
             let v = self.by_task.entry(t.to_owned()).or_default();
             if !v.iter().any(|c| c == cid) {
-                v.push(cid.clone());
+                push_small(v, cid.clone());
             }
         }
     }
@@ -134,9 +168,25 @@ impl Attachments {
     }
     fn replace<O: Into<Arc<Owned>>>(&mut self, all: impl IntoIterator<Item = O>) {
         *self = Attachments::default();
-        for o in all {
-            self.insert(o.into());
+        // Built in bulk (the last of equal keys kept, as inserts in turn keep it): inserted
+        // one by one in key order, the scan's order, a B-tree's nodes stay about half full.
+        let map: BTreeMap<Key, Arc<Owned>> = all
+            .into_iter()
+            .map(|o| {
+                let o: Arc<Owned> = o.into();
+                (
+                    (
+                        o.attachment.container_id.clone(),
+                        o.attachment.ifname.clone(),
+                    ),
+                    o,
+                )
+            })
+            .collect();
+        for o in map.values() {
+            self.index(o);
         }
+        self.map = map;
     }
 }
 
@@ -153,6 +203,27 @@ fn w<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Cache {
+    /// The shared copy of `n` (made on first use).
+    pub fn intern_node(&self, n: &Node) -> Arc<Node> {
+        intern(&mut self.shared_lock().nodes, n)
+    }
+    /// The shared copy of a network reference (made on first use).
+    pub fn intern_vn(&self, v: &ObjectRef) -> Arc<ObjectRef> {
+        intern(&mut self.shared_lock().vns, v)
+    }
+    fn shared_lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Keeps only the shared nodes and networks the attachments still use.
+    fn prune_shared(&self, a: &Attachments) {
+        let mut s = self.shared_lock();
+        s.nodes = a.map.values().map(|o| Arc::clone(&o.node)).collect();
+        s.vns = a
+            .map
+            .values()
+            .map(|o| Arc::clone(&o.attachment.vn))
+            .collect();
+    }
     pub fn get(&self, key: &Key) -> Option<Owned> {
         r(&self.attachments).map.get(key).map(|o| Owned::clone(o))
     }
@@ -287,11 +358,14 @@ impl Cache {
         }
         m.replace(all);
         self.bump();
+        self.prune_shared(&m);
         true
     }
     pub fn replace_all<O: Into<Arc<Owned>>>(&self, all: impl IntoIterator<Item = O>) {
         self.bump();
-        w(&self.attachments).replace(all);
+        let mut m = w(&self.attachments);
+        m.replace(all);
+        self.prune_shared(&m);
     }
 
     pub fn name(&self, ty: &str, fq: &[String]) -> Option<String> {
@@ -336,7 +410,8 @@ mod tests {
                 vn: ObjectRef {
                     uuid: "vn".into(),
                     fq_name: vec!["d".into(), "p".into(), "n".into()],
-                },
+                }
+                .into(),
                 ip: Some(ip.into()),
                 mac: None,
                 index: InterfaceIndex::SOLE,
@@ -347,7 +422,8 @@ mod tests {
             node: Node {
                 name: "n".into(),
                 ip: "10.9.9.9".into(),
-            },
+            }
+            .into(),
             created_at: 0,
             task_id: task.map(str::to_owned),
             allow_rules: None,

@@ -284,12 +284,12 @@ impl Watcher {
         }
         let find = |cid: &str| first.get(cid).copied();
         let nodes: Vec<&contrail_mesos_api::Node> = if all_nodes {
-            owned.iter().map(|o| &o.borrow().node).collect()
+            owned.iter().map(|o| &*o.borrow().node).collect()
         } else {
             actions
                 .iter()
                 .filter_map(|a| match a {
-                    Action::Delete { container_id, .. } => find(container_id).map(|o| &o.node),
+                    Action::Delete { container_id, .. } => find(container_id).map(|o| &*o.node),
                     _ => None,
                 })
                 .collect()

@@ -263,7 +263,8 @@ fn handle(st: &Mutex<State>, agent: &AgentStandin, mut req: tiny_http::Request) 
                 vn: ObjectRef {
                     uuid: spec.vn_uuid.clone(),
                     fq_name: vn_name,
-                },
+                }
+                .into(),
                 ip: Some(ip),
                 mac: Some(mac_for(&vmi_uuid)),
                 index: contrail_mesos_api::InterfaceIndex {

@@ -380,7 +380,8 @@ impl Manager for FakeManager {
             vn: ObjectRef {
                 uuid: "vn".into(),
                 fq_name: vec!["d".into(), "p".into(), "n".into()],
-            },
+            }
+            .into(),
             ip: None,
             mac: Some("02:00:00:00:00:01".into()),
             index: contrail_mesos_api::InterfaceIndex::SOLE,

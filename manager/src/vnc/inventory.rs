@@ -27,12 +27,12 @@ impl Writer {
         // cache already holds the same, the cached one is shared instead (a pass then holds
         // the cache plus the few small maps below, not a second copy of every attachment).
         let mine = |o: &VncObject| self.owns(o);
-        let mut vms: HashMap<String, Vm> = HashMap::new();
+        let mut vms: HashMap<UuidKey, Vm> = HashMap::new();
         self.api.list_each("virtual-machine", &mut |o| {
             if mine(&o) {
                 let (cid, created_at) = identity(&o);
                 vms.insert(
-                    o.uuid,
+                    UuidKey::new(o.uuid),
                     Vm {
                         display: o.display_name,
                         cid,
@@ -44,8 +44,8 @@ impl Writer {
         })?;
         // VMI uuid -> its instance-ips / floating-ips, in list order.
         let mut orphans = Vec::new();
-        let mut iips: HashMap<String, Vec<Part>> = HashMap::new();
-        let mut fips: HashMap<String, Vec<Part>> = HashMap::new();
+        let mut iips: HashMap<UuidKey, Vec<Part>> = HashMap::new();
+        let mut fips: HashMap<UuidKey, Vec<Part>> = HashMap::new();
         for (ty, parts) in [("instance-ip", &mut iips), ("floating-ip", &mut fips)] {
             self.api.list_each(ty, &mut |i| {
                 if !mine(&i) {
@@ -63,7 +63,10 @@ impl Writer {
                     created_at,
                 };
                 match i.virtual_machine_interface_refs.into_iter().next() {
-                    Some(r) => parts.entry(r.uuid).or_default().push(part),
+                    Some(r) => crate::cache::push_small(
+                        parts.entry(UuidKey::new(r.uuid)).or_default(),
+                        part,
+                    ),
                     None => orphans.push(part.orphan(ty)),
                 }
             })?;
@@ -85,7 +88,7 @@ impl Writer {
                 .first()
                 .map(|r| r.uuid.clone())
                 .unwrap_or_default();
-            let task_id = vms.get_mut(&vm_uuid).and_then(|vm| {
+            let task_id = vms.get_mut(&UuidKey::of(&vm_uuid)).and_then(|vm| {
                 vm.used = true;
                 vm.display
                     .as_ref()
@@ -99,10 +102,10 @@ impl Writer {
                     vm_uuid,
                     vm_name: cid,
                     vmi_uuid: v.uuid.clone(),
-                    vn: ObjectRef {
+                    vn: self.cache.intern_vn(&ObjectRef {
                         uuid: vn.uuid,
                         fq_name: vn.to,
-                    },
+                    }),
                     ip: None,
                     mac: v.mac().map(str::to_owned),
                     // An annotation another writer mangled reads as a sole interface.
@@ -114,10 +117,10 @@ impl Writer {
                 },
                 iip_uuid: None,
                 fip_uuids: Vec::new(),
-                node: Node {
+                node: self.cache.intern_node(&Node {
                     name: ann("node-name"),
                     ip: ann("node-ip"),
-                },
+                }),
                 created_at: v
                     .annotation("created-at")
                     .and_then(|s| s.parse().ok())
@@ -127,13 +130,14 @@ impl Writer {
             };
             // A dual-stack port has one of each family: the IPv4 one is the attachment's
             // address (as at registration); otherwise the last one listed wins.
-            for i in iips.remove(&v.uuid).unwrap_or_default() {
+            let vmi = UuidKey::of(&v.uuid);
+            for i in iips.remove(&vmi).unwrap_or_default() {
                 if is_v4(i.address.as_deref()) || !is_v4(o.attachment.ip.as_deref()) {
                     o.attachment.ip = i.address;
                     o.iip_uuid = Some(i.uuid);
                 }
             }
-            for f in fips.remove(&v.uuid).unwrap_or_default() {
+            for f in fips.remove(&vmi).unwrap_or_default() {
                 if let Some(a) = f.address {
                     o.attachment.floating_ips.push(a);
                 }
@@ -148,7 +152,11 @@ impl Writer {
             left.sort_by(|a, b| a.uuid.cmp(&b.uuid));
             orphans.extend(left.into_iter().map(|p| p.orphan(ty)));
         }
-        let mut unused: Vec<(String, Vm)> = vms.into_iter().filter(|(_, vm)| !vm.used).collect();
+        let mut unused: Vec<(String, Vm)> = vms
+            .into_iter()
+            .filter(|(_, vm)| !vm.used)
+            .map(|(k, vm)| (k.text(), vm))
+            .collect();
         unused.sort_by(|a, b| a.0.cmp(&b.0));
         orphans.extend(unused.into_iter().map(|(uuid, vm)| Orphan {
             ty: "virtual-machine",
@@ -160,11 +168,15 @@ impl Writer {
         // so the routers' lists are the place to look.
         let mut referred = HashSet::new();
         self.api.list_each("virtual-router", &mut |r| {
-            referred.extend(r.virtual_machine_refs.into_iter().map(|x| x.uuid));
+            referred.extend(
+                r.virtual_machine_refs
+                    .into_iter()
+                    .map(|x| UuidKey::new(x.uuid)),
+            );
         })?;
         let mut vms_without_vrouter: Vec<String> = owned
             .iter()
-            .filter(|o| !referred.contains(&o.attachment.vm_uuid))
+            .filter(|o| !referred.contains(&UuidKey::of(&o.attachment.vm_uuid)))
             .map(|o| o.attachment.container_id.clone())
             .collect();
         vms_without_vrouter.dedup();
@@ -173,6 +185,44 @@ impl Writer {
             orphans,
             vms_without_vrouter,
         })
+    }
+}
+
+/// A uuid as the key of the scan's maps: 16 bytes in place for the canonical form VNC gives
+/// (the scan keys 100,000 VMs, interfaces' addresses and the routers' VM refs by uuid; a
+/// 36-byte string each was ~15 MiB of a pass's peak), any other text kept as it is, so two
+/// keys are equal exactly when their texts are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum UuidKey {
+    Id(u128),
+    Text(String),
+}
+
+impl UuidKey {
+    fn new(s: String) -> UuidKey {
+        match Self::id(&s) {
+            Some(u) => UuidKey::Id(u),
+            None => UuidKey::Text(s),
+        }
+    }
+    fn of(s: &str) -> UuidKey {
+        match Self::id(s) {
+            Some(u) => UuidKey::Id(u),
+            None => UuidKey::Text(s.to_owned()),
+        }
+    }
+    fn id(s: &str) -> Option<u128> {
+        contrail_mesos_api::is_canonical_uuid(s)
+            .then(|| uuid::Uuid::parse_str(s).ok())
+            .flatten()
+            .map(|u| u.as_u128())
+    }
+    /// The key's text (a canonical uuid prints back as it was read).
+    fn text(self) -> String {
+        match self {
+            UuidKey::Id(u) => uuid::Uuid::from_u128(u).hyphenated().to_string(),
+            UuidKey::Text(s) => s,
+        }
     }
 }
 
@@ -235,7 +285,7 @@ impl Writer {
             return Ok(false);
         }
         let node = match self.cache.of_container(cid).into_iter().next() {
-            Some(o) => o.node,
+            Some(o) => Node::clone(&o.node),
             None => {
                 let vmi = self.api.read(
                     "virtual-machine-interface",
@@ -276,3 +326,24 @@ impl Writer {
 
 // The inventory types belong to the reconciler (`crate::inventory`); the VNC side fills them.
 pub use crate::inventory::{Orphan, Scan};
+
+#[cfg(test)]
+mod tests {
+    use super::UuidKey;
+
+    #[test]
+    fn a_uuid_key_is_equal_exactly_when_the_text_is() {
+        let lower = "5baff64c-d028-47ba-864e-a5ee679fc069";
+        let upper = "5BAFF64C-D028-47BA-864E-A5EE679FC069";
+        assert!(matches!(UuidKey::of(lower), UuidKey::Id(_)));
+        assert_eq!(UuidKey::of(lower), UuidKey::new(lower.to_owned()));
+        assert_ne!(UuidKey::of(lower), UuidKey::of(upper));
+        assert_ne!(
+            UuidKey::of(lower),
+            UuidKey::of("5baff64cd02847ba864ea5ee679fc069")
+        );
+        for s in [lower, upper, "not-a-uuid", ""] {
+            assert_eq!(UuidKey::of(s).text(), s);
+        }
+    }
+}

@@ -396,10 +396,10 @@ impl Writer {
             vm_uuid: vm_uuid.clone(),
             vm_name: cid.to_owned(),
             vmi_uuid: vmi_uuid.clone(),
-            vn: ObjectRef {
+            vn: self.cache.intern_vn(&ObjectRef {
                 uuid: vn.clone(),
                 fq_name: p.vn_fq.clone(),
-            },
+            }),
             ip: Some(ip),
             mac: Some(mac),
             index,
@@ -409,7 +409,7 @@ impl Writer {
             attachment: attachment.clone(),
             iip_uuid: iips.into_iter().next(),
             fip_uuids,
-            node: req.node.clone(),
+            node: self.cache.intern_node(&req.node),
             created_at: now_secs(),
             task_id: who.map(|w| w.task_id.clone()),
             allow_rules: rules_ann.clone(),

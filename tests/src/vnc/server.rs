@@ -452,8 +452,8 @@ fn text(status: u16, body: &str) -> Resp {
     answer(status, "text/html; charset=UTF-8", body.to_owned())
 }
 
-fn json_resp(status: u16, v: &Value) -> Resp {
-    answer(status, "application/json; charset=UTF-8", v.to_string())
+fn json_resp(status: u16, text: String) -> Resp {
+    answer(status, "application/json; charset=UTF-8", text)
 }
 
 async fn handle(req: hyper::Request<hyper::body::Incoming>, sh: &Shared) -> Resp {
@@ -503,10 +503,11 @@ async fn handle(req: hyper::Request<hyper::body::Incoming>, sh: &Shared) -> Resp
     }
     match route(&method, path, query, &body, &sh.store) {
         // DELETE answers 200 with an empty body.
-        Ok(Value::String(s)) if s.is_empty() => {
+        Ok(Answer::Json(Value::String(s))) if s.is_empty() => {
             answer(200, "text/plain; charset=UTF-8", String::new())
         }
-        Ok(v) => json_resp(200, &v),
+        Ok(Answer::Json(v)) => json_resp(200, v.to_string()),
+        Ok(Answer::Text(t)) => json_resp(200, t),
         Err(VncErr { status, text: t }) => text(status, &t),
     }
 }
@@ -550,14 +551,21 @@ fn parse(body: &str) -> Result<Value, VncErr> {
     })
 }
 
-/// Routes one request. Pure over the store, so it is also the replay test's entry point.
+/// What a route answers with 200: a JSON value, or JSON text already written (lists, whose
+/// text is written straight from the store: `list::list_text`).
+pub enum Answer {
+    Json(Value),
+    Text(String),
+}
+
+/// Routes one request. Pure over the store.
 pub fn route(
     method: &str,
     path: &str,
     query: &str,
     body: &str,
     store: &Mutex<Store>,
-) -> Result<Value, VncErr> {
+) -> Result<Answer, VncErr> {
     // The body is decoded before the store lock is taken (threads serialise on that lock);
     // a decode error still surfaces only where each route reads the body, as before.
     let mut pre = matches!(method, "POST" | "PUT").then(|| parse(body));
@@ -572,7 +580,7 @@ pub fn route(
         status: 404,
         text: "Not Found".into(),
     };
-    match (method, seg.as_slice()) {
+    let answer = match (method, seg.as_slice()) {
         ("GET", []) => {
             let mut links = vec![
                 json!({"link": {"rel": "documentation", "href": format!("{}/documentation/index.html", s.base), "name": "documentation", "method": "GET"}}),
@@ -618,7 +626,7 @@ pub fn route(
             if !TYPES.contains(&ty.as_str()) {
                 return Err(not_found());
             }
-            super::list::list(&s, &ty, &ListQuery::from_body(&b))
+            return super::list::list_text(&s, &ty, &ListQuery::from_body(&b)).map(Answer::Text);
         }
         ("POST", [coll]) => {
             let ty = coll
@@ -638,7 +646,8 @@ pub fn route(
                 .strip_suffix('s')
                 .filter(|t| TYPES.contains(t))
                 .ok_or_else(not_found)?;
-            super::list::list(&s, ty, &ListQuery::from_params(|k| param(query, k)))
+            return super::list::list_text(&s, ty, &ListQuery::from_params(|k| param(query, k)))
+                .map(Answer::Text);
         }
         ("GET", [ty, uuid]) if TYPES.contains(ty) => match s.get(uuid) {
             Some(o) if o.ty == *ty => Ok(json!({ *ty: s.render(o, false) })),
@@ -658,5 +667,6 @@ pub fn route(
             Ok(Value::String(String::new()))
         }
         _ => Err(not_found()),
-    }
+    };
+    answer.map(Answer::Json)
 }
