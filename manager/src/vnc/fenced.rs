@@ -56,6 +56,14 @@ impl VncApi for Fenced {
     fn list_each(&self, ty: &str, f: &mut dyn FnMut(VncObject)) -> Result<(), VncError> {
         self.inner.list_each(ty, f)
     }
+    fn list_fields_each(
+        &self,
+        ty: &str,
+        fields: &[&str],
+        f: &mut dyn FnMut(VncObject),
+    ) -> Result<(), VncError> {
+        self.inner.list_fields_each(ty, fields, f)
+    }
     fn fqname_to_id(&self, ty: &str, fq_name: &[String]) -> Result<Option<String>, VncError> {
         self.inner.fqname_to_id(ty, fq_name)
     }

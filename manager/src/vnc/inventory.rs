@@ -28,26 +28,32 @@ impl Writer {
         // the cache plus the few small maps below, not a second copy of every attachment).
         let mine = |o: &VncObject| self.owns(o);
         let mut vms: HashMap<UuidKey, Vm> = HashMap::new();
-        self.api.list_each("virtual-machine", &mut |o| {
-            if mine(&o) {
-                let (cid, created_at) = identity(&o);
-                vms.insert(
-                    UuidKey::new(o.uuid),
-                    Vm {
-                        display: o.display_name,
-                        cid,
-                        created_at,
-                        used: false,
-                    },
-                );
-            }
-        })?;
+        self.api
+            .list_fields_each("virtual-machine", VM_FIELDS, &mut |o| {
+                if mine(&o) {
+                    let (cid, created_at) = identity(&o);
+                    vms.insert(
+                        UuidKey::new(o.uuid),
+                        Vm {
+                            display: o.display_name,
+                            cid,
+                            created_at,
+                            used: false,
+                        },
+                    );
+                }
+            })?;
         // VMI uuid -> its instance-ips / floating-ips, in list order.
         let mut orphans = Vec::new();
         let mut iips: HashMap<UuidKey, Vec<Part>> = HashMap::new();
         let mut fips: HashMap<UuidKey, Vec<Part>> = HashMap::new();
         for (ty, parts) in [("instance-ip", &mut iips), ("floating-ip", &mut fips)] {
-            self.api.list_each(ty, &mut |i| {
+            let fields = if ty == "instance-ip" {
+                IIP_FIELDS
+            } else {
+                FIP_FIELDS
+            };
+            self.api.list_fields_each(ty, fields, &mut |i| {
                 if !mine(&i) {
                     return;
                 }
@@ -76,75 +82,76 @@ impl Writer {
                 .is_some_and(|a| a.is_ipv4())
         };
         let mut owned = Vec::new();
-        self.api.list_each("virtual-machine-interface", &mut |v| {
-            if !mine(&v) {
-                return;
-            }
-            let ann = |k: &str| v.annotation(k).unwrap_or_default().to_owned();
-            let cid = ann("container-id");
-            let vn = v.virtual_network_refs.first().cloned().unwrap_or_default();
-            let vm_uuid = v
-                .virtual_machine_refs
-                .first()
-                .map(|r| r.uuid.clone())
-                .unwrap_or_default();
-            let task_id = vms.get_mut(&UuidKey::of(&vm_uuid)).and_then(|vm| {
-                vm.used = true;
-                vm.display
-                    .as_ref()
-                    .filter(|d| **d != cid && !d.is_empty())
-                    .cloned()
-            });
-            let mut o = Owned {
-                attachment: Attachment {
-                    container_id: cid.clone(),
-                    ifname: ann("ifname"),
-                    vm_uuid,
-                    vm_name: cid,
-                    vmi_uuid: v.uuid.clone(),
-                    vn: self.cache.intern_vn(&ObjectRef {
-                        uuid: vn.uuid,
-                        fq_name: vn.to,
+        self.api
+            .list_fields_each("virtual-machine-interface", VMI_FIELDS, &mut |v| {
+                if !mine(&v) {
+                    return;
+                }
+                let ann = |k: &str| v.annotation(k).unwrap_or_default().to_owned();
+                let cid = ann("container-id");
+                let vn = v.virtual_network_refs.first().cloned().unwrap_or_default();
+                let vm_uuid = v
+                    .virtual_machine_refs
+                    .first()
+                    .map(|r| r.uuid.clone())
+                    .unwrap_or_default();
+                let task_id = vms.get_mut(&UuidKey::of(&vm_uuid)).and_then(|vm| {
+                    vm.used = true;
+                    vm.display
+                        .as_ref()
+                        .filter(|d| **d != cid && !d.is_empty())
+                        .cloned()
+                });
+                let mut o = Owned {
+                    attachment: Attachment {
+                        container_id: cid.clone(),
+                        ifname: ann("ifname"),
+                        vm_uuid,
+                        vm_name: cid,
+                        vmi_uuid: v.uuid.clone(),
+                        vn: self.cache.intern_vn(&ObjectRef {
+                            uuid: vn.uuid,
+                            fq_name: vn.to,
+                        }),
+                        ip: None,
+                        mac: v.mac().map(str::to_owned),
+                        // An annotation another writer mangled reads as a sole interface.
+                        index: v
+                            .annotation("index")
+                            .and_then(|a| a.parse().ok())
+                            .unwrap_or(contrail_mesos_api::InterfaceIndex::SOLE),
+                        floating_ips: Vec::new(),
+                    },
+                    iip_uuid: None,
+                    fip_uuids: Vec::new(),
+                    node: self.cache.intern_node(&Node {
+                        name: ann("node-name"),
+                        ip: ann("node-ip"),
                     }),
-                    ip: None,
-                    mac: v.mac().map(str::to_owned),
-                    // An annotation another writer mangled reads as a sole interface.
-                    index: v
-                        .annotation("index")
-                        .and_then(|a| a.parse().ok())
-                        .unwrap_or(contrail_mesos_api::InterfaceIndex::SOLE),
-                    floating_ips: Vec::new(),
-                },
-                iip_uuid: None,
-                fip_uuids: Vec::new(),
-                node: self.cache.intern_node(&Node {
-                    name: ann("node-name"),
-                    ip: ann("node-ip"),
-                }),
-                created_at: v
-                    .annotation("created-at")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0),
-                task_id,
-                allow_rules: v.annotation("allow-rules").map(str::to_owned),
-            };
-            // A dual-stack port has one of each family: the IPv4 one is the attachment's
-            // address (as at registration); otherwise the last one listed wins.
-            let vmi = UuidKey::of(&v.uuid);
-            for i in iips.remove(&vmi).unwrap_or_default() {
-                if is_v4(i.address.as_deref()) || !is_v4(o.attachment.ip.as_deref()) {
-                    o.attachment.ip = i.address;
-                    o.iip_uuid = Some(i.uuid);
+                    created_at: v
+                        .annotation("created-at")
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0),
+                    task_id,
+                    allow_rules: v.annotation("allow-rules").map(str::to_owned),
+                };
+                // A dual-stack port has one of each family: the IPv4 one is the attachment's
+                // address (as at registration); otherwise the last one listed wins.
+                let vmi = UuidKey::of(&v.uuid);
+                for i in iips.remove(&vmi).unwrap_or_default() {
+                    if is_v4(i.address.as_deref()) || !is_v4(o.attachment.ip.as_deref()) {
+                        o.attachment.ip = i.address;
+                        o.iip_uuid = Some(i.uuid);
+                    }
                 }
-            }
-            for f in fips.remove(&vmi).unwrap_or_default() {
-                if let Some(a) = f.address {
-                    o.attachment.floating_ips.push(a);
+                for f in fips.remove(&vmi).unwrap_or_default() {
+                    if let Some(a) = f.address {
+                        o.attachment.floating_ips.push(a);
+                    }
+                    o.fip_uuids.push(f.uuid);
                 }
-                o.fip_uuids.push(f.uuid);
-            }
-            owned.push(self.cache.share(o));
-        })?;
+                owned.push(self.cache.share(o));
+            })?;
         // What is left has no interface: instance-ips and floating-ips whose VMI is gone, VMs
         // no VMI uses.
         for (ty, parts) in [("instance-ip", iips), ("floating-ip", fips)] {
@@ -167,13 +174,14 @@ impl Writer {
         // Which VMs a virtual router refers to: a detail list carries refs (not back-refs),
         // so the routers' lists are the place to look.
         let mut referred = HashSet::new();
-        self.api.list_each("virtual-router", &mut |r| {
-            referred.extend(
-                r.virtual_machine_refs
-                    .into_iter()
-                    .map(|x| UuidKey::new(x.uuid)),
-            );
-        })?;
+        self.api
+            .list_fields_each("virtual-router", &["virtual_machine_refs"], &mut |r| {
+                referred.extend(
+                    r.virtual_machine_refs
+                        .into_iter()
+                        .map(|x| UuidKey::new(x.uuid)),
+                );
+            })?;
         let mut vms_without_vrouter: Vec<String> = owned
             .iter()
             .filter(|o| !referred.contains(&UuidKey::of(&o.attachment.vm_uuid)))
@@ -187,6 +195,26 @@ impl Writer {
         })
     }
 }
+
+/// What the scan reads of each type besides uuid and fq-name (ownership and identity are
+/// annotations).
+const VM_FIELDS: &[&str] = &["annotations", "display_name"];
+const IIP_FIELDS: &[&str] = &[
+    "annotations",
+    "instance_ip_address",
+    "virtual_machine_interface_refs",
+];
+const FIP_FIELDS: &[&str] = &[
+    "annotations",
+    "floating_ip_address",
+    "virtual_machine_interface_refs",
+];
+const VMI_FIELDS: &[&str] = &[
+    "annotations",
+    "virtual_network_refs",
+    "virtual_machine_refs",
+    "virtual_machine_interface_mac_addresses",
+];
 
 /// A uuid as the key of the scan's maps: 16 bytes in place for the canonical form VNC gives
 /// (the scan keys 100,000 VMs, interfaces' addresses and the routers' VM refs by uuid; a

@@ -204,7 +204,15 @@ pub fn annotations(pairs: &[(&str, &str)]) -> Value {
 /// is decoded and handed to `f` on its own, so only what `f` keeps stays in memory (no
 /// whole-list `Vec`, no per-element map). Yields the page's `marker` (None on the last page or
 /// when the server did not page).
-pub struct ListStream<'f>(pub &'f mut dyn FnMut(VncObject));
+pub struct ListStream<'f>(pub &'f mut dyn FnMut(VncObject), pub Entries);
+
+/// How a list's entries come: `{"<type>": {...}}` (a detail list) or the object itself (a
+/// short list, with `fields=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entries {
+    Wrapped,
+    Short,
+}
 
 impl<'de> serde::de::DeserializeSeed<'de> for ListStream<'_> {
     type Value = Option<String>;
@@ -224,14 +232,14 @@ impl<'de> serde::de::Visitor<'de> for ListStream<'_> {
             if k == "marker" {
                 marker = m.next_value::<Option<String>>()?;
             } else {
-                m.next_value_seed(Items(&mut *self.0))?;
+                m.next_value_seed(Items(&mut *self.0, self.1))?;
             }
         }
         Ok(marker)
     }
 }
 
-struct Items<'f>(&'f mut dyn FnMut(VncObject));
+struct Items<'f>(&'f mut dyn FnMut(VncObject), Entries);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Items<'_> {
     type Value = ();
@@ -246,9 +254,18 @@ impl<'de> serde::de::Visitor<'de> for Items<'_> {
         f.write_str("a list of {\"<type>\": {...}}")
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
-        while let Some(Wrapped(o)) = s.next_element::<Wrapped>()? {
-            if let Some(o) = o {
-                (self.0)(o);
+        match self.1 {
+            Entries::Wrapped => {
+                while let Some(Wrapped(o)) = s.next_element::<Wrapped>()? {
+                    if let Some(o) = o {
+                        (self.0)(o);
+                    }
+                }
+            }
+            Entries::Short => {
+                while let Some(o) = s.next_element::<VncObject>()? {
+                    (self.0)(o);
+                }
             }
         }
         Ok(())
@@ -291,15 +308,18 @@ mod tests {
         let text = r#"{"virtual-machines": [{"virtual-machine": {"uuid": "a", "fq_name": ["x"], "other": [1, {"y": 2}]}},
             {"virtual-machine": {"uuid": "b", "display_name": "t"}}]}"#;
         let mut got = Vec::new();
-        ListStream(&mut |o: VncObject| got.push((o.uuid, o.display_name)))
-            .deserialize(&mut serde_json::Deserializer::from_str(text))
-            .unwrap();
+        ListStream(
+            &mut |o: VncObject| got.push((o.uuid, o.display_name)),
+            Entries::Wrapped,
+        )
+        .deserialize(&mut serde_json::Deserializer::from_str(text))
+        .unwrap();
         assert_eq!(
             got,
             vec![("a".into(), None), ("b".into(), Some("t".into()))]
         );
         let mut n = 0;
-        let marker = ListStream(&mut |_| n += 1)
+        let marker = ListStream(&mut |_| n += 1, Entries::Wrapped)
             .deserialize(&mut serde_json::Deserializer::from_str(
                 r#"{"floating-ips": []}"#,
             ))
@@ -311,12 +331,26 @@ mod tests {
             r#"{"marker": "d:p:n:a", "virtual-networks": [{"virtual-network": {"uuid": "a"}}]}"#,
         ] {
             let mut n = 0;
-            let marker = ListStream(&mut |_| n += 1)
+            let marker = ListStream(&mut |_| n += 1, Entries::Wrapped)
                 .deserialize(&mut serde_json::Deserializer::from_str(text))
                 .unwrap();
             assert_eq!((n, marker.as_deref()), (1, Some("d:p:n:a")));
         }
-        let last = ListStream(&mut |_| {})
+        // A short list (`fields=`): the entries are the objects.
+        let mut got = Vec::new();
+        let marker = ListStream(
+            &mut |o: VncObject| got.push((o.uuid, o.display_name)),
+            Entries::Short,
+        )
+        .deserialize(&mut serde_json::Deserializer::from_str(
+            r#"{"virtual-machines": [{"fq_name": ["x"], "uuid": "a", "display_name": "t"}], "marker": "x:a"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            (got, marker.as_deref()),
+            (vec![("a".into(), Some("t".into()))], Some("x:a"))
+        );
+        let last = ListStream(&mut |_| {}, Entries::Wrapped)
             .deserialize(&mut serde_json::Deserializer::from_str(
                 r#"{"virtual-networks": [], "marker": null}"#,
             ))
