@@ -41,8 +41,8 @@ pub struct VncServer {
     pub faults: Arc<Faults>,
     /// Requests served, by "METHOD /collection-or-type".
     pub calls: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
-    /// Ends the accept loop (and with it the runtime, its connections and the listener).
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropped, ends the accept loop and every runtime (with its connections and the listener).
+    shutdown: Option<tokio::sync::watch::Sender<()>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// The listener of `Wire::SplitNagle` (dropped with the server).
@@ -119,33 +119,64 @@ impl VncServer {
         let faults = Arc::new(Faults::default());
         let calls = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("vnc-standin")
-            .enable_io()
-            .enable_time()
-            .build()?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::watch::channel(());
         let shared = Arc::new(Shared {
             store: store.clone(),
             faults: faults.clone(),
             calls: calls.clone(),
         });
-        // The runtime lives on its own thread and is dropped there, so a `VncServer` dropped
+        // One single-threaded runtime per thread, each serving the connections handed to it:
+        // a request is read, routed and answered on one thread, and no other thread is woken
+        // for it (a multi-thread runtime wakes idle workers to steal, and those context
+        // switches were the largest part of the stand-in's CPU under the manager's
+        // benchmark). Thread 0 also accepts and deals connections out in turn.
+        let mut rts = Vec::new();
+        for _ in 0..threads.max(1) {
+            rts.push(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build()?,
+            );
+        }
+        let handles: Vec<tokio::runtime::Handle> =
+            rts.iter().map(|rt| rt.handle().clone()).collect();
+        // Each runtime lives on its own thread and is dropped there, so a `VncServer` dropped
         // inside another runtime does not drop a runtime in async context, and the listener is
         // closed when `drop` returns.
-        let thread = std::thread::spawn(move || {
-            rt.block_on(async move {
-                let Ok(l) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                tokio::select! {
-                    () = accept_loop(l, shared) => {}
-                    _ = rx => {}
-                }
-            });
-            rt.shutdown_timeout(Duration::from_secs(1));
-        });
+        let mut threads = Vec::new();
+        let mut listener = Some(listener);
+        for (i, rt) in rts.into_iter().enumerate() {
+            let mut rx = rx.clone();
+            let accept = (i == 0)
+                .then(|| listener.take())
+                .flatten()
+                .map(|l| (l, handles.clone(), shared.clone()));
+            let t = std::thread::Builder::new()
+                .name("vnc-standin".into())
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let serve = async move {
+                            match accept {
+                                Some((l, handles, shared)) => {
+                                    match tokio::net::TcpListener::from_std(l) {
+                                        Ok(l) => accept_loop(l, handles, shared).await,
+                                        Err(_) => std::future::pending().await,
+                                    }
+                                }
+                                _ => std::future::pending().await,
+                            }
+                        };
+                        tokio::select! {
+                            () = serve => {}
+                            // Ends when the server's sender is dropped.
+                            _ = rx.changed() => {}
+                        }
+                    });
+                    rt.shutdown_timeout(Duration::from_secs(1));
+                })?;
+            threads.push(t);
+        }
         Ok(VncServer {
             addr,
             store,
@@ -153,7 +184,7 @@ impl VncServer {
             calls,
             shutdown: Some(tx),
             stop,
-            threads: vec![thread],
+            threads,
             proxy: None,
         })
     }
@@ -303,9 +334,8 @@ impl VncServer {
 impl Drop for VncServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        // Dropping the sender ends every runtime's wait.
+        drop(self.shutdown.take());
         if let Some(l) = self.proxy.take() {
             // Wakes the accept loop, which then sees `stop`.
             let _ = std::net::TcpStream::connect(l.local_addr().expect("proxy address"));
@@ -409,7 +439,12 @@ struct Shared {
     calls: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
-async fn accept_loop(l: tokio::net::TcpListener, sh: Arc<Shared>) {
+async fn accept_loop(
+    l: tokio::net::TcpListener,
+    rts: Vec<tokio::runtime::Handle>,
+    sh: Arc<Shared>,
+) {
+    let mut next = 0usize;
     loop {
         let Ok((stream, _)) = l.accept().await else {
             // Out of file descriptors and the like: try again shortly.
@@ -418,8 +453,17 @@ async fn accept_loop(l: tokio::net::TcpListener, sh: Arc<Shared>) {
         };
         // Inherited from the listener on Linux; set again so it never depends on that.
         let _ = stream.set_nodelay(true);
+        // Registered again with the reactor of the runtime that serves it.
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
         let sh = sh.clone();
-        tokio::spawn(async move {
+        let rt = &rts[next % rts.len()];
+        next = next.wrapping_add(1);
+        rt.spawn(async move {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                return;
+            };
             let svc = hyper::service::service_fn(move |req| {
                 let sh = sh.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(req, &sh).await) }
@@ -639,7 +683,11 @@ pub fn route(
                 text: format!("Bad Request: no {ty}"),
             })?;
             let u = s.create(ty, inner)?;
-            Ok(s.render_created(&u))
+            let mut text = Vec::with_capacity(512);
+            s.write_created(&u, &mut text);
+            return Ok(Answer::Text(
+                String::from_utf8(text).expect("JSON is UTF-8"),
+            ));
         }
         ("GET", [coll]) => {
             let ty = coll
@@ -650,7 +698,17 @@ pub fn route(
                 .map(Answer::Text);
         }
         ("GET", [ty, uuid]) if TYPES.contains(ty) => match s.get(uuid) {
-            Some(o) if o.ty == *ty => Ok(json!({ *ty: s.render(o, false) })),
+            Some(o) if o.ty == *ty => {
+                // `{"<type>": render(o, false)}`, written as text (`Store::write_render`).
+                let mut text = Vec::with_capacity(2048);
+                let mut top = super::store::JsonObj::open(&mut text);
+                top.key(ty);
+                s.write_render(o, false, top.out);
+                top.close();
+                return Ok(Answer::Text(
+                    String::from_utf8(text).expect("JSON is UTF-8"),
+                ));
+            }
             _ => Err(VncErr {
                 status: 404,
                 text: format!("Unknown id: {uuid}"),
