@@ -204,7 +204,7 @@ fn pct(v: &[Duration], p: f64) -> f64 {
 fn bench_attachments_restart_reconcile() {
     let n = env_usize("BENCH_TASKS", 10_000);
     let clients = env_usize("BENCH_CLIENTS", 16);
-    let vnc = VncServer::start_on("127.0.0.1:0", env_usize("BENCH_VNC_THREADS", 8)).unwrap();
+    let vnc = VncServer::start_on("127.0.0.1:0", env_usize("BENCH_VNC_THREADS", 2)).unwrap();
     for a in 0..10 {
         vnc.add_virtual_router(&format!("agent-{a}"), &format!("10.0.0.{a}"));
     }
