@@ -41,8 +41,8 @@ pub struct VncServer {
     pub faults: Arc<Faults>,
     /// Requests served, by "METHOD /collection-or-type".
     pub calls: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
-    /// Dropped, ends the accept loop and every runtime (with its connections and the listener).
-    shutdown: Option<tokio::sync::watch::Sender<()>>,
+    /// Ends the accept loop (and with it the runtime, its connections and the listener).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     /// The listener of `Wire::SplitNagle` (dropped with the server).
@@ -119,64 +119,33 @@ impl VncServer {
         let faults = Arc::new(Faults::default());
         let calls = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = tokio::sync::watch::channel(());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("vnc-standin")
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let shared = Arc::new(Shared {
             store: store.clone(),
             faults: faults.clone(),
             calls: calls.clone(),
         });
-        // One single-threaded runtime per thread, each serving the connections handed to it:
-        // a request is read, routed and answered on one thread, and no other thread is woken
-        // for it (a multi-thread runtime wakes idle workers to steal, and those context
-        // switches were the largest part of the stand-in's CPU under the manager's
-        // benchmark). Thread 0 also accepts and deals connections out in turn.
-        let mut rts = Vec::new();
-        for _ in 0..threads.max(1) {
-            rts.push(
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_io()
-                    .enable_time()
-                    .build()?,
-            );
-        }
-        let handles: Vec<tokio::runtime::Handle> =
-            rts.iter().map(|rt| rt.handle().clone()).collect();
-        // Each runtime lives on its own thread and is dropped there, so a `VncServer` dropped
+        // The runtime lives on its own thread and is dropped there, so a `VncServer` dropped
         // inside another runtime does not drop a runtime in async context, and the listener is
         // closed when `drop` returns.
-        let mut threads = Vec::new();
-        let mut listener = Some(listener);
-        for (i, rt) in rts.into_iter().enumerate() {
-            let mut rx = rx.clone();
-            let accept = (i == 0)
-                .then(|| listener.take())
-                .flatten()
-                .map(|l| (l, handles.clone(), shared.clone()));
-            let t = std::thread::Builder::new()
-                .name("vnc-standin".into())
-                .spawn(move || {
-                    rt.block_on(async move {
-                        let serve = async move {
-                            match accept {
-                                Some((l, handles, shared)) => {
-                                    match tokio::net::TcpListener::from_std(l) {
-                                        Ok(l) => accept_loop(l, handles, shared).await,
-                                        Err(_) => std::future::pending().await,
-                                    }
-                                }
-                                _ => std::future::pending().await,
-                            }
-                        };
-                        tokio::select! {
-                            () = serve => {}
-                            // Ends when the server's sender is dropped.
-                            _ = rx.changed() => {}
-                        }
-                    });
-                    rt.shutdown_timeout(Duration::from_secs(1));
-                })?;
-            threads.push(t);
-        }
+        let thread = std::thread::spawn(move || {
+            rt.block_on(async move {
+                let Ok(l) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                tokio::select! {
+                    () = accept_loop(l, shared) => {}
+                    _ = rx => {}
+                }
+            });
+            rt.shutdown_timeout(Duration::from_secs(1));
+        });
         Ok(VncServer {
             addr,
             store,
@@ -184,7 +153,7 @@ impl VncServer {
             calls,
             shutdown: Some(tx),
             stop,
-            threads,
+            threads: vec![thread],
             proxy: None,
         })
     }
@@ -334,8 +303,9 @@ impl VncServer {
 impl Drop for VncServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Dropping the sender ends every runtime's wait.
-        drop(self.shutdown.take());
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
         if let Some(l) = self.proxy.take() {
             // Wakes the accept loop, which then sees `stop`.
             let _ = std::net::TcpStream::connect(l.local_addr().expect("proxy address"));
@@ -439,12 +409,7 @@ struct Shared {
     calls: Arc<Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
-async fn accept_loop(
-    l: tokio::net::TcpListener,
-    rts: Vec<tokio::runtime::Handle>,
-    sh: Arc<Shared>,
-) {
-    let mut next = 0usize;
+async fn accept_loop(l: tokio::net::TcpListener, sh: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = l.accept().await else {
             // Out of file descriptors and the like: try again shortly.
@@ -453,17 +418,8 @@ async fn accept_loop(
         };
         // Inherited from the listener on Linux; set again so it never depends on that.
         let _ = stream.set_nodelay(true);
-        // Registered again with the reactor of the runtime that serves it.
-        let Ok(stream) = stream.into_std() else {
-            continue;
-        };
         let sh = sh.clone();
-        let rt = &rts[next % rts.len()];
-        next = next.wrapping_add(1);
-        rt.spawn(async move {
-            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
-                return;
-            };
+        tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let sh = sh.clone();
                 async move { Ok::<_, std::convert::Infallible>(handle(req, &sh).await) }
