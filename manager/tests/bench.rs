@@ -63,6 +63,59 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (utime + stime, clock ticks) of this process in all (exited threads included)
+/// and of its live threads by name ("vnc-standin": the VNC stand-in; "api": the manager's
+/// API and VNC threads).
+fn cpu_ticks() -> (u64, std::collections::BTreeMap<String, u64>) {
+    let ticks = |stat: &str| -> u64 {
+        // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let total = ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+    let mut by = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let p = t.path();
+        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let n = ticks(&std::fs::read_to_string(p.join("stat")).unwrap_or_default());
+        *by.entry(name.trim().to_owned()).or_default() += n;
+    }
+    (total, by)
+}
+
+/// The CPU an attachment cost between two `cpu_ticks`, split into the stand-in, the manager
+/// and the rest (the bench clients, whose threads are gone by then), in µs.
+fn cpu_per_attachment(
+    a: &(u64, std::collections::BTreeMap<String, u64>),
+    b: &(u64, std::collections::BTreeMap<String, u64>),
+    n: usize,
+) -> String {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let us = |t: u64| t as f64 / hz * 1e6 / n as f64;
+    let of = |k: &str| {
+        b.1.get(k)
+            .copied()
+            .unwrap_or(0)
+            .saturating_sub(a.1.get(k).copied().unwrap_or(0))
+    };
+    let total = b.0.saturating_sub(a.0);
+    let (standin, mgr) = (of("vnc-standin"), of("api"));
+    format!(
+        "CPU per attachment {:.0} us: stand-in {:.0}, manager {:.0}, clients and rest {:.0}",
+        us(total),
+        us(standin),
+        us(mgr),
+        us(total.saturating_sub(standin + mgr))
+    )
+}
+
 /// `clients` threads register attachments `from..to` (shared counter); returns the elapsed
 /// time and, per client, (attachments done, slowest answer).
 fn load(addr: &str, clients: usize, from: usize, to: usize) -> (Duration, Vec<(usize, Duration)>) {
@@ -151,7 +204,7 @@ fn pct(v: &[Duration], p: f64) -> f64 {
 fn bench_attachments_restart_reconcile() {
     let n = env_usize("BENCH_TASKS", 10_000);
     let clients = env_usize("BENCH_CLIENTS", 16);
-    let vnc = VncServer::start_on("127.0.0.1:0", env_usize("BENCH_VNC_THREADS", 8)).unwrap();
+    let vnc = VncServer::start_on("127.0.0.1:0", env_usize("BENCH_VNC_THREADS", 2)).unwrap();
     for a in 0..10 {
         vnc.add_virtual_router(&format!("agent-{a}"), &format!("10.0.0.{a}"));
     }
@@ -181,7 +234,9 @@ fn bench_attachments_restart_reconcile() {
         runs.reverse();
     }
     for (clients, share) in runs {
+        let cpu0 = cpu_ticks();
         let (el, per) = load(&addr, clients, first, first + share);
+        let cpu1 = cpu_ticks();
         let counts: Vec<usize> = per.iter().map(|(c, _)| *c).collect();
         let worst: Vec<f64> = per.iter().map(|(_, w)| w.as_secs_f64() * 1e3).collect();
         println!(
@@ -195,6 +250,7 @@ fn bench_attachments_restart_reconcile() {
             worst.iter().cloned().fold(0.0, f64::max),
         );
         first += share;
+        println!("BENCH   {}", cpu_per_attachment(&cpu0, &cpu1, share));
         println!(
             "BENCH   VNC retries so far {}, VNC calls over 5 s {}",
             metric(&addr, "contrail_mesos_vnc_retries_total"),

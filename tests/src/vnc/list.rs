@@ -452,6 +452,21 @@ mod tests {
                     s.render(o, true).to_string(),
                     "{ty}"
                 );
+                // The single-object form (`GET /<type>/<uuid>`) and the create answer.
+                let mut text = Vec::new();
+                s.write_render(o, false, &mut text);
+                assert_eq!(
+                    String::from_utf8(text).unwrap(),
+                    s.render(o, false).to_string(),
+                    "{ty}"
+                );
+                let mut text = Vec::new();
+                s.write_created(&o.uuid, &mut text);
+                assert_eq!(
+                    String::from_utf8(text).unwrap(),
+                    s.render_created(&o.uuid).to_string(),
+                    "{ty}"
+                );
             }
         }
     }

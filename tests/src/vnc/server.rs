@@ -639,7 +639,11 @@ pub fn route(
                 text: format!("Bad Request: no {ty}"),
             })?;
             let u = s.create(ty, inner)?;
-            Ok(s.render_created(&u))
+            let mut text = Vec::with_capacity(512);
+            s.write_created(&u, &mut text);
+            return Ok(Answer::Text(
+                String::from_utf8(text).expect("JSON is UTF-8"),
+            ));
         }
         ("GET", [coll]) => {
             let ty = coll
@@ -650,7 +654,17 @@ pub fn route(
                 .map(Answer::Text);
         }
         ("GET", [ty, uuid]) if TYPES.contains(ty) => match s.get(uuid) {
-            Some(o) if o.ty == *ty => Ok(json!({ *ty: s.render(o, false) })),
+            Some(o) if o.ty == *ty => {
+                // `{"<type>": render(o, false)}`, written as text (`Store::write_render`).
+                let mut text = Vec::with_capacity(2048);
+                let mut top = super::store::JsonObj::open(&mut text);
+                top.key(ty);
+                s.write_render(o, false, top.out);
+                top.close();
+                return Ok(Answer::Text(
+                    String::from_utf8(text).expect("JSON is UTF-8"),
+                ));
+            }
             _ => Err(VncErr {
                 status: 404,
                 text: format!("Unknown id: {uuid}"),
