@@ -13,6 +13,11 @@ CNI_BIN_DIR ?=
 MANAGER_BIN_DIR ?= /usr/local/bin
 APT_PACKAGES := containernetworking-plugins iproute2 nftables zookeeper haproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# A CI run builds everything once from a cold target dir: incremental compilation's caches of
+# the workspace crates are written and never read again, so they are turned off there.
+ifeq ($(CI),true)
+export CARGO_INCREMENTAL := 0
+endif
 
 .PHONY: all deps build wasm wasm-test host manager lint test test-unit bench install dist demo clean-demo
 
