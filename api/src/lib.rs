@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub mod allow;
 pub mod config_problem;
 #[cfg(feature = "tls")]
+pub mod resolve;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 /// Version prefix of every path.

@@ -260,7 +260,8 @@ impl HttpVnc {
             config,
             ().chain(QuickAckConnector)
                 .chain(ureq::unversioned::transport::RustlsConnector::default()),
-            ureq::unversioned::resolver::DefaultResolver::default(),
+            // An IP literal needs no lookup thread per new connection.
+            contrail_mesos_api::resolve::LiteralFirst::default(),
         );
         HttpVnc {
             servers: Servers::new(cfg.urls.clone()),
