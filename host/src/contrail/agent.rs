@@ -224,27 +224,10 @@ pub struct HttpAgent {
 impl HttpAgent {
     /// `base` is `http://host:port/` or `https://host:port/`; `tls` applies to the latter.
     pub fn new(base: &str, tls: ureq::tls::TlsConfig) -> HttpAgent {
-        let cfg = ureq::Agent::config_builder()
-            // The agent is on this node: a proxy from the environment would be wrong.
-            .proxy(None)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(30)))
-            // The agent's answers and their heads are a few KiB. ureq's 128 KiB defaults are
-            // two fresh mmaps (and their page faults) per connection in a process that makes
-            // one connection per ADD; 16 KiB comes from the heap.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .tls_config(tls)
-            .build();
         HttpAgent {
             base: base.trim_end_matches('/').to_owned(),
-            http: ureq::Agent::with_parts(
-                cfg,
-                ureq::unversioned::transport::DefaultConnector::default(),
-                // An IP literal needs no lookup thread (`contrail_mesos_api::resolve`).
-                contrail_mesos_api::resolve::LiteralFirst::default(),
-            ),
+            // The agent is on this node: a proxy from the environment would be wrong.
+            http: super::http_client(Duration::from_secs(30), tls),
         }
     }
 

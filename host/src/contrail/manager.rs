@@ -30,26 +30,10 @@ impl HttpManager {
         timeout: Duration,
         tls: ureq::tls::TlsConfig,
     ) -> HttpManager {
-        let cfg = ureq::Agent::config_builder()
-            .proxy(None)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(timeout))
-            // An attachment's answer and its head are a few KiB: 16 KiB buffers come from the
-            // heap, where ureq's 128 KiB defaults are two fresh mmaps per connection.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .tls_config(tls)
-            .build();
         HttpManager {
             base: base.trim_end_matches('/').to_owned(),
             token,
-            http: ureq::Agent::with_parts(
-                cfg,
-                ureq::unversioned::transport::DefaultConnector::default(),
-                // An IP literal needs no lookup thread (`contrail_mesos_api::resolve`).
-                contrail_mesos_api::resolve::LiteralFirst::default(),
-            ),
+            http: super::http_client(timeout, tls),
         }
     }
 

@@ -89,6 +89,31 @@ impl ctx::Policy for WasmPolicy<'_> {
 /// `mesos-timeout` and by this; no new try starts after it).
 const DEL_MANAGER_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The HTTP client of the node's peers (the vRouter agent, the managers): no proxy from the
+/// environment (both are reached directly), statuses and redirects handled by the caller, one
+/// budget `timeout` per call, `tls` for `https://`.
+///
+/// Their answers and heads are a few KiB: 16 KiB buffers come from the heap, where ureq's
+/// 128 KiB defaults are two fresh mmaps (and their page faults) per connection, in a process
+/// that makes one connection per peer per command. An IP literal needs no lookup thread
+/// (`contrail_mesos_api::resolve`).
+pub(crate) fn http_client(timeout: std::time::Duration, tls: ureq::tls::TlsConfig) -> ureq::Agent {
+    let cfg = ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .input_buffer_size(16 * 1024)
+        .output_buffer_size(16 * 1024)
+        .tls_config(tls)
+        .build();
+    ureq::Agent::with_parts(
+        cfg,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        contrail_mesos_api::resolve::LiteralFirst::default(),
+    )
+}
+
 /// Entry point from the dispatcher.
 pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
     let cfg = ContrailConfig::from_netconf(&inv.conf)?;
