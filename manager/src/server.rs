@@ -615,23 +615,8 @@ impl AsyncWrite for TimedIo {
 pub fn nodelay_listener(listen: &str) -> anyhow::Result<std::net::TcpListener> {
     let l = std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("listen on {listen}: {e}"))?;
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd as _;
-        let one: libc::c_int = 1;
-        // SAFETY: a valid socket fd and a c_int option value of the stated size.
-        let rc = unsafe {
-            libc::setsockopt(
-                l.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            tracing::warn!(error = %std::io::Error::last_os_error(), "TCP_NODELAY on the listener");
-        }
+    if let Err(e) = socket2::SockRef::from(&l).set_tcp_nodelay(true) {
+        tracing::warn!(error = %e, "TCP_NODELAY on the listener");
     }
     Ok(l)
 }

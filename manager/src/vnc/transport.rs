@@ -17,7 +17,6 @@
 
 use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd as _;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -136,18 +135,8 @@ impl std::fmt::Debug for QuickAckTransport {
 
 /// ACK what arrives at once, from now until the kernel turns delayed ACKs back on.
 fn quickack(s: &TcpStream) {
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a c_int option value of the stated size. A failure only
-    // means the ACK may be delayed, as without the option.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    // A failure only means the ACK may be delayed, as without the option.
+    let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
 }
 
 fn io_error(e: io::Error, reason: ureq::Timeout) -> Error {

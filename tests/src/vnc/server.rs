@@ -383,22 +383,10 @@ fn relay_answers(from: std::net::TcpStream, mut to: std::net::TcpStream) -> std:
 /// may still split a large one) must not wait for the client's delayed ACK: 40 ms per read
 /// on a keep-alive connection. That stall is what `Wire::SplitNagle` is for, not the default.
 fn nodelay_listener(bind: &str) -> anyhow::Result<std::net::TcpListener> {
-    use std::os::fd::AsRawFd as _;
     let l = std::net::TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("bind {bind}: {e}"))?;
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a c_int option value of the stated size.
-    let rc = unsafe {
-        libc::setsockopt(
-            l.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        anyhow::bail!("TCP_NODELAY: {}", std::io::Error::last_os_error());
-    }
+    socket2::SockRef::from(&l)
+        .set_tcp_nodelay(true)
+        .map_err(|e| anyhow::anyhow!("TCP_NODELAY: {e}"))?;
     Ok(l)
 }
 
@@ -633,8 +621,8 @@ pub fn route(
                 .strip_suffix('s')
                 .filter(|t| TYPES.contains(t))
                 .ok_or_else(not_found)?;
-            let b = parse(body)?;
-            let inner = b.get(ty).cloned().ok_or_else(|| VncErr {
+            let mut b = parse(body)?;
+            let inner = b.get_mut(ty).map(Value::take).ok_or_else(|| VncErr {
                 status: 400,
                 text: format!("Bad Request: no {ty}"),
             })?;
