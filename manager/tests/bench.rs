@@ -117,8 +117,16 @@ fn cpu_per_attachment(
 }
 
 /// `clients` threads register attachments `from..to` (shared counter); returns the elapsed
-/// time and, per client, (attachments done, slowest answer).
-fn load(addr: &str, clients: usize, from: usize, to: usize) -> (Duration, Vec<(usize, Duration)>) {
+/// time and, per client, (attachments done, slowest answer). Each attachment goes on a new
+/// connection, as from the CNI host (a process per ADD), unless `keep_alive`: then each client
+/// reads every answer to its end, so ureq reuses one connection per client.
+fn load(
+    addr: &str,
+    clients: usize,
+    from: usize,
+    to: usize,
+    keep_alive: bool,
+) -> (Duration, Vec<(usize, Duration)>) {
     let next = Arc::new(AtomicUsize::new(from));
     let t0 = Instant::now();
     let hs: Vec<_> = (0..clients)
@@ -136,11 +144,16 @@ fn load(addr: &str, clients: usize, from: usize, to: usize) -> (Duration, Vec<(u
                         break;
                     }
                     let t = Instant::now();
-                    let r = agent
+                    let mut r = agent
                         .post(format!("http://{addr}/v1/attachments"))
                         .send_json(req(i))
                         .unwrap();
                     assert_eq!(r.status().as_u16(), 201);
+                    if keep_alive {
+                        r.body_mut().read_to_vec().unwrap();
+                    }
+                    // Otherwise the unread answer closes the connection.
+                    drop(r);
                     worst = worst.max(t.elapsed());
                     done += 1;
                 }
@@ -229,20 +242,34 @@ fn bench_attachments_restart_reconcile() {
     // how evenly the server shares itself out: each client's count and slowest answer.
     let calls_before = vnc.calls.lock().unwrap().clone();
     let mut first = 0;
-    let mut runs = vec![((clients / 2).max(1), n / 2), (clients, n - n / 2)];
+    // With BENCH_KEEPALIVE=1, a third run of n/2 more attachments (the later phases then see
+    // them too) with the 16 clients on kept-alive connections: the manager without the cost
+    // of a connection per attachment.
+    let mut runs = vec![
+        ((clients / 2).max(1), n / 2, false),
+        (clients, n - n / 2, false),
+    ];
     if std::env::var("BENCH_REVERSE").is_ok() {
         runs.reverse();
     }
-    for (clients, share) in runs {
+    if std::env::var("BENCH_KEEPALIVE").is_ok() {
+        runs.push((clients, n / 2, true));
+    }
+    for (clients, share, keep_alive) in runs {
         let cpu0 = cpu_ticks();
-        let (el, per) = load(&addr, clients, first, first + share);
+        let (el, per) = load(&addr, clients, first, first + share, keep_alive);
         let cpu1 = cpu_ticks();
         let counts: Vec<usize> = per.iter().map(|(c, _)| *c).collect();
         let worst: Vec<f64> = per.iter().map(|(_, w)| w.as_secs_f64() * 1e3).collect();
         println!(
-            "BENCH attachments: {share} in {:.2} s = {:.0} attachments/s ({clients} clients, {} workers); per client: {}..{} attachments, slowest answer {:.1}..{:.1} ms",
+            "BENCH attachments: {share} in {:.2} s = {:.0} attachments/s ({clients} clients, {}, {} workers); per client: {}..{} attachments, slowest answer {:.1}..{:.1} ms",
             el.as_secs_f64(),
             share as f64 / el.as_secs_f64(),
+            if keep_alive {
+                "kept-alive connections"
+            } else {
+                "a connection per attachment"
+            },
             cfg.api.workers,
             counts.iter().min().unwrap(),
             counts.iter().max().unwrap(),
