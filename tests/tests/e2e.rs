@@ -1799,11 +1799,13 @@ fn a_vip_is_answered_by_each_backend_in_turn() {
     });
     let to = SocketAddr::new(vip.unwrap(), 80);
     let t = Duration::from_secs(2);
-    // The dataplane follows VNC on its own period: wait for the first answer.
-    wait_ok(CONVERGE, "the VIP answers", || {
-        ask(&client[0].0, to, t)
-            .map(drop)
-            .ok_or_else(|| "no answer".to_owned())
+    // The dataplane follows VNC on its own period, so it may still balance over the one
+    // member it saw before the second was written: wait until each backend has answered.
+    let mut answered = BTreeSet::new();
+    wait_ok(CONVERGE, "each backend answers through the VIP", || {
+        answered.extend(ask(&client[0].0, to, t));
+        ensure!(answered == want, "answered so far: {answered:?}");
+        Ok(())
     });
     let answers: Vec<String> = (0..6)
         .map(|_| ask(&client[0].0, to, t).expect("the VIP answers every connection"))
