@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::model::{Entries, ListStream, VncObject};
+use super::model::{CreatedRef, Entries, ListStream, VncObject, decode_enveloped};
 use super::transport::{QuickAckConnector, is_idle_closed};
 use crate::metrics::Metrics;
 use crate::servers::Servers;
@@ -500,25 +500,23 @@ impl HttpVnc {
 
 impl VncApi for HttpVnc {
     fn create(&self, ty: &str, obj: Value) -> Result<String, VncError> {
-        let v: Value = self.call_json(
+        let text = self.call(
             "create",
             "POST",
             &format!("/{ty}s"),
             Some(&json!({ ty: obj })),
         )?;
-        v[ty]["uuid"]
-            .as_str()
-            .map(str::to_owned)
+        decode_enveloped::<CreatedRef>(&text, ty)
+            .map_err(|e| VncError::Decode(format!("create {ty}: {e}")))?
+            .and_then(|c| c.uuid)
             .ok_or_else(|| VncError::Decode(format!("create {ty}: no uuid")))
     }
 
     fn read(&self, ty: &str, uuid: &str) -> Result<VncObject, VncError> {
-        let mut v: serde_json::Map<String, Value> =
-            self.call_json("read", "GET", &format!("/{ty}/{uuid}"), None)?;
-        let inner = v
-            .remove(ty)
-            .ok_or_else(|| VncError::Decode(format!("read {ty}: no envelope")))?;
-        serde_json::from_value(inner).map_err(|e| VncError::Decode(format!("read {ty}: {e}")))
+        let text = self.call("read", "GET", &format!("/{ty}/{uuid}"), None)?;
+        decode_enveloped(&text, ty)
+            .map_err(|e| VncError::Decode(format!("read {ty}: {e}")))?
+            .ok_or_else(|| VncError::Decode(format!("read {ty}: no envelope")))
     }
 
     fn update(&self, ty: &str, uuid: &str, obj: Value) -> Result<(), VncError> {

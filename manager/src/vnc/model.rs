@@ -298,10 +298,102 @@ impl<'de> Deserialize<'de> for Wrapped {
     }
 }
 
+/// Decodes `T` from `{"<ty>": {...}}`, the envelope of VNC's single-object answers (a GET,
+/// a create's answer), straight from the text: no `Value` tree in between, which an attachment
+/// paid for on every VNC answer. Other top-level keys are skipped. `Ok(None)`: no `<ty>` key.
+pub fn decode_enveloped<T: serde::de::DeserializeOwned>(
+    text: &str,
+    ty: &str,
+) -> Result<Option<T>, serde_json::Error> {
+    use serde::de::DeserializeSeed as _;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let out = Enveloped(ty, std::marker::PhantomData).deserialize(&mut de)?;
+    de.end()?;
+    Ok(out)
+}
+
+struct Enveloped<'a, T>(&'a str, std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for Enveloped<'_, T> {
+    type Value = Option<T>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Enveloped<'_, T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{{\"{}\": {{...}}}}", self.0)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Option<T>, A::Error> {
+        let mut out = None;
+        while let Some(k) = m.next_key::<String>()? {
+            if k == self.0 {
+                // As a map would: the last of repeated keys counts.
+                out = Some(m.next_value::<T>()?);
+            } else {
+                m.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What a create's answer is read for: `{"<ty>": {"uuid": ..., "href": ..., ...}}`.
+#[derive(Debug, Deserialize)]
+pub struct CreatedRef {
+    #[serde(default)]
+    pub uuid: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::de::DeserializeSeed as _;
+
+    #[test]
+    fn an_enveloped_answer_decodes_without_a_value_tree() {
+        let text = r#"{"instance-ip": {"uuid": "u1", "instance_ip_address": "10.1.1.3",
+            "id_perms": {"enable": true, "created": "x"}, "other": [1, {"y": null}]}, "extra": 7}"#;
+        let o: VncObject = decode_enveloped(text, "instance-ip").unwrap().unwrap();
+        assert_eq!(
+            (o.uuid.as_str(), o.instance_ip_address.as_deref()),
+            ("u1", Some("10.1.1.3"))
+        );
+        // Another type's envelope, or none: no object.
+        assert!(
+            decode_enveloped::<VncObject>(text, "virtual-machine")
+                .unwrap()
+                .is_none()
+        );
+        assert!(decode_enveloped::<VncObject>("{}", "x").unwrap().is_none());
+        // A create's answer: the uuid, or none when it is missing or null.
+        let c: CreatedRef = decode_enveloped(
+            r#"{"virtual-machine": {"name": "n", "fq_name": ["n"], "uuid": "u2", "href": "h"}}"#,
+            "virtual-machine",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.uuid.as_deref(), Some("u2"));
+        let c: CreatedRef =
+            decode_enveloped(r#"{"virtual-machine": {"uuid": null}}"#, "virtual-machine")
+                .unwrap()
+                .unwrap();
+        assert_eq!(c.uuid, None);
+        // Not JSON, trailing bytes, a wrong shape: errors.
+        for bad in [
+            "",
+            "[]",
+            r#"{"instance-ip": 3}"#,
+            r#"{"instance-ip": {}} x"#,
+        ] {
+            assert!(
+                decode_enveloped::<VncObject>(bad, "instance-ip").is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn a_detail_list_streams_object_by_object() {
