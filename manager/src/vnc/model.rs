@@ -1,6 +1,8 @@
 //! The slice of VNC object JSON the manager reads (tf-api-client's schema, `all_cfg.xsd`). Unknown fields are
 //! skipped at decode time, which keeps a 10,000-object list small.
 
+use std::marker::PhantomData;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -256,7 +258,10 @@ impl<'de> serde::de::Visitor<'de> for Items<'_> {
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
         match self.1 {
             Entries::Wrapped => {
-                while let Some(Wrapped(o)) = s.next_element::<Wrapped>()? {
+                // `{"<type>": {...}}`, the object under whatever key.
+                while let Some(o) =
+                    s.next_element_seed(Enveloped::<VncObject>(None, PhantomData))?
+                {
                     if let Some(o) = o {
                         (self.0)(o);
                     }
@@ -272,32 +277,6 @@ impl<'de> serde::de::Visitor<'de> for Items<'_> {
     }
 }
 
-/// `{"<type>": {...}}`, the object under whatever single key.
-struct Wrapped(Option<VncObject>);
-
-impl<'de> Deserialize<'de> for Wrapped {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Wrapped;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("{\"<type>\": {...}}")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Wrapped, A::Error> {
-                let mut out = None;
-                while m.next_key::<serde::de::IgnoredAny>()?.is_some() {
-                    out = Some(m.next_value::<VncObject>()?);
-                }
-                Ok(Wrapped(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 /// Decodes `T` from `{"<ty>": {...}}`, the envelope of VNC's single-object answers (a GET,
 /// a create's answer), straight from the text: no `Value` tree in between, which an attachment
 /// paid for on every VNC answer. Other top-level keys are skipped. `Ok(None)`: no `<ty>` key.
@@ -307,12 +286,14 @@ pub fn decode_enveloped<T: serde::de::DeserializeOwned>(
 ) -> Result<Option<T>, serde_json::Error> {
     use serde::de::DeserializeSeed as _;
     let mut de = serde_json::Deserializer::from_str(text);
-    let out = Enveloped(ty, std::marker::PhantomData).deserialize(&mut de)?;
+    let out = Enveloped(Some(ty), PhantomData).deserialize(&mut de)?;
     de.end()?;
     Ok(out)
 }
 
-struct Enveloped<'a, T>(&'a str, std::marker::PhantomData<T>);
+/// `{"<key>": T}`: the value under the named key (`None`: under whatever key; a detail
+/// list's entries), other keys skipped. Where several match, the last counts, as in a map.
+struct Enveloped<'a, T>(Option<&'a str>, PhantomData<T>);
 
 impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for Enveloped<'_, T> {
     type Value = Option<T>;
@@ -324,19 +305,26 @@ impl<'de, T: Deserialize<'de>> serde::de::DeserializeSeed<'de> for Enveloped<'_,
 impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Enveloped<'_, T> {
     type Value = Option<T>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{{\"{}\": {{...}}}}", self.0)
+        write!(f, "{{\"{}\": {{...}}}}", self.0.unwrap_or("<type>"))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Option<T>, A::Error> {
+        use serde::de::IgnoredAny;
         let mut out = None;
-        while let Some(k) = m.next_key::<String>()? {
-            if k == self.0 {
-                // As a map would: the last of repeated keys counts.
-                out = Some(m.next_value::<T>()?);
-            } else {
-                m.next_value::<serde::de::IgnoredAny>()?;
+        loop {
+            // Under whatever key, the key is not even read into a string (a scan decodes
+            // every entry of every list this way).
+            let matched = match self.0 {
+                None => m.next_key::<IgnoredAny>()?.map(|_| true),
+                Some(want) => m.next_key::<String>()?.map(|k| k == want),
+            };
+            match matched {
+                None => return Ok(out),
+                Some(true) => out = Some(m.next_value::<T>()?),
+                Some(false) => {
+                    m.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        Ok(out)
     }
 }
 
