@@ -1394,13 +1394,7 @@ impl Store {
             if refs.is_empty() {
                 continue;
             }
-            m.key(&format!("{}_refs", us(rty)));
-            m.out.push(b'[');
-            for (i, r) in refs.iter().enumerate() {
-                if i > 0 {
-                    m.out.push(b',');
-                }
-                let mut e = JsonObj::open(m.out);
+            m.objects(&format!("{}_refs", us(rty)), refs, |e, r| {
                 if let Some(t) = self.objs.get(&r.to_uuid) {
                     e.value("to", &t.fq_name);
                     e.value("attr", &r.attr);
@@ -1409,25 +1403,15 @@ impl Store {
                         e.str("href", &self.href(&t.ty, &r.to_uuid));
                     }
                 }
-                e.close();
-            }
-            m.out.push(b']');
+            });
         }
         if let Some(kids) = kids {
             for (k, list) in kids {
-                m.key(&k);
-                m.out.push(b'[');
-                for (i, (cty, c)) in list.into_iter().enumerate() {
-                    if i > 0 {
-                        m.out.push(b',');
-                    }
-                    let mut e = JsonObj::open(m.out);
+                m.objects(&k, list, |e, (cty, c)| {
                     e.value("to", &c.fq_name);
                     e.str("uuid", &c.uuid);
                     e.str("href", &self.href(cty, &c.uuid));
-                    e.close();
-                }
-                m.out.push(b']');
+                });
             }
             // Back-refs by key, each list in the index's order, as `render` has them.
             let mut backs: BTreeMap<String, Vec<(&str, &Obj)>> = BTreeMap::new();
@@ -1443,13 +1427,7 @@ impl Store {
                 }
             }
             for (k, list) in backs {
-                m.key(&k);
-                m.out.push(b'[');
-                for (i, (bty, b)) in list.into_iter().enumerate() {
-                    if i > 0 {
-                        m.out.push(b',');
-                    }
-                    let mut e = JsonObj::open(m.out);
+                m.objects(&k, list, |e, (bty, b)| {
                     e.value("to", &b.fq_name);
                     e.key("attr");
                     match b
@@ -1462,9 +1440,7 @@ impl Store {
                     }
                     e.str("uuid", &b.uuid);
                     e.str("href", &self.href(bty, &b.uuid));
-                    e.close();
-                }
-                m.out.push(b']');
+                });
             }
         }
         if let Some((_, pu)) = &o.parent {
@@ -1592,6 +1568,25 @@ impl<'a> JsonObj<'a> {
     pub fn value<T: serde::Serialize + ?Sized>(&mut self, k: &str, v: &T) {
         self.key(k);
         write_json(self.out, v);
+    }
+    /// Writes `"k":[{...},...]`, one object per item, its members written by `f`.
+    pub fn objects<I: IntoIterator>(
+        &mut self,
+        k: &str,
+        items: I,
+        mut f: impl FnMut(&mut JsonObj<'_>, I::Item),
+    ) {
+        self.key(k);
+        self.out.push(b'[');
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            let mut e = JsonObj::open(self.out);
+            f(&mut e, item);
+            e.close();
+        }
+        self.out.push(b']');
     }
     pub fn close(self) {
         self.out.push(b'}');
