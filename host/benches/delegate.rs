@@ -142,7 +142,7 @@ fn wasm_step(translator: &Path, compiler: &Path) {
         })
         .collect();
     stats(
-        "of which: cache load alone (read .wasm + blake3 key + map + XXH3-128 + deserialize_file)",
+        "of which: cache load alone (open + source stamp + map + XXH3-128 + deserialize_file)",
         loads,
     );
 
@@ -178,7 +178,7 @@ fn wasm_step(translator: &Path, compiler: &Path) {
         time(&|| drop(fs::read(translator).unwrap())),
     );
     stats(
-        "blake3 of the .wasm (cache key)",
+        "blake3 of the .wasm (the cache key; read from the source stamp once the file is settled)",
         time(&|| {
             let _ = blake3::hash(&wasm_bytes);
         }),

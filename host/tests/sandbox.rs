@@ -62,13 +62,13 @@ impl Sandbox {
         v
     }
 
-    /// Nothing but complete `.cwasm` entries (and their compile locks) in the cache, nothing
-    /// new in the plugin dir.
+    /// Nothing but complete `.cwasm` entries (and their compile locks and source stamps) in
+    /// the cache, nothing new in the plugin dir.
     fn assert_clean(&self, expected_entries: usize) {
         let entries: Vec<PathBuf> = self
             .cache_entries()
             .into_iter()
-            .filter(|e| e.extension().is_none_or(|x| x != "lock"))
+            .filter(|e| e.extension().is_none_or(|x| x != "lock" && x != "src"))
             .collect();
         assert_eq!(entries.len(), expected_entries, "cache: {entries:?}");
         for e in &entries {
@@ -729,6 +729,86 @@ fn concurrent_first_loads_compile_once() {
         .filter(|o| matches!(o, cache::Origin::Compiled { .. }))
         .count();
     assert_eq!(compiled, 1, "{origins:?}");
+    s.assert_clean(1);
+}
+
+/// Once a plugin file has been unchanged for a while, its source digest comes from the
+/// stamp in the cache dir instead of reading and hashing the file on every load; a rewrite in
+/// place (same inode, same size, one byte changed) right after is still noticed, because the
+/// write changed the file's ctime.
+#[test]
+fn a_settled_plugin_is_found_by_its_stamp_and_a_rewrite_in_place_is_noticed() {
+    use contrail_cni_host::wasm::{cache, engine, stamp};
+    use std::os::unix::fs::FileExt;
+    let s = Sandbox::new();
+    let engine = engine::engine().unwrap();
+    let wasm = s.plugins_dir.path().join("contrail-ipam.wasm");
+    let compiler = contrail_cni_host::wasm::compiler::Compiler::at(COMPILER);
+    let opts = cache::Options {
+        cache_dir: Some(s.cache_dir.path()),
+        compiler: Some(&compiler),
+        ..Default::default()
+    };
+    let load = || cache::load(engine, &wasm, &opts).unwrap();
+    let stamps = || {
+        s.cache_entries()
+            .into_iter()
+            .filter(|e| e.extension().is_some_and(|x| x == "src"))
+            .count()
+    };
+    assert!(matches!(
+        load().origin,
+        cache::Origin::Compiled { stored: true }
+    ));
+    assert_eq!(load().origin, cache::Origin::Cache);
+    assert_eq!(
+        stamps(),
+        0,
+        "a file changed moments ago is hashed, not remembered"
+    );
+
+    std::thread::sleep(stamp::SETTLED + Duration::from_millis(200));
+    let first = load();
+    assert_eq!(first.origin, cache::Origin::Cache);
+    assert_eq!(stamps(), 1, "a settled file's digest is remembered");
+    let again = load();
+    assert_eq!(again.origin, cache::Origin::Cache);
+    assert_eq!(again.entry, first.entry);
+
+    // One hex digit of a mangled symbol's hash in the name section: a valid plugin of the same
+    // size with other bytes, written over the same inode.
+    let bytes = fs::read(&wasm).unwrap();
+    let at = bytes
+        .windows(20)
+        .position(|w| {
+            w.starts_with(b"17h") && w[19] == b'E' && w[3..19].iter().all(u8::is_ascii_hexdigit)
+        })
+        .expect("a mangled name in the name section")
+        + 3;
+    let digit = if bytes[at] == b'0' { b'1' } else { b'0' };
+    let ino = fs::metadata(&wasm).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&wasm)
+        .unwrap()
+        .write_all_at(&[digit], at as u64)
+        .unwrap();
+    let after = fs::metadata(&wasm).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((after.ino(), after.len()), (ino.ino(), ino.len()));
+
+    let rewritten = load();
+    assert!(
+        matches!(rewritten.origin, cache::Origin::Compiled { stored: true }),
+        "{:?}",
+        rewritten.origin
+    );
+    assert_ne!(
+        rewritten.entry, first.entry,
+        "the new bytes have their own entry"
+    );
+    assert_eq!(load().origin, cache::Origin::Cache);
+    call(&s.plugins(16, 1000), "ok").0.unwrap();
     s.assert_clean(1);
 }
 

@@ -52,6 +52,7 @@ use wasmtime::{Engine, Precompiled};
 
 use super::compiler::{CompileError, Compiler};
 use super::engine::fingerprint;
+use super::stamp;
 
 /// Where artifacts go when the config names no `wasm.cache-dir`.
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/contrail-cni/wasm";
@@ -109,23 +110,29 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// True when `meta` is owned by us or root and not writable by group or others.
-fn trusted(meta: &fs::Metadata) -> bool {
+pub(super) fn trusted(meta: &fs::Metadata) -> bool {
     let me = nix::unistd::geteuid().as_raw();
     (meta.uid() == me || meta.uid() == 0) && meta.mode() & 0o022 == 0
 }
 
 /// The cache directory, created if needed; `None` (with a warning) when it cannot be used.
 fn usable_dir(dir: &Path) -> Option<&Path> {
-    if !dir.exists()
-        && let Err(e) = fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-    {
-        tracing::warn!(dir = %dir.display(), "Wasm cache dir cannot be created ({e}); compiling in memory");
-        return None;
-    }
-    match fs::metadata(dir) {
+    // One `stat` when the dir exists (every ADD); creating it is the first run's path.
+    let meta = match fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Err(e) = fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+            {
+                tracing::warn!(dir = %dir.display(), "Wasm cache dir cannot be created ({e}); compiling in memory");
+                return None;
+            }
+            fs::metadata(dir)
+        }
+        other => other,
+    };
+    match meta {
         Ok(m) if m.is_dir() && trusted(&m) => Some(dir),
         Ok(_) => {
             tracing::warn!(dir = %dir.display(), "Wasm cache dir is not a directory owned by us/root and closed to others; not using it");
@@ -285,6 +292,13 @@ fn load_entry(
 /// Writes `data` to `path` atomically (temp file in the same dir, fsync, rename). The temp
 /// file never survives a failure.
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, data, true)
+}
+
+/// Replaces `path` with `data` through a temp file in the same dir and a rename, so a reader
+/// sees the old file or the whole new one; `sync` makes the data durable before the rename
+/// (a hint that is checked when read can do without). The temp file never survives a failure.
+pub(super) fn write_replacing(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -302,7 +316,9 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if res.is_err() {
@@ -379,14 +395,17 @@ pub fn insecure_permissions(path: &Path, meta: &fs::Metadata) -> Option<String> 
     }
 }
 
-/// Reads a plugin file through one open descriptor, after checking who could have written it.
-fn read_plugin(wasm_path: &Path, allow_insecure: bool) -> Result<Vec<u8>, LoadError> {
-    use std::io::Read;
+/// Opens a plugin file and checks who could have written it and its size; its bytes are
+/// read later through the same descriptor, only when they are needed.
+fn open_plugin(
+    wasm_path: &Path,
+    allow_insecure: bool,
+) -> Result<(fs::File, fs::Metadata), LoadError> {
     let read_err = |source| LoadError::Read {
         path: wasm_path.to_owned(),
         source,
     };
-    let mut file = fs::File::open(wasm_path).map_err(read_err)?;
+    let file = fs::File::open(wasm_path).map_err(read_err)?;
     let meta = file.metadata().map_err(read_err)?;
     if let Some(why) = insecure_permissions(wasm_path, &meta) {
         if !allow_insecure {
@@ -403,19 +422,59 @@ fn read_plugin(wasm_path: &Path, allow_insecure: bool) -> Result<Vec<u8>, LoadEr
             ),
         });
     }
+    Ok((file, meta))
+}
+
+/// The bytes of an opened plugin file (at most [`PLUGIN_MAX_BYTES`] + 1, so a file that grew
+/// after the check is still refused by the compiler's size limit rather than read whole).
+fn read_opened(
+    mut file: &fs::File,
+    meta: &fs::Metadata,
+    wasm_path: &Path,
+) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
     let mut wasm = Vec::with_capacity(meta.len() as usize);
-    std::io::Read::by_ref(&mut file)
+    Read::by_ref(&mut file)
         .take(PLUGIN_MAX_BYTES + 1)
         .read_to_end(&mut wasm)
-        .map_err(read_err)?;
+        .map_err(|source| LoadError::Read {
+            path: wasm_path.to_owned(),
+            source,
+        })?;
     Ok(wasm)
 }
 
 /// Loads the component at `wasm_path`: from a verified cache entry when there is one, else by
-/// compiling it (and storing the artifact when the cache dir is usable).
+/// compiling it (and storing the artifact when the cache dir is usable). The entry is found
+/// by the plugin's source digest, which comes from the file's stamp when the file is the
+/// version the stamp describes ([`super::stamp`]), else from reading and hashing the file.
 pub fn load(engine: &Engine, wasm_path: &Path, opts: &Options<'_>) -> Result<Loaded, LoadError> {
-    let wasm = read_plugin(wasm_path, opts.allow_insecure_permissions)?;
-    load_bytes(engine, wasm_path, &wasm, opts)
+    let (file, meta) = open_plugin(wasm_path, opts.allow_insecure_permissions)?;
+    let dir = opts.cache_dir.and_then(usable_dir);
+    let prefix = entry_prefix(wasm_path);
+    let id = stamp::FileId::of(&meta);
+    if let Some(d) = dir
+        && let Some(source) = stamp::recall(d, &prefix, &id)
+    {
+        let engine_fp = fingerprint();
+        let entry = entry_path(d, &prefix, &source, &engine_fp);
+        if let Some(component) = try_entry(engine, &entry, &source, &engine_fp) {
+            return Ok(Loaded {
+                component,
+                origin: Origin::Cache,
+                entry: Some(entry),
+            });
+        }
+        // No entry for that digest (evicted, or rejected and removed): the slow path reads
+        // the bytes, so what is compiled is what the file holds now.
+    }
+    let wasm = read_opened(&file, &meta, wasm_path)?;
+    let source = source_digest(wasm_path, &wasm)?;
+    let loaded = load_source(engine, wasm_path, &wasm, &source, dir, &prefix, opts)?;
+    if let Some(d) = dir {
+        stamp::remember(d, &prefix, &id, &source, &file);
+    }
+    Ok(loaded)
 }
 
 /// The cache file names of one plugin file: `<stem>-<path digest>.` then
@@ -544,7 +603,54 @@ fn evict(dir: &Path, prefix: &str, keep: &Path) {
         others.sort();
         for (_, p) in others.iter().take(others.len() + 1 - CACHE_MAX_ENTRIES) {
             let _ = fs::remove_file(p);
-            let _ = fs::remove_file(p.with_extension("lock"));
+            // The plugin's compile lock and source stamp are named by its prefix (the name up
+            // to the first dot), not by the build.
+            if let Some(prefix) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split_once('.'))
+                .map(|(prefix, _)| prefix)
+            {
+                let _ = fs::remove_file(dir.join(format!("{prefix}.lock")));
+                let _ = fs::remove_file(dir.join(format!("{prefix}.src")));
+            }
+        }
+    }
+}
+
+/// The cache key of a plugin's bytes, after refusing a ready-made artifact (which would run
+/// unverified native code).
+fn source_digest(wasm_path: &Path, wasm: &[u8]) -> Result<[u8; 32], LoadError> {
+    if Engine::detect_precompiled(wasm).is_some() {
+        return Err(LoadError::Precompiled {
+            path: wasm_path.to_owned(),
+        });
+    }
+    Ok(*blake3::hash(wasm).as_bytes())
+}
+
+fn entry_path(dir: &Path, prefix: &str, source: &[u8; 32], engine_fp: &[u8; 32]) -> PathBuf {
+    dir.join(format!(
+        "{prefix}.{}-{}.cwasm",
+        hex(source),
+        hex(&engine_fp[..8])
+    ))
+}
+
+/// The entry's component if it passes every check; a rejected entry is removed (and logged)
+/// so that a failed rebuild does not leave a known-bad file behind.
+fn try_entry(
+    engine: &Engine,
+    entry: &Path,
+    source: &[u8; 32],
+    engine_fp: &[u8; 32],
+) -> Option<Component> {
+    match load_entry(engine, entry, source, engine_fp) {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::warn!(entry = %entry.display(), "Wasm cache entry rejected: {why}; rebuilding");
+            let _ = fs::remove_file(entry);
+            None
         }
     }
 }
@@ -556,35 +662,31 @@ pub fn load_bytes(
     wasm: &[u8],
     opts: &Options<'_>,
 ) -> Result<Loaded, LoadError> {
-    // Never accept a ready-made artifact as a plugin: that would run unverified native code.
-    if Engine::detect_precompiled(wasm).is_some() {
-        return Err(LoadError::Precompiled {
-            path: wasm_path.to_owned(),
-        });
-    }
-    let source = *blake3::hash(wasm).as_bytes();
-    let engine_fp = fingerprint();
+    let source = source_digest(wasm_path, wasm)?;
     let dir = opts.cache_dir.and_then(usable_dir);
-    let prefix = entry_prefix(wasm_path);
-    let entry = dir.map(|d| {
-        d.join(format!(
-            "{prefix}.{}-{}.cwasm",
-            hex(&source),
-            hex(&engine_fp[..8])
-        ))
-    });
+    load_source(
+        engine,
+        wasm_path,
+        wasm,
+        &source,
+        dir,
+        &entry_prefix(wasm_path),
+        opts,
+    )
+}
 
-    let try_entry = |entry: &Path| -> Option<Component> {
-        match load_entry(engine, entry, &source, &engine_fp) {
-            Ok(c) => c,
-            Err(why) => {
-                tracing::warn!(entry = %entry.display(), "Wasm cache entry rejected: {why}; rebuilding");
-                // Remove it now so a failed rebuild does not leave a known-bad file behind.
-                let _ = fs::remove_file(entry);
-                None
-            }
-        }
-    };
+fn load_source(
+    engine: &Engine,
+    wasm_path: &Path,
+    wasm: &[u8],
+    source: &[u8; 32],
+    dir: Option<&Path>,
+    prefix: &str,
+    opts: &Options<'_>,
+) -> Result<Loaded, LoadError> {
+    let engine_fp = fingerprint();
+    let entry = dir.map(|d| entry_path(d, prefix, source, &engine_fp));
+    let try_entry = |entry: &Path| try_entry(engine, entry, source, &engine_fp);
     if let Some(entry) = &entry
         && let Some(component) = try_entry(entry)
     {
@@ -622,10 +724,10 @@ pub fn load_bytes(
     tracing::info!(plugin = %wasm_path.display(), ms = started.elapsed().as_secs_f64() * 1e3, "compiled Wasm plugin");
     let mut stored = false;
     if let (Some(entry), Some(d)) = (&entry, dir) {
-        match write_atomic(entry, &encode(&source, &engine_fp, &artifact)) {
+        match write_atomic(entry, &encode(source, &engine_fp, &artifact)) {
             Ok(()) => {
                 stored = true;
-                evict(d, &prefix, entry);
+                evict(d, prefix, entry);
             }
             Err(e) => {
                 tracing::warn!(entry = %entry.display(), "cannot store the compiled Wasm plugin ({e}); it will be compiled again next time")
@@ -674,8 +776,11 @@ mod tests {
         fs::write(&keep, b"k").unwrap();
         fs::write(d.path().join("p-aaaa.old-x.cwasm"), b"o").unwrap();
         fs::write(d.path().join("p-aaaa.lock"), b"").unwrap();
+        fs::write(d.path().join("p-aaaa.src"), b"").unwrap();
         for i in 0..CACHE_MAX_ENTRIES + 5 {
             fs::write(d.path().join(format!("other{i}-bbbb.h-x.cwasm")), b"x").unwrap();
+            fs::write(d.path().join(format!("other{i}-bbbb.lock")), b"").unwrap();
+            fs::write(d.path().join(format!("other{i}-bbbb.src")), b"").unwrap();
         }
         evict(d.path(), "p-aaaa", &keep);
         let names: Vec<String> = fs::read_dir(d.path())
@@ -689,6 +794,14 @@ mod tests {
         );
         let entries = names.iter().filter(|n| n.ends_with(".cwasm")).count();
         assert!(entries <= CACHE_MAX_ENTRIES, "{entries} entries");
+        let has = |n: String| names.contains(&n);
+        assert!(has("p-aaaa.lock".into()) && has("p-aaaa.src".into()));
+        // An evicted plugin's lock and stamp go with its entry; a kept one's stay.
+        for i in 0..CACHE_MAX_ENTRIES + 5 {
+            let kept = has(format!("other{i}-bbbb.h-x.cwasm"));
+            assert_eq!(has(format!("other{i}-bbbb.lock")), kept, "lock of {i}");
+            assert_eq!(has(format!("other{i}-bbbb.src")), kept, "stamp of {i}");
+        }
     }
 
     #[test]

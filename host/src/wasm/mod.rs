@@ -20,6 +20,7 @@ pub mod engine;
 pub mod imports;
 pub mod redact;
 pub mod runtime;
+pub mod stamp;
 pub mod worlds;
 
 use std::path::{Path, PathBuf};
