@@ -485,15 +485,21 @@ fn contrail_bench() {
         par_del.as_secs_f64() * 1e3,
         settle.as_secs_f64() * 1e3
     );
-    // Where one sequential ADD and DEL spent their time (our log, step timings).
+    // Where one sequential ADD and DEL spent their time (our log, step timings), agent only
+    // and registering with the manager.
     let log = std::fs::read_to_string(tmp.path().join("cni.log")).unwrap_or_default();
-    let last = cid(iters - 1);
-    let from = log.find(&last).unwrap_or(0);
-    let until = log[from..]
-        .find("command=\"DEL\"")
-        .map_or(log.len(), |i| from + i);
-    for l in log[log[..from].rfind('\n').map_or(0, |i| i + 1)..until].lines() {
-        println!("log: {l}");
+    for (what, last) in [
+        ("agent only", cid(iters - 1)),
+        ("with the manager", cid_of(1, iters - 1)),
+    ] {
+        println!("\nlog of one ADD and DEL, {what}:");
+        let from = log.find(&last).unwrap_or(0);
+        let until = log[from..]
+            .find("command=\"DEL\"")
+            .map_or(log.len(), |i| from + i);
+        for l in log[log[..from].rfind('\n').map_or(0, |i| i + 1)..until].lines() {
+            println!("log: {l}");
+        }
     }
     assert_eq!(fails, 0);
     assert_eq!(del_fails, 0);

@@ -296,10 +296,16 @@ fn register(
     let (Mode::Mesos, Some(m)) = (id.mode, deps.manager) else {
         return Ok(None);
     };
+    let t = Instant::now();
     let request = deps
         .policy
         .translate(&ctx.labels)
         .map_err(|e| at_step(e, "translate labels"))?;
+    tracing::debug!(
+        container_id = ctx.container_id,
+        us = t.elapsed().as_micros() as u64,
+        "labels translated"
+    );
     let req = AttachRequest {
         container_id: ctx.container_id.to_owned(),
         ifname: ctx.ifname.to_owned(),
@@ -314,9 +320,15 @@ fn register(
     };
     // A timed-out POST may still have registered: undo either way.
     undo.push(Undo::Registration);
+    let t = Instant::now();
     let att = m
         .attach(&req)
         .map_err(|e| at_step(e, "register with the manager"))?;
+    tracing::debug!(
+        container_id = ctx.container_id,
+        us = t.elapsed().as_micros() as u64,
+        "manager attach answered"
+    );
     id.vm_name = att.vm_name.clone();
     id.vm_uuid = Some(att.vm_uuid.clone());
     Ok(Some(Hints {
