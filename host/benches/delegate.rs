@@ -8,9 +8,10 @@
 //!    (and against `CONTRAIL_BENCH_HOST_BEFORE`, another build of the host, when given),
 //!    interleaved, plus the binaries' sizes;
 //! 3. whole-process ADD and DEL (exec → exit) of the installed `mesos` delegating to
-//!    `bridge` + `host-local`, against `bridge` called directly with the equivalent config, in
-//!    the same namespaces, interleaved; and cold first ADDs after a plugin swap (the host runs
-//!    its compiler). Needs root; skipped otherwise.
+//!    `bridge` + `host-local`, against `bridge` called directly with the equivalent config (and
+//!    the `CONTRAIL_BENCH_HOST_BEFORE` build's `mesos`, when given), in the same namespaces,
+//!    interleaved with the order rotating; and cold first ADDs after a plugin swap (the host
+//!    runs its compiler). Needs root; skipped otherwise.
 //!
 //! The host measured is `CONTRAIL_BENCH_HOST` (e.g. `target/release/contrail-cni-plugin` as
 //! `make host` builds it: no compiler linked), else the one cargo built for this bench (with
@@ -363,7 +364,7 @@ fn exec_floor(host_bin: &Path, before: Option<&Path>) {
     }
 }
 
-fn whole_process(host_bin: &Path, translator: &Path) {
+fn whole_process(host_bin: &Path, before: Option<&Path>, translator: &Path) {
     println!("\n### Whole process, ADD and DEL (exec → exit), bridge + host-local\n");
     if !is_root() {
         println!("SKIPPED: needs root (network namespaces)");
@@ -374,19 +375,20 @@ fn whole_process(host_bin: &Path, translator: &Path) {
     let data = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let dir = install.path();
-    fs::copy(host_bin, dir.join("contrail-cni-plugin")).unwrap();
-    fs::copy(
-        compiler_beside(host_bin),
-        dir.join("contrail-cni-plugin-compile"),
-    )
-    .unwrap();
-    symlink("contrail-cni-plugin", dir.join("mesos")).unwrap();
-    fs::create_dir(dir.join("contrail-cni-wasm")).unwrap();
-    fs::copy(
-        translator,
-        dir.join("contrail-cni-wasm/mesos-delegate.wasm"),
-    )
-    .unwrap();
+    // `before/` holds the other build as `mesos` (its own compiler and plugin copy beside it);
+    // it finds `bridge` and `host-local` through the same `CNI_PATH`.
+    let mut hosts = vec![(host_bin, dir.to_owned())];
+    if let Some(b) = before {
+        hosts.push((b, dir.join("before")));
+    }
+    for (bin, at) in &hosts {
+        fs::create_dir_all(at).unwrap();
+        fs::copy(bin, at.join("contrail-cni-plugin")).unwrap();
+        fs::copy(compiler_beside(bin), at.join("contrail-cni-plugin-compile")).unwrap();
+        symlink("contrail-cni-plugin", at.join("mesos")).unwrap();
+        fs::create_dir(at.join("contrail-cni-wasm")).unwrap();
+        fs::copy(translator, at.join("contrail-cni-wasm/mesos-delegate.wasm")).unwrap();
+    }
     for p in ["bridge", "host-local"] {
         symlink(Path::new(REFERENCE_CNI_DIR).join(p), dir.join(p)).unwrap();
     }
@@ -425,38 +427,59 @@ fn whole_process(host_bin: &Path, translator: &Path) {
     let bridge = dir.join("bridge");
     let mesos_in = serde_json::to_vec(&mesos_conf).unwrap();
     let direct_in = serde_json::to_vec(&direct_conf).unwrap();
-    // Warm-up: compiles the translator once (that cost is reported above) and creates the
-    // bridge, so every measured ADD does the same work.
-    for (p, i) in [(&mesos, &mesos_in), (&bridge, &direct_in)] {
+    // What runs: ours via `mesos`, `bridge` directly, and the other build via its `mesos`.
+    let mut programs = vec![(mesos.clone(), &mesos_in), (bridge.clone(), &direct_in)];
+    if before.is_some() {
+        programs.push((dir.join("before/mesos"), &mesos_in));
+    }
+    // Warm-up: compiles the translator once per build (that cost is reported above) and
+    // creates the bridge, so every measured ADD does the same work.
+    for (p, i) in &programs {
         let (_, ok, out) = run_in(&node.path(), p, &env("ADD"), i);
         assert!(ok, "warm-up ADD failed: {out}");
         let (_, ok, out) = run_in(&node.path(), p, &env("DEL"), i);
         assert!(ok, "warm-up DEL failed: {out}");
     }
-    let (mut m_add, mut m_del, mut d_add, mut d_del) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..40 {
-        for (p, i, add, del) in [
-            (&mesos, &mesos_in, &mut m_add, &mut m_del),
-            (&bridge, &direct_in, &mut d_add, &mut d_del),
-        ] {
+    let mut adds: Vec<Vec<Duration>> = vec![vec![]; programs.len()];
+    let mut dels: Vec<Vec<Duration>> = vec![vec![]; programs.len()];
+    for round in 0..40 {
+        // Each takes its turn first: whatever a DEL leaves running weighs on the next ADD.
+        for k in 0..programs.len() {
+            let j = (round + k) % programs.len();
+            let (p, i) = &programs[j];
             let (t, ok, out) = run_in(&node.path(), p, &env("ADD"), i);
             assert!(ok, "ADD failed: {out}");
-            add.push(t);
+            adds[j].push(t);
             let (t, ok, out) = run_in(&node.path(), p, &env("DEL"), i);
             assert!(ok, "DEL failed: {out}");
-            del.push(t);
+            dels[j].push(t);
         }
     }
     header();
-    let ma = stats("ADD via `mesos` (delegate path)", m_add);
-    let da = stats("ADD of `bridge` directly", d_add);
-    let md = stats("DEL via `mesos` (delegate path)", m_del);
-    let dd = stats("DEL of `bridge` directly", d_del);
+    let mut adds = adds.into_iter();
+    let mut dels = dels.into_iter();
+    let ma = stats("ADD via `mesos` (delegate path)", adds.next().unwrap());
+    let da = stats("ADD of `bridge` directly", adds.next().unwrap());
+    let md = stats("DEL via `mesos` (delegate path)", dels.next().unwrap());
+    let dd = stats("DEL of `bridge` directly", dels.next().unwrap());
+    let b = adds.next().map(|a| {
+        (
+            stats("ADD via the before build's `mesos`", a),
+            stats("DEL via the before build's `mesos`", dels.next().unwrap()),
+        )
+    });
     println!(
         "\nDelegate-path overhead (difference of medians): ADD {:.3} ms, DEL {:.3} ms",
         ma - da,
         md - dd
     );
+    if let Some((ba, bd)) = b {
+        println!(
+            "before build's overhead: ADD {:.3} ms, DEL {:.3} ms",
+            ba - da,
+            bd - dd
+        );
+    }
     // `true` as the floor of a process exec on this machine.
     let truth: Vec<Duration> = (0..40)
         .map(|_| run_in(&node.path(), Path::new("/bin/true"), &[], b"").0)
@@ -507,5 +530,5 @@ fn main() {
     );
     wasm_step(&translator, &compiler_beside(&host_bin));
     exec_floor(&host_bin, before.as_deref());
-    whole_process(&host_bin, &translator);
+    whole_process(&host_bin, before.as_deref(), &translator);
 }
