@@ -1,5 +1,8 @@
 //! The WIT glue: convert records, forward panics to the host log. No logic here.
 
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
 wit_bindgen::generate!({
     world: "ipam-plugin",
     path: "../../wit",
@@ -12,20 +15,16 @@ struct Component;
 
 export!(Component);
 
-/// Without WASI the default panic hook traps before printing (it reads the environment), so
-/// the message would be lost; send it to the host log instead.
-fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            host::log(Level::Error, &format!("contrail-ipam panicked: {info}"));
-        }))
-    });
+/// The build has no `std` (guest-support's crate docs), so the panic handler is ours: the
+/// message goes to the host log, then the call traps (`unreachable`) and the host reports it.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    host::log(Level::Error, &format!("contrail-ipam panicked: {info}"));
+    core::arch::wasm32::unreachable()
 }
 
 impl wit::Guest for Component {
     fn configure(req: wit::Request) -> Result<wit::IpConfig, wit::PluginError> {
-        install_panic_hook();
         let p = req.port;
         let port = crate::ipam::Port {
             id: p.id,

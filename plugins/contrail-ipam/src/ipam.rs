@@ -25,9 +25,12 @@
 //!
 //! Errors: code 6 when the config is not JSON, code 7 for everything else.
 
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
+use core::net::IpAddr;
 use guest_support::Json;
 use ipnet::IpNet;
-use std::net::IpAddr;
 
 pub const DECODE_FAILED: u32 = 6;
 pub const INVALID_CONFIG: u32 = 7;

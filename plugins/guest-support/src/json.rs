@@ -1,9 +1,11 @@
 //! An order-preserving JSON tree with no hash maps (see the crate docs for why).
 
+#[allow(unused_imports)]
+use crate::prelude::*;
+use core::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Number;
-use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {

@@ -12,6 +12,9 @@
 //! skipped rather than rejected, whitespace around keys and values is trimmed, and a value may
 //! contain `=` only for keys that are ignored as unknown.
 
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
 use crate::error::{PluginError, UNSUPPORTED_FIELD};
 use crate::net::{AddrWithPrefix, parse_addr_with_prefix, unusable_reason};
 

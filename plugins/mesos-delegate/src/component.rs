@@ -4,6 +4,9 @@
 //! `contrail` (world `contrail-translator`) of `contrail:cni-plugin@0.2.0`. The host loads each
 //! world from its own file setting, so a site replaces either policy alone.
 
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
 wit_bindgen::generate!({
     path: "../../wit",
     inline: "
@@ -26,16 +29,12 @@ struct Component;
 
 export!(Component);
 
-/// Without WASI the default panic hook traps before printing (it reads the environment), so
-/// the message would be lost; send it to the host log instead. The panic still aborts the call
-/// and the host reports a trap.
-fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| {
-            host::log(Level::Error, &format!("mesos-delegate panicked: {info}"));
-        }))
-    });
+/// The build has no `std` (guest-support's crate docs), so the panic handler is ours: the
+/// message goes to the host log, then the call traps (`unreachable`) and the host reports it.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    host::log(Level::Error, &format!("mesos-delegate panicked: {info}"));
+    core::arch::wasm32::unreachable()
 }
 
 fn to_wit_error(e: crate::PluginError) -> wit_types::PluginError {
@@ -60,7 +59,6 @@ impl wit_delegate::Guest for Component {
     fn translate(
         req: wit_delegate::DelegateRequest,
     ) -> Result<wit_delegate::DelegateAnswer, wit_types::PluginError> {
-        install_panic_hook();
         let labels = to_labels(req.labels);
         use crate::delegate::Command;
         use wit_types::Command as WitCommand;
@@ -100,7 +98,6 @@ impl wit_contrail::Guest for Component {
     fn translate(
         req: wit_contrail::TranslateRequest,
     ) -> Result<wit_contrail::ContrailRequest, wit_types::PluginError> {
-        install_panic_hook();
         let t =
             crate::contrail::translate_contrail(&to_labels(req.labels)).map_err(to_wit_error)?;
         for w in &t.warnings {

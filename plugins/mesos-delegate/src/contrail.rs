@@ -19,6 +19,9 @@
 //! not ours to judge). Every error is CNI code 7 and its message is
 //! `label <key>: "<offending item>": <reason>`.
 
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
 use crate::Label;
 use crate::error::PluginError;
 use crate::net::{parse_addr, parse_addr_with_prefix, parse_subnet, unusable_reason};
@@ -83,7 +86,7 @@ pub struct Translation {
     pub warnings: Vec<String>,
 }
 
-fn err(key: &str, item: &str, why: impl std::fmt::Display) -> PluginError {
+fn err(key: &str, item: &str, why: impl core::fmt::Display) -> PluginError {
     PluginError::invalid(format!("label {key}: \"{item}\": {why}"))
 }
 

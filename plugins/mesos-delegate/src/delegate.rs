@@ -15,6 +15,9 @@
 //! The command does not matter: DEL gets exactly the ADD decision, so host-local releases the
 //! address the label asked for.
 
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
 use guest_support::json::{Json, Object};
 
 use crate::Label;

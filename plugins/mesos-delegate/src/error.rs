@@ -1,6 +1,9 @@
 //! The plugin error record, mirroring `contrail:cni-plugin/types.plugin-error`.
 
-use std::fmt;
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
+use core::fmt;
 
 /// CNI spec error codes this plugin uses.
 pub const UNSUPPORTED_FIELD: u32 = 2;

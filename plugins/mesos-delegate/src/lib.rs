@@ -13,6 +13,13 @@
 //! All logic lives in plain Rust modules so `cargo test -p mesos-delegate` runs natively; the
 //! WIT glue in `component.rs` only converts records and forwards log lines.
 
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
 pub mod cni_args;
 pub mod contrail;
 pub mod delegate;

@@ -1,8 +1,11 @@
 //! Address helpers shared by the two translators. std's parsers are strict (no leading zeros,
 //! no embedded whitespace), which is what we want for operator input.
 
+#[allow(unused_imports)]
+use guest_support::prelude::*;
+
+use core::net::IpAddr;
 use ipnet::IpNet;
-use std::net::IpAddr;
 
 /// Parse a plain address (no prefix); `None` if it is not one.
 pub fn parse_addr(s: &str) -> Option<IpAddr> {
@@ -24,8 +27,8 @@ impl AddrWithPrefix {
     }
 }
 
-impl std::fmt::Display for AddrWithPrefix {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for AddrWithPrefix {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.prefix {
             Some(p) => write!(f, "{}/{}", self.addr, p),
             None => write!(f, "{}", self.addr),
