@@ -288,23 +288,8 @@ fn contrail_bench() {
         // Ours and the "before" build take turns going first: each DEL leaves a background
         // veth teardown (~25-30 ms) behind, and whichever runs right after it pays for it.
         let mut ours = || {
-            let (ok, out, d) = run_in(
-                nfd,
-                &bin(),
-                &[],
-                &cni_env("ADD", &id, Some(&ct.path())),
-                conf.as_bytes(),
-            );
-            assert!(ok, "{out}");
-            ours_add.push(d);
-            let (ok, out, d) = run_in(
-                nfd,
-                &bin(),
-                &[],
-                &cni_env("DEL", &id, Some(&ct.path())),
-                conf.as_bytes(),
-            );
-            assert!(ok, "{out}");
+            let (a, d) = add_del(&bin(), &conf, &id, &ct);
+            ours_add.push(a);
             ours_del.push(d);
             let (a, d) = add_del(&bin(), &conf_mgr, &cid_of(1, i), &ct);
             mgr_add.push(a);
