@@ -110,7 +110,9 @@ pub fn deadline_ticks(timeout_ms: u64) -> u64 {
 /// fingerprint). It is a key, not the safety check: wasmtime still checks every artifact's
 /// recorded settings, including the CPU features it was compiled for, when it is loaded.
 pub fn fingerprint() -> [u8; 32] {
-    fingerprint_of(&SETTINGS)
+    // Every plugin load names its entry with it: computed once per process.
+    static FP: OnceLock<[u8; 32]> = OnceLock::new();
+    *FP.get_or_init(|| fingerprint_of(&SETTINGS))
 }
 
 fn fingerprint_of(settings: &Settings) -> [u8; 32] {

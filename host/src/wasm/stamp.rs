@@ -114,18 +114,11 @@ pub fn recall(dir: &Path, prefix: &str, id: &FileId) -> Option<[u8; 32]> {
     if !(meta.is_file() && super::cache::trusted(&meta)) || meta.len() != LEN as u64 {
         return None;
     }
-    let mut buf = [0u8; LEN + 1];
-    let mut n = 0;
-    let mut file = file;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    id.decode(&buf[..n])
+    // The length was checked on this descriptor, and a stamp is only ever replaced by a rename,
+    // never written in place.
+    let mut buf = [0u8; LEN];
+    (&file).read_exact(&mut buf).ok()?;
+    id.decode(&buf)
 }
 
 /// Remembers that the file version `id` (read through `file`) has digest `source`, when the
