@@ -10,13 +10,10 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
-use std::path::Path;
-
-use crate::cni::error::{CniError, INTERNAL, INVALID_CONFIG, INVALID_ENV};
+use crate::cni::error::{CniError, INTERNAL, INVALID_CONFIG};
 use crate::cni::skel::{self, Env};
 use crate::cni::{CniResult, CniVersion, Command};
 use crate::invocation::Invocation;
-use crate::net::{NetError, NetNs};
 
 /// Types served by the Contrail path.
 pub const CONTRAIL_TYPES: &[&str] = &["contrail-cni-plugin", "contrail-k8s-cni"];
@@ -50,45 +47,52 @@ pub fn supported_versions(invoked_as: &str) -> &'static [CniVersion] {
     }
 }
 
+/// Which path serves a config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Contrail,
+    Delegate,
+    Unsupported,
+}
+
 /// Chooses the path by the config's `type`.
-pub fn dispatch(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
-    let ty = inv.conf.type_().unwrap_or_default();
+pub fn route(conf: &crate::cni::NetConf) -> Route {
+    let ty = conf.type_().unwrap_or_default();
     if CONTRAIL_TYPES.contains(&ty) {
-        crate::contrail::run(inv)
-    } else if ty == MESOS_TYPE || inv.conf.delegate().is_some() {
-        if inv.command == Command::Add {
-            container_side_is_free(inv)?;
-        }
-        crate::delegate::run(inv)
+        Route::Contrail
+    } else if ty == MESOS_TYPE || conf.delegate().is_some() {
+        Route::Delegate
     } else {
-        Err(CniError::new(INVALID_CONFIG, format!("unsupported network type {ty:?}")).with_details(format!(
-            "this plugin serves \"{MESOS_TYPE}\" (with a \"delegate\" block) and {CONTRAIL_TYPES:?}"
-        )))
+        Route::Unsupported
     }
 }
 
-/// ADD on the delegate path, before the delegate runs: `CNI_NETNS` must be a network namespace
-/// (the bridge plugin, for one, creates its bridge in the node's namespace before it opens the
-/// container's), and `CNI_IFNAME` must not exist there yet. A repeated ADD is refused here, so
-/// the DEL that rolls back a failed delegate ADD can never tear down the runtime's existing
-/// interface and free its address.
-fn container_side_is_free(inv: &Invocation) -> Result<(), CniError> {
-    let netns = inv
-        .args
-        .netns
-        .as_deref()
-        .ok_or_else(|| CniError::new(INVALID_ENV, "CNI_NETNS is required for ADD"))?;
-    if NetNs::open(Path::new(netns))?.has_link(&inv.args.ifname)? {
-        return Err(NetError::IfnameExists {
-            name: inv.args.ifname.clone(),
+/// Runs the path the config's `type` chooses. `early` is the delegate started by
+/// [`run_cni`] before anything else (the delegate path only).
+pub fn dispatch(
+    inv: &Invocation,
+    early: Option<crate::delegate::Early>,
+) -> Result<Option<CniResult>, CniError> {
+    match route(&inv.conf) {
+        Route::Contrail => crate::contrail::run(inv),
+        Route::Delegate => {
+            let early = early.unwrap_or_else(|| {
+                crate::delegate::Early::start(&inv.conf, &inv.args, inv.command)
+            });
+            crate::delegate::run(inv, early)
         }
-        .into());
+        Route::Unsupported => {
+            let ty = inv.conf.type_().unwrap_or_default();
+            Err(CniError::new(INVALID_CONFIG, format!("unsupported network type {ty:?}")).with_details(format!(
+                "this plugin serves \"{MESOS_TYPE}\" (with a \"delegate\" block) and {CONTRAIL_TYPES:?}"
+            )))
+        }
     }
-    Ok(())
 }
 
 /// The whole CNI side of `main`: returns the exit code. A panic becomes error 100 on stdout
-/// (the runtime must always get JSON it can read).
+/// (the runtime must always get JSON it can read). For a process that exits right after: the
+/// invocation's loaded plugins are left for the exit to unmap.
 ///
 /// `invoked_as` is the name the binary was run by: as `mesos` it is the delegate path, whose
 /// VERSION answers what that path serves with the reference delegates (see
@@ -100,6 +104,10 @@ pub fn run_cni(
     stdout: &mut dyn Write,
 ) -> i32 {
     skel::run(env, stdin, stdout, supported_versions(invoked_as), |req| {
+        // The delegate path's delegate is exec'd first: its start-up then runs beside all of
+        // what follows (logging, checks, the label translation); it gets its config last.
+        let early = (route(&req.conf) == Route::Delegate)
+            .then(|| crate::delegate::Early::start(&req.conf, &req.args, req.command));
         crate::logging::init(&req.conf.log_settings());
         // What `config check` would say, once per ADD: the log then names the cause of a
         // failure (or a silent misconfiguration) the CNI error alone cannot.
@@ -111,7 +119,11 @@ pub fn run_cni(
         let network = req.conf.name().unwrap_or_default().to_owned();
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let inv = Invocation::new(req)?;
-            dispatch(&inv)
+            let r = dispatch(&inv, early);
+            // The process exits right after: its exit unmaps the loaded plugins wholesale,
+            // cheaper than wasmtime's piecemeal teardown (0.05-0.1 ms per ADD).
+            std::mem::forget(inv);
+            r
         }))
         .unwrap_or_else(|p| {
             let what = p

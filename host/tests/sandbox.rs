@@ -1145,14 +1145,13 @@ fn component_with_memories(memories: u8, pages: u16) -> Vec<u8> {
 fn the_memory_cap_covers_every_memory_of_an_instance() {
     use contrail_cni_host::wasm::{engine, runtime};
     let engine = engine::engine().unwrap();
-    engine::start_ticker(engine).unwrap();
     let limits = runtime::Limits {
         memory_limit_mb: 32,
         timeout_ms: 1000,
     };
     let instantiate = |bytes: &[u8]| {
         let c = wasmtime::component::Component::new(engine, bytes).unwrap();
-        let mut store = runtime::new_store(engine, "multi.wasm", "c0ffee", limits);
+        let mut store = runtime::new_store(engine, "multi.wasm", "c0ffee", limits).unwrap();
         let linker = wasmtime::component::Linker::<runtime::State>::new(engine);
         let r = linker.instantiate(&mut store, &c).map(drop);
         r.map_err(|e| runtime::classify(e, store.data(), limits))

@@ -225,37 +225,91 @@ fn retry(e: &std::io::Error) -> bool {
     )
 }
 
-/// Runs `binary` with `command`. Exit 0 → its stdout. Otherwise the delegate's own CNI error
-/// (code/msg/details also carried in `details` as JSON): a code of the spec's range (below 100,
-/// CNI SPEC.md "Error") is passed through unchanged, so the runtime can act on it (11: try again
-/// later); a plugin-specific code (100+) becomes 102. Without a CNI error, 102 with its stderr
-/// when stdout is empty (libcni's fallback).
+/// A delegate that has been exec'd but not yet given its config. Starting it before the
+/// config is ready lets its loader and runtime start-up (a Go plugin spends about a
+/// millisecond there before it reads stdin) run beside the label translation. A CNI plugin
+/// acts on its config (CNI SPEC.md, "Section 2: Execution Protocol"), so one that never got
+/// it has done nothing: dropping a `Started` without [`Started::finish`] kills and reaps it.
+pub struct Started {
+    child: Option<Child>,
+    name: String,
+    command: Command,
+}
+
+/// Starts `binary` with `command` (its environment set, its stdin still open).
+pub fn start(
+    binary: &Path,
+    command: Command,
+    environ: &[(String, String)],
+) -> Result<Started, CniError> {
+    let name = binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let child = spawn(binary, command, environ)?;
+    Ok(Started {
+        child: Some(child),
+        name,
+        command,
+    })
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Never given a config (or the exchange failed): nothing to wait for. Its stdin
+            // is closed first, so a reader of it ends even if the kill misses it (a script
+            // plugin's child).
+            drop(child.stdin.take());
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `binary` with `command` and `stdin`: [`start`], then [`Started::finish`].
 pub fn exec(
     binary: &Path,
     command: Command,
     environ: &[(String, String)],
     stdin: &[u8],
 ) -> Result<Output, CniError> {
-    let name = binary
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut child = spawn(binary, command, environ)?;
-    let (stdout, tail) = match exchange(&mut child, stdin) {
-        Ok(r) => r,
-        Err(e) => {
-            // Not reaped yet: without this the delegate would outlive us unwaited-for.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(CniError::new(
-                DELEGATE_EXEC,
-                format!("talking to delegate {name}: {e}"),
-            ));
-        }
-    };
-    let status = child
-        .wait()
-        .map_err(|e| CniError::new(DELEGATE_EXEC, format!("waiting for delegate {name}: {e}")))?;
+    start(binary, command, environ)?.finish(stdin)
+}
+
+impl Started {
+    /// Hands the delegate its config and waits for it. Exit 0 → its stdout. Otherwise the
+    /// delegate's own CNI error (code/msg/details also carried in `details` as JSON): a code
+    /// of the spec's range (below 100, CNI SPEC.md "Error") is passed through unchanged, so
+    /// the runtime can act on it (11: try again later); a plugin-specific code (100+) becomes
+    /// 102. Without a CNI error, 102 with its stderr when stdout is empty (libcni's fallback).
+    pub fn finish(mut self, stdin: &[u8]) -> Result<Output, CniError> {
+        let name = std::mem::take(&mut self.name);
+        let command = self.command;
+        let Some(child) = self.child.as_mut() else {
+            return Err(CniError::new(DELEGATE_EXEC, "delegate already finished"));
+        };
+        let (stdout, tail) = exchange(child, stdin).map_err(|e| {
+            // `self` is dropped on return: the delegate is killed and reaped.
+            CniError::new(DELEGATE_EXEC, format!("talking to delegate {name}: {e}"))
+        })?;
+        // Both outputs are closed: it has exited or is about to; wait for it either way.
+        let mut child = self.child.take().expect("checked above");
+        let status = child.wait().map_err(|e| {
+            CniError::new(DELEGATE_EXEC, format!("waiting for delegate {name}: {e}"))
+        })?;
+        judge(&name, command, status, stdout, tail)
+    }
+}
+
+/// A finished delegate's exit status and output, as [`Started::finish`] describes.
+fn judge(
+    name: &str,
+    command: Command,
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    tail: Vec<u8>,
+) -> Result<Output, CniError> {
     if status.success() {
         return Ok(Output { stdout });
     }

@@ -4,6 +4,11 @@
 //! found in `CNI_PATH`, never this host itself) then runs with our environment. Every command applies the same translation, so
 //! DEL releases exactly what ADD took.
 //!
+//! * The delegate binary is the block's `type`, whatever the translator says, so it is known
+//!   before the translation: [`Early`] execs it first thing and hands it its config once the
+//!   checks and the translation are done. Its loader and runtime start-up (about a
+//!   millisecond for a Go plugin) then overlap ours. A call refused before that kills it
+//!   config-less: a CNI plugin acts on its config, so it has done nothing.
 //! * ADD: a failure after the delegate may have done anything (its own error, a result we
 //!   cannot read or cannot write in the config's version) runs the delegate's DEL before
 //!   failing (CNI SPEC.md, "Section 4: Plugin Delegation": the upper plugin should execute again with DEL).
@@ -16,24 +21,27 @@
 pub mod answer;
 pub mod exec;
 
+use std::path::{Path, PathBuf};
+
 use serde_json::{Map, Value};
 
 use crate::Invocation;
-use crate::cni::error::{CniError, DELEGATE_FAILED, INTERNAL, INVALID_CONFIG};
+use crate::cni::error::{CniError, DELEGATE_FAILED, INTERNAL, INVALID_CONFIG, INVALID_ENV};
 use crate::cni::{CniResult, Command};
+use crate::net::{NetError, NetNs};
 use exec::{find_in_path, valid_plugin_name};
 
 /// Keys of a GC request that the delegate must see (libcni sends both spellings).
 const GC_KEYS: &[&str] = &["cni.dev/valid-attachments", "cni.dev/attachments"];
 
 /// Entry point from the dispatcher.
-pub fn run(inv: &Invocation) -> Result<Option<CniResult>, CniError> {
+pub fn run(inv: &Invocation, early: Early) -> Result<Option<CniResult>, CniError> {
     match inv.command {
-        Command::Add => cmd_add(inv).map(Some),
-        Command::Del => cmd_del(inv).map(|()| None),
-        Command::Check => cmd_check(inv).map(|()| None),
-        Command::Status => forward(inv, Command::Status).map(|()| None),
-        Command::Gc => forward(inv, Command::Gc).map(|()| None),
+        Command::Add => cmd_add(inv, early).map(Some),
+        Command::Del => cmd_del(inv, early).map(|()| None),
+        Command::Check => forward(inv, early).map(|()| None),
+        Command::Status => forward(inv, early).map(|()| None),
+        Command::Gc => forward(inv, early).map(|()| None),
         Command::Version => Err(CniError::new(INTERNAL, "VERSION is answered by skel")),
     }
 }
@@ -131,20 +139,31 @@ fn untranslated(inv: &Invocation) -> Result<Map<String, Value>, CniError> {
     Ok(conf)
 }
 
-fn run_delegate(
-    inv: &Invocation,
-    command: Command,
-    conf: &Map<String, Value>,
-) -> Result<exec::Output, CniError> {
-    let ty = conf.get("type").and_then(Value::as_str).unwrap_or_default();
-    let binary = find_in_path(ty, &inv.args.path)?;
-    run_delegate_at(inv, &binary, command, conf)
+/// The block's delegate, looked up and started for the invocation's command before its
+/// config is known (see [`exec::Started`]): its exec and start-up then overlap the checks and
+/// the translation, which never chooses the binary. Any failure is kept for the command to
+/// report in its turn.
+pub struct Early(Result<(String, PathBuf, exec::Started), CniError>);
+
+impl Early {
+    pub fn start(conf: &crate::cni::NetConf, args: &crate::cni::CmdArgs, command: Command) -> Self {
+        Early((|| {
+            let block = delegate_block_of(conf)?;
+            let ty = block
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let binary = find_in_path(&ty, &args.path)?;
+            let started = exec::start(&binary, command, &args.environ)?;
+            Ok((ty, binary, started))
+        })())
+    }
 }
 
-/// [`run_delegate`] with the binary already looked up.
-fn run_delegate_at(
-    inv: &Invocation,
-    binary: &std::path::Path,
+/// Hands a started delegate its config and waits for its answer.
+fn feed(
+    started: exec::Started,
     command: Command,
     conf: &Map<String, Value>,
 ) -> Result<exec::Output, CniError> {
@@ -154,22 +173,40 @@ fn run_delegate_at(
             format!("cannot encode the delegate's config: {e}"),
         )
     })?;
-    tracing::debug!(command = command.as_str(), delegate = %binary.display(), config = %String::from_utf8_lossy(&stdin), "running delegate");
-    exec::exec(binary, command, &inv.args.environ, &stdin)
+    tracing::debug!(command = command.as_str(), config = %String::from_utf8_lossy(&stdin), "running delegate");
+    started.finish(&stdin)
 }
 
-/// ADD: translate, run the delegate, read its result, make sure it can be written in the
-/// config's version; roll back with the delegate's DEL if anything after the exec fails.
-pub fn cmd_add(inv: &Invocation) -> Result<CniResult, CniError> {
-    let conf = translate(inv)?;
-    let ty = conf
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+/// ADD on the delegate path, before the delegate is given anything: `CNI_NETNS` must be a
+/// network namespace (the bridge plugin, for one, creates its bridge in the node's namespace
+/// before it opens the container's), and `CNI_IFNAME` must not exist there yet. A repeated
+/// ADD is refused here, so the DEL that rolls back a failed delegate ADD can never tear down
+/// the runtime's existing interface and free its address.
+fn container_side_is_free(inv: &Invocation) -> Result<(), CniError> {
+    let netns = inv
+        .args
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::new(INVALID_ENV, "CNI_NETNS is required for ADD"))?;
+    if NetNs::open(Path::new(netns))?.has_link(&inv.args.ifname)? {
+        return Err(NetError::IfnameExists {
+            name: inv.args.ifname.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// ADD: check the container side, start the delegate, translate, hand it the config, read
+/// its result, make sure it can be written in the config's version; roll back with the
+/// delegate's DEL if anything after it got its config fails. A failure before that kills
+/// the waiting delegate, which has done nothing.
+pub fn cmd_add(inv: &Invocation, early: Early) -> Result<CniResult, CniError> {
+    container_side_is_free(inv)?;
     // Looked up before anything runs: a missing binary has created nothing to roll back.
-    let binary = find_in_path(&ty, &inv.args.path)?;
-    let outcome = run_delegate_at(inv, &binary, Command::Add, &conf).and_then(|out| {
+    let (ty, binary, started) = early.0?;
+    let conf = translate(inv)?;
+    let outcome = feed(started, Command::Add, &conf).and_then(|out| {
         let (result, _) = CniResult::parse(&out.stdout).map_err(|e| {
             CniError::new(
                 DELEGATE_FAILED,
@@ -192,7 +229,9 @@ pub fn cmd_add(inv: &Invocation) -> Result<CniResult, CniError> {
         Ok(r) => Ok(r),
         Err(e) => {
             tracing::warn!(delegate = %ty, code = e.code, "ADD failed ({}); running the delegate's DEL", e.msg);
-            if let Err(de) = run_delegate_at(inv, &binary, Command::Del, &conf) {
+            let undo = exec::start(&binary, Command::Del, &inv.args.environ)
+                .and_then(|s| feed(s, Command::Del, &conf));
+            if let Err(de) = undo {
                 tracing::error!(delegate = %ty, "rollback DEL failed: {} {}", de.msg, de.details);
             }
             Err(e)
@@ -202,36 +241,32 @@ pub fn cmd_add(inv: &Invocation) -> Result<CniResult, CniError> {
 
 /// DEL: same translation; if it fails, DEL with the untranslated block. A config that cannot
 /// name a delegate at all could not have created anything, so it is a success.
-pub fn cmd_del(inv: &Invocation) -> Result<(), CniError> {
+pub fn cmd_del(inv: &Invocation, early: Early) -> Result<(), CniError> {
+    if let Err(ce) = delegate_block(inv) {
+        tracing::warn!(
+            "DEL: nothing to delete, the config names no usable delegate ({})",
+            ce.msg
+        );
+        return Ok(());
+    }
+    let (_, _, started) = early.0?;
     let conf = match translate(inv) {
         Ok(c) => c,
-        Err(e) => match untranslated(inv) {
-            Ok(c) => {
-                tracing::warn!(
-                    code = e.code,
-                    "DEL: label translation failed ({}); deleting with the untranslated delegate config",
-                    e.msg
-                );
-                c
-            }
-            Err(ce) => {
-                tracing::warn!(
-                    "DEL: nothing to delete, the config names no usable delegate ({})",
-                    ce.msg
-                );
-                return Ok(());
-            }
-        },
+        Err(e) => {
+            tracing::warn!(
+                code = e.code,
+                "DEL: label translation failed ({}); deleting with the untranslated delegate config",
+                e.msg
+            );
+            untranslated(inv)?
+        }
     };
-    run_delegate(inv, Command::Del, &conf).map(drop)
+    feed(started, Command::Del, &conf).map(drop)
 }
 
-/// CHECK: forwarded (with `prevResult`).
-pub fn cmd_check(inv: &Invocation) -> Result<(), CniError> {
-    forward(inv, Command::Check)
-}
-
-fn forward(inv: &Invocation, command: Command) -> Result<(), CniError> {
+/// CHECK (with `prevResult`), STATUS and GC: forwarded with the same translation.
+fn forward(inv: &Invocation, early: Early) -> Result<(), CniError> {
+    let (_, _, started) = early.0?;
     let conf = translate(inv)?;
-    run_delegate(inv, command, &conf).map(drop)
+    feed(started, inv.command, &conf).map(drop)
 }

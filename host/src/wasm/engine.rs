@@ -6,13 +6,8 @@
 //! flags, tunables, wasm features, wasmtime version) and refuses a mismatch.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use wasmtime::{Config, Engine};
-
-/// Epoch tick. A call's deadline is counted in ticks; 10 ms keeps the ticker thread cheap
-/// while a timeout overshoots by at most one tick.
-pub const TICK: Duration = Duration::from_millis(10);
 
 /// The wasmtime release both binaries are built against (pinned with `=` in the workspace
 /// `Cargo.toml`; a unit test keeps the two in step). Part of [`fingerprint`].
@@ -76,31 +71,6 @@ pub fn engine() -> Result<&'static Engine, String> {
         .get_or_init(|| Engine::new(&engine_config()).map_err(|e| format!("{e:#}")))
         .as_ref()
         .map_err(Clone::clone)
-}
-
-/// Starts (once) the thread that advances the engine's epoch every [`TICK`]. Without it a
-/// deadline never fires, so callers must not run a plugin when this fails.
-pub fn start_ticker(engine: &'static Engine) -> Result<(), String> {
-    static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
-    STARTED
-        .get_or_init(|| {
-            std::thread::Builder::new()
-                .name("wasm-epoch".into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .map(drop)
-                .map_err(|e| format!("cannot start the Wasm epoch ticker: {e}"))
-        })
-        .clone()
-}
-
-/// Ticks for a wall-time budget (rounded up, plus one because the current tick is partial).
-pub fn deadline_ticks(timeout_ms: u64) -> u64 {
-    timeout_ms.div_ceil(TICK.as_millis() as u64) + 1
 }
 
 /// A digest of everything that decides whether an artifact fits this engine, computable with

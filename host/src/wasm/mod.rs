@@ -12,6 +12,7 @@
 //! `wasm.ipam` (default `contrail-ipam.wasm`). A plugin built against `contrail:cni-plugin`
 //! 0.2.0 or 0.1.0 is accepted; 0.1.0 answers are converted to the 0.2.0 records here.
 
+pub mod alarm;
 pub mod bindings;
 pub mod cache;
 mod compat;
@@ -170,9 +171,7 @@ pub fn default_plugin_dir() -> PathBuf {
 }
 
 fn engine() -> Result<&'static wasmtime::Engine, CniError> {
-    let e = engine::engine().map_err(|e| load_error("(engine)", e))?;
-    engine::start_ticker(e).map_err(|e| load_error("(engine)", e))?;
-    Ok(e)
+    engine::engine().map_err(|e| load_error("(engine)", e))
 }
 
 fn file_name(path: &Path) -> String {
@@ -341,7 +340,8 @@ impl Plugins {
         f: impl FnOnce(&mut wasmtime::Store<State>) -> wasmtime::Result<R>,
     ) -> Result<R, CniError> {
         let limits = self.limits();
-        let mut store = runtime::new_store(engine()?, name, &self.container_id, limits);
+        let mut store = runtime::new_store(engine()?, name, &self.container_id, limits)
+            .map_err(|e| load_error(name, e))?;
         let started = std::time::Instant::now();
         let out = f(&mut store);
         tracing::debug!(plugin = %name, us = started.elapsed().as_micros() as u64, "Wasm call");

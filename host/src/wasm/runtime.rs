@@ -2,8 +2,12 @@
 //! deadline, and the only host import, `log`. Whatever goes wrong becomes a CNI error that
 //! names the plugin file.
 
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+
+use super::alarm::{self, Alarm};
 
 use super::bindings::{v1, v2};
 use crate::cni::error::{
@@ -144,6 +148,8 @@ pub struct State {
     pub container_id: String,
     pub limiter: Limiter,
     logged: u32,
+    /// The call's timer (see [`new_store`]).
+    alarm: Option<Alarm>,
 }
 
 impl State {
@@ -153,6 +159,7 @@ impl State {
             container_id: container_id.to_owned(),
             limiter: Limiter::new((memory_limit_mb as usize) << 20),
             logged: 0,
+            alarm: None,
         }
     }
 
@@ -228,20 +235,35 @@ pub fn linker_for(
     Ok(linker)
 }
 
-/// A new store for one call, with the memory cap and the deadline armed.
+/// A new store for one call, with the memory cap and the deadline armed: an [`Alarm`] on
+/// this thread (kept in the store, so it is deleted with it) advances the epoch at the
+/// deadline, and the deadline callback traps once the call's own time is up (an earlier tick
+/// from another thread's alarm only continues the call). `engine` must be the process-wide
+/// engine ([`super::engine::engine`]), the one the alarm advances.
 pub fn new_store(
-    engine: &Engine,
+    engine: &'static Engine,
     plugin: &str,
     container_id: &str,
     limits: Limits,
-) -> Store<State> {
+) -> Result<Store<State>, String> {
+    alarm::install(engine)?;
+    let budget = Duration::from_millis(limits.timeout_ms);
+    let deadline = Instant::now() + budget;
     let mut store = Store::new(
         engine,
         State::new(plugin, container_id, limits.memory_limit_mb),
     );
     store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(super::engine::deadline_ticks(limits.timeout_ms));
-    store
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+    store.data_mut().alarm = Some(Alarm::arm(budget)?);
+    Ok(store)
 }
 
 /// The import a trap stub reports when a plugin calls it (`define_unknown_imports_as_traps`

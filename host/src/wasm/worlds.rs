@@ -184,10 +184,10 @@ pub fn check_world(component: &Component, world: World) -> Result<Version, Strin
         memory_limit_mb: crate::cni::config::DEFAULT_MEMORY_LIMIT_MB,
         timeout_ms: crate::cni::config::DEFAULT_TIMEOUT_MS,
     };
-    // The process-wide engine (which compiled `component`), with its epoch ticker running so
-    // the store's deadline holds.
+    // The process-wide engine, which compiled `component` and whose epoch the store's alarm
+    // advances.
     let engine = engine().map_err(|e| e.msg)?;
-    let mut store = runtime::new_store(engine, "(check)", "", limits);
+    let mut store = runtime::new_store(engine, "(check)", "", limits)?;
     let r = match world {
         World::DelegateTranslator => prepare_delegate(component).and_then(|p| match p {
             Pre::V2(pre) => pre.instantiate(&mut store).map(drop),
