@@ -442,7 +442,7 @@ fn whole_process(host_bin: &Path, before: Option<&Path>, translator: &Path) {
     }
     let mut adds: Vec<Vec<Duration>> = vec![vec![]; programs.len()];
     let mut dels: Vec<Vec<Duration>> = vec![vec![]; programs.len()];
-    for round in 0..40 {
+    for round in 0..rounds() {
         // Each takes its turn first: whatever a DEL leaves running weighs on the next ADD.
         for k in 0..programs.len() {
             let j = (round + k) % programs.len();
@@ -456,6 +456,7 @@ fn whole_process(host_bin: &Path, before: Option<&Path>, translator: &Path) {
         }
     }
     header();
+    let (add_runs, del_runs) = (adds.clone(), dels.clone());
     let mut adds = adds.into_iter();
     let mut dels = dels.into_iter();
     let ma = stats("ADD via `mesos` (delegate path)", adds.next().unwrap());
@@ -473,6 +474,29 @@ fn whole_process(host_bin: &Path, before: Option<&Path>, translator: &Path) {
         ma - da,
         md - dd
     );
+    // The same, as the median of each round's difference (the two ran back to back, so a
+    // slow minute of the machine weighs on both).
+    let paired = |a: &[Duration], b: &[Duration]| {
+        let mut d: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x.as_secs_f64() - y.as_secs_f64()) * 1e3)
+            .collect();
+        d.sort_by(f64::total_cmp);
+        d[d.len() / 2]
+    };
+    println!(
+        "Delegate-path overhead (median of the rounds' differences): ADD {:.3} ms, DEL {:.3} ms",
+        paired(&add_runs[0], &add_runs[1]),
+        paired(&del_runs[0], &del_runs[1])
+    );
+    if add_runs.len() > 2 {
+        println!(
+            "before build's (median of the rounds' differences): ADD {:.3} ms, DEL {:.3} ms",
+            paired(&add_runs[2], &add_runs[1]),
+            paired(&del_runs[2], &del_runs[1])
+        );
+    }
     if let Some((ba, bd)) = b {
         println!(
             "before build's overhead: ADD {:.3} ms, DEL {:.3} ms",
@@ -506,6 +530,16 @@ fn whole_process(host_bin: &Path, before: Option<&Path>, translator: &Path) {
         "cold ADD via `mesos` after a plugin swap (compiler process + verify + store)",
         cold,
     );
+}
+
+/// Rounds of the whole-process comparison (`CONTRAIL_BENCH_ROUNDS`, default 40): each round
+/// runs every program once, taking turns going first.
+fn rounds() -> usize {
+    std::env::var("CONTRAIL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(40)
 }
 
 fn main() {

@@ -16,7 +16,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
@@ -498,6 +497,22 @@ fn dry_run(
             };
             result.encode(crate::cni::CniVersion::parse("1.1.0")?)
         }
+    }
+}
+
+/// The status the CLI exits with. The binary's `main` is the C one (see `main.rs`), which
+/// returns an `int`: std's `ExitCode` cannot become one on stable Rust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitCode(pub u8);
+
+impl ExitCode {
+    pub const SUCCESS: ExitCode = ExitCode(0);
+    pub const FAILURE: ExitCode = ExitCode(1);
+}
+
+impl From<u8> for ExitCode {
+    fn from(code: u8) -> Self {
+        ExitCode(code)
     }
 }
 

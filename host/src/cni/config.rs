@@ -382,10 +382,20 @@ impl NetConf {
                 "network config is not a JSON object",
             ));
         }
-        let mut fields: Fields = serde_path_to_error::deserialize(&raw).map_err(|e| {
-            let path = e.path().to_string();
-            invalid(format!("network config: {path}: {}", e.into_inner()))
-        })?;
+        // Typed once; only a config that fails is walked again to name the failing path
+        // (the path-tracking deserializer costs more than the plain one on every call).
+        let mut fields = match Fields::deserialize(&raw) {
+            Ok(f) => f,
+            Err(plain) => {
+                return Err(match serde_path_to_error::deserialize::<_, Fields>(&raw) {
+                    Err(e) => {
+                        let path = e.path().to_string();
+                        invalid(format!("network config: {path}: {}", e.into_inner()))
+                    }
+                    Ok(_) => invalid(format!("network config: {plain}")),
+                });
+            }
+        };
         // libcni reads an empty `cniVersion` as absent: 0.1.0.
         fields.cni_version = fields.cni_version.filter(|v| !v.is_empty());
         let wasm_unknown = match &fields.wasm.0 {

@@ -228,8 +228,18 @@ pub fn version_answer(requested: Option<&str>, supported: &[CniVersion]) -> Valu
 /// The `cniVersion` of whatever is on stdin, if it is a JSON object with one: errors are
 /// written in it even when they come before the config is read (an env error).
 fn version_of(data: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(data).ok()?;
-    match v.get("cniVersion")?.as_str()? {
+    // Only `cniVersion` is kept; the rest is skipped without building a value.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        #[serde(rename = "cniVersion")]
+        cni_version: Option<Value>,
+    }
+    // An object only (a struct would also take a JSON array, by position).
+    if data.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let v: Version = serde_json::from_slice(data).ok()?;
+    match v.cni_version?.as_str()? {
         "" => Some(super::version::DEFAULT_VERSION.to_owned()),
         s => Some(s.to_owned()),
     }

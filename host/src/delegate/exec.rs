@@ -25,23 +25,20 @@ pub fn valid_plugin_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
-/// True when `p` is this very executable (a symlink such as `mesos`, a hard link, a bind
-/// mount or the path itself): same device and inode as `/proc/self/exe`.
-pub fn is_self(p: &Path) -> bool {
+/// True when the file `m` describes (`stat`ed through its symlinks) is this very executable:
+/// a symlink such as `mesos`, a hard link, a bind mount or the path itself all have the device
+/// and inode of `/proc/self/exe`.
+fn is_self(m: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(me) = std::fs::metadata("/proc/self/exe") else {
-        return false;
-    };
-    let target = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
-    std::fs::metadata(&target).is_ok_and(|m| m.dev() == me.dev() && m.ino() == me.ino())
+    std::fs::metadata("/proc/self/exe").is_ok_and(|me| m.dev() == me.dev() && m.ino() == me.ino())
 }
 
 /// `type` looked up in the `CNI_PATH` dirs (first executable regular file wins). The host
 /// itself is never a delegate: running it again as root with a config of someone else's
 /// making would hand that config the host's privileges (and recurse).
 pub fn find_in_path(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
-    let found = find_executable(name, path)?;
-    if is_self(&found) {
+    let (found, meta) = find_executable(name, path)?;
+    if is_self(&meta) {
         return Err(CniError::new(
             DELEGATE_EXEC,
             format!(
@@ -53,7 +50,7 @@ pub fn find_in_path(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
     Ok(found)
 }
 
-fn find_executable(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+fn find_executable(name: &str, path: &[PathBuf]) -> Result<(PathBuf, std::fs::Metadata), CniError> {
     if path.is_empty() {
         return Err(
             CniError::new(INVALID_ENV, "required env variables [CNI_PATH] missing")
@@ -66,7 +63,7 @@ fn find_executable(name: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
             && m.is_file()
             && m.permissions().mode() & 0o111 != 0
         {
-            return Ok(p);
+            return Ok((p, m));
         }
     }
     Err(CniError::new(

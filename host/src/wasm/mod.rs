@@ -152,22 +152,28 @@ pub struct Plugins {
 }
 
 /// `contrail-cni-wasm/` beside the executable: beside the path we were invoked by (a `mesos`
-/// symlink in the CNI dir) if that dir has one, else beside the resolved binary.
+/// symlink in the CNI dir) if that dir has one, else beside the resolved binary. Neither
+/// changes while the process runs: looked up once.
 pub fn default_plugin_dir() -> PathBuf {
-    let invoked = std::env::args_os()
-        .next()
-        .map(PathBuf::from)
-        .filter(|p| p.components().count() > 1)
-        .and_then(|p| p.parent().map(|d| d.join(PLUGIN_DIR_NAME)));
-    let resolved = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join(PLUGIN_DIR_NAME)));
-    match (invoked, resolved) {
-        (Some(i), _) if i.is_dir() => i,
-        (_, Some(r)) => r,
-        (Some(i), None) => i,
-        (None, None) => PathBuf::from(PLUGIN_DIR_NAME),
-    }
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let invoked = std::env::args_os()
+            .next()
+            .map(PathBuf::from)
+            .filter(|p| p.components().count() > 1)
+            .and_then(|p| p.parent().map(|d| d.join(PLUGIN_DIR_NAME)));
+        if let Some(i) = &invoked
+            && i.is_dir()
+        {
+            return i.clone();
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join(PLUGIN_DIR_NAME)))
+            .or(invoked)
+            .unwrap_or_else(|| PathBuf::from(PLUGIN_DIR_NAME))
+    })
+    .clone()
 }
 
 fn engine() -> Result<&'static wasmtime::Engine, CniError> {
