@@ -497,8 +497,9 @@ fn entry_prefix(wasm_path: &Path) -> String {
         .take(48)
         .collect();
     let abs = std::path::absolute(wasm_path).unwrap_or_else(|_| wasm_path.to_owned());
-    let digest = blake3::hash(abs.as_os_str().as_encoded_bytes());
-    format!("{stem}-{}", hex(&digest.as_bytes()[..6]))
+    // A name, not a check (XXH3 for the reason `engine::fingerprint` gives).
+    let digest = xxhash_rust::xxh3::xxh3_128(abs.as_os_str().as_encoded_bytes()).to_le_bytes();
+    format!("{stem}-{}", hex(&digest[..6]))
 }
 
 /// An exclusive `flock` on `<prefix>.lock`: one process compiles a plugin, the others wait and
