@@ -110,8 +110,9 @@ pub fn run_cni(
             .then(|| crate::delegate::Early::start(&req.conf, &req.args, req.command));
         crate::logging::init(&req.conf.log_settings());
         // What `config check` would say, once per ADD: the log then names the cause of a
-        // failure (or a silent misconfiguration) the CNI error alone cannot.
-        if req.command == Command::Add {
+        // failure (or a silent misconfiguration) the CNI error alone cannot. The delegate
+        // path logs it while its delegate works (`delegate::cmd_add`).
+        if req.command == Command::Add && early.is_none() {
             crate::config_check::log_for_add(&req.conf);
         }
         let started = Instant::now();

@@ -573,3 +573,34 @@ fn a_host_without_its_compiler_runs_cached_plugins_and_says_why_not_others() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(s.seen("ADD").is_some());
 }
+
+/// What `config check` says of the config is logged once per ADD on the delegate path too:
+/// while the delegate works on its config when it got one, before the error when the call was
+/// refused first (a label the translator rejects kills the waiting delegate).
+#[test]
+fn add_logs_the_config_findings_once_whether_the_delegate_ran_or_not() {
+    let finding = "the only form Mesos' network/cni isolator reads";
+    let s = Setup::new();
+    s.reply("ADD", RESULT_100, 0);
+    // 0.4.0 for a Mesos network: the result carries `ips`, which Mesos cannot read.
+    let out = s.run("ADD", &[], &s.conf("0.4.0", label("IP=10.5.0.9")));
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(s.seen("ADD").is_some(), "the delegate got its config");
+    let log = fs::read_to_string(s.path("log/cni.log")).unwrap();
+    assert_eq!(log.matches(finding).count(), 1, "{log}");
+    assert!(
+        !out.stdout.contains(finding),
+        "never on stdout: {}",
+        out.stdout
+    );
+
+    let s = Setup::new();
+    let out = s.run("ADD", &[], &s.conf("0.4.0", label("IP=banana")));
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        s.seen("ADD").is_none(),
+        "refused before the delegate got a config"
+    );
+    let log = fs::read_to_string(s.path("log/cni.log")).unwrap();
+    assert_eq!(log.matches(finding).count(), 1, "{log}");
+}

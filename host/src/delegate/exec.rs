@@ -122,7 +122,13 @@ fn nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
 /// rest drained) and relaying its stderr to ours (the last [`STDERR_TAIL`] bytes kept), all on
 /// this thread with `poll`, so a delegate that prints before it reads cannot deadlock against
 /// us, and no thread is started per delegate run. Returns when both outputs are closed.
-fn exchange(child: &mut Child, input: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+/// `meanwhile` runs once, as soon as the whole input is written: the delegate is working then,
+/// so what it does costs the caller nothing.
+fn exchange(
+    child: &mut Child,
+    input: &[u8],
+    meanwhile: &mut dyn FnMut(),
+) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut child_in = child.stdin.take();
     let (Some(mut child_out), Some(mut child_err)) = (child.stdout.take(), child.stderr.take())
     else {
@@ -138,6 +144,12 @@ fn exchange(child: &mut Child, input: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8
     let (mut written, mut out_open, mut err_open) = (0usize, true, true);
     if input.is_empty() {
         child_in = None;
+    }
+    let mut meanwhile = Some(meanwhile);
+    if child_in.is_none()
+        && let Some(f) = meanwhile.take()
+    {
+        f();
     }
     let mut buf = [0u8; 8192];
     let pollfd = |fd: libc::c_int, events| libc::pollfd {
@@ -209,6 +221,9 @@ fn exchange(child: &mut Child, input: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8
             if written >= input.len() {
                 // EOF for the delegate.
                 child_in = None;
+                if let Some(f) = meanwhile.take() {
+                    f();
+                }
             }
         }
     }
@@ -280,13 +295,23 @@ impl Started {
     /// of the spec's range (below 100, CNI SPEC.md "Error") is passed through unchanged, so
     /// the runtime can act on it (11: try again later); a plugin-specific code (100+) becomes
     /// 102. Without a CNI error, 102 with its stderr when stdout is empty (libcni's fallback).
-    pub fn finish(mut self, stdin: &[u8]) -> Result<Output, CniError> {
+    pub fn finish(self, stdin: &[u8]) -> Result<Output, CniError> {
+        self.finish_with(stdin, &mut || {})
+    }
+
+    /// [`Started::finish`], running `meanwhile` once the delegate has its whole config (while
+    /// it works on it).
+    pub fn finish_with(
+        mut self,
+        stdin: &[u8],
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<Output, CniError> {
         let name = std::mem::take(&mut self.name);
         let command = self.command;
         let Some(child) = self.child.as_mut() else {
             return Err(CniError::new(DELEGATE_EXEC, "delegate already finished"));
         };
-        let (stdout, tail) = exchange(child, stdin).map_err(|e| {
+        let (stdout, tail) = exchange(child, stdin, meanwhile).map_err(|e| {
             // `self` is dropped on return: the delegate is killed and reaped.
             CniError::new(DELEGATE_EXEC, format!("talking to delegate {name}: {e}"))
         })?;

@@ -167,6 +167,16 @@ fn feed(
     command: Command,
     conf: &Map<String, Value>,
 ) -> Result<exec::Output, CniError> {
+    feed_with(started, command, conf, &mut || {})
+}
+
+/// [`feed`], running `meanwhile` while the delegate works.
+fn feed_with(
+    started: exec::Started,
+    command: Command,
+    conf: &Map<String, Value>,
+    meanwhile: &mut dyn FnMut(),
+) -> Result<exec::Output, CniError> {
     let stdin = serde_json::to_vec(conf).map_err(|e| {
         CniError::new(
             INTERNAL,
@@ -174,7 +184,7 @@ fn feed(
         )
     })?;
     tracing::debug!(command = command.as_str(), config = %String::from_utf8_lossy(&stdin), "running delegate");
-    started.finish(&stdin)
+    started.finish_with(&stdin, meanwhile)
 }
 
 /// ADD on the delegate path, before the delegate is given anything: `CNI_NETNS` must be a
@@ -201,12 +211,32 @@ fn container_side_is_free(inv: &Invocation) -> Result<(), CniError> {
 /// its result, make sure it can be written in the config's version; roll back with the
 /// delegate's DEL if anything after it got its config fails. A failure before that kills
 /// the waiting delegate, which has done nothing.
+///
+/// What `config check` would say of the config is logged once per ADD (the log then names
+/// the cause of a failure, or a silent misconfiguration, that the CNI error alone cannot):
+/// while the delegate works on its config, or before failing if it never got it.
 pub fn cmd_add(inv: &Invocation, early: Early) -> Result<CniResult, CniError> {
+    let mut checked = false;
+    let r = add(inv, early, &mut || {
+        crate::config_check::log_for_add(&inv.conf);
+        checked = true;
+    });
+    if !checked {
+        crate::config_check::log_for_add(&inv.conf);
+    }
+    r
+}
+
+fn add(
+    inv: &Invocation,
+    early: Early,
+    log_config: &mut dyn FnMut(),
+) -> Result<CniResult, CniError> {
     container_side_is_free(inv)?;
     // Looked up before anything runs: a missing binary has created nothing to roll back.
     let (ty, binary, started) = early.0?;
     let conf = translate(inv)?;
-    let outcome = feed(started, Command::Add, &conf).and_then(|out| {
+    let outcome = feed_with(started, Command::Add, &conf, log_config).and_then(|out| {
         let (result, _) = CniResult::parse(&out.stdout).map_err(|e| {
             CniError::new(
                 DELEGATE_FAILED,
