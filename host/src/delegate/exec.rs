@@ -290,6 +290,11 @@ pub fn exec(
 }
 
 impl Started {
+    /// The delegate's file name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Hands the delegate its config and waits for it. Exit 0 → its stdout. Otherwise the
     /// delegate's own CNI error (code/msg/details also carried in `details` as JSON): a code
     /// of the spec's range (below 100, CNI SPEC.md "Error") is passed through unchanged, so

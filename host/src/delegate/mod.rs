@@ -183,7 +183,7 @@ fn feed_with(
             format!("cannot encode the delegate's config: {e}"),
         )
     })?;
-    tracing::debug!(command = command.as_str(), config = %String::from_utf8_lossy(&stdin), "running delegate");
+    tracing::debug!(command = command.as_str(), delegate = started.name(), config = %String::from_utf8_lossy(&stdin), "running delegate");
     started.finish_with(&stdin, meanwhile)
 }
 
@@ -233,7 +233,7 @@ fn add(
     log_config: &mut dyn FnMut(),
 ) -> Result<CniResult, CniError> {
     container_side_is_free(inv)?;
-    // Looked up before anything runs: a missing binary has created nothing to roll back.
+    // Looked up and started first (`Early`): a missing binary has created nothing to roll back.
     let (ty, binary, started) = early.0?;
     let conf = translate(inv)?;
     let outcome = feed_with(started, Command::Add, &conf, log_config).and_then(|out| {
