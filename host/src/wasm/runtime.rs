@@ -248,7 +248,9 @@ pub fn new_store(
 ) -> Result<Store<State>, String> {
     alarm::install(engine)?;
     let budget = Duration::from_millis(limits.timeout_ms);
-    let deadline = Instant::now() + budget;
+    // `Limits` from the config are bounded (10 minutes at most); any other caller's huge
+    // budget means no deadline rather than an overflow.
+    let deadline = Instant::now().checked_add(budget);
     let mut store = Store::new(
         engine,
         State::new(plugin, container_id, limits.memory_limit_mb),
@@ -256,7 +258,7 @@ pub fn new_store(
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             Err(Trap::Interrupt.into())
         } else {
             Ok(UpdateDeadline::Continue(1))
