@@ -313,15 +313,20 @@ impl Started {
     ) -> Result<Output, CniError> {
         let name = std::mem::take(&mut self.name);
         let command = self.command;
-        let Some(child) = self.child.as_mut() else {
-            return Err(CniError::new(DELEGATE_EXEC, "delegate already finished"));
-        };
+        // Only `Drop` empties it, and `self` is consumed here.
+        let child = self
+            .child
+            .as_mut()
+            .expect("a started delegate holds its child");
         let (stdout, tail) = exchange(child, stdin, meanwhile).map_err(|e| {
             // `self` is dropped on return: the delegate is killed and reaped.
             CniError::new(DELEGATE_EXEC, format!("talking to delegate {name}: {e}"))
         })?;
         // Both outputs are closed: it has exited or is about to; wait for it either way.
-        let mut child = self.child.take().expect("checked above");
+        let mut child = self
+            .child
+            .take()
+            .expect("a started delegate holds its child");
         let status = child.wait().map_err(|e| {
             CniError::new(DELEGATE_EXEC, format!("waiting for delegate {name}: {e}"))
         })?;

@@ -52,7 +52,7 @@ extern "C" fn on_alarm(_: libc::c_int) {
 /// already handled by someone else is not taken over: without our handler an alarm could end
 /// the process, so the call must not run.
 pub fn install(engine: &'static Engine) -> Result<(), String> {
-    static INSTALLED: OnceLock<Result<usize, String>> = OnceLock::new();
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     let installed = INSTALLED.get_or_init(|| {
         let sig = signal();
         // SAFETY: sigaction with a zeroed struct to query, then our handler, which only does
@@ -85,13 +85,14 @@ pub fn install(engine: &'static Engine) -> Result<(), String> {
                 ));
             }
         }
-        Ok(std::ptr::from_ref(engine) as usize)
+        Ok(())
     });
-    match installed {
-        Ok(p) if *p == std::ptr::from_ref(engine) as usize => Ok(()),
-        Ok(_) => Err("the Wasm time limit serves the process-wide engine only".into()),
-        Err(e) => Err(e.clone()),
+    installed.clone()?;
+    // Installed, so `ENGINE` holds the engine it was installed for.
+    if ENGINE.load(Ordering::Acquire).cast_const() != std::ptr::from_ref(engine) {
+        return Err("the Wasm time limit serves the process-wide engine only".into());
     }
+    Ok(())
 }
 
 /// How many alarm signals this process has handled (all threads).

@@ -3,12 +3,11 @@
 //! names the plugin file.
 
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, Linker};
 
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 
 use super::alarm::{self, Alarm};
-
 use super::bindings::{v1, v2};
 use crate::cni::error::{
     CniError, PLUGIN_CODE_OTHER, PLUGIN_CODES, WASM_LOAD, WASM_MALFORMED, WASM_MEMORY,
