@@ -19,7 +19,17 @@ ifeq ($(CI),true)
 export CARGO_INCREMENTAL := 0
 endif
 
-.PHONY: all deps build wasm wasm-test host manager lint test test-unit bench install dist demo clean-demo
+# What ships (`make build`): the CNI host, its plugin compiler and the manager, in one directory
+# that no cargo run writes to (cargo's test and bench builds replace target/release binaries).
+SHIP := $(TARGET_DIR)/ship
+# The CNI host is a static musl executable (see host/build.rs for why): built for this
+# machine's architecture, position-dependent, with ring's C compiled by Debian's musl-gcc.
+MUSL_TARGET := $(shell uname -m)-unknown-linux-musl
+MUSL_TARGET_ENV := $(shell echo '$(MUSL_TARGET)' | tr 'a-z-' 'A-Z_')
+MUSL_BUILD_ENV := CC_$(subst -,_,$(MUSL_TARGET))=musl-gcc \
+  CARGO_TARGET_$(MUSL_TARGET_ENV)_RUSTFLAGS="-C relocation-model=static"
+
+.PHONY: all deps deps-host build wasm wasm-test host manager lint test test-unit test-shipped bench install dist demo clean-demo
 
 all: build
 
@@ -32,6 +42,11 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+## What building the shipped host adds: the musl target and Debian's musl-gcc (for ring's C).
+deps-host: deps
+	@rustup target list --installed | grep -qx '$(MUSL_TARGET)' || rustup target add $(MUSL_TARGET)
+	@command -v musl-gcc >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq musl-tools; }
+
 ## The Wasm plugins (wasm32-wasip2 components, size-optimised profile wasm-release).
 wasm: deps
 	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES)
@@ -40,19 +55,28 @@ wasm: deps
 wasm-test: deps
 	$(CARGO) build --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -p v010-translator -p v010-ipam -p changed-record -p evil-import
 
-## The CNI host and its plugin compiler (host/build.rs sets the host binary's own link
-## settings: unwinder linked statically, position-dependent; see docs/BENCHMARKS.md). Two cargo
-## runs because cargo unifies features within one build: the host is built without the `compiler` feature, so it links no Cranelift (it
-## only loads precompiled artifacts and runs contrail-cni-plugin-compile, installed beside it,
-## on a cache miss). The check after the build keeps it that way.
-host:
+## The CNI host and its plugin compiler, into $(SHIP). The host is built without the `compiler`
+## feature, so it links no Cranelift (it only loads precompiled artifacts and runs
+## contrail-cni-plugin-compile, installed beside it, on a cache miss), and for musl, statically
+## and position-dependent: every CNI call execs it, and glibc's start-up alone (CPU feature and
+## cache detection by CPUID, which traps to the hypervisor on a VM) cost more than the rest of a
+## VERSION call (docs/BENCHMARKS.md, "Fifth round"). The compiler, which only runs on a miss,
+## is an ordinary glibc build. Two cargo runs because cargo unifies features within one build.
+## The checks after the build keep the host that way.
+host: deps-host
 	$(CARGO) build --release -p contrail-cni-host --bin contrail-cni-plugin-compile
-	$(CARGO) build --release -p contrail-cni-host --no-default-features --bin contrail-cni-plugin
-	@if grep -q cranelift_codegen $(TARGET_DIR)/release/contrail-cni-plugin; then \
-	  echo "error: $(TARGET_DIR)/release/contrail-cni-plugin links Cranelift" >&2; exit 1; fi
+	$(MUSL_BUILD_ENV) $(CARGO) build --release --target $(MUSL_TARGET) -p contrail-cni-host --no-default-features --bin contrail-cni-plugin
+	@h=$(TARGET_DIR)/$(MUSL_TARGET)/release/contrail-cni-plugin; \
+	if grep -q cranelift_codegen $$h; then echo "error: $$h links Cranelift" >&2; exit 1; fi; \
+	if readelf -lW $$h | grep -q INTERP; then echo "error: $$h is not static" >&2; exit 1; fi
+	install -d $(SHIP)
+	install -m 0755 $(TARGET_DIR)/$(MUSL_TARGET)/release/contrail-cni-plugin $(SHIP)/contrail-cni-plugin
+	install -m 0755 $(TARGET_DIR)/release/contrail-cni-plugin-compile $(SHIP)/contrail-cni-plugin-compile
 
 manager:
 	$(CARGO) build --release -p contrail-mesos-manager
+	install -d $(SHIP)
+	install -m 0755 $(TARGET_DIR)/release/contrail-mesos-manager $(SHIP)/contrail-mesos-manager
 
 build: wasm host manager
 
@@ -81,32 +105,33 @@ test-unit:
 	$(CARGO) test --workspace --lib --bins
 
 ## Benchmarks (root): results and their commands are in docs/BENCHMARKS.md. They report; they
-## never fail the build.
-## Cargo's bench/test builds put a host built with the compiler feature into target/release, so
-## the benches measure a copy of the shipped pair (`make host`) that no cargo run replaces.
-BENCH_BIN := $(TARGET_DIR)/bench-bin
+## never fail the build. They measure the shipped pair in $(SHIP) (cargo's own bench build
+## puts a glibc host with the compiler feature into target/release).
 bench: build wasm-test
 	$(CARGO) bench -p contrail-cni-host --bench delegate --no-run
 	$(CARGO) test --release -p contrail-cni-host --test contrail_bench --no-run
-	$(MAKE) host
-	rm -rf $(BENCH_BIN) && install -d $(BENCH_BIN)
-	cp $(TARGET_DIR)/release/contrail-cni-plugin $(TARGET_DIR)/release/contrail-cni-plugin-compile $(BENCH_BIN)/
-	CONTRAIL_BENCH_HOST=$(BENCH_BIN)/contrail-cni-plugin $(CARGO) bench -p contrail-cni-host --bench delegate
-	CONTRAIL_BENCH_BIN=$(BENCH_BIN)/contrail-cni-plugin BENCH_ITERS=40 BENCH_PARALLEL=100 \
+	CONTRAIL_BENCH_HOST=$(SHIP)/contrail-cni-plugin $(CARGO) bench -p contrail-cni-host --bench delegate
+	CONTRAIL_BENCH_BIN=$(SHIP)/contrail-cni-plugin BENCH_ITERS=40 BENCH_PARALLEL=100 \
 	  $(CARGO) test --release -p contrail-cni-host --test contrail_bench -- --ignored --nocapture
 	$(CARGO) test --release -p contrail-mesos-manager --test bench -- --ignored --nocapture
+
+## The host's tests that exec the CNI binary, run against the shipped static musl build in
+## $(SHIP) instead of the glibc test build (`make test` covers the same code built for glibc).
+## Root runs the namespace tests too.
+test-shipped: host wasm-test
+	CONTRAIL_TEST_HOST_BIN=$(SHIP)/contrail-cni-plugin $(CARGO) test -p contrail-cni-host --tests --no-fail-fast -- --test-threads=4
 
 ## What an agent node needs: the host and its plugin compiler, the `mesos` alias (so
 ## `"type": "mesos"` delegate configs work unchanged) and the plugins in <dir>/contrail-cni-wasm/,
 ## where the host looks by default, checked and precompiled.
 install: build
 	@if [ -z "$(CNI_BIN_DIR)" ]; then echo "usage: make install CNI_BIN_DIR=<dir> (e.g. /opt/mesosphere/active/cni or /usr/libexec/cni)" >&2; exit 2; fi
-	BIN_SRC=$(TARGET_DIR)/release WASM_SRC=$(WASM_OUT) packaging/install.sh agent $(CNI_BIN_DIR)
+	BIN_SRC=$(SHIP) WASM_SRC=$(WASM_OUT) packaging/install.sh agent $(CNI_BIN_DIR)
 
 ## A versioned release tarball (binaries, plugins, install.sh, sample configs, systemd unit,
 ## DC/OS app) that installs on an agent or a master with no Rust toolchain.
 dist: build
-	@scripts/dist.sh $(TARGET_DIR)/release $(WASM_OUT) $(CURDIR)/dist
+	@scripts/dist.sh $(SHIP) $(WASM_OUT) $(CURDIR)/dist
 
 ## The whole system on one machine: stand-ins for Marathon/Mesos agent, VNC and the vRouter
 ## agent (with a real bridge dataplane in its own namespace), the real manager and CNI host.
@@ -114,6 +139,6 @@ demo: deps build
 	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root (it creates network namespaces)" >&2; exit 1; }
 	$(CARGO) build --release -p contrail-devstack --bin contrail-devstack
 	$(TARGET_DIR)/release/contrail-devstack demo \
-	  --cni-bin $(TARGET_DIR)/release/contrail-cni-plugin \
+	  --cni-bin $(SHIP)/contrail-cni-plugin \
 	  --wasm-dir $(WASM_OUT) \
-	  --manager-bin $(TARGET_DIR)/release/contrail-mesos-manager
+	  --manager-bin $(SHIP)/contrail-mesos-manager

@@ -2,7 +2,7 @@
 # Builds the release tarball from built artifacts: `make dist` calls it after `make build`.
 #   scripts/dist.sh <bin dir> <wasm dir> <out dir>
 # <bin dir> holds contrail-cni-plugin, contrail-cni-plugin-compile and contrail-mesos-manager
-# (target/release, as `make build` leaves them), <wasm dir> the
+# (target/ship, as `make build` leaves them), <wasm dir> the
 # plugins (target/wasm32-wasip2/wasm-release). Prints the tarball's path.
 set -euo pipefail
 bin=$1 wasm=$2 out=$3

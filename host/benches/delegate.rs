@@ -13,8 +13,8 @@
 //!    interleaved with the order rotating; and cold first ADDs after a plugin swap (the host
 //!    runs its compiler). Needs root; skipped otherwise.
 //!
-//! The host measured is `CONTRAIL_BENCH_HOST` (e.g. `target/release/contrail-cni-plugin` as
-//! `make host` builds it: no compiler linked), else the one cargo built for this bench (with
+//! The host measured is `CONTRAIL_BENCH_HOST` (e.g. `target/ship/contrail-cni-plugin` as
+//! `make host` builds it: static musl, no compiler linked), else the one cargo built for this bench (with
 //! the `compiler` feature, so Cranelift linked but unused); its compiler is the
 //! `contrail-cni-plugin-compile` beside it.
 //!

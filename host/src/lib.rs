@@ -7,6 +7,7 @@ pub mod contrail;
 pub mod delegate;
 pub mod dispatch;
 pub mod invocation;
+pub mod invoked_path;
 pub mod logging;
 pub mod net;
 pub mod wasm;

@@ -10,19 +10,21 @@ use std::sync::OnceLock;
 use contrail_integration::paths::{fixtures_dir, wasm_plugin};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_contrail-cni-plugin");
-
 /// `<dir>/contrail-cni-plugin` (a symlink to the built binary) with `<dir>/contrail-cni-wasm/`
 /// holding the plugins, where the host looks for them by default.
 fn installed() -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
+        let d = static_tempdir();
         let w = d.path().join("contrail-cni-wasm");
         std::fs::create_dir(&w).unwrap();
         std::fs::copy(wasm_plugin("mesos_delegate"), w.join("mesos-delegate.wasm")).unwrap();
         std::fs::copy(wasm_plugin("contrail_ipam"), w.join("contrail-ipam.wasm")).unwrap();
-        std::os::unix::fs::symlink(BIN, d.path().join("contrail-cni-plugin")).unwrap();
+        std::os::unix::fs::symlink(
+            contrail_integration::cni_host!(),
+            d.path().join("contrail-cni-plugin"),
+        )
+        .unwrap();
         d
     });
     dir.path().join("contrail-cni-plugin")
@@ -94,7 +96,13 @@ fn check_value(conf: &Value) -> Checked {
 
 fn log_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    DIR.get_or_init(static_tempdir).path()
+}
+
+/// A directory for a `static`: statics are never dropped, so it is made under cargo's
+/// per-target scratch dir (`CARGO_TARGET_TMPDIR`, cleaned with `target/`), not in `/tmp`.
+fn static_tempdir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
 
 /// A production Mesos config that passes: 0.2.0 results, a manager, the agent's address.

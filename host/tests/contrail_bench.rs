@@ -4,8 +4,8 @@
 //! docs/BENCHMARKS.md (Contrail path section)):
 //!
 //! ```text
-//! cargo build --release -p contrail-cni-host --bin contrail-cni-plugin
-//! CONTRAIL_BENCH_BIN=target/release/contrail-cni-plugin \
+//! make host
+//! CONTRAIL_BENCH_BIN=target/ship/contrail-cni-plugin \
 //!   cargo test -p contrail-cni-host --test contrail_bench -- --ignored --nocapture
 //! ```
 //!

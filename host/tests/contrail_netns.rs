@@ -16,8 +16,6 @@ use contrail_integration::paths::wasm_plugin;
 use contrail_integration::vrouter_agent::{AgentStandin, VmiSpec, mac_for};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_contrail-cni-plugin");
-
 /// A node: its namespace, the agent (and manager) stand-ins inside it, a port dir and a Wasm
 /// cache.
 struct Node {
@@ -28,8 +26,9 @@ struct Node {
 }
 
 fn wasm_cache() -> PathBuf {
-    // Shared across tests of this binary so the plugins are compiled once.
-    let p = std::env::temp_dir().join("contrail-cni-test-wasm-cache");
+    // Shared across tests of this binary so the plugins are compiled once; under cargo's
+    // per-target scratch dir so that nothing is left in /tmp.
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("contrail-cni-test-wasm-cache");
     std::fs::create_dir_all(&p).unwrap();
     p
 }
@@ -109,7 +108,7 @@ impl Node {
         std::fs::write(&file, conf.to_string()).unwrap();
         let node = File::open(self.ns.path()).unwrap();
         let fd = node.as_raw_fd();
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(contrail_integration::cni_host!());
         c.arg("sweep").arg("--config").arg(&file);
         if dry_run {
             c.arg("--dry-run");
@@ -197,7 +196,7 @@ impl Node {
     ) -> (bool, Value) {
         let node = File::open(self.ns.path()).unwrap();
         let fd = node.as_raw_fd();
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(contrail_integration::cni_host!());
         c.env_clear()
             .env("CNI_COMMAND", cmd)
             .env("CNI_CONTAINERID", cid)

@@ -90,7 +90,7 @@ fn the_vrouter_agent_client_over_https() {
 }
 
 fn run(env: &[(&str, &str)], stdin: &str) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+    let mut child = Command::new(contrail_integration::cni_host!())
         .env_clear()
         .envs(env.iter().copied())
         .stdin(Stdio::piped())

@@ -93,12 +93,7 @@ impl Setup {
     }
 
     fn run(&self, command: &str, extra_env: &[(&str, &str)], conf: &Value) -> Out {
-        self.run_bin(
-            std::path::Path::new(env!("CARGO_BIN_EXE_contrail-cni-plugin")),
-            command,
-            extra_env,
-            conf,
-        )
+        self.run_bin(&contrail_integration::cni_host!(), command, extra_env, conf)
     }
 
     fn run_bin(
@@ -436,11 +431,7 @@ fn a_v010_translator_cannot_choose_the_binary_or_host_sections() {
 #[test]
 fn the_host_never_execs_itself() {
     let s = Setup::new();
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_contrail-cni-plugin"),
-        s.bin().join("mesos"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(contrail_integration::cni_host!(), s.bin().join("mesos")).unwrap();
     let mut conf = s.conf("0.2.0", label("IP=10.5.0.9"));
     conf["delegate"]["type"] = json!("mesos");
     let e = error_of(&s.run("ADD", &[], &conf));
@@ -545,7 +536,7 @@ fn a_host_without_its_compiler_runs_cached_plugins_and_says_why_not_others() {
     let alone = d.path().join("contrail-cni-plugin");
     // A hard link (the build's file system): a copy could be "text file busy" while another
     // test thread forks.
-    fs::hard_link(env!("CARGO_BIN_EXE_contrail-cni-plugin"), &alone).unwrap();
+    fs::hard_link(contrail_integration::cni_host!(), &alone).unwrap();
     let conf = s.conf("0.2.0", label("IP=10.5.0.9"));
     let out = s.run_bin(&alone, "ADD", &[], &conf);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
@@ -561,7 +552,7 @@ fn a_host_without_its_compiler_runs_cached_plugins_and_says_why_not_others() {
     );
     assert!(s.seen("ADD").is_none(), "the delegate ran");
 
-    let status = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+    let status = Command::new(contrail_integration::cni_host!())
         .args(["plugin", "compile", "--cache-dir"])
         .arg(s.path("cache"))
         .arg(s.path("wasm/mesos-delegate.wasm"))

@@ -69,7 +69,7 @@ impl Node {
         };
         let dir = node.install.path();
         fs::copy(
-            env!("CARGO_BIN_EXE_contrail-cni-plugin"),
+            contrail_integration::cni_host!(),
             dir.join("contrail-cni-plugin"),
         )
         .unwrap();

@@ -25,7 +25,7 @@ fn install() -> tempfile::TempDir {
     // open in a child, and exec then fails with "text file busy". The host finds its plugins
     // beside the name it was invoked by.
     symlink(
-        env!("CARGO_BIN_EXE_contrail-cni-plugin"),
+        contrail_integration::cni_host!(),
         d.join("contrail-cni-plugin"),
     )
     .unwrap();

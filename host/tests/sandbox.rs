@@ -503,12 +503,12 @@ fn the_compiler_binary_speaks_its_protocol() {
 /// the missing compiler on a miss, and still loads what was precompiled.
 #[test]
 fn a_host_installed_without_its_compiler() {
-    let host = env!("CARGO_BIN_EXE_contrail-cni-plugin");
+    let host = contrail_integration::cni_host!();
     let d = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let alone = d.path().join("contrail-cni-plugin");
     // A hard link (same file system as the build): no copy to be "text file busy" while
     // another test thread forks.
-    fs::hard_link(host, &alone).unwrap();
+    fs::hard_link(&host, &alone).unwrap();
     let cache = d.path().join("cache");
     let tr = wasm_plugin("mesos_delegate");
     let run = |bin: &std::path::Path, args: &[&str]| {
@@ -533,7 +533,7 @@ fn a_host_installed_without_its_compiler() {
         err.contains(beside.to_str().unwrap()) && err.contains("not installed"),
         "{err}"
     );
-    let (code, out, err) = run(std::path::Path::new(host), &compile);
+    let (code, out, err) = run(&host, &compile);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("compiled:"), "{out}");
     let (code, out, err) = run(&alone, &compile);
@@ -584,7 +584,7 @@ fn an_unwritable_cache_dir_still_works_in_memory() {
 /// The CLI validates plugins before deployment.
 #[test]
 fn plugin_check_and_compile_commands() {
-    let bin = env!("CARGO_BIN_EXE_contrail-cni-plugin");
+    let bin = &contrail_integration::cni_host!();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(bin).args(args).output().unwrap();
         (
@@ -1003,7 +1003,7 @@ fn the_templates_wit_is_the_shipped_wit() {
 /// `plugin run`: a dry run of one world with the template's sample, checks applied.
 #[test]
 fn plugin_run_answers_a_sample() {
-    let bin = env!("CARGO_BIN_EXE_contrail-cni-plugin");
+    let bin = &contrail_integration::cni_host!();
     let root = contrail_integration::paths::workspace_root();
     let d = tempfile::tempdir().unwrap();
     let sample = root.join("plugins/template/sample.json");
@@ -1071,7 +1071,7 @@ fn a_changed_record_fails_the_type_check() {
         e.msg.contains("does not implement its world") && e.msg.contains("field ips"),
         "{e:?}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+    let out = std::process::Command::new(contrail_integration::cni_host!())
         .args(["plugin", "check"])
         .arg(wasm_plugin("changed_record"))
         .output()
@@ -1095,7 +1095,7 @@ fn an_unknown_import_from_our_own_package_is_listed_and_denied() {
         e.msg.contains("contrail:cni-plugin/evil@0.2.0#steal"),
         "{e:?}"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+    let out = std::process::Command::new(contrail_integration::cni_host!())
         .args(["plugin", "check"])
         .arg(wasm_plugin("evil_import"))
         .output()

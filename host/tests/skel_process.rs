@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 fn run(env: &[(&str, &str)], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+    let mut child = Command::new(contrail_integration::cni_host!())
         .env_clear()
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -87,7 +87,7 @@ fn errors_are_json_on_stdout_with_exit_1() {
 
 #[test]
 fn arguments_select_the_cli_and_bad_ones_fail() {
-    let out = Command::new(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+    let out = Command::new(contrail_integration::cni_host!())
         .arg("frobnicate")
         .output()
         .unwrap();
@@ -155,7 +155,7 @@ fn mesos_args_that_are_not_an_object_are_error_7() {
 fn version_is_per_path() {
     let dir = tempfile::tempdir().unwrap();
     let mesos = dir.path().join("mesos");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_contrail-cni-plugin"), &mesos).unwrap();
+    std::os::unix::fs::symlink(contrail_integration::cni_host!(), &mesos).unwrap();
     let mut child = Command::new(&mesos)
         .env_clear()
         .env("CNI_COMMAND", "VERSION")

@@ -45,3 +45,23 @@ pub fn wasm_plugin(stem: &str) -> PathBuf {
 
 /// Debian's reference CNI plugins.
 pub const REFERENCE_CNI_DIR: &str = "/usr/lib/cni";
+
+/// The CNI host binary a test execs: `built` (the test's own build,
+/// `env!("CARGO_BIN_EXE_contrail-cni-plugin")`, which [`cni_host!`](crate::cni_host) passes),
+/// unless `CONTRAIL_TEST_HOST_BIN` names another build. `make test-shipped` runs the host's
+/// tests that way against the static musl build that ships (`make host`), with its plugin
+/// compiler beside it as an install has it.
+pub fn cni_host(built: &str) -> PathBuf {
+    std::env::var_os("CONTRAIL_TEST_HOST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(built))
+}
+
+/// [`paths::cni_host`](crate::paths::cni_host) for the calling test crate's own
+/// `contrail-cni-plugin` (the `env!` expands where the macro is used).
+#[macro_export]
+macro_rules! cni_host {
+    () => {
+        $crate::paths::cni_host(env!("CARGO_BIN_EXE_contrail-cni-plugin"))
+    };
+}

@@ -65,7 +65,14 @@ impl ZkServer {
         )?;
         let log = std::fs::File::create(dir.path().join("zookeeper.log"))?;
         let child = Command::new("/usr/bin/java")
-            .args(["-Xmx256m", "-XX:+UseSerialGC", "-cp", ZOOKEEPER_JAR])
+            // No perf-data file: the JVM would leave /tmp/hsperfdata_<user> behind.
+            .args([
+                "-Xmx256m",
+                "-XX:+UseSerialGC",
+                "-XX:-UsePerfData",
+                "-cp",
+                ZOOKEEPER_JAR,
+            ])
             .arg(format!("-Dzookeeper.log.dir={}", dir.path().display()))
             .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(&cfg)

@@ -154,8 +154,10 @@ impl Drop for Alarm {
 
 fn timespec(d: Duration) -> libc::timespec {
     libc::timespec {
-        tv_sec: d.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
+        // `time_t` is 64-bit on every target we build (glibc and musl); saturate rather than
+        // wrap for a budget beyond it.
+        tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: d.subsec_nanos().into(),
     }
 }
 

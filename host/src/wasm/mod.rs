@@ -157,9 +157,7 @@ pub struct Plugins {
 pub fn default_plugin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let invoked = std::env::args_os()
-            .next()
-            .map(PathBuf::from)
+        let invoked = crate::invoked_path::get()
             .filter(|p| p.components().count() > 1)
             .and_then(|p| p.parent().map(|d| d.join(PLUGIN_DIR_NAME)));
         if let Some(i) = &invoked
