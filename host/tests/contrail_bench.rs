@@ -17,6 +17,7 @@
 //! Everything runs inside a test-owned "node" namespace (plugins exec'd with `setns` in
 //! `pre_exec`, no `ip netns exec` mount games), so the machine's namespace is untouched.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
@@ -192,7 +193,9 @@ fn contrail_bench() {
             &vmi,
             0,
             1,
-            &format!("10.{}.{}.{}", 40 + i / 65536, (i / 256) % 256, i % 256 + 1),
+            // 10.40.0.1 upwards in the node's /8.
+            &std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 40, 0, 1)) + i)
+                .to_string(),
             8,
         ));
     }
@@ -498,7 +501,83 @@ fn contrail_bench() {
             println!("log: {l}");
         }
     }
+    let mut series = vec![
+        ("ours", (0..iters).map(cid).collect::<Vec<_>>()),
+        ("ours, manager", (0..iters).map(|i| cid_of(1, i)).collect()),
+    ];
+    if !before_add.0.is_empty() {
+        series.push(("before", (0..iters).map(|i| cid_of(2, i)).collect()));
+        series.push((
+            "before, manager",
+            (0..iters).map(|i| cid_of(3, i)).collect(),
+        ));
+    }
+    step_medians(&log, &series);
     assert_eq!(fails, 0);
     assert_eq!(del_fails, 0);
     let _ = node.ip(&["link", "del", "cnibench0"]);
+}
+
+/// Where the sequential ADDs spent their time, from our debug log: the median of each logged
+/// step (ms) per series, the series told apart by container id.
+fn step_medians(log: &str, series: &[(&str, Vec<String>)]) {
+    let mut of: HashMap<&str, usize> = HashMap::new();
+    for (k, (_, ids)) in series.iter().enumerate() {
+        for id in ids {
+            of.insert(id.as_str(), k);
+        }
+    }
+    let field = |l: &str, key: &str| -> Option<String> {
+        let at = l.find(key)? + key.len();
+        let v = l[at..].trim_start_matches('"');
+        Some(v[..v.find(['"', ' ']).unwrap_or(v.len())].to_owned())
+    };
+    // (step, series) → samples in ms; steps in the order first seen.
+    let mut steps: Vec<String> = Vec::new();
+    let mut samples: HashMap<(String, usize), Vec<f64>> = HashMap::new();
+    for l in log.lines() {
+        let Some(k) = field(l, "container_id=").and_then(|c| of.get(c.as_str()).copied()) else {
+            continue;
+        };
+        let (step, ms) = if let Some(step) = field(l, "step=") {
+            (step, field(l, " ms="))
+        } else if l.contains("labels translated") {
+            (
+                "(translate labels)".to_owned(),
+                field(l, " us=").map(|u| u + "e-3"),
+            )
+        } else if l.contains("manager attach answered") {
+            (
+                "(manager POST)".to_owned(),
+                field(l, " us=").map(|u| u + "e-3"),
+            )
+        } else if l.contains("ADD done") {
+            ("ADD, in process".to_owned(), field(l, " ms="))
+        } else {
+            continue;
+        };
+        let Some(ms) = ms.and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        if !steps.contains(&step) {
+            steps.push(step.clone());
+        }
+        samples.entry((step, k)).or_default().push(ms);
+    }
+    println!("\nlogged ADD steps, median ms (sequential runs):\n");
+    let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
+    println!("| step | {} |", names.join(" | "));
+    println!("|---|{}", "---|".repeat(names.len()));
+    for step in &steps {
+        let cells: Vec<String> = (0..series.len())
+            .map(|k| match samples.get_mut(&(step.clone(), k)) {
+                Some(v) if !v.is_empty() => {
+                    v.sort_by(f64::total_cmp);
+                    format!("{:.3}", v[v.len() / 2])
+                }
+                _ => "–".to_owned(),
+            })
+            .collect();
+        println!("| {step} | {} |", cells.join(" | "));
+    }
 }
