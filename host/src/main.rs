@@ -17,6 +17,11 @@ use std::os::unix::ffi::OsStrExt;
 
 use contrail_cni_host::cni::skel::ProcessEnv;
 
+/// On musl (the shipped build) mimalloc, not musl's allocator: see host/Cargo.toml.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn run(args: Vec<OsString>) -> i32 {
     if args.len() > 1 {
         return i32::from(contrail_cni_host::cli::main(args).0);
