@@ -33,12 +33,11 @@ pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
     let policy = deps.policy;
     let mut undo = UndoList::default();
     let out = std::thread::scope(|s| {
-        // Loading the IPAM component overlaps the agent round trips instead of following them.
-        let prefetch = || {
-            s.spawn(|| policy.prefetch());
-        };
+        // Loading the IPAM component (~3 ms) overlaps the agent round trips instead of
+        // following them.
+        s.spawn(|| policy.prefetch());
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            steps(ctx, netns, deps, &mut undo, &prefetch)
+            steps(ctx, netns, deps, &mut undo)
         }))
     });
     match out {
@@ -72,14 +71,7 @@ impl Laps<'_> {
     }
 }
 
-/// `prefetch` starts loading the IPAM plugin on a thread of its own.
-fn steps(
-    ctx: &Ctx,
-    netns: &Path,
-    deps: &mut Deps,
-    undo: &mut UndoList,
-    prefetch: &dyn Fn(),
-) -> Result<CniResult> {
+fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Result<CniResult> {
     let t0 = Instant::now();
     let mut laps = Laps {
         container_id: ctx.container_id,
@@ -118,15 +110,9 @@ fn steps(
         )?;
     }
 
-    if !registers {
-        prefetch();
-    }
     let hints = register(ctx, netns, deps, &mut id, undo)?;
     if hints.is_some() {
         laps.done("register");
-        // Only now: loaded side by side, the two plugins took longer each than one after the
-        // other (the translator's load is on the critical path, the IPAM's is not).
-        prefetch();
     }
     let hints = hints.unwrap_or_default();
     let vmi = wait_for_vmi(ctx, netns, deps, &id, hints.vmi.as_deref(), !registers)?;
