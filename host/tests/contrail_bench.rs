@@ -532,37 +532,35 @@ fn step_medians(log: &str, series: &[(&str, Vec<String>)]) {
         let v = l[at..].trim_start_matches('"');
         Some(v[..v.find(['"', ' ']).unwrap_or(v.len())].to_owned())
     };
-    // (step, series) → samples in ms; steps in the order first seen.
+    // (step, series) → samples; steps in the order first seen.
     let mut steps: Vec<String> = Vec::new();
-    let mut samples: HashMap<(String, usize), Vec<f64>> = HashMap::new();
+    let mut samples: HashMap<(String, usize), Series> = HashMap::new();
     for l in log.lines() {
         let Some(k) = field(l, "container_id=").and_then(|c| of.get(c.as_str()).copied()) else {
             continue;
         };
-        let (step, ms) = if let Some(step) = field(l, "step=") {
-            (step, field(l, " ms="))
+        // The value and how many of it make a millisecond.
+        let (step, value, per_ms) = if let Some(step) = field(l, "step=") {
+            (step, field(l, " ms="), 1.0)
         } else if l.contains("labels translated") {
-            (
-                "(translate labels)".to_owned(),
-                field(l, " us=").map(|u| u + "e-3"),
-            )
+            ("(translate labels)".to_owned(), field(l, " us="), 1e3)
         } else if l.contains("manager attach answered") {
-            (
-                "(manager POST)".to_owned(),
-                field(l, " us=").map(|u| u + "e-3"),
-            )
+            ("(manager POST)".to_owned(), field(l, " us="), 1e3)
         } else if l.contains("ADD done") {
-            ("ADD, in process".to_owned(), field(l, " ms="))
+            ("ADD, in process".to_owned(), field(l, " ms="), 1.0)
         } else {
             continue;
         };
-        let Some(ms) = ms.and_then(|v| v.parse::<f64>().ok()) else {
+        let Some(d) = value
+            .and_then(|v| v.parse::<f64>().ok())
+            .and_then(|v| Duration::try_from_secs_f64(v / per_ms / 1e3).ok())
+        else {
             continue;
         };
         if !steps.contains(&step) {
             steps.push(step.clone());
         }
-        samples.entry((step, k)).or_default().push(ms);
+        samples.entry((step, k)).or_default().push(d);
     }
     println!("\nlogged ADD steps, median ms (sequential runs):\n");
     let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
@@ -570,12 +568,10 @@ fn step_medians(log: &str, series: &[(&str, Vec<String>)]) {
     println!("|---|{}", "---|".repeat(names.len()));
     for step in &steps {
         let cells: Vec<String> = (0..series.len())
-            .map(|k| match samples.get_mut(&(step.clone(), k)) {
-                Some(v) if !v.is_empty() => {
-                    v.sort_by(f64::total_cmp);
-                    format!("{:.3}", v[v.len() / 2])
-                }
-                _ => "–".to_owned(),
+            .map(|k| {
+                samples
+                    .get(&(step.clone(), k))
+                    .map_or_else(|| "–".to_owned(), |s| format!("{:.3}", s.pct(0.5)))
             })
             .collect();
         println!("| {step} | {} |", cells.join(" | "));
