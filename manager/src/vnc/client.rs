@@ -603,30 +603,60 @@ mod tests {
         url: String,
         accepts: Arc<AtomicUsize>,
         requests: Arc<AtomicUsize>,
+        /// TCP segments with data that the server's sockets took in, over all connections.
+        segments: Arc<AtomicUsize>,
+    }
+
+    /// `tcpi_data_segs_in` of a socket: the segments with data it has received (TCP_INFO,
+    /// linux/tcp.h; Linux 4.6+). Read at its offset, which libc's `tcp_info` stops short of.
+    fn data_segs_in(c: &TcpStream) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut info = [0u8; 256];
+        let mut len = info.len() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `info`.
+        let rc = unsafe {
+            libc::getsockopt(
+                c.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        assert!(rc == 0 && len >= 156, "TCP_INFO: rc {rc}, {len} bytes");
+        u32::from_ne_bytes(info[152..156].try_into().unwrap()) as usize
     }
 
     fn peer(drop_after: Option<usize>) -> Peer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
         let (accepts, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let (a, r) = (accepts.clone(), requests.clone());
+        let segments = Arc::new(AtomicUsize::new(0));
+        let (a, r, s) = (accepts.clone(), requests.clone(), segments.clone());
         std::thread::spawn(move || {
             for c in l.incoming() {
                 let Ok(c) = c else { return };
                 a.fetch_add(1, Ordering::SeqCst);
-                let r = r.clone();
-                std::thread::spawn(move || serve(c, drop_after, &r));
+                let (r, s) = (r.clone(), s.clone());
+                std::thread::spawn(move || serve(c, drop_after, &r, &s));
             }
         });
         Peer {
             url,
             accepts,
             requests,
+            segments,
         }
     }
 
-    fn serve(c: TcpStream, drop_after: Option<usize>, requests: &AtomicUsize) {
+    fn serve(
+        c: TcpStream,
+        drop_after: Option<usize>,
+        requests: &AtomicUsize,
+        segments: &AtomicUsize,
+    ) {
         let mut w = c.try_clone().unwrap();
+        let mut counted = 0;
         let mut r = std::io::BufReader::new(c);
         for n in 0.. {
             let mut len = 0;
@@ -644,6 +674,9 @@ mod tests {
             }
             let mut body = vec![0; len];
             r.read_exact(&mut body).unwrap();
+            let segs = data_segs_in(&w);
+            segments.fetch_add(segs - counted, Ordering::SeqCst);
+            counted = segs;
             requests.fetch_add(1, Ordering::SeqCst);
             if drop_after == Some(n) {
                 return;
@@ -676,7 +709,7 @@ mod tests {
     }
 
     #[test]
-    fn calls_reuse_one_connection() {
+    fn calls_reuse_one_connection_and_each_request_is_one_segment() {
         let p = peer(None);
         let (vnc, _) = client(&p.url, 1);
         for _ in 0..20 {
@@ -685,6 +718,9 @@ mod tests {
         }
         assert_eq!(p.requests.load(Ordering::SeqCst), 20);
         assert_eq!(p.accepts.load(Ordering::SeqCst), 1);
+        // Head and body leave together (`transport`): one data segment per request, where
+        // two sends made two.
+        assert_eq!(p.segments.load(Ordering::SeqCst), 20);
     }
 
     #[test]

@@ -13,9 +13,22 @@
 //!
 //! ureq's own `TcpTransport` does not expose its socket, hence this small copy of it
 //! (connect with the connect timeout, `TCP_NODELAY`, per-read/write timeouts, the
-//! non-blocking probe that tells the pool whether an idle connection is still open).
+//! non-blocking probe that tells the pool whether an idle connection is still open), with
+//! fewer system calls per exchange, which is most of the manager's CPU per attachment
+//! (docs/BENCHMARKS.md, "Sixth round"):
+//! * A request leaves in one segment: ureq hands over the head and then the body, and both
+//!   are kept until ureq waits for the answer (or [`FLUSH_AT`] bytes are pending). Two
+//!   segments cost a `send` each here and a wake-up and a `recv` each at the server.
+//! * The write is tried without blocking first; only a request the socket buffer cannot take
+//!   at once sets the write timeout (`SO_SNDTIMEO`) and blocks for the rest.
+//! * The read timeout is the time left of the call, so it shrinks with every read; it is set
+//!   again only when it is more than [`TIMEOUT_SLACK`] off, so a read ends within that slack of
+//!   the call's deadline.
+//! * The pool's liveness probe is one `recv(MSG_PEEK | MSG_DONTWAIT)` instead of switching the
+//!   socket to non-blocking and back around a read.
 
 use std::io::{self, Read as _, Write as _};
+use std::mem::MaybeUninit;
 use std::net::TcpStream;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -25,6 +38,14 @@ use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
     Transport,
 };
+
+/// Pending request bytes beyond which they are sent before ureq waits for the answer (a large
+/// body then streams instead of piling up here).
+pub const FLUSH_AT: usize = 64 * 1024;
+
+/// How far the read timeout set on the socket may be from the time left of the call before it
+/// is set again (each `setsockopt` is a system call; the call's deadline is seconds away).
+pub const TIMEOUT_SLACK: Duration = Duration::from_millis(5);
 
 /// Opens TCP connections whose reads re-arm `TCP_QUICKACK`. Chain TLS after it.
 #[derive(Debug, Default)]
@@ -70,6 +91,8 @@ impl<In: Transport> Connector<In> for QuickAckConnector {
         let t = QuickAckTransport {
             stream: Arc::new(stream),
             buffers: LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size()),
+            pending: Vec::new(),
+            pending_timeout: None,
             read_timeout: None,
             write_timeout: None,
             reused: false,
@@ -87,6 +110,10 @@ impl<In: Transport> Connector<In> for QuickAckConnector {
 pub struct QuickAckTransport {
     stream: Arc<TcpStream>,
     buffers: LazyBuffers,
+    /// Request bytes ureq has handed over that are not sent yet (see the module doc).
+    pending: Vec<u8>,
+    /// The write timeout of the pending bytes (ureq's, for the last of them).
+    pending_timeout: Option<NextTimeout>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     /// An earlier exchange was answered on this connection (it came from the pool).
@@ -153,28 +180,25 @@ impl Transport for QuickAckTransport {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        let timeout = timeout.for_write();
-        let t = timeout.not_zero().map(|d| *d);
-        if t != self.write_timeout {
-            self.stream.set_write_timeout(t)?;
-            self.write_timeout = t;
-        }
         if self.answered {
             // The first write of the next request on this connection.
             self.reused = true;
             self.answered = false;
         }
-        let output = &self.buffers.output()[..amount];
-        match (&*self.stream).write_all(output) {
-            Err(e) if self.reused && is_closed(&e) => Err(idle_closed()),
-            r => r.map_err(|e| io_error(e, timeout.reason)),
+        self.pending
+            .extend_from_slice(&self.buffers.output()[..amount]);
+        self.pending_timeout = Some(timeout);
+        if self.pending.len() >= FLUSH_AT {
+            self.flush()?;
         }
+        Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+        self.flush()?;
         let timeout = timeout.for_read();
         let t = timeout.not_zero().map(|d| *d);
-        if t != self.read_timeout {
+        if !close_enough(self.read_timeout, t) {
             self.stream.set_read_timeout(t)?;
             self.read_timeout = t;
         }
@@ -206,14 +230,86 @@ impl Transport for QuickAckTransport {
     }
 
     /// Whether an idle connection may be reused: nothing to read (no early answer, no FIN
-    /// from a server that closed it).
+    /// from a server that closed it), peeked without blocking and without taking anything.
     fn is_open(&mut self) -> bool {
-        let s = &*self.stream;
-        if s.set_nonblocking(true).is_err() {
+        if !self.pending.is_empty() {
+            // A request that was never sent: the connection is mid-exchange.
             return false;
         }
-        let open =
-            matches!((&*s).read(&mut [0u8]), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        open && s.set_nonblocking(false).is_ok()
+        let mut byte = [MaybeUninit::<u8>::uninit()];
+        let r = socket2::SockRef::from(&*self.stream)
+            .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT);
+        matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+impl QuickAckTransport {
+    /// Sends the pending request bytes: without blocking when the socket buffer takes them
+    /// all (a VNC request always fits), else the rest blocking under ureq's write timeout.
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let timeout = self
+            .pending_timeout
+            .take()
+            .expect("pending bytes come with their timeout")
+            .for_write();
+        let sock = socket2::SockRef::from(&*self.stream);
+        let mut sent = 0;
+        let res = loop {
+            match sock.send_with_flags(
+                &self.pending[sent..],
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            ) {
+                Ok(n) => {
+                    sent += n;
+                    if sent == self.pending.len() {
+                        break Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let t = timeout.not_zero().map(|d| *d);
+                    if t != self.write_timeout {
+                        self.stream.set_write_timeout(t)?;
+                        self.write_timeout = t;
+                    }
+                    break (&*self.stream).write_all(&self.pending[sent..]);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.pending.clear();
+        match res {
+            Err(e) if self.reused && is_closed(&e) => Err(idle_closed()),
+            r => r.map_err(|e| io_error(e, timeout.reason)),
+        }
+    }
+}
+
+/// Whether a socket timeout of `set` serves for a read that may take `want` (see
+/// [`TIMEOUT_SLACK`]). "No timeout" only matches itself.
+fn close_enough(set: Option<Duration>, want: Option<Duration>) -> bool {
+    match (set, want) {
+        (Some(a), Some(b)) => a.abs_diff(b) <= TIMEOUT_SLACK,
+        (a, b) => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_timeout_is_set_again_only_when_it_is_off_by_more_than_the_slack() {
+        let s = |ms| Some(Duration::from_millis(ms));
+        assert!(close_enough(s(10_000), s(9_996)));
+        assert!(close_enough(s(9_996), s(10_000)));
+        assert!(!close_enough(s(10_000), s(9_994)));
+        assert!(!close_enough(s(9_994), s(10_000)));
+        assert!(close_enough(None, None));
+        assert!(!close_enough(None, s(10_000)));
+        assert!(!close_enough(s(10_000), None));
     }
 }
