@@ -34,11 +34,15 @@ fn contrail_net_veth_configure_inspect_delete() {
         let spec = VethSpec {
             host_name: "tapabcdefghijk".into(),
             container_name: "eth0".into(),
-            mac: Some([2, 1, 2, 3, 4, 5]),
             mtu: 1400,
         };
         nl.create_veth(&ctp, &spec).unwrap();
         assert!(nl.host_link_exists("tapabcdefghijk").unwrap());
+        // Born down, with a kernel-chosen MAC; then up with the VMI's.
+        let born = nl.inspect(&ctp, "eth0").unwrap().unwrap();
+        assert!(!born.up && born.mac != Some([2, 1, 2, 3, 4, 5]), "{born:?}");
+        nl.up_container_link(&ctp, "eth0", Some([2, 1, 2, 3, 4, 5]))
+            .unwrap();
         let again = nl.create_veth(
             Path::new(&ctp),
             &VethSpec {
@@ -90,7 +94,6 @@ fn contrail_net_retire_frees_names_at_once_and_deletes_in_background() {
         let spec = VethSpec {
             host_name: "tapretire00001".into(),
             container_name: "eth0".into(),
-            mac: None,
             mtu: 1500,
         };
         nl.create_veth(&ctp, &spec).unwrap();
@@ -118,7 +121,6 @@ fn contrail_net_retire_frees_names_at_once_and_deletes_in_background() {
         let third = VethSpec {
             host_name: "tapretire00003".into(),
             container_name: "eth2".into(),
-            mac: None,
             mtu: 1500,
         };
         nl.create_veth(&ctp, &third).unwrap();

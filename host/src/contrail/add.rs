@@ -9,10 +9,12 @@ use std::time::Instant;
 use contrail_mesos_api::{AttachRequest, Node};
 use ipnet::IpNet;
 
+use super::agent::Agent;
 use super::agent::{VmiCfg, VrouterPort};
 use super::config::Mode;
-use super::ctx::{Ctx, Deps, Identity};
+use super::ctx::{Ctx, Deps, Identity, Policy};
 use super::error::{Error, Result, at_step, code};
+use super::manager::Manager;
 use super::naming::{eth_index, tap_name};
 use super::nested::{self, VlanLock};
 use super::poll::{Poll, agent_poll_reason, ms, poll, request_timeout};
@@ -21,7 +23,9 @@ use super::portmap::{InstallError, Target, chain_name};
 use super::record::{Record, Store};
 use super::undo::{Undo, UndoList};
 use crate::cni::result::{CniResult, Interface, IpConfig};
-use crate::net::{MacvlanSpec, NetError, RouteSpec, VethSpec, VlanSpec, format_mac, parse_mac};
+use crate::net::{
+    MacvlanSpec, NetError, NetOps, RouteSpec, VethSpec, VlanSpec, format_mac, parse_mac,
+};
 
 /// ADD. Returns the result in the canonical (1.1.0) shape.
 pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
@@ -109,29 +113,78 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
             ctx.ifname,
         )?;
     }
+    let nested_link_mode = ctx.cfg.nested() && ctx.cfg.parent_interface.is_some();
 
-    let hints = register(ctx, netns, deps, &mut id, undo)?;
-    if hints.is_some() {
-        laps.done("register");
-    }
-    let hints = hints.unwrap_or_default();
-    let vmi = wait_for_vmi(ctx, netns, deps, &id, hints.vmi.as_deref(), !registers)?;
-    laps.done("vm-cfg");
+    // The manager and the agent are asked while a thread opens the netlink connections and
+    // makes the veth pair, which needs only names and the MTU (the VMI's MAC comes when its
+    // container end is brought up). Without a registration that thread also checks the
+    // interface name first.
+    let Deps {
+        agent,
+        manager,
+        net,
+        policy,
+        ..
+    } = deps;
+    let (asked, linked) = std::thread::scope(|scope| {
+        let link = scope.spawn(|| {
+            // Best effort: the steps that need the connections report their errors.
+            let _ = net.prepare(Some(netns));
+            if !registers {
+                ifname_is_free(net.container_link_exists(netns, ctx.ifname), ctx.ifname)?;
+            }
+            if nested_link_mode {
+                Ok(None)
+            } else {
+                make_veth(ctx, netns, &mut **net).map(Some)
+            }
+        });
+        let asked = register(ctx, netns, *policy, *manager, &mut id, undo).and_then(|hints| {
+            if hints.is_some() {
+                laps.done("register");
+            }
+            let hints = hints.unwrap_or_default();
+            let vmi = wait_for_vmi(ctx, *agent, &id, hints.vmi.as_deref())?;
+            laps.done("vm-cfg");
+            Ok((hints, vmi))
+        });
+        let linked = link
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(code::INTERNAL, "the veth thread panicked")));
+        (asked, linked)
+    });
+    // What was made is undone whatever failed.
+    let veth = match linked {
+        Ok(Some(tap)) => {
+            undo.push(Undo::Veth { tap: tap.clone() });
+            Ok(Some(tap))
+        }
+        other => other,
+    };
+    let (hints, vmi) = asked?;
+    let veth = veth?;
     let plan = Plan::new(ctx, &id, &vmi, &hints)?;
 
-    let tap = match (&plan.vlan, ctx.cfg.parent_interface.as_deref()) {
-        (Some(vlan), Some(parent)) if ctx.cfg.nested() => {
+    let tap = match (veth, &plan.vlan, ctx.cfg.parent_interface.as_deref()) {
+        (None, Some(vlan), Some(parent)) => {
             let link = nested_link(ctx, netns, deps, &id, &plan, parent, *vlan, undo)?;
             laps.done("macvlan");
             link
         }
-        _ => {
-            let tap = create_veth(ctx, netns, deps, &plan)?;
-            undo.push(Undo::Veth { tap: tap.clone() });
+        (Some(tap), _, _) => {
+            deps.net
+                .up_container_link(netns, ctx.ifname, Some(plan.mac))
+                .map_err(|e| at_step(e.into(), "set the container's interface up"))?;
             laps.done("veth");
             subscribe(ctx, netns, deps, &id, &plan, &tap, None, undo)?;
             laps.done("port");
             tap
+        }
+        (None, ..) => {
+            return Err(Error::new(
+                code::INTERNAL,
+                "nested mode without its VLAN or parent interface",
+            ));
         }
     };
 
@@ -289,16 +342,16 @@ struct Hints {
 fn register(
     ctx: &Ctx,
     netns: &Path,
-    deps: &mut Deps,
+    policy: &(dyn Policy + Sync),
+    manager: Option<&dyn Manager>,
     id: &mut Identity,
     undo: &mut UndoList,
 ) -> Result<Option<Hints>> {
-    let (Mode::Mesos, Some(m)) = (id.mode, deps.manager) else {
+    let (Mode::Mesos, Some(m)) = (id.mode, manager) else {
         return Ok(None);
     };
     let t = Instant::now();
-    let request = deps
-        .policy
+    let request = policy
         .translate(&ctx.labels)
         .map_err(|e| at_step(e, "translate labels"))?;
     tracing::debug!(
@@ -349,57 +402,28 @@ fn ifname_is_free(exists: std::result::Result<bool, NetError>, ifname: &str) -> 
     }
 }
 
-/// Polls `GET /vm-cfg/<vm-name>` until this interface's VMI is configured. The netlink
-/// connections (a thread joins the container's namespace for one) open meanwhile, and, with
-/// `check_ifname`, the interface name is checked free there.
-fn wait_for_vmi(
-    ctx: &Ctx,
-    netns: &Path,
-    deps: &mut Deps,
-    id: &Identity,
-    want: Option<&str>,
-    check_ifname: bool,
-) -> Result<VmiCfg> {
-    let agent = deps.agent;
+/// Polls `GET /vm-cfg/<vm-name>` until this interface's VMI is configured.
+fn wait_for_vmi(ctx: &Ctx, agent: &dyn Agent, id: &Identity, want: Option<&str>) -> Result<VmiCfg> {
     let what = format!(
         "the vRouter agent at {} to have the config of VM {} (GET /vm-cfg/{})",
         agent.endpoint(),
         id.vm_name,
         id.vm_name
     );
-    let net = &mut *deps.net;
-    let ifname = ctx.ifname;
-    let (vmi, free) = std::thread::scope(|scope| {
-        let prep = scope.spawn(move || {
-            // Best effort: the steps that need the connections report their errors.
-            let _ = net.prepare(Some(netns));
-            if check_ifname {
-                ifname_is_free(net.container_link_exists(netns, ifname), ifname)
-            } else {
-                Ok(())
-            }
-        });
-        let vmi = poll(ctx.cfg, &what, |timeout| {
-            match agent.vm_cfg(&id.vm_name, timeout) {
-                Ok(None) => Poll::NotYet("404 (not configured yet)".into()),
-                Ok(Some(cfgs)) => match select_vmi(&cfgs, ctx.ifname, want) {
-                    Ok(c) => Poll::Done(c.clone()),
-                    Err(p) => p,
-                },
-                Err(e) => match agent_poll_reason(&e) {
-                    Some(r) => Poll::NotYet(r),
-                    None => Poll::Fatal(e.into()),
-                },
-            }
-        });
-        let free = prep
-            .join()
-            .unwrap_or_else(|_| Err(Error::new(code::INTERNAL, "netlink preparation panicked")));
-        (vmi, free)
-    });
-    let vmi = vmi.map_err(|e| at_step(e, "wait for the VMI config"))?;
-    free?;
-    Ok(vmi)
+    poll(ctx.cfg, &what, |timeout| {
+        match agent.vm_cfg(&id.vm_name, timeout) {
+            Ok(None) => Poll::NotYet("404 (not configured yet)".into()),
+            Ok(Some(cfgs)) => match select_vmi(&cfgs, ctx.ifname, want) {
+                Ok(c) => Poll::Done(c.clone()),
+                Err(p) => p,
+            },
+            Err(e) => match agent_poll_reason(&e) {
+                Some(r) => Poll::NotYet(r),
+                None => Poll::Fatal(e.into()),
+            },
+        }
+    })
+    .map_err(|e| at_step(e, "wait for the VMI config"))
 }
 
 /// Which vm-cfg element is this interface's. Err is the poll outcome when none is (yet).
@@ -502,16 +526,16 @@ impl Plan {
     }
 }
 
-/// Creates the veth pair; returns the host end's name.
-fn create_veth(ctx: &Ctx, netns: &Path, deps: &mut Deps, plan: &Plan) -> Result<String> {
+/// Creates the veth pair, its container end down and without its MAC yet; returns the host
+/// end's name.
+fn make_veth(ctx: &Ctx, netns: &Path, net: &mut (dyn NetOps + Send)) -> Result<String> {
     let tap = tap_name(ctx.container_id, ctx.ifname);
     let spec = VethSpec {
         host_name: tap.clone(),
         container_name: ctx.ifname.to_owned(),
-        mac: Some(plan.mac),
         mtu: ctx.cfg.mtu,
     };
-    let created = match deps.net.create_veth(netns, &spec) {
+    let created = match net.create_veth(netns, &spec) {
         Err(NetError::Netlink {
             errno: Some(libc::EEXIST),
             ..
@@ -523,9 +547,8 @@ fn create_veth(ctx: &Ctx, netns: &Path, deps: &mut Deps, plan: &Plan) -> Result<
                 tap,
                 "replacing a stale host interface"
             );
-            deps.net
-                .delete_host_link(&tap)
-                .and_then(|_| deps.net.create_veth(netns, &spec))
+            net.delete_host_link(&tap)
+                .and_then(|_| net.create_veth(netns, &spec))
         }
         r => r,
     };
@@ -765,6 +788,9 @@ mod tests {
         assert_eq!(r.ips[0].interface, Some(0));
         assert_eq!(r.routes.len(), 1);
         assert_eq!(r.interfaces[0].mac.as_deref(), Some("02:00:00:00:00:01"));
+        // The container end was made while the agent was asked and got the VMI's MAC when
+        // it went up.
+        assert_eq!(net.up, [("eth0".to_owned(), Some([2, 0, 0, 0, 0, 1]))]);
         let file = cfg.config_dir.join(CID).join(VMI);
         assert_eq!(std::fs::read(&file).unwrap(), agent.subs.borrow()[VMI]);
         assert_eq!(
@@ -873,7 +899,37 @@ mod tests {
         // 5, 10, 20, 20, 20, 20, 5 ms...: a handful of polls, not a spin.
         let polls = agent.calls.borrow().len();
         assert!((4..=12).contains(&polls), "{polls}");
-        assert!(net.links.is_empty());
+        // The veth made meanwhile is gone again.
+        assert!(net.links.is_empty() && net.container.is_empty());
+    }
+
+    #[test]
+    fn a_refused_registration_removes_the_veth_made_meanwhile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let manager = FakeManager {
+            fail_attach: true,
+            ..Default::default()
+        };
+        let mut net = FakeNet::default();
+        let mut deps = Deps {
+            manager: Some(&manager),
+            ..fake_deps(&agent, &mut net)
+        };
+        let e = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.starts_with("register with the manager:"), "{}", e.msg);
+        // The agent was never asked; the pair made beside the registration was deleted, and
+        // the registration undone (a DEL to the manager, which had nothing).
+        assert!(
+            agent.calls.borrow().is_empty(),
+            "{:?}",
+            agent.calls.borrow()
+        );
+        assert!(net.links.is_empty() && net.container.is_empty());
+        assert!(net.up.is_empty());
+        assert_eq!(*manager.journal.lock().unwrap(), ["attach", "detach"]);
     }
 
     #[test]

@@ -187,6 +187,8 @@ pub struct FakeNet {
     /// Macvlans: (container name, lower).
     pub macvlans: Vec<(String, String)>,
     pub fail_macvlan: bool,
+    /// Container ends set up, with the MAC they were given.
+    pub up: Vec<(String, Option<[u8; 6]>)>,
     pub journal: Journal,
 }
 
@@ -203,6 +205,20 @@ impl NetOps for FakeNet {
     fn create_veth(&mut self, _: &Path, spec: &VethSpec) -> std::result::Result<(), NetError> {
         self.links.push(spec.host_name.clone());
         self.container.push(spec.container_name.clone());
+        Ok(())
+    }
+    fn up_container_link(
+        &mut self,
+        _: &Path,
+        ifname: &str,
+        mac: Option<[u8; 6]>,
+    ) -> std::result::Result<(), NetError> {
+        if !self.container.iter().any(|c| c == ifname) {
+            return Err(NetError::NotFound {
+                name: ifname.to_owned(),
+            });
+        }
+        self.up.push((ifname.to_owned(), mac));
         Ok(())
     }
     fn configure(
@@ -363,6 +379,8 @@ impl NetOps for FakeNet {
 #[derive(Default)]
 pub struct FakeManager {
     pub attached: RefCell<Vec<String>>,
+    /// `attach` answers as a manager refusing the request does (CNI code 7).
+    pub fail_attach: bool,
     pub fail_detach: bool,
     pub journal: Journal,
 }
@@ -371,6 +389,9 @@ impl Manager for FakeManager {
     fn attach(&self, req: &AttachRequest) -> Result<Attachment> {
         self.attached.borrow_mut().push(req.container_id.clone());
         self.journal.lock().unwrap().push("attach".into());
+        if self.fail_attach {
+            return Err(Error::new(7, "manager at fake: no such network"));
+        }
         Ok(Attachment {
             container_id: req.container_id.clone(),
             ifname: req.ifname.clone(),

@@ -181,13 +181,10 @@ fn build_veth(spec: &VethSpec, ns_fd: i32) -> LinkMessage {
     // The peer is born named and in the container namespace: no rename, no move, so parallel
     // ADDs never see each other's temporary names. It cannot be born up: the kernel opens it
     // before the pair is linked and answers ENOTCONN (seen on 6.18, `ip` fails the same way),
-    // so `create_veth` sets it up by name right after.
+    // so `up_container_link` sets it up by name, with its MAC, once that is known.
     peer.attributes
         .push(LinkAttribute::IfName(spec.container_name.clone()));
     peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
-    if let Some(mac) = spec.mac {
-        peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
-    }
     peer.attributes.push(LinkAttribute::NetNsFd(ns_fd));
     LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(spec.host_name.clone())
@@ -326,12 +323,7 @@ impl NetOps for Netlink {
         let msg = build_veth(spec, std::os::fd::AsRawFd::as_raw_fd(&ns.fd()));
         let res = self.rt.block_on(host.link().add(msg).execute());
         match res {
-            Ok(()) => {
-                let up = LinkUnspec::new_with_name(&spec.container_name).up().build();
-                self.rt
-                    .block_on(cont.link().set(up).execute())
-                    .map_err(|e| nl_err(format!("set {} up", spec.container_name), e))
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
                 let e = nl_err(format!("create veth {}", spec.host_name), e);
                 if e.errno() != Some(EEXIST) {
@@ -352,6 +344,22 @@ impl NetOps for Netlink {
                 }
             }
         }
+    }
+
+    fn up_container_link(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), NetError> {
+        let (_, cont) = self.in_ns(netns)?;
+        let mut up = LinkUnspec::new_with_name(ifname).up();
+        if let Some(mac) = mac {
+            up = up.address(mac.to_vec());
+        }
+        self.rt
+            .block_on(cont.link().set(up.build()).execute())
+            .map_err(|e| nl_err(format!("set {ifname} up"), e))
     }
 
     fn configure(
@@ -717,11 +725,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn veth_message_creates_the_peer_in_the_netns_with_mac_and_mtu() {
+    fn veth_message_creates_the_peer_in_the_netns_with_its_mtu_and_no_mac_yet() {
         let spec = VethSpec {
             host_name: "tapabcdefghijk".into(),
             container_name: "eth0".into(),
-            mac: Some([2, 0, 0, 0, 0, 1]),
             mtu: 1400,
         };
         let m = build_veth(&spec, 7);
@@ -748,7 +755,8 @@ mod tests {
                 _ => None,
             })
             .expect("peer");
-        // Set up afterwards (the kernel refuses an up peer at creation).
+        // Set up afterwards with its MAC (the kernel refuses an up peer at creation, and the
+        // MAC is the VMI's, known later).
         assert!(!peer.header.flags.contains(LinkFlags::Up));
         assert!(
             peer.attributes
@@ -756,8 +764,10 @@ mod tests {
         );
         assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(7)));
         assert!(
-            peer.attributes
-                .contains(&LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]))
+            !peer
+                .attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::Address(_)))
         );
         assert!(peer.attributes.contains(&LinkAttribute::Mtu(1400)));
     }

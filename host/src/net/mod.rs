@@ -80,11 +80,10 @@ impl From<NetError> for crate::cni::CniError {
 pub struct VethSpec {
     /// Host end (stays in the namespace of the caller), e.g. `tap1a2b3c4d5e6`.
     pub host_name: String,
-    /// Container end, created directly inside the container namespace with this name.
+    /// Container end, created directly inside the container namespace with this name. Its MAC
+    /// (the VMI's) comes with [`NetOps::up_container_link`]; the host end keeps a kernel-chosen
+    /// MAC, like Contrail's CNI: the vRouter answers ARP itself.
     pub container_name: String,
-    /// MAC of the container end (the VMI's MAC). The host end keeps a kernel-chosen MAC, like
-    /// Contrail's CNI: the vRouter answers ARP itself.
-    pub mac: Option<[u8; 6]>,
     pub mtu: u32,
 }
 
@@ -142,10 +141,20 @@ pub trait NetOps {
     }
     /// Fails unless `netns` is a network namespace (cheap: no netlink, no thread).
     fn check_netns(&mut self, netns: &Path) -> Result<(), NetError>;
-    /// Creates the veth pair: host end here, container end inside `netns`, both up, MTU set, the
-    /// container end with its MAC. Fails with [`NetError::IfnameExists`] when the container
-    /// already has an interface of that name.
+    /// Creates the veth pair: host end here and up, container end inside `netns` and down, MTU
+    /// set on both. Fails with [`NetError::IfnameExists`] when the container already has an
+    /// interface of that name. The pair needs only names, so it is made while the manager and
+    /// the agent are asked; [`NetOps::up_container_link`] then gives the container end the
+    /// VMI's MAC once that is known.
     fn create_veth(&mut self, netns: &Path, spec: &VethSpec) -> Result<(), NetError>;
+    /// Sets `ifname` inside `netns` up, with `mac` as its address first when given (one
+    /// message; the address is in place before IPv6 derives a link-local one from it).
+    fn up_container_link(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), NetError>;
     /// Puts addresses and routes on `ifname` inside `netns`.
     fn configure(
         &mut self,
