@@ -1,6 +1,7 @@
-//! ADD: labels → manager → agent → veth → port file + `POST /vm` → agent → Wasm IPAM → addresses
-//! and routes (nested mode: VLAN interface + macvlan → port file, no `POST /vm`; see
-//! [`super::nested`]). Each step with a side effect records its [`Undo`]; a failure (or a panic) runs
+//! ADD: labels → manager → agent → veth up with the VMI's MAC → port file + `POST /vm` → agent →
+//! Wasm IPAM → addresses and routes (nested mode: VLAN interface + macvlan → port file, no
+//! `POST /vm`; see [`super::nested`]). The veth pair is made, down, on a thread while the manager
+//! and the agent are asked. Each step with a side effect records its [`Undo`]; a failure (or a panic) runs
 //! them in reverse before the error goes back to the runtime.
 
 use std::path::Path;
