@@ -113,6 +113,20 @@ fn transport_error(url: &str, e: &ureq::Error) -> VncError {
 /// re-send `call` already makes after any transport error, only at once and without counting
 /// an attempt: a create the server did take answers 409 with its uuid the second time, which
 /// the writer's create-or-reuse paths accept.
+/// The largest answer body read (a list page of a large cluster is tens of MB).
+const BODY_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// The most a body's buffer is sized up front from its `Content-Length`.
+const PRESIZE_MAX: u64 = 1024 * 1024;
+
+/// A request body as JSON text, written straight into a buffer sized for a VNC object (a
+/// `Value`'s `Display` goes through a formatter and regrows a `String` from empty).
+fn json_bytes(v: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, v).expect("a JSON value always serialises");
+    out
+}
+
 fn resend_if_idle_closed<T>(send: impl Fn() -> Result<T, ureq::Error>) -> Result<T, ureq::Error> {
     let mut r = send();
     for _ in 0..IDLE_CLOSED_RESENDS {
@@ -307,28 +321,31 @@ impl HttpVnc {
         token: Option<&str>,
     ) -> Result<(u16, String), VncError> {
         let url = format!("{}{path}", self.base());
-        let body = body.map(|b| b.to_string());
+        let body = body.map(json_bytes);
         let send = || match (method, &body) {
             ("GET", _) => with_token(self.agent.get(&url), token).call(),
             ("DELETE", _) => with_token(self.agent.delete(&url), token).call(),
             ("PUT", Some(b)) => with_token(self.agent.put(&url), token)
                 .content_type("application/json")
-                .send(b.as_bytes()),
+                .send(&b[..]),
             (_, Some(b)) => with_token(self.agent.post(&url), token)
                 .content_type("application/json")
-                .send(b.as_bytes()),
+                .send(&b[..]),
             (_, None) => with_token(self.agent.post(&url), token).send_empty(),
         };
         let res = resend_if_idle_closed(send);
         match res {
             Ok(mut r) => {
                 let status = r.status().as_u16();
-                let text = r
-                    .body_mut()
-                    .with_config()
-                    .limit(256 * 1024 * 1024)
-                    .read_to_string()
-                    .map_err(|e| VncError::Transport(e.to_string()))?;
+                // Sized from Content-Length (up to a bound: the header is the peer's word), so
+                // an answer is read without regrowing the string.
+                let hint = r.body().content_length().unwrap_or(0).min(PRESIZE_MAX);
+                let mut text = String::with_capacity(hint as usize);
+                std::io::Read::read_to_string(
+                    &mut r.body_mut().with_config().limit(BODY_LIMIT).reader(),
+                    &mut text,
+                )
+                .map_err(|e| VncError::Transport(e.to_string()))?;
                 Ok((status, text))
             }
             Err(e) => {
