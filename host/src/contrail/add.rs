@@ -38,11 +38,17 @@ pub fn add(ctx: &Ctx, deps: &mut Deps) -> Result<CniResult> {
     let policy = deps.policy;
     let mut undo = UndoList::default();
     let out = std::thread::scope(|s| {
-        // Loading the IPAM component (~3 ms) overlaps the agent round trips instead of
-        // following them.
-        s.spawn(|| policy.prefetch());
+        // Loading the IPAM component (~0.4 ms of CPU) overlaps the agent round trips instead
+        // of following them. It starts on `ipam_go` (see `steps`); without that signal (the
+        // ADD failed before) it does not load at all.
+        let (ipam_go, go) = std::sync::mpsc::channel::<()>();
+        s.spawn(move || {
+            if go.recv().is_ok() {
+                policy.prefetch();
+            }
+        });
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            steps(ctx, netns, deps, &mut undo)
+            steps(ctx, netns, deps, &mut undo, ipam_go)
         }))
     });
     match out {
@@ -76,7 +82,13 @@ impl Laps<'_> {
     }
 }
 
-fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Result<CniResult> {
+fn steps(
+    ctx: &Ctx,
+    netns: &Path,
+    deps: &mut Deps,
+    undo: &mut UndoList,
+    ipam_go: std::sync::mpsc::Sender<()>,
+) -> Result<CniResult> {
     let t0 = Instant::now();
     let mut laps = Laps {
         container_id: ctx.container_id,
@@ -127,18 +139,31 @@ fn steps(ctx: &Ctx, netns: &Path, deps: &mut Deps, undo: &mut UndoList) -> Resul
         policy,
         ..
     } = deps;
+    // The IPAM component's load starts now when no labels are translated; otherwise once the
+    // veth is made, so that it does not compete with the translation and the veth for two
+    // cores (measured: docs/BENCHMARKS.md, "Sixth round").
+    let ipam_go = if registers {
+        Some(ipam_go)
+    } else {
+        let _ = ipam_go.send(());
+        None
+    };
     let (asked, linked) = std::thread::scope(|scope| {
-        let link = scope.spawn(|| {
+        let link = scope.spawn(move || {
             // Best effort: the steps that need the connections report their errors.
             let _ = net.prepare(Some(netns));
             if !registers {
                 ifname_is_free(net.container_link_exists(netns, ctx.ifname), ctx.ifname)?;
             }
-            if nested_link_mode {
-                Ok(None)
+            let made = if nested_link_mode {
+                None
             } else {
-                make_veth(ctx, netns, &mut **net).map(Some)
+                Some(make_veth(ctx, netns, &mut **net)?)
+            };
+            if let Some(go) = ipam_go {
+                let _ = go.send(());
             }
+            Ok(made)
         });
         let asked = register(ctx, netns, *policy, *manager, &mut id, undo).and_then(|hints| {
             if hints.is_some() {
