@@ -174,6 +174,8 @@ fn steps(
             laps.done("vm-cfg");
             Ok((hints, vmi))
         });
+        // A panic leaves unknown whether the pair was made; nothing is deleted on that (the
+        // name may be a repeated ADD's interface).
         let linked = link
             .join()
             .unwrap_or_else(|_| Err(Error::new(code::INTERNAL, "the veth thread panicked")));

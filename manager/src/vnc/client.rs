@@ -741,6 +741,25 @@ mod tests {
     }
 
     #[test]
+    fn a_body_larger_than_the_socket_buffers_goes_out_whole() {
+        // Beyond `transport::FLUSH_AT` the request streams, and once the socket buffer is full
+        // the rest is written blocking under the call's timeout; the server reads exactly the
+        // Content-Length (it would hang, and the call time out, on a short body).
+        let p = peer(None);
+        let (vnc, _) = client(&p.url, 1);
+        let big = "x".repeat(8 << 20);
+        for _ in 0..2 {
+            vnc.create(
+                "virtual-machine",
+                json!({"fq_name": ["c"], "display_name": big}),
+            )
+            .unwrap();
+        }
+        assert_eq!(p.requests.load(Ordering::SeqCst), 2);
+        assert_eq!(p.accepts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn a_request_on_a_connection_the_server_closed_is_sent_again_at_once() {
         // Every connection answers one request and closes on the second without answering.
         let p = peer(Some(1));

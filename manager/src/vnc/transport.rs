@@ -262,6 +262,7 @@ impl QuickAckTransport {
                 &self.pending[sent..],
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
             ) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     sent += n;
                     if sent == self.pending.len() {
@@ -272,7 +273,9 @@ impl QuickAckTransport {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let t = timeout.not_zero().map(|d| *d);
                     if t != self.write_timeout {
-                        self.stream.set_write_timeout(t)?;
+                        if let Err(e) = self.stream.set_write_timeout(t) {
+                            break Err(e);
+                        }
                         self.write_timeout = t;
                     }
                     break (&*self.stream).write_all(&self.pending[sent..]);
