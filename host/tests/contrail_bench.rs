@@ -536,7 +536,11 @@ fn step_medians(log: &str, series: &[(&str, Vec<String>)]) {
     let mut steps: Vec<String> = Vec::new();
     let mut samples: HashMap<(String, usize), Series> = HashMap::new();
     for l in log.lines() {
-        let Some(k) = field(l, "container_id=").and_then(|c| of.get(c.as_str()).copied()) else {
+        // Steps name `container_id=`; the host's closing line of a run names `container=`.
+        let Some(k) = field(l, "container_id=")
+            .or_else(|| field(l, " container="))
+            .and_then(|c| of.get(c.as_str()).copied())
+        else {
             continue;
         };
         // The value and how many of it make a millisecond.
@@ -548,6 +552,10 @@ fn step_medians(log: &str, series: &[(&str, Vec<String>)]) {
             ("(manager POST)".to_owned(), field(l, " us="), 1e3)
         } else if l.contains("ADD done") {
             ("ADD, in process".to_owned(), field(l, " ms="), 1.0)
+        } else if l.contains(" done command=\"ADD\"") {
+            // From the dispatch of the parsed request to the result (the rest of the process:
+            // exec, start-up, logging set-up, the config check, exit).
+            ("ADD, dispatched".to_owned(), field(l, " ms="), 1.0)
         } else {
             continue;
         };
