@@ -553,8 +553,8 @@ fn step_medians(log: &str, series: &[(&str, Vec<String>)]) {
         } else if l.contains("ADD done") {
             ("ADD, in process".to_owned(), field(l, " ms="), 1.0)
         } else if l.contains(" done command=\"ADD\"") {
-            // From the dispatch of the parsed request to the result (the rest of the process:
-            // exec, start-up, logging set-up, the config check, exit).
+            // From the dispatch of the parsed request to the result; outside it are exec,
+            // start-up, logging set-up, the config check and exit.
             ("ADD, dispatched".to_owned(), field(l, " ms="), 1.0)
         } else {
             continue;

@@ -41,7 +41,7 @@ fn contrail_net_veth_configure_inspect_delete() {
         // Born down, with a kernel-chosen MAC; then up with the VMI's.
         let born = nl.inspect(&ctp, "eth0").unwrap().unwrap();
         assert!(!born.up && born.mac != Some([2, 1, 2, 3, 4, 5]), "{born:?}");
-        nl.up_container_link(&ctp, "eth0", Some([2, 1, 2, 3, 4, 5]))
+        nl.up_container_link(&ctp, "eth0", [2, 1, 2, 3, 4, 5])
             .unwrap();
         let again = nl.create_veth(
             Path::new(&ctp),

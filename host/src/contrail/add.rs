@@ -201,7 +201,7 @@ fn steps(
         }
         (Some(tap), _, _) => {
             deps.net
-                .up_container_link(netns, ctx.ifname, Some(plan.mac))
+                .up_container_link(netns, ctx.ifname, plan.mac)
                 .map_err(|e| at_step(e.into(), "set the container's interface up"))?;
             laps.done("veth");
             subscribe(ctx, netns, deps, &id, &plan, &tap, None, undo)?;
@@ -818,7 +818,7 @@ mod tests {
         assert_eq!(r.interfaces[0].mac.as_deref(), Some("02:00:00:00:00:01"));
         // The container end was made while the agent was asked and got the VMI's MAC when
         // it went up.
-        assert_eq!(net.up, [("eth0".to_owned(), Some([2, 0, 0, 0, 0, 1]))]);
+        assert_eq!(net.up, [("eth0".to_owned(), [2, 0, 0, 0, 0, 1])]);
         let file = cfg.config_dir.join(CID).join(VMI);
         assert_eq!(std::fs::read(&file).unwrap(), agent.subs.borrow()[VMI]);
         assert_eq!(

@@ -188,7 +188,7 @@ pub struct FakeNet {
     pub macvlans: Vec<(String, String)>,
     pub fail_macvlan: bool,
     /// Container ends set up, with the MAC they were given.
-    pub up: Vec<(String, Option<[u8; 6]>)>,
+    pub up: Vec<(String, [u8; 6])>,
     pub journal: Journal,
 }
 
@@ -211,7 +211,7 @@ impl NetOps for FakeNet {
         &mut self,
         _: &Path,
         ifname: &str,
-        mac: Option<[u8; 6]>,
+        mac: [u8; 6],
     ) -> std::result::Result<(), NetError> {
         if !self.container.iter().any(|c| c == ifname) {
             return Err(NetError::NotFound {

@@ -350,15 +350,15 @@ impl NetOps for Netlink {
         &mut self,
         netns: &Path,
         ifname: &str,
-        mac: Option<[u8; 6]>,
+        mac: [u8; 6],
     ) -> Result<(), NetError> {
         let (_, cont) = self.in_ns(netns)?;
-        let mut up = LinkUnspec::new_with_name(ifname).up();
-        if let Some(mac) = mac {
-            up = up.address(mac.to_vec());
-        }
+        let up = LinkUnspec::new_with_name(ifname)
+            .address(mac.to_vec())
+            .up()
+            .build();
         self.rt
-            .block_on(cont.link().set(up.build()).execute())
+            .block_on(cont.link().set(up).execute())
             .map_err(|e| nl_err(format!("set {ifname} up"), e))
     }
 

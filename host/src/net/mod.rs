@@ -147,13 +147,13 @@ pub trait NetOps {
     /// the agent are asked; [`NetOps::up_container_link`] then gives the container end the
     /// VMI's MAC once that is known.
     fn create_veth(&mut self, netns: &Path, spec: &VethSpec) -> Result<(), NetError>;
-    /// Sets `ifname` inside `netns` up, with `mac` as its address first when given (one
-    /// message; the address is in place before IPv6 derives a link-local one from it).
+    /// Sets `ifname` inside `netns` up with `mac` as its address (one message; the address is
+    /// in place before IPv6 derives a link-local one from it).
     fn up_container_link(
         &mut self,
         netns: &Path,
         ifname: &str,
-        mac: Option<[u8; 6]>,
+        mac: [u8; 6],
     ) -> Result<(), NetError>;
     /// Puts addresses and routes on `ifname` inside `netns`.
     fn configure(
