@@ -284,6 +284,9 @@ fn contrail_bench() {
     let (mut ours_add, mut ours_del) = (Series::default(), Series::default());
     let (mut ref_add, mut ref_del) = (Series::default(), Series::default());
     let (mut floor_add, mut floor_del) = (Series::default(), Series::default());
+    // What every row above pays before its program does anything: this harness's fork (of a
+    // large, multi-threaded test process, as a Mesos agent's is) and exec, in the namespace.
+    let mut spawn_floor = Series::default();
     for i in 0..iters {
         // Interleaved, so all three see the same machine load.
         let ct = TestNetns::new("b");
@@ -369,6 +372,9 @@ fn contrail_bench() {
         );
         assert!(ok);
         floor_del.push(d);
+        let (ok, _, d) = run_in(nfd, Path::new("/bin/true"), &[], &[], b"");
+        assert!(ok);
+        spawn_floor.push(d);
     }
 
     // 100 ADDs at once, 100 DELs at once.
@@ -464,6 +470,10 @@ fn contrail_bench() {
     }
     println!("{}", row("reference DEL", &ref_del));
     println!("{}", row("floor DEL (ip -batch link del)", &floor_del));
+    println!(
+        "{}",
+        row("spawn floor (/bin/true, in every row)", &spawn_floor)
+    );
     let ratios = |what: &str, add: &Series, del: &Series| {
         println!(
             "ratios ({what}): ADD ours/reference {:.2}, ours/floor {:.2}; DEL ours/reference {:.2}",

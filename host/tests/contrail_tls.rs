@@ -45,7 +45,13 @@ fn the_manager_client_registers_and_deregisters_over_https() {
     let p = TlsProxy::start(api.addr(), pki.server_config()).unwrap();
     let m = Failover::http(&[p.url()], None, Duration::from_secs(5), &tls(&pki));
     let a = m.attach(&request("c1")).expect("attach over https");
-    assert!(!a.vmi_uuid.is_empty());
+    assert!(!a.attachment.vmi_uuid.is_empty());
+    assert!(a.created);
+    let again = m.attach(&request("c1")).expect("attach again");
+    assert!(
+        !again.created,
+        "the stand-in's 200 is an existing registration"
+    );
     assert_eq!(api.attachments().len(), 1);
     assert!(m.detach("c1", "eth0").expect("detach over https"));
     assert!(api.attachments().is_empty());

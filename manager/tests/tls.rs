@@ -454,7 +454,14 @@ fn the_cni_hosts_client_registers_with_the_manager_over_tls() {
     let a = m
         .attach(&blue_request(&cid(1)))
         .expect("ADD's registration over TLS");
-    assert!(!a.vmi_uuid.is_empty());
+    assert!(!a.attachment.vmi_uuid.is_empty());
+    assert!(a.created, "201 for a new registration");
+    // The same request again finds it (200): the client tells it from a new one.
+    let again = m
+        .attach(&blue_request(&cid(1)))
+        .expect("repeated registration");
+    assert!(!again.created, "200 for an existing registration");
+    assert_eq!(again.attachment.vmi_uuid, a.attachment.vmi_uuid);
     assert_eq!(app.mgr.list().len(), 1);
     assert!(m.detach(&cid(1), "eth0").expect("DEL over TLS"));
     assert!(app.mgr.list().is_empty());

@@ -95,11 +95,8 @@ fn steps(
         t: Instant::now(),
     };
     let mut id = Identity::of(ctx)?;
-    // Before anything is created: a path that is not a network namespace fails at once (not
-    // after the agent's poll budget), and an interface that already has this name is the
-    // runtime's (a repeated ADD): refusing it leaves it, its tap, port and registration alone.
-    // The name check needs a netlink connection inside the namespace (~0.5 ms): before a
-    // registration it runs first; without one it overlaps the vm-cfg poll, which only reads.
+    // Before anything is created, a path that is not a network namespace fails at once (not
+    // after the agent's poll budget).
     deps.net
         .check_netns(netns)
         .map_err(|e| at_step(e.into(), "open the container's network namespace"))?;
@@ -120,18 +117,15 @@ fn steps(
         ));
     }
     let registers = id.mode == Mode::Mesos && deps.manager.is_some();
-    if registers {
-        ifname_is_free(
-            deps.net.container_link_exists(netns, ctx.ifname),
-            ctx.ifname,
-        )?;
-    }
     let nested_link_mode = ctx.cfg.nested() && ctx.cfg.parent_interface.is_some();
 
-    // The manager and the agent are asked while a thread opens the netlink connections and
-    // makes the veth pair, which needs only names and the MTU (the VMI's MAC comes when its
-    // container end is brought up). Without a registration that thread also checks the
-    // interface name first.
+    // The manager and the agent are asked while a thread opens the netlink connections,
+    // checks that no interface has the name yet, and makes the veth pair, which needs only
+    // names and the MTU (the VMI's MAC comes when its container end is brought up). An
+    // interface that has the name is the runtime's (a repeated ADD): refusing it leaves it,
+    // its tap, port and registration alone. Beside it the manager only answers `200` (already
+    // registered, nothing changed) and the agent is only read, so the check need not wait
+    // for them, nor they for it (its netlink connection inside the namespace is ~0.5 ms).
     let Deps {
         agent,
         manager,
@@ -148,37 +142,42 @@ fn steps(
         let _ = ipam_go.send(());
         None
     };
+    let mut created = false;
     let (asked, linked) = std::thread::scope(|scope| {
         let link = scope.spawn(move || {
             // Best effort: the steps that need the connections report their errors.
             let _ = net.prepare(Some(netns));
-            if !registers {
-                ifname_is_free(net.container_link_exists(netns, ctx.ifname), ctx.ifname)?;
-            }
+            ifname_is_free(net.container_link_exists(netns, ctx.ifname), ctx.ifname)
+                .map_err(NoVeth::NameTaken)?;
             let made = if nested_link_mode {
                 None
             } else {
-                Some(make_veth(ctx, netns, &mut **net)?)
+                Some(make_veth(ctx, netns, &mut **net).map_err(NoVeth::Failed)?)
             };
             if let Some(go) = ipam_go {
                 let _ = go.send(());
             }
             Ok(made)
         });
-        let asked = register(ctx, netns, *policy, *manager, &mut id, undo).and_then(|hints| {
-            if hints.is_some() {
-                laps.done("register");
-            }
-            let hints = hints.unwrap_or_default();
-            let vmi = wait_for_vmi(ctx, *agent, &id, hints.vmi.as_deref())?;
-            laps.done("vm-cfg");
-            Ok((hints, vmi))
-        });
+        let asked = register(ctx, netns, *policy, *manager, &mut id, &mut created, undo).and_then(
+            |hints| {
+                if hints.is_some() {
+                    laps.done("register");
+                }
+                let hints = hints.unwrap_or_default();
+                let vmi = wait_for_vmi(ctx, *agent, &id, hints.vmi.as_deref())?;
+                laps.done("vm-cfg");
+                Ok((hints, vmi))
+            },
+        );
         // A panic leaves unknown whether the pair was made; nothing is deleted on that (the
         // name may be a repeated ADD's interface).
-        let linked = link
-            .join()
-            .unwrap_or_else(|_| Err(Error::new(code::INTERNAL, "the veth thread panicked")));
+        let linked = link.join().unwrap_or_else(|_| {
+            Err(NoVeth::Failed(Error::new(
+                code::INTERNAL,
+                "the veth thread panicked",
+            )))
+        });
         (asked, linked)
     });
     // What was made is undone whatever failed.
@@ -187,7 +186,18 @@ fn steps(
             undo.push(Undo::Veth { tap: tap.clone() });
             Ok(Some(tap))
         }
-        other => other,
+        Ok(None) => Ok(None),
+        Err(NoVeth::NameTaken(e)) => {
+            // The name is taken, so the registration is most likely the running interface's:
+            // it is undone only when this call created it. One whose POST failed without an
+            // answer is left to the DEL the runtime sends after a failed ADD (and to the
+            // manager's reconciler).
+            if !created {
+                undo.forget_registration();
+            }
+            return Err(e);
+        }
+        Err(NoVeth::Failed(e)) => Err(e),
     };
     let (hints, vmi) = asked?;
     let veth = veth?;
@@ -367,12 +377,14 @@ struct Hints {
 
 /// Mesos mode with a manager: labels → Contrail request → manager, which answers once VNC has
 /// the objects. None when there is no manager to ask (k8s mode, or none configured).
+/// `created` is set when the manager answered that this call created the registration.
 fn register(
     ctx: &Ctx,
     netns: &Path,
     policy: &(dyn Policy + Sync),
     manager: Option<&dyn Manager>,
     id: &mut Identity,
+    created: &mut bool,
     undo: &mut UndoList,
 ) -> Result<Option<Hints>> {
     let (Mode::Mesos, Some(m)) = (id.mode, manager) else {
@@ -402,9 +414,11 @@ fn register(
     // A timed-out POST may still have registered: undo either way.
     undo.push(Undo::Registration);
     let t = Instant::now();
-    let att = m
+    let registered = m
         .attach(&req)
         .map_err(|e| at_step(e, "register with the manager"))?;
+    *created = registered.created;
+    let att = &registered.attachment;
     tracing::debug!(
         container_id = ctx.container_id,
         us = t.elapsed().as_micros() as u64,
@@ -417,6 +431,13 @@ fn register(
         mac: att.mac.clone(),
         primary: Some(att.index.is_primary()),
     }))
+}
+
+/// Why the veth thread made nothing.
+enum NoVeth {
+    /// An interface in the namespace has the name already.
+    NameTaken(Error),
+    Failed(Error),
 }
 
 /// Ok unless the lookup found an interface of that name (a lookup that failed is left to the
@@ -1056,11 +1077,45 @@ mod tests {
         let e = add(&ctx(&cfg, ns), &mut deps).unwrap_err();
         assert_eq!(e.code, code::INVALID_CONFIG);
         assert!(e.msg.contains("already exists"), "{}", e.msg);
-        // Nothing was asked of anyone, nothing undone.
-        assert_eq!(agent.calls.borrow().len(), calls);
+        // Asked beside the name check: the manager, which found the registration (nothing
+        // changed), and the agent, only read. Nothing was undone.
+        let after: Vec<String> = agent.calls.borrow()[calls..].to_vec();
+        assert!(after.iter().all(|c| c.starts_with("GET")), "{after:?}");
+        assert_eq!(*manager.journal.lock().unwrap(), ["attach", "attach"]);
         assert_eq!(manager.attached.borrow().len(), 1);
         assert_eq!(net.links, vec![tap_name(CID, "eth0")]);
         assert!(cfg.config_dir.join(CID).join(VMI).exists());
+    }
+
+    #[test]
+    fn a_taken_name_undoes_the_registration_this_add_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let agent = FakeAgent::default();
+        let manager = FakeManager::default();
+        // Someone else's eth0 in the namespace: not an ADD of ours.
+        let mut net = FakeNet {
+            container: vec!["eth0".into()],
+            ..Default::default()
+        };
+        let mut deps = Deps {
+            manager: Some(&manager),
+            ..fake_deps(&agent, &mut net)
+        };
+        let e = add(&ctx(&cfg, Path::new("/run/netns/x")), &mut deps).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains("already exists"), "{}", e.msg);
+        // The registration it made is gone again; no veth, no port; eth0 stays.
+        assert_eq!(*manager.journal.lock().unwrap(), ["attach", "detach"]);
+        assert!(manager.attached.borrow().is_empty());
+        assert!(net.links.is_empty());
+        assert_eq!(net.container, ["eth0"]);
+        assert!(
+            agent.calls.borrow().iter().all(|c| c.starts_with("GET")),
+            "{:?}",
+            agent.calls.borrow()
+        );
+        assert!(!cfg.config_dir.join(CID).exists());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::agent::{Agent, AgentError, VmiCfg, VrouterPort};
 use super::config::{ContrailConfig, Mode};
 use super::ctx::{Ctx, Policy};
 use super::error::{Error, Result};
-use super::manager::Manager;
+use super::manager::{Manager, Registered};
 use super::portmap::{Entry, InstallError, Listing, Mapping, PortMap, Target, chain_name};
 use crate::cni::config::Label;
 use crate::cni::result::{Dns, IpConfig, Route};
@@ -386,13 +386,16 @@ pub struct FakeManager {
 }
 
 impl Manager for FakeManager {
-    fn attach(&self, req: &AttachRequest) -> Result<Attachment> {
-        self.attached.borrow_mut().push(req.container_id.clone());
+    fn attach(&self, req: &AttachRequest) -> Result<Registered> {
         self.journal.lock().unwrap().push("attach".into());
         if self.fail_attach {
             return Err(Error::new(7, "manager at fake: no such network"));
         }
-        Ok(Attachment {
+        let created = !self.attached.borrow().contains(&req.container_id);
+        if created {
+            self.attached.borrow_mut().push(req.container_id.clone());
+        }
+        let attachment = Attachment {
             container_id: req.container_id.clone(),
             ifname: req.ifname.clone(),
             vm_uuid: CID.into(),
@@ -407,6 +410,10 @@ impl Manager for FakeManager {
             mac: Some("02:00:00:00:00:01".into()),
             index: contrail_mesos_api::InterfaceIndex::SOLE,
             floating_ips: vec![],
+        };
+        Ok(Registered {
+            attachment,
+            created,
         })
     }
     fn detach(&self, container_id: &str, _: &str) -> Result<bool> {

@@ -10,9 +10,19 @@ use contrail_mesos_api::{ApiError, AttachRequest, Attachment, DetachResponse};
 use super::error::{Error, Result, code};
 
 pub trait Manager {
-    fn attach(&self, req: &AttachRequest) -> Result<Attachment>;
+    fn attach(&self, req: &AttachRequest) -> Result<Registered>;
     /// Ok(found).
     fn detach(&self, container_id: &str, ifname: &str) -> Result<bool>;
+}
+
+/// What `attach` answered.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub attachment: Attachment,
+    /// This call created the registration (`201 Created`), rather than finding it registered
+    /// already with the same request (`200 OK`, which changes nothing): a refused ADD undoes
+    /// only a registration it created, never one a running interface shares.
+    pub created: bool,
 }
 
 pub struct HttpManager {
@@ -82,7 +92,7 @@ macro_rules! authed {
 }
 
 impl Manager for HttpManager {
-    fn attach(&self, req: &AttachRequest) -> Result<Attachment> {
+    fn attach(&self, req: &AttachRequest) -> Result<Registered> {
         let url = format!("{}{}", self.base, contrail_mesos_api::ATTACHMENTS_PATH);
         let what = "POST /v1/attachments";
         let body =
@@ -99,11 +109,17 @@ impl Manager for HttpManager {
         if !(200..300).contains(&status) {
             return Err(self.fail(what, status, &text));
         }
-        serde_json::from_str(&text).map_err(|e| {
+        let attachment = serde_json::from_str(&text).map_err(|e| {
             Error::new(
                 code::MANAGER,
                 format!("manager {what}: unusable answer: {e}"),
             )
+        })?;
+        // Only 200 says "already registered" (docs/attachment-api.md); any other success is
+        // taken as new, so that a refused ADD errs towards undoing what it may have made.
+        Ok(Registered {
+            attachment,
+            created: status != 200,
         })
     }
 
@@ -226,7 +242,7 @@ fn is_tls_failure(e: &Error) -> bool {
 }
 
 impl Manager for Failover {
-    fn attach(&self, req: &AttachRequest) -> Result<Attachment> {
+    fn attach(&self, req: &AttachRequest) -> Result<Registered> {
         self.each("POST /v1/attachments", |m| m.attach(req))
     }
 
@@ -249,7 +265,7 @@ mod tests {
     }
 
     impl Manager for Scripted {
-        fn attach(&self, _: &AttachRequest) -> Result<Attachment> {
+        fn attach(&self, _: &AttachRequest) -> Result<Registered> {
             unreachable!("these tests go through detach")
         }
         fn detach(&self, _: &str, _: &str) -> Result<bool> {
@@ -295,7 +311,7 @@ mod tests {
     }
 
     impl Manager for Hanging {
-        fn attach(&self, _: &AttachRequest) -> Result<Attachment> {
+        fn attach(&self, _: &AttachRequest) -> Result<Registered> {
             unreachable!("these tests go through detach")
         }
         fn detach(&self, _: &str, _: &str) -> Result<bool> {

@@ -52,6 +52,12 @@ impl UndoList {
         self.steps.push(step);
     }
 
+    /// Drops the registration's undo: a refused ADD that did not create the registration
+    /// leaves it to the interface that has it.
+    pub fn forget_registration(&mut self) {
+        self.steps.retain(|s| *s != Undo::Registration);
+    }
+
     /// Records that the port's `POST /vm` went through.
     pub fn mark_posted(&mut self) {
         for s in self.steps.iter_mut().rev() {
