@@ -89,9 +89,9 @@ fmt-check:
 
 ## The clippy passes besides the default-features one, which `test` runs inside its build.
 clippy-rest:
-	@# As contrail-cni-plugin ships, without the host's `compiler` feature (no Cranelift; the
-	@# manager's dev-dependency on the host asks for none either).
-	$(CARGO) clippy --workspace --all-targets --no-default-features -- -D warnings
+	@# The host as contrail-cni-plugin ships, without its `compiler` feature (no Cranelift):
+	@# the only crate with a default feature, and the only code that depends on one.
+	$(CARGO) clippy -p contrail-cni-host --all-targets --no-default-features -- -D warnings
 	@# The guests in the profile they are built with (`make wasm`): the proc macros this pass
 	@# compiles for the build machine are then the ones the Wasm build reuses.
 	$(CARGO) clippy --profile wasm-release --target $(WASM_TARGET) $(PLUGIN_CRATES) -p misbehave-plugin -p v010-translator -p v010-ipam -p changed-record -p evil-import -- -D warnings
@@ -116,8 +116,9 @@ test: deps fmt-check test-build clippy-rest wasm-test
 	@if [ "$$(id -u)" = 0 ]; then echo "running as root: namespace tests included"; \
 	 elif [ "$${CI:-}" = true ]; then echo "CI must run as root" >&2; exit 1; \
 	 else echo "not root: namespace tests will print SKIPPED"; fi
+	@# Two lanes of test binaries side by side (see the script); the same wrapper as the build.
 	CONTRAIL_REQUIRE_ROOT_TESTS=$$([ "$${CI:-}" = true ] && echo 1 || echo 0) $(LINTED_BUILD) \
-	  $(CARGO) test --workspace --no-fail-fast -- --test-threads=4
+	  CARGO=$(CARGO) scripts/test-lanes.sh $(TARGET_DIR)/test-lanes --test-threads=4
 
 ## Unit tests only (no root, no wasm build needed).
 test-unit:
