@@ -55,7 +55,9 @@ impl From<AttachError> for ApiError {
             AttachError::Unavailable(m) | AttachError::Misconfigured(m) => {
                 ApiError::new(ErrorKind::Unavailable, None, m)
             }
-            AttachError::Internal(m) => ApiError::new(ErrorKind::Internal, None, m),
+            AttachError::Internal(m) | AttachError::Stale(m) => {
+                ApiError::new(ErrorKind::Internal, None, m)
+            }
         }
     }
 }

@@ -615,3 +615,32 @@ fn an_apps_own_haproxy_group_label_lets_the_fabric_in_to_its_next_tasks() {
         [ip_fabric, "default-domain:mesos-shop:mesos-shop-network"]
     );
 }
+
+/// A network the collector (or an operator) removed while the manager still remembered its
+/// uuid: the policy step's ref-update names a gone uuid (`404 Unknown id`), and the
+/// registration looks the names up again and re-creates it, as the port step already did,
+/// instead of answering 500.
+#[test]
+fn a_remembered_network_gone_before_the_policy_step_is_looked_up_again() {
+    let r = rig(Isolation::Group, |_| {});
+    let pol = "default-domain:mesos-team-a:mesos-allow-to-mesos-team-a-network";
+    r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        allow("group:/team-b tcp:80"),
+    );
+    r.delete(&cid(1));
+    let fq: Vec<String> = TEAM_A.split(':').map(str::to_owned).collect();
+    let old = r.v.store().uuid_of("virtual-network", &fq).unwrap();
+    r.v.store().delete("virtual-network", &old).unwrap();
+    let (vn, _) = r.run(
+        2,
+        "team-a_web.22222222-2222-2222-2222-222222222222",
+        allow("group:/team-b tcp:80"),
+    );
+    assert_eq!(vn, TEAM_A);
+    let new = r.v.store().uuid_of("virtual-network", &fq).unwrap();
+    assert_ne!(new, old);
+    let (_, on) = r.policy(pol).expect("the policy");
+    assert!(on.iter().any(|n| n == TEAM_A), "{on:?}");
+}

@@ -57,6 +57,12 @@ pub enum AttachError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
+    /// VNC answered `404 Unknown id: <uuid>` for a uuid this manager sent: the object was
+    /// deleted (and perhaps re-created under its name) behind the manager's back, e.g. by the
+    /// unused-network or policy collector racing this registration. A registration retries
+    /// once with the names looked up again; what is still stale then is an internal error.
+    #[error("{0}")]
+    Stale(String),
     /// This manager cannot reach VNC as configured (TLS verification failed): an operator
     /// must fix `[vnc]`; another manager instance may still serve the request.
     #[error("{0}")]
@@ -76,6 +82,8 @@ impl From<VncError> for AttachError {
             AttachError::Misconfigured(e.to_string())
         } else if e.is_transient() {
             AttachError::Unavailable(e.to_string())
+        } else if is_stale(&e) {
+            AttachError::Stale(e.to_string())
         } else {
             AttachError::Internal(e.to_string())
         }
@@ -141,16 +149,16 @@ impl Writer {
             };
             self.take_back(&req.container_id, &req.ifname, &created);
             match failure {
-                // An operator re-created a network or re-provisioned a node's virtual router:
-                // a uuid this manager remembered is gone. Learn the names afresh, once.
-                Failure::Stale(e) if !refreshed => {
+                // An operator re-created a network or re-provisioned a node's virtual router,
+                // or the collector removed an unused network or policy meanwhile: a uuid this
+                // manager remembered is gone. Learn the names afresh, once.
+                AttachError::Stale(e) if !refreshed => {
                     tracing::info!(cid = %req.container_id, ifname = %req.ifname, error = %e,
                         "a remembered uuid is gone from VNC; looking the names up again");
                     self.forget_shared(&p);
                     refreshed = true;
                 }
-                Failure::Stale(e) => return Err(e.into()),
-                Failure::Attach(e) => return Err(e),
+                e => return Err(e),
             }
         }
     }
@@ -242,7 +250,7 @@ impl Writer {
         p: &Plan,
         who: Option<&TaskIdentity>,
         created: &mut Created,
-    ) -> Result<(Attachment, bool), Failure> {
+    ) -> Result<(Attachment, bool), AttachError> {
         let cid = req.container_id.as_str();
         let ifname = req.ifname.as_str();
         self.ensure_project(&p.project_fq, &p.kind)?;
@@ -255,8 +263,7 @@ impl Writer {
             return Err(bad(
                 "network-ip",
                 format!("{ip} is outside the subnets of {}", p.vn_fq.join(":")),
-            )
-            .into());
+            ));
         }
         let mut sg_refs = Vec::new();
         for g in &p.sgs {
@@ -266,8 +273,7 @@ impl Writer {
                     return Err(bad(
                         "security-groups",
                         format!("security group {} does not exist", g.join(":")),
-                    )
-                    .into());
+                    ));
                 }
             }
         }
@@ -279,8 +285,7 @@ impl Writer {
                     return Err(bad(
                         "floating-ips",
                         format!("floating-ip pool {} does not exist", pool.join(":")),
-                    )
-                    .into());
+                    ));
                 }
             }
         }
@@ -345,17 +350,15 @@ impl Writer {
                 let o = self.api.read("virtual-machine-interface", &u)?;
                 if !self.is_port_of(&o, cid, ifname) {
                     return Err(AttachError::Conflict(format!(
-                            "the port name {name} is held by {}/{} (named before names were one-to-one); it is free once that attachment is deleted",
-                            o.annotation("container-id").unwrap_or("?"),
-                            o.annotation("ifname").unwrap_or("?"),
-                        ))
-                        .into());
+                        "the port name {name} is held by {}/{} (named before names were one-to-one); it is free once that attachment is deleted",
+                        o.annotation("container-id").unwrap_or("?"),
+                        o.annotation("ifname").unwrap_or("?"),
+                    )));
                 }
                 if !o.virtual_network_refs.iter().any(|r| r.uuid == vn) {
                     return Err(AttachError::Conflict(format!(
                         "{cid}/{ifname} is registered on another network"
-                    ))
-                    .into());
+                    )));
                 }
                 let mac = o.mac().unwrap_or_default().to_owned();
                 let idx = o
@@ -426,7 +429,7 @@ impl Writer {
         p: &Plan,
         port: &Port<'_>,
         created: &mut Created,
-    ) -> Result<(Vec<String>, String), Failure> {
+    ) -> Result<(Vec<String>, String), AttachError> {
         let families = families_of(port.subnets, p.ip);
         let mut uuids = Vec::new();
         let mut shown = None;
@@ -455,8 +458,7 @@ impl Writer {
                     if !new && !self.is_port_of(&o, &req.container_id, &req.ifname) {
                         return Err(AttachError::Conflict(format!(
                             "the instance-ip name {name} is held by an object that is not this attachment's"
-                        ))
-                        .into());
+                        )));
                     }
                     (u, o.instance_ip_address.unwrap_or_default())
                 }
@@ -468,7 +470,7 @@ impl Writer {
                     } else {
                         "network-subnets"
                     };
-                    return Err(bad(label, e.body().to_owned()).into());
+                    return Err(bad(label, e.body().to_owned()));
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -487,7 +489,7 @@ impl Writer {
         port: &Port<'_>,
         pools: &[(Vec<String>, String, Option<IpAddr>)],
         created: &mut Created,
-    ) -> Result<(Vec<String>, Vec<String>), Failure> {
+    ) -> Result<(Vec<String>, Vec<String>), AttachError> {
         let name = port_name(&req.container_id, &req.ifname);
         let mut fips = Vec::new();
         let mut fip_uuids = Vec::new();
@@ -522,8 +524,7 @@ impl Writer {
                     return Err(bad(
                         "floating-ips",
                         format!("{}: {}", pool_fq.join(":"), e.body()),
-                    )
-                    .into());
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -763,30 +764,6 @@ struct Port<'a> {
     vmi_fq: &'a [String],
     vmi_uuid: &'a str,
     owner: &'a [(&'a str, &'a str)],
-}
-
-/// Why one registration attempt failed.
-enum Failure {
-    Attach(AttachError),
-    /// VNC answered `404 Unknown id: <uuid>` for a uuid this manager sent: the object was
-    /// deleted (and perhaps re-created under its name) behind the manager's back.
-    Stale(VncError),
-}
-
-impl From<AttachError> for Failure {
-    fn from(e: AttachError) -> Self {
-        Failure::Attach(e)
-    }
-}
-
-impl From<VncError> for Failure {
-    fn from(e: VncError) -> Self {
-        if is_stale(&e) {
-            Failure::Stale(e)
-        } else {
-            Failure::Attach(e.into())
-        }
-    }
 }
 
 /// `404 Unknown id: <uuid>`: a uuid in the request names nothing any more (a VMI create with a
