@@ -222,7 +222,7 @@ impl Watcher {
         let mut st = self.execute(actions, true);
         // After the deletions: the policies follow the ports left, then what no port and no
         // policy uses goes. Each reads VNC afresh; a failure waits for the next pass.
-        match self.writer.collect_policies() {
+        match self.writer.collect_policies(self.cfg.policy.grace_secs) {
             Ok(p) => st.policies = p.updated + p.deleted,
             Err(e) => tracing::warn!(error = %e, "policy pass failed; next pass retries"),
         }

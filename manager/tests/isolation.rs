@@ -644,3 +644,55 @@ fn a_remembered_network_gone_before_the_policy_step_is_looked_up_again() {
     let (_, on) = r.policy(pol).expect("the policy");
     assert!(on.iter().any(|n| n == TEAM_A), "{on:?}");
 }
+
+/// A registration's port comes a moment after it wrote its network's policy. A pass in between
+/// must not take the rule off: it would stay lost until the next registration on that network.
+/// Within the grace after the policy's `written-at` the collector leaves it alone.
+#[test]
+fn a_pass_leaves_a_policy_written_within_the_grace_alone() {
+    let r = rig(Isolation::Group, |c| c.reconcile.grace_secs = 3600);
+    let pol = "default-domain:mesos-team-a:mesos-allow-to-mesos-team-a-network";
+    r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        allow("group:/team-b tcp:80"),
+    );
+    // No port on the network asks for the rule (as before the registration's port exists).
+    r.delete(&cid(1));
+    r.pass();
+    let (rules, on) = r
+        .policy(pol)
+        .expect("a policy written within the grace stays");
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(on.iter().any(|n| n == TEAM_A), "{on:?}");
+}
+
+/// A group's project and network removed (by the collector's pass, or an operator) while the
+/// manager still remembered the project: creating the network under it gets `404 Name[...] not
+/// found`, and the registration looks the names up again and re-creates both.
+#[test]
+fn a_remembered_project_gone_is_made_again() {
+    let r = rig(Isolation::Group, |_| {});
+    r.run(
+        1,
+        "team-a_web.11111111-1111-1111-1111-111111111111",
+        ContrailRequest::default(),
+    );
+    r.delete(&cid(1));
+    let vn_fq: Vec<String> = TEAM_A.split(':').map(str::to_owned).collect();
+    let project_fq = vn_fq[..2].to_vec();
+    {
+        let mut s = r.v.store();
+        let vn = s.uuid_of("virtual-network", &vn_fq).unwrap();
+        s.delete("virtual-network", &vn).unwrap();
+        let project = s.uuid_of("project", &project_fq).unwrap();
+        s.delete("project", &project).unwrap();
+    }
+    let (vn, _) = r.run(
+        2,
+        "team-a_web.22222222-2222-2222-2222-222222222222",
+        ContrailRequest::default(),
+    );
+    assert_eq!(vn, TEAM_A);
+    assert!(r.exists("project", "default-domain:mesos-team-a"));
+}

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 
 use super::client::{RefOp, VncError};
+use super::ids::now_secs;
 use super::model::{VncObject, annotations};
 use super::objects::ignore_404;
 use super::planning::{AllowPlan, NetKind, NetSpec};
@@ -186,7 +187,7 @@ impl Writer {
             },
             None => None,
         };
-        let (uuid, applied) = match existing {
+        let (uuid, applied, new_policy) = match existing {
             Some(o) => {
                 let have = entries_of(&o);
                 if !want.is_subset(&have) {
@@ -195,7 +196,8 @@ impl Writer {
                     self.api.update(
                         "network-policy",
                         &o.uuid,
-                        json!({"network_policy_entries": {"policy_rule": rules}}),
+                        json!({"network_policy_entries": {"policy_rule": rules},
+                            "annotations": self.policy_annotations(&dst)}),
                     )?;
                 }
                 let applied: BTreeSet<String> = o
@@ -203,14 +205,13 @@ impl Writer {
                     .iter()
                     .map(|r| r.uuid.clone())
                     .collect();
-                (o.uuid, applied)
+                (o.uuid, applied, false)
             }
             None => {
                 let rules: Vec<Value> = want.iter().map(|r| r.rule(&dst)).collect();
                 let body = json!({"fq_name": fq, "parent_type": "project",
                     "network_policy_entries": {"policy_rule": rules},
-                    "annotations": annotations(&[("created-by", &self.cfg.owner),
-                        ("cluster", &self.cfg.cluster), ("protects", &dst)])});
+                    "annotations": self.policy_annotations(&dst)});
                 let (u, new) = self.create_or_reuse("network-policy", body)?;
                 self.cache.put_name("network-policy", &fq, &u);
                 if !new {
@@ -218,9 +219,10 @@ impl Writer {
                     drop(_g);
                     return self.ensure_policy(vn_fq, allow, dst_uuid);
                 }
-                (u, BTreeSet::new())
+                (u, BTreeSet::new(), true)
             }
         };
+        let mut refs_added = false;
         for vn in std::iter::once(dst_uuid.to_owned()).chain(sources) {
             if !applied.contains(&vn) {
                 self.api.ref_add_with_attr(
@@ -230,9 +232,32 @@ impl Writer {
                     &uuid,
                     &sequence(),
                 )?;
+                refs_added = true;
             }
         }
+        if refs_added && !new_policy {
+            // The collector reads `written-at` before it takes anything off a policy.
+            self.api.update(
+                "network-policy",
+                &uuid,
+                json!({"annotations": self.policy_annotations(&dst)}),
+            )?;
+        }
         Ok(want)
+    }
+
+    /// A policy's annotations: whose it is, the network it protects, and when a registration
+    /// last wrote it. That registration's port (which records the rules it asked for) comes a
+    /// moment later, so the collector leaves a policy alone for the grace after `written-at`
+    /// instead of shrinking it on ports that are not there yet.
+    fn policy_annotations(&self, dst: &str) -> Value {
+        let now = now_secs().to_string();
+        annotations(&[
+            ("created-by", &self.cfg.owner),
+            ("cluster", &self.cfg.cluster),
+            ("protects", dst),
+            ("written-at", &now),
+        ])
     }
 
     /// The rules the ports on a network record, read from VNC.
@@ -255,8 +280,9 @@ impl Writer {
     /// The leader's pass over the policies this manager made: each becomes the union of the
     /// rules its network's ports record; one that no port needs is taken off every network and
     /// deleted. Run after the pass's scan has replaced the cache. A rule is only ever removed
-    /// on VNC reads taken in this pass, never on the cache.
-    pub fn collect_policies(&self) -> Result<PolicyStats, AttachError> {
+    /// on VNC reads taken in this pass, never on the cache, and never within `grace_secs` of a
+    /// registration's write (`written-at`): its port may not exist yet.
+    pub fn collect_policies(&self, grace_secs: u64) -> Result<PolicyStats, AttachError> {
         let mut st = PolicyStats::default();
         // What the ports record, by network, from the cache the pass's scan just replaced: a
         // policy that only gains (or keeps) rules is decided on it; one that would lose a rule
@@ -288,6 +314,9 @@ impl Writer {
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             };
+            if written_within(&pol, grace_secs) {
+                continue;
+            }
             let dst_fq: Vec<String> = dst.split(':').map(str::to_owned).collect();
             // The cluster network keeps its fabric rule without tasks (provisioned at start).
             let standing =
@@ -371,6 +400,14 @@ impl Writer {
         }
         Ok(st)
     }
+}
+
+/// Whether a registration wrote the policy less than `grace_secs` ago (a policy without the
+/// annotation, made by an older manager, is not protected).
+fn written_within(pol: &VncObject, grace_secs: u64) -> bool {
+    pol.annotation("written-at")
+        .and_then(|t| t.parse::<u64>().ok())
+        .is_some_and(|t| now_secs().saturating_sub(t) < grace_secs)
 }
 
 #[cfg(test)]

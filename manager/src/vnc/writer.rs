@@ -57,9 +57,9 @@ pub enum AttachError {
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
-    /// VNC answered `404 Unknown id: <uuid>` for a uuid this manager sent: the object was
-    /// deleted (and perhaps re-created under its name) behind the manager's back, e.g. by the
-    /// unused-network or policy collector racing this registration. A registration retries
+    /// VNC answered `404 Unknown id: <uuid>` for a uuid this manager sent, or `404 Name[...]
+    /// not found` for a parent it named: the object was deleted (and perhaps re-created under
+    /// its name) behind the manager's back, e.g. by the collector racing this registration. A registration retries
     /// once with the names looked up again; what is still stale then is an internal error.
     #[error("{0}")]
     Stale(String),
@@ -767,9 +767,15 @@ struct Port<'a> {
 }
 
 /// `404 Unknown id: <uuid>`: a uuid in the request names nothing any more (a VMI create with a
-/// deleted network's uuid, a ref-update with a re-provisioned virtual router's).
+/// deleted network's uuid, a ref-update with a re-provisioned virtual router's); or `404
+/// Name[...] not found` on a create: the parent it names is gone (a group project the collector
+/// removed since this manager last used it). The real server's wording, as recorded in
+/// tests/fixtures/vnc/vnc-transcript-2.json.
 fn is_stale(e: &VncError) -> bool {
-    e.is_not_found() && e.body().starts_with("Unknown id:")
+    let body = e.body();
+    e.is_not_found()
+        && (body.starts_with("Unknown id:")
+            || (body.starts_with("Name[") && body.ends_with("not found")))
 }
 
 fn not_found_is_none<T>(r: Result<T, VncError>) -> Result<Option<T>, VncError> {
