@@ -42,6 +42,16 @@ fn rig(mode: Isolation, tweak: impl FnOnce(&mut Config)) -> Rig {
     c.reconcile.grace_secs = 0;
     tweak(&mut c);
     let app = Arc::new(app::start(&c).unwrap());
+    // The watcher's pass on connecting to the event stream runs in the background. With
+    // `grace-secs = 0` it could collect what a test's registration has just written (a policy
+    // before its port exists): the tests start once it is done.
+    wait_for("the first pass", 600, || {
+        app.mgr
+            .metrics
+            .reconcile_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    });
     Rig { v, agent, m, app }
 }
 
