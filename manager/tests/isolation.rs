@@ -143,8 +143,22 @@ impl Rig {
     }
 
     fn exists(&self, ty: &str, fq: &str) -> bool {
+        self.uuid_of(ty, fq).is_some()
+    }
+
+    fn uuid_of(&self, ty: &str, fq: &str) -> Option<String> {
         let fq: Vec<String> = fq.split(':').map(str::to_owned).collect();
-        self.v.store().uuid_of(ty, &fq).is_some()
+        self.v.store().uuid_of(ty, &fq)
+    }
+
+    /// Deletes an object from VNC behind the manager's back (as an operator or another
+    /// manager's collector would); returns its uuid.
+    fn remove(&self, ty: &str, fq: &str) -> String {
+        let u = self
+            .uuid_of(ty, fq)
+            .unwrap_or_else(|| panic!("no {ty} {fq}"));
+        self.v.store().delete(ty, &u).unwrap();
+        u
     }
 
     /// The rules of a policy as (src, protocol, start, end), and the networks it is on.
@@ -640,17 +654,14 @@ fn a_remembered_network_gone_before_the_policy_step_is_looked_up_again() {
         allow("group:/team-b tcp:80"),
     );
     r.delete(&cid(1));
-    let fq: Vec<String> = TEAM_A.split(':').map(str::to_owned).collect();
-    let old = r.v.store().uuid_of("virtual-network", &fq).unwrap();
-    r.v.store().delete("virtual-network", &old).unwrap();
+    let old = r.remove("virtual-network", TEAM_A);
     let (vn, _) = r.run(
         2,
         "team-a_web.22222222-2222-2222-2222-222222222222",
         allow("group:/team-b tcp:80"),
     );
     assert_eq!(vn, TEAM_A);
-    let new = r.v.store().uuid_of("virtual-network", &fq).unwrap();
-    assert_ne!(new, old);
+    assert_ne!(r.uuid_of("virtual-network", TEAM_A).unwrap(), old);
     let (_, on) = r.policy(pol).expect("the policy");
     assert!(on.iter().any(|n| n == TEAM_A), "{on:?}");
 }
@@ -689,20 +700,14 @@ fn a_remembered_project_gone_is_made_again() {
         ContrailRequest::default(),
     );
     r.delete(&cid(1));
-    let vn_fq: Vec<String> = TEAM_A.split(':').map(str::to_owned).collect();
-    let project_fq = vn_fq[..2].to_vec();
-    {
-        let mut s = r.v.store();
-        let vn = s.uuid_of("virtual-network", &vn_fq).unwrap();
-        s.delete("virtual-network", &vn).unwrap();
-        let project = s.uuid_of("project", &project_fq).unwrap();
-        s.delete("project", &project).unwrap();
-    }
+    let project = "default-domain:mesos-team-a";
+    r.remove("virtual-network", TEAM_A);
+    r.remove("project", project);
     let (vn, _) = r.run(
         2,
         "team-a_web.22222222-2222-2222-2222-222222222222",
         ContrailRequest::default(),
     );
     assert_eq!(vn, TEAM_A);
-    assert!(r.exists("project", "default-domain:mesos-team-a"));
+    assert!(r.exists("project", project));
 }

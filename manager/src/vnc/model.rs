@@ -131,6 +131,13 @@ impl VncObject {
             .map(|kv| kv.value.as_str())
     }
 
+    /// Seconds since the Unix time in annotation `key` (`created-at`, `written-at`); None when
+    /// the object has no such annotation or it is not a number.
+    pub fn annotation_age_secs(&self, key: &str) -> Option<u64> {
+        let t = self.annotation(key)?.parse::<u64>().ok()?;
+        Some(super::ids::now_secs().saturating_sub(t))
+    }
+
     pub fn mac(&self) -> Option<&str> {
         self.virtual_machine_interface_mac_addresses
             .as_ref()?

@@ -187,10 +187,12 @@ impl Writer {
             },
             None => None,
         };
-        let (uuid, applied, new_policy) = match existing {
+        // Whether this call has already stamped `written-at` (with the create or the rules).
+        let (uuid, applied, stamped) = match existing {
             Some(o) => {
                 let have = entries_of(&o);
-                if !want.is_subset(&have) {
+                let grows = !want.is_subset(&have);
+                if grows {
                     let all: BTreeSet<RuleKey> = have.union(&want).cloned().collect();
                     let rules: Vec<Value> = all.iter().map(|r| r.rule(&dst)).collect();
                     self.api.update(
@@ -205,7 +207,7 @@ impl Writer {
                     .iter()
                     .map(|r| r.uuid.clone())
                     .collect();
-                (o.uuid, applied, false)
+                (o.uuid, applied, grows)
             }
             None => {
                 let rules: Vec<Value> = want.iter().map(|r| r.rule(&dst)).collect();
@@ -235,7 +237,7 @@ impl Writer {
                 refs_added = true;
             }
         }
-        if refs_added && !new_policy {
+        if refs_added && !stamped {
             // The collector reads `written-at` before it takes anything off a policy.
             self.api.update(
                 "network-policy",
@@ -405,9 +407,8 @@ impl Writer {
 /// Whether a registration wrote the policy less than `grace_secs` ago (a policy without the
 /// annotation, made by an older manager, is not protected).
 fn written_within(pol: &VncObject, grace_secs: u64) -> bool {
-    pol.annotation("written-at")
-        .and_then(|t| t.parse::<u64>().ok())
-        .is_some_and(|t| now_secs().saturating_sub(t) < grace_secs)
+    pol.annotation_age_secs("written-at")
+        .is_some_and(|age| age < grace_secs)
 }
 
 #[cfg(test)]

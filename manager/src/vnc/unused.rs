@@ -6,7 +6,6 @@
 //! creation gets a 404 for the network, and the registration looks the names up again and
 //! re-creates it.
 
-use super::ids::now_secs;
 use super::model::VncObject;
 use super::objects::ignore_404;
 use super::writer::{AttachError, Writer};
@@ -28,9 +27,8 @@ impl Writer {
     }
 
     fn old_enough(o: &VncObject, grace_secs: u64) -> bool {
-        o.annotation("created-at")
-            .and_then(|t| t.parse::<u64>().ok())
-            .is_some_and(|t| now_secs().saturating_sub(t) >= grace_secs)
+        o.annotation_age_secs("created-at")
+            .is_some_and(|age| age >= grace_secs)
     }
 
     /// One pass (the leader's, after its policies pass). Decisions are made from reads of each

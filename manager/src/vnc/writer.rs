@@ -59,8 +59,9 @@ pub enum AttachError {
     Internal(String),
     /// VNC answered `404 Unknown id: <uuid>` for a uuid this manager sent, or `404 Name[...]
     /// not found` for a parent it named: the object was deleted (and perhaps re-created under
-    /// its name) behind the manager's back, e.g. by the collector racing this registration. A registration retries
-    /// once with the names looked up again; what is still stale then is an internal error.
+    /// its name) behind the manager's back, e.g. by the collector racing this registration. A
+    /// registration retries once with the names looked up again; what is still stale then is
+    /// an internal error.
     #[error("{0}")]
     Stale(String),
     /// This manager cannot reach VNC as configured (TLS verification failed): an operator
