@@ -12,21 +12,28 @@
 # non-zero when either lane failed.
 #
 # usage: scripts/test-lanes.sh <log dir> [args for the test binaries...]
-set -uo pipefail
+# Until the lanes start, any failure stops the script (a lane list read wrong would skip tests
+# silently); the lanes' own exit statuses are collected below.
+set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo=${CARGO:-cargo}
 logdir=$1
 shift
 
-names() { for f in "$@"; do [ -e "$f" ] && basename "$f" .rs; done; }
+names() { for f in "$@"; do if [ -e "$f" ]; then basename "$f" .rs; fi; done; }
 lane_a=$(names tests/tests/*.rs devstack/tests/*.rs)
 lane_b=$(names */tests/*.rs */*/tests/*.rs */*/*/tests/*.rs | grep -vxF -f <(printf '%s\n' $lane_a))
 
 meta=$($cargo metadata --format-version 1 --no-deps)
 # The binaries with unit tests (`--bins` would also run those with `test = false`, such as the
 # CNI host, whose C `main` has no test harness).
-bins=$(grep -o '{[^{}]*"kind":\["bin"\][^{}]*}' <<<"$meta" | grep '"test":true' |
-  sed 's/.*"name":"\([^"]*\)".*/\1/')
+bin_objs=$(grep -o '{[^{}]*"kind":\["bin"\][^{}]*}' <<<"$meta")
+bins=$(grep '"test":true' <<<"$bin_objs" | sed 's/.*"name":"\([^"]*\)".*/\1/')
+# A binary target this pattern did not capture whole would lose its unit tests silently.
+if [ "$(grep -o '"kind":\["bin"\]' <<<"$meta" | wc -l)" != "$(grep -c . <<<"$bin_objs")" ]; then
+  echo "test-lanes: cannot read every binary target from cargo metadata" >&2
+  exit 1
+fi
 
 # Every test target is in exactly one lane (a target declared by hand in a Cargo.toml, not a
 # file under tests/, would be missed: refuse rather than skip it).
@@ -40,6 +47,7 @@ fi
 targets() { for n in "$@"; do printf -- '--test %s ' "$n"; done; }
 bin_targets() { for n in "$@"; do printf -- '--bin %s ' "$n"; done; }
 mkdir -p "$logdir"
+set +e
 # shellcheck disable=SC2046 # one word per test name
 $cargo test --workspace --no-fail-fast $(targets $lane_a) -- "$@" >"$logdir/lane-a.log" 2>&1 &
 a_pid=$!
