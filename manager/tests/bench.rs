@@ -1,7 +1,16 @@
 //! Measurements (ignored by default; see docs/BENCHMARKS.md (manager section) for the command and results):
-//! attachments per second through the attachment API against the VNC stand-in on loopback,
-//! then, with 10,000 running tasks, the manager binary's restart time (cache rebuild), first
-//! reconcile pass, peak RSS, and an in-process steady-state reconcile pass.
+//! attachments per second through the attachment API of the manager binary against the VNC
+//! stand-in on loopback, then, with 10,000 running tasks, the manager binary's restart time
+//! (cache rebuild), first reconcile pass, peak RSS, and an in-process steady-state reconcile
+//! pass.
+//!
+//! Knobs: `BENCH_TASKS` (10,000), `BENCH_CLIENTS` (16), `BENCH_WORKERS` (the manager's
+//! `api.workers`, 16), `BENCH_VNC_THREADS` (the stand-in's, 2), `BENCH_RATE` and
+//! `BENCH_RATE_SECS` (the paced phase, 500/s for 6 s), `BENCH_CLIENT=ureq` (the clients through
+//! ureq instead of `std::net`), `BENCH_MANAGER=inprocess` (the manager in this process),
+//! `BENCH_MANAGER_TUNABLES` (`GLIBC_TUNABLES` for the manager process), `BENCH_MANAGER_BIN`
+//! (another manager build), `BENCH_ONLY_ATTACH` (stop after the attachment phases),
+//! `BENCH_KEEPALIVE`, `BENCH_REVERSE`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -42,6 +51,69 @@ fn req(i: usize) -> AttachRequest {
     }
 }
 
+/// How the bench clients send an attachment: `Lean` (the default) writes the request with
+/// `std::net` and reads the answer's status line and body, on a new connection each time, as a
+/// CNI ADD's process does; `Ureq` (`BENCH_CLIENT=ureq`) goes through ureq as the CNI host's
+/// manager client does. The clients share the two cores with the manager and the stand-in,
+/// so a cheaper load generator leaves more of them to what is measured (as `wrk` does); the
+/// bench prints each party's CPU either way.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Lean,
+    Ureq,
+}
+
+fn client_kind() -> Client {
+    match std::env::var("BENCH_CLIENT").as_deref() {
+        Ok("ureq") => Client::Ureq,
+        _ => Client::Lean,
+    }
+}
+
+/// One registration on a new connection with `std::net`: the request in one write, the
+/// answer read to the end of its `Content-Length`; returns the status.
+fn attach_lean(addr: &str, i: usize) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let body = serde_json::to_vec(&req(i)).unwrap();
+    let mut out = format!(
+        "POST /v1/attachments HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.write_all(&out).unwrap();
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = s.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if rest.len() >= len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
 fn metric(addr: &str, name: &str) -> f64 {
     let mut r = match ureq::get(format!("http://{addr}/metrics")).call() {
         Ok(r) => r,
@@ -54,6 +126,13 @@ fn metric(addr: &str, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
+/// The manager binary the bench starts: this build's, or `BENCH_MANAGER_BIN` (another build,
+/// for before/after runs with the same bench).
+fn manager_bin() -> String {
+    std::env::var("BENCH_MANAGER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_contrail-mesos-manager").to_owned())
+}
+
 fn vm_hwm_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
@@ -63,56 +142,99 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (utime + stime, clock ticks) of this process in all (exited threads included)
+/// CPU time (utime + stime, clock ticks) of this process in all (exited threads included),
 /// and of its live threads by name ("vnc-standin": the VNC stand-in; "api": the manager's
-/// API and VNC threads).
-fn cpu_ticks() -> (u64, std::collections::BTreeMap<String, u64>) {
-    let ticks = |stat: &str| -> u64 {
-        // Fields after the `(comm)`: utime and stime are the 12th and 13th.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+/// API and VNC threads when it runs in this process): ticks and context switches (voluntary
+/// and not). With the manager as a child process, its whole CPU (exited threads included) and
+/// its threads' switches are `child`.
+struct Cpu {
+    total: u64,
+    by: std::collections::BTreeMap<String, (u64, u64)>,
+    child: Option<(u64, u64)>,
+}
+
+/// utime + stime from a `/proc/.../stat` line.
+fn stat_ticks(stat: &str) -> u64 {
+    // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// (name, ticks, context switches) of each live thread of `/proc/<proc_dir>`.
+fn threads(proc_dir: &str) -> Vec<(String, u64, u64)> {
+    let switches = |status: &str| -> u64 {
+        status
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            })
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum()
     };
-    let total = ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
-    let mut by = std::collections::BTreeMap::new();
-    for t in std::fs::read_dir("/proc/self/task")
+    std::fs::read_dir(format!("/proc/{proc_dir}/task"))
         .into_iter()
         .flatten()
         .flatten()
-    {
-        let p = t.path();
-        let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        let n = ticks(&std::fs::read_to_string(p.join("stat")).unwrap_or_default());
-        *by.entry(name.trim().to_owned()).or_default() += n;
+        .map(|t| {
+            let p = t.path();
+            let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+            let n = stat_ticks(&std::fs::read_to_string(p.join("stat")).unwrap_or_default());
+            let cs = switches(&std::fs::read_to_string(p.join("status")).unwrap_or_default());
+            (name.trim().to_owned(), n, cs)
+        })
+        .collect()
+}
+
+fn cpu_ticks(child: Option<u32>) -> Cpu {
+    let total = stat_ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+    let mut by = std::collections::BTreeMap::new();
+    for (name, n, cs) in threads("self") {
+        let e: &mut (u64, u64) = by.entry(name).or_default();
+        e.0 += n;
+        e.1 += cs;
     }
-    (total, by)
+    let child = child.map(|pid| {
+        let ticks =
+            stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default());
+        let cs = threads(&pid.to_string()).iter().map(|t| t.2).sum();
+        (ticks, cs)
+    });
+    Cpu { total, by, child }
 }
 
 /// The CPU an attachment cost between two `cpu_ticks`, split into the stand-in, the manager
-/// and the rest (the bench clients, whose threads are gone by then), in µs.
-fn cpu_per_attachment(
-    a: &(u64, std::collections::BTreeMap<String, u64>),
-    b: &(u64, std::collections::BTreeMap<String, u64>),
-    n: usize,
-) -> String {
+/// and the rest (the bench clients, whose threads are gone by then), in µs; and the context
+/// switches of the stand-in's and the manager's threads per attachment (threads that exited
+/// in between are not counted).
+fn cpu_per_attachment(a: &Cpu, b: &Cpu, n: usize) -> String {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let us = |t: u64| t as f64 / hz * 1e6 / n as f64;
     let of = |k: &str| {
-        b.1.get(k)
-            .copied()
-            .unwrap_or(0)
-            .saturating_sub(a.1.get(k).copied().unwrap_or(0))
+        let (t1, c1) = b.by.get(k).copied().unwrap_or((0, 0));
+        let (t0, c0) = a.by.get(k).copied().unwrap_or((0, 0));
+        (t1.saturating_sub(t0), c1.saturating_sub(c0))
     };
-    let total = b.0.saturating_sub(a.0);
-    let (standin, mgr) = (of("vnc-standin"), of("api"));
+    let ours = b.total.saturating_sub(a.total);
+    let (standin, s_cs) = of("vnc-standin");
+    let ((mgr, m_cs), total) = match (a.child, b.child) {
+        (Some((t0, c0)), Some((t1, c1))) => {
+            let t = t1.saturating_sub(t0);
+            ((t, c1.saturating_sub(c0)), ours + t)
+        }
+        _ => (of("api"), ours),
+    };
     format!(
-        "CPU per attachment {:.0} us: stand-in {:.0}, manager {:.0}, clients and rest {:.0}",
+        "CPU per attachment {:.0} us: stand-in {:.0}, manager {:.0}, clients and rest {:.0}; context switches per attachment: stand-in {:.1}, manager {:.1}",
         us(total),
         us(standin),
         us(mgr),
-        us(total.saturating_sub(standin + mgr))
+        us(total.saturating_sub(standin + mgr)),
+        s_cs as f64 / n as f64,
+        m_cs as f64 / n as f64,
     )
 }
 
@@ -128,6 +250,7 @@ fn load(
     keep_alive: bool,
 ) -> (Duration, Vec<(usize, Duration)>) {
     let next = Arc::new(AtomicUsize::new(from));
+    let kind = client_kind();
     let t0 = Instant::now();
     let hs: Vec<_> = (0..clients)
         .map(|_| {
@@ -144,16 +267,20 @@ fn load(
                         break;
                     }
                     let t = Instant::now();
-                    let mut r = agent
-                        .post(format!("http://{addr}/v1/attachments"))
-                        .send_json(req(i))
-                        .unwrap();
-                    assert_eq!(r.status().as_u16(), 201);
-                    if keep_alive {
-                        r.body_mut().read_to_vec().unwrap();
+                    if kind == Client::Lean && !keep_alive {
+                        assert_eq!(attach_lean(&addr, i), 201);
+                    } else {
+                        let mut r = agent
+                            .post(format!("http://{addr}/v1/attachments"))
+                            .send_json(req(i))
+                            .unwrap();
+                        assert_eq!(r.status().as_u16(), 201);
+                        if keep_alive {
+                            r.body_mut().read_to_vec().unwrap();
+                        }
+                        // Otherwise the unread answer closes the connection.
+                        drop(r);
                     }
-                    // Otherwise the unread answer closes the connection.
-                    drop(r);
                     worst = worst.max(t.elapsed());
                     done += 1;
                 }
@@ -177,6 +304,7 @@ fn paced(
     from: usize,
 ) -> (Vec<Duration>, Duration) {
     let total = (rate * secs) as usize;
+    let kind = client_kind();
     let t0 = Instant::now() + Duration::from_millis(50);
     let hs: Vec<_> = (0..clients)
         .map(|c| {
@@ -192,11 +320,15 @@ fn paced(
                     if let Some(d) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(d);
                     }
-                    let r = agent
-                        .post(format!("http://{addr}/v1/attachments"))
-                        .send_json(req(from + k))
-                        .unwrap();
-                    assert_eq!(r.status().as_u16(), 201);
+                    if kind == Client::Lean {
+                        assert_eq!(attach_lean(&addr, from + k), 201);
+                    } else {
+                        let r = agent
+                            .post(format!("http://{addr}/v1/attachments"))
+                            .send_json(req(from + k))
+                            .unwrap();
+                        assert_eq!(r.status().as_u16(), 201);
+                    }
                     lat.push(due.elapsed());
                 }
                 lat
@@ -223,11 +355,59 @@ fn bench_attachments_restart_reconcile() {
     }
     let mut cfg = Config::default();
     cfg.api.listen = "127.0.0.1:0".into();
-    cfg.api.workers = 16;
+    cfg.api.workers = env_usize("BENCH_WORKERS", 16);
     cfg.vnc.urls = vec![vnc.url()];
     cfg.log.level = "warn".into();
-    let a = app::start(&cfg).unwrap();
-    let addr = a.api.addr.to_string();
+    // The manager binary as a child process (the default), configured as the in-process one
+    // was: it runs as shipped (its `main` also sets the allocator up), and its CPU is the whole
+    // process's, threads that ended included. BENCH_MANAGER=inprocess: in this process
+    // (`app::start`), its CPU told apart by thread name.
+    let as_process = std::env::var("BENCH_MANAGER").as_deref() != Ok("inprocess");
+    let (a, mut child, addr) = if as_process {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(manager_bin())
+            .args([
+                "--listen",
+                &addr,
+                "--vnc-url",
+                &vnc.url(),
+                "--log-level",
+                "warn",
+            ])
+            .env(
+                "CONTRAIL_MESOS_MANAGER_API_WORKERS",
+                cfg.api.workers.to_string(),
+            )
+            // Allocator experiments on the manager alone, e.g.
+            // BENCH_MANAGER_TUNABLES=glibc.malloc.tcache_count=64 (glibc tunables(7)).
+            .envs(
+                std::env::var("BENCH_MANAGER_TUNABLES")
+                    .ok()
+                    .map(|t| ("GLIBC_TUNABLES", t)),
+            )
+            .spawn()
+            .unwrap();
+        let mut up = false;
+        for _ in 0..500 {
+            if ureq::get(format!("http://{addr}/livez")).call().is_ok() {
+                up = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(up, "the manager process answers /livez");
+        (None, Some(child), addr)
+    } else {
+        let a = app::start(&cfg).unwrap();
+        let addr = a.api.addr.to_string();
+        (Some(a), None, addr)
+    };
+    let child_pid = child.as_ref().map(|c| c.id());
     // Warm-up creates the project network once (an id no measured phase uses).
     assert_eq!(
         ureq::post(format!("http://{addr}/v1/attachments"))
@@ -256,19 +436,19 @@ fn bench_attachments_restart_reconcile() {
         runs.push((clients, n / 2, true));
     }
     for (clients, share, keep_alive) in runs {
-        let cpu0 = cpu_ticks();
+        let cpu0 = cpu_ticks(child_pid);
         let (el, per) = load(&addr, clients, first, first + share, keep_alive);
-        let cpu1 = cpu_ticks();
+        let cpu1 = cpu_ticks(child_pid);
         let counts: Vec<usize> = per.iter().map(|(c, _)| *c).collect();
         let worst: Vec<f64> = per.iter().map(|(_, w)| w.as_secs_f64() * 1e3).collect();
         println!(
             "BENCH attachments: {share} in {:.2} s = {:.0} attachments/s ({clients} clients, {}, {} workers); per client: {}..{} attachments, slowest answer {:.1}..{:.1} ms",
             el.as_secs_f64(),
             share as f64 / el.as_secs_f64(),
-            if keep_alive {
-                "kept-alive connections"
-            } else {
-                "a connection per attachment"
+            match (keep_alive, client_kind()) {
+                (true, _) => "kept-alive connections (ureq)",
+                (false, Client::Lean) => "a connection per attachment (std::net)",
+                (false, Client::Ureq) => "a connection per attachment (ureq)",
             },
             cfg.api.workers,
             counts.iter().min().unwrap(),
@@ -318,8 +498,18 @@ fn bench_attachments_restart_reconcile() {
         .into_iter()
         .filter_map(|p| Some((p.vm_name?, p.ip?)))
         .collect();
-    a.shutdown(Duration::from_secs(1));
+    match (a, child.as_mut()) {
+        (Some(a), _) => a.shutdown(Duration::from_secs(1)),
+        (None, Some(c)) => {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        _ => {}
+    }
 
+    if std::env::var("BENCH_ONLY_ATTACH").is_ok() {
+        return;
+    }
     // 3. The running tasks in Marathon, one per attachment.
     let m = MarathonServer::start().unwrap();
     for (cid, ip) in &ips {
@@ -335,7 +525,7 @@ fn bench_attachments_restart_reconcile() {
             "TASK_RUNNING",
         );
     }
-    let bin = env!("CARGO_BIN_EXE_contrail-mesos-manager");
+    let bin = manager_bin();
     let t0 = Instant::now();
     let mut child = std::process::Command::new(bin)
         .args([
