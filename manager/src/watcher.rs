@@ -163,7 +163,11 @@ impl Watcher {
             }
         };
         let owned: Vec<Arc<Owned>> = scan.owned;
+        // Where a pass spends its time, in the pass's log line (a slow pass at scale is
+        // either VNC's lists or Marathon's, and an operator needs to know which).
+        let scanned = started.elapsed();
         let mut listing = self.list()?;
+        let listed = started.elapsed();
         let services = std::mem::take(&mut listing.services);
         *self
             .mgr
@@ -210,6 +214,7 @@ impl Watcher {
             .reconcile_held_deletions
             .store(held as i64, Relaxed);
         let actions = self.with_agents(actions, &owned, true);
+        let decided = started.elapsed();
         let n_owned = owned.len();
         drop(owned);
         for cid in &scan.vms_without_vrouter {
@@ -220,6 +225,7 @@ impl Watcher {
         }
         drop(scan.orphans);
         let mut st = self.execute(actions, true);
+        let executed = started.elapsed();
         // After the deletions: the policies follow the ports left, then what no port and no
         // policy uses goes. Each reads VNC afresh; a failure waits for the next pass.
         match self.writer.collect_policies(self.cfg.policy.grace_secs) {
@@ -234,6 +240,7 @@ impl Watcher {
             Ok(n) => st.unused += n,
             Err(e) => tracing::warn!(error = %e, "DNS record pass failed; next pass retries"),
         }
+        let collected = started.elapsed();
         self.vip_pass(&services, complete);
         st.tasks = n_tasks;
         st.owned = n_owned;
@@ -256,6 +263,13 @@ impl Watcher {
             held = st.held,
             policies = st.policies,
             unused = st.unused,
+            ms = started.elapsed().as_millis() as u64,
+            scan_ms = scanned.as_millis() as u64,
+            list_ms = (listed - scanned).as_millis() as u64,
+            decide_ms = (decided - listed).as_millis() as u64,
+            execute_ms = (executed - decided).as_millis() as u64,
+            collect_ms = (collected - executed).as_millis() as u64,
+            vip_ms = (started.elapsed() - collected).as_millis() as u64,
             "reconcile pass"
         );
         Ok(st)

@@ -3,7 +3,8 @@
 //! `BENCH_TASKS` (100,000 running tasks, one attachment each), `BENCH_VROUTERS` (1,000 nodes),
 //! `BENCH_NETWORKS` (50 networks, one Marathon app each), `BENCH_EVENT_RATE` (status updates
 //! per second, 1,000), `BENCH_EVENT_SECS` (10), `BENCH_INTERVAL_SECS` (the manager's reconcile
-//! interval, 20), `BENCH_MANAGER_BIN` (another manager binary, e.g. an older build).
+//! interval, 20), `BENCH_MANAGER_BIN` (another manager binary, e.g. an older build),
+//! `BENCH_MANAGER_LOG` (the manager's `--log-level`, `warn`).
 //!
 //! The VNC stand-in's store is seeded directly with what the manager's registrations write
 //! (`vnc/writer.rs`: VM with the task as display name, VMI, instance-ip, the virtual-router's
@@ -320,6 +321,23 @@ fn bench_cluster_scale() {
     for a in &seeded {
         m.add_task_silently(&a.app, &a.task, &a.node, &[&a.ip], "TASK_RUNNING");
     }
+    // The Marathon stand-in's own time for the listing a pass reads (its floor, as above).
+    let t = Instant::now();
+    let body = ureq::get(format!("{}/v2/apps?embed=apps.tasks", m.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
+    println!(
+        "BENCH scale Marathon stand-in alone: the apps listing with {} tasks ({:.0} MiB) served and read in {:.2} s",
+        seeded.len(),
+        body.len() as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+    drop(body);
 
     // 1. Restart: the manager binary on the populated VNC, default settings.
     // `BENCH_MANAGER_BIN`: another build of the manager (e.g. the one before a change) against
@@ -349,7 +367,9 @@ fn bench_cluster_scale() {
                 "--marathon-url",
                 &m.url(),
                 "--log-level",
-                "warn",
+                // e.g. BENCH_MANAGER_LOG=warn,contrail_mesos_manager::watcher=info: each
+                // pass's line with where its time went.
+                &std::env::var("BENCH_MANAGER_LOG").unwrap_or_else(|_| "warn".into()),
             ])
             .env(
                 "CONTRAIL_MESOS_MANAGER_RECONCILE_INTERVAL_SECS",

@@ -28,130 +28,177 @@ impl Writer {
         // the cache plus the few small maps below, not a second copy of every attachment).
         let mine = |o: &VncObject| self.owns(o);
         let mut vms: HashMap<UuidKey, Vm> = HashMap::new();
-        self.api
-            .list_fields_each("virtual-machine", VM_FIELDS, &mut |o| {
-                if mine(&o) {
-                    let (cid, created_at) = identity(&o);
-                    vms.insert(
-                        UuidKey::new(o.uuid),
-                        Vm {
-                            display: o.display_name,
-                            cid,
-                            created_at,
-                            used: false,
-                        },
-                    );
-                }
-            })?;
         // VMI uuid -> its instance-ips / floating-ips, in list order.
         let mut orphans = Vec::new();
         let mut iips: HashMap<UuidKey, Vec<Part>> = HashMap::new();
         let mut fips: HashMap<UuidKey, Vec<Part>> = HashMap::new();
-        for (ty, parts) in [("instance-ip", &mut iips), ("floating-ip", &mut fips)] {
-            let fields = if ty == "instance-ip" {
-                IIP_FIELDS
-            } else {
-                FIP_FIELDS
-            };
-            self.api.list_fields_each(ty, fields, &mut |i| {
-                if !mine(&i) {
-                    return;
-                }
-                let (cid, created_at) = identity(&i);
-                let part = Part {
-                    address: if ty == "instance-ip" {
-                        i.instance_ip_address
+        // The VMs, the instance-ips and the floating IPs do not depend on each other: they are
+        // listed side by side, so the server renders one list's page while this process
+        // decodes another's (a pass at 100,000 tasks is mostly that; docs/BENCHMARKS.md). All
+        // three are read before the interfaces, as the comment above needs.
+        let (vm_list, part_lists) = std::thread::scope(|sc| {
+            let vm_list = sc.spawn(|| {
+                self.api
+                    .list_fields_each("virtual-machine", VM_FIELDS, &mut |o| {
+                        if mine(&o) {
+                            let (cid, created_at) = identity(&o);
+                            vms.insert(
+                                UuidKey::new(o.uuid),
+                                Vm {
+                                    display: o.display_name,
+                                    cid,
+                                    created_at,
+                                    used: false,
+                                },
+                            );
+                        }
+                    })
+            });
+            let part_lists: Vec<_> = [
+                ("instance-ip", &mut iips, Vec::new()),
+                ("floating-ip", &mut fips, Vec::new()),
+            ]
+            .into_iter()
+            .map(|(ty, parts, mut lost)| {
+                sc.spawn(move || {
+                    let fields = if ty == "instance-ip" {
+                        IIP_FIELDS
                     } else {
-                        i.floating_ip_address
-                    },
-                    uuid: i.uuid,
-                    cid,
-                    created_at,
-                };
-                match i.virtual_machine_interface_refs.into_iter().next() {
-                    Some(r) => crate::cache::push_small(
-                        parts.entry(UuidKey::new(r.uuid)).or_default(),
-                        part,
-                    ),
-                    None => orphans.push(part.orphan(ty)),
-                }
-            })?;
+                        FIP_FIELDS
+                    };
+                    let r = self.api.list_fields_each(ty, fields, &mut |i| {
+                        if !mine(&i) {
+                            return;
+                        }
+                        let (cid, created_at) = identity(&i);
+                        let part = Part {
+                            address: if ty == "instance-ip" {
+                                i.instance_ip_address
+                            } else {
+                                i.floating_ip_address
+                            },
+                            uuid: i.uuid,
+                            cid,
+                            created_at,
+                        };
+                        match i.virtual_machine_interface_refs.into_iter().next() {
+                            Some(r) => crate::cache::push_small(
+                                parts.entry(UuidKey::new(r.uuid)).or_default(),
+                                part,
+                            ),
+                            None => lost.push(part.orphan(ty)),
+                        }
+                    });
+                    r.map(|()| lost)
+                })
+            })
+            .collect();
+            (
+                join(vm_list),
+                part_lists.into_iter().map(join).collect::<Vec<_>>(),
+            )
+        });
+        vm_list?;
+        for lost in part_lists {
+            orphans.extend(lost?);
         }
         let is_v4 = |a: Option<&str>| {
             a.and_then(|a| a.parse::<std::net::IpAddr>().ok())
                 .is_some_and(|a| a.is_ipv4())
         };
+        // The routers' refs are listed beside the interfaces (neither needs the other). A
+        // router read before an interface's registration added its ref only makes the pass
+        // restore that ref, which adding again leaves as it is.
         let mut owned = Vec::new();
-        self.api
-            .list_fields_each("virtual-machine-interface", VMI_FIELDS, &mut |v| {
-                if !mine(&v) {
-                    return;
-                }
-                let ann = |k: &str| v.annotation(k).unwrap_or_default().to_owned();
-                let cid = ann("container-id");
-                let vn = v.virtual_network_refs.first().cloned().unwrap_or_default();
-                let vm_uuid = v
-                    .virtual_machine_refs
-                    .first()
-                    .map(|r| r.uuid.clone())
-                    .unwrap_or_default();
-                let task_id = vms.get_mut(&UuidKey::of(&vm_uuid)).and_then(|vm| {
-                    vm.used = true;
-                    vm.display
-                        .as_ref()
-                        .filter(|d| **d != cid && !d.is_empty())
-                        .cloned()
-                });
-                let mut o = Owned {
-                    attachment: Attachment {
-                        container_id: cid.clone(),
-                        ifname: ann("ifname"),
-                        vm_uuid,
-                        vm_name: cid,
-                        vmi_uuid: v.uuid.clone(),
-                        vn: self.cache.intern_vn(&ObjectRef {
-                            uuid: vn.uuid,
-                            fq_name: vn.to,
-                        }),
-                        ip: None,
-                        mac: v.mac().map(str::to_owned),
-                        // An annotation another writer mangled reads as a sole interface.
-                        index: v
-                            .annotation("index")
-                            .and_then(|a| a.parse().ok())
-                            .unwrap_or(contrail_mesos_api::InterfaceIndex::SOLE),
-                        floating_ips: Vec::new(),
-                    },
-                    iip_uuid: None,
-                    fip_uuids: Vec::new(),
-                    node: self.cache.intern_node(&Node {
-                        name: ann("node-name"),
-                        ip: ann("node-ip"),
-                    }),
-                    created_at: v
-                        .annotation("created-at")
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0),
-                    task_id,
-                    allow_rules: v.annotation("allow-rules").map(str::to_owned),
-                };
-                // A dual-stack port has one of each family: the IPv4 one is the attachment's
-                // address (as at registration); otherwise the last one listed wins.
-                let vmi = UuidKey::of(&v.uuid);
-                for i in iips.remove(&vmi).unwrap_or_default() {
-                    if is_v4(i.address.as_deref()) || !is_v4(o.attachment.ip.as_deref()) {
-                        o.attachment.ip = i.address;
-                        o.iip_uuid = Some(i.uuid);
-                    }
-                }
-                for f in fips.remove(&vmi).unwrap_or_default() {
-                    if let Some(a) = f.address {
-                        o.attachment.floating_ips.push(a);
-                    }
-                    o.fip_uuids.push(f.uuid);
-                }
-                owned.push(self.cache.share(o));
-            })?;
+        // Which VMs a virtual router refers to: a detail list carries refs (not back-refs),
+        // so the routers' lists are the place to look.
+        let mut referred = HashSet::new();
+        let (vmi_list, vr_list) = std::thread::scope(|sc| {
+            let vr_list = sc.spawn(|| {
+                self.api
+                    .list_fields_each("virtual-router", &["virtual_machine_refs"], &mut |r| {
+                        referred.extend(
+                            r.virtual_machine_refs
+                                .into_iter()
+                                .map(|x| UuidKey::new(x.uuid)),
+                        );
+                    })
+            });
+            let vmi_list =
+                self.api
+                    .list_fields_each("virtual-machine-interface", VMI_FIELDS, &mut |v| {
+                        if !mine(&v) {
+                            return;
+                        }
+                        let ann = |k: &str| v.annotation(k).unwrap_or_default().to_owned();
+                        let cid = ann("container-id");
+                        let vn = v.virtual_network_refs.first().cloned().unwrap_or_default();
+                        let vm_uuid = v
+                            .virtual_machine_refs
+                            .first()
+                            .map(|r| r.uuid.clone())
+                            .unwrap_or_default();
+                        let task_id = vms.get_mut(&UuidKey::of(&vm_uuid)).and_then(|vm| {
+                            vm.used = true;
+                            vm.display
+                                .as_ref()
+                                .filter(|d| **d != cid && !d.is_empty())
+                                .cloned()
+                        });
+                        let mut o = Owned {
+                            attachment: Attachment {
+                                container_id: cid.clone(),
+                                ifname: ann("ifname"),
+                                vm_uuid,
+                                vm_name: cid,
+                                vmi_uuid: v.uuid.clone(),
+                                vn: self.cache.intern_vn(&ObjectRef {
+                                    uuid: vn.uuid,
+                                    fq_name: vn.to,
+                                }),
+                                ip: None,
+                                mac: v.mac().map(str::to_owned),
+                                // An annotation another writer mangled reads as a sole interface.
+                                index: v
+                                    .annotation("index")
+                                    .and_then(|a| a.parse().ok())
+                                    .unwrap_or(contrail_mesos_api::InterfaceIndex::SOLE),
+                                floating_ips: Vec::new(),
+                            },
+                            iip_uuid: None,
+                            fip_uuids: Vec::new(),
+                            node: self.cache.intern_node(&Node {
+                                name: ann("node-name"),
+                                ip: ann("node-ip"),
+                            }),
+                            created_at: v
+                                .annotation("created-at")
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(0),
+                            task_id,
+                            allow_rules: v.annotation("allow-rules").map(str::to_owned),
+                        };
+                        // A dual-stack port has one of each family: the IPv4 one is the attachment's
+                        // address (as at registration); otherwise the last one listed wins.
+                        let vmi = UuidKey::of(&v.uuid);
+                        for i in iips.remove(&vmi).unwrap_or_default() {
+                            if is_v4(i.address.as_deref()) || !is_v4(o.attachment.ip.as_deref()) {
+                                o.attachment.ip = i.address;
+                                o.iip_uuid = Some(i.uuid);
+                            }
+                        }
+                        for f in fips.remove(&vmi).unwrap_or_default() {
+                            if let Some(a) = f.address {
+                                o.attachment.floating_ips.push(a);
+                            }
+                            o.fip_uuids.push(f.uuid);
+                        }
+                        owned.push(self.cache.share(o));
+                    });
+            (vmi_list, join(vr_list))
+        });
+        vmi_list?;
+        vr_list?;
         // What is left has no interface: instance-ips and floating-ips whose VMI is gone, VMs
         // no VMI uses.
         for (ty, parts) in [("instance-ip", iips), ("floating-ip", fips)] {
@@ -171,17 +218,6 @@ impl Writer {
             container_id: vm.cid,
             created_at: vm.created_at,
         }));
-        // Which VMs a virtual router refers to: a detail list carries refs (not back-refs),
-        // so the routers' lists are the place to look.
-        let mut referred = HashSet::new();
-        self.api
-            .list_fields_each("virtual-router", &["virtual_machine_refs"], &mut |r| {
-                referred.extend(
-                    r.virtual_machine_refs
-                        .into_iter()
-                        .map(|x| UuidKey::new(x.uuid)),
-                );
-            })?;
         let mut vms_without_vrouter: Vec<String> = owned
             .iter()
             .filter(|o| !referred.contains(&UuidKey::of(&o.attachment.vm_uuid)))
@@ -194,6 +230,12 @@ impl Writer {
             vms_without_vrouter,
         })
     }
+}
+
+/// A scoped list thread's result; its panic goes on in the caller (as the same code on the
+/// caller's thread would have panicked).
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// What the scan reads of each type besides uuid and fq-name (ownership and identity are

@@ -401,6 +401,105 @@ pub fn is_terminal(state: &str) -> bool {
     )
 }
 
+/// One app of `GET /v2/apps` as JSON text: its counts, then the fields of its definition
+/// (one with the name of a count takes the count's place), then its tasks when embedded.
+fn write_app(
+    out: &mut Vec<u8>,
+    id: &str,
+    tasks: &[&FakeTask],
+    spec: Option<&Value>,
+    health: &BTreeMap<String, bool>,
+    embed: bool,
+) {
+    fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+        serde_json::to_writer(out, v).expect("JSON into memory");
+    }
+    // Marathon counts running and staged tasks; killing/unreachable ones are embedded but in
+    // neither count.
+    let count = |states: &[&str]| {
+        tasks
+            .iter()
+            .filter(|t| states.contains(&t.state.as_str()))
+            .count()
+    };
+    let mut head = serde_json::Map::new();
+    head.insert("id".into(), json!(id));
+    head.insert("instances".into(), json!(tasks.len()));
+    head.insert(
+        "networks".into(),
+        json!([{"mode": "container", "name": "contrail-cni-plugin"}]),
+    );
+    head.insert("tasksRunning".into(), json!(count(&["TASK_RUNNING"])));
+    head.insert(
+        "tasksStaged".into(),
+        json!(count(&["TASK_STAGING", "TASK_STARTING"])),
+    );
+    if let Some(Value::Object(spec)) = spec {
+        for (k, v) in spec {
+            head.insert(k.clone(), v.clone());
+        }
+    }
+    if embed {
+        // A placeholder in the key's place; the tasks are written there below.
+        head.insert("tasks".into(), Value::Null);
+        head.insert("deployments".into(), json!([]));
+    }
+    out.push(b'{');
+    for (i, (k, v)) in head.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        put(out, k.as_str());
+        out.push(b':');
+        if embed && k == "tasks" {
+            out.push(b'[');
+            for (j, t) in tasks.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                write_task(out, t, health.get(&t.id).copied());
+            }
+            out.push(b']');
+        } else {
+            put(out, v);
+        }
+    }
+    out.push(b'}');
+}
+
+/// One embedded task as JSON text, with its health-check result when it has one.
+fn write_task(out: &mut Vec<u8>, t: &FakeTask, alive: Option<bool>) {
+    let w =
+        |out: &mut Vec<u8>, v: &str| serde_json::to_writer(&mut *out, v).expect("JSON into memory");
+    out.extend_from_slice(br#"{"id":"#);
+    w(out, &t.id);
+    out.extend_from_slice(br#","appId":"#);
+    w(out, &t.app_id);
+    out.extend_from_slice(br#","host":"#);
+    w(out, &t.host);
+    out.extend_from_slice(br#","slaveId":"S0","state":"#);
+    w(out, &t.state);
+    out.extend_from_slice(br#","ipAddresses":["#);
+    for (i, ip) in t.ips.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"ipAddress":"#);
+        w(out, ip);
+        out.extend_from_slice(br#","protocol":"IPv4"}"#);
+    }
+    out.extend_from_slice(br#"],"ports":[],"stagedAt":"#);
+    w(out, &now_iso());
+    if let Some(alive) = alive {
+        out.extend_from_slice(br#","healthCheckResults":"#);
+        let h = json!([{"alive": alive, "consecutiveFailures": if alive { 0 } else { 1 },
+            "firstSuccess": now_iso(), "lastFailure": null, "lastSuccess": now_iso(),
+            "lastFailureCause": null, "instanceId": t.id}]);
+        serde_json::to_writer(&mut *out, &h).expect("JSON into memory");
+    }
+    out.push(b'}');
+}
+
 fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str, extra: &str) {
     let _ = write!(
         s,
@@ -467,24 +566,12 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
         ("GET", "/v2/apps") => {
             knobs.app_lists.fetch_add(1, Ordering::SeqCst);
             let st = lock(state);
-            let mut apps: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+            let mut apps: BTreeMap<&str, Vec<&FakeTask>> = BTreeMap::new();
             for id in st.specs.keys() {
                 apps.entry(id).or_default();
             }
             for t in st.apps.values() {
-                let ips: Vec<Value> = t
-                    .ips
-                    .iter()
-                    .map(|i| json!({"ipAddress": i, "protocol": "IPv4"}))
-                    .collect();
-                let mut task = json!({"id": t.id, "appId": t.app_id, "host": t.host,
-                    "slaveId": "S0", "state": t.state, "ipAddresses": ips, "ports": [], "stagedAt": now_iso()});
-                if let Some(alive) = st.health.get(&t.id) {
-                    task["healthCheckResults"] = json!([{"alive": alive, "consecutiveFailures": if *alive { 0 } else { 1 },
-                        "firstSuccess": now_iso(), "lastFailure": null, "lastSuccess": now_iso(),
-                        "lastFailureCause": null, "instanceId": t.id}]);
-                }
-                apps.entry(&t.app_id).or_default().push(task);
+                apps.entry(&t.app_id).or_default().push(t);
             }
             let embed =
                 query.contains("embed=apps.tasks") && !knobs.omit_tasks.load(Ordering::SeqCst);
@@ -495,32 +582,17 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
             if hide {
                 apps.clear();
             }
-            let specs = st.specs.clone();
-            let list: Vec<Value> = apps
-                .into_iter()
-                .map(|(id, tasks)| {
-                    // Marathon counts running and staged tasks; killing/unreachable ones are
-                    // embedded but in neither count.
-                    let count = |states: &[&str]| {
-                        tasks
-                            .iter()
-                            .filter(|t| states.contains(&t["state"].as_str().unwrap_or("")))
-                            .count()
-                    };
-                    let mut a = json!({"id": id, "instances": tasks.len(), "networks": [{"mode": "container", "name": "contrail-cni-plugin"}],
-                        "tasksRunning": count(&["TASK_RUNNING"]), "tasksStaged": count(&["TASK_STAGING", "TASK_STARTING"])});
-                    if let Some(Value::Object(spec)) = specs.get(id) {
-                        for (k, v) in spec {
-                            a[k] = v.clone();
-                        }
-                    }
-                    if embed {
-                        a["tasks"] = Value::Array(tasks);
-                        a["deployments"] = json!([]);
-                    }
-                    a
-                })
-                .collect();
+            // Written as JSON text straight from the tasks: a `Value` per task made the
+            // listing of 100,000 tasks take seconds (docs/BENCHMARKS.md).
+            let mut out = Vec::with_capacity(64 + st.apps.len() * 256);
+            out.extend_from_slice(br#"{"apps":["#);
+            for (i, (id, tasks)) in apps.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_app(&mut out, id, &tasks, st.specs.get(id), &st.health, embed);
+            }
+            out.extend_from_slice(b"]}");
             drop(st);
             // The listing is taken; whatever the hook does happens after it, before the
             // client has it (a listing that is already stale when it arrives).
@@ -532,7 +604,7 @@ fn serve(mut s: TcpStream, state: &Mutex<State>, knobs: &Knobs, stop: &AtomicBoo
                 &mut s,
                 "200 OK",
                 "application/json",
-                &json!({"apps": list}).to_string(),
+                &String::from_utf8(out).expect("JSON text is UTF-8"),
                 leader_hdr,
             );
         }
@@ -816,5 +888,89 @@ mod tests {
             m.add_task("/a", &format!("a.{i}"), "n", &[], "TASK_STAGING");
         }
         assert_eq!(m.subscribers(), 0);
+    }
+
+    /// The app as the listing built it before it was written as text: a `Value` per task,
+    /// the definition's fields set over the counts, the tasks and deployments last.
+    fn app_value(
+        id: &str,
+        tasks: &[&FakeTask],
+        spec: Option<&Value>,
+        health: &BTreeMap<String, bool>,
+        embed: bool,
+    ) -> Value {
+        let tasks: Vec<Value> = tasks
+            .iter()
+            .map(|t| {
+                let ips: Vec<Value> = t
+                    .ips
+                    .iter()
+                    .map(|i| json!({"ipAddress": i, "protocol": "IPv4"}))
+                    .collect();
+                let mut task = json!({"id": t.id, "appId": t.app_id, "host": t.host,
+                    "slaveId": "S0", "state": t.state, "ipAddresses": ips, "ports": [], "stagedAt": now_iso()});
+                if let Some(alive) = health.get(&t.id) {
+                    task["healthCheckResults"] = json!([{"alive": alive, "consecutiveFailures": if *alive { 0 } else { 1 },
+                        "firstSuccess": now_iso(), "lastFailure": null, "lastSuccess": now_iso(),
+                        "lastFailureCause": null, "instanceId": t.id}]);
+                }
+                task
+            })
+            .collect();
+        let count = |states: &[&str]| {
+            tasks
+                .iter()
+                .filter(|t| states.contains(&t["state"].as_str().unwrap_or("")))
+                .count()
+        };
+        let mut a = json!({"id": id, "instances": tasks.len(), "networks": [{"mode": "container", "name": "contrail-cni-plugin"}],
+            "tasksRunning": count(&["TASK_RUNNING"]), "tasksStaged": count(&["TASK_STAGING", "TASK_STARTING"])});
+        if let Some(Value::Object(spec)) = spec {
+            for (k, v) in spec {
+                a[k] = v.clone();
+            }
+        }
+        if embed {
+            a["tasks"] = Value::Array(tasks);
+            a["deployments"] = json!([]);
+        }
+        a
+    }
+
+    #[test]
+    fn an_app_written_as_text_is_the_value_it_was_built_as() {
+        let task = |id: &str, state: &str, ips: &[&str]| FakeTask {
+            app_id: "/web".into(),
+            id: id.into(),
+            host: "agent \"1\"".into(),
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            state: state.into(),
+        };
+        let ts = [
+            task("web.1", "TASK_RUNNING", &["10.0.0.1"]),
+            task("web.2", "TASK_STAGING", &[]),
+            task("web.3", "TASK_KILLING", &["10.0.0.3", "fd00::3"]),
+            task("web.4", "TASK_STARTING", &["10.0.0.4"]),
+        ];
+        let tasks: Vec<&FakeTask> = ts.iter().collect();
+        let health: BTreeMap<String, bool> =
+            [("web.1".to_owned(), true), ("web.3".to_owned(), false)].into();
+        // A definition field named like a count takes its place; the others follow.
+        let spec = json!({"labels": {"a": "b"}, "instances": 7, "healthChecks": [{"protocol": "HTTP"}],
+            "container": null});
+        for spec in [None, Some(&spec)] {
+            for embed in [false, true] {
+                for tasks in [&tasks[..], &[]] {
+                    let mut text = Vec::new();
+                    write_app(&mut text, "/web", tasks, spec, &health, embed);
+                    assert_eq!(
+                        String::from_utf8(text).unwrap(),
+                        app_value("/web", tasks, spec, &health, embed).to_string(),
+                        "spec {spec:?} embed {embed} tasks {}",
+                        tasks.len()
+                    );
+                }
+            }
+        }
     }
 }

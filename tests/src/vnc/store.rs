@@ -1461,6 +1461,128 @@ impl Store {
         m.close();
     }
 
+    /// The value `key` has in a short list entry asked for with `fields` (`list::entry`: the
+    /// non-detail rendering's value, the items of an array without `href`), written as JSON
+    /// text to `out`; false, with nothing written, when the rendering has no such key. When
+    /// `render` puts a key twice (a property named like a later key), the later value is the
+    /// one it keeps, so the sources are tried from the last `render` writes to the first.
+    pub fn write_short_field(&self, o: &Obj, key: &str, out: &mut Vec<u8>) -> bool {
+        let parent = o.parent.as_ref();
+        match key {
+            "parent_href" if let Some((pt, pu)) = parent => {
+                write_json(out, &self.href(pt, pu));
+                return true;
+            }
+            "href" => {
+                write_json(out, &self.href(&o.ty, &o.uuid));
+                return true;
+            }
+            "perms2" => {
+                out.extend_from_slice(PERMS2);
+                return true;
+            }
+            "id_perms" => {
+                write_id_perms(out, &o.created);
+                return true;
+            }
+            "parent_uuid" if let Some((_, pu)) = parent => {
+                write_json(out, pu);
+                return true;
+            }
+            _ => {}
+        }
+        if key.ends_with("_back_refs") {
+            let backs: Vec<&Obj> = self
+                .back_refs
+                .get(&o.uuid)
+                .into_iter()
+                .flatten()
+                .filter(|(bty, _)| {
+                    bty != "routing-instance" && format!("{}_back_refs", us(bty)) == key
+                })
+                .filter_map(|(_, bu)| self.objs.get(bu))
+                .collect();
+            if !backs.is_empty() {
+                write_items(out, backs, |e, b| {
+                    e.value("to", &b.fq_name);
+                    e.key("attr");
+                    match b
+                        .refs
+                        .get(&o.ty)
+                        .and_then(|rs| rs.iter().find(|r| r.to_uuid == o.uuid))
+                    {
+                        Some(r) => write_json(e.out, &r.attr),
+                        None => e.out.extend_from_slice(b"null"),
+                    }
+                    e.str("uuid", &b.uuid);
+                });
+                return true;
+            }
+        }
+        if key.ends_with('s') {
+            let mut kids: Vec<&Obj> = self
+                .children
+                .get(&o.uuid)
+                .into_iter()
+                .flatten()
+                .filter(|(cty, _)| format!("{}s", us(cty)) == key)
+                .filter_map(|(_, cu)| self.objs.get(cu))
+                .collect();
+            if !kids.is_empty() {
+                kids.sort_by_key(|c| c.seq);
+                write_items(out, kids, |e, c| {
+                    e.value("to", &c.fq_name);
+                    e.str("uuid", &c.uuid);
+                });
+                return true;
+            }
+        }
+        if let Some(refs) = key.strip_suffix("_refs").and_then(|_| {
+            o.refs
+                .iter()
+                .find(|(rty, refs)| !refs.is_empty() && format!("{}_refs", us(rty)) == key)
+                .map(|(_, refs)| refs)
+        }) {
+            write_items(out, refs, |e, r| {
+                if let Some(t) = self.objs.get(&r.to_uuid) {
+                    e.value("to", &t.fq_name);
+                    e.value("attr", &r.attr);
+                    e.str("uuid", &r.to_uuid);
+                }
+            });
+            return true;
+        }
+        if let Some(v) = o.props.get(key) {
+            match v {
+                // Items of an array are written without `href` when they are objects.
+                Value::Array(items) if items.iter().any(|i| i.get("href").is_some()) => {
+                    let items: Vec<Value> = items
+                        .iter()
+                        .map(|i| {
+                            let mut i = i.clone();
+                            if let Some(m) = i.as_object_mut() {
+                                m.remove("href");
+                            }
+                            i
+                        })
+                        .collect();
+                    write_json(out, &items);
+                }
+                v => write_json(out, v),
+            }
+            return true;
+        }
+        match key {
+            "fq_name" => write_json(out, &o.fq_name),
+            "parent_type" if let Some((pt, _)) = parent => write_json(out, pt),
+            "display_name" if !o.boot => write_json(out, o.name()),
+            "name" => write_json(out, o.name()),
+            "uuid" => write_json(out, &o.uuid),
+            _ => return false,
+        }
+        true
+    }
+
     /// An object's children by key (`<type>s`, in key order), each list in creation order:
     /// as `render` lists them.
     fn kids_of<'a>(&'a self, o: &Obj) -> BTreeMap<String, Vec<(&'a str, &'a Obj)>> {
@@ -1534,6 +1656,24 @@ fn write_id_perms(out: &mut Vec<u8>, created: &str) {
     out.extend_from_slice(br#","last_modified":"#);
     write_json(out, created);
     out.extend_from_slice(br#","description":null,"user_visible":true,"creator":null}"#);
+}
+
+/// `[{...},...]`, one object per item, its members written by `f`.
+fn write_items<I: IntoIterator>(
+    out: &mut Vec<u8>,
+    items: I,
+    mut f: impl FnMut(&mut JsonObj<'_>, I::Item),
+) {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut e = JsonObj::open(out);
+        f(&mut e, item);
+        e.close();
+    }
+    out.push(b']');
 }
 
 /// `v` as compact JSON text (strings escaped as serde_json escapes them).
