@@ -19,7 +19,8 @@ pub struct Owned {
     /// Unix seconds of registration (annotation `created-at`), for the reconcile grace.
     pub created_at: u64,
     /// The Marathon task joined to it (the VM's display name when it is not the container id).
-    pub task_id: Option<String>,
+    /// Shared with the cache's task index, which keys by it.
+    pub task_id: Option<Arc<str>>,
     /// The `allow-from` rules its port records (annotation `allow-rules`), if any.
     pub allow_rules: Option<String>,
 }
@@ -76,10 +77,12 @@ struct Attachments {
     /// holds a second copy of 100,000 attachments.
     map: BTreeMap<Key, Arc<Owned>>,
     /// Address -> containers with an interface reporting it.
-    by_ip: HashMap<String, Vec<String>>,
+    by_ip: HashMap<String, Vec<Arc<str>>>,
     /// Joined task id -> its containers; ordered, so the tasks of an instance (`<instance>`,
-    /// `<instance>.<container>`) are one range.
-    by_task: BTreeMap<String, Vec<String>>,
+    /// `<instance>.<container>`) are one range. The task id is the attachment's own, and both
+    /// indexes hold one copy of a container id between them (at 100,000 attachments each
+    /// string held again was ~7 MiB; docs/BENCHMARKS.md).
+    by_task: BTreeMap<Arc<str>, Vec<Arc<str>>>,
 }
 
 /// Pushes onto one of the many small lists of an index: almost every list holds one item, and
@@ -92,16 +95,16 @@ pub fn push_small<T>(v: &mut Vec<T>, x: T) {
     v.push(x);
 }
 
-fn index_add(ix: &mut HashMap<String, Vec<String>>, k: &str, cid: &str) {
+fn index_add(ix: &mut HashMap<String, Vec<Arc<str>>>, k: &str, cid: &Arc<str>) {
     let v = ix.entry(k.to_owned()).or_default();
     if !v.iter().any(|c| c == cid) {
-        push_small(v, cid.to_owned());
+        push_small(v, Arc::clone(cid));
     }
 }
 
-fn index_del(ix: &mut HashMap<String, Vec<String>>, k: &str, cid: &str) {
+fn index_del(ix: &mut HashMap<String, Vec<Arc<str>>>, k: &str, cid: &str) {
     if let Some(v) = ix.get_mut(k) {
-        v.retain(|c| c != cid);
+        v.retain(|c| &**c != cid);
         if v.is_empty() {
             ix.remove(k);
         }
@@ -132,21 +135,21 @@ impl Attachments {
             && !self.still_needs_task(cid, t, ifname)
             && let Some(v) = self.by_task.get_mut(t)
         {
-            v.retain(|c| c != cid);
+            v.retain(|c| &**c != cid.as_str());
             if v.is_empty() {
                 self.by_task.remove(t);
             }
         }
     }
     fn index(&mut self, o: &Owned) {
-        let cid = &o.attachment.container_id;
+        let cid: Arc<str> = Arc::from(o.attachment.container_id.as_str());
         if let Some(ip) = o.attachment.ip.as_deref() {
-            index_add(&mut self.by_ip, ip, cid);
+            index_add(&mut self.by_ip, ip, &cid);
         }
-        if let Some(t) = o.task_id.as_deref() {
-            let v = self.by_task.entry(t.to_owned()).or_default();
-            if !v.iter().any(|c| c == cid) {
-                push_small(v, cid.clone());
+        if let Some(t) = &o.task_id {
+            let v = self.by_task.entry(Arc::clone(t)).or_default();
+            if !v.iter().any(|c| *c == cid) {
+                push_small(v, cid);
             }
         }
     }
@@ -295,10 +298,16 @@ impl Cache {
         let a = r(&self.attachments);
         let mut cids: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         for ip in ips {
-            cids.extend(a.by_ip.get(ip).into_iter().flatten().map(String::as_str));
+            cids.extend(a.by_ip.get(ip).into_iter().flatten().map(|c| &**c));
         }
         for t in tasks {
-            cids.extend(a.by_task.get(t).into_iter().flatten().map(String::as_str));
+            cids.extend(
+                a.by_task
+                    .get(t.as_str())
+                    .into_iter()
+                    .flatten()
+                    .map(|c| &**c),
+            );
         }
         for root in task_roots {
             for (t, v) in a.by_task.range::<str, _>((
@@ -309,7 +318,7 @@ impl Cache {
                     break;
                 }
                 if t.len() == root.len() || t[root.len()..].starts_with('.') {
-                    cids.extend(v.iter().map(String::as_str));
+                    cids.extend(v.iter().map(|c| &**c));
                 }
             }
         }
@@ -339,7 +348,7 @@ impl Cache {
             .map(|(_, o)| Owned::clone(o))
             .collect();
         for mut o in mine {
-            o.task_id = Some(task.to_owned());
+            o.task_id = Some(task.into());
             a.insert(Arc::new(o));
         }
         drop(a);
@@ -425,7 +434,7 @@ mod tests {
             }
             .into(),
             created_at: 0,
-            task_id: task.map(str::to_owned),
+            task_id: task.map(Into::into),
             allow_rules: None,
         }
     }

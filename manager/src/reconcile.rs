@@ -485,7 +485,7 @@ pub fn reconcile<O: std::borrow::Borrow<Owned>>(
             reason,
         };
         match &o.task_id {
-            Some(t) if tasks.by_id.contains_key(t.as_str()) => {}
+            Some(t) if tasks.by_id.contains_key(&**t) => {}
             Some(_) => actions.push(delete("task ended")),
             None if early_owned.contains(&k) && !tasks.node_has_starting_task(o) => {
                 actions.push(delete("its task ended before reporting an address"))
@@ -551,7 +551,7 @@ mod tests {
             }
             .into(),
             created_at,
-            task_id: task.map(str::to_owned),
+            task_id: task.map(Into::into),
             allow_rules: None,
         }
     }

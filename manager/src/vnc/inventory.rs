@@ -175,7 +175,7 @@ impl Writer {
                                 .annotation("created-at")
                                 .and_then(|s| s.parse().ok())
                                 .unwrap_or(0),
-                            task_id,
+                            task_id: task_id.map(Into::into),
                             allow_rules: v.annotation("allow-rules").map(str::to_owned),
                         };
                         // A dual-stack port has one of each family: the IPv4 one is the attachment's

@@ -415,7 +415,7 @@ impl Writer {
             fip_uuids,
             node: self.cache.intern_node(&req.node),
             created_at: now_secs(),
-            task_id: who.map(|w| w.task_id.clone()),
+            task_id: who.map(|w| w.task_id.as_str().into()),
             allow_rules: rules_ann.clone(),
         });
         Ok((attachment, vmi_new))
