@@ -97,7 +97,7 @@ pub fn push_small<T>(v: &mut Vec<T>, x: T) {
 
 fn index_add(ix: &mut HashMap<String, Vec<Arc<str>>>, k: &str, cid: &Arc<str>) {
     let v = ix.entry(k.to_owned()).or_default();
-    if !v.iter().any(|c| c == cid) {
+    if !v.contains(cid) {
         push_small(v, Arc::clone(cid));
     }
 }
@@ -148,7 +148,7 @@ impl Attachments {
         }
         if let Some(t) = &o.task_id {
             let v = self.by_task.entry(Arc::clone(t)).or_default();
-            if !v.iter().any(|c| *c == cid) {
+            if !v.contains(&cid) {
                 push_small(v, cid);
             }
         }
