@@ -28,8 +28,8 @@ impl Writer {
         // the cache plus the few small maps below, not a second copy of every attachment).
         let mine = |o: &VncObject| self.owns(o);
         let mut vms: HashMap<UuidKey, Vm> = HashMap::new();
-        // VMI uuid -> its instance-ips / floating-ips, in list order.
         let mut orphans = Vec::new();
+        // VMI uuid -> its instance-ips / floating-ips, in list order.
         let mut iips: HashMap<UuidKey, Vec<Part>> = HashMap::new();
         let mut fips: HashMap<UuidKey, Vec<Part>> = HashMap::new();
         // The VMs, the instance-ips and the floating IPs do not depend on each other: they are

@@ -1428,17 +1428,7 @@ impl Store {
             }
             for (k, list) in backs {
                 m.objects(&k, list, |e, (bty, b)| {
-                    e.value("to", &b.fq_name);
-                    e.key("attr");
-                    match b
-                        .refs
-                        .get(&o.ty)
-                        .and_then(|rs| rs.iter().find(|r| r.to_uuid == o.uuid))
-                    {
-                        Some(r) => write_json(e.out, &r.attr),
-                        None => e.out.extend_from_slice(b"null"),
-                    }
-                    e.str("uuid", &b.uuid);
+                    write_back_ref(e, o, b);
                     e.str("href", &self.href(bty, &b.uuid));
                 });
             }
@@ -1503,19 +1493,7 @@ impl Store {
                 .filter_map(|(_, bu)| self.objs.get(bu))
                 .collect();
             if !backs.is_empty() {
-                write_items(out, backs, |e, b| {
-                    e.value("to", &b.fq_name);
-                    e.key("attr");
-                    match b
-                        .refs
-                        .get(&o.ty)
-                        .and_then(|rs| rs.iter().find(|r| r.to_uuid == o.uuid))
-                    {
-                        Some(r) => write_json(e.out, &r.attr),
-                        None => e.out.extend_from_slice(b"null"),
-                    }
-                    e.str("uuid", &b.uuid);
-                });
+                write_items(out, backs, |e, b| write_back_ref(e, o, b));
                 return true;
             }
         }
@@ -1656,6 +1634,22 @@ fn write_id_perms(out: &mut Vec<u8>, created: &str) {
     out.extend_from_slice(br#","last_modified":"#);
     write_json(out, created);
     out.extend_from_slice(br#","description":null,"user_visible":true,"creator":null}"#);
+}
+
+/// A back-ref item of `o` from `b`: `to`, `attr` (the attribute of `b`'s ref to `o`, null when
+/// it has none) and `uuid`.
+fn write_back_ref(e: &mut JsonObj<'_>, o: &Obj, b: &Obj) {
+    e.value("to", &b.fq_name);
+    e.key("attr");
+    match b
+        .refs
+        .get(&o.ty)
+        .and_then(|rs| rs.iter().find(|r| r.to_uuid == o.uuid))
+    {
+        Some(r) => write_json(e.out, &r.attr),
+        None => e.out.extend_from_slice(b"null"),
+    }
+    e.str("uuid", &b.uuid);
 }
 
 /// `[{...},...]`, one object per item, its members written by `f`.
