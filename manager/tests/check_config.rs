@@ -278,3 +278,67 @@ fn start_refuses_what_the_check_calls_an_error() {
         "{err}"
     );
 }
+
+/// The environment of a manager started with `env`, once it has settled (it starts itself
+/// again, once, to give glibc larger thread caches); the process is ended after.
+fn settled_environment(env: &[(&str, &str)]) -> Vec<String> {
+    let mut c = Command::new(BIN);
+    c.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--vnc-url",
+        "http://127.0.0.1:1",
+        "--log-level",
+        "off",
+    ]);
+    c.env_clear();
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let read = |pid: u32| -> Vec<String> {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|v| !v.is_empty())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    };
+    // The second start has the marker; a manager that keeps the operator's setting never gets
+    // one, so that case waits the whole (bounded) time.
+    let mut env = read(child.id());
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        env = read(child.id());
+        if env
+            .iter()
+            .any(|v| v.starts_with("CONTRAIL_MESOS_THREAD_CACHES_SET="))
+        {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    env
+}
+
+#[test]
+fn the_manager_runs_with_larger_glibc_thread_caches_unless_the_operator_set_them() {
+    // glibc's loader may split `GLIBC_TUNABLES` in place as it parses it, so the settings are
+    // looked for one by one in what `/proc/<pid>/environ` shows.
+    let has = |env: &[String], s: &str| env.iter().any(|v| v.contains(s));
+    let started_again = |env: &[String]| has(env, "CONTRAIL_MESOS_THREAD_CACHES_SET=1");
+    let env = settled_environment(&[]);
+    assert!(started_again(&env), "{env:?}");
+    assert!(has(&env, "glibc.malloc.tcache_count=512"), "{env:?}");
+    // Other tunables are kept, the cache size added.
+    let env = settled_environment(&[("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576")]);
+    assert!(started_again(&env), "{env:?}");
+    assert!(has(&env, "glibc.malloc.trim_threshold=1048576"), "{env:?}");
+    assert!(has(&env, "glibc.malloc.tcache_count=512"), "{env:?}");
+    // The operator's own cache size stands: no second start.
+    let env = settled_environment(&[("GLIBC_TUNABLES", "glibc.malloc.tcache_count=7")]);
+    assert!(!started_again(&env), "{env:?}");
+    assert!(has(&env, "glibc.malloc.tcache_count=7"), "{env:?}");
+    assert!(!has(&env, "tcache_count=512"), "{env:?}");
+}
