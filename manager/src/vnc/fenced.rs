@@ -42,6 +42,10 @@ impl VncApi for Fenced {
         self.check("create")?;
         self.inner.create(ty, obj)
     }
+    fn create_text(&self, ty: &str, obj: &str) -> Result<String, VncError> {
+        self.check("create")?;
+        self.inner.create_text(ty, obj)
+    }
     fn read(&self, ty: &str, uuid: &str) -> Result<VncObject, VncError> {
         self.inner.read(ty, uuid)
     }
@@ -190,6 +194,7 @@ mod tests {
             f.delete("virtual-machine", "b"),
             f.update("virtual-machine", "b", Value::Null),
             f.create("instance-ip", Value::Null).map(|_| ()),
+            f.create_text("instance-ip", "{}").map(|_| ()),
             f.ref_update("virtual-router", "r", "virtual-machine", "b", RefOp::Delete),
         ];
         for w in &writes {
@@ -208,6 +213,6 @@ mod tests {
                 "fqname domain"
             ]
         );
-        assert_eq!(metrics.fenced_writes.load(Relaxed), 4);
+        assert_eq!(metrics.fenced_writes.load(Relaxed), 5);
     }
 }

@@ -1,5 +1,6 @@
 //! Everything that talks to the Contrail VNC config API.
 
+pub mod bodies;
 pub mod client;
 pub mod dns;
 pub mod fabric;

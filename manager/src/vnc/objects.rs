@@ -10,7 +10,27 @@ use super::model::annotations;
 use super::planning::{NetKind, NetSpec};
 use super::writer::{AttachError, Writer, bad};
 
+/// A create's uuid and `true`, or on `409 already exists` the existing object's and `false`.
+fn or_existing(r: Result<String, VncError>) -> Result<(String, bool), VncError> {
+    match r {
+        Ok(u) => Ok((u, true)),
+        Err(e) => match e.existing_uuid() {
+            Some(u) => Ok((u, false)),
+            None => Err(e),
+        },
+    }
+}
+
 impl Writer {
+    /// `create_or_reuse` of a body already written as JSON text.
+    pub(crate) fn create_text_or_reuse(
+        &self,
+        ty: &str,
+        body: &str,
+    ) -> Result<(String, bool), VncError> {
+        or_existing(self.api.create_text(ty, body))
+    }
+
     /// A shared object's uuid by fq_name, cached.
     pub(crate) fn lookup(&self, ty: &str, fq: &[String]) -> Result<Option<String>, AttachError> {
         if let Some(u) = self.cache.name(ty, fq) {
@@ -29,13 +49,7 @@ impl Writer {
         ty: &str,
         body: Value,
     ) -> Result<(String, bool), VncError> {
-        match self.api.create(ty, body) {
-            Ok(u) => Ok((u, true)),
-            Err(e) => match e.existing_uuid() {
-                Some(u) => Ok((u, false)),
-                None => Err(e),
-            },
-        }
+        or_existing(self.api.create(ty, body))
     }
 
     /// The project, created when absent. A project made for a group network carries the

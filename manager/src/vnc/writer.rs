@@ -11,6 +11,7 @@ use serde_json::json;
 
 use std::collections::HashSet;
 
+use super::bodies::{self, Annotations, Ref};
 use super::client::{RefOp, VncApi, VncError};
 use super::ids::{Family, fip_name, iip_name, index_of, legacy_port_name, mac_for, port_name};
 use super::model::{VncObject, annotations};
@@ -266,10 +267,10 @@ impl Writer {
                 format!("{ip} is outside the subnets of {}", p.vn_fq.join(":")),
             ));
         }
-        let mut sg_refs = Vec::new();
+        let mut sg_uuids = Vec::new();
         for g in &p.sgs {
             match self.lookup("security-group", g)? {
-                Some(u) => sg_refs.push(json!({"to": g, "uuid": u})),
+                Some(u) => sg_uuids.push(u),
                 None => {
                     return Err(bad(
                         "security-groups",
@@ -304,10 +305,20 @@ impl Writer {
         let vm_uuid = vm_uuid_for(cid);
         // The display name is the Marathon task once known (the join the reconciler uses).
         let display = who.map(|w| w.task_id.as_str()).unwrap_or(cid);
-        let vm_body = json!({"uuid": vm_uuid, "fq_name": [cid], "display_name": display, "server_type": "container",
-            "annotations": annotations(&[("owner", &self.cfg.owner), ("cluster", &self.cfg.cluster),
-                ("container-id", cid), ("created-at", &created_at), ("kind", "mesos-container")])});
-        let (vm_uuid, vm_new) = self.create_or_reuse("virtual-machine", vm_body)?;
+        let vm_body = bodies::text(&bodies::VirtualMachine {
+            uuid: &vm_uuid,
+            fq_name: [cid],
+            display_name: display,
+            server_type: "container",
+            annotations: Annotations(&[
+                ("owner", &self.cfg.owner),
+                ("cluster", &self.cfg.cluster),
+                ("container-id", cid),
+                ("created-at", &created_at),
+                ("kind", "mesos-container"),
+            ]),
+        });
+        let (vm_uuid, vm_new) = self.create_text_or_reuse("virtual-machine", &vm_body)?;
         if vm_new {
             created.vm = Some(vm_uuid.clone());
         }
@@ -337,14 +348,30 @@ impl Writer {
         if let Some(r) = &rules_ann {
             vmi_ann.push(("allow-rules", r.as_str()));
         }
-        let vmi_body = json!({"uuid": vmi_uuid, "fq_name": vmi_fq, "parent_type": "project", "display_name": name,
-            "virtual_network_refs": [{"to": p.vn_fq, "uuid": vn}],
-            "virtual_machine_refs": [{"to": [cid], "uuid": vm_uuid}],
-            "security_group_refs": sg_refs,
-            "virtual_machine_interface_mac_addresses": {"mac_address": [mac]},
-            "annotations": annotations(&vmi_ann)});
+        let sg_refs: Vec<Ref<'_>> = (p.sgs.iter().zip(&sg_uuids))
+            .map(|(to, uuid)| Ref { to, uuid })
+            .collect();
+        let vmi_body = bodies::text(&bodies::VirtualMachineInterface {
+            uuid: &vmi_uuid,
+            fq_name: &vmi_fq,
+            parent_type: "project",
+            display_name: &name,
+            virtual_network_refs: [Ref {
+                to: &p.vn_fq,
+                uuid: &vn,
+            }],
+            virtual_machine_refs: [bodies::VmRef {
+                to: [cid],
+                uuid: &vm_uuid,
+            }],
+            security_group_refs: &sg_refs,
+            virtual_machine_interface_mac_addresses: bodies::MacAddresses {
+                mac_address: [&mac],
+            },
+            annotations: Annotations(&vmi_ann),
+        });
         let (vmi_uuid, vmi_new, mac, index) = match self
-            .create_or_reuse("virtual-machine-interface", vmi_body)?
+            .create_text_or_reuse("virtual-machine-interface", &vmi_body)?
         {
             (u, true) => (u, true, mac, index),
             (u, false) => {
@@ -437,16 +464,23 @@ impl Writer {
         for family in families {
             let name = iip_name(&req.container_id, &req.ifname, family);
             let requested = p.ip.filter(|ip| family_of(ip) == family);
-            let mut iip = json!({"fq_name": [name], "virtual_network_refs": [{"to": p.vn_fq, "uuid": port.vn}],
-                "virtual_machine_interface_refs": [{"to": port.vmi_fq, "uuid": port.vmi_uuid}],
-                "annotations": annotations(port.owner)});
-            if family == Family::V6 || families_of(port.subnets, None).len() > 1 {
-                iip["instance_ip_family"] = json!(family.vnc());
-            }
-            if let Some(ip) = requested {
-                iip["instance_ip_address"] = json!(ip.to_string());
-            }
-            let (u, ip) = match self.create_or_reuse("instance-ip", iip) {
+            let iip = bodies::text(&bodies::InstanceIp {
+                fq_name: [&name],
+                virtual_network_refs: [Ref {
+                    to: &p.vn_fq,
+                    uuid: port.vn,
+                }],
+                virtual_machine_interface_refs: [Ref {
+                    to: port.vmi_fq,
+                    uuid: port.vmi_uuid,
+                }],
+                annotations: Annotations(port.owner),
+                instance_ip_family: (family == Family::V6
+                    || families_of(port.subnets, None).len() > 1)
+                    .then(|| family.vnc()),
+                instance_ip_address: requested.map(|ip| ip.to_string()),
+            });
+            let (u, ip) = match self.create_text_or_reuse("instance-ip", &iip) {
                 Ok((u, true)) if requested.is_some() => {
                     created.iips.push(u.clone());
                     (u, requested.map(|i| i.to_string()).unwrap_or_default())
