@@ -114,8 +114,17 @@ mod tests {
 
     #[test]
     fn annotations_are_written_as_the_value_tree_was() {
-        same(text(&Annotations(PAIRS)), annotations(PAIRS));
-        same(text(&Annotations(&[])), annotations(&[]));
+        let tree = |pairs: &[(&str, &str)]| {
+            let kv: Vec<serde_json::Value> = pairs
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            json!({ "key_value_pair": kv })
+        };
+        same(text(&Annotations(PAIRS)), tree(PAIRS));
+        same(text(&Annotations(&[])), tree(&[]));
+        // The `Value` form, for the bodies still built as trees, is the same shape.
+        assert_eq!(annotations(PAIRS), tree(PAIRS));
     }
 
     #[test]

@@ -451,9 +451,8 @@ impl HttpVnc {
         }
     }
 
-    /// Exchange with retries; maps non-2xx to `VncError::Status`.
-    /// One VNC exchange, retried while the failure is transient. The body is serialised
-    /// once by the caller, not once per attempt.
+    /// One VNC exchange, retried while the failure is transient; maps non-2xx to
+    /// `VncError::Status`. The body is serialised once by the caller, not once per attempt.
     fn call(
         &self,
         op: &str,
@@ -521,6 +520,15 @@ struct RefUpdateBody<'a> {
 }
 
 impl HttpVnc {
+    /// `POST /<type>s` of an enveloped body; the created object's uuid.
+    fn post_create(&self, ty: &str, body: &[u8]) -> Result<String, VncError> {
+        let text = self.call("create", "POST", &format!("/{ty}s"), Some(body))?;
+        decode_enveloped::<CreatedRef>(&text, ty)
+            .map_err(|e| VncError::Decode(format!("create {ty}: {e}")))?
+            .and_then(|c| c.uuid)
+            .ok_or_else(|| VncError::Decode(format!("create {ty}: no uuid")))
+    }
+
     /// `POST /ref-update` (tf-api-client `ref_update`): one ref added or removed, with the
     /// link's attribute (null for refs that have none).
     fn post_ref_update(
@@ -548,10 +556,7 @@ impl HttpVnc {
 
 impl VncApi for HttpVnc {
     fn create(&self, ty: &str, obj: Value) -> Result<String, VncError> {
-        self.create_text(
-            ty,
-            &serde_json::to_string(&obj).expect("a JSON value always serialises"),
-        )
+        self.post_create(ty, &json_bytes(&json!({ ty: obj })))
     }
 
     fn create_text(&self, ty: &str, obj: &str) -> Result<String, VncError> {
@@ -562,11 +567,7 @@ impl VncApi for HttpVnc {
         body.extend_from_slice(b"\":");
         body.extend_from_slice(obj.as_bytes());
         body.push(b'}');
-        let text = self.call("create", "POST", &format!("/{ty}s"), Some(&body))?;
-        decode_enveloped::<CreatedRef>(&text, ty)
-            .map_err(|e| VncError::Decode(format!("create {ty}: {e}")))?
-            .and_then(|c| c.uuid)
-            .ok_or_else(|| VncError::Decode(format!("create {ty}: no uuid")))
+        self.post_create(ty, &body)
     }
 
     fn read(&self, ty: &str, uuid: &str) -> Result<VncObject, VncError> {

@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RefEntry {
@@ -200,13 +200,10 @@ fn cidrs(subs: &[Value]) -> Vec<ipnet::IpNet> {
         .collect()
 }
 
-/// `annotations` as VNC's `KeyValuePairs`.
+/// `annotations` as VNC's `KeyValuePairs`, for a body built as a `Value` (the one shape is
+/// `bodies::Annotations`).
 pub fn annotations(pairs: &[(&str, &str)]) -> Value {
-    let kv: Vec<Value> = pairs
-        .iter()
-        .map(|(k, v)| json!({"key": k, "value": v}))
-        .collect();
-    json!({ "key_value_pair": kv })
+    serde_json::to_value(super::bodies::Annotations(pairs)).expect("strings always serialise")
 }
 
 /// Streams a detail list `{"<type>s": [{"<type>": {...}}, ...], "marker": ...}`: each object

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::vnc::store::write_json;
+
 /// A task as the stand-in keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FakeTask {
@@ -411,9 +413,6 @@ fn write_app(
     health: &BTreeMap<String, bool>,
     embed: bool,
 ) {
-    fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
-        serde_json::to_writer(out, v).expect("JSON into memory");
-    }
     // Marathon counts running and staged tasks; killing/unreachable ones are embedded but in
     // neither count.
     let count = |states: &[&str]| {
@@ -449,7 +448,7 @@ fn write_app(
         if i > 0 {
             out.push(b',');
         }
-        put(out, k.as_str());
+        write_json(out, k.as_str());
         out.push(b':');
         if embed && k == "tasks" {
             out.push(b'[');
@@ -461,7 +460,7 @@ fn write_app(
             }
             out.push(b']');
         } else {
-            put(out, v);
+            write_json(out, v);
         }
     }
     out.push(b'}');
@@ -469,33 +468,31 @@ fn write_app(
 
 /// One embedded task as JSON text, with its health-check result when it has one.
 fn write_task(out: &mut Vec<u8>, t: &FakeTask, alive: Option<bool>) {
-    let w =
-        |out: &mut Vec<u8>, v: &str| serde_json::to_writer(&mut *out, v).expect("JSON into memory");
     out.extend_from_slice(br#"{"id":"#);
-    w(out, &t.id);
+    write_json(out, &t.id);
     out.extend_from_slice(br#","appId":"#);
-    w(out, &t.app_id);
+    write_json(out, &t.app_id);
     out.extend_from_slice(br#","host":"#);
-    w(out, &t.host);
+    write_json(out, &t.host);
     out.extend_from_slice(br#","slaveId":"S0","state":"#);
-    w(out, &t.state);
+    write_json(out, &t.state);
     out.extend_from_slice(br#","ipAddresses":["#);
     for (i, ip) in t.ips.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(br#"{"ipAddress":"#);
-        w(out, ip);
+        write_json(out, ip);
         out.extend_from_slice(br#","protocol":"IPv4"}"#);
     }
     out.extend_from_slice(br#"],"ports":[],"stagedAt":"#);
-    w(out, &now_iso());
+    write_json(out, &now_iso());
     if let Some(alive) = alive {
         out.extend_from_slice(br#","healthCheckResults":"#);
         let h = json!([{"alive": alive, "consecutiveFailures": if alive { 0 } else { 1 },
             "firstSuccess": now_iso(), "lastFailure": null, "lastSuccess": now_iso(),
             "lastFailureCause": null, "instanceId": t.id}]);
-        serde_json::to_writer(&mut *out, &h).expect("JSON into memory");
+        write_json(out, &h);
     }
     out.push(b'}');
 }

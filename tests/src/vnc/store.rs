@@ -1708,19 +1708,10 @@ impl<'a> JsonObj<'a> {
         &mut self,
         k: &str,
         items: I,
-        mut f: impl FnMut(&mut JsonObj<'_>, I::Item),
+        f: impl FnMut(&mut JsonObj<'_>, I::Item),
     ) {
         self.key(k);
-        self.out.push(b'[');
-        for (i, item) in items.into_iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            let mut e = JsonObj::open(self.out);
-            f(&mut e, item);
-            e.close();
-        }
-        self.out.push(b']');
+        write_items(self.out, items, f);
     }
     pub fn close(self) {
         self.out.push(b'}');
